@@ -1,0 +1,235 @@
+"""The ``totes`` command: seed and change a source, create the warehouse, run the product.
+
+Every failure a user can cause (an unreachable host, a wrong password, a schema
+already in place, a malformed snapshot) ends in one line on stderr that names
+the problem, and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from totes.db import connect, create_database, describe, row_counts, with_database
+from totes.errors import TotesError
+from totes.names import (
+    LOAD_LEDGER_TABLE,
+    SOURCE_DATABASE,
+    SOURCE_TABLES,
+    WAREHOUSE_DATABASE,
+    WAREHOUSE_TABLES,
+)
+
+EXIT_FAILURE = 1
+
+# soft_wrap: a message stays one line whatever the terminal width, so logs and CI keep it whole.
+_console = Console(highlight=False, soft_wrap=True)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
+def _progress(table: str, rows: int) -> None:
+    _console.print(f"  {table:<16} {rows:>12,} rows")
+
+
+def _seed(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    with connect(args.dsn) as conn:
+        if args.from_snapshot:
+            # Imported here: the generator and snapshot modules are not needed by other commands.
+            from totes.source.snapshot import load_snapshot  # noqa: PLC0415
+
+            _console.print(f"Loading snapshot {args.from_snapshot} into {describe(args.dsn)}")
+            result = load_snapshot(
+                conn, args.from_snapshot, replace=args.replace, on_table=_progress
+            )
+            for table in result.missing_tables:
+                _console.print(f"  {table:<16} not in the snapshot: left empty")
+            total = sum(result.rows.values())
+        else:
+            from totes.source.generator import seed_synthetic  # noqa: PLC0415
+
+            _console.print(
+                f"Seeding {describe(args.dsn)} at scale {args.scale:g} with seed {args.seed}"
+            )
+            rows = seed_synthetic(
+                conn, scale=args.scale, seed=args.seed, replace=args.replace, on_table=_progress
+            )
+            total = sum(rows.values())
+    _console.print(f"Seeded {total:,} rows in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _mutate(args: argparse.Namespace) -> int:
+    from totes.source.mutate import mutate  # noqa: PLC0415
+
+    with connect(args.dsn) as conn:
+        report = mutate(conn, seed=args.seed, changes=args.changes)
+    for kind, count in sorted(report.kinds.items()):
+        _console.print(f"  {kind:<22} {count:>6,}")
+    _console.print(f"Applied {sum(report.kinds.values()):,} changes to {describe(args.dsn)}")
+    return 0
+
+
+def _warehouse_init(args: argparse.Namespace) -> int:
+    from totes.warehouse.schema import init_warehouse  # noqa: PLC0415
+
+    with connect(args.dsn) as conn:
+        created = init_warehouse(conn)
+    if created:
+        _console.print(f"Created {len(created)} warehouse tables in {describe(args.dsn)}")
+    else:
+        _console.print(f"Warehouse in {describe(args.dsn)} is up to date: nothing to create")
+    return 0
+
+
+def _counts_table(title: str, counts: dict[str, int], tables: Sequence[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name in tables:
+        table.add_row(name, f"{counts[name]:,}" if name in counts else "(missing)")
+    return table
+
+
+def _counts(args: argparse.Namespace) -> int:
+    with connect(args.dsn) as conn:
+        counts = row_counts(conn, (*SOURCE_TABLES, *WAREHOUSE_TABLES, LOAD_LEDGER_TABLE))
+    present = [name for name in (*SOURCE_TABLES, *WAREHOUSE_TABLES) if name in counts]
+    _console.print(_counts_table(describe(args.dsn), counts, present or list(SOURCE_TABLES)))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from totes.local.postgres import start_embedded  # noqa: PLC0415
+    from totes.source.generator import seed_synthetic  # noqa: PLC0415
+    from totes.source.schema import existing_source_tables  # noqa: PLC0415
+    from totes.warehouse.schema import init_warehouse  # noqa: PLC0415
+
+    server = None
+    source_dsn, warehouse_dsn = args.source_dsn, args.warehouse_dsn
+    if not (source_dsn and warehouse_dsn):
+        server = start_embedded(args.data_dir / "postgres")
+        _console.print(f"Using {server.describe()} (data in {args.data_dir})")
+        for name in (SOURCE_DATABASE, WAREHOUSE_DATABASE):
+            create_database(server.admin_dsn, name)
+        source_dsn = source_dsn or with_database(server.admin_dsn, SOURCE_DATABASE)
+        warehouse_dsn = warehouse_dsn or with_database(server.admin_dsn, WAREHOUSE_DATABASE)
+    with connect(source_dsn) as conn:
+        if not existing_source_tables(conn) and not args.source_dsn:
+            _console.print(f"Seeding an empty source at scale {args.scale:g}")
+            seed_synthetic(conn, scale=args.scale, seed=args.seed, on_table=_progress)
+        source_counts = row_counts(conn, SOURCE_TABLES)
+    with connect(warehouse_dsn) as conn:
+        init_warehouse(conn)
+        warehouse_counts = row_counts(conn, (*WAREHOUSE_TABLES, LOAD_LEDGER_TABLE))
+    _console.print(_counts_table(f"source {describe(source_dsn)}", source_counts, SOURCE_TABLES))
+    _console.print(
+        _counts_table(f"warehouse {describe(warehouse_dsn)}", warehouse_counts, WAREHOUSE_TABLES)
+    )
+    _console.print(f"Open the warehouse with: psql '{warehouse_dsn}'")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``totes`` argument parser (exposed for tests and documentation)."""
+    parser = argparse.ArgumentParser(
+        prog="totes",
+        description="Move the totesys operational database into a star-schema warehouse.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    seed = commands.add_parser("seed", help="create the totesys schema and fill it")
+    seed.add_argument("--dsn", required=True, help="the source database (libpq DSN or URI)")
+    seed.add_argument(
+        "--scale",
+        type=_positive_float,
+        default=1.0,
+        help="1 = the client's real volumes (default), 0.01 small, 100 large",
+    )
+    seed.add_argument("--seed", type=int, default=0, help="random seed (same seed, same rows)")
+    seed.add_argument(
+        "--from-snapshot",
+        type=Path,
+        metavar="DIR",
+        help="load a folder of <table>.jsonl.gz files instead of generating data",
+    )
+    seed.add_argument(
+        "--replace",
+        action="store_true",
+        help="drop an existing totesys schema first (its data is lost)",
+    )
+    seed.set_defaults(handler=_seed)
+
+    mutate = commands.add_parser("mutate", help="apply realistic changes to a seeded source")
+    mutate.add_argument("--dsn", required=True, help="the source database")
+    mutate.add_argument("--seed", type=int, default=0, help="chooses the changes")
+    mutate.add_argument("--changes", type=_non_negative_int, default=100, help="how many")
+    mutate.set_defaults(handler=_mutate)
+
+    warehouse = commands.add_parser("warehouse", help="manage the warehouse schema")
+    warehouse_commands = warehouse.add_subparsers(dest="warehouse_command", required=True)
+    init = warehouse_commands.add_parser("init", help="create the star schema (idempotent)")
+    init.add_argument("--dsn", required=True, help="the warehouse database")
+    init.set_defaults(handler=_warehouse_init)
+
+    counts = commands.add_parser("counts", help="row counts of the totesys and warehouse tables")
+    counts.add_argument("--dsn", required=True, help="a source or warehouse database")
+    counts.set_defaults(handler=_counts)
+
+    run = commands.add_parser("run", help="run the product on this machine")
+    run.add_argument("--source-dsn", help="an existing totesys source (no seeding)")
+    run.add_argument("--warehouse-dsn", help="an existing warehouse database")
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".totes"),
+        help="where the embedded PostgreSQL keeps its files (default .totes)",
+    )
+    run.add_argument("--scale", type=_positive_float, default=1.0, help="scale of a new source")
+    run.add_argument("--seed", type=int, default=0, help="random seed of a new source")
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``totes`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except TotesError as exc:
+        sys.stdout.flush()
+        print(f"totes: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("totes: interrupted", file=sys.stderr)
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

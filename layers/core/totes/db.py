@@ -1,0 +1,230 @@
+"""Connections to PostgreSQL with errors a user can act on.
+
+libpq reports connection failures as one generic ``OperationalError`` whose only
+detail is a localised message. Rather than parse that text, :func:`connect`
+finds out *which* step failed by behaviour: whether anything listens at the
+address, and whether the same credentials open the maintenance database.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from totes.errors import (
+    AuthenticationFailedError,
+    DatabaseNotFoundError,
+    DatabaseUnreachableError,
+)
+
+DEFAULT_CONNECT_TIMEOUT_S = 10
+MAINTENANCE_DATABASE = "postgres"
+
+
+def describe(dsn: str) -> str:
+    """Return ``user@host:port/dbname`` for a DSN, never its password.
+
+    Examples
+    --------
+    >>> describe("postgresql://ann:secret@db.example.com:6543/totesys")
+    'ann@db.example.com:6543/totesys'
+    """
+    params = conninfo_to_dict(dsn)
+    host = str(params.get("host") or "localhost")
+    port = str(params.get("port") or "5432")
+    user = params.get("user")
+    database = params.get("dbname") or user or "?"
+    prefix = f"{user}@" if user else ""
+    return f"{prefix}{host}:{port}/{database}"
+
+
+def with_database(dsn: str, database: str) -> str:
+    """Return the DSN pointing at another database on the same server.
+
+    Examples
+    --------
+    >>> with_database("postgresql://postgres@127.0.0.1:5432/postgres", "totesys")
+    'host=127.0.0.1 port=5432 user=postgres dbname=totesys'
+    """
+    return make_conninfo(dsn, dbname=database)
+
+
+def connect(dsn: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:
+    """Open a connection, or raise an error that names what went wrong.
+
+    Parameters
+    ----------
+    dsn
+        A libpq connection string or URI.
+    autocommit
+        Open the connection in autocommit mode (needed for CREATE DATABASE).
+    **kwargs
+        Passed on to :func:`psycopg.connect`.
+
+    Raises
+    ------
+    DatabaseUnreachableError
+        Nothing listens at the host and port (or the host name does not resolve).
+    AuthenticationFailedError
+        The server rejected the user name or password.
+    DatabaseNotFoundError
+        The credentials work but the database does not exist.
+
+    Examples
+    --------
+    >>> with connect("postgresql://postgres@127.0.0.1:5432/postgres") as conn:  # doctest: +SKIP
+    ...     conn.execute("SELECT 1").fetchone()
+    (1,)
+    """
+    kwargs.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S)
+    try:
+        return psycopg.connect(dsn, autocommit=autocommit, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise _classify_connection_failure(dsn, exc) from exc
+
+
+def _classify_connection_failure(dsn: str, exc: psycopg.OperationalError) -> Exception:
+    where = describe(dsn)
+    if not _server_listens(dsn):
+        return DatabaseUnreachableError(
+            f"cannot reach PostgreSQL at {where}: nothing listens there"
+        )
+    params = conninfo_to_dict(dsn)
+    if params.get("dbname") not in (None, MAINTENANCE_DATABASE):
+        try:
+            psycopg.connect(with_database(dsn, MAINTENANCE_DATABASE), connect_timeout=5).close()
+        except psycopg.OperationalError:
+            pass
+        else:
+            return DatabaseNotFoundError(
+                f"database {params['dbname']!r} does not exist on {where.split('/')[0]}"
+            )
+    return AuthenticationFailedError(
+        f"PostgreSQL at {where} refused the login: check the user name and password"
+    )
+
+
+def _server_listens(dsn: str) -> bool:
+    params = conninfo_to_dict(dsn)
+    host = str(params.get("host") or "/var/run/postgresql")
+    port = int(params.get("port") or 5432)
+    timeout = float(params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT_S)
+    for one_host in host.split(","):
+        if one_host.startswith("/"):
+            if Path(one_host, f".s.PGSQL.{port}").exists():
+                return True
+            continue
+        try:
+            with socket.create_connection((one_host, port), timeout=timeout):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def database_exists(admin: psycopg.Connection[Any], name: str) -> bool:
+    """Tell whether the server behind ``admin`` has a database called ``name``."""
+    row = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return row is not None
+
+
+def create_database(admin_dsn: str, name: str, *, template: str | None = None) -> None:
+    """Create database ``name`` unless it exists (optionally as a copy of ``template``)."""
+    with connect(admin_dsn, autocommit=True) as admin:
+        if database_exists(admin, name):
+            return
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        admin.execute(statement)
+
+
+def drop_database(admin_dsn: str, name: str) -> None:
+    """Drop database ``name`` if it exists, closing its sessions first."""
+    with connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def row_counts(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> dict[str, int]:
+    """Return the exact row count of each table (tables that do not exist are left out)."""
+    present = {
+        row[0]
+        for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_name = ANY(%s)",
+            (list(tables),),
+        )
+    }
+    counts: dict[str, int] = {}
+    for table in tables:
+        if table in present:
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+            ).fetchone()
+            counts[table] = int(row[0]) if row else 0
+    return counts
+
+
+def copy_field(value: object) -> str:
+    """Render one value in PostgreSQL's COPY text format.
+
+    Examples
+    --------
+    >>> [copy_field(v) for v in (None, True, "O'Keefe", "a\tb")]
+    ['\\N', 't', "O'Keefe", 'a\\tb']
+    """
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return (
+        str(value)
+        .replace("\\", "\\\\")
+        .replace("\t", "\\t")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+    )
+
+
+_COPY_CHUNK_BYTES = 1 << 20
+
+
+def copy_lines(
+    conn: psycopg.Connection[Any], table: str, columns: list[str], lines: Iterable[str]
+) -> int:
+    """Stream COPY text-format lines into ``table``; return how many rows went in."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    rows = 0
+    with conn.cursor() as cursor, cursor.copy(statement) as copy:
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            chunk.append(line)
+            size += len(line)
+            rows += 1
+            if size >= _COPY_CHUNK_BYTES:
+                copy.write("".join(chunk))
+                chunk, size = [], 0
+        if chunk:
+            copy.write("".join(chunk))
+    return rows
+
+
+def table_columns(conn: psycopg.Connection[Any], table: str) -> list[str]:
+    """Column names of ``table`` in their declared order."""
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+        (table,),
+    ).fetchall()
+    return [row[0] for row in rows]

@@ -1,0 +1,87 @@
+"""Names shared by the CDK application and the runtime.
+
+This module must stay free of third-party imports: the infrastructure side
+imports it to name metrics, tables and prefixes exactly as the handlers do, so
+no name is written twice.
+"""
+
+from typing import Final
+
+SOURCE_DATABASE: Final = "totesys"
+WAREHOUSE_DATABASE: Final = "warehouse"
+
+#: The 11 totesys tables the pipeline extracts, in foreign-key order
+#: (every table appears after the tables it references).
+SOURCE_TABLES: Final[tuple[str, ...]] = (
+    "address",
+    "counterparty",
+    "currency",
+    "department",
+    "design",
+    "payment_type",
+    "staff",
+    "sales_order",
+    "purchase_order",
+    "transaction",
+    "payment",
+)
+
+#: Primary key column of each source table.
+SOURCE_PRIMARY_KEYS: Final[dict[str, str]] = {table: f"{table}_id" for table in SOURCE_TABLES}
+
+#: Source tables that Prisma creates and the pipeline must never read.
+IGNORED_SOURCE_TABLES: Final[tuple[str, ...]] = ("_prisma_migrations",)
+
+DIMENSION_TABLES: Final[tuple[str, ...]] = (
+    "dim_date",
+    "dim_staff",
+    "dim_location",
+    "dim_currency",
+    "dim_design",
+    "dim_counterparty",
+    "dim_payment_type",
+    "dim_transaction",
+)
+
+FACT_TABLES: Final[tuple[str, ...]] = (
+    "fact_sales_order",
+    "fact_purchase_order",
+    "fact_payment",
+)
+
+WAREHOUSE_TABLES: Final[tuple[str, ...]] = DIMENSION_TABLES + FACT_TABLES
+
+#: The warehouse table that records every loaded gold file (exactly-once loads).
+LOAD_LEDGER_TABLE: Final = "load_ledger"
+
+#: Secrets Manager names of the database credentials (JSON: host, port, user,
+#: password, database).
+SOURCE_SECRET_NAME: Final = "totesys_db_credentials"  # noqa: S105 (a name, not a secret)
+WAREHOUSE_SECRET_NAME: Final = "postgres_db_credentials"  # noqa: S105 (a name, not a secret)
+
+#: CloudWatch namespace of every metric the handlers emit (Powertools EMF).
+METRICS_NAMESPACE: Final = "Totes/DataPlatform"
+#: Powertools ``service`` dimension, shared by every handler.
+SERVICE_NAME: Final = "totes-pipeline"
+
+
+class MetricName:
+    """Metric names emitted by the handlers and alarmed on by monitoring."""
+
+    ROWS_INGESTED: Final = "RowsIngested"
+    BYTES_WRITTEN: Final = "BytesWritten"
+    INGEST_DURATION_MS: Final = "IngestDurationMs"
+    ROWS_TRANSFORMED: Final = "RowsTransformed"
+    ROWS_LOADED: Final = "RowsLoaded"
+    ROWS_SKIPPED_AS_DUPLICATE: Final = "RowsSkippedAsDuplicate"
+    LOAD_DURATION_MS: Final = "LoadDurationMs"
+    FRESHNESS_LAG_SECONDS: Final = "FreshnessLagSeconds"
+
+
+#: The client's requirement: data older than this in the warehouse raises an alarm.
+FRESHNESS_LAG_ALARM_SECONDS: Final = 30 * 60
+
+#: Key prefixes inside the buckets.
+RAW_MANIFEST_PREFIX: Final = "_manifests"
+MIRROR_PREFIX: Final = "mirror"
+REJECTS_PREFIX: Final = "rejects"

