@@ -103,8 +103,10 @@ def test_non_ascii_names_survive_the_trip_into_postgres(full_scale_source_dsn: s
             "SELECT count(*) FROM counterparty WHERE commercial_contact ~ '[^[:ascii:]]' "
             "OR delivery_contact ~ '[^[:ascii:]]'"
         ).fetchone()
-    assert row is not None and row[0] >= 1
-    assert contacts is not None and contacts[0] >= 1
+    assert row is not None
+    assert row[0] >= 1
+    assert contacts is not None
+    assert contacts[0] >= 1
 
 
 def test_every_transaction_belongs_to_exactly_one_order_and_has_one_payment(
@@ -164,7 +166,7 @@ def _fingerprints(dsn: str) -> dict[str, str]:
     with connect(dsn) as conn:
         return {
             table: conn.execute(
-                f"SELECT md5(string_agg(t::text, E'\\n' ORDER BY {table}_id)) FROM {table} t"  # noqa: S608 (fixed table names)
+                f"SELECT md5(string_agg(t::text, E'\\n' ORDER BY {table}_id)) FROM {table} t"
             ).fetchone()[0]
             for table in SOURCE_TABLES
         }

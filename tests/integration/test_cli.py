@@ -1,0 +1,150 @@
+"""What a user sees from `totes` against real servers: results, or one clear line of error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from totes.cli import EXIT_FAILURE, main
+from totes.db import connect, create_database, with_database
+from totes.local.postgres import PostgresServer, start_embedded
+
+USAGE_ERROR = 2
+
+
+def _only_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got: {lines}"
+    return lines[0]
+
+
+def _sales_orders(dsn: str) -> int:
+    with connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM sales_order").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_seed_fills_an_empty_database_and_reports_each_table(
+    source_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["seed", "--dsn", source_dsn, "--scale", "0.01", "--seed", "3"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "sales_order" in out
+    assert "Seeded 507 rows" in out
+    assert _sales_orders(source_dsn) == 112
+
+
+def test_seed_refuses_a_database_that_already_holds_totesys_and_keeps_its_data(
+    seeded_source_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with connect(seeded_source_dsn) as conn:
+        conn.execute("DELETE FROM payment WHERE payment_id = 1")
+    status = main(["seed", "--dsn", seeded_source_dsn, "--scale", "0.02"])
+    error = _only_line(capsys.readouterr().err)
+    assert status == EXIT_FAILURE
+    assert error.startswith("totes: error: database already holds a totesys schema")
+    assert "--replace" in error
+    with connect(seeded_source_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM payment WHERE payment_id = 1").fetchone() == (0,)
+    assert _sales_orders(seeded_source_dsn) == 112
+
+
+def test_seed_with_replace_drops_the_old_source_and_seeds_anew(seeded_source_dsn: str) -> None:
+    status = main(["seed", "--dsn", seeded_source_dsn, "--scale", "0.02", "--replace"])
+    assert status == 0
+    assert _sales_orders(seeded_source_dsn) == 224
+
+
+def test_seed_against_an_unreachable_host_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["seed", "--dsn", "postgresql://postgres@127.0.0.1:9/totesys"])
+    error = _only_line(capsys.readouterr().err)
+    assert status == EXIT_FAILURE
+    assert error == (
+        "totes: error: cannot reach PostgreSQL at postgres@127.0.0.1:9/totesys: "
+        "nothing listens there"
+    )
+
+
+def test_seed_against_a_missing_database_names_it(
+    pg_server: PostgresServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dsn = with_database(pg_server.admin_dsn, "no_such_totesys")
+    status = main(["seed", "--dsn", dsn])
+    error = _only_line(capsys.readouterr().err)
+    assert status == EXIT_FAILURE
+    assert "database 'no_such_totesys' does not exist" in error
+
+
+@pytest.fixture(scope="module")
+def password_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """An embedded server that, unlike the trusting test server, checks passwords."""
+    server = start_embedded(tmp_path_factory.mktemp("password-pg") / "data", delete_on_stop=True)
+    with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+        conn.execute("CREATE ROLE ann LOGIN PASSWORD 'right-password'")
+        hba = Path(conn.execute("SHOW hba_file").fetchone()[0])  # type: ignore[index]
+        hba.write_text(
+            "local all postgres trust\n"
+            "local all all scram-sha-256\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        )
+        conn.execute("SELECT pg_reload_conf()")
+    create_database(server.admin_dsn, "totesys")
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_seed_with_a_wrong_password_says_the_login_was_refused(
+    password_server: PostgresServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = make_conninfo(
+        password_server.admin_dsn, user="ann", password="Hunter2-typo", dbname="totesys"
+    )
+    status = main(["seed", "--dsn", wrong])
+    error = _only_line(capsys.readouterr().err)
+    assert status == EXIT_FAILURE
+    assert "refused the login: check the user name and password" in error
+    assert "Hunter2" not in error
+
+
+def test_bad_arguments_are_refused_before_anything_is_touched(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["seed", "--dsn", "postgresql://127.0.0.1:9/x", "--scale", "-1"])
+    assert exit_info.value.code == USAGE_ERROR
+    assert "--scale: must be a positive number, got -1" in capsys.readouterr().err
+
+
+def test_warehouse_init_is_idempotent_and_says_what_it_did(
+    fresh_database: Callable[..., str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    dsn = fresh_database("warehouse")
+    assert main(["warehouse", "init", "--dsn", dsn]) == 0
+    assert "Created 12 warehouse tables" in capsys.readouterr().out
+    assert main(["warehouse", "init", "--dsn", dsn]) == 0
+    assert "up to date: nothing to create" in capsys.readouterr().out
+
+
+def test_mutate_reports_how_many_changes_of_each_kind(
+    seeded_source_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["mutate", "--dsn", seeded_source_dsn, "--seed", "4", "--changes", "25"]) == 0
+    out = capsys.readouterr().out
+    assert "Applied 25 changes" in out
+    assert "new_sales_order" in out
+
+
+def test_counts_lists_every_source_table(
+    seeded_source_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["counts", "--dsn", seeded_source_dsn]) == 0
+    out = capsys.readouterr().out
+    assert "sales_order" in out
+    assert "112" in out
