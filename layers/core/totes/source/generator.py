@@ -322,7 +322,7 @@ class Volumes:
         return counts
 
 
-class _EvenlySpread:
+class EvenlySpread:
     """Picks a share of a stream so that every prefix holds that share to within one item.
 
     Bernoulli draws would put the 23 fractionless timestamps of 11,175 orders
@@ -384,7 +384,7 @@ def _order_times(count: int, rng: random.Random, without_fraction_rate: float) -
     span_days = (end - start) / 86_400_000
     ramp = min(_RAMP_DAYS, span_days)
     total_weight = ramp / 2 + (span_days - ramp)
-    without_fraction = _EvenlySpread(without_fraction_rate, rng)
+    without_fraction = EvenlySpread(without_fraction_rate, rng)
     for index in range(count):
         weight = (index + rng.random()) / count * total_weight
         days = math.sqrt(2 * ramp * weight) if weight < ramp / 2 else weight - ramp / 2 + ramp
@@ -401,8 +401,8 @@ class _People:
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
-        self._apostrophe = _EvenlySpread(APOSTROPHE_SURNAME_RATE, rng)
-        self._non_ascii = _EvenlySpread(NON_ASCII_NAME_RATE, rng)
+        self._apostrophe = EvenlySpread(APOSTROPHE_SURNAME_RATE, rng)
+        self._non_ascii = EvenlySpread(NON_ASCII_NAME_RATE, rng)
 
     def name(self) -> tuple[str, str]:
         rng = self._rng
@@ -421,10 +421,10 @@ class _People:
 
 def _addresses(volumes: Volumes, seed: int) -> Iterator[str]:
     rng = _rng(seed, "address")
-    has_no_line_2 = _EvenlySpread(ADDRESS_LINE_2_NULL_RATE, rng)
-    has_no_district = _EvenlySpread(DISTRICT_NULL_RATE, rng)
-    leading_zero = _EvenlySpread(POSTAL_CODE_LEADING_ZERO_RATE, rng)
-    zip4 = _EvenlySpread(POSTAL_CODE_ZIP4_RATE, rng)
+    has_no_line_2 = EvenlySpread(ADDRESS_LINE_2_NULL_RATE, rng)
+    has_no_district = EvenlySpread(DISTRICT_NULL_RATE, rng)
+    leading_zero = EvenlySpread(POSTAL_CODE_LEADING_ZERO_RATE, rng)
+    zip4 = EvenlySpread(POSTAL_CODE_ZIP4_RATE, rng)
     stamp = _timestamp(_to_ms(OPENING))
     for address_id in range(1, volumes.address + 1):
         number = str(rng.randint(1, 99_999)).zfill(rng.choice((3, 4, 5)))
@@ -456,8 +456,8 @@ def _counterparty_name(rng: random.Random, with_comma: bool, with_dash: bool) ->
 def _counterparties(volumes: Volumes, seed: int) -> Iterator[str]:
     rng = _rng(seed, "counterparty")
     people = _People(rng)
-    comma = _EvenlySpread(LEGAL_NAME_WITH_COMMA_RATE, rng)
-    dash = _EvenlySpread(LEGAL_NAME_WITH_DASH_RATE / (1 - LEGAL_NAME_WITH_COMMA_RATE), rng)
+    comma = EvenlySpread(LEGAL_NAME_WITH_COMMA_RATE, rng)
+    dash = EvenlySpread(LEGAL_NAME_WITH_DASH_RATE / (1 - LEGAL_NAME_WITH_COMMA_RATE), rng)
     stamp = _timestamp(_to_ms(_PEOPLE_LOADED))
     for counterparty_id in range(1, volumes.counterparty + 1):
         with_comma = comma()
@@ -540,7 +540,7 @@ def sales_orders(volumes: Volumes, seed: int) -> Iterator[Order]:
     (1, True)
     """
     rng = _rng(seed, "sales_order")
-    late = _EvenlySpread(LATE_DELIVERY_RATE, rng)
+    late = EvenlySpread(LATE_DELIVERY_RATE, rng)
     design_times = _design_times(volumes, seed)
     times = _order_times(
         volumes.sales_order, _rng(seed, "sales_order-times"), SALES_ORDER_WITHOUT_FRACTION_RATE
@@ -577,7 +577,7 @@ def sales_orders(volumes: Volumes, seed: int) -> Iterator[Order]:
 def purchase_orders(volumes: Volumes, seed: int) -> Iterator[Order]:
     """Yield the purchase orders in id (and creation) order."""
     rng = _rng(seed, "purchase_order")
-    late = _EvenlySpread(LATE_DELIVERY_RATE, rng)
+    late = EvenlySpread(LATE_DELIVERY_RATE, rng)
     times = _order_times(
         volumes.purchase_order,
         _rng(seed, "purchase_order-times"),
