@@ -15,6 +15,7 @@ can be replayed cheaply to derive transactions and payments.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -347,7 +348,8 @@ class Order(NamedTuple):
     order_id: int
     is_sale: bool
     created_ms: int
-    copy_line: str
+    #: The row's values in column order, rendered to COPY text only when the table is loaded.
+    values: tuple[object, ...]
     counterparty_id: int
     currency_id: int
     amount: Decimal
@@ -356,6 +358,11 @@ class Order(NamedTuple):
 
 def _rng(seed: int, stream: str) -> random.Random:
     return random.Random(f"{seed}:{stream}")
+
+
+def _between(rng: random.Random, low: int, high: int) -> int:
+    """A whole number in [low, high]: ``randint`` without its argument checks, 3x faster."""
+    return low + int(rng.random() * (high - low + 1))
 
 
 _EPOCH = datetime(1970, 1, 1)
@@ -394,6 +401,20 @@ def _order_times(count: int, rng: random.Random, without_fraction_rate: float) -
         elif ms % 1000 == 0:
             ms += 1
         yield ms
+
+
+def _sales_order_times(volumes: Volumes, seed: int) -> Iterator[int]:
+    return _order_times(
+        volumes.sales_order, _rng(seed, "sales_order-times"), SALES_ORDER_WITHOUT_FRACTION_RATE
+    )
+
+
+def _purchase_order_times(volumes: Volumes, seed: int) -> Iterator[int]:
+    return _order_times(
+        volumes.purchase_order,
+        _rng(seed, "purchase_order-times"),
+        PURCHASE_ORDER_WITHOUT_FRACTION_RATE,
+    )
 
 
 class _People:
@@ -542,35 +563,33 @@ def sales_orders(volumes: Volumes, seed: int) -> Iterator[Order]:
     rng = _rng(seed, "sales_order")
     late = EvenlySpread(LATE_DELIVERY_RATE, rng)
     design_times = _design_times(volumes, seed)
-    times = _order_times(
-        volumes.sales_order, _rng(seed, "sales_order-times"), SALES_ORDER_WITHOUT_FRACTION_RATE
-    )
+    times = _sales_order_times(volumes, seed)
     for order_id, created_ms in enumerate(times, start=1):
         # Only designs that exist when the order is placed can be sold.
-        available_designs = max(1, _count_at_or_before(design_times, created_ms))
-        design_id = rng.randint(1, available_designs)
-        units = rng.randint(1_000, 100_000)
-        price = Decimal(rng.randint(200, 400)).scaleb(-2)
-        currency_id = rng.randint(1, len(CURRENCIES))
-        counterparty_id = rng.randint(1, volumes.counterparty)
+        available_designs = max(1, bisect.bisect_right(design_times, created_ms))
+        design_id = _between(rng, 1, available_designs)
+        units = _between(rng, 1_000, 100_000)
+        price = Decimal(_between(rng, 200, 400)).scaleb(-2)
+        currency_id = _between(rng, 1, len(CURRENCIES))
+        counterparty_id = _between(rng, 1, volumes.counterparty)
         delivery, payment = _agreed_dates(created_ms, rng, late())
         stamp = _timestamp(created_ms)
-        line = _line(
+        values = (
             order_id,
             design_id,
-            rng.randint(1, volumes.staff),
+            _between(rng, 1, volumes.staff),
             counterparty_id,
             units,
             price,
             currency_id,
             delivery.isoformat(),
             payment.isoformat(),
-            rng.randint(1, volumes.address),
+            _between(rng, 1, volumes.address),
             stamp,
             stamp,
         )
         yield Order(
-            order_id, True, created_ms, line, counterparty_id, currency_id, units * price, payment
+            order_id, True, created_ms, values, counterparty_id, currency_id, units * price, payment
         )
 
 
@@ -578,21 +597,17 @@ def purchase_orders(volumes: Volumes, seed: int) -> Iterator[Order]:
     """Yield the purchase orders in id (and creation) order."""
     rng = _rng(seed, "purchase_order")
     late = EvenlySpread(LATE_DELIVERY_RATE, rng)
-    times = _order_times(
-        volumes.purchase_order,
-        _rng(seed, "purchase_order-times"),
-        PURCHASE_ORDER_WITHOUT_FRACTION_RATE,
-    )
+    times = _purchase_order_times(volumes, seed)
     for order_id, created_ms in enumerate(times, start=1):
-        quantity = rng.randint(1, 999)
-        price = Decimal(rng.randint(100, 99_999)).scaleb(-2)
-        currency_id = rng.randint(1, len(CURRENCIES))
-        counterparty_id = rng.randint(1, volumes.counterparty)
+        quantity = _between(rng, 1, 999)
+        price = Decimal(_between(rng, 100, 99_999)).scaleb(-2)
+        currency_id = _between(rng, 1, len(CURRENCIES))
+        counterparty_id = _between(rng, 1, volumes.counterparty)
         delivery, payment = _agreed_dates(created_ms, rng, late())
         stamp = _timestamp(created_ms)
-        line = _line(
+        values = (
             order_id,
-            rng.randint(1, volumes.staff),
+            _between(rng, 1, volumes.staff),
             counterparty_id,
             "".join(rng.choices(_CODE_ALPHABET, k=7)),
             quantity,
@@ -600,7 +615,7 @@ def purchase_orders(volumes: Volumes, seed: int) -> Iterator[Order]:
             currency_id,
             delivery.isoformat(),
             payment.isoformat(),
-            rng.randint(1, volumes.address),
+            _between(rng, 1, volumes.address),
             stamp,
             stamp,
         )
@@ -608,23 +623,12 @@ def purchase_orders(volumes: Volumes, seed: int) -> Iterator[Order]:
             order_id,
             False,
             created_ms,
-            line,
+            values,
             counterparty_id,
             currency_id,
             quantity * price,
             payment,
         )
-
-
-def _count_at_or_before(sorted_times: list[int], moment: int) -> int:
-    low, high = 0, len(sorted_times)
-    while low < high:
-        middle = (low + high) // 2
-        if sorted_times[middle] <= moment:
-            low = middle + 1
-        else:
-            high = middle
-    return low
 
 
 def orders_by_time(volumes: Volumes, seed: int) -> Iterator[Order]:
@@ -636,13 +640,25 @@ def orders_by_time(volumes: Volumes, seed: int) -> Iterator[Order]:
     )
 
 
+def _timeline(volumes: Volumes, seed: int) -> Iterator[tuple[int, bool, int]]:
+    """(created_ms, is_sale, order id) of every order, in creation order.
+
+    Only the time streams are replayed: transactions need no other order attribute.
+    """
+    sales = ((ms, True, key) for key, ms in enumerate(_sales_order_times(volumes, seed), 1))
+    purchases = ((ms, False, key) for key, ms in enumerate(_purchase_order_times(volumes, seed), 1))
+    return heapq.merge(sales, purchases, key=lambda item: (item[0], not item[1], item[2]))
+
+
 def _transactions(volumes: Volumes, seed: int) -> Iterator[str]:
-    for transaction_id, order in enumerate(orders_by_time(volumes, seed), start=1):
-        stamp = _timestamp(order.created_ms)
-        if order.is_sale:
-            yield _line(transaction_id, "SALE", order.order_id, None, stamp, stamp)
+    for transaction_id, (created_ms, is_sale, order_id) in enumerate(
+        _timeline(volumes, seed), start=1
+    ):
+        stamp = _timestamp(created_ms)
+        if is_sale:
+            yield _line(transaction_id, "SALE", order_id, None, stamp, stamp)
         else:
-            yield _line(transaction_id, "PURCHASE", None, order.order_id, stamp, stamp)
+            yield _line(transaction_id, "PURCHASE", None, order_id, stamp, stamp)
 
 
 def _payments(volumes: Volumes, seed: int) -> Iterator[str]:
@@ -677,7 +693,7 @@ def _order_lines(
     orders: Callable[[Volumes, int], Iterator[Order]],
 ) -> Callable[[Volumes, int], Iterator[str]]:
     def lines(volumes: Volumes, seed: int) -> Iterator[str]:
-        return (order.copy_line for order in orders(volumes, seed))
+        return (_line(*order.values) for order in orders(volumes, seed))
 
     return lines
 

@@ -1,0 +1,59 @@
+# The commands a user types: `make run` and `make test`. Everything else is here for them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
+PYTEST_FLAGS ?=
+
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: install run test test-fast lint format synth bench bench-seed clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js 20+ with npm is needed for the CDK CLI"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@rm -f node_modules/.installed-* && touch $@
+
+install: $(STAMP) $(NODE_STAMP)  ## create .venv and node_modules if missing or stale
+
+run: $(STAMP)  ## run the product on this machine (embedded PostgreSQL, no AWS account)
+	$(BIN)/totes run
+
+test: install  ## every test tier: unit, integration, workflow, infra
+	$(BIN)/python -m pytest $(PYTEST_FLAGS)
+
+test-fast: install  ## the tiers without tests marked slow
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_FLAGS)
+
+lint: $(STAMP)  ## ruff, mypy and bandit, as CI runs them
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/bandit -q -c pyproject.toml -r layers stacks app.py
+
+format: $(STAMP)  ## rewrite the code in the house style
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+synth: install  ## synthesise the CloudFormation template into cdk.out/
+	npx cdk synth --quiet
+
+bench: bench-seed  ## every benchmark (numbers, not pass/fail)
+
+bench-seed: $(STAMP)  ## seed time and peak memory at scale 1 and 100 (BENCH_SCALES to change)
+	$(BIN)/python bench/seed.py $(BENCH_ARGS)
+
+clean:  ## remove build output and local data (keeps .venv)
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache .hypothesis .totes
