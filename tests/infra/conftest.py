@@ -60,10 +60,8 @@ def _cdk_json_context() -> dict[str, Any]:
 class SynthesisedPlatform:
     """A stack built the way ``app.py`` builds it, and its template."""
 
-    app: App
     stack: DataPlatformStack
     template: Template
-    outdir: Path
 
 
 def _synthesise(outdir: Path, **context_overrides: Any) -> SynthesisedPlatform:
@@ -85,7 +83,7 @@ def _synthesise(outdir: Path, **context_overrides: Any) -> SynthesisedPlatform:
         if "ValidationFailed" in str(error) and report.exists():
             pytest.fail(f"synthesis failed validation:\n{report.read_text(encoding='utf-8')}")
         raise
-    return SynthesisedPlatform(app=app, stack=stack, template=template, outdir=outdir)
+    return SynthesisedPlatform(stack=stack, template=template)
 
 
 @pytest.fixture(scope="module")

@@ -148,3 +148,32 @@ def test_counts_lists_every_source_table(
     out = capsys.readouterr().out
     assert "sales_order" in out
     assert "112" in out
+
+
+@pytest.mark.slow
+def test_run_without_dsns_prepares_both_databases_in_an_embedded_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given no server of the user's: only a data folder
+    data_dir = tmp_path / "totes-data"
+    try:
+        # When `totes run` starts
+        status = main(["run", "--data-dir", str(data_dir), "--scale", "0.01"])
+        out = capsys.readouterr().out
+        # Then an embedded server holds a seeded source and an initialised warehouse
+        assert status == 0
+        assert "embedded PostgreSQL" in out
+        assert "Open the warehouse with: psql" in out
+        socket_dir = data_dir / "postgres"
+        source = f"host={socket_dir} user=postgres dbname=totesys"
+        warehouse = f"host={socket_dir} user=postgres dbname=warehouse"
+        assert _sales_orders(source) == 112
+        with connect(warehouse) as conn:
+            assert conn.execute("SELECT count(*) FROM fact_sales_order").fetchone() == (0,)
+        # And a second run reuses the source instead of seeding it again
+        assert main(["run", "--data-dir", str(data_dir), "--scale", "0.02"]) == 0
+        assert "Seeding" not in capsys.readouterr().out
+        assert _sales_orders(source) == 112
+    finally:
+        main(["stop", "--data-dir", str(data_dir)])
+    assert "Stopped the embedded PostgreSQL" in capsys.readouterr().out

