@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +20,6 @@ CDK_JSON = REPOSITORY_ROOT / "cdk.json"
 # the Node.js version; it changes nothing that is synthesised.
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-
-if str(REPOSITORY_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPOSITORY_ROOT))
-try:
-    import totes.names  # noqa: F401
-except ImportError:  # not yet installed with `pip install -e .`
-    sys.path.insert(0, str(REPOSITORY_ROOT / "layers" / "core"))
 
 from aws_cdk import App, Environment  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402

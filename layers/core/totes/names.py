@@ -51,6 +51,9 @@ FACT_TABLES: Final[tuple[str, ...]] = (
 
 WAREHOUSE_TABLES: Final[tuple[str, ...]] = DIMENSION_TABLES + FACT_TABLES
 
+#: Partition key of the DynamoDB watermark table: one item per source table.
+WATERMARK_PARTITION_KEY: Final = "table_name"
+
 #: The warehouse table that records every loaded gold file (exactly-once loads).
 LOAD_LEDGER_TABLE: Final = "load_ledger"
 

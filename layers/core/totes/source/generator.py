@@ -256,7 +256,6 @@ FILE_LOCATIONS = (
     "/root",
     "/sbin",
     "/srv",
-    "/tmp",
     "/usr",
     "/usr/libexec",
     "/usr/local/src",
