@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import psycopg
 import pytest
 from moto import mock_aws
 
 from totes.db import connect, create_database, drop_database, with_database
-from totes.local.postgres import PostgresServer, find_or_start_server
+from totes.local.postgres import PostgresServer, find_or_start_server, start_embedded
 from totes.source.generator import seed_synthetic
 from totes.warehouse.schema import init_warehouse
 
@@ -124,6 +125,24 @@ def snapshot_dir() -> Path:
     if not SNAPSHOT_DIR.is_dir():
         pytest.skip(f"the client snapshot is not present at {SNAPSHOT_DIR}")
     return SNAPSHOT_DIR
+
+
+@pytest.fixture(scope="session")
+def password_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """An embedded server that, unlike the trusting test server, checks passwords."""
+    server = start_embedded(tmp_path_factory.mktemp("password-pg") / "data", delete_on_stop=True)
+    with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+        conn.execute("CREATE ROLE ann LOGIN PASSWORD 'right-password'")
+        hba = Path(conn.execute("SHOW hba_file").fetchone()[0])  # type: ignore[index]
+        hba.write_text(
+            "local all postgres trust\n"
+            "local all all scram-sha-256\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        )
+        conn.execute("SELECT pg_reload_conf()")
+    create_database(server.admin_dsn, "totesys")
+    yield server
+    server.stop()
 
 
 # -- AWS (moto) -------------------------------------------------------------------------------

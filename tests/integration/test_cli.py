@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
 from totes.cli import EXIT_FAILURE, main
-from totes.db import connect, create_database, with_database
-from totes.local.postgres import PostgresServer, start_embedded
+from totes.db import connect, with_database
+from totes.local.postgres import PostgresServer
 
 USAGE_ERROR = 2
 
@@ -79,24 +78,6 @@ def test_seed_against_a_missing_database_names_it(
     error = _only_line(capsys.readouterr().err)
     assert status == EXIT_FAILURE
     assert "database 'no_such_totesys' does not exist" in error
-
-
-@pytest.fixture(scope="module")
-def password_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """An embedded server that, unlike the trusting test server, checks passwords."""
-    server = start_embedded(tmp_path_factory.mktemp("password-pg") / "data", delete_on_stop=True)
-    with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
-        conn.execute("CREATE ROLE ann LOGIN PASSWORD 'right-password'")
-        hba = Path(conn.execute("SHOW hba_file").fetchone()[0])  # type: ignore[index]
-        hba.write_text(
-            "local all postgres trust\n"
-            "local all all scram-sha-256\n"
-            "host all all 127.0.0.1/32 scram-sha-256\n"
-        )
-        conn.execute("SELECT pg_reload_conf()")
-    create_database(server.admin_dsn, "totesys")
-    yield server
-    server.stop()
 
 
 @pytest.mark.slow

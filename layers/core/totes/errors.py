@@ -33,3 +33,39 @@ class SourceSchemaMissingError(TotesError):
 
 class SnapshotFormatError(TotesError):
     """A snapshot folder is missing a table file or holds a malformed record."""
+
+
+class SecretNotFoundError(TotesError):
+    """Secrets Manager has no secret of the configured name."""
+
+
+class SecretFormatError(TotesError):
+    """A credentials secret is not JSON or lacks a field a connection needs."""
+
+
+class WatermarkConflictError(TotesError):
+    """Another execution advanced the watermark since this one read it.
+
+    Raised instead of overwriting: the batch this execution wrote stays in the raw
+    zone (downstream is idempotent) and the next execution starts from the newer mark.
+    """
+
+
+class SourceTableMissingError(TotesError):
+    """A table the pipeline extracts does not exist in the source database."""
+
+
+class NullLastUpdatedError(TotesError):
+    """Source rows have no last_updated, so no watermark can place them."""
+
+
+class RawObjectExistsError(TotesError):
+    """The raw zone already holds an object at a key this batch would write (never overwritten)."""
+
+
+class InvalidEventError(TotesError):
+    """A Lambda event lacks a field or holds a value of the wrong kind."""
+
+
+class RawPartCorruptError(TotesError):
+    """A raw part's bytes do not match the checksum its manifest recorded."""

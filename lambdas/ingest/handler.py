@@ -1,0 +1,50 @@
+"""Ingest Lambda: the next batch of one source table into the raw zone (a Map item)."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from totes.aws import client, database_dsn
+from totes.ingest.stage import IngestRequest, IngestSettings, ingest_table
+from totes.ingest.watermarks import DynamoWatermarkStore
+from totes.names import SOURCE_SECRET_NAME, MetricName
+from totes.observability import logger, metrics
+
+
+def _source_dsn() -> str:
+    return database_dsn("TOTES_SOURCE_DSN", "SOURCE_SECRET_NAME", SOURCE_SECRET_NAME)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Extract one batch of ``event["table"]`` for run ``event["run_id"]``."""
+    request = IngestRequest.from_event(event)
+    logger.set_correlation_id(request.run_id)
+    logger.append_keys(table=request.table)
+    settings = IngestSettings.from_environment()
+    result = ingest_table(
+        request,
+        settings,
+        source_dsn=_source_dsn,
+        s3=client("s3"),
+        watermarks=DynamoWatermarkStore(client("dynamodb"), settings.watermark_table),
+    )
+    metrics.add_dimension("table", request.table)
+    metrics.add_metric(MetricName.ROWS_INGESTED, MetricUnit.Count, result.rows)
+    metrics.add_metric(MetricName.BYTES_WRITTEN, MetricUnit.Bytes, result.bytes_written)
+    metrics.add_metric(MetricName.INGEST_DURATION_MS, MetricUnit.Milliseconds, result.duration_ms)
+    logger.info(
+        "ingested" if result.rows else "nothing new",
+        extra={
+            "rows": result.rows,
+            "parts": result.parts,
+            "watermark": result.cursor_to,
+            "has_more": result.has_more,
+            "rereads_window": result.rereads_window,
+            "unexpected_columns": result.unexpected_columns,
+            "skipped": result.skipped,
+        },
+    )
+    return result.to_payload()

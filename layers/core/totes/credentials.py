@@ -1,0 +1,89 @@
+"""Database credentials from AWS Secrets Manager, cached per Lambda container.
+
+A secret is JSON with ``host``, ``port``, ``user`` (or ``username``), ``password``
+and ``database`` (or ``dbname``), the shape of the secrets the client already
+keeps. For local runs and tests, an explicit DSN replaces the secret.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import ClientError
+from psycopg.conninfo import make_conninfo
+
+from totes.errors import SecretFormatError, SecretNotFoundError
+
+#: Seconds a fetched secret is reused: rotation reaches running containers within this.
+SECRET_CACHE_SECONDS = 300
+
+_ALIASES = {"user": ("user", "username"), "database": ("database", "dbname")}
+_REQUIRED = ("host", "user", "password", "database")
+
+
+def dsn_from_secret(secret: dict[str, Any], *, name: str = "secret") -> str:
+    """Build a libpq DSN from a credentials secret.
+
+    Raises
+    ------
+    SecretFormatError
+        A required field is missing or empty.
+
+    Examples
+    --------
+    >>> dsn_from_secret({"host": "db", "port": 5432, "user": "etl", "password": "pw",
+    ...                  "database": "totesys"})
+    'host=db port=5432 user=etl password=pw dbname=totesys connect_timeout=10'
+    """
+    values: dict[str, Any] = {}
+    for field_name in _REQUIRED:
+        for alias in _ALIASES.get(field_name, (field_name,)):
+            if secret.get(alias) not in (None, ""):
+                values[field_name] = secret[alias]
+                break
+    missing = [field_name for field_name in _REQUIRED if field_name not in values]
+    if missing:
+        raise SecretFormatError(f"{name} lacks {', '.join(missing)}")
+    return make_conninfo(
+        host=str(values["host"]),
+        port=str(secret.get("port") or 5432),
+        user=str(values["user"]),
+        password=str(values["password"]),
+        dbname=str(values["database"]),
+        connect_timeout="10",
+    )
+
+
+def dsn_from_secrets_manager(secret_name: str) -> str:
+    """Fetch a credentials secret (cached per container) and turn it into a DSN.
+
+    Raises
+    ------
+    SecretNotFoundError
+        No secret of that name exists (or it may not be read).
+    SecretFormatError
+        The secret is not a JSON object with the needed fields.
+    """
+    try:
+        raw = parameters.get_secret(secret_name, max_age=SECRET_CACHE_SECONDS)
+    except GetParameterError as exc:
+        # Powertools wraps the SDK error without `from`, so it is the implicit context.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ClientError) and cause.response["Error"]["Code"] in (
+            "ResourceNotFoundException",
+            "AccessDeniedException",
+        ):
+            raise SecretNotFoundError(
+                f"secret {secret_name!r} does not exist or may not be read"
+            ) from exc
+        raise
+    try:
+        secret = json.loads(raw if isinstance(raw, str) else bytes(raw).decode())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SecretFormatError(f"secret {secret_name!r} is not JSON") from exc
+    if not isinstance(secret, dict):
+        raise SecretFormatError(f"secret {secret_name!r} is not a JSON object")
+    return dsn_from_secret(secret, name=f"secret {secret_name!r}")

@@ -1,0 +1,1 @@
+"""The ingest stage: incremental, loss-free extraction of totesys tables into the raw zone."""

@@ -1,0 +1,231 @@
+"""Plan and stream one extraction batch of a source table.
+
+The cursor is the pair ``(last_updated, primary key)``: rows are read in that
+order, strictly after the watermark, at most ``max_rows`` new rows per batch, so
+no row is read twice across batches even when thousands share a timestamp.
+
+Late commits: a transaction may commit after an extraction with a
+``last_updated`` older than the watermark. The watermark keeps a fingerprint
+(count and checksum of ``(key, last_updated)``) of the rows inside a look-back
+window behind its cursor. Each batch recomputes it; if it changed, the whole
+window is read again along with the new rows. An idle table therefore writes
+nothing, and a late row is picked up as long as it commits within the window.
+
+Everything a batch reads comes from one REPEATABLE READ snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from totes.errors import NullLastUpdatedError, SourceTableMissingError
+from totes.ingest.watermarks import Watermark
+from totes.names import SOURCE_PRIMARY_KEYS
+
+#: Larger than any serial key: ``(ts, _AFTER_EVERY_KEY)`` sorts after every row stamped ts.
+_AFTER_EVERY_KEY = 2**31
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    """A source column as the catalog describes it (recorded in every manifest)."""
+
+    name: str
+    data_type: str
+    numeric_precision: int | None = None
+    numeric_scale: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the manifest."""
+        return {
+            "name": self.name,
+            "type": self.data_type,
+            "precision": self.numeric_precision,
+            "scale": self.numeric_scale,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SourceColumn:
+        """Inverse of :meth:`as_dict`."""
+        return cls(data["name"], data["type"], data.get("precision"), data.get("scale"))
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """What one batch will extract, decided inside the batch's snapshot."""
+
+    table: str
+    columns: list[SourceColumn]
+    #: Rows strictly after this cursor are read (None: from the beginning).
+    read_after: tuple[datetime, int] | None
+    #: Rows up to and including this cursor are read (None: nothing to read).
+    read_through: tuple[datetime, int] | None
+    rows: int
+    has_more: bool
+    #: True when a late commit changed the look-back window and it is read again.
+    rereads_window: bool
+    new_watermark: Watermark | None
+
+
+def source_columns(conn: psycopg.Connection[Any], table: str) -> list[SourceColumn]:
+    """The columns of a source table, in order.
+
+    Raises
+    ------
+    SourceTableMissingError
+        The table does not exist in the source.
+    """
+    rows = conn.execute(
+        "SELECT column_name, CASE WHEN data_type = 'USER-DEFINED' THEN 'enum' "
+        "ELSE data_type END, numeric_precision, numeric_scale "
+        "FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+        (table,),
+    ).fetchall()
+    if not rows:
+        raise SourceTableMissingError(f"source database has no table {table}")
+    return [SourceColumn(*row) for row in rows]
+
+
+def _identifiers(table: str) -> dict[str, sql.Composable]:
+    return {"table": sql.Identifier(table), "key": sql.Identifier(SOURCE_PRIMARY_KEYS[table])}
+
+
+def _window_fingerprint(
+    conn: psycopg.Connection[Any], table: str, cursor: tuple[datetime, int], lookback: timedelta
+) -> tuple[int, int]:
+    row = conn.execute(
+        sql.SQL(
+            "SELECT count(*), coalesce(sum(hashtextextended({key}::text || '@' || "
+            "last_updated::text, 0)), 0) FROM {table} "
+            "WHERE last_updated > %s AND (last_updated, {key}) <= (%s, %s)"
+        ).format(**_identifiers(table)),
+        (cursor[0] - lookback, cursor[0], cursor[1]),
+    ).fetchone()
+    if row is None:
+        raise RuntimeError("window fingerprint query gave no row")
+    return int(row[0]), int(row[1])
+
+
+def plan_batch(
+    conn: psycopg.Connection[Any],
+    table: str,
+    watermark: Watermark,
+    *,
+    max_rows: int,
+    lookback: timedelta,
+) -> BatchPlan:
+    """Decide the rows of the next batch of ``table``.
+
+    Must run inside the transaction that later streams the rows.
+
+    Raises
+    ------
+    SourceTableMissingError
+        The table does not exist.
+    NullLastUpdatedError
+        Rows without ``last_updated`` exist: no cursor can place them, so the batch
+        stops rather than silently leaving them behind.
+    """
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+    columns = source_columns(conn, table)
+    ids = _identifiers(table)
+    unplaceable = conn.execute(
+        sql.SQL("SELECT count(*) FROM {table} WHERE last_updated IS NULL").format(**ids)
+    ).fetchone()
+    if unplaceable and unplaceable[0]:
+        raise NullLastUpdatedError(
+            f"{unplaceable[0]} rows of {table} have no last_updated; fix them in the source "
+            "(the watermark stays where it is)"
+        )
+
+    cursor = watermark.cursor
+    rereads_window = False
+    read_after = cursor
+    if cursor is not None and lookback > timedelta(0):
+        fingerprint = _window_fingerprint(conn, table, cursor, lookback)
+        if fingerprint != (watermark.window_rows, watermark.window_checksum):
+            rereads_window = True
+            read_after = (cursor[0] - lookback, _AFTER_EVERY_KEY)
+
+    last_new = conn.execute(
+        sql.SQL(
+            "SELECT last_updated, {key}, count(*) OVER () FROM ("
+            "SELECT last_updated, {key} FROM {table} WHERE (last_updated, {key}) > (%s, %s) "
+            "ORDER BY last_updated, {key} LIMIT %s) AS batch "
+            "ORDER BY last_updated DESC, {key} DESC LIMIT 1"
+        ).format(**ids),
+        (*(cursor or (datetime.min, -1)), max_rows),
+    ).fetchone()
+    read_through = (last_new[0], last_new[1]) if last_new else cursor
+    new_rows = last_new[2] if last_new else 0
+
+    has_more = False
+    if last_new:
+        more = conn.execute(
+            sql.SQL(
+                "SELECT EXISTS (SELECT 1 FROM {table} WHERE (last_updated, {key}) > (%s, %s))"
+            ).format(**ids),
+            (last_new[0], last_new[1]),
+        ).fetchone()
+        has_more = bool(more and more[0])
+
+    rows = new_rows
+    if rereads_window and read_after is not None and cursor is not None:
+        rows += _window_fingerprint(conn, table, cursor, lookback)[0]
+
+    new_watermark = None
+    if read_through is not None and (new_rows or rereads_window):
+        window_rows, window_checksum = (
+            _window_fingerprint(conn, table, read_through, lookback) if lookback else (0, 0)
+        )
+        new_watermark = watermark.advanced_to(
+            read_through[0], read_through[1], window_rows, window_checksum
+        )
+    return BatchPlan(
+        table=table,
+        columns=columns,
+        read_after=read_after,
+        read_through=read_through if rows else None,
+        rows=rows,
+        has_more=has_more,
+        rereads_window=rereads_window,
+        new_watermark=new_watermark,
+    )
+
+
+def stream_csv(conn: psycopg.Connection[Any], plan: BatchPlan) -> Iterator[bytes]:
+    """Yield the batch as CSV: first the header line, then one bytes object per row.
+
+    RFC 4180 with a header; every non-NULL value is quoted and NULL is an empty
+    unquoted field, so NULL and the empty string stay distinct.
+    """
+    if plan.read_through is None:
+        return
+    ids = _identifiers(plan.table)
+    after = plan.read_after or (datetime.min, -1)
+    query = sql.SQL(
+        "SELECT * FROM {table} WHERE (last_updated, {key}) > ({after_ts}, {after_key}) "
+        "AND (last_updated, {key}) <= ({through_ts}, {through_key}) "
+        "ORDER BY last_updated, {key}"
+    ).format(
+        **ids,
+        after_ts=sql.Literal(after[0]),
+        after_key=sql.Literal(after[1]),
+        through_ts=sql.Literal(plan.read_through[0]),
+        through_key=sql.Literal(plan.read_through[1]),
+    )
+    copy_statement = sql.SQL(
+        "COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true, FORCE_QUOTE *, ENCODING 'UTF8')"
+    ).format(query)
+    with conn.cursor() as cursor, cursor.copy(copy_statement) as copy:
+        # PostgreSQL sends one COPY message per row (the header is the first).
+        for message in copy:
+            yield bytes(message)

@@ -1,0 +1,222 @@
+"""One ingest step: a batch of one source table from PostgreSQL into the raw zone.
+
+Order of effects, which is what makes a crash at any point harmless:
+
+1. read the watermark (and remember it for the compare-and-set);
+2. in one REPEATABLE READ snapshot, plan the batch and stream it to S3 as parts;
+3. write the manifest (the batch is now complete and visible downstream);
+4. advance the watermark, only if nobody else did since step 1.
+
+A crash before 4 leaves a complete or incomplete batch in the raw zone and the
+watermark where it was: the next execution extracts the same rows again, and
+downstream stages are idempotent. A lost race at 4 raises
+:class:`~totes.errors.WatermarkConflictError`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from totes.db import connect
+from totes.errors import InvalidEventError
+from totes.ingest.extract import plan_batch, stream_csv
+from totes.ingest.raw_zone import Manifest, RawZoneWriter, cursor_json
+from totes.ingest.watermarks import WatermarkStore
+from totes.names import IGNORED_SOURCE_TABLES, SOURCE_TABLES
+from totes.source.columns import SOURCE_COLUMNS
+
+DEFAULT_MAX_ROWS = 500_000
+DEFAULT_LOOKBACK = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """The event of one ingest Map item.
+
+    Examples
+    --------
+    >>> IngestRequest.from_event({"table": "staff", "run_id": "exec-1"}).max_rows is None
+    True
+    """
+
+    table: str
+    run_id: str
+    max_rows: int | None = None
+
+    @classmethod
+    def from_event(cls, event: Any) -> IngestRequest:
+        """Validate a Lambda event.
+
+        Raises
+        ------
+        InvalidEventError
+            ``table`` or ``run_id`` is missing or not a string, or ``max_rows`` is not a
+            positive whole number.
+        """
+        if not isinstance(event, dict):
+            raise InvalidEventError(
+                f"ingest event must be a JSON object, got {type(event).__name__}"
+            )
+        for name in ("table", "run_id"):
+            if not isinstance(event.get(name), str) or not event[name]:
+                raise InvalidEventError(f"ingest event needs a non-empty string {name!r}")
+        max_rows = event.get("max_rows")
+        if max_rows is not None and (
+            isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1
+        ):
+            raise InvalidEventError(f"max_rows must be a positive whole number, got {max_rows!r}")
+        return cls(table=event["table"], run_id=event["run_id"], max_rows=max_rows)
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """Where ingest reads and writes, and its limits (environment variables in Lambda)."""
+
+    bucket: str
+    watermark_table: str
+    max_rows: int = DEFAULT_MAX_ROWS
+    lookback: timedelta = DEFAULT_LOOKBACK
+
+    @classmethod
+    def from_environment(cls) -> IngestSettings:
+        """Read the settings from the function's environment variables.
+
+        ``INGESTED_BUCKET`` and ``WATERMARK_TABLE`` are required; ``INGEST_MAX_ROWS`` and
+        ``INGEST_LOOKBACK_SECONDS`` are optional.
+        """
+        try:
+            return cls(
+                bucket=os.environ["INGESTED_BUCKET"],
+                watermark_table=os.environ["WATERMARK_TABLE"],
+                max_rows=int(os.environ.get("INGEST_MAX_ROWS", DEFAULT_MAX_ROWS)),
+                lookback=timedelta(
+                    seconds=int(
+                        os.environ.get("INGEST_LOOKBACK_SECONDS", DEFAULT_LOOKBACK.total_seconds())
+                    )
+                ),
+            )
+        except KeyError as exc:
+            raise InvalidEventError(f"environment variable {exc.args[0]} is not set") from exc
+
+
+@dataclass
+class IngestResult:
+    """What one ingest step did; small enough for the Step Functions payload."""
+
+    table: str
+    run_id: str
+    rows: int = 0
+    parts: int = 0
+    bytes_written: int = 0
+    has_more: bool = False
+    rereads_window: bool = False
+    manifest_key: str | None = None
+    cursor_from: list[str | int] | None = None
+    cursor_to: list[str | int] | None = None
+    skipped: str | None = None
+    unexpected_columns: list[str] = field(default_factory=list)
+    duration_ms: float = 0.0
+
+    def to_payload(self) -> dict[str, Any]:
+        """The handler's return value (keys and counts, never rows)."""
+        return {
+            "table": self.table,
+            "run_id": self.run_id,
+            "rows": self.rows,
+            "parts": self.parts,
+            "bytes": self.bytes_written,
+            "has_more": self.has_more,
+            "manifest": self.manifest_key,
+            "cursor_to": self.cursor_to,
+            **({"skipped": self.skipped} if self.skipped else {}),
+        }
+
+
+def ingest_table(
+    request: IngestRequest,
+    settings: IngestSettings,
+    *,
+    source_dsn: Callable[[], str],
+    s3: Any,
+    watermarks: WatermarkStore,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> IngestResult:
+    """Extract the next batch of one table into the raw zone and advance its watermark.
+
+    Parameters
+    ----------
+    request
+        Table and run id (and an optional row limit overriding the settings).
+    settings
+        Bucket, watermark table, default row limit and look-back window.
+    source_dsn
+        Returns the source DSN (called once, after cheap checks: secrets cost a call).
+    s3, watermarks
+        The S3 client and the watermark store.
+    clock
+        Extraction time for key names only; never a watermark.
+
+    Returns
+    -------
+    IngestResult
+        Rows and parts written, the new cursor, whether more rows wait.
+
+    Examples
+    --------
+    >>> result = ingest_table(IngestRequest("sales_order", "exec-1"), settings,  # doctest: +SKIP
+    ...                       source_dsn=lambda: dsn, s3=s3, watermarks=store)
+    >>> result.rows  # doctest: +SKIP
+    11175
+    """
+    started = time.perf_counter()
+    result = IngestResult(table=request.table, run_id=request.run_id)
+    if request.table in IGNORED_SOURCE_TABLES or request.table not in SOURCE_TABLES:
+        result.skipped = "not a table the pipeline extracts"
+        return result
+    expected = watermarks.read(request.table)
+    max_rows = request.max_rows or settings.max_rows
+    extracted_at = clock()
+    with connect(source_dsn()) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        with conn.transaction():
+            plan = plan_batch(
+                conn, request.table, expected, max_rows=max_rows, lookback=settings.lookback
+            )
+            result.has_more = plan.has_more
+            if plan.new_watermark is None:
+                result.duration_ms = (time.perf_counter() - started) * 1000
+                return result
+            writer = RawZoneWriter(s3, settings.bucket, request.table, request.run_id, extracted_at)
+            parts = writer.write_csv(stream_csv(conn, plan))
+    known = SOURCE_COLUMNS.get(request.table, ())
+    manifest = Manifest(
+        table=request.table,
+        run_id=request.run_id,
+        batch_id=writer.batch_id,
+        extracted_at=extracted_at.isoformat(timespec="microseconds"),
+        columns=plan.columns,
+        rows=sum(part.rows for part in parts),
+        cursor_from=cursor_json(plan.read_after),
+        cursor_to=cursor_json(plan.read_through),
+        rereads_window=plan.rereads_window,
+        parts=parts,
+        unexpected_columns=[c.name for c in plan.columns if c.name not in known],
+    )
+    result.manifest_key = writer.write_manifest(manifest)
+    watermarks.advance(request.table, expected, plan.new_watermark)
+    result.rows = manifest.rows
+    result.parts = len(parts)
+    result.bytes_written = sum(part.bytes for part in parts)
+    result.rereads_window = plan.rereads_window
+    result.cursor_from, result.cursor_to = manifest.cursor_from, manifest.cursor_to
+    result.unexpected_columns = manifest.unexpected_columns
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    return result

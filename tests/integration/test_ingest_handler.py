@@ -1,0 +1,137 @@
+"""The ingest Lambda handler as the Lambda service calls it: event in, payload out, and the
+structured logs and EMF metrics CloudWatch receives."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from lambdas.ingest.handler import handler
+from totes.errors import InvalidEventError, SecretNotFoundError
+from totes.names import METRICS_NAMESPACE, SERVICE_NAME, MetricName
+from totes.observability import logger
+
+BUCKET, WATERMARKS = "ingested-bucket", "watermarks-table"
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "totes-ingest"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-2:123456789012:function:totes-ingest"
+    aws_request_id: str = "request-1"
+
+
+@pytest.fixture
+def deployed(s3: Any, dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resources and environment the CDK stack gives the function."""
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+    dynamodb.create_table(
+        TableName=WATERMARKS,
+        KeySchema=[{"AttributeName": "table_name", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "table_name", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("INGESTED_BUCKET", BUCKET)
+    monkeypatch.setenv("WATERMARK_TABLE", WATERMARKS)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE)
+
+
+@pytest.fixture
+def stdout_records(
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """What the function prints (JSON logs and EMF), as CloudWatch Logs would receive it."""
+    # The logger holds the stdout of import time; give it a stream this test can read.
+    logs = io.StringIO()
+    handler = logger.registered_handler
+    previous = handler.setStream(logs)  # type: ignore[attr-defined]
+    yield lambda: _json_lines(logs.getvalue() + capsys.readouterr().out)
+    handler.setStream(previous)  # type: ignore[attr-defined]
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_the_handler_returns_counts_and_emits_metrics_and_a_correlated_log(
+    deployed: None,
+    seeded_source_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+    stdout_records: Callable[[], list[dict[str, Any]]],
+) -> None:
+    monkeypatch.setenv("TOTES_SOURCE_DSN", seeded_source_dsn)
+    payload = handler({"table": "sales_order", "run_id": "exec-42"}, FakeContext())
+    records = stdout_records()
+
+    assert payload["rows"] == 112
+    assert payload["table"] == "sales_order"
+    assert payload["manifest"].startswith("_manifests/sales_order/")
+    assert len(json.dumps(payload)) < 1_000  # keys and counts, never rows
+
+    emf = next(r for r in records if "_aws" in r)
+    directive = emf["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == METRICS_NAMESPACE
+    assert sorted(directive["Dimensions"][0]) == ["service", "table"]
+    assert emf["service"] == SERVICE_NAME
+    assert emf["table"] == "sales_order"
+    assert emf[MetricName.ROWS_INGESTED] == [112.0]
+    assert emf[MetricName.BYTES_WRITTEN][0] > 0
+    assert {m["Name"] for m in directive["Metrics"]} == {
+        MetricName.ROWS_INGESTED,
+        MetricName.BYTES_WRITTEN,
+        MetricName.INGEST_DURATION_MS,
+    }
+
+    log = next(r for r in records if r.get("message") == "ingested")
+    assert log["correlation_id"] == "exec-42"
+    assert log["table"] == "sales_order"
+    assert log["watermark"][1] > 0
+    assert "password" not in json.dumps(records)
+
+
+def test_a_malformed_event_is_refused_by_name(deployed: None) -> None:
+    with pytest.raises(InvalidEventError, match="non-empty string 'table'"):
+        handler({"run_id": "exec-1"}, FakeContext())
+    with pytest.raises(InvalidEventError, match="max_rows must be a positive whole number"):
+        handler({"table": "staff", "run_id": "exec-1", "max_rows": 0}, FakeContext())
+
+
+def test_a_missing_secret_is_named_and_nothing_is_written(
+    deployed: None, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TOTES_SOURCE_DSN", raising=False)
+    monkeypatch.setenv("SOURCE_SECRET_NAME", "no_such_secret")
+    with pytest.raises(SecretNotFoundError, match="'no_such_secret' does not exist"):
+        handler({"table": "staff", "run_id": "exec-1"}, FakeContext())
+    assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+
+
+def test_credentials_come_from_the_secret_when_no_dsn_is_given(
+    deployed: None,
+    secretsmanager: Any,
+    seeded_source_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parts = conninfo_to_dict(seeded_source_dsn)
+    secretsmanager.create_secret(
+        Name="totesys_db_credentials",
+        SecretString=json.dumps(
+            {
+                "host": parts["host"],
+                "port": int(parts.get("port") or 5432),
+                "username": parts["user"],
+                "password": "unused-with-trust-auth",
+                "database": parts["dbname"],
+            }
+        ),
+    )
+    monkeypatch.delenv("TOTES_SOURCE_DSN", raising=False)
+    payload = handler({"table": "currency", "run_id": "exec-7"}, FakeContext())
+    assert payload["rows"] == 3
