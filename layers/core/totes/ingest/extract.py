@@ -97,15 +97,21 @@ def _identifiers(table: str) -> dict[str, sql.Composable]:
     return {"table": sql.Identifier(table), "key": sql.Identifier(SOURCE_PRIMARY_KEYS[table])}
 
 
+def _row_hash(table: str) -> sql.Composable:
+    """A 64-bit hash of a row's cursor position, summed into the window fingerprint."""
+    return sql.SQL("hashtextextended({key}::text || '@' || last_updated::text, 0)").format(
+        key=sql.Identifier(SOURCE_PRIMARY_KEYS[table])
+    )
+
+
 def _window_fingerprint(
     conn: psycopg.Connection[Any], table: str, cursor: tuple[datetime, int], lookback: timedelta
 ) -> tuple[int, int]:
     row = conn.execute(
         sql.SQL(
-            "SELECT count(*), coalesce(sum(hashtextextended({key}::text || '@' || "
-            "last_updated::text, 0)), 0) FROM {table} "
+            "SELECT count(*), coalesce(sum({row_hash}), 0) FROM {table} "
             "WHERE last_updated > %s AND (last_updated, {key}) <= (%s, %s)"
-        ).format(**_identifiers(table)),
+        ).format(row_hash=_row_hash(table), **_identifiers(table)),
         (cursor[0] - lookback, cursor[0], cursor[1]),
     ).fetchone()
     if row is None:
@@ -137,23 +143,47 @@ def plan_batch(
         raise ValueError(f"max_rows must be at least 1, got {max_rows}")
     columns = source_columns(conn, table)
     ids = _identifiers(table)
-    unplaceable = conn.execute(
-        sql.SQL("SELECT count(*) FROM {table} WHERE last_updated IS NULL").format(**ids)
+    cursor = watermark.cursor
+    # One scan answers the questions of an idle run: rows without a timestamp, the
+    # look-back fingerprint, and whether anything lies beyond the cursor.
+    window_start = cursor[0] - lookback if cursor else datetime.min
+    state = conn.execute(
+        sql.SQL(
+            "SELECT count(*) FILTER (WHERE last_updated IS NULL), "
+            "count(*) FILTER (WHERE {in_window}), "
+            "coalesce(sum({row_hash}) FILTER (WHERE {in_window}), 0), "
+            "count(*) FILTER (WHERE (last_updated, {key}) > (%(ts)s, %(key)s)) "
+            "FROM {table}"
+        ).format(
+            in_window=sql.SQL(
+                "last_updated > %(window_start)s AND (last_updated, {key}) <= (%(ts)s, %(key)s)"
+            ).format(**ids),
+            row_hash=_row_hash(table),
+            **ids,
+        ),
+        {
+            "window_start": window_start,
+            "ts": cursor[0] if cursor else datetime.min,
+            "key": cursor[1] if cursor else -1,
+        },
     ).fetchone()
-    if unplaceable and unplaceable[0]:
+    if state is None:
+        raise RuntimeError("table state query gave no row")
+    unplaceable, window_rows, window_checksum, newer = (int(value) for value in state)
+    if unplaceable:
         raise NullLastUpdatedError(
-            f"{unplaceable[0]} rows of {table} have no last_updated; fix them in the source "
+            f"{unplaceable} rows of {table} have no last_updated; fix them in the source "
             "(the watermark stays where it is)"
         )
 
-    cursor = watermark.cursor
-    rereads_window = False
-    read_after = cursor
-    if cursor is not None and lookback > timedelta(0):
-        fingerprint = _window_fingerprint(conn, table, cursor, lookback)
-        if fingerprint != (watermark.window_rows, watermark.window_checksum):
-            rereads_window = True
-            read_after = (cursor[0] - lookback, _AFTER_EVERY_KEY)
+    rereads_window = (
+        cursor is not None
+        and lookback > timedelta(0)
+        and (window_rows, window_checksum) != (watermark.window_rows, watermark.window_checksum)
+    )
+    read_after = (cursor[0] - lookback, _AFTER_EVERY_KEY) if rereads_window and cursor else cursor
+    if not newer and not rereads_window:
+        return BatchPlan(table, columns, read_after, None, 0, False, False, None)
 
     last_new = conn.execute(
         sql.SQL(
@@ -167,19 +197,8 @@ def plan_batch(
     read_through = (last_new[0], last_new[1]) if last_new else cursor
     new_rows = last_new[2] if last_new else 0
 
-    has_more = False
-    if last_new:
-        more = conn.execute(
-            sql.SQL(
-                "SELECT EXISTS (SELECT 1 FROM {table} WHERE (last_updated, {key}) > (%s, %s))"
-            ).format(**ids),
-            (last_new[0], last_new[1]),
-        ).fetchone()
-        has_more = bool(more and more[0])
-
-    rows = new_rows
-    if rereads_window and read_after is not None and cursor is not None:
-        rows += _window_fingerprint(conn, table, cursor, lookback)[0]
+    has_more = newer > new_rows
+    rows = new_rows + (window_rows if rereads_window else 0)
 
     new_watermark = None
     if read_through is not None and (new_rows or rereads_window):
