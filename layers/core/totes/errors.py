@@ -69,3 +69,19 @@ class InvalidEventError(TotesError):
 
 class RawPartCorruptError(TotesError):
     """A raw part's bytes do not match the checksum its manifest recorded."""
+
+
+class WarehouseSchemaMissingError(TotesError):
+    """The warehouse database lacks a star-schema table (or the load ledger) an operation needs."""
+
+
+class StarFileUnreadableError(TotesError):
+    """A star-zone (gold) object is not a readable Parquet file."""
+
+
+class StarFileSchemaError(TotesError):
+    """A star-zone (gold) file's columns, types or required values do not fit its table."""
+
+
+class TransformStateConflictError(TotesError):
+    """Another execution transformed the same warehouse table meanwhile; a retry continues."""

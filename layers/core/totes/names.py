@@ -77,6 +77,7 @@ class MetricName:
     ROWS_TRANSFORMED: Final = "RowsTransformed"
     ROWS_LOADED: Final = "RowsLoaded"
     ROWS_SKIPPED_AS_DUPLICATE: Final = "RowsSkippedAsDuplicate"
+    ROWS_REJECTED: Final = "RowsRejected"
     LOAD_DURATION_MS: Final = "LoadDurationMs"
     FRESHNESS_LAG_SECONDS: Final = "FreshnessLagSeconds"
 

@@ -1,0 +1,36 @@
+"""Transform Lambda: one warehouse table's new raw batches into a gold file (a Map item)."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from totes.aws import client
+from totes.names import MetricName
+from totes.observability import logger, metrics
+from totes.transform.stage import TransformRequest, TransformSettings, transform_target
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Transform ``event["target"]`` for run ``event["run_id"]``."""
+    request = TransformRequest.from_event(event)
+    logger.set_correlation_id(request.run_id)
+    logger.append_keys(table=request.target)
+    result = transform_target(request, TransformSettings.from_environment(), s3=client("s3"))
+    metrics.add_dimension("table", request.target)
+    metrics.add_metric(MetricName.ROWS_TRANSFORMED, MetricUnit.Count, result.rows)
+    metrics.add_metric(MetricName.ROWS_REJECTED, MetricUnit.Count, result.rows_rejected)
+    for warning in result.warnings:
+        logger.warning(warning)
+    logger.info(
+        "transformed" if result.rows else "nothing new",
+        extra={
+            "rows": result.rows,
+            "batches": result.batches,
+            "rows_rejected": result.rows_rejected,
+            "gold_key": result.gold_key,
+        },
+    )
+    return result.to_payload()

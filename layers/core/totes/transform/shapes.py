@@ -1,0 +1,338 @@
+"""Pure functions from source-shaped Arrow tables to star-shaped ones.
+
+No I/O here: :mod:`totes.transform.stage` reads the raw zone and the mirrors,
+calls these, and writes the results. Inputs are Arrow tables typed like the
+source (see :func:`totes.ingest.raw_zone.read_part`); outputs have exactly the
+schemas of :data:`totes.warehouse.star.STAR_SCHEMAS`.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from totes.transform.currencies import currency_name
+from totes.warehouse.star import FACT_DATE_COLUMNS, STAR_SCHEMAS, TIME_MS
+
+#: dim_staff.location when the department has none (the source allows NULL, the star does not).
+UNKNOWN_LOCATION = "Unknown location"
+#: dim_staff.department_name when the staff row's department is not known.
+UNKNOWN_DEPARTMENT = "Unknown department"
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+_INDEX = "__row_index"
+
+
+def unknown_currency_name(code: str) -> str:
+    """The placeholder name of a code ISO 4217 does not list.
+
+    Examples
+    --------
+    >>> unknown_currency_name("XYZ")
+    'Unknown currency (XYZ)'
+    """
+    return f"Unknown currency ({code})"
+
+
+@dataclass
+class Shaped:
+    """A star table and the source rows that could not be shaped, with their reasons."""
+
+    table: pa.Table
+    rejects: pa.Table | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def _with_index(table: pa.Table) -> pa.Table:
+    return table.append_column(_INDEX, pa.array(range(table.num_rows), pa.int64()))
+
+
+def latest_versions(table: pa.Table, key: str) -> pa.Table:
+    """Keep the newest version (by ``last_updated``) of each ``key``, ordered by key.
+
+    Examples
+    --------
+    >>> rows = pa.table({"k": [1, 1, 2], "last_updated": [2, 3, 1], "v": ["a", "b", "c"]})
+    >>> latest_versions(rows, "k").column("v").to_pylist()
+    ['b', 'c']
+    """
+    if table.num_rows == 0:
+        return table
+    ordered = _with_index(table.sort_by([(key, "ascending"), ("last_updated", "ascending")]))
+    newest = ordered.group_by(key, use_threads=False).aggregate([(_INDEX, "max")])
+    picked = ordered.take(newest.column(f"{_INDEX}_max")).drop_columns([_INDEX])
+    return picked.sort_by([(key, "ascending")])
+
+
+def distinct_versions(table: pa.Table, key: str) -> pa.Table:
+    """Drop repeated ``(key, last_updated)`` versions (a look-back re-read brings some).
+
+    Examples
+    --------
+    >>> rows = pa.table({"k": [1, 1, 1], "last_updated": [2, 2, 3]})
+    >>> distinct_versions(rows, "k").num_rows
+    2
+    """
+    if table.num_rows == 0:
+        return table
+    indexed = _with_index(table)
+    first = indexed.group_by([key, "last_updated"], use_threads=False).aggregate([(_INDEX, "min")])
+    kept = first.column(f"{_INDEX}_min")
+    picked = indexed.take(pc.take(kept, pc.sort_indices(kept))).drop_columns([_INDEX])
+    return picked.sort_by([(key, "ascending"), ("last_updated", "ascending")])
+
+
+def split_timestamp(stamps: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Split timestamps into a date column and a time column with milliseconds."""
+    dates = pc.cast(stamps, pa.date32())
+    times = pc.cast(
+        pc.cast(stamps, pa.time64("us")),
+        options=pc.CastOptions(target_type=TIME_MS, allow_time_truncate=True),
+    )
+    return dates, times
+
+
+def _parse_iso_dates(texts: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
+    """Dates from ``YYYY-MM-DD`` text, and a mask of the values that are not such a date."""
+    well_formed = pc.fill_null(pc.match_substring_regex(texts, _ISO_DATE), False)
+    parsed = pc.strptime(
+        pc.if_else(well_formed, texts, pa.scalar(None, pa.string())),
+        format="%Y-%m-%d",
+        unit="s",
+        error_is_null=True,
+    )
+    dates = pc.cast(parsed, pa.date32())
+    return dates, pc.is_null(dates)
+
+
+def _fact(
+    versions: pa.Table,
+    target: str,
+    renames: Mapping[str, str],
+    text_dates: Iterable[str],
+) -> Shaped:
+    """Shape fact rows: split stamps, parse text dates, reject rows whose dates are not dates."""
+    if versions.num_rows == 0:
+        return Shaped(STAR_SCHEMAS[target].empty_table())
+    columns: dict[str, Any] = {}
+    created_date, created_time = split_timestamp(versions.column("created_at"))
+    updated_date, updated_time = split_timestamp(versions.column("last_updated"))
+    stamps = {
+        "created_date": created_date,
+        "created_time": created_time,
+        "last_updated_date": updated_date,
+        "last_updated_time": updated_time,
+    }
+    bad = pa.array([False] * versions.num_rows)
+    reasons: list[pa.Array] = []
+    for name in text_dates:
+        parsed, invalid = _parse_iso_dates(versions.column(name))
+        columns[name] = parsed
+        reasons.append(
+            pc.if_else(
+                invalid,
+                pc.binary_join_element_wise(
+                    f"{name} '",
+                    pc.fill_null(versions.column(name), "NULL"),
+                    "' is not a YYYY-MM-DD date",
+                    "",
+                ),
+                pa.scalar(None, pa.string()),
+            )
+        )
+        bad = pc.or_(bad, invalid)
+    for star_name in STAR_SCHEMAS[target].names:
+        if star_name in stamps:
+            columns[star_name] = stamps[star_name]
+        elif star_name not in columns:
+            columns[star_name] = versions.column(renames.get(star_name, star_name))
+    shaped = pa.table(columns).select(STAR_SCHEMAS[target].names)
+    good = pc.invert(bad)
+    rejects = None
+    if pc.any(bad).as_py():
+        reason = reasons[0]
+        for more in reasons[1:]:
+            reason = pc.coalesce(reason, more)
+        rejected = versions.filter(bad)
+        rejects = rejected.append_column("reject_reason", pc.filter(reason, bad))
+    return Shaped(shaped.filter(good).cast(STAR_SCHEMAS[target]), rejects)
+
+
+def fact_sales_order(sales_orders: pa.Table) -> Shaped:
+    """One fact row per version of a sales order; ``staff_id`` becomes ``sales_staff_id``."""
+    return _fact(
+        distinct_versions(sales_orders, "sales_order_id"),
+        "fact_sales_order",
+        {"sales_staff_id": "staff_id"},
+        ("agreed_payment_date", "agreed_delivery_date"),
+    )
+
+
+def fact_purchase_order(purchase_orders: pa.Table) -> Shaped:
+    """One fact row per version of a purchase order."""
+    return _fact(
+        distinct_versions(purchase_orders, "purchase_order_id"),
+        "fact_purchase_order",
+        {},
+        ("agreed_delivery_date", "agreed_payment_date"),
+    )
+
+
+def fact_payment(payments: pa.Table) -> Shaped:
+    """One fact row per version of a payment."""
+    return _fact(
+        distinct_versions(payments, "payment_id"),
+        "fact_payment",
+        {},
+        ("payment_date",),
+    )
+
+
+def _rows(table: pa.Table | None) -> list[dict[str, Any]]:
+    return [] if table is None else table.to_pylist()
+
+
+def _star(target: str, rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=STAR_SCHEMAS[target])
+
+
+def dim_staff(staff: pa.Table, departments: pa.Table) -> Shaped:
+    """Every staff member with their department's name and location (type 1)."""
+    by_id = {
+        row["department_id"]: row for row in _rows(latest_versions(departments, "department_id"))
+    }
+    rows = []
+    for person in _rows(latest_versions(staff, "staff_id")):
+        department = by_id.get(person["department_id"], {})
+        rows.append(
+            {
+                "staff_id": person["staff_id"],
+                "first_name": person["first_name"],
+                "last_name": person["last_name"],
+                "department_name": department.get("department_name") or UNKNOWN_DEPARTMENT,
+                "location": department.get("location") or UNKNOWN_LOCATION,
+                "email_address": person["email_address"],
+            }
+        )
+    return Shaped(_star("dim_staff", rows))
+
+
+_LOCATION_FIELDS = (
+    "address_line_1",
+    "address_line_2",
+    "district",
+    "city",
+    "postal_code",
+    "country",
+    "phone",
+)
+
+
+def dim_location(addresses: pa.Table) -> Shaped:
+    """Addresses as locations (``address_id`` becomes ``location_id``)."""
+    rows = [
+        {"location_id": row["address_id"], **{k: row[k] for k in _LOCATION_FIELDS}}
+        for row in _rows(latest_versions(addresses, "address_id"))
+    ]
+    return Shaped(_star("dim_location", rows))
+
+
+def dim_counterparty(counterparties: pa.Table, addresses: pa.Table) -> Shaped:
+    """Counterparties with their legal address spelled out (type 1)."""
+    by_id = {row["address_id"]: row for row in _rows(latest_versions(addresses, "address_id"))}
+    rows, warnings = [], []
+    for party in _rows(latest_versions(counterparties, "counterparty_id")):
+        address = by_id.get(party["legal_address_id"])
+        if address is None:
+            warnings.append(
+                f"counterparty {party['counterparty_id']} has unknown legal address "
+                f"{party['legal_address_id']}: left out until the address arrives"
+            )
+            continue
+        rows.append(
+            {
+                "counterparty_id": party["counterparty_id"],
+                "counterparty_legal_name": party["counterparty_legal_name"],
+                "counterparty_legal_address_line_1": address["address_line_1"],
+                "counterparty_legal_address_line_2": address["address_line_2"],
+                "counterparty_legal_district": address["district"],
+                "counterparty_legal_city": address["city"],
+                "counterparty_legal_postal_code": address["postal_code"],
+                "counterparty_legal_country": address["country"],
+                "counterparty_legal_phone_number": address["phone"],
+            }
+        )
+    return Shaped(_star("dim_counterparty", rows), warnings=tuple(warnings))
+
+
+def dim_currency(currencies: pa.Table) -> Shaped:
+    """Currencies named from ISO 4217; a code ISO does not list gets a placeholder and a warning."""
+    rows, warnings = [], []
+    for row in _rows(latest_versions(currencies, "currency_id")):
+        code = row["currency_code"]
+        name = currency_name(code)
+        if name is None:
+            name = unknown_currency_name(code)
+            warnings.append(f"currency code {code!r} is not in ISO 4217: named {name!r}")
+        rows.append(
+            {"currency_id": row["currency_id"], "currency_code": code, "currency_name": name}
+        )
+    return Shaped(_star("dim_currency", rows), warnings=tuple(warnings))
+
+
+def dim_design(designs: pa.Table) -> Shaped:
+    """Designs, latest version of each."""
+    latest = latest_versions(designs, "design_id")
+    return Shaped(latest.select(STAR_SCHEMAS["dim_design"].names).cast(STAR_SCHEMAS["dim_design"]))
+
+
+def dim_payment_type(payment_types: pa.Table) -> Shaped:
+    """Payment types, latest version of each."""
+    latest = latest_versions(payment_types, "payment_type_id")
+    schema = STAR_SCHEMAS["dim_payment_type"]
+    return Shaped(latest.select(schema.names).cast(schema))
+
+
+def dim_transaction(transactions: pa.Table) -> Shaped:
+    """Transactions, latest version of each."""
+    latest = latest_versions(transactions, "transaction_id")
+    schema = STAR_SCHEMAS["dim_transaction"]
+    return Shaped(latest.select(schema.names).cast(schema))
+
+
+def date_row(day: date) -> dict[str, Any]:
+    """The dim_date row of a day: ISO weekday (1 = Monday), English names, quarter.
+
+    Examples
+    --------
+    >>> date_row(date(2024, 11, 14))["day_name"], date_row(date(2024, 11, 14))["day_of_week"]
+    ('Thursday', 4)
+    """
+    return {
+        "date_id": day,
+        "year": day.year,
+        "month": day.month,
+        "day": day.day,
+        "day_of_week": day.isoweekday(),
+        "day_name": calendar.day_name[day.weekday()],
+        "month_name": calendar.month_name[day.month],
+        "quarter": (day.month - 1) // 3 + 1,
+    }
+
+
+def dim_date(*date_columns: pa.Array | pa.ChunkedArray) -> Shaped:
+    """One row per distinct day among the given date columns (NULLs ignored)."""
+    days: set[date] = set()
+    for column in date_columns:
+        days.update(day for day in pc.unique(column).to_pylist() if day is not None)
+    return Shaped(_star("dim_date", [date_row(day) for day in sorted(days)]))
+
+
+def fact_dates(shaped: pa.Table, target: str) -> list[pa.ChunkedArray]:
+    """The date columns of a shaped fact table (what dim_date must cover)."""
+    return [shaped.column(name) for name in FACT_DATE_COLUMNS[target]]

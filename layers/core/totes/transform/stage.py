@@ -1,0 +1,371 @@
+"""One transform step: the new raw batches of a warehouse table's sources into one gold file.
+
+Each warehouse table ("target") keeps its own state object in the processed
+bucket, ``_state/transform/<target>.json``: which raw manifests it has consumed
+(per source table) and, for the dimensions that join lookup tables, where its
+mirror of those tables is. Only this target writes that object, with an S3
+conditional write on the ETag it read, so two overlapping executions cannot both
+consume the same batches.
+
+Order of effects, which makes a crash at any point harmless:
+
+1. read the state and list the manifests not consumed yet (this run's batches and
+   any left by an earlier failed run);
+2. read those batches, merge them into the mirrors (new immutable objects);
+3. write the gold file ``<target>/run=<run_id>/<digest>.parquet`` and any rejects;
+   the name is derived from the consumed manifests, so a retry rewrites nothing;
+4. write the state (compare-and-set).
+
+A crash before 4 repeats the work next time and finds the same file already
+written; load applies every file exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from botocore.exceptions import ClientError
+
+from totes.errors import InvalidEventError, TransformStateConflictError
+from totes.ingest.raw_zone import read_batch
+from totes.names import MIRROR_PREFIX, RAW_MANIFEST_PREFIX, REJECTS_PREFIX, WAREHOUSE_TABLES
+from totes.transform import shapes
+from totes.warehouse.star import FACT_DATE_COLUMNS, star_prefix
+
+#: Source tables each target is built from.
+TARGET_SOURCES: dict[str, tuple[str, ...]] = {
+    "dim_staff": ("staff", "department"),
+    "dim_counterparty": ("counterparty", "address"),
+    "dim_location": ("address",),
+    "dim_currency": ("currency",),
+    "dim_design": ("design",),
+    "dim_payment_type": ("payment_type",),
+    "dim_transaction": ("transaction",),
+    "dim_date": ("sales_order", "purchase_order", "payment"),
+    "fact_sales_order": ("sales_order",),
+    "fact_purchase_order": ("purchase_order",),
+    "fact_payment": ("payment",),
+}
+#: Targets that join lookup tables keep a mirror of them: a change to any input
+#: re-emits the whole dimension, so a department move reaches every staff row.
+MIRRORED_TARGETS = frozenset({"dim_staff", "dim_counterparty"})
+_STATE_PREFIX = "_state/transform"
+#: Consumed manifest keys older than this behind the newest are forgotten: listing
+#: starts there, so state and listing stay small however long the platform runs.
+_REMEMBERED_DAYS = 2
+
+
+@dataclass(frozen=True)
+class TransformRequest:
+    """The event of one transform Map item."""
+
+    target: str
+    run_id: str
+
+    @classmethod
+    def from_event(cls, event: Any) -> TransformRequest:
+        """Validate a Lambda event.
+
+        Raises
+        ------
+        InvalidEventError
+            ``target`` is not a warehouse table or ``run_id`` is missing.
+
+        Examples
+        --------
+        >>> TransformRequest.from_event({"target": "dim_staff", "run_id": "exec-1"}).target
+        'dim_staff'
+        """
+        if not isinstance(event, dict):
+            raise InvalidEventError("transform event must be a JSON object")
+        target, run_id = event.get("target"), event.get("run_id")
+        if target not in WAREHOUSE_TABLES:
+            raise InvalidEventError(
+                f"target {target!r} is not a warehouse table ({', '.join(WAREHOUSE_TABLES)})"
+            )
+        if not isinstance(run_id, str) or not run_id:
+            raise InvalidEventError("transform event needs a non-empty string 'run_id'")
+        return cls(target=str(target), run_id=run_id)
+
+
+@dataclass(frozen=True)
+class TransformSettings:
+    """The buckets transform reads and writes (environment variables in Lambda)."""
+
+    ingested_bucket: str
+    processed_bucket: str
+
+    @classmethod
+    def from_environment(cls) -> TransformSettings:
+        """Read ``INGESTED_BUCKET`` and ``PROCESSED_BUCKET``."""
+        try:
+            return cls(os.environ["INGESTED_BUCKET"], os.environ["PROCESSED_BUCKET"])
+        except KeyError as exc:
+            raise InvalidEventError(f"environment variable {exc.args[0]} is not set") from exc
+
+
+@dataclass
+class TransformResult:
+    """What one transform step did; small enough for the Step Functions payload."""
+
+    target: str
+    run_id: str
+    rows: int = 0
+    files: int = 0
+    batches: int = 0
+    rows_rejected: int = 0
+    gold_key: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    duration_ms: float = 0.0
+
+    def to_payload(self) -> dict[str, Any]:
+        """The handler's return value (keys and counts, never rows)."""
+        return {
+            "target": self.target,
+            "run_id": self.run_id,
+            "rows": self.rows,
+            "files": self.files,
+            "batches": self.batches,
+            "rows_rejected": self.rows_rejected,
+        }
+
+
+@dataclass
+class _State:
+    consumed: dict[str, list[str]] = field(default_factory=dict)
+    mirrors: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None
+
+
+def _state_key(target: str) -> str:
+    return f"{_STATE_PREFIX}/{target}.json"
+
+
+def _read_state(s3: Any, bucket: str, target: str) -> _State:
+    try:
+        response = s3.get_object(Bucket=bucket, Key=_state_key(target))
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return _State()
+        raise
+    document = json.loads(response["Body"].read())
+    return _State(document["consumed"], document["mirrors"], response["ETag"])
+
+
+def _write_state(s3: Any, bucket: str, target: str, state: _State) -> None:
+    body = json.dumps({"consumed": state.consumed, "mirrors": state.mirrors}, indent=1).encode()
+    condition = {"IfMatch": state.etag} if state.etag else {"IfNoneMatch": "*"}
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=_state_key(target),
+            Body=body,
+            ContentType="application/json",
+            **condition,
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise TransformStateConflictError(
+                f"another execution transformed {target} meanwhile; retry to continue from it"
+            ) from exc
+        raise
+
+
+def _listing_start(source: str, consumed: list[str]) -> str:
+    """Where to list a source's manifests from: a couple of days before the newest consumed."""
+    prefix = f"{RAW_MANIFEST_PREFIX}/{source}/"
+    if not consumed:
+        return prefix
+    newest_day = datetime.strptime(max(consumed)[len(prefix) : len(prefix) + 10], "%Y/%m/%d")
+    return f"{prefix}{newest_day - timedelta(days=_REMEMBERED_DAYS):%Y/%m/%d}"
+
+
+def new_manifests(s3: Any, bucket: str, source: str, consumed: list[str]) -> list[str]:
+    """Manifest keys of ``source`` not consumed yet, oldest first (paginated listing)."""
+    prefix = f"{RAW_MANIFEST_PREFIX}/{source}/"
+    seen = set(consumed)
+    paginator = s3.get_paginator("list_objects_v2")
+    found: list[str] = []
+    for page in paginator.paginate(
+        Bucket=bucket, Prefix=prefix, StartAfter=_listing_start(source, consumed)
+    ):
+        found.extend(item["Key"] for item in page.get("Contents", []) if item["Key"] not in seen)
+    return sorted(found)
+
+
+def _remembered(keys: list[str], source: str) -> list[str]:
+    cutoff = _listing_start(source, keys)
+    return sorted(key for key in keys if key >= cutoff)
+
+
+def _read_batches(s3: Any, bucket: str, manifests: list[str]) -> pa.Table | None:
+    tables = [read_batch(s3, bucket, key)[1] for key in manifests]
+    tables = [table for table in tables if table.num_rows]
+    if not tables:
+        return None
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def _put_once(s3: Any, bucket: str, key: str, body: bytes) -> None:
+    """Write ``key`` unless it exists: names are derived from content, so it is the same."""
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in (
+            "PreconditionFailed",
+            "ConditionalRequestConflict",
+        ):
+            raise
+
+
+def _read_parquet(s3: Any, bucket: str, key: str) -> pa.Table:
+    return pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+
+
+def _merge_mirror(
+    s3: Any,
+    bucket: str,
+    *,
+    target: str,
+    source: str,
+    previous_key: str | None,
+    new_rows: pa.Table | None,
+    digest: str,
+) -> tuple[str | None, pa.Table | None]:
+    """The mirror of ``source`` after merging ``new_rows``: its key and its rows."""
+    previous = _read_parquet(s3, bucket, previous_key) if previous_key else None
+    if new_rows is None:
+        return previous_key, previous
+    combined = (
+        new_rows
+        if previous is None
+        else pa.concat_tables([previous, new_rows], promote_options="permissive")
+    )
+    current = shapes.latest_versions(combined, f"{source}_id")
+    key = f"{MIRROR_PREFIX}/{target}/{source}/{digest}.parquet"
+    _put_once(s3, bucket, key, _parquet_bytes(current))
+    return key, current
+
+
+Inputs = dict[str, pa.Table | None]
+
+
+def _source(inputs: Inputs, name: str) -> pa.Table:
+    found = inputs.get(name)
+    return found if found is not None else pa.table({})
+
+
+def _dates_of_facts(inputs: Inputs) -> shapes.Shaped:
+    """dim_date rows for every date the facts built from these batches reference."""
+    columns: list[pa.ChunkedArray] = []
+    for source, build in (
+        ("sales_order", shapes.fact_sales_order),
+        ("purchase_order", shapes.fact_purchase_order),
+        ("payment", shapes.fact_payment),
+    ):
+        if inputs.get(source) is not None:
+            facts = build(_source(inputs, source)).table
+            columns.extend(facts.column(name) for name in FACT_DATE_COLUMNS[f"fact_{source}"])
+    return shapes.dim_date(*columns)
+
+
+_BUILDERS: dict[str, Callable[[Inputs], shapes.Shaped]] = {
+    "dim_staff": lambda i: shapes.dim_staff(_source(i, "staff"), _source(i, "department")),
+    "dim_counterparty": lambda i: shapes.dim_counterparty(
+        _source(i, "counterparty"), _source(i, "address")
+    ),
+    "dim_location": lambda i: shapes.dim_location(_source(i, "address")),
+    "dim_currency": lambda i: shapes.dim_currency(_source(i, "currency")),
+    "dim_design": lambda i: shapes.dim_design(_source(i, "design")),
+    "dim_payment_type": lambda i: shapes.dim_payment_type(_source(i, "payment_type")),
+    "dim_transaction": lambda i: shapes.dim_transaction(_source(i, "transaction")),
+    "dim_date": _dates_of_facts,
+    "fact_sales_order": lambda i: shapes.fact_sales_order(_source(i, "sales_order")),
+    "fact_purchase_order": lambda i: shapes.fact_purchase_order(_source(i, "purchase_order")),
+    "fact_payment": lambda i: shapes.fact_payment(_source(i, "payment")),
+}
+
+
+def transform_target(
+    request: TransformRequest, settings: TransformSettings, *, s3: Any
+) -> TransformResult:
+    """Turn every raw batch a warehouse table has not consumed yet into one gold file.
+
+    Returns
+    -------
+    TransformResult
+        Rows written to the gold file, batches consumed, rows rejected, warnings.
+
+    Raises
+    ------
+    TransformStateConflictError
+        Another execution transformed the same target meanwhile (retry).
+
+    Examples
+    --------
+    >>> transform_target(TransformRequest("dim_staff", "exec-1"), settings, s3=s3)  # doctest: +SKIP
+    TransformResult(target='dim_staff', run_id='exec-1', rows=20, files=1, batches=2, ...)
+    """
+    started = time.perf_counter()
+    result = TransformResult(target=request.target, run_id=request.run_id)
+    state = _read_state(s3, settings.processed_bucket, request.target)
+    sources = TARGET_SOURCES[request.target]
+    fresh = {
+        source: new_manifests(s3, settings.ingested_bucket, source, state.consumed.get(source, []))
+        for source in sources
+    }
+    all_new = sorted(key for keys in fresh.values() for key in keys)
+    if not all_new:
+        result.duration_ms = (time.perf_counter() - started) * 1000
+        return result
+    digest = hashlib.sha256("\n".join(all_new).encode()).hexdigest()[:20]
+    inputs = {
+        source: _read_batches(s3, settings.ingested_bucket, keys) if keys else None
+        for source, keys in fresh.items()
+    }
+    if request.target in MIRRORED_TARGETS:
+        for source in sources:
+            key, current = _merge_mirror(
+                s3,
+                settings.processed_bucket,
+                target=request.target,
+                source=source,
+                previous_key=state.mirrors.get(source),
+                new_rows=inputs[source],
+                digest=digest,
+            )
+            if key:
+                state.mirrors[source] = key
+            inputs[source] = current
+    shaped = _BUILDERS[request.target](inputs)
+    if shaped.table.num_rows:
+        gold_key = f"{star_prefix(request.target, request.run_id)}{digest}.parquet"
+        _put_once(s3, settings.processed_bucket, gold_key, _parquet_bytes(shaped.table))
+        result.gold_key, result.files, result.rows = gold_key, 1, shaped.table.num_rows
+    if shaped.rejects is not None and shaped.rejects.num_rows:
+        rejects_key = f"{REJECTS_PREFIX}/{request.target}/run={request.run_id}/{digest}.parquet"
+        _put_once(s3, settings.processed_bucket, rejects_key, _parquet_bytes(shaped.rejects))
+        result.rows_rejected = shaped.rejects.num_rows
+    for source, keys in fresh.items():
+        state.consumed[source] = _remembered(state.consumed.get(source, []) + keys, source)
+    _write_state(s3, settings.processed_bucket, request.target, state)
+    result.batches = len(all_new)
+    result.warnings = list(shaped.warnings)
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    return result

@@ -1,0 +1,240 @@
+"""Transform: raw batches become star-shaped gold files, with history for facts and cascades
+for dimensions (DESIGN.md sections 3, 5 and 7)."""
+
+from __future__ import annotations
+
+from datetime import date, time
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from totes.db import connect, row_counts
+from totes.errors import TransformStateConflictError
+from totes.names import SOURCE_TABLES
+from totes.warehouse.star import STAR_SCHEMAS
+
+from .pipeline_harness import PROCESSED, Pipeline, create_resources
+
+
+@pytest.fixture
+def pipeline(s3: Any, dynamodb: Any, seeded_source_dsn: str) -> Pipeline:
+    create_resources(s3, dynamodb)
+    return Pipeline(s3=s3, dynamodb=dynamodb, source_dsn=seeded_source_dsn)
+
+
+def _source_counts(dsn: str) -> dict[str, int]:
+    with connect(dsn) as conn:
+        return row_counts(conn, SOURCE_TABLES)
+
+
+def test_a_first_run_shapes_every_source_row_into_its_star_table(pipeline: Pipeline) -> None:
+    counts = _source_counts(pipeline.source_dsn)
+    results = pipeline.run()
+    expected = {
+        "fact_sales_order": counts["sales_order"],
+        "fact_purchase_order": counts["purchase_order"],
+        "fact_payment": counts["payment"],
+        "dim_staff": counts["staff"],
+        "dim_location": counts["address"],
+        "dim_counterparty": counts["counterparty"],
+        "dim_currency": counts["currency"],
+        "dim_design": counts["design"],
+        "dim_payment_type": counts["payment_type"],
+        "dim_transaction": counts["transaction"],
+    }
+    assert {target: results[target].rows for target in expected} == expected
+    for target, result in results.items():
+        assert result.gold_key == f"{target}/run={pipeline.run_id}/{result.gold_key.split('/')[-1]}"
+        assert pipeline.gold(target).schema.equals(STAR_SCHEMAS[target], check_metadata=False)
+
+
+def test_money_stays_decimal_and_times_keep_milliseconds(pipeline: Pipeline) -> None:
+    with connect(pipeline.source_dsn) as conn:
+        conn.execute(
+            "UPDATE sales_order SET unit_price = 0.10, created_at = '2024-02-29 23:59:59.999', "
+            "last_updated = '2030-01-01 00:00:00.001' WHERE sales_order_id = 1"
+        )
+    pipeline.run()
+    facts = {row["sales_order_id"]: row for row in pipeline.gold("fact_sales_order").to_pylist()}
+    assert pipeline.gold("fact_sales_order").schema.field("unit_price").type == pa.decimal128(10, 2)
+    assert facts[1]["unit_price"] == Decimal("0.10")
+    assert facts[1]["created_date"] == date(2024, 2, 29)
+    assert facts[1]["created_time"] == time(23, 59, 59, 999_000)
+    assert facts[1]["last_updated_time"] == time(0, 0, 0, 1_000)
+
+
+def test_dim_date_covers_every_date_the_facts_reference(pipeline: Pipeline) -> None:
+    pipeline.run()
+    days = {row["date_id"]: row for row in pipeline.gold("dim_date").to_pylist()}
+    for target, columns in (
+        ("fact_sales_order", ("created_date", "last_updated_date", "agreed_payment_date")),
+        ("fact_payment", ("payment_date",)),
+    ):
+        facts = pipeline.gold(target)
+        for column in columns:
+            assert set(facts.column(column).to_pylist()) <= set(days)
+    thursday = days.get(date(2024, 11, 14)) or next(iter(days.values()))
+    assert thursday["day_of_week"] == thursday["date_id"].isoweekday()
+    assert thursday["quarter"] == (thursday["month"] - 1) // 3 + 1
+
+
+def test_a_rerun_with_no_new_batch_writes_nothing(pipeline: Pipeline) -> None:
+    pipeline.run()
+    files = pipeline.keys("")
+    again = pipeline.run()
+    assert {result.rows for result in again.values()} == {0}
+    assert pipeline.keys("") == files
+
+
+def test_a_department_move_re_emits_every_staff_row_of_that_department(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.run()
+    with connect(pipeline.source_dsn) as conn:
+        conn.execute(
+            "UPDATE department SET location = 'Sheffield', last_updated = '2030-01-01' "
+            "WHERE department_id = (SELECT department_id FROM staff ORDER BY staff_id LIMIT 1)"
+        )
+        movers = conn.execute(
+            "SELECT count(*) FROM staff WHERE department_id = "
+            "(SELECT department_id FROM department WHERE location = 'Sheffield')"
+        ).fetchone()
+    results = pipeline.run()
+    latest = pipeline.parquet(results["dim_staff"].gold_key).to_pylist()
+    assert results["dim_staff"].rows == len(latest) == _source_counts(pipeline.source_dsn)["staff"]
+    assert sum(row["location"] == "Sheffield" for row in latest) == movers[0]
+
+
+def test_an_address_change_reaches_locations_and_counterparties(pipeline: Pipeline) -> None:
+    pipeline.run()
+    with connect(pipeline.source_dsn) as conn:
+        address_id = conn.execute(
+            "SELECT legal_address_id FROM counterparty ORDER BY counterparty_id LIMIT 1"
+        ).fetchone()[0]
+        conn.execute(
+            "UPDATE address SET phone = '0000 111111', last_updated = '2030-01-01' "
+            "WHERE address_id = %s",
+            (address_id,),
+        )
+    results = pipeline.run()
+    locations = pipeline.parquet(results["dim_location"].gold_key).to_pylist()
+    parties = pipeline.parquet(results["dim_counterparty"].gold_key).to_pylist()
+    # (rows near the old watermark may be re-read with it: the look-back contract)
+    phones = {row["location_id"]: row["phone"] for row in locations}
+    assert phones[address_id] == "0000 111111"
+    assert "0000 111111" in {row["counterparty_legal_phone_number"] for row in parties}
+    with connect(pipeline.source_dsn) as conn:
+        current = dict(conn.execute("SELECT address_id, phone FROM address").fetchall())
+    assert all(current[key] == phone for key, phone in phones.items())
+
+
+def test_every_version_of_an_order_becomes_its_own_fact_row(pipeline: Pipeline) -> None:
+    pipeline.run()
+    with connect(pipeline.source_dsn) as conn:
+        conn.execute(
+            "UPDATE sales_order SET units_sold = units_sold + 1, last_updated = '2030-01-01' "
+            "WHERE sales_order_id = 5"
+        )
+    results = pipeline.run()
+    assert results["fact_sales_order"].rows == 1
+    versions = [
+        row for row in pipeline.gold("fact_sales_order").to_pylist() if row["sales_order_id"] == 5
+    ]
+    assert len(versions) == 2
+    assert versions[0]["units_sold"] + 1 == versions[1]["units_sold"]
+
+
+def test_an_agreed_date_that_is_not_a_date_is_quarantined_with_a_reason(
+    pipeline: Pipeline,
+) -> None:
+    with connect(pipeline.source_dsn) as conn:
+        conn.execute(
+            "UPDATE sales_order SET agreed_delivery_date = 'next Tuesday' WHERE sales_order_id = 3"
+        )
+    results = pipeline.run()
+    assert results["fact_sales_order"].rows_rejected == 1
+    [rejects_key] = pipeline.keys("rejects/fact_sales_order/")
+    rejected = pipeline.parquet(rejects_key).to_pylist()
+    assert rejected[0]["sales_order_id"] == 3
+    assert rejected[0]["reject_reason"] == (
+        "agreed_delivery_date 'next Tuesday' is not a YYYY-MM-DD date"
+    )
+    loaded = set(pipeline.gold("fact_sales_order").column("sales_order_id").to_pylist())
+    assert 3 not in loaded
+    assert len(loaded) == _source_counts(pipeline.source_dsn)["sales_order"] - 1
+
+
+def test_a_currency_outside_iso_4217_gets_a_placeholder_name_and_a_warning(
+    pipeline: Pipeline,
+) -> None:
+    with connect(pipeline.source_dsn) as conn:
+        conn.execute(
+            "INSERT INTO currency (currency_code, last_updated) VALUES ('XTQ', '2030-01-01')"
+        )
+    results = pipeline.run()
+    names = {
+        row["currency_code"]: row["currency_name"]
+        for row in pipeline.gold("dim_currency").to_pylist()
+    }
+    assert names["GBP"] == "Pound Sterling"
+    assert names["XTQ"] == "Unknown currency (XTQ)"
+    assert results["dim_currency"].warnings == [
+        "currency code 'XTQ' is not in ISO 4217: named 'Unknown currency (XTQ)'"
+    ]
+
+
+class FailingStateWrite:
+    """An S3 client whose process dies when the transform state is about to be saved."""
+
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    def put_object(self, **arguments: Any) -> Any:
+        if arguments["Key"].startswith("_state/"):
+            raise SystemExit("crash injected before the transform state is saved")
+        return self._s3.put_object(**arguments)
+
+
+def test_a_crash_before_the_state_is_saved_repeats_the_work_without_a_second_file(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.runs += 1
+    for table in SOURCE_TABLES:
+        pipeline.ingest(table)
+    real = pipeline.s3
+    pipeline.s3 = FailingStateWrite(real)
+    with pytest.raises(SystemExit):
+        pipeline.transform("fact_sales_order")
+    pipeline.s3 = real
+    first_files = pipeline.keys("fact_sales_order/")
+    retried = pipeline.transform("fact_sales_order")
+    assert pipeline.keys("fact_sales_order/") == first_files
+    assert retried.gold_key in first_files
+    assert pipeline.transform("fact_sales_order").rows == 0
+
+
+def test_two_executions_transforming_one_table_cannot_both_commit(pipeline: Pipeline) -> None:
+    pipeline.runs += 1
+    pipeline.ingest("staff")
+    pipeline.ingest("department")
+    real = pipeline.s3
+    state = {"key": "_state/transform/dim_staff.json"}
+
+    class RivalWritesFirst(FailingStateWrite):
+        def put_object(self, **arguments: Any) -> Any:
+            if arguments["Key"] == state["key"]:
+                real.put_object(
+                    Bucket=PROCESSED, Key=state["key"], Body=b'{"consumed": {}, "mirrors": {}}'
+                )
+            return real.put_object(**arguments)
+
+    pipeline.s3 = RivalWritesFirst(real)
+    with pytest.raises(
+        TransformStateConflictError, match="another execution transformed dim_staff"
+    ):
+        pipeline.transform("dim_staff")
