@@ -10,7 +10,7 @@ PYTEST_FLAGS ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install run test test-fast lint format synth bench bench-seed bench-ingest clean help
+.PHONY: install build run test test-fast lint format synth bench bench-seed bench-ingest clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ $(NODE_STAMP): package.json package-lock.json
 
 install: $(STAMP) $(NODE_STAMP)  ## create .venv and node_modules if missing or stale
 
+build: $(STAMP)  ## build the Lambda layers into build/layers (pip wheels for Lambda, no Docker)
+	$(BIN)/python scripts/build_layers.py
+
 run: $(STAMP)  ## run the product on this machine (embedded PostgreSQL, no AWS account)
 	$(BIN)/totes run
 
@@ -42,13 +45,13 @@ lint: $(STAMP)  ## ruff, mypy and bandit, as CI runs them
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/bandit -q -c pyproject.toml -r layers stacks app.py
+	$(BIN)/bandit -q -c pyproject.toml -r layers lambdas stacks scripts app.py
 
 format: $(STAMP)  ## rewrite the code in the house style
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-synth: install  ## synthesise the CloudFormation template into cdk.out/
+synth: install build  ## synthesise the CloudFormation template into cdk.out/
 	npx cdk synth --quiet
 
 bench: bench-seed bench-ingest  ## every benchmark (numbers, not pass/fail)

@@ -10,10 +10,16 @@ from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.data_platform_stack import DataPlatformStack
+from stacks.packaging import PipelinePackaging
 from stacks.settings import PlatformSettings
 
 
-def build_application(app: App, *, env: Environment | None = None) -> DataPlatformStack:
+def build_application(
+    app: App,
+    *,
+    env: Environment | None = None,
+    packaging: PipelinePackaging | None = None,
+) -> DataPlatformStack:
     """Add the data platform stack to ``app`` and register cdk-nag's AwsSolutions pack.
 
     Any unacknowledged AwsSolutions finding fails synthesis. Acknowledgements
@@ -26,13 +32,18 @@ def build_application(app: App, *, env: Environment | None = None) -> DataPlatfo
         The application; its context supplies the :class:`PlatformSettings`.
     env : aws_cdk.Environment or None
         Target account and region of the stack.
+    packaging : PipelinePackaging or None
+        Where the handlers and built layers are; ``None`` for the repository's
+        ``lambdas/`` and ``build/layers/`` (what ``cdk synth`` uses).
 
     Returns
     -------
     DataPlatformStack
     """
     settings = PlatformSettings.from_context(app)
-    stack = DataPlatformStack(app, settings.stack_name, settings=settings, env=env)
+    stack = DataPlatformStack(
+        app, settings.stack_name, settings=settings, env=env, packaging=packaging
+    )
     Validations.of(app).add_plugins(
         AwsSolutionsChecks(app, write_suppressions_to_cloud_formation=True)
     )

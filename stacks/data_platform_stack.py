@@ -5,13 +5,19 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
+from stacks.alerts import AlertTopic
+from stacks.functions import PipelineFunctions
+from stacks.monitoring import PipelineMonitoring
+from stacks.packaging import PipelinePackaging
+from stacks.schedule import PipelineSchedule
 from stacks.settings import PlatformSettings
 from stacks.storage import DataBuckets
 from stacks.watermarks import WatermarkTable
+from stacks.workflow import PipelineWorkflow
 
 
 class DataPlatformStack(Stack):
-    """Storage and state of the totesys-to-warehouse pipeline.
+    """The totesys-to-warehouse pipeline: storage, functions, workflow, schedule, alarms.
 
     Parameters
     ----------
@@ -24,6 +30,9 @@ class DataPlatformStack(Stack):
     env : aws_cdk.Environment or None
         Target account and region; ``None`` synthesises an
         environment-agnostic template.
+    packaging : PipelinePackaging or None
+        Handler folders and built layers; ``None`` uses the repository's
+        ``lambdas/`` and ``build/layers/``.
 
     Attributes
     ----------
@@ -33,6 +42,16 @@ class DataPlatformStack(Stack):
         Raw, processed and access-log buckets.
     watermarks : WatermarkTable
         Extraction high-water marks.
+    alerts : AlertTopic
+        The topic every alert goes to.
+    functions : PipelineFunctions
+        Ingest, transform and load.
+    workflow : PipelineWorkflow
+        The Express state machine.
+    schedule : PipelineSchedule
+        What starts it.
+    monitoring : PipelineMonitoring
+        Alarms and dashboard.
     """
 
     def __init__(
@@ -42,6 +61,7 @@ class DataPlatformStack(Stack):
         *,
         settings: PlatformSettings,
         env: Environment | None = None,
+        packaging: PipelinePackaging | None = None,
     ) -> None:
         super().__init__(
             scope,
@@ -58,6 +78,42 @@ class DataPlatformStack(Stack):
             access_log_retention_days=settings.access_log_retention_days,
         )
         self.watermarks = WatermarkTable(self, "Watermarks")
+        # First, because both the workflow and the alarms report to it.
+        self.alerts = AlertTopic(self, "Alerts", email=settings.alarm_email)
+        self.functions = PipelineFunctions(
+            self,
+            "Functions",
+            packaging=packaging or PipelinePackaging.from_repository(),
+            buckets=self.buckets,
+            watermark_table=self.watermarks.table,
+            source_secret_name=settings.source_secret_name,
+            warehouse_secret_name=settings.warehouse_secret_name,
+            log_retention_days=settings.log_retention_days,
+            powertools_version=settings.powertools_version,
+        )
+        self.workflow = PipelineWorkflow(
+            self,
+            "Workflow",
+            functions=self.functions,
+            alerts=self.alerts,
+            ingest_max_concurrency=settings.ingest_max_concurrency,
+            log_retention_days=settings.log_retention_days,
+        )
+        self.schedule = PipelineSchedule(
+            self,
+            "Schedule",
+            state_machine=self.workflow.state_machine,
+            rate_minutes=settings.schedule_rate_minutes,
+            enabled=settings.schedule_enabled,
+        )
+        self.monitoring = PipelineMonitoring(
+            self,
+            "Monitoring",
+            alerts=self.alerts,
+            state_machine=self.workflow.state_machine,
+            functions=self.functions,
+            schedule_rate_minutes=settings.schedule_rate_minutes,
+        )
 
         CfnOutput(
             self,
@@ -76,4 +132,22 @@ class DataPlatformStack(Stack):
             "WatermarkTableName",
             value=self.watermarks.table.table_name,
             description="Extraction high-water mark of each source table",
+        )
+        CfnOutput(
+            self,
+            "PipelineStateMachineArn",
+            value=self.workflow.state_machine.state_machine_arn,
+            description="The Express state machine; start an execution by hand with this ARN",
+        )
+        CfnOutput(
+            self,
+            "AlertTopicArn",
+            value=self.alerts.topic.topic_arn,
+            description="Alarms and failed executions are published here",
+        )
+        CfnOutput(
+            self,
+            "DashboardName",
+            value=self.monitoring.dashboard.dashboard_name,
+            description="CloudWatch dashboard of the pipeline",
         )

@@ -22,6 +22,21 @@ _STACK_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
 # Deliberately loose: SNS confirms the address by mail; this only catches typos
 # such as a missing "@" before a deployment is attempted.
 _EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# "latest" or a release of Powertools v3: the public layer is published per major
+# version (AWSLambdaPowertoolsPythonV3-...), and the handlers are written for v3.
+_POWERTOOLS_VERSION_PATTERN = re.compile(r"latest|3\.\d+\.\d+")
+
+#: Retention periods CloudWatch Logs accepts, in days.
+LOG_RETENTION_DAYS_ALLOWED: tuple[int, ...] = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
+    1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+
+#: An inline Map state runs at most 40 iterations at once, whatever is asked for.
+MAP_CONCURRENCY_LIMIT = 40
+
+_TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+_FALSE_WORDS = frozenset({"false", "no", "off", "0"})
 
 
 class InvalidSettingError(ValueError):
@@ -50,6 +65,22 @@ class PlatformSettings:
         every later zone can be rebuilt from.
     access_log_retention_days : int
         Days S3 server access logs are kept before they expire.
+    schedule_enabled : bool
+        Whether the schedule starts the pipeline. ``False`` deploys everything
+        but leaves the schedule disabled (for a first deployment before the
+        secrets exist, or to pause the pipeline); executions can still be
+        started by hand.
+    ingest_max_concurrency : int
+        Source tables extracted at the same time, i.e. the most connections one
+        execution opens to the operational database. Between 1 and 40.
+    log_retention_days : int
+        Days the logs of the functions and of the state machine are kept; one
+        of the periods CloudWatch Logs accepts.
+    powertools_version : str
+        Release of the public Powertools for AWS Lambda (Python) v3 layer the
+        functions use, e.g. ``"3.37.0"``, or ``"latest"``. Resolved through the
+        public SSM parameter of the deployment region when CloudFormation
+        deploys.
     """
 
     stack_name: str = DEFAULT_STACK_NAME
@@ -59,6 +90,10 @@ class PlatformSettings:
     warehouse_secret_name: str = WAREHOUSE_SECRET_NAME
     raw_retention_days: int = 90
     access_log_retention_days: int = 365
+    schedule_enabled: bool = True
+    ingest_max_concurrency: int = 3
+    log_retention_days: int = 30
+    powertools_version: str = "latest"
 
     def __post_init__(self) -> None:
         if not _STACK_NAME_PATTERN.fullmatch(self.stack_name):
@@ -74,6 +109,23 @@ class PlatformSettings:
         for name in ("schedule_rate_minutes", "raw_retention_days", "access_log_retention_days"):
             if getattr(self, name) < 1:
                 raise InvalidSettingError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 1 <= self.ingest_max_concurrency <= MAP_CONCURRENCY_LIMIT:
+            # 0 would mean "unlimited" to Step Functions: the opposite of protecting the source.
+            raise InvalidSettingError(
+                f"ingest_max_concurrency must be between 1 and {MAP_CONCURRENCY_LIMIT}, "
+                f"got {self.ingest_max_concurrency}"
+            )
+        if self.log_retention_days not in LOG_RETENTION_DAYS_ALLOWED:
+            accepted = ", ".join(map(str, LOG_RETENTION_DAYS_ALLOWED))
+            raise InvalidSettingError(
+                f"log_retention_days must be one of {accepted} (what CloudWatch Logs accepts), "
+                f"got {self.log_retention_days}"
+            )
+        if not _POWERTOOLS_VERSION_PATTERN.fullmatch(self.powertools_version):
+            raise InvalidSettingError(
+                f"powertools_version must be 'latest' or a 3.x.y release, "
+                f"got {self.powertools_version!r}"
+            )
 
     @classmethod
     def from_context(cls, scope: Construct) -> PlatformSettings:
@@ -114,6 +166,16 @@ class PlatformSettings:
             access_log_retention_days=whole_number(
                 "access_log_retention_days", defaults.access_log_retention_days
             ),
+            schedule_enabled=_parse_switch(
+                "schedule_enabled",
+                scope.node.try_get_context("schedule_enabled"),
+                defaults.schedule_enabled,
+            ),
+            ingest_max_concurrency=whole_number(
+                "ingest_max_concurrency", defaults.ingest_max_concurrency
+            ),
+            log_retention_days=whole_number("log_retention_days", defaults.log_retention_days),
+            powertools_version=text("powertools_version", defaults.powertools_version),
         )
 
 
@@ -128,3 +190,14 @@ def _parse_whole_number(key: str, value: Any, default: int) -> int:
     if isinstance(value, str) and value.strip().isdecimal():
         return int(value.strip())
     raise InvalidSettingError(f"{key} must be a whole number, got {value!r}")
+
+
+def _parse_switch(key: str, value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    # `-c schedule_enabled=false` arrives as the text "false", which is truthy.
+    if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
+        return value.strip().lower() in _TRUE_WORDS
+    raise InvalidSettingError(f"{key} must be true or false, got {value!r}")

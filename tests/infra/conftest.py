@@ -1,10 +1,17 @@
-"""Shared fixtures of the infrastructure tier: one synthesis per test module."""
+"""Shared fixtures of the infrastructure tier: one synthesis per test module.
+
+Synthesis needs the Lambda layers that ``scripts/build_layers.py`` builds into
+``build/layers``. The first infrastructure test of a session builds them when
+they are missing or stale (a pip download, then cached); later sessions reuse them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +21,7 @@ import pytest
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 CDK_JSON = REPOSITORY_ROOT / "cdk.json"
+BUILD_LAYERS_SCRIPT = REPOSITORY_ROOT / "scripts" / "build_layers.py"
 
 # The jsii runtime (a Node.js child process) inherits the environment, so this
 # must be set before aws_cdk is first imported. It only silences a banner about
@@ -39,7 +47,34 @@ FIXED_PRODUCT_CONTEXT: Mapping[str, Any] = {
     "warehouse_secret_name": "postgres_db_credentials",
     "raw_retention_days": 90,
     "access_log_retention_days": 365,
+    "schedule_enabled": True,
+    "ingest_max_concurrency": 3,
+    "log_retention_days": 30,
+    "powertools_version": "latest",
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def built_layers() -> Path:
+    """Build the Lambda layers once, if missing or stale, as ``make build`` does.
+
+    Returns the folder holding the layer zips and their size reports.
+    """
+    completed = subprocess.run(  # noqa: S603 (this interpreter running a script of the repository)
+        [sys.executable, str(BUILD_LAYERS_SCRIPT)],
+        cwd=REPOSITORY_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    if completed.returncode != 0:
+        pytest.fail(
+            "could not build the Lambda layers (needs network access to PyPI the first time):\n"
+            + completed.stdout
+            + completed.stderr
+        )
+    return REPOSITORY_ROOT / "build" / "layers"
 
 
 def _cdk_json_context() -> dict[str, Any]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from aws_cdk import App
 
-from stacks.settings import InvalidSettingError, PlatformSettings
+from stacks.log_groups import retention_period
+from stacks.settings import LOG_RETENTION_DAYS_ALLOWED, InvalidSettingError, PlatformSettings
 from totes.names import SOURCE_SECRET_NAME, WAREHOUSE_SECRET_NAME
 
 pytestmark = pytest.mark.infra
@@ -21,6 +22,11 @@ def test_without_context_the_platform_uses_the_shared_names():
     assert settings.warehouse_secret_name == WAREHOUSE_SECRET_NAME
     assert settings.schedule_rate_minutes == 5
     assert settings.alarm_email is None
+    # And the pipeline runs on schedule, gentle on the source database
+    assert settings.schedule_enabled is True
+    assert settings.ingest_max_concurrency == 3
+    assert settings.log_retention_days == 30
+    assert settings.powertools_version == "latest"
 
 
 def test_cdk_json_names_the_same_secrets_as_the_handlers(cdk_json_context):
@@ -62,6 +68,13 @@ def test_an_empty_alarm_email_means_no_subscription():
         ("stack_name", "has_underscores"),
         ("alarm_email", "not-an-address"),
         ("source_secret_name", " "),
+        ("schedule_enabled", "maybe"),
+        ("schedule_enabled", 1),
+        ("ingest_max_concurrency", 0),
+        ("ingest_max_concurrency", "41"),
+        ("log_retention_days", 10),
+        ("powertools_version", "2.40.0"),
+        ("powertools_version", "newest"),
     ],
 )
 def test_a_value_that_cannot_be_deployed_is_rejected_before_deployment(key, value):
@@ -90,3 +103,40 @@ def test_stack_name_from_context_names_the_cloudformation_stack(synthesise_platf
 
     # Then a second, independent copy of the platform can live in the same account
     assert platform.stack.stack_name == "TotesDataPlatform-Staging"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        ("false", False),
+        ("False", False),
+        ("true", True),
+        ("no", False),
+    ],
+)
+def test_schedule_enabled_accepts_json_booleans_and_command_line_text(value, expected):
+    # Given `cdk.json` holding a boolean, or `cdk deploy -c schedule_enabled=false` (text)
+    settings = PlatformSettings.from_context(App(context={"schedule_enabled": value}))
+
+    # Then "false" means false, although the text "false" is truthy in Python
+    assert settings.schedule_enabled is expected
+
+
+def test_cdk_json_declares_every_setting_with_its_default(cdk_json_context):
+    # Given the committed cdk.json and the settings' own defaults
+    defaults = PlatformSettings()
+    declared = PlatformSettings.from_context(App(context=cdk_json_context))
+
+    # Then an operator reading cdk.json sees every setting, set to what the code assumes
+    for name in PlatformSettings.__dataclass_fields__:
+        assert name in cdk_json_context, f"{name} is missing from cdk.json"
+        if name != "alarm_email":
+            assert getattr(declared, name) == getattr(defaults, name), name
+
+
+def test_every_accepted_log_retention_has_a_cloudwatch_retention_period():
+    # Given every retention the settings accept, Then the CDK can express each one
+    for days in LOG_RETENTION_DAYS_ALLOWED:
+        assert retention_period(days) is not None

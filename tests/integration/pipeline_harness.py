@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 
 from totes.ingest.stage import IngestRequest, IngestResult, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore
-from totes.names import SOURCE_TABLES, WAREHOUSE_TABLES
+from totes.load.stage import LoadRequest, LoadResult, LoadSettings, load_target
+from totes.names import DIMENSION_TABLES, FACT_TABLES, SOURCE_TABLES, WAREHOUSE_TABLES
 from totes.transform.stage import (
     TransformRequest,
     TransformResult,
@@ -41,6 +42,7 @@ class Pipeline:
     s3: Any
     dynamodb: Any
     source_dsn: str
+    warehouse_dsn: str | None = None
     runs: int = 0
     transformed: dict[str, TransformResult] = field(default_factory=dict)
 
@@ -66,12 +68,27 @@ class Pipeline:
         self.transformed[target] = result
         return result
 
+    def load(self, target: str) -> LoadResult:
+        if self.warehouse_dsn is None:
+            raise ValueError("this pipeline has no warehouse")
+        dsn = self.warehouse_dsn
+        return load_target(
+            LoadRequest(target=target, run_id=self.run_id),
+            LoadSettings(bucket=PROCESSED),
+            warehouse_dsn=lambda: dsn,
+            s3=self.s3,
+        )
+
     def run(self) -> dict[str, TransformResult]:
-        """A new run: ingest every table, then transform every target."""
+        """A new run: ingest every table, transform every target, load if there is a warehouse."""
         self.runs += 1
         for table in SOURCE_TABLES:
             self.ingest(table)
-        return {target: self.transform(target) for target in WAREHOUSE_TABLES}
+        results = {target: self.transform(target) for target in WAREHOUSE_TABLES}
+        if self.warehouse_dsn is not None:
+            for target in (*DIMENSION_TABLES, *FACT_TABLES):
+                self.load(target)
+        return results
 
     def keys(self, prefix: str, bucket: str = PROCESSED) -> list[str]:
         paginator = self.s3.get_paginator("list_objects_v2")

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from psycopg.conninfo import make_conninfo
 
+from totes import errors, names
 from totes.db import copy_field, describe, with_database
 
 passwords = st.text(
@@ -52,3 +53,9 @@ def test_copy_field_escapes_what_copy_text_format_would_misread(
     value: object, rendered: str
 ) -> None:
     assert copy_field(value) == rendered
+
+
+def test_retryable_error_names_match_the_exceptions_the_runtime_raises() -> None:
+    # Step Functions matches Retry rules on the exception's class name.
+    assert errors.WatermarkConflictError.__name__ == names.WATERMARK_CONFLICT_ERROR
+    assert errors.TransformStateConflictError.__name__ == names.TRANSFORM_STATE_CONFLICT_ERROR

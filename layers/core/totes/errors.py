@@ -85,3 +85,11 @@ class StarFileSchemaError(TotesError):
 
 class TransformStateConflictError(TotesError):
     """Another execution transformed the same warehouse table meanwhile; a retry continues."""
+
+
+class ReferencedRowDeletedError(TotesError):
+    """A dimension row a fact file references was deleted while the file loaded.
+
+    The file's transaction is rolled back and the file stays pending: the next load
+    applies it, quarantining the rows whose dimension row is then missing.
+    """

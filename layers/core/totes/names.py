@@ -89,3 +89,10 @@ FRESHNESS_LAG_ALARM_SECONDS: Final = 30 * 60
 RAW_MANIFEST_PREFIX: Final = "_manifests"
 MIRROR_PREFIX: Final = "mirror"
 REJECTS_PREFIX: Final = "rejects"
+
+
+#: Error types a Step Functions Retry may safely repeat: another execution got there
+#: first, and a retry re-reads the newer state. The runtime raises exceptions of
+#: these class names (the Lambda service reports the class name as the error).
+WATERMARK_CONFLICT_ERROR: Final = "WatermarkConflictError"
+TRANSFORM_STATE_CONFLICT_ERROR: Final = "TransformStateConflictError"

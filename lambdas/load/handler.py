@@ -1,0 +1,73 @@
+"""Load Lambda: the pending gold files of one warehouse table into the warehouse (a Map item)."""
+
+from typing import Any, Final
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from totes.aws import client, database_dsn
+from totes.load.stage import LoadRequest, LoadSettings, load_target
+from totes.names import METRICS_NAMESPACE, SERVICE_NAME, WAREHOUSE_SECRET_NAME, MetricName
+from totes.observability import logger, metrics
+
+#: Fact rows quarantined because a dimension row they reference is missing.
+ROWS_REJECTED: Final = "RowsRejected"
+
+
+def _warehouse_dsn() -> str:
+    return database_dsn("TOTES_WAREHOUSE_DSN", "WAREHOUSE_SECRET_NAME", WAREHOUSE_SECRET_NAME)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Load the gold files of ``event["target"]`` that the ledger lacks, for ``event["run_id"]``."""
+    request = LoadRequest.from_event(event)
+    logger.set_correlation_id(request.run_id)
+    logger.append_keys(table=request.target)
+    settings = LoadSettings.from_environment()
+    result = load_target(request, settings, warehouse_dsn=_warehouse_dsn, s3=client("s3"))
+    metrics.add_dimension("table", request.target)
+    metrics.add_metric(MetricName.ROWS_LOADED, MetricUnit.Count, result.rows_loaded)
+    metrics.add_metric(MetricName.ROWS_SKIPPED_AS_DUPLICATE, MetricUnit.Count, result.rows_skipped)
+    metrics.add_metric(ROWS_REJECTED, MetricUnit.Count, result.rows_rejected)
+    metrics.add_metric(MetricName.LOAD_DURATION_MS, MetricUnit.Milliseconds, result.duration_ms)
+    if result.freshness_lag_seconds is not None:
+        # The freshness alarm watches this metric with the service dimension alone.
+        with single_metric(
+            name=MetricName.FRESHNESS_LAG_SECONDS,
+            unit=MetricUnit.Seconds,
+            value=result.freshness_lag_seconds,
+            namespace=METRICS_NAMESPACE,
+            default_dimensions={"service": SERVICE_NAME},
+        ):
+            pass
+    for outcome in result.files:
+        logger.info(
+            "file applied elsewhere" if outcome.applied_elsewhere else "file loaded",
+            extra={
+                "file_key": outcome.key,
+                "rows_in_file": outcome.rows_in_file,
+                "rows_loaded": outcome.rows_loaded,
+                "rows_skipped": outcome.rows_skipped,
+                "rows_rejected": outcome.rows_rejected,
+                "rejects_key": outcome.rejects_key,
+                "dim_date_corrected": outcome.dim_date_corrected,
+                "duration_ms": round(outcome.duration_ms, 1),
+            },
+        )
+    logger.info(
+        "loaded" if result.applied else "nothing to load",
+        extra={
+            "files": len(result.applied),
+            "files_listed": result.files_listed,
+            "rows_loaded": result.rows_loaded,
+            "rows_skipped": result.rows_skipped,
+            "rows_rejected": result.rows_rejected,
+            "newest_last_updated": (
+                result.newest_last_updated.isoformat() if result.newest_last_updated else None
+            ),
+            "freshness_lag_seconds": result.freshness_lag_seconds,
+        },
+    )
+    return result.to_payload()

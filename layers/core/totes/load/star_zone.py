@@ -1,0 +1,359 @@
+"""The star (gold) zone as the load stage reads it: listing, reading and quarantining files.
+
+Layout in the processed bucket::
+
+    <warehouse_table>/run=<run_id>/<name>.parquet                 gold files
+    rejects/<warehouse_table>/run=<run_id>/<name>.load.parquet    fact rows load could not apply
+
+A load rejects object is named after the gold file its rows came from (the run is
+the file's, not the loading run's), so a retried load of that file rewrites the same
+object instead of adding another.
+"""
+
+from __future__ import annotations
+
+import array
+import io
+import re
+import struct
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyarrow import csv as pa_csv
+
+from totes.errors import StarFileSchemaError, StarFileUnreadableError
+from totes.names import REJECTS_PREFIX
+from totes.warehouse.star import (
+    DIMENSION_KEYS,
+    FACT_DATE_COLUMNS,
+    FACT_REFERENCES,
+    STAR_SCHEMAS,
+)
+
+#: The column load adds to every staged row: its position in the file.
+FILE_ROW: Final = "file_row"
+#: The column a rejects file adds to the star schema: why the row was not applied.
+REJECT_REASON: Final = "reject_reason"
+#: Rows rendered per COPY write (CSV or binary): bounds memory whatever the file size.
+_ROWS_PER_CHUNK = 65_536
+_CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+
+
+@dataclass(frozen=True, order=True)
+class StarFileKey:
+    """The key of one gold file, split into its parts.
+
+    Examples
+    --------
+    >>> file = StarFileKey.parse("dim_staff/run=exec-1/part-0.parquet")
+    >>> (file.table, file.run_id, file.stem)
+    ('dim_staff', 'exec-1', 'part-0')
+    """
+
+    key: str
+    table: str
+    run_id: str
+    stem: str
+
+    _PATTERN = re.compile(r"(?P<table>[a-z_]+)/run=(?P<run_id>[^/]+)/(?P<stem>[^/]+)\.parquet")
+
+    @classmethod
+    def parse(cls, key: str) -> StarFileKey | None:
+        """Split ``key``, or return None when it is not a gold file's key.
+
+        Examples
+        --------
+        >>> StarFileKey.parse("dim_staff/run=exec-1/notes.txt") is None
+        True
+        """
+        match = cls._PATTERN.fullmatch(key)
+        if match is None:
+            return None
+        return cls(key=key, table=match["table"], run_id=match["run_id"], stem=match["stem"])
+
+    @property
+    def rejects_key(self) -> str:
+        """Where the rows of this file that load could not apply are quarantined.
+
+        The ``.load`` suffix keeps them apart from the rows transform rejected while
+        building the file, which transform keeps at the key without it.
+
+        Examples
+        --------
+        >>> StarFileKey.parse("fact_payment/run=exec-1/3f2a.parquet").rejects_key
+        'rejects/fact_payment/run=exec-1/3f2a.load.parquet'
+        """
+        return f"{REJECTS_PREFIX}/{self.table}/run={self.run_id}/{self.stem}.load.parquet"
+
+
+def fact_references(target: str) -> dict[tuple[str, str], list[str]]:
+    """Each dimension (table, key) a fact references, with the fact columns that reference it.
+
+    dim_date comes first, referenced by every date column.
+
+    Examples
+    --------
+    >>> fact_references("fact_payment")[("dim_date", "date_id")]
+    ['created_date', 'last_updated_date', 'payment_date']
+    """
+    referencing: dict[tuple[str, str], list[str]] = {
+        ("dim_date", DIMENSION_KEYS["dim_date"]): list(FACT_DATE_COLUMNS[target])
+    }
+    for column, reference in FACT_REFERENCES[target].items():
+        referencing.setdefault(reference, []).append(column)
+    return referencing
+
+
+def referenced_values(table: pa.Table, target: str) -> dict[tuple[str, str], list[Any]]:
+    """The distinct keys fact rows reference, per dimension, in ascending order.
+
+    Computed on the Arrow columns, a hash pass each, before the rows are sent.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> from datetime import date
+    >>> rows = pa.table({"created_date": [date(2024, 1, 2)], "last_updated_date":
+    ...     [date(2024, 1, 3)], "payment_date": [date(2024, 1, 2)], "transaction_id": [7],
+    ...     "counterparty_id": [1], "currency_id": [1], "payment_type_id": [3]})
+    >>> referenced_values(rows, "fact_payment")[("dim_date", "date_id")]
+    [datetime.date(2024, 1, 2), datetime.date(2024, 1, 3)]
+    """
+    values: dict[tuple[str, str], list[Any]] = {}
+    for dimension, columns in fact_references(target).items():
+        column = pa.chunked_array(
+            [chunk for name in columns for chunk in table.column(name).chunks],
+            type=table.schema.field(columns[0]).type,
+        )
+        values[dimension] = pc.unique(column).sort().to_pylist()
+    return values
+
+
+def list_star_files(s3: Any, bucket: str, table: str) -> list[StarFileKey]:
+    """Every gold file of ``table`` in the bucket, in key order, whatever their number.
+
+    Keys under the table's folder that are not ``run=<run_id>/<name>.parquet`` are ignored.
+
+    Examples
+    --------
+    >>> [f.key for f in list_star_files(s3, "processed", "dim_staff")]  # doctest: +SKIP
+    ['dim_staff/run=exec-1/part-0.parquet', 'dim_staff/run=exec-2/part-0.parquet']
+    """
+    paginator = s3.get_paginator("list_objects_v2")
+    found: list[StarFileKey] = []
+    for page in paginator.paginate(Bucket=bucket, Prefix=f"{table}/"):
+        for item in page.get("Contents", []):
+            parsed = StarFileKey.parse(item["Key"])
+            if parsed is not None and parsed.table == table:
+                found.append(parsed)
+    return sorted(found)
+
+
+def read_star_file(s3: Any, bucket: str, file: StarFileKey) -> pa.Table:
+    """Read one gold file and return it with exactly the star schema of its table.
+
+    Columns are put in the warehouse table's order and cast to the star types (an
+    ``int64`` id written by a writer that widened it is accepted if every value fits).
+
+    Raises
+    ------
+    StarFileUnreadableError
+        The object is not a Parquet file.
+    StarFileSchemaError
+        A column is missing or extra, cannot be cast, or a required column holds nulls.
+
+    Examples
+    --------
+    >>> read_star_file(s3, "processed", StarFileKey.parse(key)).num_rows  # doctest: +SKIP
+    20
+    """
+    body = s3.get_object(Bucket=bucket, Key=file.key)["Body"].read()
+    try:
+        table = pq.read_table(pa.BufferReader(body))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StarFileUnreadableError(f"{file.key} is not a readable Parquet file") from exc
+    return conform(table, file.table, where=file.key)
+
+
+def conform(table: pa.Table, warehouse_table: str, *, where: str) -> pa.Table:
+    """Return ``table`` with the star schema of ``warehouse_table`` (order, types, nullability).
+
+    Raises
+    ------
+    StarFileSchemaError
+        A column is missing or extra, cannot be cast, or a required column holds nulls.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> conform(pa.table({"payment_type_name": ["SALES_RECEIPT"], "payment_type_id": [1]}),
+    ...         "dim_payment_type", where="example").column_names
+    ['payment_type_id', 'payment_type_name']
+    """
+    schema = STAR_SCHEMAS[warehouse_table]
+    names = set(table.column_names)
+    missing = [name for name in schema.names if name not in names]
+    extra = sorted(names - set(schema.names))
+    if missing or extra:
+        raise StarFileSchemaError(
+            f"{where} does not match {warehouse_table}: "
+            f"missing columns {missing or 'none'}, unexpected columns {extra or 'none'}"
+        )
+    for star_field in schema:
+        if not star_field.nullable and table.column(star_field.name).null_count:
+            raise StarFileSchemaError(
+                f"{where} has nulls in {star_field.name}, which {warehouse_table} requires"
+            )
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise StarFileSchemaError(
+            f"{where} has columns whose types do not fit {warehouse_table}"
+        ) from exc
+
+
+def csv_chunks(table: pa.Table, positions: pa.Array | None = None) -> Iterator[pa.Buffer]:
+    """Render the rows, each followed by its position in the file, as COPY CSV chunks.
+
+    NULL is an unquoted empty field and every string is quoted, so NULL and the empty
+    string stay apart; dates, times and decimals use the ISO forms PostgreSQL reads.
+
+    Parameters
+    ----------
+    table
+        The rows to render.
+    positions
+        Each row's position in its file, when ``table`` holds only some of the file's
+        rows (``int64``); by default the rows are the whole file, in order.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> for chunk in csv_chunks(pa.table({"name": ["Zoë's", "", None]})):
+    ...     print(bytes(chunk).decode())
+    "Zoë's",0
+    "",1
+    ,2
+    <BLANKLINE>
+    """
+    if positions is None:
+        positions = pa.array(range(table.num_rows), pa.int64())
+    with_rows = table.append_column(FILE_ROW, positions)
+    for start in range(0, with_rows.num_rows, _ROWS_PER_CHUNK):
+        sink = pa.BufferOutputStream()
+        pa_csv.write_csv(with_rows.slice(start, _ROWS_PER_CHUNK), sink, _CSV_OPTIONS)
+        yield sink.getvalue()
+
+
+#: PostgreSQL's binary COPY header (signature, flags, extension length) and trailer.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_BINARY_TRAILER = struct.pack(">h", -1)
+#: Days from 1970-01-01 (Arrow's date epoch) to 2000-01-01 (PostgreSQL's).
+_POSTGRES_EPOCH_DAYS = 10_957
+
+
+def _big_endian(values: pa.Array, typecode: str) -> bytes:
+    """The values of a null-free fixed-width integer array, big-endian, back to back."""
+    out = array.array(typecode)
+    width = out.itemsize
+    start = values.offset * width
+    out.frombytes(values.buffers()[1].to_pybytes()[start : start + len(values) * width])
+    if sys.byteorder == "little":
+        out.byteswap()
+    return out.tobytes()
+
+
+def _binary_field(column: pa.Array) -> tuple[bytes, int]:
+    """One column in PostgreSQL's binary representation, and the width of each value."""
+    kind = column.type
+    if column.null_count:
+        raise ValueError("binary COPY of fixed-width columns takes no nulls")
+    if kind == pa.int32():
+        return _big_endian(column, "i"), 4
+    if kind == pa.int64():
+        return _big_endian(column, "q"), 8
+    if kind == pa.date32():
+        days = pc.subtract(column.cast(pa.int32()), pa.scalar(_POSTGRES_EPOCH_DAYS, pa.int32()))
+        return _big_endian(days, "i"), 4
+    if kind == pa.time32("ms"):
+        micros = pc.multiply(column.cast(pa.int32()).cast(pa.int64()), pa.scalar(1000, pa.int64()))
+        return _big_endian(micros, "q"), 8
+    raise TypeError(f"no fixed-width binary COPY form for {kind}")
+
+
+def binary_chunks(table: pa.Table, positions: pa.Array | None = None) -> Iterator[bytes]:
+    """Render fixed-width columns, each row followed by its file position, as binary COPY.
+
+    Binary input costs PostgreSQL a fraction of parsing CSV. Every column must be
+    ``int32``, ``int64``, ``date32`` or ``time32[ms]`` without nulls (a fact's version
+    key): each row is then the same size, so rows are assembled a byte column at a
+    time with strided slices instead of value by value.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> b"".join(binary_chunks(pa.table({"id": pa.array([7], pa.int32())}))).hex()
+    ... # doctest: +NORMALIZE_WHITESPACE
+    '5047434f50590aff0d0a00000000000000000000020000000400000007000000080000000000000000ffff'
+    """
+    if positions is None:
+        positions = pa.array(range(table.num_rows), pa.int64())
+    columns = [column.combine_chunks() for column in table.columns] + [positions]
+    fields = [_binary_field(column) for column in columns]
+    template = struct.pack(">h", len(fields)) + b"".join(
+        struct.pack(">i", size) + bytes(size) for _, size in fields
+    )
+    width = len(template)
+    yield _BINARY_HEADER
+    for start in range(0, table.num_rows, _ROWS_PER_CHUNK):
+        count = min(_ROWS_PER_CHUNK, table.num_rows - start)
+        rows = bytearray(template * count)
+        at = 2
+        for data, size in fields:
+            at += 4
+            for byte in range(size):
+                first = start * size + byte
+                rows[at + byte :: width] = data[first : first + count * size : size]
+            at += size
+        yield bytes(rows)
+    yield _BINARY_TRAILER
+
+
+def write_rejects(
+    s3: Any, bucket: str, file: StarFileKey, table: pa.Table, rejected: list[tuple[int, str]]
+) -> str:
+    """Quarantine the rejected rows of a file, each with the reason it was not applied.
+
+    Parameters
+    ----------
+    table
+        The file's rows, as :func:`read_star_file` returned them.
+    rejected
+        ``(position in the file, reason)`` of each rejected row.
+
+    Returns
+    -------
+    str
+        The key of the rejects object (:attr:`StarFileKey.rejects_key`).
+
+    Examples
+    --------
+    >>> write_rejects(s3, "processed", file, table, [(3, "design_id 9 not in dim_design")])
+    ... # doctest: +SKIP
+    'rejects/fact_sales_order/run=exec-1/part-0.load.parquet'
+    """
+    ordered = sorted(rejected)
+    rows = table.take(pa.array([position for position, _ in ordered], pa.int64()))
+    rows = rows.append_column(
+        pa.field(REJECT_REASON, pa.string(), nullable=False),
+        pa.array([reason for _, reason in ordered], pa.string()),
+    )
+    sink = io.BytesIO()
+    pq.write_table(rows, sink)
+    s3.put_object(Bucket=bucket, Key=file.rejects_key, Body=sink.getvalue())
+    return file.rejects_key

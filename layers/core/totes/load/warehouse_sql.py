@@ -1,0 +1,765 @@
+"""The statements of the load stage, composed from the star-schema names with psycopg.sql.
+
+Every identifier goes through :class:`psycopg.sql.Identifier` and every value is a
+query parameter or a :class:`psycopg.sql.Literal`: no name or value is ever pasted
+into SQL text. Each ``*_statement`` function only builds a statement; the function
+of the same name without the suffix runs it on a connection inside the caller's
+transaction.
+
+A file's rows are copied into a temporary table, ``load_stage``, that has the
+warehouse table's columns (and types) plus ``file_row``, the row's position in the
+file; a fact file's version keys go first into ``load_keys``. Everything after that
+is set-based SQL over these tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import Any, Final
+
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
+
+from totes.load.star_zone import FILE_ROW, fact_references
+from totes.names import FACT_TABLES, LOAD_LEDGER_TABLE
+from totes.warehouse.star import (
+    DIMENSION_KEYS,
+    FACT_VERSION_KEYS,
+    STAR_SCHEMAS,
+)
+
+#: The temporary table a file's rows are copied into; dropped when the transaction ends.
+STAGE_TABLE: Final = "load_stage"
+#: The temporary table a fact file's version keys are copied into first.
+KEYS_TABLE: Final = "load_keys"
+DATE_DIMENSION: Final = "dim_date"
+
+#: ISO weekday names (index 0 = Monday) and month names (index 0 = January), in English,
+#: whatever the locale: the convention every dim_date row follows.
+DAY_NAMES: Final = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTH_NAMES: Final = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+_DAY = sql.Identifier("day_value")
+
+
+def _date_attributes(day: sql.Composable) -> list[sql.Composable]:
+    """SQL for every dim_date column but date_id, from a date expression (in column order).
+
+    ``to_char`` without the ``TM`` prefix always gives English names; ``FM`` drops the
+    padding to nine characters.
+    """
+    return [
+        sql.SQL("EXTRACT(YEAR FROM {})::integer").format(day),
+        sql.SQL("EXTRACT(MONTH FROM {})::integer").format(day),
+        sql.SQL("EXTRACT(DAY FROM {})::integer").format(day),
+        sql.SQL("EXTRACT(ISODOW FROM {})::integer").format(day),
+        sql.SQL("to_char({}, {})").format(day, sql.Literal("FMDay")),
+        sql.SQL("to_char({}, {})").format(day, sql.Literal("FMMonth")),
+        sql.SQL("EXTRACT(QUARTER FROM {})::integer").format(day),
+    ]
+
+
+def dim_date_row(day: date) -> dict[str, Any]:
+    """The dim_date row of a date, by the convention the SQL of this module follows.
+
+    Examples
+    --------
+    >>> from datetime import date
+    >>> dim_date_row(date(2024, 11, 14))  # doctest: +NORMALIZE_WHITESPACE
+    {'date_id': datetime.date(2024, 11, 14), 'year': 2024, 'month': 11, 'day': 14,
+     'day_of_week': 4, 'day_name': 'Thursday', 'month_name': 'November', 'quarter': 4}
+    """
+    return {
+        "date_id": day,
+        "year": day.year,
+        "month": day.month,
+        "day": day.day,
+        "day_of_week": day.isoweekday(),
+        "day_name": DAY_NAMES[day.weekday()],
+        "month_name": MONTH_NAMES[day.month - 1],
+        "quarter": (day.month - 1) // 3 + 1,
+    }
+
+
+def fact_version_constraint(fact_table: str) -> str:
+    """Name of the unique constraint on a fact's natural key (see ``schema.sql``).
+
+    Examples
+    --------
+    >>> fact_version_constraint("fact_sales_order")
+    'fact_sales_order_version'
+    """
+    if fact_table not in FACT_VERSION_KEYS:
+        raise ValueError(f"{fact_table!r} is not a fact table")
+    return f"{fact_table}_version"
+
+
+def _identifiers(names: Iterable[str], *, table: str | None = None) -> sql.Composed:
+    if table is None:
+        return sql.SQL(", ").join(sql.Identifier(name) for name in names)
+    return sql.SQL(", ").join(sql.Identifier(table, name) for name in names)
+
+
+def _columns(target: str) -> list[str]:
+    return list(STAR_SCHEMAS[target].names)
+
+
+#: Memory for each hash and sort of a load statement: the hash of a large file's keys
+#: then stays in memory instead of spilling to disk in batches.
+LOAD_WORK_MEM: Final = "64MB"
+
+
+def prepare_session(conn: psycopg.Connection[Any]) -> None:
+    """Session settings of a load: more memory per hash, no JIT compilation.
+
+    The planner's cost estimates for a large staged file run high enough to trigger
+    JIT, whose compile time exceeds what it saves on these statements.
+
+    Examples
+    --------
+    >>> prepare_session(conn)  # doctest: +SKIP
+    >>> conn.execute("SHOW jit").fetchone()  # doctest: +SKIP
+    ('off',)
+    """
+    conn.execute("SET jit = off")
+    conn.execute(sql.SQL("SET work_mem = {}").format(sql.Literal(LOAD_WORK_MEM)))
+
+
+# -- the ledger -------------------------------------------------------------------------------
+
+
+def missing_tables(conn: psycopg.Connection[Any], tables: Iterable[str]) -> list[str]:
+    """The tables of ``tables`` that do not exist in the connection's schema search path.
+
+    Examples
+    --------
+    >>> missing_tables(conn, ["dim_staff", "load_ledger"])  # doctest: +SKIP
+    []
+    """
+    wanted = list(tables)
+    rows = conn.execute(
+        "SELECT name FROM unnest(%s::text[]) WITH ORDINALITY AS t(name, position) "
+        "WHERE to_regclass(quote_ident(name)) IS NULL ORDER BY position",
+        (wanted,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def loaded_keys(conn: psycopg.Connection[Any], keys: Iterable[str]) -> set[str]:
+    """The keys among ``keys`` that the ledger records as loaded.
+
+    Examples
+    --------
+    >>> loaded_keys(conn, ["dim_staff/run=exec-1/part-0.parquet"])  # doctest: +SKIP
+    {'dim_staff/run=exec-1/part-0.parquet'}
+    """
+    statement = sql.SQL("SELECT file_key FROM {} WHERE file_key = ANY(%s)").format(
+        sql.Identifier(LOAD_LEDGER_TABLE)
+    )
+    return {row[0] for row in conn.execute(statement, (list(keys),))}
+
+
+def lock_target(conn: psycopg.Connection[Any], target: str) -> None:
+    """Wait for other loads of ``target`` to end, then hold them off until this transaction ends.
+
+    Two loaders of one table (overlapping executions) then apply files one after the
+    other: neither can deadlock the other on the rows both insert.
+
+    Examples
+    --------
+    >>> with conn.transaction():  # doctest: +SKIP
+    ...     lock_target(conn, "fact_sales_order")
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"totes.load:{target}",))
+
+
+def claim_file_statement() -> sql.Composed:
+    """``INSERT`` of a file's ledger row that does nothing if the file is already there.
+
+    Examples
+    --------
+    >>> claim_file_statement().as_string()[:26]
+    'INSERT INTO "load_ledger" '
+    """
+    return sql.SQL(
+        "INSERT INTO {} (file_key, warehouse_table, run_id, rows_in_file, rows_applied) "
+        "VALUES (%s, %s, %s, %s, 0) ON CONFLICT (file_key) DO NOTHING RETURNING file_key"
+    ).format(sql.Identifier(LOAD_LEDGER_TABLE))
+
+
+def claim_file(
+    conn: psycopg.Connection[Any], file_key: str, target: str, run_id: str, rows_in_file: int
+) -> bool:
+    """Record a file in the ledger; False if it was already there (another load has it).
+
+    Examples
+    --------
+    >>> claim_file(conn, "dim_staff/run=exec-1/part-0.parquet", "dim_staff", "exec-1", 20)
+    ... # doctest: +SKIP
+    True
+    """
+    row = conn.execute(claim_file_statement(), (file_key, target, run_id, rows_in_file)).fetchone()
+    return row is not None
+
+
+def record_applied(conn: psycopg.Connection[Any], file_key: str, rows_applied: int) -> None:
+    """Set how many of a claimed file's rows changed the warehouse.
+
+    Examples
+    --------
+    >>> record_applied(conn, "dim_staff/run=exec-1/part-0.parquet", 1)  # doctest: +SKIP
+    """
+    conn.execute(
+        sql.SQL("UPDATE {} SET rows_applied = %s WHERE file_key = %s").format(
+            sql.Identifier(LOAD_LEDGER_TABLE)
+        ),
+        (rows_applied, file_key),
+    )
+
+
+# -- staging ----------------------------------------------------------------------------------
+
+
+def _staged_columns(target: str, *, keys_only: bool) -> tuple[str, list[str]]:
+    if keys_only:
+        return KEYS_TABLE, list(FACT_VERSION_KEYS[target])
+    return STAGE_TABLE, _columns(target)
+
+
+def create_stage_statement(target: str, *, keys_only: bool = False) -> sql.Composed:
+    """A temporary table with the target's star columns and types, plus ``file_row``.
+
+    With ``keys_only``, the table is ``load_keys`` and holds a fact's version key only.
+
+    Examples
+    --------
+    >>> create_stage_statement("dim_payment_type").as_string()  # doctest: +NORMALIZE_WHITESPACE
+    'CREATE TEMPORARY TABLE "load_stage" ON COMMIT DROP AS SELECT "payment_type_id",
+     "payment_type_name", NULL::bigint AS "file_row" FROM "dim_payment_type" WITH NO DATA'
+    """
+    table, columns = _staged_columns(target, keys_only=keys_only)
+    return sql.SQL(
+        "CREATE TEMPORARY TABLE {table} ON COMMIT DROP AS "
+        "SELECT {columns}, NULL::bigint AS {file_row} FROM {target} WITH NO DATA"
+    ).format(
+        table=sql.Identifier(table),
+        columns=_identifiers(columns),
+        file_row=sql.Identifier(FILE_ROW),
+        target=sql.Identifier(target),
+    )
+
+
+def copy_stage_statement(target: str, *, keys_only: bool = False) -> sql.Composed:
+    """``COPY ... FROM STDIN`` of the staged columns and ``file_row``.
+
+    Whole rows come as CSV; a fact's version keys (fixed-width) as binary.
+
+    Examples
+    --------
+    >>> copy_stage_statement("fact_payment", keys_only=True).as_string()
+    ... # doctest: +NORMALIZE_WHITESPACE
+    'COPY "load_keys" ("payment_id", "last_updated_date", "last_updated_time", "file_row")
+     FROM STDIN (FORMAT binary)'
+    """
+    table, columns = _staged_columns(target, keys_only=keys_only)
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+        sql.Identifier(table),
+        _identifiers([*columns, FILE_ROW]),
+        sql.SQL("binary" if keys_only else "csv"),
+    )
+
+
+def stage_rows(
+    conn: psycopg.Connection[Any], target: str, chunks: Iterable[Any], *, keys_only: bool = False
+) -> int:
+    """Create the stage and COPY the CSV chunks into it; return how many rows went in.
+
+    Chunks are sent by a separate thread while the next one is rendered.
+
+    Parameters
+    ----------
+    chunks
+        The staged columns and ``file_row``: CSV as :func:`~totes.load.star_zone.csv_chunks`
+        renders whole rows, or binary as :func:`~totes.load.star_zone.binary_chunks`
+        renders a fact's version keys.
+    keys_only
+        Stage a fact's version keys (binary) into ``load_keys`` rather than whole rows.
+
+    Examples
+    --------
+    >>> stage_rows(conn, "dim_staff", csv_chunks(table))  # doctest: +SKIP
+    20
+    """
+    conn.execute(create_stage_statement(target, keys_only=keys_only))
+    with conn.cursor() as cursor:
+        statement = copy_stage_statement(target, keys_only=keys_only)
+        with cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+        return cursor.rowcount
+
+
+# -- dimensions -------------------------------------------------------------------------------
+
+
+def upsert_dimension_statement(target: str) -> sql.Composed:
+    """Insert new dimension rows and update changed ones; leave unchanged rows untouched.
+
+    When a file holds a key twice, its last row wins. dim_date's attributes are derived
+    from ``date_id`` in SQL, so rows from files and rows added for facts always agree.
+
+    Examples
+    --------
+    >>> text = upsert_dimension_statement("dim_currency").as_string()
+    >>> text[text.index("ON CONFLICT"):]  # doctest: +NORMALIZE_WHITESPACE
+    'ON CONFLICT ("currency_id") DO UPDATE SET "currency_code" = EXCLUDED."currency_code",
+     "currency_name" = EXCLUDED."currency_name" WHERE ROW("existing"."currency_code",
+     "existing"."currency_name") IS DISTINCT FROM ROW(EXCLUDED."currency_code",
+     EXCLUDED."currency_name")'
+    """
+    key = DIMENSION_KEYS[target]
+    columns = _columns(target)
+    attributes = [name for name in columns if name != key]
+    selected: sql.Composable
+    if target == DATE_DIMENSION:
+        selected = sql.SQL(", ").join([sql.Identifier(key), *_date_attributes(sql.Identifier(key))])
+    else:
+        selected = _identifiers(columns)
+    return sql.SQL(
+        "INSERT INTO {target} AS existing ({columns}) "
+        "SELECT DISTINCT ON ({key}) {selected} FROM {stage} ORDER BY {key}, {file_row} DESC "
+        "ON CONFLICT ({key}) DO UPDATE SET {assignments} "
+        "WHERE ROW({current}) IS DISTINCT FROM ROW({incoming})"
+    ).format(
+        target=sql.Identifier(target),
+        columns=_identifiers(columns),
+        key=sql.Identifier(key),
+        selected=selected,
+        stage=sql.Identifier(STAGE_TABLE),
+        file_row=sql.Identifier(FILE_ROW),
+        assignments=sql.SQL(", ").join(
+            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(name), sql.Identifier(name))
+            for name in attributes
+        ),
+        current=_identifiers(attributes, table="existing"),
+        incoming=sql.SQL(", ").join(
+            sql.SQL("EXCLUDED.{}").format(sql.Identifier(name)) for name in attributes
+        ),
+    )
+
+
+def upsert_dimension(conn: psycopg.Connection[Any], target: str) -> int:
+    """Apply the staged rows to a dimension; return how many rows were inserted or changed.
+
+    Examples
+    --------
+    >>> upsert_dimension(conn, "dim_staff")  # doctest: +SKIP
+    1
+    """
+    return conn.execute(upsert_dimension_statement(target)).rowcount
+
+
+def dim_date_mismatches_statement() -> sql.Composed:
+    """Count staged dim_date rows whose attributes differ from the ones derived from date_id.
+
+    Examples
+    --------
+    >>> "ROW(EXTRACT(YEAR FROM" in dim_date_mismatches_statement().as_string()
+    True
+    """
+    columns = _columns(DATE_DIMENSION)[1:]
+    return sql.SQL(
+        "SELECT count(*) FROM {stage} WHERE ROW({given}) IS DISTINCT FROM ROW({derived})"
+    ).format(
+        stage=sql.Identifier(STAGE_TABLE),
+        given=_identifiers(columns),
+        derived=sql.SQL(", ").join(_date_attributes(sql.Identifier("date_id"))),
+    )
+
+
+def dim_date_mismatches(conn: psycopg.Connection[Any]) -> int:
+    """How many staged dim_date rows disagree with the convention (they are loaded corrected).
+
+    Examples
+    --------
+    >>> dim_date_mismatches(conn)  # doctest: +SKIP
+    0
+    """
+    row = conn.execute(dim_date_mismatches_statement()).fetchone()
+    return int(row[0]) if row else 0
+
+
+# -- facts ------------------------------------------------------------------------------------
+
+
+def has_rows(conn: psycopg.Connection[Any], table: str) -> bool:
+    """Tell whether ``table`` holds any row.
+
+    Examples
+    --------
+    >>> has_rows(conn, "fact_payment")  # doctest: +SKIP
+    False
+    """
+    statement = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
+    row = conn.execute(statement).fetchone()
+    return bool(row and row[0])
+
+
+def _same_version(target: str) -> sql.Composed:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier("staged", key), sql.Identifier("present", key))
+        for key in FACT_VERSION_KEYS[target]
+    )
+
+
+def count_present_versions_statement(target: str) -> sql.Composed:
+    """Count the staged version keys that the fact table already holds.
+
+    Examples
+    --------
+    >>> count_present_versions_statement("fact_payment").as_string()
+    ... # doctest: +NORMALIZE_WHITESPACE
+    'SELECT count(*) FROM "load_keys" AS "staged" JOIN "fact_payment" AS "present" ON
+     "staged"."payment_id" = "present"."payment_id" AND "staged"."last_updated_date" =
+     "present"."last_updated_date" AND "staged"."last_updated_time" =
+     "present"."last_updated_time"'
+    """
+    return sql.SQL(
+        "SELECT count(*) FROM {keys} AS {staged} JOIN {target} AS {present} ON {same}"
+    ).format(
+        keys=sql.Identifier(KEYS_TABLE),
+        staged=sql.Identifier("staged"),
+        target=sql.Identifier(target),
+        present=sql.Identifier("present"),
+        same=_same_version(target),
+    )
+
+
+def count_present_versions(conn: psycopg.Connection[Any], target: str) -> int:
+    """How many staged version keys the warehouse already holds.
+
+    One set-based join over the narrow keys, before any whole row is copied: a file
+    that repeats versions already loaded costs little more than copying its keys.
+
+    Examples
+    --------
+    >>> count_present_versions(conn, "fact_sales_order")  # doctest: +SKIP
+    0
+    """
+    row = conn.execute(count_present_versions_statement(target)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def new_positions_statement(target: str) -> sql.Composed:
+    """Positions in the file of the staged version keys the fact table lacks, in order.
+
+    Examples
+    --------
+    >>> new_positions_statement("fact_payment").as_string()[:80]
+    'SELECT "staged"."file_row" FROM "load_keys" AS "staged" WHERE NOT EXISTS (SELECT'
+    """
+    return sql.SQL(
+        "SELECT {staged}.{file_row} FROM {keys} AS {staged} WHERE NOT EXISTS "
+        "(SELECT FROM {target} AS {present} WHERE {same}) ORDER BY {staged}.{file_row}"
+    ).format(
+        staged=sql.Identifier("staged"),
+        file_row=sql.Identifier(FILE_ROW),
+        keys=sql.Identifier(KEYS_TABLE),
+        target=sql.Identifier(target),
+        present=sql.Identifier("present"),
+        same=_same_version(target),
+    )
+
+
+def new_positions(conn: psycopg.Connection[Any], target: str) -> list[int]:
+    """Positions in the file of the staged versions the warehouse lacks, in file order.
+
+    Examples
+    --------
+    >>> new_positions(conn, "fact_sales_order")  # doctest: +SKIP
+    [0, 2, 5]
+    """
+    return [int(row[0]) for row in conn.execute(new_positions_statement(target))]
+
+
+def extend_dim_date_statement() -> sql.Composed:
+    """Add to dim_date the dates of an array parameter that it lacks, in date order.
+
+    Loads of several facts at once then take the same locks in the same order.
+
+    Examples
+    --------
+    >>> "EXTRACT(ISODOW FROM" in extend_dim_date_statement().as_string()
+    True
+    """
+    return sql.SQL(
+        "INSERT INTO {dim_date} ({columns}) "
+        "SELECT {day}, {attributes} FROM unnest(%s::date[]) AS referenced ({day}) "
+        "ORDER BY {day} ON CONFLICT ({date_id}) DO NOTHING"
+    ).format(
+        dim_date=sql.Identifier(DATE_DIMENSION),
+        columns=_identifiers(_columns(DATE_DIMENSION)),
+        day=_DAY,
+        attributes=sql.SQL(", ").join(_date_attributes(_DAY)),
+        date_id=sql.Identifier(DIMENSION_KEYS[DATE_DIMENSION]),
+    )
+
+
+def extend_dim_date(conn: psycopg.Connection[Any], dates: list[date]) -> int:
+    """Add the dates dim_date lacks; return how many were added.
+
+    Examples
+    --------
+    >>> extend_dim_date(conn, [date(2024, 11, 14), date(2024, 11, 15)])  # doctest: +SKIP
+    1
+    """
+    return conn.execute(extend_dim_date_statement(), (dates,)).rowcount
+
+
+def missing_references_statement(target: str) -> sql.Composed:
+    """Find the staged fact rows whose dimension row is missing, with the reason why.
+
+    Returns ``(file_row, reason)``; the reason names each missing reference, e.g.
+    ``design_id 9 not in dim_design``. Every join is on a dimension's primary key.
+
+    Examples
+    --------
+    >>> text = missing_references_statement("fact_payment").as_string()
+    >>> first = text.index("LEFT JOIN")
+    >>> text[first : text.index(" LEFT JOIN", first)]  # doctest: +NORMALIZE_WHITESPACE
+    'LEFT JOIN "dim_date" AS "ref_created_date" ON "ref_created_date"."date_id" =
+     "candidate"."created_date"'
+    """
+    joins: list[sql.Composable] = []
+    reasons: list[sql.Composable] = []
+    missing: list[sql.Composable] = []
+    for (dimension, key), columns in fact_references(target).items():
+        for column in columns:
+            alias = f"ref_{column}"
+            joins.append(
+                sql.SQL("LEFT JOIN {dimension} AS {alias} ON {found} = {value}").format(
+                    dimension=sql.Identifier(dimension),
+                    alias=sql.Identifier(alias),
+                    found=sql.Identifier(alias, key),
+                    value=sql.Identifier("candidate", column),
+                )
+            )
+            absent = sql.SQL("{} IS NULL").format(sql.Identifier(alias, key))
+            missing.append(absent)
+            reasons.append(
+                sql.SQL("CASE WHEN {absent} THEN {column} || {value}::text || {suffix} END").format(
+                    absent=absent,
+                    column=sql.Literal(f"{column} "),
+                    value=sql.Identifier("candidate", column),
+                    suffix=sql.Literal(f" not in {dimension}"),
+                )
+            )
+    return sql.SQL(
+        "SELECT candidate.{file_row}, concat_ws({separator}, {reasons}) "
+        "FROM {stage} AS candidate {joins} WHERE {missing} ORDER BY candidate.{file_row}"
+    ).format(
+        file_row=sql.Identifier(FILE_ROW),
+        separator=sql.Literal("; "),
+        reasons=sql.SQL(", ").join(reasons),
+        stage=sql.Identifier(STAGE_TABLE),
+        joins=sql.SQL(" ").join(joins),
+        missing=sql.SQL(" OR ").join(missing),
+    )
+
+
+def quarantine_missing_references(
+    conn: psycopg.Connection[Any], target: str
+) -> list[tuple[int, str]]:
+    """Take out of the stage the fact rows whose dimension row is missing.
+
+    Run when :func:`lock_references` found a reference missing: one anti-join over the
+    stage names each missing reference of each row.
+
+    Returns
+    -------
+    list of (int, str)
+        Each removed row's position in the file and the reason, in file order.
+
+    Examples
+    --------
+    >>> quarantine_missing_references(conn, "fact_sales_order")  # doctest: +SKIP
+    [(3, 'design_id 9 not in dim_design')]
+    """
+    rejected = [
+        (int(position), str(reason))
+        for position, reason in conn.execute(missing_references_statement(target))
+    ]
+    if rejected:
+        conn.execute(
+            sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(
+                sql.Identifier(STAGE_TABLE), sql.Identifier(FILE_ROW)
+            ),
+            ([position for position, _ in rejected],),
+        )
+    return rejected
+
+
+def _sql_type(dimension: str, key: str) -> sql.SQL:
+    return sql.SQL("date" if STAR_SCHEMAS[dimension].field(key).type == pa.date32() else "integer")
+
+
+def lock_references_statement(target: str) -> sql.Composed:
+    """Lock the dimension rows whose keys come as array parameters, and count them.
+
+    Takes one array parameter per dimension the fact references (in
+    :func:`~totes.load.star_zone.fact_references` order) and returns one count per
+    dimension: the rows locked ``FOR KEY SHARE``, which is what the foreign-key
+    triggers lock one row at a time.
+
+    Examples
+    --------
+    >>> text = lock_references_statement("fact_payment").as_string()
+    >>> text[: text.index(" AS locked")]  # doctest: +NORMALIZE_WHITESPACE
+    'SELECT (SELECT count(*) FROM (SELECT 1 FROM "dim_date" WHERE "date_id" IN (SELECT
+     unnest(%s::date[])) FOR KEY SHARE)'
+    """
+    counts = [
+        sql.SQL(
+            "(SELECT count(*) FROM (SELECT 1 FROM {dimension} WHERE {key} IN "
+            "(SELECT unnest(%s::{kind}[])) FOR KEY SHARE) AS locked)"
+        ).format(
+            dimension=sql.Identifier(dimension),
+            key=sql.Identifier(key),
+            kind=_sql_type(dimension, key),
+        )
+        for dimension, key in fact_references(target)
+    ]
+    return sql.SQL("SELECT {}").format(sql.SQL(", ").join(counts))
+
+
+def lock_references(
+    conn: psycopg.Connection[Any], target: str, references: dict[tuple[str, str], list[Any]]
+) -> list[str]:
+    """Lock every dimension row the staged facts reference, as the foreign-key triggers do.
+
+    Parameters
+    ----------
+    references
+        The distinct keys the staged rows reference, per dimension
+        (:func:`~totes.load.star_zone.referenced_values`).
+
+    Returns
+    -------
+    list of str
+        The dimensions that lack a row the stage references; empty when every
+        referenced row exists and is now locked until the transaction ends.
+
+    Examples
+    --------
+    >>> lock_references(conn, "fact_sales_order", referenced_values(rows, "fact_sales_order"))
+    ... # doctest: +SKIP
+    []
+    """
+    dimensions = list(fact_references(target))
+    row = conn.execute(
+        lock_references_statement(target), [references[dimension] for dimension in dimensions]
+    ).fetchone()
+    locked = list(row) if row else [0] * len(dimensions)
+    return [
+        dimension
+        for (dimension, key), count in zip(dimensions, locked, strict=True)
+        if count != len(references[(dimension, key)])
+    ]
+
+
+def may_skip_fk_triggers(conn: psycopg.Connection[Any]) -> bool:
+    """Tell whether the session may turn off trigger firing (``session_replication_role``).
+
+    Superusers may, and so may roles granted ``SET ON PARAMETER session_replication_role``
+    (PostgreSQL 15+). Call it outside a transaction (on an autocommit connection).
+
+    Examples
+    --------
+    >>> may_skip_fk_triggers(conn)  # doctest: +SKIP
+    True
+    """
+    try:
+        conn.execute("SET session_replication_role = origin")
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
+
+
+def insert_facts_statement(target: str) -> sql.Composed:
+    """Insert the staged fact rows whose version the warehouse does not hold yet.
+
+    Examples
+    --------
+    >>> insert_facts_statement("fact_payment").as_string().split(" FROM ")[-1]
+    '"load_stage" ON CONFLICT ON CONSTRAINT "fact_payment_version" DO NOTHING'
+    """
+    columns = _identifiers(_columns(target))
+    return sql.SQL(
+        "INSERT INTO {target} ({columns}) SELECT {columns} FROM {stage} "
+        "ON CONFLICT ON CONSTRAINT {constraint} DO NOTHING"
+    ).format(
+        target=sql.Identifier(target),
+        columns=columns,
+        stage=sql.Identifier(STAGE_TABLE),
+        constraint=sql.Identifier(fact_version_constraint(target)),
+    )
+
+
+def insert_facts(conn: psycopg.Connection[Any], target: str, *, fk_triggers: bool = True) -> int:
+    """Insert the staged fact rows that are new versions; return how many went in.
+
+    Parameters
+    ----------
+    fk_triggers
+        False to insert without firing the foreign-key triggers, which check one row at
+        a time and make a large insert about nine times slower. Only for a caller that,
+        in the same transaction, extended dim_date, quarantined the rows with a missing
+        reference and locked the references (:func:`lock_references`), on a session
+        allowed to (:func:`may_skip_fk_triggers`).
+
+    Examples
+    --------
+    >>> insert_facts(conn, "fact_sales_order")  # doctest: +SKIP
+    1117500
+    """
+    if fk_triggers:
+        return conn.execute(insert_facts_statement(target)).rowcount
+    conn.execute("SET LOCAL session_replication_role = replica")
+    inserted = conn.execute(insert_facts_statement(target)).rowcount
+    conn.execute("SET LOCAL session_replication_role = origin")
+    return inserted
+
+
+def newest_version(conn: psycopg.Connection[Any], target: str) -> datetime | None:
+    """The newest ``last_updated`` (date and time) in a fact table, or None when it is empty.
+
+    Examples
+    --------
+    >>> newest_version(conn, "fact_sales_order")  # doctest: +SKIP
+    datetime.datetime(2024, 11, 14, 9, 26, 10, 123000)
+    """
+    if target not in FACT_TABLES:
+        raise ValueError(f"{target!r} is not a fact table")
+    row = conn.execute(
+        sql.SQL(
+            "SELECT last_updated_date + last_updated_time FROM {} "
+            "ORDER BY last_updated_date DESC, last_updated_time DESC LIMIT 1"
+        ).format(sql.Identifier(target))
+    ).fetchone()
+    return row[0] if row else None

@@ -1,0 +1,353 @@
+"""Build the Lambda layers of the data platform into ``build/layers``, without Docker.
+
+Two layers, so that the large one is rebuilt (and re-uploaded) only when the
+dependencies change:
+
+``dependencies``
+    The third-party runtime dependencies from ``pyproject.toml`` that the Lambda
+    runtime does not already provide: psycopg (binary) and pyarrow. Installed with
+    ``pip install --platform manylinux... --only-binary=:all:``, which fetches the
+    Linux x86_64 CPython 3.12 wheels whatever machine runs the build.
+``core``
+    The ``totes`` package itself (``layers/core/totes``), installed without its
+    dependencies.
+
+Left out on purpose: boto3 (part of the Lambda Python runtime), rich (terminal
+output of the ``totes`` command only) and aws-lambda-powertools (the functions use
+the public Powertools layer). See ``docs/adr/0004-lambda-packaging-without-docker.md``.
+
+Each layer becomes ``build/layers/<name>/python/...`` and a reproducible
+``build/layers/<name>.zip`` (sorted entries, fixed timestamps) that the CDK app
+uploads as is, plus ``build/layers/<name>.json`` with its inputs' fingerprint and
+its sizes. A layer whose inputs have not changed is not rebuilt; ``--force``
+rebuilds it anyway (e.g. to pick up a newer release within the version ranges).
+
+Usage::
+
+    python scripts/build_layers.py            # what `make build` runs
+    python scripts/build_layers.py --force    # rebuild even if up to date
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess  # nosec B404
+import sys
+import tempfile
+import tomllib
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = REPOSITORY_ROOT / "build" / "layers"
+CORE_PACKAGE = REPOSITORY_ROOT / "layers" / "core" / "totes"
+
+#: The Lambda runtime the layers are built for (see stacks/functions.py).
+LAMBDA_PYTHON_VERSION = "3.12"
+#: Amazon Linux 2023 (glibc 2.34) runs python3.12 functions, so wheels for either
+#: manylinux baseline load there; recent pyarrow releases publish only the newer one.
+LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+
+#: Runtime dependencies that do not go into the dependencies layer, and why.
+NOT_IN_LAYER = {
+    "boto3": "provided by the Lambda Python runtime",
+    "botocore": "provided by the Lambda Python runtime",
+    "aws-lambda-powertools": "provided by the public Powertools layer",
+    "rich": "only the `totes` command prints to a terminal",
+}
+
+#: What no function imports at run time: tests, C headers and Cython sources of the
+#: wheels, and console scripts. Byte code is not written in the first place
+#: (``--no-compile``): it would be for the build machine's Python, not 3.12.
+_TRIMMED_ANYWHERE = frozenset({"__pycache__", "tests"})
+_TRIMMED_AT_TOP = frozenset({"bin"})
+_TRIMMED_INSIDE_PACKAGE = {"pyarrow": frozenset({"include", "src"})}
+_TRIMMED_SUFFIXES = (".pyc", ".pyx", ".pxd", ".pxi")
+
+#: Bumped when this script changes what it produces, so stale builds are redone.
+_BUILD_FORMAT = "2"
+#: Date of every zip entry: the earliest a zip can hold, so that identical
+#: content always gives identical bytes (and an unchanged CDK asset hash).
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """What was built for one layer and how big it is."""
+
+    name: str
+    zip_path: Path
+    files: int
+    unzipped_bytes: int
+    zipped_bytes: int
+    packages: dict[str, str]
+    rebuilt: bool
+
+    def describe(self) -> str:
+        """One line for the terminal."""
+        state = "built" if self.rebuilt else "up to date"
+        return (
+            f"{self.name:<13} {state:<10} {_megabytes(self.unzipped_bytes):>8} unzipped, "
+            f"{_megabytes(self.zipped_bytes):>8} zipped, {self.files} files: "
+            + ", ".join(f"{name} {version}" for name, version in sorted(self.packages.items()))
+        )
+
+
+def layer_requirements(pyproject: Path) -> list[str]:
+    """The requirement strings of ``[project.dependencies]`` that belong in the layer.
+
+    Examples
+    --------
+    >>> any(r.startswith("pyarrow") for r in layer_requirements(REPOSITORY_ROOT / "pyproject.toml"))
+    True
+    """
+    dependencies: list[str] = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"][
+        "dependencies"
+    ]
+    return [
+        requirement
+        for requirement in dependencies
+        if _canonical_name(requirement) not in NOT_IN_LAYER
+    ]
+
+
+def build_layers(output: Path = DEFAULT_OUTPUT, *, force: bool = False) -> list[LayerReport]:
+    """Build (or reuse) both layers under ``output``.
+
+    Parameters
+    ----------
+    output : pathlib.Path
+        Folder that receives ``<layer>/python``, ``<layer>.zip`` and ``<layer>.json``.
+    force : bool
+        Rebuild even when the inputs have not changed.
+
+    Returns
+    -------
+    list of LayerReport
+    """
+    output.mkdir(parents=True, exist_ok=True)
+    requirements = layer_requirements(REPOSITORY_ROOT / "pyproject.toml")
+    dependencies_inputs = _fingerprint(
+        [_BUILD_FORMAT, LAMBDA_PYTHON_VERSION, *LAMBDA_PLATFORMS, *requirements]
+    )
+    core_inputs = _fingerprint(
+        [_BUILD_FORMAT, (REPOSITORY_ROOT / "pyproject.toml").read_text(encoding="utf-8")],
+        files=_source_files(CORE_PACKAGE),
+    )
+    return [
+        _build_layer(
+            output,
+            "dependencies",
+            dependencies_inputs,
+            lambda target: _pip_install(
+                [
+                    "--platform",
+                    LAMBDA_PLATFORMS[0],
+                    "--platform",
+                    LAMBDA_PLATFORMS[1],
+                    "--implementation",
+                    "cp",
+                    "--python-version",
+                    LAMBDA_PYTHON_VERSION,
+                    "--only-binary=:all:",
+                    *requirements,
+                ],
+                target,
+            ),
+            force=force,
+        ),
+        _build_layer(output, "core", core_inputs, _install_core_package, force=force),
+    ]
+
+
+def _build_layer(
+    output: Path,
+    name: str,
+    inputs_fingerprint: str,
+    install: Callable[[Path], None],
+    *,
+    force: bool,
+) -> LayerReport:
+    folder, zip_path, report_path = output / name, output / f"{name}.zip", output / f"{name}.json"
+    if not force and zip_path.is_file() and report_path.is_file():
+        recorded = json.loads(report_path.read_text(encoding="utf-8"))
+        if recorded.get("inputs") == inputs_fingerprint:
+            return _report(name, zip_path, recorded, rebuilt=False)
+
+    shutil.rmtree(folder, ignore_errors=True)
+    site_packages = folder / "python"
+    install(site_packages)
+    _trim(site_packages)
+    files = _write_reproducible_zip(folder, zip_path)
+    recorded = {
+        "inputs": inputs_fingerprint,
+        "files": files,
+        "unzipped_bytes": sum(path.stat().st_size for path in _files_under(folder)),
+        "zipped_bytes": zip_path.stat().st_size,
+        "packages": _installed_distributions(site_packages),
+    }
+    report_path.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return _report(name, zip_path, recorded, rebuilt=True)
+
+
+def _pip_install(arguments: Sequence[str], target: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--target",
+        str(target),
+        *arguments,
+    ]
+    print("$", " ".join(command), flush=True)
+    # Our own pip, arguments built from pyproject: no shell, no outside input.
+    subprocess.run(command, check=True)  # noqa: S603  # nosec B603
+
+
+def _install_core_package(target: Path) -> None:
+    # Built from a copy: setuptools writes its scratch folders (build/lib, ...) next
+    # to the project, which would land in this very build folder.
+    with tempfile.TemporaryDirectory(prefix="totes-core-layer-") as scratch:
+        project = Path(scratch)
+        shutil.copy2(REPOSITORY_ROOT / "pyproject.toml", project / "pyproject.toml")
+        shutil.copy2(REPOSITORY_ROOT / "README.md", project / "README.md")
+        shutil.copytree(
+            CORE_PACKAGE,
+            project / "layers" / "core" / "totes",
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"),
+        )
+        _pip_install(["--no-deps", str(project)], target)
+
+
+def _trim(site_packages: Path) -> None:
+    for path in sorted(site_packages.rglob("*"), reverse=True):
+        if not path.exists():  # inside a folder removed a moment ago
+            continue
+        if path.is_dir() and _is_trimmed_directory(path.relative_to(site_packages).parts):
+            shutil.rmtree(path)
+        elif path.is_file() and path.name.endswith(_TRIMMED_SUFFIXES):
+            path.unlink()
+
+
+def _is_trimmed_directory(parts: tuple[str, ...]) -> bool:
+    if parts[-1] in _TRIMMED_ANYWHERE:
+        return True
+    if len(parts) == 1:
+        return parts[0] in _TRIMMED_AT_TOP
+    return len(parts) == 2 and parts[1] in _TRIMMED_INSIDE_PACKAGE.get(parts[0], frozenset())
+
+
+def _write_reproducible_zip(folder: Path, zip_path: Path) -> int:
+    partial = zip_path.with_suffix(".zip.partial")
+    count = 0
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zipped:
+        for path in _files_under(folder):
+            entry = zipfile.ZipInfo(path.relative_to(folder).as_posix(), date_time=_ZIP_EPOCH)
+            executable = path.stat().st_mode & stat.S_IXUSR
+            entry.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            zipped.writestr(entry, path.read_bytes(), compresslevel=6)
+            count += 1
+    os.replace(partial, zip_path)
+    return count
+
+
+def _files_under(folder: Path) -> Iterator[Path]:
+    for root, directories, names in os.walk(folder):
+        directories.sort()
+        for name in sorted(names):
+            yield Path(root) / name
+
+
+def _installed_distributions(site_packages: Path) -> dict[str, str]:
+    distributions = {}
+    for metadata in site_packages.glob("*.dist-info/METADATA"):
+        fields = dict(
+            line.split(": ", 1)
+            for line in metadata.read_text(encoding="utf-8").splitlines()
+            if line.startswith(("Name: ", "Version: "))
+        )
+        distributions[fields["Name"]] = fields["Version"]
+    return distributions
+
+
+def _source_files(package: Path) -> list[Path]:
+    return [
+        path
+        for path in _files_under(package)
+        if "__pycache__" not in path.parts and not path.name.endswith(".pyc")
+    ]
+
+
+def _fingerprint(values: Iterable[str], files: Iterable[Path] = ()) -> str:
+    digest = hashlib.sha256()
+    for value in values:
+        digest.update(value.encode())
+        digest.update(b"\0")
+    for path in files:
+        digest.update(path.relative_to(REPOSITORY_ROOT).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _report(
+    name: str, zip_path: Path, recorded: Mapping[str, Any], *, rebuilt: bool
+) -> LayerReport:
+    return LayerReport(
+        name=name,
+        zip_path=zip_path,
+        files=int(recorded["files"]),
+        unzipped_bytes=int(recorded["unzipped_bytes"]),
+        zipped_bytes=int(recorded["zipped_bytes"]),
+        packages={str(key): str(value) for key, value in recorded["packages"].items()},
+        rebuilt=rebuilt,
+    )
+
+
+def _canonical_name(requirement: str) -> str:
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement.strip())
+    if match is None:
+        raise ValueError(f"cannot read the project name of requirement {requirement!r}")
+    return re.sub(r"[-_.]+", "-", match.group()).lower()
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="folder of the built layers"
+    )
+    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    options = parser.parse_args(argv)
+    try:
+        reports = build_layers(options.output, force=options.force)
+    except subprocess.CalledProcessError as error:
+        print(f"build_layers: pip failed with exit status {error.returncode}", file=sys.stderr)
+        return 1
+    for report in reports:
+        print(report.describe())
+    total = sum(report.unzipped_bytes for report in reports)
+    print(f"{'total':<13} {'':<10} {_megabytes(total):>8} unzipped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""The three Lambda functions of the pipeline: ingest, transform, load."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Acknowledgment, ArnFormat, Duration, Stack, Validations
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from stacks.log_groups import operational_log_group
+from stacks.packaging import PipelinePackaging
+from stacks.storage import DataBuckets
+from totes.names import METRICS_NAMESPACE, RAW_MANIFEST_PREFIX, SERVICE_NAME
+
+#: The runtime the dependencies layer is built for (scripts/build_layers.py).
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+ARCHITECTURE = lambda_.Architecture.X86_64
+HANDLER = "handler.handler"
+
+# Public SSM parameter, published by the Powertools team in every region they
+# publish the layer to, whose value is the ARN of that release's layer.
+_POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/x86_64/python3.12/{version}"
+
+_CODE_EXCLUDES = ["__pycache__", "*.pyc", ".keep"]
+
+
+@dataclass(frozen=True)
+class _Sizing:
+    memory_mb: int
+    timeout: Duration
+
+
+# Transform holds a table's worth of Arrow data in memory, hence the most memory;
+# Lambda also gives CPU in proportion to memory, which Parquet encoding uses.
+_INGEST = _Sizing(memory_mb=1024, timeout=Duration.seconds(120))
+_TRANSFORM = _Sizing(memory_mb=2048, timeout=Duration.seconds(180))
+_LOAD = _Sizing(memory_mb=1024, timeout=Duration.seconds(120))
+
+
+class PipelineFunctions(Construct):
+    """Ingest, transform and load: each with its own role, log group and layers.
+
+    Every role is written out rather than granted broadly, so it is visible
+    (and tested) that each stage reaches only what it needs:
+
+    - ingest reads the source credentials, writes raw objects but can delete
+      none (it writes only new keys, conditionally; versioning keeps any
+      accidental overwrite recoverable), lists the raw zone, reads only the
+      batch manifests, and reads and writes watermarks;
+    - transform reads the raw zone and reads and writes the processed zone;
+    - load reads the processed zone and the warehouse credentials.
+
+    Metrics go out as CloudWatch embedded metric format in the logs, so no
+    function needs ``cloudwatch:PutMetricData``.
+
+    Parameters
+    ----------
+    scope : constructs.Construct
+        Parent construct.
+    construct_id : str
+        Id of this construct within ``scope``.
+    packaging : PipelinePackaging
+        Handler folders and built layer zips; checked before anything is created.
+    buckets : DataBuckets
+        Raw and processed zones.
+    watermark_table : aws_cdk.aws_dynamodb.ITable
+        Extraction high-water marks.
+    source_secret_name, warehouse_secret_name : str
+        Secrets Manager names of the database credentials.
+    log_retention_days : int
+        Days the function logs are kept.
+    powertools_version : str
+        Release of the public Powertools v3 layer, or ``"latest"``.
+
+    Attributes
+    ----------
+    ingest, transform, load : aws_cdk.aws_lambda.Function
+        The functions.
+    layers : list of aws_cdk.aws_lambda.ILayerVersion
+        Dependencies, core package and Powertools, in that order.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        packaging: PipelinePackaging,
+        buckets: DataBuckets,
+        watermark_table: dynamodb.ITable,
+        source_secret_name: str,
+        warehouse_secret_name: str,
+        log_retention_days: int,
+        powertools_version: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        packaging.check()
+        self._log_retention_days = log_retention_days
+        self.layers = self._layers(packaging, powertools_version)
+
+        self.ingest = self._function(
+            "Ingest",
+            code=packaging.ingest_code,
+            sizing=_INGEST,
+            description="Extracts the next batch of one totesys table into the raw zone",
+            environment={
+                "INGESTED_BUCKET": buckets.ingested.bucket_name,
+                "WATERMARK_TABLE": watermark_table.table_name,
+                "SOURCE_SECRET_NAME": source_secret_name,
+            },
+        )
+        _allow_reading_secret(self.ingest, source_secret_name)
+        _allow_listing(self.ingest, buckets.ingested)
+        # AbortMultipartUpload lets the SDK clean up an upload it failed to finish;
+        # no delete and no read of the CSV parts: ingest only adds to the raw zone.
+        _allow_objects(
+            self.ingest, buckets.ingested, ["s3:PutObject", "s3:AbortMultipartUpload"], "*"
+        )
+        _allow_objects(self.ingest, buckets.ingested, ["s3:GetObject"], f"{RAW_MANIFEST_PREFIX}/*")
+        # Compare-and-set is a conditional PutItem/UpdateItem: IAM cannot require the
+        # condition, the watermark store always sends one.
+        _allow(
+            self.ingest,
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            [watermark_table.table_arn],
+        )
+
+        self.transform = self._function(
+            "Transform",
+            code=packaging.transform_code,
+            sizing=_TRANSFORM,
+            description="Shapes raw batches into the mirror and star zones (Parquet)",
+            environment={
+                "INGESTED_BUCKET": buckets.ingested.bucket_name,
+                "PROCESSED_BUCKET": buckets.processed.bucket_name,
+            },
+        )
+        _allow_listing(self.transform, buckets.ingested)
+        _allow_objects(self.transform, buckets.ingested, ["s3:GetObject"], "*")
+        _allow_listing(self.transform, buckets.processed)
+        _allow_objects(
+            self.transform,
+            buckets.processed,
+            ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+            "*",
+        )
+
+        self.load = self._function(
+            "Load",
+            code=packaging.load_code,
+            sizing=_LOAD,
+            description="Loads star-zone files into the warehouse, exactly once per file",
+            environment={
+                "PROCESSED_BUCKET": buckets.processed.bucket_name,
+                "WAREHOUSE_SECRET_NAME": warehouse_secret_name,
+            },
+        )
+        _allow_reading_secret(self.load, warehouse_secret_name)
+        _allow_listing(self.load, buckets.processed)
+        _allow_objects(self.load, buckets.processed, ["s3:GetObject"], "*")
+
+    @property
+    def by_stage(self) -> Mapping[str, lambda_.Function]:
+        """The functions by stage name, in pipeline order."""
+        return {"ingest": self.ingest, "transform": self.transform, "load": self.load}
+
+    def _layers(
+        self, packaging: PipelinePackaging, powertools_version: str
+    ) -> list[lambda_.ILayerVersion]:
+        dependencies = lambda_.LayerVersion(
+            self,
+            "DependenciesLayer",
+            code=lambda_.Code.from_asset(str(packaging.dependencies_layer)),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="Third-party dependencies of the totes functions: psycopg, pyarrow",
+        )
+        core = lambda_.LayerVersion(
+            self,
+            "CoreLayer",
+            code=lambda_.Code.from_asset(str(packaging.core_layer)),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="The totes core package shared by every handler",
+        )
+        # Resolved by CloudFormation at deploy time in the deployment's region: no
+        # account or region is baked into the template, and no lookup runs at synth.
+        powertools_arn = ssm.StringParameter.value_for_string_parameter(
+            self, _POWERTOOLS_LAYER_PARAMETER.format(version=powertools_version)
+        )
+        powertools = lambda_.LayerVersion.from_layer_version_arn(
+            self, "PowertoolsLayer", powertools_arn
+        )
+        return [dependencies, core, powertools]
+
+    def _function(
+        self,
+        construct_id: str,
+        *,
+        code: Path,
+        sizing: _Sizing,
+        description: str,
+        environment: Mapping[str, str],
+    ) -> lambda_.Function:
+        log_group = operational_log_group(
+            self, f"{construct_id}Logs", retention_days=self._log_retention_days
+        )
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{construct_id} function of {Stack.of(self).stack_name}",
+        )
+        # Written out instead of AWSLambdaBasicExecutionRole, whose log rights
+        # reach every log group in the account.
+        _allow(role, ["logs:CreateLogStream", "logs:PutLogEvents"], [log_group.log_group_arn])
+        function = lambda_.Function(
+            self,
+            construct_id,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(str(code), exclude=_CODE_EXCLUDES),
+            layers=self.layers,
+            memory_size=sizing.memory_mb,
+            timeout=sizing.timeout,
+            description=description,
+            role=role,
+            log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment={
+                **environment,
+                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+        )
+        Validations.of(function).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-L1",
+                reason=(
+                    "Pinned to python3.12 on purpose: the dependencies layer is built from "
+                    "cp312 wheels and the public Powertools layer is chosen for python3.12; "
+                    "moving the runtime means rebuilding both, as one reviewed change."
+                ),
+            )
+        )
+        Validations.of(role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason=(
+                    "Active X-Ray tracing needs xray:PutTraceSegments and "
+                    "xray:PutTelemetryRecords, which support no resource-level permissions."
+                ),
+            )
+        )
+        return function
+
+
+def _allow(target: lambda_.Function | iam.Role, actions: list[str], resources: list[str]) -> None:
+    role = _role_of(target) if isinstance(target, lambda_.Function) else target
+    role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=resources))
+
+
+def _role_of(function: lambda_.Function) -> iam.IRole:
+    if function.role is None:  # pragma: no cover - every function here is given its own role
+        raise ValueError(f"{function.node.path} has no role")
+    return function.role
+
+
+def _allow_listing(function: lambda_.Function, bucket: s3.IBucket) -> None:
+    # Without ListBucket, S3 answers a missing key with 403 instead of 404.
+    _allow(function, ["s3:ListBucket"], [bucket.bucket_arn])
+
+
+def _allow_objects(
+    function: lambda_.Function, bucket: s3.Bucket, actions: list[str], key_pattern: str
+) -> None:
+    _allow(function, actions, [bucket.arn_for_objects(key_pattern)])
+    bucket_logical_id = Stack.of(function).get_logical_id(_cfn_bucket(bucket))
+    # On the role: its policy, not the function, is what the rule inspects.
+    Validations.of(_role_of(function)).acknowledge(
+        Acknowledgment(
+            id=f"AwsSolutions-IAM5[Resource::<{bucket_logical_id}.Arn>/{key_pattern}]",
+            reason=(
+                "S3 object permissions are granted by key pattern within this one bucket: "
+                "the stage reads or writes objects whose keys are only known at run time "
+                "(table, date, run id)."
+            ),
+        )
+    )
+
+
+def _cfn_bucket(bucket: s3.Bucket) -> s3.CfnBucket:
+    cfn_bucket = bucket.node.default_child
+    if not isinstance(cfn_bucket, s3.CfnBucket):  # pragma: no cover - an L2 bucket always has one
+        raise TypeError(f"{bucket.node.path} has no CloudFormation bucket")
+    return cfn_bucket
+
+
+def _allow_reading_secret(function: lambda_.Function, secret_name: str) -> None:
+    # Secrets Manager appends "-" and six random characters to the name in the ARN;
+    # matching exactly six keeps a secret named e.g. "<name>-old" out of reach.
+    secret_arn = Stack.of(function).format_arn(
+        service="secretsmanager",
+        resource="secret",
+        resource_name=f"{secret_name}-??????",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+    _allow(function, ["secretsmanager:GetSecretValue"], [secret_arn])

@@ -1,0 +1,258 @@
+"""Alarms and the operations dashboard of the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from stacks.alerts import AlertTopic
+from stacks.functions import PipelineFunctions
+from totes.names import FRESHNESS_LAG_ALARM_SECONDS, METRICS_NAMESPACE, SERVICE_NAME, MetricName
+
+_ALARM_PERIOD = Duration.minutes(5)
+#: Consecutive schedule ticks without fresh data before the freshness alarm fires:
+#: one late or skipped run is tolerated, three in a row are not.
+FRESHNESS_TICKS_TO_ALARM = 3
+# CloudWatch evaluates at most one day of data for an alarm.
+_LONGEST_FRESHNESS_PERIOD_MINUTES = 24 * 60 // FRESHNESS_TICKS_TO_ALARM
+
+
+@dataclass(frozen=True)
+class _Stage:
+    title: str
+    function: lambda_.Function
+    rows_metric: str
+
+
+class PipelineMonitoring(Construct):
+    """Alarms to the alert topic, and one dashboard to look at when they fire.
+
+    Alarms:
+
+    - ``ExecutionsFailed`` and ``ExecutionsTimedOut`` of the state machine;
+    - ``Errors`` of each function (a retried error counts too: a retry that
+      succeeds still says something is wrong, e.g. overlapping executions);
+    - ``FreshnessLagSeconds`` above the client's limit
+      (:data:`totes.names.FRESHNESS_LAG_ALARM_SECONDS`).
+
+    Missing freshness data counts as breaching, deliberately. The load stage
+    publishes the lag on every run, so silence means nothing is reaching the
+    warehouse: the schedule is disabled or broken, or every run fails before
+    loading. Treating silence as fine would hide exactly the staleness the
+    client asked to be told about. To ride out one late or skipped run, the
+    alarm fires only after three consecutive periods (one period per schedule
+    tick) without a fresh value.
+
+    The other alarms treat missing data as not breaching: no execution, or no
+    invocation, means nothing failed.
+
+    Parameters
+    ----------
+    scope : constructs.Construct
+        Parent construct.
+    construct_id : str
+        Id of this construct within ``scope``.
+    alerts : AlertTopic
+        Where alarms (and their recoveries) are sent.
+    state_machine : aws_cdk.aws_stepfunctions.StateMachine
+        The pipeline.
+    functions : PipelineFunctions
+        Its functions.
+    schedule_rate_minutes : int
+        Minutes between two runs: the period of the freshness alarm.
+
+    Attributes
+    ----------
+    alarms : dict of str to aws_cdk.aws_cloudwatch.Alarm
+        Every alarm, by construct id.
+    freshness_lag : aws_cdk.aws_cloudwatch.Metric
+        The freshness lag exactly as the handlers publish it.
+    dashboard : aws_cdk.aws_cloudwatch.Dashboard
+        A row per stage, then the executions and the freshness lag.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        alerts: AlertTopic,
+        state_machine: sfn.StateMachine,
+        functions: PipelineFunctions,
+        schedule_rate_minutes: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._stack_name = Stack.of(self).stack_name
+        self._notify = actions.SnsAction(alerts.topic)
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+
+        self._alarm(
+            "ExecutionsFailed",
+            state_machine.metric_failed(period=_ALARM_PERIOD, statistic="Sum"),
+            description="A pipeline execution failed. Its error and cause were also "
+            "mailed by the NotifyFailure state; the execution log has the details.",
+        )
+        self._alarm(
+            "ExecutionsTimedOut",
+            state_machine.metric_timed_out(period=_ALARM_PERIOD, statistic="Sum"),
+            description="A pipeline execution hit the 5-minute Express limit: a stage "
+            "took too long (large backlog?). The next run continues from the watermarks.",
+        )
+        stages = (
+            _Stage("Ingest", functions.ingest, MetricName.ROWS_INGESTED),
+            _Stage("Transform", functions.transform, MetricName.ROWS_TRANSFORMED),
+            _Stage("Load", functions.load, MetricName.ROWS_LOADED),
+        )
+        for stage in stages:
+            self._alarm(
+                f"{stage.title}Errors",
+                stage.function.metric_errors(period=_ALARM_PERIOD, statistic="Sum"),
+                description=f"The {stage.title.lower()} function raised an error "
+                "(perhaps retried successfully); see its log group.",
+            )
+
+        freshness_period = Duration.minutes(
+            min(schedule_rate_minutes, _LONGEST_FRESHNESS_PERIOD_MINUTES)
+        )
+        # Powertools adds the `service` dimension to every metric; an alarm only
+        # matches a metric whose dimensions are exactly the same.
+        self.freshness_lag = cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=MetricName.FRESHNESS_LAG_SECONDS,
+            dimensions_map={"service": SERVICE_NAME},
+            statistic="Maximum",
+            period=freshness_period,
+        )
+        self._alarm(
+            "FreshnessLag",
+            self.freshness_lag,
+            description=f"The warehouse is more than {FRESHNESS_LAG_ALARM_SECONDS // 60} "
+            "minutes behind totesys, or no run has reported freshness for "
+            f"{FRESHNESS_TICKS_TO_ALARM} schedule periods (schedule disabled? runs failing?).",
+            threshold=FRESHNESS_LAG_ALARM_SECONDS,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            periods=FRESHNESS_TICKS_TO_ALARM,
+            missing_data=cloudwatch.TreatMissingData.BREACHING,
+        )
+
+        self.dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=f"{self._stack_name}-pipeline",
+            default_interval=Duration.hours(6),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(
+                title="Alarms", alarms=list(self.alarms.values()), width=24, height=3
+            )
+        )
+        for stage in stages:
+            self.dashboard.add_widgets(*_stage_row(stage))
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Executions",
+                width=12,
+                left=[
+                    state_machine.metric_started(period=_ALARM_PERIOD, statistic="Sum"),
+                    state_machine.metric_succeeded(period=_ALARM_PERIOD, statistic="Sum"),
+                    state_machine.metric_failed(period=_ALARM_PERIOD, statistic="Sum"),
+                    state_machine.metric_timed_out(period=_ALARM_PERIOD, statistic="Sum"),
+                ],
+            ),
+            cloudwatch.GraphWidget(
+                title="Freshness lag: now minus the newest last_updated in the warehouse",
+                width=12,
+                # A label would make the alarm a metric-math alarm; only the graph gets one.
+                left=[self.freshness_lag.with_(label="Freshness lag (s)")],
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(
+                        value=FRESHNESS_LAG_ALARM_SECONDS, label="alarm threshold"
+                    )
+                ],
+            ),
+        )
+
+    def _alarm(
+        self,
+        construct_id: str,
+        metric: cloudwatch.IMetric,
+        *,
+        description: str,
+        threshold: float = 1,
+        comparison: cloudwatch.ComparisonOperator = (
+            cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        ),
+        periods: int = 1,
+        missing_data: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
+    ) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            # The name is the subject of the alarm email: say which deployment.
+            alarm_name=f"{self._stack_name}-{construct_id}",
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=comparison,
+            evaluation_periods=periods,
+            datapoints_to_alarm=periods,
+            treat_missing_data=missing_data,
+        )
+        alarm.add_alarm_action(self._notify)
+        # Recovery is news too: whoever got the alarm learns it is over.
+        alarm.add_ok_action(self._notify)
+        self.alarms[construct_id] = alarm
+        return alarm
+
+
+def _stage_row(stage: _Stage) -> list[cloudwatch.IWidget]:
+    function = stage.function
+    # Handlers may add dimensions (e.g. the table) to row counts; a search finds
+    # the metric under whichever dimensions it is published with.
+    rows_search = (
+        f'SEARCH(\'Namespace="{METRICS_NAMESPACE}" MetricName="{stage.rows_metric}"\', '
+        f"'Sum', {int(_ALARM_PERIOD.to_seconds())})"
+    )
+    return [
+        cloudwatch.GraphWidget(
+            title=f"{stage.title}: invocations and errors",
+            width=8,
+            left=[
+                function.metric_invocations(period=_ALARM_PERIOD, statistic="Sum"),
+                function.metric_errors(period=_ALARM_PERIOD, statistic="Sum"),
+                function.metric_throttles(period=_ALARM_PERIOD, statistic="Sum"),
+            ],
+        ),
+        cloudwatch.GraphWidget(
+            title=f"{stage.title}: duration (ms)",
+            width=8,
+            left=[
+                function.metric_duration(period=_ALARM_PERIOD, statistic="p50"),
+                function.metric_duration(period=_ALARM_PERIOD, statistic="Maximum"),
+            ],
+            left_annotations=[
+                cloudwatch.HorizontalAnnotation(
+                    value=function.timeout.to_milliseconds() if function.timeout else 0,
+                    label="timeout",
+                )
+            ],
+        ),
+        cloudwatch.GraphWidget(
+            title=f"{stage.title}: {stage.rows_metric} (sum)",
+            width=8,
+            left=[
+                cloudwatch.MathExpression(
+                    expression=f"SUM({rows_search})",
+                    label=f"{stage.rows_metric}, all tables",
+                    period=_ALARM_PERIOD,
+                ),
+                cloudwatch.SearchExpression(expression=rows_search, label="", period=_ALARM_PERIOD),
+            ],
+        ),
+    ]

@@ -1,0 +1,345 @@
+"""The Express state machine that runs one pipeline pass per schedule tick.
+
+The execution graph reads as the story of a run::
+
+    RunPipeline (Parallel, so that one Catch covers every stage)
+        Plan -> IngestTables -> TransformTables -> LoadDimensions -> LoadFacts -> Summarise
+    -> Succeeded
+    any error -> NotifyFailure (SNS) -> PipelineFailed
+
+The state carries the run id, the table lists and each handler's small result
+dict (keys and counts, never rows), far below the 256 KB payload limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from stacks.alerts import AlertTopic
+from stacks.functions import PipelineFunctions
+from stacks.log_groups import operational_log_group
+from totes.names import (
+    DIMENSION_TABLES,
+    FACT_TABLES,
+    SOURCE_TABLES,
+    TRANSFORM_STATE_CONFLICT_ERROR,
+    WAREHOUSE_TABLES,
+    WATERMARK_CONFLICT_ERROR,
+)
+
+#: Errors of the Lambda service itself (not of the handler), worth a retry.
+LAMBDA_SERVICE_ERRORS: tuple[str, ...] = (
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+)
+
+#: An Express execution cannot run longer.
+EXPRESS_EXECUTION_LIMIT = Duration.minutes(5)
+
+
+class PipelineWorkflow(Construct):
+    """The Express state machine, its log group and its failure notification.
+
+    Parameters
+    ----------
+    scope : constructs.Construct
+        Parent construct.
+    construct_id : str
+        Id of this construct within ``scope``.
+    functions : PipelineFunctions
+        The ingest, transform and load functions the tasks invoke.
+    alerts : AlertTopic
+        Where a failed execution is reported.
+    ingest_max_concurrency : int
+        Source tables extracted at once: the load the pipeline puts on the
+        operational database.
+    log_retention_days : int
+        Days the execution logs are kept.
+
+    Attributes
+    ----------
+    state_machine : aws_cdk.aws_stepfunctions.StateMachine
+        The Express state machine.
+    log_group : aws_cdk.aws_logs.LogGroup
+        ``/aws/vendedlogs/states/<stack>-pipeline``: every state transition,
+        with its input and output.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: PipelineFunctions,
+        alerts: AlertTopic,
+        ingest_max_concurrency: int,
+        log_retention_days: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack_name = Stack.of(self).stack_name
+
+        plan = sfn.Pass(
+            self,
+            "Plan",
+            comment="Names this run after its execution and lists the tables of each stage",
+            parameters={
+                "run_id": sfn.JsonPath.string_at("$$.Execution.Name"),
+                "tables": {
+                    "source": list(SOURCE_TABLES),
+                    "warehouse": list(WAREHOUSE_TABLES),
+                    "dimensions": list(DIMENSION_TABLES),
+                    "facts": list(FACT_TABLES),
+                },
+            },
+        )
+        ingest_tables = self._map(
+            "IngestTables",
+            comment="Extracts the next batch of each source table into the raw zone",
+            items_path="$.tables.source",
+            item_key="table",
+            result_path="$.ingested",
+            # Every concurrent item holds a connection to the operational database.
+            max_concurrency=ingest_max_concurrency,
+            task=self._invoke(
+                "IngestTable",
+                functions.ingest,
+                also_retry=[WATERMARK_CONFLICT_ERROR],
+            ),
+        )
+        transform_tables = self._map(
+            "TransformTables",
+            comment="Builds the mirror and star zones, one warehouse table per item",
+            items_path="$.tables.warehouse",
+            item_key="target",
+            result_path="$.transformed",
+            task=self._invoke(
+                "TransformTable",
+                functions.transform,
+                also_retry=[TRANSFORM_STATE_CONFLICT_ERROR],
+            ),
+        )
+        # Dimensions before facts: fact rows reference dimension keys.
+        load_dimensions = self._map(
+            "LoadDimensions",
+            comment="Upserts every dimension into the warehouse",
+            items_path="$.tables.dimensions",
+            item_key="target",
+            result_path="$.dimensions_loaded",
+            task=self._invoke("LoadDimension", functions.load),
+        )
+        load_facts = self._map(
+            "LoadFacts",
+            comment="Appends the new fact versions to the warehouse",
+            items_path="$.tables.facts",
+            item_key="target",
+            result_path="$.facts_loaded",
+            task=self._invoke("LoadFact", functions.load),
+        )
+        summarise = sfn.Pass(
+            self,
+            "Summarise",
+            comment="The run's counts, stage by stage, as the execution output",
+            parameters={
+                "run_id": sfn.JsonPath.string_at("$.run_id"),
+                "ingested": {
+                    "tables": sfn.JsonPath.list_at("$.ingested[*].table"),
+                    "rows": sfn.JsonPath.list_at("$.ingested[*].rows"),
+                    "has_more": sfn.JsonPath.list_at("$.ingested[*].has_more"),
+                },
+                "transformed": {
+                    "targets": sfn.JsonPath.list_at("$.transformed[*].target"),
+                    "rows": sfn.JsonPath.list_at("$.transformed[*].rows"),
+                },
+                "dimensions_loaded": {
+                    "targets": sfn.JsonPath.list_at("$.dimensions_loaded[*].target"),
+                    "rows_loaded": sfn.JsonPath.list_at("$.dimensions_loaded[*].rows_loaded"),
+                    "rows_skipped": sfn.JsonPath.list_at("$.dimensions_loaded[*].rows_skipped"),
+                },
+                "facts_loaded": {
+                    "targets": sfn.JsonPath.list_at("$.facts_loaded[*].target"),
+                    "rows_loaded": sfn.JsonPath.list_at("$.facts_loaded[*].rows_loaded"),
+                    "rows_skipped": sfn.JsonPath.list_at("$.facts_loaded[*].rows_skipped"),
+                },
+            },
+        )
+
+        run_pipeline = sfn.Parallel(
+            self,
+            "RunPipeline",
+            comment="One branch: the stages in order, under a single Catch",
+            # A Parallel state outputs one element per branch; keep the summary only.
+            output_path="$[0]",
+        )
+        run_pipeline.branch(
+            plan.next(ingest_tables)
+            .next(transform_tables)
+            .next(load_dimensions)
+            .next(load_facts)
+            .next(summarise)
+        )
+
+        pipeline_failed = sfn.Fail(
+            self,
+            "PipelineFailed",
+            comment="Ends the execution with the error that stopped the run",
+            error_path="$.failure.Error",
+            cause_path="$.failure.Cause",
+        )
+        notify_failure = tasks.SnsPublish(
+            self,
+            "NotifyFailure",
+            comment="Tells the alert topic which execution failed, and why",
+            topic=alerts.topic,
+            subject="totes data platform: a pipeline execution failed",
+            message=sfn.TaskInput.from_text(
+                sfn.JsonPath.format(
+                    "Execution {} of the totes pipeline failed. Error: {}. Cause: {}",
+                    sfn.JsonPath.string_at("$$.Execution.Name"),
+                    sfn.JsonPath.string_at("$.failure.Error"),
+                    sfn.JsonPath.string_at("$.failure.Cause"),
+                )
+            ),
+            # The SNS response is not needed; the failure must reach PipelineFailed intact.
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        notify_failure.add_retry(
+            errors=[sfn.Errors.TASKS_FAILED],
+            interval=Duration.seconds(1),
+            backoff_rate=2,
+            max_attempts=2,
+        )
+        # A notification that cannot be sent must not hide the original failure.
+        notify_failure.add_catch(
+            pipeline_failed, errors=[sfn.Errors.ALL], result_path="$.notification_error"
+        )
+        notify_failure.next(pipeline_failed)
+        run_pipeline.add_catch(notify_failure, errors=[sfn.Errors.ALL], result_path="$.failure")
+
+        definition = run_pipeline.next(sfn.Succeed(self, "Succeeded"))
+
+        self.log_group = operational_log_group(
+            self,
+            "ExecutionLogs",
+            retention_days=log_retention_days,
+            # Step Functions delivers logs through CloudWatch vended logs, whose
+            # resource policy size limit the /aws/vendedlogs/ prefix avoids.
+            log_group_name=f"/aws/vendedlogs/states/{stack_name}-pipeline",
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            comment="totes pipeline: ingest, transform and load one increment of totesys",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            state_machine_type=sfn.StateMachineType.EXPRESS,
+            timeout=EXPRESS_EXECUTION_LIMIT,
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=self.log_group,
+                level=sfn.LogLevel.ALL,
+                # Payloads hold table names, run ids and counts: nothing secret.
+                include_execution_data=True,
+            ),
+        )
+        alerts.grant_publish(self.state_machine)
+        self._acknowledge_role_wildcards(functions)
+
+    def _map(
+        self,
+        construct_id: str,
+        *,
+        comment: str,
+        items_path: str,
+        item_key: str,
+        result_path: str,
+        task: sfn.IChainable,
+        max_concurrency: int | None = None,
+    ) -> sfn.Map:
+        stage = sfn.Map(
+            self,
+            construct_id,
+            comment=comment,
+            items_path=items_path,
+            # Each item is exactly the handler's event: {<item_key>: <table>, "run_id": ...}.
+            item_selector={
+                item_key: sfn.JsonPath.string_at("$$.Map.Item.Value"),
+                "run_id": sfn.JsonPath.string_at("$.run_id"),
+            },
+            max_concurrency=max_concurrency,
+            result_path=result_path,
+        )
+        stage.item_processor(task)
+        return stage
+
+    def _invoke(
+        self,
+        construct_id: str,
+        function: lambda_.IFunction,
+        *,
+        also_retry: Sequence[str] = (),
+    ) -> tasks.LambdaInvoke:
+        task = tasks.LambdaInvoke(
+            self,
+            construct_id,
+            lambda_function=function,
+            # The result is the handler's return value itself (a small dict),
+            # not the Invoke API response wrapped around it.
+            payload_response_only=True,
+            # Replaced by the explicit retry below: the same errors, fewer attempts,
+            # with jitter so that the items of a Map do not retry in lockstep.
+            retry_on_service_exceptions=False,
+        )
+        task.add_retry(
+            errors=list(LAMBDA_SERVICE_ERRORS),
+            interval=Duration.seconds(2),
+            backoff_rate=2,
+            max_attempts=3,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        if also_retry:
+            task.add_retry(
+                errors=list(also_retry),
+                interval=Duration.seconds(1),
+                backoff_rate=2,
+                max_attempts=2,
+                jitter_strategy=sfn.JitterType.FULL,
+            )
+        return task
+
+    def _acknowledge_role_wildcards(self, functions: PipelineFunctions) -> None:
+        stack = Stack.of(self)
+        acknowledge = Validations.of(self.state_machine).acknowledge
+        for function in functions.by_stage.values():
+            function_id = stack.get_logical_id(_cfn_function(function))
+            acknowledge(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
+                    reason=(
+                        "Granted by the LambdaInvoke task: the ':*' suffix covers the versions "
+                        "and aliases of this one function, no other function."
+                    ),
+                )
+            )
+        acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason=(
+                    "X-Ray tracing (xray:PutTraceSegments, ...) and log delivery to CloudWatch "
+                    "Logs (logs:CreateLogDelivery, ...) support no resource-level permissions."
+                ),
+            )
+        )
+
+
+def _cfn_function(function: lambda_.IFunction) -> lambda_.CfnFunction:
+    cfn_function = function.node.default_child
+    if not isinstance(cfn_function, lambda_.CfnFunction):  # pragma: no cover
+        raise TypeError(f"{function.node.path} is not a function defined in this app")
+    return cfn_function

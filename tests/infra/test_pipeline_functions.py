@@ -1,0 +1,233 @@
+"""What the three functions are, and what each may touch (and may not)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.template_reading import allowed_actions, logical_id, role_statements
+from totes.names import METRICS_NAMESPACE, SERVICE_NAME
+
+pytestmark = pytest.mark.infra
+
+POWERTOOLS_PARAMETER = "/aws/service/powertools/python/x86_64/python3.12/latest"
+
+
+def _function(template, function) -> dict[str, Any]:
+    properties: dict[str, Any] = template.find_resources("AWS::Lambda::Function")[
+        logical_id(function)
+    ]["Properties"]
+    return properties
+
+
+def _arn(construct) -> str:
+    return f"<{logical_id(construct)}.Arn>"
+
+
+@pytest.fixture(scope="module")
+def functions(platform):
+    return platform.stack.functions
+
+
+@pytest.fixture(scope="module")
+def allowed(platform, template):
+    """Allowed actions and their resources, per stage."""
+    return {
+        stage: allowed_actions(role_statements(template, function.role))
+        for stage, function in platform.stack.functions.by_stage.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("stage", "memory", "timeout"),
+    [("ingest", 1024, 120), ("transform", 2048, 180), ("load", 1024, 120)],
+)
+def test_each_function_runs_its_handler_on_python_312_with_its_own_size(
+    template, functions, stage, memory, timeout
+):
+    # Given a function of the pipeline
+    properties = _function(template, getattr(functions, stage))
+
+    # Then it runs handler.handler on Python 3.12 (x86_64, what the layer is built for)
+    assert properties["Runtime"] == "python3.12"
+    assert properties["Handler"] == "handler.handler"
+    assert properties["Architectures"] == ["x86_64"]
+    # And it has the memory and time its stage needs, and is traced by X-Ray
+    assert (properties["MemorySize"], properties["Timeout"]) == (memory, timeout)
+    assert properties["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_every_function_logs_to_its_own_log_group_with_a_retention(template, functions):
+    # Given every function
+    log_groups = template.find_resources("AWS::Logs::LogGroup")
+    for function in functions.by_stage.values():
+        properties = _function(template, function)
+        # Then it writes to a log group of its own, which expires its logs
+        group_id = properties["LoggingConfig"]["LogGroup"]["Ref"]
+        assert log_groups[group_id]["Properties"]["RetentionInDays"] == 30
+
+
+def test_every_function_names_metrics_and_service_as_the_alarms_expect(template, functions):
+    # Given every function's environment
+    for function in functions.by_stage.values():
+        variables = _function(template, function)["Environment"]["Variables"]
+        # Then Powertools publishes under the namespace and service the alarms watch
+        assert variables["POWERTOOLS_SERVICE_NAME"] == SERVICE_NAME
+        assert variables["POWERTOOLS_METRICS_NAMESPACE"] == METRICS_NAMESPACE
+
+
+def test_each_function_is_told_only_the_resources_its_stage_uses(platform, template, functions):
+    # Given the environment of each function
+    buckets, table = platform.stack.buckets, platform.stack.watermarks.table
+
+    def variables(function) -> dict[str, Any]:
+        return {
+            name: value
+            for name, value in _function(template, function)["Environment"]["Variables"].items()
+            if not name.startswith("POWERTOOLS_")
+        }
+
+    # Then each names the buckets, table and secret its stage works with
+    assert variables(functions.ingest) == {
+        "INGESTED_BUCKET": {"Ref": logical_id(buckets.ingested)},
+        "WATERMARK_TABLE": {"Ref": logical_id(table)},
+        "SOURCE_SECRET_NAME": "totesys_db_credentials",
+    }
+    assert variables(functions.transform) == {
+        "INGESTED_BUCKET": {"Ref": logical_id(buckets.ingested)},
+        "PROCESSED_BUCKET": {"Ref": logical_id(buckets.processed)},
+    }
+    assert variables(functions.load) == {
+        "PROCESSED_BUCKET": {"Ref": logical_id(buckets.processed)},
+        "WAREHOUSE_SECRET_NAME": "postgres_db_credentials",
+    }
+
+
+def test_every_function_has_the_dependency_core_and_powertools_layers(template, functions):
+    # Given our two layers and the parameter that resolves the public Powertools layer
+    dependencies, core, _ = functions.layers
+    own_layers = template.find_resources("AWS::Lambda::LayerVersion")
+    assert set(own_layers) == {logical_id(dependencies), logical_id(core)}
+    for layer in own_layers.values():
+        assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+        assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+    parameters = template.to_json()["Parameters"]
+    (powertools,) = [
+        name for name, value in parameters.items() if value.get("Default") == POWERTOOLS_PARAMETER
+    ]
+    assert parameters[powertools]["Type"] == "AWS::SSM::Parameter::Value<String>"
+
+    # Then every function uses the three, in an order of the CDK's choosing (the
+    # layers share no package the handlers depend on a particular release of)
+    for function in functions.by_stage.values():
+        layers = _function(template, function)["Layers"]
+        assert sorted(layer["Ref"] for layer in layers) == sorted(
+            [logical_id(dependencies), logical_id(core), powertools]
+        )
+
+
+def test_powertools_version_comes_from_context(synthesise_platform):
+    # Given `cdk deploy -c powertools_version=3.37.0`
+    platform = synthesise_platform(powertools_version="3.37.0")
+
+    # Then the layer is resolved through that release's public parameter
+    defaults = {
+        value.get("Default") for value in platform.template.to_json()["Parameters"].values()
+    }
+    assert "/aws/service/powertools/python/x86_64/python3.12/3.37.0" in defaults
+
+
+def test_ingest_reads_only_the_source_secret(allowed):
+    # Given the secrets each function may read
+    def secrets(stage: str) -> set[str]:
+        return allowed[stage].get("secretsmanager:GetSecretValue", set())
+
+    # Then ingest reads the totesys credentials, load the warehouse's, transform neither
+    prefix = "arn:aws:secretsmanager:eu-west-2:123456789012:secret:"
+    assert secrets("ingest") == {f"{prefix}totesys_db_credentials-??????"}
+    assert secrets("load") == {f"{prefix}postgres_db_credentials-??????"}
+    assert secrets("transform") == set()
+
+
+def test_ingest_adds_to_the_raw_zone_but_never_rewrites_it(platform, allowed):
+    # Given ingest's rights on the ingested bucket
+    ingest, ingested = allowed["ingest"], platform.stack.buckets.ingested
+
+    # Then it may list the bucket, put objects, and read only the batch manifests
+    assert ingest["s3:ListBucket"] == {_arn(ingested)}
+    assert ingest["s3:PutObject"] == {f"{_arn(ingested)}/*"}
+    assert ingest["s3:GetObject"] == {f"{_arn(ingested)}/_manifests/*"}
+    # And it can delete nothing, anywhere
+    assert not [action for action in ingest if "Delete" in action]
+
+
+def test_ingest_alone_reads_and_writes_watermarks(platform, allowed):
+    # Given the watermark table
+    table = _arn(platform.stack.watermarks.table)
+
+    # Then ingest reads and (conditionally) writes items of it, and no other stage touches it
+    assert {action for action, resources in allowed["ingest"].items() if table in resources} == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    }
+    for stage in ("transform", "load"):
+        assert not [action for action in allowed[stage] if action.startswith("dynamodb:")]
+
+
+def test_transform_reads_raw_data_and_writes_only_the_processed_zone(platform, allowed):
+    # Given transform's rights
+    buckets, transform = platform.stack.buckets, allowed["transform"]
+
+    # Then it reads the raw zone, and reads and writes the processed zone
+    assert transform["s3:GetObject"] == {
+        f"{_arn(buckets.ingested)}/*",
+        f"{_arn(buckets.processed)}/*",
+    }
+    assert transform["s3:PutObject"] == {f"{_arn(buckets.processed)}/*"}
+    assert transform["s3:ListBucket"] == {_arn(buckets.ingested), _arn(buckets.processed)}
+
+
+def test_load_reads_the_processed_zone_and_cannot_write_any_bucket(platform, allowed):
+    # Given load's rights
+    buckets, load = platform.stack.buckets, allowed["load"]
+
+    # Then it reads processed files only
+    assert load["s3:GetObject"] == {f"{_arn(buckets.processed)}/*"}
+    assert load["s3:ListBucket"] == {_arn(buckets.processed)}
+    # And it can neither write nor read the raw zone
+    assert not [action for action in load if action.startswith("s3:Put")]
+    assert not [
+        action
+        for action, resources in load.items()
+        if any(resource.startswith(_arn(buckets.ingested)) for resource in resources)
+    ]
+
+
+@pytest.mark.parametrize("stage", ["ingest", "transform", "load"])
+def test_no_function_has_wildcard_actions_or_unscoped_rights_beyond_tracing(allowed, stage):
+    # Given every right of a function
+    rights = allowed[stage]
+
+    # Then no action is a wildcard
+    assert not [action for action in rights if "*" in action]
+    # And only X-Ray's tracing actions (which have no resource-level permissions) apply to "*"
+    unscoped = {action for action, resources in rights.items() if "*" in resources}
+    assert unscoped == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    # And there is no PutMetricData: metrics travel in the logs (embedded metric format)
+    assert "cloudwatch:PutMetricData" not in rights
+
+
+@pytest.mark.parametrize("stage", ["ingest", "transform", "load"])
+def test_each_function_writes_only_to_its_own_log_group(template, functions, allowed, stage):
+    # Given a function and its log group
+    properties = _function(template, getattr(functions, stage))
+    log_group = properties["LoggingConfig"]["LogGroup"]["Ref"]
+
+    # Then its role may write log events there and nowhere else
+    assert allowed[stage]["logs:PutLogEvents"] == {f"<{log_group}.Arn>"}
+    assert allowed[stage]["logs:CreateLogStream"] == {f"<{log_group}.Arn>"}
+    # And no AWS managed policy (whose log rights reach every group) is attached
+    role = template.find_resources("AWS::IAM::Role")[logical_id(getattr(functions, stage).role)]
+    assert "ManagedPolicyArns" not in role["Properties"]

@@ -1,0 +1,293 @@
+"""What the Express state machine promises: the story of a run, retries, failure handling.
+
+The definition is read the way Step Functions reads it: the JSON string in the
+template, with CloudFormation tokens rendered as ``<LogicalId.Attribute>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.infra.template_reading import (
+    allowed_actions,
+    logical_id,
+    role_statements,
+    state_machine_definition,
+)
+from totes.names import DIMENSION_TABLES, FACT_TABLES, SOURCE_TABLES, WAREHOUSE_TABLES
+
+pytestmark = pytest.mark.infra
+
+LAMBDA_SERVICE_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+
+
+@pytest.fixture(scope="module")
+def definition(template) -> dict[str, Any]:
+    return state_machine_definition(template)
+
+
+@pytest.fixture(scope="module")
+def stages(definition) -> dict[str, Any]:
+    """The states inside RunPipeline's one branch: the stages of a run."""
+    (branch,) = definition["States"]["RunPipeline"]["Branches"]
+    states: dict[str, Any] = branch["States"]
+    return states
+
+
+def _all_states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every state, however deeply nested in Parallel branches and Map processors."""
+    for name, state in states.items():
+        yield name, state
+        for branch in state.get("Branches", []):
+            yield from _all_states(branch["States"])
+        if "ItemProcessor" in state:
+            yield from _all_states(state["ItemProcessor"]["States"])
+
+
+def _order(states: dict[str, Any], start: str) -> list[str]:
+    names, current = [], start
+    while current is not None:
+        names.append(current)
+        current = states[current].get("Next")
+    return names
+
+
+def test_the_pipeline_is_an_express_state_machine_within_the_express_time_limit(template):
+    # Given the state machine, Then it is Express (one cheap, short execution per
+    # tick) and stops itself at the 5-minute Express limit
+    template.has_resource_properties(
+        "AWS::StepFunctions::StateMachine", {"StateMachineType": "EXPRESS"}
+    )
+    (state_machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    assert state_machine_definition(template)["TimeoutSeconds"] == 300
+    assert state_machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
+
+
+def test_every_transition_is_logged_with_its_data_to_a_vended_logs_group(platform, template):
+    # Given the state machine's logging configuration
+    (state_machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    logging = state_machine["Properties"]["LoggingConfiguration"]
+
+    # Then every event, with inputs and outputs, goes to the workflow's own log group
+    log_group = platform.stack.workflow.log_group
+    assert logging["Level"] == "ALL"
+    assert logging["IncludeExecutionData"] is True
+    assert logging["Destinations"] == [
+        {"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": [logical_id(log_group), "Arn"]}}}
+    ]
+    # And that group is named where Step Functions can deliver logs, and expires them
+    template.has_resource_properties(
+        "AWS::Logs::LogGroup",
+        {
+            "LogGroupName": "/aws/vendedlogs/states/TotesDataPlatform-pipeline",
+            "RetentionInDays": 30,
+        },
+    )
+
+
+def test_a_run_reads_as_its_stages_in_order(definition, stages):
+    # Given the definition, When a run starts
+    # Then one Parallel state holds the stages, and success or failure follows it
+    assert definition["StartAt"] == "RunPipeline"
+    assert definition["States"]["RunPipeline"]["Type"] == "Parallel"
+    assert definition["States"]["RunPipeline"]["Next"] == "Succeeded"
+    assert definition["States"]["Succeeded"]["Type"] == "Succeed"
+    # And inside it, the stages in the order the data flows
+    assert _order(stages, "Plan") == [
+        "Plan",
+        "IngestTables",
+        "TransformTables",
+        "LoadDimensions",
+        "LoadFacts",
+        "Summarise",
+    ]
+
+
+def test_plan_names_the_run_after_its_execution_and_lists_the_shared_tables(stages):
+    # Given the first state of a run
+    plan = stages["Plan"]
+
+    # Then the run id is the execution's name and the table lists are the shared ones
+    assert plan["Type"] == "Pass"
+    assert plan["Parameters"]["run_id.$"] == "$$.Execution.Name"
+    assert plan["Parameters"]["tables"] == {
+        "source": list(SOURCE_TABLES),
+        "warehouse": list(WAREHOUSE_TABLES),
+        "dimensions": list(DIMENSION_TABLES),
+        "facts": list(FACT_TABLES),
+    }
+
+
+@dataclass(frozen=True)
+class StageCase:
+    map_state: str
+    items_path: str
+    item_key: str
+    task: str
+    function: str
+    result_path: str
+
+
+STAGE_CASES = [
+    StageCase("IngestTables", "$.tables.source", "table", "IngestTable", "ingest", "$.ingested"),
+    StageCase(
+        "TransformTables",
+        "$.tables.warehouse",
+        "target",
+        "TransformTable",
+        "transform",
+        "$.transformed",
+    ),
+    StageCase(
+        "LoadDimensions",
+        "$.tables.dimensions",
+        "target",
+        "LoadDimension",
+        "load",
+        "$.dimensions_loaded",
+    ),
+    StageCase("LoadFacts", "$.tables.facts", "target", "LoadFact", "load", "$.facts_loaded"),
+]
+
+
+@pytest.mark.parametrize("case", STAGE_CASES, ids=lambda case: case.map_state)
+def test_each_stage_maps_its_tables_onto_its_function(platform, stages, case):
+    # Given a stage of the run
+    stage = stages[case.map_state]
+
+    # Then it is a Map over its table list whose items are exactly the handler's event
+    assert stage["Type"] == "Map"
+    assert stage["ItemsPath"] == case.items_path
+    assert stage["ItemSelector"] == {
+        f"{case.item_key}.$": "$$.Map.Item.Value",
+        "run_id.$": "$.run_id",
+    }
+    # And each item invokes the stage's function, getting back only the handler's result
+    invoke = stage["ItemProcessor"]["States"][case.task]
+    target = getattr(platform.stack.functions, case.function)
+    assert invoke["Resource"] == f"<{logical_id(target)}.Arn>"
+    assert "Parameters" not in invoke, "the item is the payload, unchanged"
+    # And the results land beside the run id, which later stages still need
+    assert stage["ResultPath"] == case.result_path
+
+
+def test_ingest_opens_at_most_three_source_connections_at_once(stages):
+    # Given the ingest stage with the default ingest_max_concurrency of 3
+    # Then no more than three tables are extracted concurrently
+    assert stages["IngestTables"]["MaxConcurrency"] == 3
+
+
+def test_ingest_concurrency_comes_from_context(synthesise_platform):
+    # Given `cdk deploy -c ingest_max_concurrency=5`
+    platform = synthesise_platform(ingest_max_concurrency="5")
+
+    # Then the ingest Map runs up to five tables at once
+    (branch,) = state_machine_definition(platform.template)["States"]["RunPipeline"]["Branches"]
+    assert branch["States"]["IngestTables"]["MaxConcurrency"] == 5
+
+
+def test_every_lambda_task_retries_lambda_service_errors_with_jittered_backoff(definition):
+    # Given every Lambda task of the definition
+    lambda_tasks = {
+        name: state
+        for name, state in _all_states(definition["States"])
+        if state["Type"] == "Task" and state["Resource"].startswith("<Functions")
+    }
+    assert set(lambda_tasks) == {"IngestTable", "TransformTable", "LoadDimension", "LoadFact"}
+
+    # Then each retries errors of the Lambda service (not of the handler) three
+    # times, 2 s apart and doubling, with jitter so the Map items do not retry in step
+    for name, state in lambda_tasks.items():
+        assert {
+            "ErrorEquals": LAMBDA_SERVICE_ERRORS,
+            "IntervalSeconds": 2,
+            "BackoffRate": 2,
+            "MaxAttempts": 3,
+            "JitterStrategy": "FULL",
+        } in state["Retry"], name
+
+
+def test_every_task_state_has_a_retry(definition):
+    # Given every Task state, the SNS notification included
+    tasks = {
+        name: state for name, state in _all_states(definition["States"]) if state["Type"] == "Task"
+    }
+
+    # Then none gives up on the first transient error
+    assert tasks
+    assert [name for name, state in tasks.items() if not state.get("Retry")] == []
+
+
+def test_a_watermark_conflict_is_retried_twice_by_ingest(stages):
+    # Given the ingest task, When another execution advanced the watermark first
+    retries = stages["IngestTables"]["ItemProcessor"]["States"]["IngestTable"]["Retry"]
+
+    # Then the task retries twice (re-reading the watermark) before failing the run
+    (conflict,) = [retry for retry in retries if retry["ErrorEquals"] == ["WatermarkConflictError"]]
+    assert conflict["MaxAttempts"] == 2
+
+
+def test_any_failure_is_notified_then_fails_the_execution_with_its_error(platform, definition):
+    # Given the Catch around the whole run
+    states = definition["States"]
+    (catch,) = states["RunPipeline"]["Catch"]
+
+    # Then every error goes to NotifyFailure, with the error kept under $.failure
+    assert catch == {
+        "ErrorEquals": ["States.ALL"],
+        "ResultPath": "$.failure",
+        "Next": "NotifyFailure",
+    }
+    # And NotifyFailure publishes the execution name, error and cause to the alert topic
+    notify = states["NotifyFailure"]
+    assert notify["Resource"] == "arn:<AWS::Partition>:states:::sns:publish"
+    assert notify["Parameters"]["TopicArn"] == f"<{logical_id(platform.stack.alerts.topic)}>"
+    message = notify["Parameters"]["Message.$"]
+    for path in ("$$.Execution.Name", "$.failure.Error", "$.failure.Cause"):
+        assert path in message
+    # And keeps the failure in the state for the Fail state that follows
+    assert notify["ResultPath"] is None
+    assert notify["Next"] == "PipelineFailed"
+    # And even when the notification itself fails, the execution still ends there
+    assert [catch["Next"] for catch in notify["Catch"]] == ["PipelineFailed"]
+    assert notify["Catch"][0]["ResultPath"] != "$.failure"
+    # And the execution fails with the original error and cause, not a generic one
+    failed = states["PipelineFailed"]
+    assert failed["Type"] == "Fail"
+    assert (failed["ErrorPath"], failed["CausePath"]) == ("$.failure.Error", "$.failure.Cause")
+
+
+def test_the_execution_output_is_a_small_summary_of_counts(definition, stages):
+    # Given the last stage, Then it keeps only the run id and per-stage lists of counts
+    summary = stages["Summarise"]["Parameters"]
+    assert summary["run_id.$"] == "$.run_id"
+    assert summary["ingested"]["rows.$"] == "$.ingested[*].rows"
+    assert summary["transformed"]["rows.$"] == "$.transformed[*].rows"
+    assert summary["dimensions_loaded"]["rows_loaded.$"] == "$.dimensions_loaded[*].rows_loaded"
+    assert summary["facts_loaded"]["rows_loaded.$"] == "$.facts_loaded[*].rows_loaded"
+    # And that summary (the one branch's output) is what the execution returns
+    assert definition["States"]["RunPipeline"]["OutputPath"] == "$[0]"
+
+
+def test_the_state_machine_may_invoke_only_the_pipeline_functions(platform, template):
+    # Given the state machine's role
+    allowed = allowed_actions(role_statements(template, platform.stack.workflow.state_machine.role))
+
+    # Then it invokes the three functions (and their versions), nothing else
+    functions = platform.stack.functions
+    expected = set()
+    for function in (functions.ingest, functions.transform, functions.load):
+        expected |= {f"<{logical_id(function)}.Arn>", f"<{logical_id(function)}.Arn>:*"}
+    assert allowed["lambda:InvokeFunction"] == expected
+    # And publishes only to the alert topic, with its key
+    assert allowed["sns:Publish"] == {f"<{logical_id(platform.stack.alerts.topic)}>"}
+    assert allowed["kms:GenerateDataKey"] == {f"<{logical_id(platform.stack.alerts.key)}.Arn>"}

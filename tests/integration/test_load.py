@@ -1,0 +1,825 @@
+"""Load: every gold file reaches the warehouse exactly once, whatever happens to the execution
+(DESIGN.md sections 3, 5 and 7)."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time as clock
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
+
+from totes.db import connect
+from totes.errors import (
+    AuthenticationFailedError,
+    DatabaseUnreachableError,
+    StarFileSchemaError,
+    StarFileUnreadableError,
+    WarehouseSchemaMissingError,
+)
+from totes.load import warehouse_sql
+from totes.load.stage import LoadRequest, LoadResult, LoadSettings, load_target
+from totes.load.star_zone import list_star_files
+from totes.local.postgres import PostgresServer
+from totes.names import DIMENSION_TABLES, FACT_TABLES, LOAD_LEDGER_TABLE, REJECTS_PREFIX
+from totes.warehouse.star import (
+    DIMENSION_KEYS,
+    FACT_DATE_COLUMNS,
+    FACT_REFERENCES,
+    FACT_VERSION_KEYS,
+    STAR_SCHEMAS,
+    star_prefix,
+)
+
+BUCKET = "totes-processed"
+FACT = "fact_sales_order"
+DAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+MONTH_NAMES = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+
+# -- gold rows, shaped as transform writes them ------------------------------------------------
+
+UPDATED = (date(2024, 11, 14), time(9, 26, 10, 123_000))
+CREATED = (date(2024, 11, 13), time(17, 2, 0))
+
+
+def _stamps(version: int = 0) -> dict[str, Any]:
+    return {
+        "created_date": CREATED[0],
+        "created_time": CREATED[1],
+        "last_updated_date": UPDATED[0] + timedelta(days=version),
+        "last_updated_time": UPDATED[1],
+    }
+
+
+def staff(n: int, **changes: Any) -> dict[str, Any]:
+    return {
+        "staff_id": n,
+        "first_name": f"Zoë {n}",
+        "last_name": "O'Keefe",
+        "department_name": "Sales",
+        "location": "Leds",
+        "email_address": f"zoe.o'keefe.{n}@terrifictotes.com",
+        **changes,
+    }
+
+
+def location(n: int, **changes: Any) -> dict[str, Any]:
+    return {
+        "location_id": n,
+        "address_line_1": f'{n} "Tote" Lane, Østergaard',
+        "address_line_2": None if n % 2 else "",
+        "district": None,
+        "city": "Leeds",
+        "postal_code": f"{n:05d}",
+        "country": "United Kingdom",
+        "phone": "1803 637401",
+        **changes,
+    }
+
+
+def counterparty(n: int) -> dict[str, Any]:
+    return {
+        "counterparty_id": n,
+        "counterparty_legal_name": f"Hartmann, Franecki and Ratke {n}",
+        "counterparty_legal_address_line_1": "line\nbreak",
+        "counterparty_legal_address_line_2": None,
+        "counterparty_legal_district": "",
+        "counterparty_legal_city": "Aliso Viejo",
+        "counterparty_legal_postal_code": "99305-7380",
+        "counterparty_legal_country": "San Marino",
+        "counterparty_legal_phone_number": "9621 880720",
+    }
+
+
+def currency(n: int) -> dict[str, Any]:
+    code, name = [("GBP", "British Pound"), ("USD", "US Dollar"), ("EUR", "Euro")][n - 1]
+    return {"currency_id": n, "currency_code": code, "currency_name": name}
+
+
+def design(n: int) -> dict[str, Any]:
+    return {
+        "design_id": n,
+        "design_name": "Steel",
+        "file_location": "/usr/share",
+        "file_name": f"steel-{n}.json",
+    }
+
+
+def payment_type(n: int) -> dict[str, Any]:
+    names = ["SALES_RECEIPT", "SALES_REFUND", "PURCHASE_PAYMENT"]
+    return {"payment_type_id": n, "payment_type_name": names[n - 1]}
+
+
+def transaction(n: int) -> dict[str, Any]:
+    return {
+        "transaction_id": n,
+        "transaction_type": "SALE",
+        "sales_order_id": n,
+        "purchase_order_id": None,
+    }
+
+
+def sales_order(n: int, version: int = 0, **changes: Any) -> dict[str, Any]:
+    return {
+        "sales_order_id": n,
+        **_stamps(version),
+        "sales_staff_id": 1,
+        "counterparty_id": 2,
+        "units_sold": 1_000 * n,
+        "unit_price": Decimal("2.50"),
+        "currency_id": 1,
+        "design_id": 3,
+        "agreed_payment_date": date(2024, 12, 2),
+        "agreed_delivery_date": date(2024, 11, 29),
+        "agreed_delivery_location_id": 2,
+        **changes,
+    }
+
+
+def purchase_order(n: int) -> dict[str, Any]:
+    return {
+        "purchase_order_id": n,
+        **_stamps(),
+        "staff_id": 2,
+        "counterparty_id": 1,
+        "item_code": "0ZMQ3O8",
+        "item_quantity": 12,
+        "item_unit_price": Decimal("0.10"),
+        "currency_id": 3,
+        "agreed_delivery_date": date(2025, 1, 6),
+        "agreed_payment_date": date(2025, 2, 28),
+        "agreed_delivery_location_id": 3,
+    }
+
+
+def payment(n: int, **changes: Any) -> dict[str, Any]:
+    return {
+        "payment_id": n,
+        **_stamps(),
+        "transaction_id": n,
+        "counterparty_id": 1,
+        "payment_amount": Decimal("99999999.99"),
+        "currency_id": 2,
+        "payment_type_id": 1,
+        "paid": n % 2 == 0,
+        "payment_date": date(2024, 2, 29),
+        **changes,
+    }
+
+
+DIMENSION_ROWS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "dim_staff": staff,
+    "dim_location": location,
+    "dim_currency": currency,
+    "dim_design": design,
+    "dim_counterparty": counterparty,
+    "dim_payment_type": payment_type,
+    "dim_transaction": transaction,
+}
+FACT_ROWS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "fact_sales_order": sales_order,
+    "fact_purchase_order": purchase_order,
+    "fact_payment": payment,
+}
+
+
+# -- the processed bucket and the warehouse --------------------------------------------------
+
+
+@dataclass
+class Warehouse:
+    """The processed bucket (moto) and the warehouse (PostgreSQL) that load joins."""
+
+    s3: Any
+    dsn: str
+
+    def put(
+        self, target: str, run_id: str, rows: list[dict[str, Any]], name: str = "part-0"
+    ) -> str:
+        key = f"{star_prefix(target, run_id)}{name}.parquet"
+        self.put_table(key, pa.Table.from_pylist(rows, schema=STAR_SCHEMAS[target]))
+        return key
+
+    def put_table(self, key: str, table: pa.Table) -> None:
+        sink = io.BytesIO()
+        pq.write_table(table, sink)
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=sink.getvalue())
+
+    def load(self, target: str, run_id: str = "load-run", **settings: Any) -> LoadResult:
+        return load_target(
+            LoadRequest(target=target, run_id=run_id),
+            LoadSettings(bucket=BUCKET, **settings),
+            warehouse_dsn=lambda: self.dsn,
+            s3=self.s3,
+        )
+
+    def load_dimensions(self, ids: tuple[int, ...] = (1, 2, 3)) -> None:
+        for target, build in DIMENSION_ROWS.items():
+            self.put(target, "run-0", [build(n) for n in ids])
+            self.load(target, "run-0")
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        """The table's rows as the files hold them (no surrogate key), in natural order."""
+        columns = STAR_SCHEMAS[table].names
+        order = DIMENSION_KEYS.get(table) or ", ".join(FACT_VERSION_KEYS[table])
+        with connect(self.dsn, row_factory=dict_row) as conn:
+            return conn.execute(
+                f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"
+            ).fetchall()
+
+    def versions(self, table: str) -> dict[Any, int]:
+        """Each row's xmin: the transaction that last wrote it."""
+        key = DIMENSION_KEYS.get(table) or FACT_VERSION_KEYS[table][0]
+        with connect(self.dsn) as conn:
+            rows = conn.execute(f"SELECT {key}, xmin::text::bigint FROM {table}").fetchall()
+        return {row[0]: row[1] for row in rows}
+
+    def count(self, table: str) -> int:
+        with connect(self.dsn) as conn:
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
+    def ledger(self, table: str | None = None) -> list[dict[str, Any]]:
+        with connect(self.dsn, row_factory=dict_row) as conn:
+            rows = conn.execute(
+                "SELECT file_key, warehouse_table, run_id, rows_in_file, rows_applied "
+                f"FROM {LOAD_LEDGER_TABLE} ORDER BY file_key"
+            ).fetchall()
+        return [row for row in rows if table in (None, row["warehouse_table"])]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything load may write: every table's rows and xmins, the ledger, the rejects."""
+        tables = {table: (self.rows(table), self.versions(table)) for table in STAR_SCHEMAS}
+        return {"tables": tables, "ledger": self.ledger(), "rejects": self.keys(REJECTS_PREFIX)}
+
+    def keys(self, prefix: str) -> list[str]:
+        paginator = self.s3.get_paginator("list_objects_v2")
+        return [
+            item["Key"]
+            for page in paginator.paginate(Bucket=BUCKET, Prefix=prefix)
+            for item in page.get("Contents", [])
+        ]
+
+    def read(self, key: str) -> list[dict[str, Any]]:
+        body = self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        rows: list[dict[str, Any]] = pq.read_table(pa.BufferReader(body)).to_pylist()
+        return rows
+
+
+@pytest.fixture
+def warehouse(s3: Any, warehouse_dsn: str) -> Warehouse:
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+    return Warehouse(s3=s3, dsn=warehouse_dsn)
+
+
+def _orphans(dsn: str) -> int:
+    """Fact rows whose dimension or date row is missing (what the foreign keys forbid)."""
+    total = 0
+    with connect(dsn) as conn:
+        for fact, references in FACT_REFERENCES.items():
+            pairs = [*references.items()] + [
+                (column, ("dim_date", "date_id")) for column in FACT_DATE_COLUMNS[fact]
+            ]
+            for column, (dimension, key) in pairs:
+                row = conn.execute(
+                    sql.SQL(
+                        "SELECT count(*) FROM {f} WHERE NOT EXISTS "
+                        "(SELECT 1 FROM {d} WHERE {d}.{k} = {f}.{c})"
+                    ).format(
+                        f=sql.Identifier(fact),
+                        d=sql.Identifier(dimension),
+                        k=sql.Identifier(key),
+                        c=sql.Identifier(column),
+                    )
+                ).fetchone()
+                total += int(row[0]) if row else 0
+    return total
+
+
+# -- tests ------------------------------------------------------------------------------------
+
+
+def test_loading_gold_files_fills_every_warehouse_table_with_identical_values(
+    warehouse: Warehouse,
+) -> None:
+    # Given a gold file for every dimension and every fact, holding awkward values
+    files = {
+        target: [build(n) for n in (1, 2, 3)]
+        for target, build in {**DIMENSION_ROWS, **FACT_ROWS}.items()
+    }
+    keys = {target: warehouse.put(target, "exec-1", rows) for target, rows in files.items()}
+    # When the dimensions and then the facts are loaded
+    results = {target: warehouse.load(target, "exec-1") for target in files}
+    # Then every table holds exactly the file's rows: NULL vs '', Decimal, milliseconds, UTF-8
+    for target, rows in files.items():
+        assert warehouse.rows(target) == rows, target
+        assert results[target].to_payload() == {
+            "target": target,
+            "run_id": "exec-1",
+            "files": 1,
+            "rows_loaded": 3,
+            "rows_skipped": 0,
+            "rows_rejected": 0,
+        }
+    # And the ledger records each file once, with the run that loaded it
+    assert warehouse.ledger() == sorted(
+        (
+            {
+                "file_key": key,
+                "warehouse_table": target,
+                "run_id": "exec-1",
+                "rows_in_file": 3,
+                "rows_applied": 3,
+            }
+            for target, key in keys.items()
+        ),
+        key=lambda row: row["file_key"],
+    )
+    # And every reference of every fact holds
+    assert _orphans(warehouse.dsn) == 0
+    assert {row["date_id"] for row in warehouse.rows("dim_date")} == {
+        CREATED[0],
+        UPDATED[0],
+        date(2024, 12, 2),
+        date(2024, 11, 29),
+        date(2025, 1, 6),
+        date(2025, 2, 28),
+        date(2024, 2, 29),
+    }
+
+
+def test_loading_the_same_file_again_changes_nothing(warehouse: Warehouse) -> None:
+    # Given dimensions and a fact file already loaded
+    warehouse.load_dimensions()
+    warehouse.put("fact_sales_order", "exec-1", [sales_order(n) for n in (1, 2, 3)])
+    warehouse.load("fact_sales_order", "exec-1")
+    before = warehouse.snapshot()
+    # When every table is loaded again, by the same run and by a later one
+    again = [warehouse.load(target, run) for run in ("exec-1", "exec-2") for target in STAR_SCHEMAS]
+    # Then no file is applied, no row is written (same xmin), and the ledger is unchanged
+    assert {result.to_payload()["files"] for result in again} == {0}
+    assert {result.rows_loaded for result in again} == {0}
+    assert warehouse.snapshot() == before
+
+
+def test_the_same_versions_in_another_file_insert_no_duplicate_facts(
+    warehouse: Warehouse,
+) -> None:
+    # Given three sales order versions loaded from one file
+    warehouse.load_dimensions()
+    warehouse.put("fact_sales_order", "exec-1", [sales_order(n) for n in (1, 2, 3)])
+    warehouse.load("fact_sales_order", "exec-1")
+    xmins = warehouse.versions("fact_sales_order")
+    # When another file repeats them (a re-emitted overlap), and a third mixes repeats with
+    # a new version of order 2 and holds that new version twice
+    warehouse.put("fact_sales_order", "exec-2", [sales_order(n) for n in (1, 2, 3)])
+    repeat = warehouse.load("fact_sales_order", "exec-2")
+    mixed_rows = [sales_order(1), sales_order(2, version=1, units_sold=7), sales_order(3)]
+    warehouse.put("fact_sales_order", "exec-3", [*mixed_rows, mixed_rows[1]])
+    mixed = warehouse.load("fact_sales_order", "exec-3")
+    # Then the repeat inserts nothing and counts every row as skipped
+    assert (repeat.rows_loaded, repeat.rows_skipped) == (0, 3)
+    # And the mixed file inserts the one new version, once
+    assert (mixed.rows_loaded, mixed.rows_skipped) == (1, 3)
+    rows = warehouse.rows("fact_sales_order")
+    assert [(row["sales_order_id"], row["last_updated_date"]) for row in rows] == [
+        (1, UPDATED[0]),
+        (2, UPDATED[0]),
+        (2, UPDATED[0] + timedelta(days=1)),
+        (3, UPDATED[0]),
+    ]
+    assert rows[2]["units_sold"] == 7
+    # And the versions loaded first were never rewritten
+    assert {k: v for k, v in warehouse.versions("fact_sales_order").items() if k != 2} == {
+        k: v for k, v in xmins.items() if k != 2
+    }
+    assert [row["rows_applied"] for row in warehouse.ledger("fact_sales_order")] == [3, 0, 1]
+
+
+def test_a_changed_dimension_row_is_updated_and_unchanged_rows_are_not_rewritten(
+    warehouse: Warehouse,
+) -> None:
+    # Given three staff loaded
+    warehouse.put("dim_staff", "exec-1", [staff(n) for n in (1, 2, 3)])
+    warehouse.load("dim_staff", "exec-1")
+    before = warehouse.versions("dim_staff")
+    # When a later file holds all three, one of them moved to Manchester, and a new one
+    # whose row appears twice (the last one wins)
+    warehouse.put(
+        "dim_staff",
+        "exec-2",
+        [
+            staff(1),
+            staff(2, location="Manchester"),
+            staff(3),
+            staff(4, first_name="Ann"),
+            staff(4),
+        ],
+    )
+    result = warehouse.load("dim_staff", "exec-2")
+    # Then the moved row is updated, the new one inserted, and the others not written at all
+    assert warehouse.rows("dim_staff") == [
+        staff(1),
+        staff(2, location="Manchester"),
+        staff(3),
+        staff(4),
+    ]
+    after = warehouse.versions("dim_staff")
+    assert after[1] == before[1]
+    assert after[3] == before[3]
+    assert after[2] != before[2]
+    assert (result.rows_loaded, result.rows_skipped) == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("target", "step"),
+    [("fact_sales_order", "insert_facts"), ("dim_staff", "upsert_dimension")],
+)
+def test_a_crash_between_the_copy_and_the_commit_leaves_nothing_and_the_next_load_completes_it(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch, target: str, step: str
+) -> None:
+    # Given dimensions in place and a new file whose load dies after its rows were written
+    warehouse.load_dimensions()
+    rows = [sales_order(n, agreed_payment_date=date(2031, 1, 1)) for n in (1, 2)]
+    if target == "dim_staff":
+        rows = [staff(1, last_name="Moved"), staff(9)]
+    key = warehouse.put(target, "exec-1", rows)
+    before = warehouse.snapshot()
+    real_step = getattr(warehouse_sql, step)
+
+    def crash(*args: Any, **kwargs: Any) -> int:
+        real_step(*args, **kwargs)
+        raise SystemExit("crash injected between the COPY and the commit")
+
+    monkeypatch.setattr(warehouse_sql, step, crash)
+    with pytest.raises(SystemExit, match="crash injected"):
+        warehouse.load(target, "exec-1")
+    # Then the warehouse, dim_date and the ledger are exactly as before
+    assert warehouse.snapshot() == before
+    # When the next execution loads the table
+    monkeypatch.setattr(warehouse_sql, step, real_step)
+    result = warehouse.load(target, "exec-2")
+    # Then it applies the file, once
+    assert result.rows_loaded == 2
+    assert (key, "exec-2") in [(row["file_key"], row["run_id"]) for row in warehouse.ledger()]
+    assert warehouse.load(target, "exec-3").to_payload()["files"] == 0
+
+
+def test_files_an_earlier_failed_run_left_behind_are_loaded_in_key_order(
+    warehouse: Warehouse,
+) -> None:
+    # Given files of run 1, whose load never happened, and newer files of run 2
+    warehouse.load_dimensions()
+    warehouse.put("dim_staff", "run-2024-11-14T09-00", [staff(1, location="Leeds")])
+    warehouse.put("dim_staff", "run-2024-11-14T09-05", [staff(1, location="Manchester")])
+    warehouse.put("fact_sales_order", "run-2024-11-14T09-00", [sales_order(1)])
+    warehouse.put("fact_sales_order", "run-2024-11-14T09-05", [sales_order(2)])
+    # When run 2 loads
+    dims = warehouse.load("dim_staff", "run-2024-11-14T09-05")
+    facts = warehouse.load("fact_sales_order", "run-2024-11-14T09-05")
+    # Then it applies both runs' files, oldest first: the newer staff row wins
+    assert [outcome.key for outcome in dims.files] == [
+        "dim_staff/run=run-2024-11-14T09-00/part-0.parquet",
+        "dim_staff/run=run-2024-11-14T09-05/part-0.parquet",
+    ]
+    assert warehouse.rows("dim_staff")[0]["location"] == "Manchester"
+    assert [row["sales_order_id"] for row in warehouse.rows("fact_sales_order")] == [1, 2]
+    assert facts.to_payload()["files"] == 2
+
+
+def test_facts_whose_dimension_row_is_missing_are_quarantined_and_the_rest_loaded(
+    warehouse: Warehouse,
+) -> None:
+    # Given dimensions 1-3 and a fact file in which two rows reference rows that do not exist
+    warehouse.load_dimensions()
+    rows = [
+        sales_order(1),
+        sales_order(2, design_id=9),
+        sales_order(3),
+        sales_order(4, sales_staff_id=7, agreed_delivery_location_id=8),
+    ]
+    key = warehouse.put("fact_sales_order", "exec-1", rows)
+    # When it is loaded
+    result = warehouse.load("fact_sales_order", "exec-2")
+    # Then the other rows are loaded and the file is recorded as applied
+    assert [row["sales_order_id"] for row in warehouse.rows("fact_sales_order")] == [1, 3]
+    assert result.to_payload() == {
+        "target": "fact_sales_order",
+        "run_id": "exec-2",
+        "files": 1,
+        "rows_loaded": 2,
+        "rows_skipped": 0,
+        "rows_rejected": 2,
+    }
+    assert [(row["file_key"], row["rows_applied"]) for row in warehouse.ledger(FACT)] == [(key, 2)]
+    # And the two rows wait, unchanged, in the rejects zone with the reason
+    rejects_key = f"{REJECTS_PREFIX}/fact_sales_order/run=exec-1/part-0.load.parquet"
+    assert warehouse.keys(f"{REJECTS_PREFIX}/") == [rejects_key]
+    assert result.files[0].rejects_key == rejects_key
+    assert warehouse.read(rejects_key) == [
+        {**rows[1], "reject_reason": "design_id 9 not in dim_design"},
+        {
+            **rows[3],
+            "reject_reason": "sales_staff_id 7 not in dim_staff; "
+            "agreed_delivery_location_id 8 not in dim_location",
+        },
+    ]
+    assert _orphans(warehouse.dsn) == 0
+
+
+def test_dim_date_gains_every_date_the_facts_reference_by_the_iso_convention(
+    warehouse: Warehouse,
+) -> None:
+    # Given facts referencing dates across year ends, a leap day and every weekday
+    warehouse.load_dimensions()
+    days = [date(2023, 12, 25) + timedelta(days=n) for n in range(800)]
+    warehouse.put(
+        "fact_sales_order",
+        "exec-1",
+        [
+            sales_order(n, agreed_payment_date=day, agreed_delivery_date=day)
+            for n, day in enumerate(days, start=1)
+        ],
+    )
+    # When they are loaded
+    warehouse.load("fact_sales_order", "exec-1")
+    # Then dim_date holds each date with ISO weekdays (1 = Monday) and unpadded English names
+    by_day = {row["date_id"]: row for row in warehouse.rows("dim_date")}
+    assert set(days) <= set(by_day)
+    for day in days:
+        assert by_day[day] == {
+            "date_id": day,
+            "year": day.year,
+            "month": day.month,
+            "day": day.day,
+            "day_of_week": day.isoweekday(),
+            "day_name": DAY_NAMES[day.weekday()],
+            "month_name": MONTH_NAMES[day.month - 1],
+            "quarter": (day.month - 1) // 3 + 1,
+        }
+    assert by_day[date(2024, 1, 1)]["day_of_week"] == 1
+    assert by_day[date(2023, 12, 31)]["day_name"] == "Sunday"
+    assert by_day[date(2024, 2, 29)]["month_name"] == "February"
+    assert by_day[date(2024, 9, 30)]["quarter"] == 3
+
+
+def test_dim_date_files_follow_the_same_convention_as_dates_added_for_facts(
+    warehouse: Warehouse,
+) -> None:
+    # Given dates added to dim_date by a fact load
+    warehouse.load_dimensions()
+    warehouse.put("fact_sales_order", "exec-1", [sales_order(1)])
+    warehouse.load("fact_sales_order", "exec-1")
+    before = warehouse.versions("dim_date")
+    rows = {row["date_id"]: row for row in warehouse.rows("dim_date")}
+    # When a dim_date file holds the same dates the same way, and a new date written badly
+    new_year = {
+        "date_id": date(2026, 1, 1),
+        "year": 2026,
+        "month": 1,
+        "day": 1,
+        "day_of_week": 4,
+        "day_name": "thursday ",
+        "month_name": "January  ",
+        "quarter": 1,
+    }
+    warehouse.put("dim_date", "exec-2", [*rows.values(), new_year])
+    result = warehouse.load("dim_date", "exec-2")
+    # Then the existing dates are not rewritten and the new one follows the convention
+    assert {day: xmin for day, xmin in warehouse.versions("dim_date").items() if day in rows} == (
+        before
+    )
+    assert warehouse.rows("dim_date")[-1] == {
+        **new_year,
+        "day_name": "Thursday",
+        "month_name": "January",
+    }
+    assert (result.rows_loaded, result.rows_skipped) == (1, len(rows))
+    assert result.files[0].dim_date_corrected == 1
+
+
+def test_of_two_loaders_racing_on_one_file_exactly_one_applies_it(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a new fact file, and a first loader held inside its transaction after inserting
+    warehouse.load_dimensions()
+    warehouse.put("fact_sales_order", "exec-1", [sales_order(n) for n in (1, 2, 3)])
+    inside, release = threading.Event(), threading.Event()
+    real_insert = warehouse_sql.insert_facts
+
+    def held(*args: Any, **kwargs: Any) -> int:
+        inserted = real_insert(*args, **kwargs)
+        if not inside.is_set():
+            inside.set()
+            release.wait(timeout=30)
+        return inserted
+
+    monkeypatch.setattr(warehouse_sql, "insert_facts", held)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(warehouse.load, "fact_sales_order", "exec-a")
+        assert inside.wait(timeout=30)
+        # When a second loader lists the file before the first commits, and waits for it
+        second = pool.submit(warehouse.load, "fact_sales_order", "exec-b")
+        _wait_for_a_blocked_session(warehouse.dsn)
+        release.set()
+        won, lost = first.result(timeout=30), second.result(timeout=30)
+    # Then the first applies the file and the second finds it in the ledger and writes nothing
+    assert (won.to_payload()["files"], won.rows_loaded) == (1, 3)
+    assert lost.to_payload() == {
+        "target": "fact_sales_order",
+        "run_id": "exec-b",
+        "files": 0,
+        "rows_loaded": 0,
+        "rows_skipped": 0,
+        "rows_rejected": 0,
+    }
+    assert [outcome.applied_elsewhere for outcome in lost.files] == [True]
+    assert warehouse.count("fact_sales_order") == 3
+    assert [row["run_id"] for row in warehouse.ledger(FACT)] == ["exec-a"]
+
+
+def _wait_for_a_blocked_session(dsn: str) -> None:
+    deadline = clock.monotonic() + 30
+    with connect(dsn, autocommit=True) as conn:
+        while clock.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if row and row[0]:
+                return
+            clock.sleep(0.02)
+    raise AssertionError("the second loader never waited for the first")
+
+
+def test_a_role_that_may_not_skip_triggers_loads_the_same_rows_through_the_foreign_keys(
+    warehouse: Warehouse,
+) -> None:
+    # Given a loader role that is not a superuser (it may not set session_replication_role)
+    role = f"totes_loader_{uuid.uuid4().hex[:8]}"
+    with connect(warehouse.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {}").format(
+                sql.Identifier(role)
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(
+                sql.Identifier(role)
+            )
+        )
+    try:
+        warehouse.load_dimensions()
+        limited = Warehouse(s3=warehouse.s3, dsn=make_conninfo(warehouse.dsn, user=role))
+        rows = [sales_order(1), sales_order(2, currency_id=9)]
+        warehouse.put("fact_sales_order", "exec-1", rows)
+        # When it loads facts
+        result = limited.load("fact_sales_order", "exec-1")
+        # Then the foreign-key triggers stay on, and the outcome is the same
+        assert result.fk_triggers
+        assert (result.rows_loaded, result.rows_rejected) == (1, 1)
+        assert warehouse.rows("fact_sales_order") == [rows[0]]
+    finally:
+        with connect(warehouse.dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_fact_loads_keep_the_foreign_key_triggers_when_told_to(warehouse: Warehouse) -> None:
+    warehouse.load_dimensions()
+    warehouse.put("fact_payment", "exec-1", [payment(1), payment(2, transaction_id=9)])
+    result = warehouse.load("fact_payment", "exec-1", fk_triggers="always")
+    assert result.fk_triggers
+    assert (result.rows_loaded, result.rows_rejected) == (1, 1)
+    assert warehouse.load("fact_purchase_order", "exec-1").fk_triggers is False
+
+
+def test_a_file_that_does_not_fit_its_table_is_refused_by_name_and_stays_pending(
+    warehouse: Warehouse,
+) -> None:
+    # Given a good file, then a file missing a column, then one that is not Parquet
+    good = warehouse.put("dim_currency", "run-1", [currency(1)])
+    bad = pa.Table.from_pylist([currency(2)], schema=STAR_SCHEMAS["dim_currency"])
+    warehouse.put_table("dim_currency/run=run-2/part-0.parquet", bad.drop(["currency_name"]))
+    # When the table is loaded
+    with pytest.raises(StarFileSchemaError, match=r"missing columns \['currency_name'\]"):
+        warehouse.load("dim_currency", "run-2")
+    # Then the good file is loaded and the bad one is not recorded
+    assert [row["file_key"] for row in warehouse.ledger()] == [good]
+    # And a file that is not Parquet at all is named too
+    warehouse.s3.put_object(Bucket=BUCKET, Key="dim_currency/run=run-2/part-0.parquet", Body=b"{")
+    with pytest.raises(StarFileUnreadableError, match="not a readable Parquet file"):
+        warehouse.load("dim_currency", "run-3")
+    assert [row["file_key"] for row in warehouse.ledger()] == [good]
+
+
+def test_required_values_missing_from_a_file_are_refused_by_name(warehouse: Warehouse) -> None:
+    table = pa.table(
+        {
+            "currency_id": pa.array([1], pa.int64()),
+            "currency_code": ["GBP"],
+            "currency_name": pa.array([None], pa.string()),
+        }
+    )
+    warehouse.put_table("dim_currency/run=run-1/part-0.parquet", table)
+    with pytest.raises(StarFileSchemaError, match="nulls in currency_name"):
+        warehouse.load("dim_currency", "run-1")
+    assert warehouse.ledger() == []
+
+
+def test_listing_finds_every_gold_file_beyond_a_thousand_and_ignores_other_keys(
+    warehouse: Warehouse,
+) -> None:
+    for n in range(1_005):
+        warehouse.s3.put_object(
+            Bucket=BUCKET, Key=f"dim_design/run=run-{n:04d}/part-0.parquet", Body=b""
+        )
+    for key in ("dim_design/_tmp/x.parquet", "dim_design/run=run-1/x.json", "dim_designs/a"):
+        warehouse.s3.put_object(Bucket=BUCKET, Key=key, Body=b"")
+    files = list_star_files(warehouse.s3, BUCKET, "dim_design")
+    assert len(files) == 1_005
+    assert files[0].key == "dim_design/run=run-0000/part-0.parquet"
+    assert files == sorted(files)
+
+
+def test_an_unreachable_warehouse_fails_by_name_and_writes_nothing(warehouse: Warehouse) -> None:
+    warehouse.put("fact_sales_order", "exec-1", [sales_order(1, design_id=9)])
+    unreachable = Warehouse(s3=warehouse.s3, dsn="postgresql://etl@127.0.0.1:9/warehouse")
+    with pytest.raises(DatabaseUnreachableError, match="nothing listens there"):
+        unreachable.load("fact_sales_order", "exec-1")
+    assert warehouse.keys(f"{REJECTS_PREFIX}/") == []
+    assert warehouse.ledger() == []
+
+
+@pytest.mark.slow
+def test_a_wrong_password_fails_by_name_and_writes_nothing(
+    warehouse: Warehouse, password_server: PostgresServer
+) -> None:
+    warehouse.put("dim_staff", "exec-1", [staff(1)])
+    dsn = make_conninfo(password_server.admin_dsn, user="ann", password="nope", dbname="totesys")
+    with pytest.raises(AuthenticationFailedError):
+        Warehouse(s3=warehouse.s3, dsn=dsn).load("dim_staff", "exec-1")
+    assert warehouse.keys(f"{REJECTS_PREFIX}/") == []
+
+
+def test_a_database_without_the_star_schema_is_named(
+    warehouse: Warehouse, fresh_database: Callable[..., str]
+) -> None:
+    warehouse.put("dim_staff", "exec-1", [staff(1)])
+    empty = Warehouse(s3=warehouse.s3, dsn=fresh_database("empty"))
+    with pytest.raises(WarehouseSchemaMissingError, match="no table dim_staff, load_ledger"):
+        empty.load("dim_staff", "exec-1")
+
+
+def test_an_empty_table_folder_loads_nothing_and_facts_report_no_freshness(
+    warehouse: Warehouse,
+) -> None:
+    results = [warehouse.load(target) for target in (*DIMENSION_TABLES, *FACT_TABLES)]
+    assert {result.to_payload()["files"] for result in results} == {0}
+    assert {result.freshness_lag_seconds for result in results} == {None}
+
+
+def test_an_empty_gold_file_is_recorded_once_and_changes_nothing(warehouse: Warehouse) -> None:
+    warehouse.load_dimensions()
+    warehouse.put(FACT, "exec-1", [sales_order(1)])
+    warehouse.load(FACT, "exec-1")
+    before = warehouse.snapshot()
+    for target in ("dim_staff", "fact_sales_order"):
+        key = warehouse.put(target, "exec-9", [])
+        assert warehouse.load(target, "exec-9").to_payload()["files"] == 1
+        assert [row for row in warehouse.ledger(target) if row["file_key"] == key] == [
+            {
+                "file_key": key,
+                "warehouse_table": target,
+                "run_id": "exec-9",
+                "rows_in_file": 0,
+                "rows_applied": 0,
+            }
+        ]
+    assert warehouse.snapshot()["tables"] == before["tables"]

@@ -1,0 +1,322 @@
+"""The load Lambda handler as the Lambda service calls it: event in, payload out, and the
+structured logs and EMF metrics CloudWatch receives."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from lambdas.load.handler import ROWS_REJECTED, handler
+from totes.db import connect
+from totes.errors import (
+    DatabaseUnreachableError,
+    InvalidEventError,
+    SecretNotFoundError,
+)
+from totes.names import (
+    LOAD_LEDGER_TABLE,
+    METRICS_NAMESPACE,
+    REJECTS_PREFIX,
+    SERVICE_NAME,
+    MetricName,
+)
+from totes.observability import logger
+from totes.warehouse.star import STAR_SCHEMAS, star_prefix
+
+BUCKET = "processed-bucket"
+NEWEST = datetime(2024, 11, 14, 9, 26, 10, 123_000, tzinfo=UTC)
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "totes-load"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-2:123456789012:function:totes-load"
+    aws_request_id: str = "request-1"
+
+
+def _put(s3: Any, target: str, run_id: str, rows: list[dict[str, Any]]) -> str:
+    key = f"{star_prefix(target, run_id)}part-0.parquet"
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=STAR_SCHEMAS[target]), sink)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=sink.getvalue())
+    return key
+
+
+def _sales_order(n: int, **changes: Any) -> dict[str, Any]:
+    return {
+        "sales_order_id": n,
+        "created_date": date(2024, 11, 13),
+        "created_time": time(8, 0),
+        "last_updated_date": NEWEST.date() if n == 1 else date(2024, 11, 1),
+        "last_updated_time": NEWEST.time() if n == 1 else time(23, 59, 59, 999_000),
+        "sales_staff_id": 1,
+        "counterparty_id": 1,
+        "units_sold": 10,
+        "unit_price": Decimal("3.99"),
+        "currency_id": 1,
+        "design_id": 1,
+        "agreed_payment_date": date(2024, 11, 20),
+        "agreed_delivery_date": date(2024, 11, 18),
+        "agreed_delivery_location_id": 1,
+        **changes,
+    }
+
+
+DIMENSIONS: dict[str, dict[str, Any]] = {
+    "dim_staff": {
+        "staff_id": 1,
+        "first_name": "Jeremie",
+        "last_name": "Franey",
+        "department_name": "Purchasing",
+        "location": "Manchester",
+        "email_address": "jeremie.franey@terrifictotes.com",
+    },
+    "dim_counterparty": {
+        "counterparty_id": 1,
+        "counterparty_legal_name": "Fahey and Sons",
+        "counterparty_legal_address_line_1": "605 Haskell Trafficway",
+        "counterparty_legal_address_line_2": "Axel Freeway",
+        "counterparty_legal_district": None,
+        "counterparty_legal_city": "East Bobbie",
+        "counterparty_legal_postal_code": "88253-4257",
+        "counterparty_legal_country": "Heard Island and McDonald Islands",
+        "counterparty_legal_phone_number": "9687 937447",
+    },
+    "dim_currency": {"currency_id": 1, "currency_code": "GBP", "currency_name": "British Pound"},
+    "dim_design": {
+        "design_id": 1,
+        "design_name": "Wooden",
+        "file_location": "/usr",
+        "file_name": "wooden-20220717-npgz.json",
+    },
+    "dim_location": {
+        "location_id": 1,
+        "address_line_1": "6826 Herzog Via",
+        "address_line_2": None,
+        "district": "Avon",
+        "city": "New Patienceburgh",
+        "postal_code": "28441",
+        "country": "Turkey",
+        "phone": "1803 637401",
+    },
+}
+
+
+@pytest.fixture
+def deployed(s3: Any, warehouse_dsn: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The resources and environment the CDK stack gives the function; returns the warehouse."""
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+    monkeypatch.setenv("PROCESSED_BUCKET", BUCKET)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE)
+    monkeypatch.setenv("TOTES_WAREHOUSE_DSN", warehouse_dsn)
+    return warehouse_dsn
+
+
+@pytest.fixture
+def stdout_records(
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """What the function printed since the last call (JSON logs and EMF), as CloudWatch sees it."""
+    # The logger holds the stdout of import time; give it a stream this test can read.
+    logs = io.StringIO()
+    log_handler = logger.registered_handler
+    previous = log_handler.setStream(logs)  # type: ignore[attr-defined]
+
+    def printed() -> list[dict[str, Any]]:
+        text = logs.getvalue() + capsys.readouterr().out
+        logs.seek(0)
+        logs.truncate()
+        return _json_lines(text)
+
+    yield printed
+    log_handler.setStream(previous)  # type: ignore[attr-defined]
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def _metric_blobs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [record for record in records if "_aws" in record]
+
+
+def _load_dimensions(s3: Any) -> None:
+    for target, row in DIMENSIONS.items():
+        _put(s3, target, "exec-41", [row])
+        handler({"target": target, "run_id": "exec-41"}, FakeContext())
+
+
+def test_a_fact_load_returns_counts_and_emits_metrics_freshness_and_correlated_logs(
+    deployed: str, s3: Any, stdout_records: Callable[[], list[dict[str, Any]]]
+) -> None:
+    # Given the dimensions loaded, and a fact file with one row whose design is unknown
+    _load_dimensions(s3)
+    stdout_records()
+    rows = [_sales_order(1), _sales_order(2), _sales_order(3, design_id=404)]
+    key = _put(s3, "fact_sales_order", "exec-42", rows)
+    # When the load Lambda runs for the facts
+    started = datetime.now(UTC)
+    payload = handler({"target": "fact_sales_order", "run_id": "exec-42"}, FakeContext())
+    records = stdout_records()
+    # Then it returns the counts, and nothing else
+    assert payload == {
+        "target": "fact_sales_order",
+        "run_id": "exec-42",
+        "files": 1,
+        "rows_loaded": 2,
+        "rows_skipped": 0,
+        "rows_rejected": 1,
+    }
+    # And the per-table metrics go out with the service and table dimensions
+    table_blob, freshness_blob = sorted(
+        _metric_blobs(records), key=lambda blob: "table" not in blob
+    )
+    directive = table_blob["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == METRICS_NAMESPACE
+    assert [sorted(names) for names in directive["Dimensions"]] == [["service", "table"]]
+    assert (table_blob["service"], table_blob["table"]) == (SERVICE_NAME, "fact_sales_order")
+    assert {m["Name"] for m in directive["Metrics"]} == {
+        MetricName.ROWS_LOADED,
+        MetricName.ROWS_SKIPPED_AS_DUPLICATE,
+        ROWS_REJECTED,
+        MetricName.LOAD_DURATION_MS,
+    }
+    assert table_blob[MetricName.ROWS_LOADED] == [2.0]
+    assert table_blob[MetricName.ROWS_SKIPPED_AS_DUPLICATE] == [0.0]
+    assert table_blob[ROWS_REJECTED] == [1.0]
+    # And the freshness lag goes out on its own, with the service dimension only
+    freshness = freshness_blob["_aws"]["CloudWatchMetrics"][0]
+    assert freshness["Namespace"] == METRICS_NAMESPACE
+    assert freshness["Dimensions"] == [["service"]]
+    assert [m["Name"] for m in freshness["Metrics"]] == [MetricName.FRESHNESS_LAG_SECONDS]
+    assert "table" not in freshness_blob
+    assert freshness_blob["service"] == SERVICE_NAME
+    [lag] = freshness_blob[MetricName.FRESHNESS_LAG_SECONDS]
+    expected = (started - NEWEST).total_seconds()
+    assert expected - 1 < lag < expected + 60
+    # And the log lines carry the run as correlation id and the table, never a secret
+    loaded = next(r for r in records if r.get("message") == "loaded")
+    assert loaded["correlation_id"] == "exec-42"
+    assert loaded["table"] == "fact_sales_order"
+    assert loaded["rows_rejected"] == 1
+    file_line = next(r for r in records if r.get("message") == "file loaded")
+    assert file_line["file_key"] == key
+    assert file_line["rejects_key"] == (
+        f"{REJECTS_PREFIX}/fact_sales_order/run=exec-42/part-0.load.parquet"
+    )
+    assert "password" not in json.dumps(records)
+
+
+def test_a_dimension_load_emits_no_freshness_lag(
+    deployed: str, s3: Any, stdout_records: Callable[[], list[dict[str, Any]]]
+) -> None:
+    _put(s3, "dim_currency", "exec-1", [DIMENSIONS["dim_currency"]])
+    payload = handler({"target": "dim_currency", "run_id": "exec-1"}, FakeContext())
+    blobs = _metric_blobs(stdout_records())
+    assert payload["rows_loaded"] == 1
+    assert [blob["table"] for blob in blobs] == ["dim_currency"]
+    assert MetricName.FRESHNESS_LAG_SECONDS not in blobs[0]
+
+
+def test_an_idle_fact_load_still_reports_the_freshness_lag(
+    deployed: str, s3: Any, stdout_records: Callable[[], list[dict[str, Any]]]
+) -> None:
+    # Given facts loaded by an earlier run
+    _load_dimensions(s3)
+    _put(s3, "fact_sales_order", "exec-1", [_sales_order(1)])
+    handler({"target": "fact_sales_order", "run_id": "exec-1"}, FakeContext())
+    stdout_records()
+    # When a run finds nothing new
+    payload = handler({"target": "fact_sales_order", "run_id": "exec-2"}, FakeContext())
+    # Then it loads nothing but the lag keeps growing where the alarm can see it
+    records = stdout_records()
+    assert payload["files"] == 0
+    assert any(MetricName.FRESHNESS_LAG_SECONDS in blob for blob in _metric_blobs(records))
+    assert next(r for r in records if r.get("message") == "nothing to load")["files_listed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"run_id": "exec-1"}, "non-empty string 'target'"),
+        ({"target": "dim_staff"}, "non-empty string 'run_id'"),
+        ({"target": "dim_customer", "run_id": "exec-1"}, "'dim_customer' is not a warehouse"),
+        ({"target": "staff", "run_id": "exec-1"}, "'staff' is not a warehouse table"),
+        (["dim_staff"], "must be a JSON object"),
+    ],
+)
+def test_a_malformed_event_is_refused_by_name_before_anything_is_touched(
+    deployed: str, monkeypatch: pytest.MonkeyPatch, event: Any, message: str
+) -> None:
+    monkeypatch.setenv("TOTES_WAREHOUSE_DSN", "postgresql://nobody@127.0.0.1:9/none")
+    with pytest.raises(InvalidEventError, match=message):
+        handler(event, FakeContext())
+
+
+def test_a_missing_bucket_setting_is_named(deployed: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROCESSED_BUCKET")
+    with pytest.raises(InvalidEventError, match="PROCESSED_BUCKET is not set"):
+        handler({"target": "dim_staff", "run_id": "exec-1"}, FakeContext())
+
+
+def _nothing_written(dsn: str, s3: Any) -> None:
+    with connect(dsn) as conn:
+        counts = conn.execute(
+            f"SELECT (SELECT count(*) FROM {LOAD_LEDGER_TABLE}), (SELECT count(*) FROM dim_staff)"
+        ).fetchone()
+    assert counts == (0, 0)
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{REJECTS_PREFIX}/")["KeyCount"] == 0
+
+
+def test_a_missing_secret_is_named_and_nothing_is_written(
+    deployed: str, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _put(s3, "dim_staff", "exec-1", [DIMENSIONS["dim_staff"]])
+    monkeypatch.delenv("TOTES_WAREHOUSE_DSN")
+    monkeypatch.setenv("WAREHOUSE_SECRET_NAME", "no_such_secret")
+    with pytest.raises(SecretNotFoundError, match="'no_such_secret' does not exist"):
+        handler({"target": "dim_staff", "run_id": "exec-1"}, FakeContext())
+    _nothing_written(deployed, s3)
+
+
+def test_an_unreachable_warehouse_host_is_named_and_nothing_is_written(
+    deployed: str, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _put(s3, "dim_staff", "exec-1", [DIMENSIONS["dim_staff"]])
+    monkeypatch.setenv("TOTES_WAREHOUSE_DSN", "postgresql://etl@127.0.0.1:9/warehouse")
+    with pytest.raises(DatabaseUnreachableError, match="cannot reach PostgreSQL at etl@127"):
+        handler({"target": "dim_staff", "run_id": "exec-1"}, FakeContext())
+    _nothing_written(deployed, s3)
+
+
+def test_credentials_come_from_the_secret_when_no_dsn_is_given(
+    deployed: str, s3: Any, secretsmanager: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parts = conninfo_to_dict(deployed)
+    secretsmanager.create_secret(
+        Name="postgres_db_credentials",
+        SecretString=json.dumps(
+            {
+                "host": parts["host"],
+                "port": int(parts.get("port") or 5432),
+                "username": parts["user"],
+                "password": "unused-with-trust-auth",
+                "database": parts["dbname"],
+            }
+        ),
+    )
+    monkeypatch.delenv("TOTES_WAREHOUSE_DSN")
+    _put(s3, "dim_staff", "exec-7", [DIMENSIONS["dim_staff"]])
+    payload = handler({"target": "dim_staff", "run_id": "exec-7"}, FakeContext())
+    assert payload["rows_loaded"] == 1
