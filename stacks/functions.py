@@ -17,7 +17,7 @@ from constructs import Construct
 from stacks.log_groups import operational_log_group
 from stacks.packaging import PipelinePackaging
 from stacks.storage import DataBuckets
-from totes.names import METRICS_NAMESPACE, RAW_MANIFEST_PREFIX, SERVICE_NAME
+from totes.names import METRICS_NAMESPACE, RAW_MANIFEST_PREFIX, REJECTS_PREFIX, SERVICE_NAME
 
 #: The runtime the dependencies layer is built for (scripts/build_layers.py).
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -55,7 +55,7 @@ class PipelineFunctions(Construct):
       accidental overwrite recoverable), lists the raw zone, reads only the
       batch manifests, and reads and writes watermarks;
     - transform reads the raw zone and reads and writes the processed zone;
-    - load reads the processed zone and the warehouse credentials.
+    - load reads the processed zone and the warehouse credentials, and writes rejects.
 
     Metrics go out as CloudWatch embedded metric format in the logs, so no
     function needs ``cloudwatch:PutMetricData``.
@@ -165,6 +165,8 @@ class PipelineFunctions(Construct):
         _allow_reading_secret(self.load, warehouse_secret_name)
         _allow_listing(self.load, buckets.processed)
         _allow_objects(self.load, buckets.processed, ["s3:GetObject"], "*")
+        # Facts whose dimension row is missing are quarantined there, with a reason.
+        _allow_objects(self.load, buckets.processed, ["s3:PutObject"], f"{REJECTS_PREFIX}/*")
 
     @property
     def by_stage(self) -> Mapping[str, lambda_.Function]:

@@ -89,9 +89,16 @@ class PipelineWorkflow(Construct):
         plan = sfn.Pass(
             self,
             "Plan",
-            comment="Names this run after its execution and lists the tables of each stage",
+            comment=(
+                "Names this run after its start time and execution (so run folders sort by "
+                "time) and lists the tables of each stage"
+            ),
             parameters={
-                "run_id": sfn.JsonPath.string_at("$$.Execution.Name"),
+                "run_id": sfn.JsonPath.format(
+                    "{}-{}",
+                    sfn.JsonPath.string_at("$$.Execution.StartTime"),
+                    sfn.JsonPath.string_at("$$.Execution.Name"),
+                ),
                 "tables": {
                     "source": list(SOURCE_TABLES),
                     "warehouse": list(WAREHOUSE_TABLES),

@@ -1,6 +1,6 @@
 """Load Lambda: the pending gold files of one warehouse table into the warehouse (a Map item)."""
 
-from typing import Any, Final
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -9,9 +9,6 @@ from totes.aws import client, database_dsn
 from totes.load.stage import LoadRequest, LoadSettings, load_target
 from totes.names import METRICS_NAMESPACE, SERVICE_NAME, WAREHOUSE_SECRET_NAME, MetricName
 from totes.observability import logger, metrics
-
-#: Fact rows quarantined because a dimension row they reference is missing.
-ROWS_REJECTED: Final = "RowsRejected"
 
 
 def _warehouse_dsn() -> str:
@@ -30,7 +27,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_dimension("table", request.target)
     metrics.add_metric(MetricName.ROWS_LOADED, MetricUnit.Count, result.rows_loaded)
     metrics.add_metric(MetricName.ROWS_SKIPPED_AS_DUPLICATE, MetricUnit.Count, result.rows_skipped)
-    metrics.add_metric(ROWS_REJECTED, MetricUnit.Count, result.rows_rejected)
+    metrics.add_metric(MetricName.ROWS_REJECTED, MetricUnit.Count, result.rows_rejected)
     metrics.add_metric(MetricName.LOAD_DURATION_MS, MetricUnit.Milliseconds, result.duration_ms)
     if result.freshness_lag_seconds is not None:
         # The freshness alarm watches this metric with the service dimension alone.

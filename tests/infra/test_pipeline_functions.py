@@ -189,15 +189,16 @@ def test_transform_reads_raw_data_and_writes_only_the_processed_zone(platform, a
     assert transform["s3:ListBucket"] == {_arn(buckets.ingested), _arn(buckets.processed)}
 
 
-def test_load_reads_the_processed_zone_and_cannot_write_any_bucket(platform, allowed):
+def test_load_reads_the_processed_zone_and_writes_only_rejects(platform, allowed):
     # Given load's rights
     buckets, load = platform.stack.buckets, allowed["load"]
 
     # Then it reads processed files only
     assert load["s3:GetObject"] == {f"{_arn(buckets.processed)}/*"}
     assert load["s3:ListBucket"] == {_arn(buckets.processed)}
-    # And it can neither write nor read the raw zone
-    assert not [action for action in load if action.startswith("s3:Put")]
+    # And it writes nothing but quarantined rows, and never touches the raw zone
+    assert load["s3:PutObject"] == {f"{_arn(buckets.processed)}/rejects/*"}
+    assert [action for action in load if action.startswith("s3:Put")] == ["s3:PutObject"]
     assert not [
         action
         for action, resources in load.items()

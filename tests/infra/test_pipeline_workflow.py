@@ -112,13 +112,16 @@ def test_a_run_reads_as_its_stages_in_order(definition, stages):
     ]
 
 
-def test_plan_names_the_run_after_its_execution_and_lists_the_shared_tables(stages):
+def test_plan_names_the_run_after_its_start_and_execution_and_lists_the_shared_tables(stages):
     # Given the first state of a run
     plan = stages["Plan"]
 
-    # Then the run id is the execution's name and the table lists are the shared ones
+    # Then the run id starts with the start time (run folders sort by time), then the
+    # execution's name; and the table lists are the shared ones
     assert plan["Type"] == "Pass"
-    assert plan["Parameters"]["run_id.$"] == "$$.Execution.Name"
+    assert plan["Parameters"]["run_id.$"] == (
+        "States.Format('{}-{}', $$.Execution.StartTime, $$.Execution.Name)"
+    )
     assert plan["Parameters"]["tables"] == {
         "source": list(SOURCE_TABLES),
         "warehouse": list(WAREHOUSE_TABLES),

@@ -35,7 +35,7 @@ from totes.names import RAW_MANIFEST_PREFIX
 #: A part is closed once this much CSV went into it; bounds memory whatever the table size.
 DEFAULT_PART_BYTES = 64 * 1024 * 1024
 _GZIP_LEVEL = 1  # 3x faster than level 6 for 30 % more bytes: ingest is CPU-bound
-_RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,80}")
+_RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def batch_id_for(extracted_at: datetime, run_id: str) -> str:
@@ -47,7 +47,7 @@ def batch_id_for(extracted_at: datetime, run_id: str) -> str:
     '090501000020-exec-1'
     """
     if not _RUN_ID_PATTERN.fullmatch(run_id):
-        raise ValueError(f"run_id {run_id!r} must be 1-80 of A-Z a-z 0-9 . _ : -")
+        raise ValueError(f"run_id {run_id!r} must be 1-128 of A-Z a-z 0-9 . _ : -")
     return f"{extracted_at:%H%M%S%f}-{run_id}"
 
 
