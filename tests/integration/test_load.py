@@ -231,6 +231,9 @@ class Warehouse:
         self.s3.put_object(Bucket=BUCKET, Key=key, Body=sink.getvalue())
 
     def load(self, target: str, run_id: str = "load-run", **settings: Any) -> LoadResult:
+        # Files here are written a moment before they load; unless a test says otherwise,
+        # let missing references be quarantined at once instead of waiting for them.
+        settings.setdefault("reject_after", timedelta(0))
         return load_target(
             LoadRequest(target=target, run_id=run_id),
             LoadSettings(bucket=BUCKET, **settings),
@@ -550,6 +553,30 @@ def test_facts_whose_dimension_row_is_missing_are_quarantined_and_the_rest_loade
         },
     ]
     assert _orphans(warehouse.dsn) == 0
+
+
+def test_a_fresh_fact_file_waits_for_a_dimension_row_that_may_still_arrive(
+    warehouse: Warehouse,
+) -> None:
+    # Given dimensions 1-3 and a new fact file whose row 2 references design 4, not loaded yet
+    warehouse.load_dimensions()
+    warehouse.put("fact_sales_order", "exec-1", [sales_order(1), sales_order(2, design_id=4)])
+    # When it is loaded within the waiting time
+    waiting = warehouse.load("fact_sales_order", "exec-2", reject_after=timedelta(minutes=30))
+    # Then nothing of it is applied or quarantined, and it stays pending
+    assert [outcome.deferred for outcome in waiting.files] == [True]
+    assert waiting.to_payload()["files"] == 0
+    assert warehouse.rows("fact_sales_order") == []
+    assert warehouse.ledger(FACT) == []
+    assert warehouse.keys(f"{REJECTS_PREFIX}/") == []
+    # When the design arrives (the next run's dimension load) and facts load again
+    warehouse.put("dim_design", "run-1", [design(4)])
+    warehouse.load("dim_design", "run-1")
+    later = warehouse.load("fact_sales_order", "exec-3", reject_after=timedelta(minutes=30))
+    # Then every row is applied, none rejected
+    assert later.rows_loaded == 2
+    assert later.rows_rejected == 0
+    assert [row["sales_order_id"] for row in warehouse.rows("fact_sales_order")] == [1, 2]
 
 
 def test_dim_date_gains_every_date_the_facts_reference_by_the_iso_convention(

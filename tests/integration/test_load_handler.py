@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from lambdas.load.handler import ROWS_REJECTED, handler
+from lambdas.load.handler import handler
 from totes.db import connect
 from totes.errors import (
     DatabaseUnreachableError,
@@ -118,6 +118,8 @@ def deployed(s3: Any, warehouse_dsn: str, monkeypatch: pytest.MonkeyPatch) -> st
     """The resources and environment the CDK stack gives the function; returns the warehouse."""
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
     monkeypatch.setenv("PROCESSED_BUCKET", BUCKET)
+    # Quarantine missing references at once rather than after the usual wait.
+    monkeypatch.setenv("LOAD_REJECT_AFTER_SECONDS", "0")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE)
     monkeypatch.setenv("TOTES_WAREHOUSE_DSN", warehouse_dsn)
     return warehouse_dsn
@@ -189,12 +191,12 @@ def test_a_fact_load_returns_counts_and_emits_metrics_freshness_and_correlated_l
     assert {m["Name"] for m in directive["Metrics"]} == {
         MetricName.ROWS_LOADED,
         MetricName.ROWS_SKIPPED_AS_DUPLICATE,
-        ROWS_REJECTED,
+        MetricName.ROWS_REJECTED,
         MetricName.LOAD_DURATION_MS,
     }
     assert table_blob[MetricName.ROWS_LOADED] == [2.0]
     assert table_blob[MetricName.ROWS_SKIPPED_AS_DUPLICATE] == [0.0]
-    assert table_blob[ROWS_REJECTED] == [1.0]
+    assert table_blob[MetricName.ROWS_REJECTED] == [1.0]
     # And the freshness lag goes out on its own, with the service dimension only
     freshness = freshness_blob["_aws"]["CloudWatchMetrics"][0]
     assert freshness["Namespace"] == METRICS_NAMESPACE

@@ -34,7 +34,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import psycopg
@@ -62,6 +62,8 @@ from totes.warehouse.star import DIMENSION_KEYS, FACT_REFERENCES, FACT_VERSION_K
 
 FK_TRIGGERS_AUTO: Final = "auto"
 FK_TRIGGERS_ALWAYS: Final = "always"
+#: How long a fact file may wait for a dimension row it references (six schedule ticks).
+DEFAULT_REJECT_AFTER: Final = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -120,13 +122,16 @@ class LoadSettings:
 
     bucket: str
     fk_triggers: str = FK_TRIGGERS_AUTO
+    #: A fact file whose rows reference a dimension row the warehouse lacks waits this
+    #: long for it (the row may be a snapshot away) before those rows are quarantined.
+    reject_after: timedelta = DEFAULT_REJECT_AFTER
 
     @classmethod
     def from_environment(cls) -> LoadSettings:
         """Read the settings from the function's environment.
 
         ``PROCESSED_BUCKET`` is required; ``LOAD_FK_TRIGGERS`` (``auto`` or ``always``)
-        is optional.
+        and ``LOAD_REJECT_AFTER_SECONDS`` are optional.
 
         Raises
         ------
@@ -148,7 +153,17 @@ class LoadSettings:
                 f"LOAD_FK_TRIGGERS must be {FK_TRIGGERS_AUTO!r} or {FK_TRIGGERS_ALWAYS!r}, "
                 f"got {fk_triggers!r}"
             )
-        return cls(bucket=bucket, fk_triggers=fk_triggers)
+        try:
+            reject_after = timedelta(
+                seconds=int(
+                    os.environ.get(
+                        "LOAD_REJECT_AFTER_SECONDS", DEFAULT_REJECT_AFTER.total_seconds()
+                    )
+                )
+            )
+        except ValueError as exc:
+            raise InvalidEventError("LOAD_REJECT_AFTER_SECONDS must be whole seconds") from exc
+        return cls(bucket=bucket, fk_triggers=fk_triggers, reject_after=reject_after)
 
 
 @dataclass(frozen=True)
@@ -171,6 +186,8 @@ class FileOutcome:
     rejects_key: str | None = None
     dim_date_corrected: int = 0
     applied_elsewhere: bool = False
+    #: Rows reference dimension rows not loaded yet: nothing applied, the file stays pending.
+    deferred: bool = False
     duration_ms: float = 0.0
 
     @property
@@ -203,8 +220,15 @@ class LoadResult:
 
     @property
     def applied(self) -> list[FileOutcome]:
-        """The files this step applied (those another loader took are left out)."""
-        return [outcome for outcome in self.files if not outcome.applied_elsewhere]
+        """The files this step applied (those another loader took or that wait are left out)."""
+        return [
+            outcome for outcome in self.files if not (outcome.applied_elsewhere or outcome.deferred)
+        ]
+
+    @property
+    def deferred(self) -> list[FileOutcome]:
+        """The files left pending because a dimension row they need is not loaded yet."""
+        return [outcome for outcome in self.files if outcome.deferred]
 
     @property
     def rows_loaded(self) -> int:
@@ -300,9 +324,18 @@ def load_target(
         done = warehouse_sql.loaded_keys(conn, [file.key for file in listed])
         for file in listed:
             if file.key not in done:
+                may_reject = file.written_at is None or (
+                    clock() - file.written_at >= settings.reject_after
+                )
                 result.files.append(
                     _apply_file(
-                        conn, s3, settings.bucket, request, file, fk_triggers=result.fk_triggers
+                        conn,
+                        s3,
+                        settings.bucket,
+                        request,
+                        file,
+                        fk_triggers=result.fk_triggers,
+                        may_reject=may_reject,
                     )
                 )
         if request.target in FACT_TABLES:
@@ -334,9 +367,51 @@ def _apply_file(
     file: StarFileKey,
     *,
     fk_triggers: bool,
+    may_reject: bool = True,
 ) -> FileOutcome:
-    """Apply one gold file in one transaction (see the module docstring for the steps)."""
+    """Apply one gold file in one transaction (see the module docstring for the steps).
+
+    A fact file whose rows reference dimension rows the warehouse lacks is rolled back
+    and left pending while ``may_reject`` is false: ingest extracts each table in its
+    own snapshot, so a new order can arrive one run before its new counterparty.
+    """
     rows = read_star_file(s3, bucket, file)
+    started = time.perf_counter()
+    try:
+        return _apply_file_once(
+            conn,
+            s3,
+            bucket,
+            request,
+            file,
+            rows=rows,
+            fk_triggers=fk_triggers,
+            may_reject=may_reject,
+        )
+    except _WaitForReferencesError:
+        return FileOutcome(
+            key=file.key,
+            rows_in_file=rows.num_rows,
+            deferred=True,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+
+class _WaitForReferencesError(Exception):
+    """Rolls a fact file back: rows reference dimension rows that may still arrive."""
+
+
+def _apply_file_once(
+    conn: psycopg.Connection[Any],
+    s3: Any,
+    bucket: str,
+    request: LoadRequest,
+    file: StarFileKey,
+    *,
+    rows: pa.Table,
+    fk_triggers: bool,
+    may_reject: bool,
+) -> FileOutcome:
     started = time.perf_counter()
     target = request.target
     with conn.transaction():
@@ -353,6 +428,8 @@ def _apply_file(
             loaded = warehouse_sql.upsert_dimension(conn, target)
         else:
             loaded, rejected = _apply_facts(conn, file, rows, fk_triggers=fk_triggers)
+            if rejected and not may_reject:
+                raise _WaitForReferencesError
             if rejected:
                 rejects_key = write_rejects(s3, bucket, file, rows, rejected)
         warehouse_sql.record_applied(conn, file.key, loaded)

@@ -18,7 +18,8 @@ import re
 import struct
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Final
 
 import pyarrow as pa
@@ -59,6 +60,8 @@ class StarFileKey:
     table: str
     run_id: str
     stem: str
+    #: When S3 received the file (from the listing); decides how long it may wait.
+    written_at: datetime | None = field(default=None, compare=False)
 
     _PATTERN = re.compile(r"(?P<table>[a-z_]+)/run=(?P<run_id>[^/]+)/(?P<stem>[^/]+)\.parquet")
 
@@ -150,7 +153,7 @@ def list_star_files(s3: Any, bucket: str, table: str) -> list[StarFileKey]:
         for item in page.get("Contents", []):
             parsed = StarFileKey.parse(item["Key"])
             if parsed is not None and parsed.table == table:
-                found.append(parsed)
+                found.append(replace(parsed, written_at=item.get("LastModified")))
     return sorted(found)
 
 
