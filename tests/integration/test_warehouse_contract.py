@@ -219,3 +219,30 @@ def test_the_real_snapshot_loads_completely_with_every_foreign_key_holding(
     }
     with connect(source_dsn) as source, connect(warehouse_dsn) as warehouse:
         assert reconcile(source, warehouse) == []
+
+
+def test_a_batch_extracted_earlier_but_consumed_later_never_brings_back_old_values(
+    s3: Any, dynamodb: Any, seeded_source_dsn: str, warehouse_dsn: str
+) -> None:
+    # Given a warehouse loaded with an address's first phone number, then its second
+    create_resources(s3, dynamodb)
+    pipeline = Pipeline(s3, dynamodb, seeded_source_dsn, warehouse_dsn)
+    pipeline.run()
+    [first_manifest] = pipeline.keys("_manifests/address/", bucket="ingested")
+    with connect(seeded_source_dsn) as conn:
+        conn.execute(
+            "UPDATE address SET phone = '0999 999999', last_updated = '2030-01-01' "
+            "WHERE address_id = 1"
+        )
+    pipeline.run()
+    # When a batch holding the first number turns up late (an execution that lost the
+    # race for the watermark still wrote its manifest)
+    body = s3.get_object(Bucket="ingested", Key=first_manifest)["Body"].read()
+    late_key = first_manifest.rsplit("/", 1)[0] + "/999999999999-late-execution.json"
+    s3.put_object(Bucket="ingested", Key=late_key, Body=body)
+    pipeline.run()
+    # Then the warehouse keeps the current values: it still equals the rebuild
+    with connect(seeded_source_dsn) as source, connect(warehouse_dsn) as warehouse:
+        assert reconcile(source, warehouse) == []
+        phone = warehouse.execute("SELECT phone FROM dim_location WHERE location_id = 1").fetchone()
+    assert phone == ("0999 999999",)

@@ -138,7 +138,7 @@ def referenced_values(table: pa.Table, target: str) -> dict[tuple[str, str], lis
 
 
 def list_star_files(s3: Any, bucket: str, table: str) -> list[StarFileKey]:
-    """Every gold file of ``table`` in the bucket, in key order, whatever their number.
+    """Every gold file of ``table`` in the bucket, in the order transform wrote them.
 
     Keys under the table's folder that are not ``run=<run_id>/<name>.parquet`` are ignored.
 
@@ -154,7 +154,8 @@ def list_star_files(s3: Any, bucket: str, table: str) -> list[StarFileKey]:
             parsed = StarFileKey.parse(item["Key"])
             if parsed is not None and parsed.table == table:
                 found.append(replace(parsed, written_at=item.get("LastModified")))
-    return sorted(found)
+    # Transform names a target's files with its commit sequence first: that is the order.
+    return sorted(found, key=lambda file: (file.stem, file.key))
 
 
 def read_star_file(s3: Any, bucket: str, file: StarFileKey) -> pa.Table:

@@ -201,6 +201,11 @@ def _star(target: str, rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=STAR_SCHEMAS[target])
 
 
+def _or_placeholder(value: str | None, placeholder: str) -> str:
+    # Only NULL is unknown: an empty string is a value the source chose to store.
+    return placeholder if value is None else value
+
+
 def dim_staff(staff: pa.Table, departments: pa.Table) -> Shaped:
     """Every staff member with their department's name and location (type 1)."""
     by_id = {
@@ -214,8 +219,10 @@ def dim_staff(staff: pa.Table, departments: pa.Table) -> Shaped:
                 "staff_id": person["staff_id"],
                 "first_name": person["first_name"],
                 "last_name": person["last_name"],
-                "department_name": department.get("department_name") or UNKNOWN_DEPARTMENT,
-                "location": department.get("location") or UNKNOWN_LOCATION,
+                "department_name": _or_placeholder(
+                    department.get("department_name"), UNKNOWN_DEPARTMENT
+                ),
+                "location": _or_placeholder(department.get("location"), UNKNOWN_LOCATION),
                 "email_address": person["email_address"],
             }
         )

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
@@ -56,9 +57,22 @@ TARGET_SOURCES: dict[str, tuple[str, ...]] = {
     "fact_purchase_order": ("purchase_order",),
     "fact_payment": ("payment",),
 }
-#: Targets that join lookup tables keep a mirror of them: a change to any input
-#: re-emits the whole dimension, so a department move reaches every staff row.
-MIRRORED_TARGETS = frozenset({"dim_staff", "dim_counterparty"})
+#: Every dimension keeps a mirror of its sources (the latest version of each row), so
+#: a batch extracted earlier but consumed later can never bring back older values.
+MIRRORED_TARGETS = frozenset(
+    {
+        "dim_staff",
+        "dim_counterparty",
+        "dim_location",
+        "dim_currency",
+        "dim_design",
+        "dim_payment_type",
+        "dim_transaction",
+    }
+)
+#: Dimensions that join lookup tables re-emit every row when any input changes, so a
+#: department move reaches every staff row and an address change every counterparty.
+CASCADING_TARGETS = frozenset({"dim_staff", "dim_counterparty"})
 _STATE_PREFIX = "_state/transform"
 #: Consumed manifest keys older than this behind the newest are forgotten: listing
 #: starts there, so state and listing stay small however long the platform runs.
@@ -144,6 +158,9 @@ class TransformResult:
 class _State:
     consumed: dict[str, list[str]] = field(default_factory=dict)
     mirrors: dict[str, str] = field(default_factory=dict)
+    #: Number of gold files written; the next file's name starts with it + 1, so load
+    #: applies a target's files in the order transform committed them.
+    sequence: int = 0
     etag: str | None = None
 
 
@@ -159,11 +176,16 @@ def _read_state(s3: Any, bucket: str, target: str) -> _State:
             return _State()
         raise
     document = json.loads(response["Body"].read())
-    return _State(document["consumed"], document["mirrors"], response["ETag"])
+    return _State(
+        document["consumed"], document["mirrors"], document.get("sequence", 0), response["ETag"]
+    )
 
 
 def _write_state(s3: Any, bucket: str, target: str, state: _State) -> None:
-    body = json.dumps({"consumed": state.consumed, "mirrors": state.mirrors}, indent=1).encode()
+    body = json.dumps(
+        {"consumed": state.consumed, "mirrors": state.mirrors, "sequence": state.sequence},
+        indent=1,
+    ).encode()
     condition = {"IfMatch": state.etag} if state.etag else {"IfNoneMatch": "*"}
     try:
         s3.put_object(
@@ -266,6 +288,15 @@ def _merge_mirror(
 Inputs = dict[str, pa.Table | None]
 
 
+def _changed_rows(
+    mirror: pa.Table | None, new_rows: pa.Table | None, key: str, *, everything: bool
+) -> pa.Table | None:
+    """The mirror's (latest) version of the rows a batch touched, or all of it if asked."""
+    if mirror is None or everything or new_rows is None:
+        return mirror
+    return mirror.filter(pc.is_in(mirror.column(key), value_set=new_rows.column(key)))
+
+
 def _source(inputs: Inputs, name: str) -> pa.Table:
     found = inputs.get(name)
     return found if found is not None else pa.table({})
@@ -352,10 +383,17 @@ def transform_target(
             )
             if key:
                 state.mirrors[source] = key
-            inputs[source] = current
+            inputs[source] = _changed_rows(
+                current,
+                inputs[source],
+                f"{source}_id",
+                everything=request.target in CASCADING_TARGETS,
+            )
     shaped = _BUILDERS[request.target](inputs)
     if shaped.table.num_rows:
-        gold_key = f"{star_prefix(request.target, request.run_id)}{digest}.parquet"
+        state.sequence += 1
+        stem = f"{state.sequence:010d}-{digest}"
+        gold_key = f"{star_prefix(request.target, request.run_id)}{stem}.parquet"
         _put_once(s3, settings.processed_bucket, gold_key, _parquet_bytes(shaped.table))
         result.gold_key, result.files, result.rows = gold_key, 1, shaped.table.num_rows
     if shaped.rejects is not None and shaped.rejects.num_rows:
