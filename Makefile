@@ -10,7 +10,7 @@ PYTEST_FLAGS ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install build run test test-fast lint format synth bench bench-seed bench-ingest bench-load clean help
+.PHONY: install build run test test-fast lint format synth bench bench-seed bench-ingest bench-transform bench-load clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,13 +54,16 @@ format: $(STAMP)  ## rewrite the code in the house style
 synth: install build  ## synthesise the CloudFormation template into cdk.out/
 	npx cdk synth --quiet
 
-bench: bench-seed bench-ingest bench-load  ## every benchmark (numbers, not pass/fail)
+bench: bench-seed bench-ingest bench-transform bench-load  ## every benchmark (numbers, not pass/fail)
 
 bench-seed: $(STAMP)  ## seed time and peak memory at scale 1 and 100 (BENCH_ARGS="0.1 1" to change)
 	$(BIN)/python bench/seed.py $(BENCH_ARGS)
 
 bench-ingest: $(STAMP)  ## ingest throughput, peak memory and idle cost at scale 100 (BENCH_SCALE=1 to change)
 	$(BIN)/python bench/ingest.py $(BENCH_SCALE)
+
+bench-transform: $(STAMP)  ## transform of the sales_order batch at scale 100: time and peak memory
+	$(BIN)/python bench/transform.py $(BENCH_SCALE)
 
 bench-load: $(STAMP)  ## load of fact_sales_order at scale 100: first load, same file again, same rows again
 	$(BIN)/python bench/load.py
