@@ -32,7 +32,7 @@ install: $(STAMP) $(NODE_STAMP)  ## create .venv and node_modules if missing or 
 build: $(STAMP)  ## build the Lambda layers into build/layers (pip wheels for Lambda, no Docker)
 	$(BIN)/python scripts/build_layers.py
 
-run: $(STAMP)  ## run the product on this machine (embedded PostgreSQL, no AWS account)
+run: $(STAMP) build  ## run the product on this machine: the synthesised workflow, in moto
 	$(BIN)/totes run
 
 test: install  ## every test tier: unit, integration, workflow, infra

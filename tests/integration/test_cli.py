@@ -141,7 +141,7 @@ def test_run_without_dsns_prepares_both_databases_in_an_embedded_server(
         # When `totes run` starts
         status = main(["run", "--data-dir", str(data_dir), "--scale", "0.01"])
         out = capsys.readouterr().out
-        # Then an embedded server holds a seeded source and an initialised warehouse
+        # Then an embedded server holds a seeded source and a loaded warehouse
         assert status == 0
         assert "embedded PostgreSQL" in out
         assert "Open the warehouse with: psql" in out
@@ -150,11 +150,13 @@ def test_run_without_dsns_prepares_both_databases_in_an_embedded_server(
         warehouse = f"host={socket_dir} user=postgres dbname=warehouse"
         assert _sales_orders(source) == 112
         with connect(warehouse) as conn:
-            assert conn.execute("SELECT count(*) FROM fact_sales_order").fetchone() == (0,)
-        # And a second run reuses the source instead of seeding it again
+            assert conn.execute("SELECT count(*) FROM fact_sales_order").fetchone() == (112,)
+        # And a second run reuses the source instead of seeding it again, and adds no fact twice
         assert main(["run", "--data-dir", str(data_dir), "--scale", "0.02"]) == 0
         assert "Seeding" not in capsys.readouterr().out
         assert _sales_orders(source) == 112
+        with connect(warehouse) as conn:
+            assert conn.execute("SELECT count(*) FROM fact_sales_order").fetchone() == (112,)
     finally:
         main(["stop", "--data-dir", str(data_dir)])
     assert "Stopped the embedded PostgreSQL" in capsys.readouterr().out

@@ -124,36 +124,110 @@ def _counts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 (one linear story)
+    import json  # noqa: PLC0415
+
+    from totes.local.assembly import (  # noqa: PLC0415
+        CloudAssembly,
+        find_project_root,
+        is_current,
+        synthesise,
+    )
+    from totes.local.console import (  # noqa: PLC0415
+        ProgressPrinter,
+        print_outcome,
+        rows_table,
+        stages_table,
+    )
     from totes.local.postgres import start_embedded  # noqa: PLC0415
+    from totes.local.workflow import LocalWorkflow  # noqa: PLC0415
     from totes.source.generator import seed_synthetic  # noqa: PLC0415
     from totes.source.schema import existing_source_tables  # noqa: PLC0415
     from totes.warehouse.schema import init_warehouse  # noqa: PLC0415
+
+    # With --json, stdout carries the executions' JSON lines and nothing else.
+    console = Console(stderr=True, highlight=False, soft_wrap=True) if args.json else _console
+
+    def seeded(table: str, rows: int) -> None:
+        console.print(f"  {table:<16} {rows:>12,} rows")
 
     server = None
     source_dsn, warehouse_dsn = args.source_dsn, args.warehouse_dsn
     if not (source_dsn and warehouse_dsn):
         server = start_embedded(args.data_dir / "postgres", keep_running=True)
-        _console.print(f"Using {server.describe()} (data in {args.data_dir})")
+        console.print(f"Using {server.describe()} (data in {args.data_dir})")
         for name in (SOURCE_DATABASE, WAREHOUSE_DATABASE):
             create_database(server.admin_dsn, name)
         source_dsn = source_dsn or with_database(server.admin_dsn, SOURCE_DATABASE)
         warehouse_dsn = warehouse_dsn or with_database(server.admin_dsn, WAREHOUSE_DATABASE)
     with connect(source_dsn) as conn:
         if not existing_source_tables(conn) and not args.source_dsn:
-            _console.print(f"Seeding an empty source at scale {args.scale:g}")
-            seed_synthetic(conn, scale=args.scale, seed=args.seed, on_table=_progress)
+            console.print(f"Seeding an empty source at scale {args.scale:g}")
+            seed_synthetic(conn, scale=args.scale, seed=args.seed, on_table=seeded)
         source_counts = row_counts(conn, SOURCE_TABLES)
     with connect(warehouse_dsn) as conn:
         init_warehouse(conn)
+    console.print(_counts_table(f"source {describe(source_dsn)}", source_counts, SOURCE_TABLES))
+
+    started = time.perf_counter()
+    if args.cdk_out:
+        assembly = CloudAssembly.read(args.cdk_out)
+        console.print(f"Cloud assembly: {args.cdk_out} (given)")
+    else:
+        project = find_project_root()
+        outdir = args.data_dir / "cdk.out"
+        reused = is_current(project, outdir)
+        if not reused:
+            console.print(f"Synthesising the CDK app ({project / 'app.py'}) ...")
+        assembly = synthesise(project, outdir)
+        how = "unchanged since the last run" if reused else "synthesised"
+        console.print(f"Cloud assembly: {outdir} ({how}, {time.perf_counter() - started:.1f} s)")
+    log_path = args.data_dir / "logs" / "pipeline.jsonl"
+    failed = 0
+    with LocalWorkflow(
+        assembly, source_dsn=source_dsn, warehouse_dsn=warehouse_dsn, log_path=log_path
+    ) as workflow:
+        console.print(
+            f"State machine {workflow.platform.state_machine.name} "
+            f"({workflow.platform.state_machine.type}) from stack {assembly.stack_name}, "
+            "running in moto on this machine"
+        )
+        executed = 0
+        next_start = time.monotonic()
+        while args.runs == 0 or executed < args.runs:
+            if executed and args.every:
+                time.sleep(max(0.0, next_start - time.monotonic()))
+            next_start = time.monotonic() + (args.every or 0.0)
+            executed += 1
+            of_runs = f"/{args.runs}" if args.runs else ""
+            console.print(f"\n[bold]Execution {executed}{of_runs}[/bold]")
+            report = workflow.execute(on_progress=ProgressPrinter(console))
+            if args.json:
+                print(json.dumps(report.to_json()), flush=True)
+            console.print(rows_table(report))
+            console.print(stages_table(report))
+            print_outcome(console, report)
+            for notification in workflow.notifications():
+                console.print(
+                    f"  alert published to {notification.topic_arn}: {notification.subject}"
+                )
+            if args.graph:
+                args.graph.parent.mkdir(parents=True, exist_ok=True)
+                args.graph.write_text(report.markdown(), encoding="utf-8")
+                console.print(f"  execution graph: {args.graph}")
+            failed += not report.succeeded
+    with connect(warehouse_dsn) as conn:
         warehouse_counts = row_counts(conn, (*WAREHOUSE_TABLES, LOAD_LEDGER_TABLE))
-    _console.print(_counts_table(f"source {describe(source_dsn)}", source_counts, SOURCE_TABLES))
-    _console.print(
+    console.print(
         _counts_table(f"warehouse {describe(warehouse_dsn)}", warehouse_counts, WAREHOUSE_TABLES)
     )
-    _console.print(f"Open the warehouse with: psql '{warehouse_dsn}'")
+    console.print(f"Handlers' JSON logs and metrics: {log_path}")
+    console.print(f"Open the warehouse with: psql '{warehouse_dsn}'")
     if server is not None:
-        _console.print("The embedded PostgreSQL keeps running; `totes stop` stops it.")
+        console.print("The embedded PostgreSQL keeps running; `totes stop` stops it.")
+    if failed:
+        console.print(f"[red]{failed} of {executed} executions failed[/red]")
+        return EXIT_FAILURE
     return 0
 
 
@@ -220,10 +294,43 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=Path(".totes"),
-        help="where the embedded PostgreSQL keeps its files (default .totes)",
+        help="where the embedded PostgreSQL, the synthesised app (cdk.out) and the handlers' "
+        "logs (logs/pipeline.jsonl) live (default .totes)",
     )
     run.add_argument("--scale", type=_positive_float, default=1.0, help="scale of a new source")
     run.add_argument("--seed", type=int, default=0, help="random seed of a new source")
+    run.add_argument(
+        "--runs",
+        type=_non_negative_int,
+        default=1,
+        metavar="N",
+        help="executions to run, one after the other (default 1; 0 = until interrupted)",
+    )
+    run.add_argument(
+        "--every",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="start an execution every SECONDS, like the schedule (default: back to back)",
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per execution on stdout as it ends (progress goes to stderr)",
+    )
+    run.add_argument(
+        "--graph",
+        type=Path,
+        metavar="FILE",
+        help="write the state machine as a Mermaid flowchart in Markdown, coloured by the "
+        "outcome of each state in the last execution",
+    )
+    run.add_argument(
+        "--cdk-out",
+        type=Path,
+        metavar="DIR",
+        help="run the state machine of this synthesised cloud assembly instead of "
+        "synthesising app.py (default: synthesised into DATA_DIR/cdk.out, reused while unchanged)",
+    )
     run.set_defaults(handler=_run)
 
     stop = commands.add_parser("stop", help="stop the embedded PostgreSQL that `run` started")

