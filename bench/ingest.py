@@ -13,30 +13,15 @@ for later runs), then, against moto's in-memory S3 and DynamoDB:
 
 from __future__ import annotations
 
-import os
-import resource
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-import boto3
-from moto import mock_aws
+from common import INGESTED, WATERMARKS, bench_aws, bench_source, peak_rss_mb
 
-from totes.db import connect, create_database, with_database
 from totes.ingest.stage import IngestRequest, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore, Watermark
-from totes.local.postgres import find_or_start_server
 from totes.names import SOURCE_TABLES
-from totes.source.generator import seed_synthetic
-from totes.source.schema import existing_source_tables
-
-BUCKET, TABLE, REGION = "bench-ingested", "bench-watermarks", "eu-west-2"
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class _DiscardingS3:
@@ -69,46 +54,19 @@ def measure_memory(dsn: str) -> None:
     )
     print(
         f"sales_order, parts discarded after upload: {result.rows:,} rows, "
-        f"{s3.bytes / 1e6:.1f} MB gzip; peak RSS {_peak_rss_mb():.0f} MB"
+        f"{s3.bytes / 1e6:.1f} MB gzip; peak RSS {peak_rss_mb():.0f} MB"
     )
 
 
 def main(scale: float) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        os.environ[name] = value
-    with tempfile.TemporaryDirectory() as scratch:
-        server = find_or_start_server(
-            Path(scratch) / "pg", environment_variable="TOTES_BENCH_PG_DSN"
-        )
-        database = f"totes_bench_source_{str(scale).replace('.', '_')}"
-        create_database(server.admin_dsn, database)
-        dsn = with_database(server.admin_dsn, database)
-        with connect(dsn) as conn:
-            if not existing_source_tables(conn):
-                print(f"seeding scale {scale:g} (kept for later runs) ...", flush=True)
-                seed_synthetic(conn, scale=scale, seed=0)
+    with bench_source(scale) as dsn:
         # A fresh process, so its peak RSS is ingest's alone.
         subprocess.run(  # noqa: S603 (this interpreter, this file, fixed arguments)
             [sys.executable, __file__, "--memory", dsn], check=True
         )
-        with mock_aws():
-            s3 = boto3.client("s3", region_name=REGION)
-            dynamodb = boto3.client("dynamodb", region_name=REGION)
-            s3.create_bucket(
-                Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
-            )
-            dynamodb.create_table(
-                TableName=TABLE,
-                KeySchema=[{"AttributeName": "table_name", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "table_name", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-            settings = IngestSettings(bucket=BUCKET, watermark_table=TABLE, max_rows=10**8)
-            store = DynamoWatermarkStore(dynamodb, TABLE)
+        with bench_aws() as (s3, dynamodb):
+            settings = IngestSettings(bucket=INGESTED, watermark_table=WATERMARKS, max_rows=10**8)
+            store = DynamoWatermarkStore(dynamodb, WATERMARKS)
 
             def ingest(table: str, run: str) -> tuple[int, float]:
                 started = time.perf_counter()
@@ -121,11 +79,11 @@ def main(scale: float) -> None:
                 )
                 return result.rows, time.perf_counter() - started
 
-            before = _peak_rss_mb()
+            before = peak_rss_mb()
             rows, seconds = ingest("sales_order", "bench-1")
             print(
                 f"sales_order at scale {scale:g}: {rows:,} rows in {seconds:.2f} s = "
-                f"{rows / seconds:,.0f} rows/s; peak RSS {_peak_rss_mb():.0f} MB "
+                f"{rows / seconds:,.0f} rows/s; peak RSS {peak_rss_mb():.0f} MB "
                 f"(before: {before:.0f} MB, includes moto's in-memory copy of the parts)"
             )
             for table in SOURCE_TABLES:
@@ -136,7 +94,6 @@ def main(scale: float) -> None:
                 raise RuntimeError("the idle run found rows: the source changed during the run")
             idle_seconds = sum(seconds for _, seconds in idle)
             print(f"idle run over {len(SOURCE_TABLES)} tables: {idle_seconds:.3f} s in total")
-        server.stop()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 
 from totes.load import stage, star_zone, warehouse_sql
 from totes.names import DIMENSION_TABLES, FACT_TABLES
-from totes.warehouse.star import FACT_REFERENCES, FACT_VERSION_KEYS, STAR_SCHEMAS
+from totes.warehouse.star import FACT_REFERENCES, FACT_VERSION_KEYS, STAR_SCHEMAS, dim_date_row
 
 
 @pytest.mark.parametrize("module", [stage, star_zone, warehouse_sql], ids=lambda m: m.__name__)
@@ -83,7 +83,7 @@ def test_present_versions_are_matched_on_the_whole_natural_key() -> None:
 def test_the_python_dim_date_convention_is_iso_and_english_for_four_years() -> None:
     for offset in range(4 * 366):
         day = date(2023, 1, 1) + timedelta(days=offset)
-        row = warehouse_sql.dim_date_row(day)
+        row = dim_date_row(day)
         assert row["day_of_week"] == int(day.strftime("%u"))
         assert row["day_name"] == day.strftime("%A")  # the C locale the tests run in
         assert row["month_name"] == day.strftime("%B")

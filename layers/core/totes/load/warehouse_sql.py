@@ -37,24 +37,6 @@ STAGE_TABLE: Final = "load_stage"
 KEYS_TABLE: Final = "load_keys"
 DATE_DIMENSION: Final = "dim_date"
 
-#: ISO weekday names (index 0 = Monday) and month names (index 0 = January), in English,
-#: whatever the locale: the convention every dim_date row follows.
-DAY_NAMES: Final = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-MONTH_NAMES: Final = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-
 _DAY = sql.Identifier("day_value")
 
 
@@ -73,28 +55,6 @@ def _date_attributes(day: sql.Composable) -> list[sql.Composable]:
         sql.SQL("to_char({}, {})").format(day, sql.Literal("FMMonth")),
         sql.SQL("EXTRACT(QUARTER FROM {})::integer").format(day),
     ]
-
-
-def dim_date_row(day: date) -> dict[str, Any]:
-    """The dim_date row of a date, by the convention the SQL of this module follows.
-
-    Examples
-    --------
-    >>> from datetime import date
-    >>> dim_date_row(date(2024, 11, 14))  # doctest: +NORMALIZE_WHITESPACE
-    {'date_id': datetime.date(2024, 11, 14), 'year': 2024, 'month': 11, 'day': 14,
-     'day_of_week': 4, 'day_name': 'Thursday', 'month_name': 'November', 'quarter': 4}
-    """
-    return {
-        "date_id": day,
-        "year": day.year,
-        "month": day.month,
-        "day": day.day,
-        "day_of_week": day.isoweekday(),
-        "day_name": DAY_NAMES[day.weekday()],
-        "month_name": MONTH_NAMES[day.month - 1],
-        "quarter": (day.month - 1) // 3 + 1,
-    }
 
 
 def fact_version_constraint(fact_table: str) -> str:

@@ -8,7 +8,6 @@ schemas of :data:`totes.warehouse.star.STAR_SCHEMAS`.
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -18,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from totes.transform.currencies import currency_name
-from totes.warehouse.star import FACT_DATE_COLUMNS, STAR_SCHEMAS, TIME_MS
+from totes.warehouse.star import FACT_DATE_COLUMNS, STAR_SCHEMAS, TIME_MS, dim_date_row
 
 #: dim_staff.location when the department has none (the source allows NULL, the star does not).
 UNKNOWN_LOCATION = "Unknown location"
@@ -312,32 +311,12 @@ def dim_transaction(transactions: pa.Table) -> Shaped:
     return Shaped(latest.select(schema.names).cast(schema))
 
 
-def date_row(day: date) -> dict[str, Any]:
-    """The dim_date row of a day: ISO weekday (1 = Monday), English names, quarter.
-
-    Examples
-    --------
-    >>> date_row(date(2024, 11, 14))["day_name"], date_row(date(2024, 11, 14))["day_of_week"]
-    ('Thursday', 4)
-    """
-    return {
-        "date_id": day,
-        "year": day.year,
-        "month": day.month,
-        "day": day.day,
-        "day_of_week": day.isoweekday(),
-        "day_name": calendar.day_name[day.weekday()],
-        "month_name": calendar.month_name[day.month],
-        "quarter": (day.month - 1) // 3 + 1,
-    }
-
-
 def dim_date(*date_columns: pa.Array | pa.ChunkedArray) -> Shaped:
     """One row per distinct day among the given date columns (NULLs ignored)."""
     days: set[date] = set()
     for column in date_columns:
         days.update(day for day in pc.unique(column).to_pylist() if day is not None)
-    return Shaped(_star("dim_date", [date_row(day) for day in sorted(days)]))
+    return Shaped(_star("dim_date", [dim_date_row(day) for day in sorted(days)]))
 
 
 def fact_dates(shaped: pa.Table, target: str) -> list[pa.ChunkedArray]:
