@@ -45,7 +45,7 @@ lint: $(STAMP)  ## ruff, mypy and bandit, as CI runs them
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/bandit -q -c pyproject.toml -r layers lambdas stacks scripts app.py
+	$(BIN)/bandit -q -c pyproject.toml -r layers tools lambdas stacks scripts app.py
 
 format: $(STAMP)  ## rewrite the code in the house style
 	$(BIN)/ruff format .

@@ -14,9 +14,9 @@ import boto3
 from moto import mock_aws
 
 from totes.db import connect, create_database, with_database
-from totes.local.postgres import find_or_start_server
-from totes.source.generator import seed_synthetic
 from totes.source.schema import existing_source_tables
+from totes_local.runtime.postgres import find_or_start_server
+from totes_local.source.generator import seed_synthetic
 
 REGION = "eu-west-2"
 INGESTED, PROCESSED, WATERMARKS = "bench-ingested", "bench-processed", "bench-watermarks"

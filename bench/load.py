@@ -47,10 +47,10 @@ from totes.load.stage import (
     LoadSettings,
     load_target,
 )
-from totes.local.postgres import find_or_start_server
-from totes.source.generator import Volumes
 from totes.warehouse.schema import init_warehouse
 from totes.warehouse.star import STAR_SCHEMAS
+from totes_local.runtime.postgres import find_or_start_server
+from totes_local.source.generator import Volumes
 
 BUCKET, REGION, DATABASE = "bench-processed", "eu-west-2", "totes_bench_load"
 FIRST_DAY = date(2022, 11, 3)

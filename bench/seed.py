@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from totes.db import create_database, drop_database, with_database
-from totes.local.postgres import find_or_start_server
-from totes.source.generator import Volumes
+from totes_local.runtime.postgres import find_or_start_server
+from totes_local.source.generator import Volumes
 
 TIME = "/usr/bin/time"
 DATABASE = "totes_bench_seed"

@@ -21,9 +21,9 @@ import pytest
 from moto import mock_aws
 
 from totes.db import connect, create_database, drop_database, with_database
-from totes.local.postgres import PostgresServer, find_or_start_server, start_embedded
-from totes.source.generator import seed_synthetic
 from totes.warehouse.schema import init_warehouse
+from totes_local.runtime.postgres import PostgresServer, find_or_start_server, start_embedded
+from totes_local.source.generator import seed_synthetic
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT_DIR = REPO_ROOT.parent / "shared" / "data" / "totesys-2024-11-14"
@@ -214,7 +214,7 @@ def snapshot_source_dsn(
     pg_server: PostgresServer, database_factory: Callable[..., str], snapshot_dir: Path
 ) -> str:
     """A source holding the real client snapshot (read-only: shared by the session)."""
-    from totes.source.snapshot import load_snapshot  # noqa: PLC0415
+    from totes_local.source.snapshot import load_snapshot  # noqa: PLC0415
 
     dsn = with_database(pg_server.admin_dsn, database_factory("snapshot"))
     with connect(dsn) as conn:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from totes.cli import EXIT_FAILURE, main
 from totes.db import connect, with_database
-from totes.local.postgres import PostgresServer
+from totes_local.cli import EXIT_FAILURE, main
+from totes_local.runtime.postgres import PostgresServer
 
 USAGE_ERROR = 2
 

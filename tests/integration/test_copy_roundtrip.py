@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from totes.db import connect, copy_field, copy_lines, with_database
-from totes.local.postgres import PostgresServer
+from totes_local.runtime.postgres import PostgresServer
 
 # PostgreSQL text cannot hold NUL; everything else must survive.
 texts = st.one_of(st.none(), st.text(st.characters(codec="utf-8", exclude_characters="\x00")))

@@ -9,7 +9,7 @@ import pytest
 
 from totes.db import connect, row_counts
 from totes.names import SOURCE_TABLES
-from totes.source.generator import REAL_VOLUMES, Volumes, seed_synthetic
+from totes_local.source.generator import REAL_VOLUMES, Volumes, seed_synthetic
 
 #: Quirk -> SQL giving its rate (or level) in a source; compared between the snapshot and
 #: a scale-1 synthetic source.

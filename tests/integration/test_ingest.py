@@ -24,8 +24,8 @@ from totes.errors import (
 from totes.ingest.raw_zone import read_batch
 from totes.ingest.stage import IngestRequest, IngestResult, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore, Watermark
-from totes.local.postgres import PostgresServer
 from totes.names import RAW_MANIFEST_PREFIX, SOURCE_PRIMARY_KEYS, SOURCE_TABLES
+from totes_local.runtime.postgres import PostgresServer
 
 BUCKET = "totes-ingested"
 WATERMARKS = "totes-watermarks"

@@ -32,7 +32,6 @@ from totes.errors import (
 from totes.load import warehouse_sql
 from totes.load.stage import LoadRequest, LoadResult, LoadSettings, load_target
 from totes.load.star_zone import list_star_files
-from totes.local.postgres import PostgresServer
 from totes.names import DIMENSION_TABLES, FACT_TABLES, LOAD_LEDGER_TABLE, REJECTS_PREFIX
 from totes.warehouse.star import (
     DIMENSION_KEYS,
@@ -42,6 +41,7 @@ from totes.warehouse.star import (
     STAR_SCHEMAS,
     star_prefix,
 )
+from totes_local.runtime.postgres import PostgresServer
 
 BUCKET = "totes-processed"
 FACT = "fact_sales_order"

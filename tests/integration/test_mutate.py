@@ -12,7 +12,7 @@ import pytest
 from totes.db import connect
 from totes.errors import SourceSchemaMissingError
 from totes.names import SOURCE_TABLES
-from totes.source.mutate import CHANGE_WEIGHTS, mutate
+from totes_local.source.mutate import CHANGE_WEIGHTS, mutate
 
 Version = tuple[datetime, str]
 

@@ -17,7 +17,7 @@ from totes.db import connect
 from totes.errors import SchemaAlreadyExistsError, SnapshotFormatError
 from totes.names import SOURCE_TABLES
 from totes.source.schema import existing_source_tables
-from totes.source.snapshot import load_snapshot
+from totes_local.source.snapshot import load_snapshot
 
 pytestmark = pytest.mark.snapshot_data
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from totes.db import connect, with_database
-from totes.local.postgres import PostgresServer
 from totes.names import SOURCE_TABLES
 from totes.source.schema import add_source_constraints, create_source_tables
+from totes_local.runtime.postgres import PostgresServer
 
 TS = "timestamp without time zone"
 AUDIT = [("created_at", TS, False), ("last_updated", TS, False)]

@@ -20,10 +20,10 @@ from moto import mock_aws
 
 from totes.db import connect, row_counts
 from totes.names import FACT_TABLES, SOURCE_TABLES
-from totes.source.mutate import mutate
-from totes.source.snapshot import load_snapshot
 from totes.warehouse.reconcile import reconcile
 from totes.warehouse.schema import init_warehouse
+from totes_local.source.mutate import mutate
+from totes_local.source.snapshot import load_snapshot
 
 from .pipeline_harness import REGION, Pipeline, create_resources
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from totes.source.generator import (
+from totes_local.source.generator import (
     EvenlySpread,
     Volumes,
     orders_by_time,

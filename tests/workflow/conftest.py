@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from totes.local.assembly import CloudAssembly, synthesise
-from totes.local.workflow import LocalWorkflow
+from totes_local.runtime.assembly import CloudAssembly, synthesise
+from totes_local.runtime.workflow import LocalWorkflow
 
 from .support import REPO_ROOT, WorkflowFactory
 

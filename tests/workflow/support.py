@@ -9,8 +9,8 @@ from pathlib import Path
 from psycopg import sql
 
 from totes.db import connect
-from totes.local.workflow import LocalWorkflow
 from totes.names import WAREHOUSE_TABLES
+from totes_local.runtime.workflow import LocalWorkflow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Surrogate keys: numbered by insertion order, so they differ between equal warehouses.

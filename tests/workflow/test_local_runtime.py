@@ -11,12 +11,12 @@ from typing import Any
 import boto3
 import pytest
 
-from totes.local.assembly import CloudAssembly
-from totes.local.graph import markdown_report, mermaid_flowchart
-from totes.local.history import Outcome, read_history, state_tree
-from totes.local.lambda_runtime import parse_emf
-from totes.local.platform import LOCAL_REGION, LocalPlatform
-from totes.local.workflow import aws_timestamp
+from totes_local.runtime.assembly import CloudAssembly
+from totes_local.runtime.graph import markdown_report, mermaid_flowchart
+from totes_local.runtime.history import Outcome, read_history, state_tree
+from totes_local.runtime.lambda_runtime import parse_emf
+from totes_local.runtime.platform import LOCAL_REGION, LocalPlatform
+from totes_local.runtime.workflow import aws_timestamp
 
 from .support import WorkflowFactory
 

@@ -15,13 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
-from totes.cli import EXIT_FAILURE, main
 from totes.db import connect, row_counts, with_database
 from totes.errors import WatermarkConflictError
-from totes.local.assembly import CloudAssembly
-from totes.local.history import Outcome
-from totes.local.platform import LOCAL_REGION
-from totes.local.workflow import ExecutionReport, LocalWorkflow
 from totes.names import (
     FACT_TABLES,
     METRICS_NAMESPACE,
@@ -29,10 +24,15 @@ from totes.names import (
     WAREHOUSE_TABLES,
     MetricName,
 )
-from totes.source.mutate import mutate
 from totes.transform import stage as transform_stage
 from totes.warehouse.reconcile import reconcile
 from totes.warehouse.schema import init_warehouse
+from totes_local.cli import EXIT_FAILURE, main
+from totes_local.runtime.assembly import CloudAssembly
+from totes_local.runtime.history import Outcome
+from totes_local.runtime.platform import LOCAL_REGION
+from totes_local.runtime.workflow import ExecutionReport, LocalWorkflow
+from totes_local.source.mutate import mutate
 
 from .support import REPO_ROOT, WorkflowFactory, warehouse_digest
 
@@ -299,7 +299,7 @@ def test_a_second_run_in_a_fresh_process_keeps_the_warehouse_exact(
         [
             sys.executable,
             "-m",
-            "totes.cli",
+            "totes_local.cli",
             "run",
             "--source-dsn",
             seeded_source_dsn,

@@ -46,7 +46,7 @@ from typing import IO, Any, TextIO, cast
 from unittest import mock
 
 from totes.errors import TotesError
-from totes.local.platform import LocalFunctionSpec
+from totes_local.runtime.platform import LocalFunctionSpec
 
 #: The interpreter logs every failure it handles with the whole state tree; the
 #: execution history already holds the same facts, readably.

@@ -22,8 +22,8 @@ import psycopg
 from psycopg import sql
 
 from totes.names import SOURCE_TABLES
-from totes.source.generator import DEPARTMENTS, FILE_LOCATIONS, MATERIALS
 from totes.source.schema import require_source_schema
+from totes_local.source.generator import DEPARTMENTS, FILE_LOCATIONS, MATERIALS
 
 _ONE_MS = timedelta(milliseconds=1)
 _CITIES = (

@@ -76,8 +76,8 @@ def find_project_root(start: Path | None = None) -> Path:
     True
     """
     here = (start or Path.cwd()).resolve()
-    # <checkout>/layers/core/totes/local/assembly.py
-    package_checkout = Path(__file__).resolve().parents[4]
+    # <checkout>/tools/totes_local/runtime/assembly.py
+    package_checkout = Path(__file__).resolve().parents[3]
     for candidate in (here, *here.parents, package_checkout):
         if (candidate / "app.py").is_file() and (candidate / "cdk.json").is_file():
             return candidate

@@ -8,11 +8,11 @@
 - the buckets, the watermark table and the alert topic of the template are
   created under local names, and the state machine is registered with the
   template's own definition, its tokens filled with those names
-  (:class:`~totes.local.platform.LocalPlatform`);
+  (:class:`~totes_local.runtime.platform.LocalPlatform`);
 - every Lambda invoke the interpreter makes runs the function's real handler
   from the cloud assembly, in the function's environment variables, with the
   database DSNs given instead of Secrets Manager
-  (:class:`~totes.local.lambda_runtime.LocalLambdaService`);
+  (:class:`~totes_local.runtime.lambda_runtime.LocalLambdaService`);
 - an SQS queue subscribed to each topic keeps the notifications the state
   machine publishes, as the alarm e-mail would receive them.
 
@@ -22,7 +22,7 @@ starts an execution, polls ``DescribeExecution`` and reads
 
 Two seams of moto 5.2 are patched while a :class:`LocalWorkflow` runs, and only
 then: ``LambdaSimpleBackend.invoke`` (the Lambda service, see
-:mod:`totes.local.lambda_runtime`), and the execution's start time in the
+:mod:`totes_local.runtime.lambda_runtime`), and the execution's start time in the
 context object, which moto hands over as a ``datetime`` where AWS gives ISO 8601
 text (``$$.Execution.StartTime``, part of every run id).
 
@@ -47,23 +47,23 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from totes.errors import TotesError
-from totes.local.assembly import CloudAssembly
-from totes.local.graph import markdown_report
-from totes.local.history import (
+from totes.names import MetricName
+from totes_local.runtime.assembly import CloudAssembly
+from totes_local.runtime.graph import markdown_report
+from totes_local.runtime.history import (
     ExecutionHistory,
     Outcome,
     StateEntry,
     containers_of,
     read_history,
 )
-from totes.local.lambda_runtime import (
+from totes_local.runtime.lambda_runtime import (
     Invocation,
     LocalFunction,
     LocalLambdaService,
     MetricDatum,
 )
-from totes.local.platform import LOCAL_ACCOUNT, LOCAL_REGION, LocalPlatform
-from totes.names import MetricName
+from totes_local.runtime.platform import LOCAL_ACCOUNT, LOCAL_REGION, LocalPlatform
 
 if TYPE_CHECKING:
     from moto.core.config import DefaultConfig
@@ -375,7 +375,7 @@ class LocalWorkflow:
     Parameters
     ----------
     assembly
-        The synthesised cloud assembly (see :func:`totes.local.assembly.synthesise`).
+        The synthesised cloud assembly (see :func:`totes_local.runtime.assembly.synthesise`).
     source_dsn, warehouse_dsn
         Given to the functions as ``TOTES_SOURCE_DSN`` / ``TOTES_WAREHOUSE_DSN``
         instead of the Secrets Manager secrets they would read in AWS.

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from totes.local.history import ExecutionHistory, Outcome, StateInfo
+from totes_local.runtime.history import ExecutionHistory, Outcome, StateInfo
 
 _STYLES: dict[Outcome, str] = {
     Outcome.SUCCEEDED: "fill:#d3f4d1,stroke:#2e7d32,color:#1b5e20",
@@ -137,7 +137,7 @@ def mermaid_flowchart(definition: Mapping[str, Any], history: ExecutionHistory) 
     definition
         The state machine definition, parsed.
     history
-        The execution to colour the states by (see :func:`totes.local.history.read_history`).
+        The execution to colour the states by (see :func:`totes_local.runtime.history.read_history`).
 
     Examples
     --------

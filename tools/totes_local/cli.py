@@ -61,7 +61,7 @@ def _seed(args: argparse.Namespace) -> int:
     with connect(args.dsn) as conn:
         if args.from_snapshot:
             # Imported here: the generator and snapshot modules are not needed by other commands.
-            from totes.source.snapshot import load_snapshot  # noqa: PLC0415
+            from totes_local.source.snapshot import load_snapshot  # noqa: PLC0415
 
             _console.print(f"Loading snapshot {args.from_snapshot} into {describe(args.dsn)}")
             result = load_snapshot(
@@ -71,7 +71,7 @@ def _seed(args: argparse.Namespace) -> int:
                 _console.print(f"  {table:<16} not in the snapshot: left empty")
             total = sum(result.rows.values())
         else:
-            from totes.source.generator import seed_synthetic  # noqa: PLC0415
+            from totes_local.source.generator import seed_synthetic  # noqa: PLC0415
 
             _console.print(
                 f"Seeding {describe(args.dsn)} at scale {args.scale:g} with seed {args.seed}"
@@ -85,7 +85,7 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def _mutate(args: argparse.Namespace) -> int:
-    from totes.source.mutate import mutate  # noqa: PLC0415
+    from totes_local.source.mutate import mutate  # noqa: PLC0415
 
     with connect(args.dsn) as conn:
         report = mutate(conn, seed=args.seed, changes=args.changes)
@@ -127,23 +127,23 @@ def _counts(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 (one linear story)
     import json  # noqa: PLC0415
 
-    from totes.local.assembly import (  # noqa: PLC0415
+    from totes.source.schema import existing_source_tables  # noqa: PLC0415
+    from totes.warehouse.schema import init_warehouse  # noqa: PLC0415
+    from totes_local.runtime.assembly import (  # noqa: PLC0415
         CloudAssembly,
         find_project_root,
         is_current,
         synthesise,
     )
-    from totes.local.console import (  # noqa: PLC0415
+    from totes_local.runtime.console import (  # noqa: PLC0415
         ProgressPrinter,
         print_outcome,
         rows_table,
         stages_table,
     )
-    from totes.local.postgres import start_embedded  # noqa: PLC0415
-    from totes.local.workflow import LocalWorkflow  # noqa: PLC0415
-    from totes.source.generator import seed_synthetic  # noqa: PLC0415
-    from totes.source.schema import existing_source_tables  # noqa: PLC0415
-    from totes.warehouse.schema import init_warehouse  # noqa: PLC0415
+    from totes_local.runtime.postgres import start_embedded  # noqa: PLC0415
+    from totes_local.runtime.workflow import LocalWorkflow  # noqa: PLC0415
+    from totes_local.source.generator import seed_synthetic  # noqa: PLC0415
 
     # With --json, stdout carries the executions' JSON lines and nothing else.
     console = Console(stderr=True, highlight=False, soft_wrap=True) if args.json else _console
@@ -232,7 +232,7 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 (one linear
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from totes.local.postgres import stop_embedded  # noqa: PLC0415
+    from totes_local.runtime.postgres import stop_embedded  # noqa: PLC0415
 
     if stop_embedded(args.data_dir / "postgres"):
         _console.print(f"Stopped the embedded PostgreSQL of {args.data_dir}")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from totes.errors import TotesError
-from totes.local.assembly import AssemblyFormatError, CloudAssembly
+from totes_local.runtime.assembly import AssemblyFormatError, CloudAssembly
 
 #: moto's default account: every local ARN names it.
 LOCAL_ACCOUNT = "123456789012"

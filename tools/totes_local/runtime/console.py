@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from totes.local.history import Outcome
-from totes.local.workflow import ExecutionReport, Progress, ProgressKind
+from totes_local.runtime.history import Outcome
+from totes_local.runtime.workflow import ExecutionReport, Progress, ProgressKind
 
 _MARKS = {
     Outcome.SUCCEEDED: "[green]✔[/green]",

@@ -1,0 +1,1 @@
+"""The synthetic totesys source: a deterministic generator, a snapshot loader, mutations."""
