@@ -1,9 +1,14 @@
-"""Fixtures of the workflow tier: the synthesised cloud assembly and local workflows over it.
+"""Fixtures of the workflow tier: the synthesised cloud assembly, one local AWS service for
+the session, and local workflows over it.
 
 The assembly is what ``app.py`` synthesises (the layers it needs are built first when
 missing, as in the infrastructure tier). It is kept in pytest's cache folder with a
 fingerprint of its inputs, so a session synthesises only when the CDK app or the
 handlers changed since the last one.
+
+Every test gets its own source and warehouse databases, so its workflow is a deployment
+of its own in the shared service (the service keeps one per source and warehouse pair).
+The service, and every Lambda worker it started, is stopped when the session ends.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 import pytest
 
 from totes_local.runtime.assembly import CloudAssembly, synthesise
+from totes_local.runtime.service import stop_service
 from totes_local.runtime.workflow import LocalWorkflow
 
 from .support import REPO_ROOT, WorkflowFactory
@@ -53,23 +59,30 @@ def cloud_assembly(
     return synthesise(REPO_ROOT, outdir)
 
 
-@pytest.fixture
-def local_workflow(
-    cloud_assembly: CloudAssembly, tmp_path: Path, aws_credentials: None
-) -> WorkflowFactory:
-    """Start the synthesised state machine in moto over the given databases.
+@pytest.fixture(scope="session")
+def service_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The data folder of the session's local AWS service; the service stops at the end."""
+    data_dir = tmp_path_factory.mktemp("local-aws")
+    yield data_dir
+    stop_service(data_dir)
 
-    Use as ``with local_workflow(source_dsn, warehouse_dsn) as workflow: ...``; every
-    workflow of a test appends to the same log file, ``tmp_path / "pipeline.jsonl"``.
+
+@pytest.fixture
+def local_workflow(cloud_assembly: CloudAssembly, service_dir: Path) -> WorkflowFactory:
+    """A started :class:`LocalWorkflow` over the given databases, in the session's service.
+
+    Use as ``with local_workflow(source_dsn, warehouse_dsn, **options) as workflow: ...``;
+    ``assembly=`` deploys another cloud assembly (a faulty one) for the same pair.
     """
 
     @contextmanager
     def start(source_dsn: str, warehouse_dsn: str, **options: Any) -> Iterator[LocalWorkflow]:
+        assembly = options.pop("assembly", cloud_assembly)
         with LocalWorkflow(
-            cloud_assembly,
+            assembly,
             source_dsn=source_dsn,
             warehouse_dsn=warehouse_dsn,
-            log_path=tmp_path / "pipeline.jsonl",
+            data_dir=service_dir,
             **options,
         ) as workflow:
             yield workflow

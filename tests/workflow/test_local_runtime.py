@@ -8,17 +8,16 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
 from totes_local.runtime.assembly import CloudAssembly
+from totes_local.runtime.emf import parse_emf
 from totes_local.runtime.graph import markdown_report, mermaid_flowchart
-from totes_local.runtime.history import Outcome, read_history, state_tree
-from totes_local.runtime.lambda_runtime import parse_emf
-from totes_local.runtime.platform import LOCAL_REGION, LocalPlatform
-from totes_local.runtime.workflow import aws_timestamp
+from totes_local.runtime.history import HistoryFollower, Outcome, read_history, state_tree
+from totes_local.runtime.moto_patches import aws_timestamp
+from totes_local.runtime.platform import LocalPlatform
 
-from .support import WorkflowFactory
+from .support import WorkflowFactory, invocation_reports
 
 
 def test_every_token_of_the_template_points_at_a_local_resource(
@@ -50,20 +49,25 @@ def test_every_token_of_the_template_points_at_a_local_resource(
 def test_a_handler_exception_comes_back_as_the_lambda_service_reports_it(
     local_workflow: WorkflowFactory,
 ) -> None:
+    # Given the stack deployed in the local service
     with local_workflow("host=unused", "host=unused") as workflow:
-        ingest = workflow.function_for_state("IngestTable")
-        response = boto3.client("lambda", region_name=LOCAL_REGION).invoke(
-            FunctionName=ingest.spec.arn, Payload=json.dumps({"run_id": "r1"}).encode()
+        # When its ingest function is invoked through the Lambda API with a bad event
+        response = workflow.client("lambda").invoke(
+            FunctionName=workflow.function_name("FunctionsIngest"),
+            Payload=json.dumps({"run_id": "r1"}).encode(),
         )
         payload = json.loads(response["Payload"].read())
-        invocation = workflow.lambda_service.invocations[-1]  # type: ignore[union-attr]
+        reports = invocation_reports(workflow, "FunctionsIngest")
 
+    # Then the answer is the Lambda service's: a function error with the exception's type
     assert response["FunctionError"] == "Unhandled"
     assert payload["errorType"] == "InvalidEventError"
     assert "table" in payload["errorMessage"]
     assert isinstance(payload["stackTrace"], list)
     assert payload["stackTrace"]
-    assert invocation.error_type == "InvalidEventError"
+    # And the platform report of the invocation names the error
+    assert reports[-1]["error_type"] == "InvalidEventError"
+    assert reports[-1]["function_request_id"] == payload["requestId"]
 
 
 def _event(
@@ -179,6 +183,21 @@ def test_the_history_is_read_back_into_state_entries_with_their_outcomes() -> No
     assert history.failed_task() is second
     (items,) = history.of_state("Items")
     assert items.duration_s == 18.0
+
+
+@pytest.mark.parametrize("page", [1, 2, 5, 100])
+def test_the_history_followed_page_by_page_reads_as_the_whole_history(page: int) -> None:
+    # Given the events of an execution, arriving a few at a time
+    follower = HistoryFollower(DEFINITION)
+
+    # When each page is fed once, in order
+    for start in range(0, len(EVENTS), page):
+        follower.feed(EVENTS[start : start + page])
+
+    # Then the entries and outcomes equal those of the whole history read at once
+    whole = read_history(DEFINITION, EVENTS)
+    assert follower.history.outcomes() == whole.outcomes()
+    assert follower.history.entries == whole.entries
 
 
 def test_a_state_that_never_ran_is_not_run_and_a_retried_success_succeeds() -> None:

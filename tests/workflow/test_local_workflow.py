@@ -1,22 +1,26 @@
-"""The synthesised state machine, executed by moto's interpreter with the real handlers,
-against real PostgreSQL: first load, incremental changes, faults in every stage, and a
-second run in a fresh process."""
+"""The synthesised state machine, run by the local AWS service with the real handlers in
+Lambda workers, against real PostgreSQL: first load, incremental changes, faults in every
+stage (exceptions, timeouts, crashed workers), state kept between `totes run` processes,
+--fresh, a killed service, and `totes stop`."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from totes.db import connect, row_counts, with_database
-from totes.errors import WatermarkConflictError
 from totes.names import (
     FACT_TABLES,
     METRICS_NAMESPACE,
@@ -24,17 +28,24 @@ from totes.names import (
     WAREHOUSE_TABLES,
     MetricName,
 )
-from totes.transform import stage as transform_stage
 from totes.warehouse.reconcile import reconcile
 from totes.warehouse.schema import init_warehouse
 from totes_local.cli import EXIT_FAILURE, main
 from totes_local.runtime.assembly import CloudAssembly
 from totes_local.runtime.history import Outcome
-from totes_local.runtime.platform import LOCAL_REGION
+from totes_local.runtime.service import find_service, stop_service
 from totes_local.runtime.workflow import ExecutionReport, LocalWorkflow
 from totes_local.source.mutate import mutate
 
-from .support import REPO_ROOT, WorkflowFactory, warehouse_digest
+from .support import (
+    REPO_ROOT,
+    Fault,
+    WorkflowFactory,
+    faulty_assembly,
+    invocation_reports,
+    log_records,
+    warehouse_digest,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -44,10 +55,6 @@ FACT_SOURCES = {
     "fact_payment": "payment",
 }
 END_STATES = {"NotifyFailure", "PipelineFailed"}
-
-
-class InjectedFaultError(Exception):
-    """Raised by a test in place of one table's work."""
 
 
 def _assert_reconciled(source_dsn: str, warehouse_dsn: str) -> None:
@@ -62,7 +69,7 @@ def _succeeded(report: ExecutionReport) -> ExecutionReport:
 
 
 def test_one_execution_fills_every_warehouse_table_with_a_rebuild_of_the_source(
-    seeded_source_dsn: str, warehouse_dsn: str, local_workflow: WorkflowFactory, tmp_path: Path
+    seeded_source_dsn: str, warehouse_dsn: str, local_workflow: WorkflowFactory
 ) -> None:
     # Given a seeded source and an empty warehouse
     with connect(seeded_source_dsn) as conn:
@@ -71,10 +78,9 @@ def test_one_execution_fills_every_warehouse_table_with_a_rebuild_of_the_source(
     # When the synthesised state machine runs once
     with local_workflow(seeded_source_dsn, warehouse_dsn) as workflow:
         report = _succeeded(workflow.execute())
-        metrics = boto3.client("cloudwatch", region_name=LOCAL_REGION).list_metrics(
-            Namespace=METRICS_NAMESPACE
-        )["Metrics"]
+        metrics = workflow.client("cloudwatch").list_metrics(Namespace=METRICS_NAMESPACE)["Metrics"]
         notifications = workflow.notifications()
+        log_lines = log_records(workflow)
 
     # Then every table is populated and the warehouse equals a rebuild from the source
     with connect(warehouse_dsn) as conn:
@@ -93,9 +99,7 @@ def test_one_execution_fills_every_warehouse_table_with_a_rebuild_of_the_source(
     )
     assert report.to_json()["tables"] == tables
     assert notifications == []
-    log_lines = [
-        json.loads(line) for line in (tmp_path / "pipeline.jsonl").read_text().splitlines()
-    ]
+    assert report.local_state == "fresh"
     assert report.run_id is not None
     assert report.run_id.endswith(report.name)
     assert {line.get("correlation_id") for line in log_lines if "correlation_id" in line} == {
@@ -172,7 +176,7 @@ def fault_free_digest(
     database_factory: Callable[..., str],
     pg_server: Any,
     small_source_template: str,
-    tmp_path_factory: pytest.TempPathFactory,
+    service_dir: Path,
 ) -> dict[str, tuple[int, str]]:
     """The warehouse one fault-free execution builds from the small source."""
     source = with_database(
@@ -182,81 +186,109 @@ def fault_free_digest(
     with connect(warehouse) as conn:
         init_warehouse(conn)
     with LocalWorkflow(
-        cloud_assembly,
-        source_dsn=source,
-        warehouse_dsn=warehouse,
-        log_path=tmp_path_factory.mktemp("fault-free") / "pipeline.jsonl",
+        cloud_assembly, source_dsn=source, warehouse_dsn=warehouse, data_dir=service_dir
     ) as workflow:
         _succeeded(workflow.execute())
     return warehouse_digest(warehouse)
 
 
 @dataclass(frozen=True)
-class Fault:
-    """An exception raised in one Task state's handler, for one item of its Map."""
+class FaultCase:
+    """A fault, the Lambda error the state machine sees, and the attempts its Retry allows."""
 
-    state: str
-    #: The core function the handler calls, patched on the handler module.
-    attribute: str
-    item: str
-    error: type[Exception]
+    fault: Fault
+    error: str
     #: 1 + the retries the state machine's Retry rules allow for that error.
     attempts: int
 
-    def inject(self, monkeypatch: pytest.MonkeyPatch, workflow: LocalWorkflow) -> None:
-        """Make the core function of the state's handler raise ``error`` for ``item`` only."""
-        module = workflow.function_for_state(self.state).module
-        real = getattr(module, self.attribute)
-
-        def failing(request: Any, *args: Any, **kwargs: Any) -> Any:
-            if self.item in (getattr(request, "table", None), getattr(request, "target", None)):
-                raise self.error(f"injected into {self.state} for {self.item}")
-            return real(request, *args, **kwargs)
-
-        monkeypatch.setattr(module, self.attribute, failing)
-
 
 FAULTS = [
-    Fault("IngestTable", "ingest_table", "sales_order", InjectedFaultError, 1),
-    Fault("IngestTable", "ingest_table", "staff", WatermarkConflictError, 3),
-    Fault("TransformTable", "transform_target", "dim_staff", InjectedFaultError, 1),
-    Fault("LoadDimension", "load_target", "dim_location", InjectedFaultError, 1),
-    Fault("LoadFact", "load_target", "fact_sales_order", InjectedFaultError, 1),
+    FaultCase(
+        Fault("IngestTable", "ingest_table", "sales_order", "raise InjectedFaultError('boom')"),
+        "InjectedFaultError",
+        1,
+    ),
+    FaultCase(
+        Fault("IngestTable", "ingest_table", "staff", "raise WatermarkConflictError('moved')"),
+        "WatermarkConflictError",
+        3,
+    ),
+    FaultCase(
+        Fault("TransformTable", "transform_target", "dim_staff", "raise InjectedFaultError()"),
+        "InjectedFaultError",
+        1,
+    ),
+    FaultCase(
+        Fault("LoadDimension", "load_target", "dim_location", "raise InjectedFaultError()"),
+        "InjectedFaultError",
+        1,
+    ),
+    FaultCase(
+        Fault("LoadFact", "load_target", "fact_sales_order", "raise InjectedFaultError()"),
+        "InjectedFaultError",
+        1,
+    ),
+    # The function's timeout, shortened for the test, is enforced: the worker is killed.
+    FaultCase(
+        Fault("IngestTable", "ingest_table", "design", "_fault_time.sleep(60)", {"Timeout": 2}),
+        "Sandbox.Timedout",
+        1,
+    ),
+    # A worker that exits or is killed mid-invocation is reported as Lambda reports it.
+    FaultCase(
+        Fault("TransformTable", "transform_target", "dim_currency", "_fault_os._exit(3)"),
+        "Runtime.ExitError",
+        1,
+    ),
+    FaultCase(
+        Fault(
+            "LoadFact",
+            "load_target",
+            "fact_payment",
+            "_fault_os.kill(_fault_os.getpid(), _fault_signal.SIGKILL)",
+        ),
+        "Runtime.ExitError",
+        1,
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    "fault", FAULTS, ids=[f"{f.state}-{f.item}-{f.error.__name__}" for f in FAULTS]
+    "case",
+    FAULTS,
+    ids=[f"{c.fault.state}-{c.fault.item}-{c.error}" for c in FAULTS],
 )
 def test_a_fault_in_any_task_fails_the_execution_there_and_the_next_one_repairs_the_warehouse(
-    fault: Fault,
+    case: FaultCase,
     seeded_source_dsn: str,
     warehouse_dsn: str,
     local_workflow: WorkflowFactory,
+    cloud_assembly: CloudAssembly,
     fault_free_digest: dict[str, tuple[int, str]],
+    tmp_path: Path,
 ) -> None:
-    with local_workflow(seeded_source_dsn, warehouse_dsn) as workflow:
-        # Given one table's work in one stage raises
-        with pytest.MonkeyPatch.context() as patch:
-            fault.inject(patch, workflow)
-            # When the state machine runs
-            failed = workflow.execute()
+    fault = case.fault
+    # Given a deployment whose code for one table in one stage misbehaves
+    broken = faulty_assembly(cloud_assembly, fault, tmp_path / "faulty-cdk.out")
+    with local_workflow(seeded_source_dsn, warehouse_dsn, assembly=broken) as workflow:
+        # When the state machine runs
+        failed = workflow.execute()
         notifications = workflow.notifications()
-        # And runs again once the fault is gone
+    # And runs again once the fixed code is deployed
+    with local_workflow(seeded_source_dsn, warehouse_dsn) as workflow:
         repaired = workflow.execute()
 
-    # Then the execution fails in that state, with the exception's type as its error
+    # Then the execution fails in that state, with the error the Lambda service names
     assert failed.status == "FAILED"
-    error = fault.error.__name__
-    assert failed.error == error
-    assert json.loads(failed.cause or "{}")["errorType"] == error
+    assert failed.error == case.error
+    assert json.loads(failed.cause or "{}")["errorType"] == case.error
     entry = failed.failed_entry
     assert entry is not None
     assert (entry.name, entry.item, entry.error, entry.attempts) == (
         fault.state,
         fault.item,
-        error,
-        fault.attempts,
+        case.error,
+        case.attempts,
     )
     outcomes = failed.history.outcomes()
     assert outcomes[fault.state] is Outcome.FAILED
@@ -272,103 +304,119 @@ def test_a_fault_in_any_task_fails_the_execution_there_and_the_next_one_repairs_
         "totes data platform: a pipeline execution failed"
     ]
     assert failed.name in notifications[0].message
-    assert error in notifications[0].message
+    assert case.error in notifications[0].message
     # And the next execution leaves exactly the warehouse a fault-free run builds
     _succeeded(repaired)
+    assert repaired.local_state == "continued"
     _assert_reconciled(seeded_source_dsn, warehouse_dsn)
     assert warehouse_digest(warehouse_dsn) == fault_free_digest
 
 
-def test_a_second_run_in_a_fresh_process_keeps_the_warehouse_exact(
-    seeded_source_dsn: str,
-    warehouse_dsn: str,
-    local_workflow: WorkflowFactory,
-    cloud_assembly: CloudAssembly,
-    tmp_path: Path,
-) -> None:
-    # Given a warehouse loaded by one run
-    with local_workflow(seeded_source_dsn, warehouse_dsn) as workflow:
-        first = _succeeded(workflow.execute())
-    loaded = warehouse_digest(warehouse_dsn)
-    with connect(seeded_source_dsn) as conn:
-        source_counts = row_counts(conn, SOURCE_TABLES)
-
-    # When `totes run` runs in a new process: new buckets, no watermarks
-    graph = tmp_path / "graph.md"
+def _totes_run(*arguments: str) -> dict[str, Any]:
+    """``totes run --json`` in a process of its own; its one JSON line, parsed."""
     completed = subprocess.run(  # noqa: S603 (this interpreter running the totes command)
-        [
-            sys.executable,
-            "-m",
-            "totes_local.cli",
-            "run",
-            "--source-dsn",
-            seeded_source_dsn,
-            "--warehouse-dsn",
-            warehouse_dsn,
-            "--data-dir",
-            str(tmp_path / "second"),
-            "--cdk-out",
-            str(cloud_assembly.directory),
-            "--json",
-            "--graph",
-            str(graph),
-        ],
+        [sys.executable, "-m", "totes_local.cli", "run", "--json", *arguments],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         check=False,
         timeout=300,
     )
-
-    # Then it re-ingests everything and the load adds nothing: no fact twice
     assert completed.returncode == 0, completed.stderr
     (line,) = completed.stdout.splitlines()
-    result = json.loads(line)
-    assert result["status"] == "SUCCEEDED"
-    assert result["execution"] != first.name
-    assert {table: result["tables"][table]["ingested"] for table in SOURCE_TABLES} == source_counts
-    for fact, source_table in FACT_SOURCES.items():
-        assert result["tables"][fact]["loaded"] == 0
-        assert result["tables"][fact]["skipped"] == source_counts[source_table]
-    assert warehouse_digest(warehouse_dsn) == loaded
+    result: dict[str, Any] = json.loads(line)
+    result["stderr"] = completed.stderr
+    return result
+
+
+def test_totes_run_processes_in_a_row_continue_one_state_and_fresh_starts_over(
+    seeded_source_dsn: str,
+    warehouse_dsn: str,
+    cloud_assembly: CloudAssembly,
+    service_dir: Path,
+    tmp_path: Path,
+) -> None:
+    common = (
+        *("--source-dsn", seeded_source_dsn, "--warehouse-dsn", warehouse_dsn),
+        *("--data-dir", str(service_dir), "--cdk-out", str(cloud_assembly.directory)),
+    )
+    with connect(seeded_source_dsn) as conn:
+        source_counts = row_counts(conn, SOURCE_TABLES)
+
+    # Given one `totes run` process that loaded the warehouse and exited
+    first = _totes_run(*common)
+    assert first["status"] == "SUCCEEDED"
+    assert {t: first["tables"][t]["ingested"] for t in SOURCE_TABLES} == source_counts
+
+    # When the source changes and a second `totes run` process runs
+    with connect(seeded_source_dsn) as conn:
+        changes = mutate(conn, seed=5, changes=10)
+    touched = {table: set[int]() for table in SOURCE_TABLES}
+    for table, key in changes.touched:
+        touched[table].add(key)
+    graph = tmp_path / "graph.md"
+    second = _totes_run(*common, "--graph", str(graph))
+
+    # Then it continues the first one's state: only the changes are ingested
+    assert (second["status"], second["local_state"]) == ("SUCCEEDED", "continued")
+    assert "continued" in second["stderr"]
+    for table in SOURCE_TABLES:
+        ingested = second["tables"][table]["ingested"]
+        if touched[table]:
+            assert ingested >= len(touched[table]), table
+        else:
+            assert ingested == 0, table
+    moved = sum(second["tables"][table]["ingested"] for table in SOURCE_TABLES)
+    assert moved < sum(source_counts.values()) / 4
     _assert_reconciled(seeded_source_dsn, warehouse_dsn)
+    loaded = warehouse_digest(warehouse_dsn)
     # And it says where the logs and the graph of the execution are
-    assert "SUCCEEDED" in completed.stderr
-    assert str(tmp_path / "second" / "logs" / "pipeline.jsonl") in completed.stderr
+    assert str(service_dir / "logs" / "pipeline.jsonl") in second["stderr"]
     page = graph.read_text()
     assert "```mermaid\nflowchart TD" in page
     assert "| LoadFact | Task | succeeded | 3 |" in page
-    assert "| NotifyFailure | Task | not run | 0 |" in page
+
+    # When a third run asks for --fresh
+    with connect(seeded_source_dsn) as conn:
+        source_counts = row_counts(conn, SOURCE_TABLES)
+    third = _totes_run(*common, "--fresh")
+
+    # Then it starts from empty local state, re-ingests everything, and adds no fact twice
+    assert (third["status"], third["local_state"]) == ("SUCCEEDED", "fresh")
+    assert {t: third["tables"][t]["ingested"] for t in SOURCE_TABLES} == source_counts
+    for fact in FACT_SOURCES:
+        assert third["tables"][fact]["loaded"] == 0
+    assert warehouse_digest(warehouse_dsn) == loaded
+    _assert_reconciled(seeded_source_dsn, warehouse_dsn)
 
 
 def test_totes_run_names_the_failing_state_error_and_cause_and_exits_non_zero(
     seeded_source_dsn: str,
     warehouse_dsn: str,
     cloud_assembly: CloudAssembly,
+    service_dir: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Given the transform of one warehouse table raises (patched where the handler finds it)
-    real = transform_stage.transform_target
-
-    def failing(request: Any, *args: Any, **kwargs: Any) -> Any:
-        if request.target == "dim_staff":
-            raise InjectedFaultError("the staff shapes are broken")
-        return real(request, *args, **kwargs)
-
+    # Given a deployment whose transform of one warehouse table raises
+    fault = Fault(
+        "TransformTable",
+        "transform_target",
+        "dim_staff",
+        "raise InjectedFaultError('the staff shapes are broken')",
+    )
+    broken = faulty_assembly(cloud_assembly, fault, tmp_path / "faulty-cdk.out")
     graph = tmp_path / "graph.md"
 
     # When `totes run` runs the state machine
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(transform_stage, "transform_target", failing)
-        status = main(
-            [
-                "run",
-                *("--source-dsn", seeded_source_dsn, "--warehouse-dsn", warehouse_dsn),
-                *("--data-dir", str(tmp_path), "--cdk-out", str(cloud_assembly.directory)),
-                *("--json", "--graph", str(graph)),
-            ]
-        )
+    status = main(
+        [
+            "run",
+            *("--source-dsn", seeded_source_dsn, "--warehouse-dsn", warehouse_dsn),
+            *("--data-dir", str(service_dir), "--cdk-out", str(broken.directory)),
+            *("--json", "--graph", str(graph)),
+        ]
+    )
 
     # Then it exits non-zero, naming the state, the error and the cause
     captured = capsys.readouterr()
@@ -388,6 +436,130 @@ def test_totes_run_names_the_failing_state_error_and_cause_and_exits_non_zero(
     assert "| NotifyFailure | Task | succeeded | 1 |" in page
     assert "✖ InjectedFaultError (dim_staff)" in page
     # And the handlers' logs went to the log file, not to the terminal
-    logged = (tmp_path / "logs" / "pipeline.jsonl").read_text()
+    logged = (service_dir / "logs" / "pipeline.jsonl").read_text()
     assert '"errorType": "InjectedFaultError"' in logged
     assert "correlation_id" not in captured.out + captured.err
+
+
+def _interval(report: dict[str, Any]) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(report["started"]), datetime.fromisoformat(report["ended"])
+
+
+def test_map_items_run_at_once_in_separate_warm_worker_processes(
+    seeded_source_dsn: str, warehouse_dsn: str, local_workflow: WorkflowFactory
+) -> None:
+    # Given a deployed stack
+    with local_workflow(seeded_source_dsn, warehouse_dsn) as workflow:
+        # When two executions run
+        _succeeded(workflow.execute())
+        _succeeded(workflow.execute())
+        reports = invocation_reports(workflow, "FunctionsIngest")
+
+    # Then ingest items overlapped in time, each in a worker process of its own
+    assert len(reports) == 2 * len(SOURCE_TABLES)
+    overlapping = [
+        (a, b)
+        for index, a in enumerate(reports)
+        for b in reports[index + 1 :]
+        if _interval(a)[0] < _interval(b)[1] and _interval(b)[0] < _interval(a)[1]
+    ]
+    assert overlapping
+    assert all(a["worker_pid"] != b["worker_pid"] for a, b in overlapping)
+    # And no more workers than the local concurrency cap, each cold once and warm after
+    pids = {report["worker_pid"] for report in reports}
+    assert 2 <= len(pids) <= max(2, os.cpu_count() or 1)
+    cold = [report for report in reports if report["init_duration_ms"] is not None]
+    assert len(cold) == len(pids)
+    assert all(report["max_memory_used_mb"] > 0 for report in reports)
+
+
+def test_a_killed_service_is_replaced_and_the_next_run_leaves_the_warehouse_exact(
+    seeded_source_dsn: str,
+    warehouse_dsn: str,
+    local_workflow: WorkflowFactory,
+    service_dir: Path,
+) -> None:
+    # Given an execution under way
+    with local_workflow(seeded_source_dsn, warehouse_dsn) as workflow:
+        assert workflow.service is not None
+        service = workflow.service.service
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["report"] = workflow.execute()
+            except Exception as exc:  # the client loses its service mid-execution
+                outcome["error"] = exc
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        deadline = time.monotonic() + 60
+        while not invocation_reports(workflow, "FunctionsIngest"):
+            assert time.monotonic() < deadline, "no ingest invocation finished"
+            time.sleep(0.05)
+        workers = service.worker_pids()
+
+        # When the service is killed
+        os.kill(service.pid, signal.SIGKILL)
+        runner.join(timeout=120)
+    assert "error" in outcome
+
+    # Then the next run starts a new service with fresh state, and the warehouse is exact
+    with local_workflow(seeded_source_dsn, warehouse_dsn) as workflow:
+        assert workflow.service is not None
+        assert workflow.service.replaced_dead
+        assert workflow.service.service.pid != service.pid
+        report = _succeeded(workflow.execute())
+    assert report.local_state == "fresh"
+    _assert_reconciled(seeded_source_dsn, warehouse_dsn)
+    # And the old service's workers ended with it
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in workers)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_totes_stop_leaves_no_process_of_the_data_folder_running(
+    seeded_source_dsn: str,
+    warehouse_dsn: str,
+    cloud_assembly: CloudAssembly,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a service of its own data folder that ran an execution
+    data_dir = tmp_path / "data"
+    try:
+        with LocalWorkflow(
+            cloud_assembly,
+            source_dsn=seeded_source_dsn,
+            warehouse_dsn=warehouse_dsn,
+            data_dir=data_dir,
+        ) as workflow:
+            _succeeded(workflow.execute())
+        service = find_service(data_dir)
+        assert service is not None
+        processes = [service.pid, *service.worker_pids()]
+        assert len(processes) > 1
+        assert main(["status", "--data-dir", str(data_dir)]) == 0
+        assert f"running at {service.endpoint}" in capsys.readouterr().out
+
+        # When `totes stop` runs
+        assert main(["stop", "--data-dir", str(data_dir)]) == 0
+    finally:
+        stop_service(data_dir)
+
+    # Then it says what it stopped, and no process of the folder is left
+    out = capsys.readouterr().out
+    assert f"Stopped the local AWS service of {data_dir.resolve()} (pid {service.pid}" in out
+    assert not any(_running(pid) for pid in processes)
+    assert find_service(data_dir) is None
+    assert main(["status", "--data-dir", str(data_dir)]) == 0
+    assert "local AWS service: not running" in capsys.readouterr().out

@@ -124,7 +124,7 @@ def _counts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 (one linear story)
+def _run(args: argparse.Namespace) -> int:  # noqa: PLR0915 (one linear story)
     import json  # noqa: PLC0415
 
     from totes.source.schema import existing_source_tables  # noqa: PLC0415
@@ -138,6 +138,7 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 (one linear
     from totes_local.runtime.console import (  # noqa: PLC0415
         ProgressPrinter,
         print_outcome,
+        print_service,
         rows_table,
         stages_table,
     )
@@ -152,10 +153,11 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 (one linear
         console.print(f"  {table:<16} {rows:>12,} rows")
 
     server = None
+    data_dir = args.data_dir.resolve()
     source_dsn, warehouse_dsn = args.source_dsn, args.warehouse_dsn
     if not (source_dsn and warehouse_dsn):
-        server = start_embedded(args.data_dir / "postgres", keep_running=True)
-        console.print(f"Using {server.describe()} (data in {args.data_dir})")
+        server = start_embedded(data_dir / "postgres", keep_running=True)
+        console.print(f"Using {server.describe()} (data in {data_dir})")
         for name in (SOURCE_DATABASE, WAREHOUSE_DATABASE):
             create_database(server.admin_dsn, name)
         source_dsn = source_dsn or with_database(server.admin_dsn, SOURCE_DATABASE)
@@ -175,22 +177,26 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 (one linear
         console.print(f"Cloud assembly: {args.cdk_out} (given)")
     else:
         project = find_project_root()
-        outdir = args.data_dir / "cdk.out"
+        outdir = data_dir / "cdk.out"
         reused = is_current(project, outdir)
         if not reused:
             console.print(f"Synthesising the CDK app ({project / 'app.py'}) ...")
         assembly = synthesise(project, outdir)
         how = "unchanged since the last run" if reused else "synthesised"
         console.print(f"Cloud assembly: {outdir} ({how}, {time.perf_counter() - started:.1f} s)")
-    log_path = args.data_dir / "logs" / "pipeline.jsonl"
     failed = 0
     with LocalWorkflow(
-        assembly, source_dsn=source_dsn, warehouse_dsn=warehouse_dsn, log_path=log_path
+        assembly,
+        source_dsn=source_dsn,
+        warehouse_dsn=warehouse_dsn,
+        data_dir=data_dir,
+        fresh=args.fresh,
     ) as workflow:
+        log_path = workflow.log_path
+        print_service(console, workflow)
         console.print(
             f"State machine {workflow.platform.state_machine.name} "
-            f"({workflow.platform.state_machine.type}) from stack {assembly.stack_name}, "
-            "running in moto on this machine"
+            f"({workflow.platform.state_machine.type}) from stack {assembly.stack_name}"
         )
         executed = 0
         next_start = time.monotonic()
@@ -223,8 +229,12 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 (one linear
     )
     console.print(f"Handlers' JSON logs and metrics: {log_path}")
     console.print(f"Open the warehouse with: psql '{warehouse_dsn}'")
-    if server is not None:
-        console.print("The embedded PostgreSQL keeps running; `totes stop` stops it.")
+    kept = (
+        "the local AWS service and the embedded PostgreSQL keep"
+        if server
+        else ("the local AWS service keeps")
+    )
+    console.print(f"State is kept: {kept} running; `totes stop` stops them.")
     if failed:
         console.print(f"[red]{failed} of {executed} executions failed[/red]")
         return EXIT_FAILURE
@@ -233,11 +243,43 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 (one linear
 
 def _stop(args: argparse.Namespace) -> int:
     from totes_local.runtime.postgres import stop_embedded  # noqa: PLC0415
+    from totes_local.runtime.service import stop_service  # noqa: PLC0415
 
-    if stop_embedded(args.data_dir / "postgres"):
-        _console.print(f"Stopped the embedded PostgreSQL of {args.data_dir}")
+    data_dir = args.data_dir.resolve()
+    stopped = stop_service(data_dir)
+    if stopped is not None:
+        _console.print(
+            f"Stopped the local AWS service of {data_dir} (pid {stopped.pid}, "
+            f"{stopped.endpoint}) and its Lambda workers; its state is gone"
+        )
     else:
-        _console.print(f"No embedded PostgreSQL runs for {args.data_dir}")
+        _console.print(f"No local AWS service runs for {data_dir}")
+    if stop_embedded(data_dir / "postgres"):
+        _console.print(f"Stopped the embedded PostgreSQL of {data_dir} (its data is kept)")
+    else:
+        _console.print(f"No embedded PostgreSQL runs for {data_dir}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from totes_local.runtime.postgres import embedded_status  # noqa: PLC0415
+    from totes_local.runtime.service import find_service  # noqa: PLC0415
+
+    data_dir = args.data_dir.resolve()
+    _console.print(f"Data folder: {data_dir}")
+    service = find_service(data_dir)
+    if service is None:
+        _console.print("  local AWS service: not running")
+    else:
+        workers = service.worker_pids()
+        _console.print(
+            f"  local AWS service: running at {service.endpoint} (pid {service.pid}, moto "
+            f"{service.moto_version}, since {service.started}), {len(workers)} Lambda workers"
+        )
+    postgres = embedded_status(data_dir / "postgres")
+    _console.print(
+        f"  embedded PostgreSQL: {postgres}" if postgres else "  embedded PostgreSQL: not running"
+    )
     return 0
 
 
@@ -325,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
         "outcome of each state in the last execution",
     )
     run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard the local AWS state of this source and warehouse first (buckets, "
+        "watermarks, history); the warehouse is kept and stays exact",
+    )
+    run.add_argument(
         "--cdk-out",
         type=Path,
         metavar="DIR",
@@ -333,9 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
-    stop = commands.add_parser("stop", help="stop the embedded PostgreSQL that `run` started")
+    stop = commands.add_parser(
+        "stop", help="stop the local AWS service and the embedded PostgreSQL that `run` started"
+    )
     stop.add_argument("--data-dir", type=Path, default=Path(".totes"), help="as given to run")
     stop.set_defaults(handler=_stop)
+
+    status = commands.add_parser("status", help="what runs where: PostgreSQL, the local service")
+    status.add_argument("--data-dir", type=Path, default=Path(".totes"), help="as given to run")
+    status.set_defaults(handler=_status)
     return parser
 
 

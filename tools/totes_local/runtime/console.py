@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from totes_local.runtime.history import Outcome
-from totes_local.runtime.workflow import ExecutionReport, Progress, ProgressKind
+from totes_local.runtime.workflow import ExecutionReport, LocalWorkflow, Progress, ProgressKind
 
 _MARKS = {
     Outcome.SUCCEEDED: "[green]✔[/green]",
@@ -165,4 +165,39 @@ def print_outcome(console: Console, report: ExecutionReport) -> None:
         console.print(
             f"  freshness lag: {human_duration(lag)} (now minus the newest last_updated "
             "in the warehouse)"
+        )
+
+
+def print_service(console: Console, workflow: LocalWorkflow) -> None:
+    """Where the local AWS service runs, and whether this run continues earlier state.
+
+    Examples
+    --------
+    >>> print_service(Console(), workflow)  # doctest: +SKIP
+    Local AWS service: http://127.0.0.1:40321 (pid 4242, running since ...)
+    Local state: continued (watermarks, buckets and history of earlier runs of this pair)
+    """
+    start = workflow.service
+    if start is None:
+        return
+    service = start.service
+    if start.replaced_dead:
+        how = "started: the previous one had stopped or been killed, and its state with it"
+    elif start.started:
+        how = "started"
+    else:
+        how = f"running since {service.started}"
+    console.print(f"Local AWS service: {service.endpoint} (pid {service.pid}, {how})")
+    pair = workflow.platform.stack_name
+    if workflow.fresh:
+        console.print(f"Local state of {pair}: [yellow]fresh[/yellow] (--fresh discarded it)")
+    elif workflow.local_state == "continued":
+        console.print(
+            f"Local state of {pair}: continued (watermarks, buckets and history of earlier "
+            "runs against this source and warehouse)"
+        )
+    else:
+        console.print(
+            f"Local state of {pair}: [yellow]fresh[/yellow] (none kept for this source and "
+            "warehouse): everything is ingested again; the warehouse skips what it holds"
         )

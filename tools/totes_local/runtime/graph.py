@@ -137,7 +137,8 @@ def mermaid_flowchart(definition: Mapping[str, Any], history: ExecutionHistory) 
     definition
         The state machine definition, parsed.
     history
-        The execution to colour the states by (see :func:`totes_local.runtime.history.read_history`).
+        The execution to colour the states by (see
+        :func:`totes_local.runtime.history.read_history`).
 
     Examples
     --------

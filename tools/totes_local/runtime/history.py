@@ -237,30 +237,54 @@ def read_history(
     >>> read_history(definition, events).outcome("IngestTables")  # doctest: +SKIP
     <Outcome.SUCCEEDED: 'succeeded'>
     """
-    return _HistoryReader(definition, events).read()
+    follower = HistoryFollower(definition)
+    follower.feed(sorted(events, key=lambda event: int(event["id"])))
+    return follower.history
 
 
-class _HistoryReader:
-    def __init__(self, definition: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> None:
+class HistoryFollower:
+    """Builds an :class:`ExecutionHistory` from events as they arrive, each read once.
+
+    Events must come in the order of their ids (as ``GetExecutionHistory`` pages
+    them); each one is attributed when it arrives, by following its chain back
+    through the events already seen.
+
+    Examples
+    --------
+    >>> follower = HistoryFollower({"StartAt": "P", "States": {"P": {"Type": "Pass",
+    ...     "End": True}}})
+    >>> follower.feed([{"id": 1, "type": "PassStateEntered", "timestamp": "2025-01-01T00:00:00",
+    ...     "stateEnteredEventDetails": {"name": "P", "input": "{}"}}])
+    >>> follower.history.of_state("P")[0].left
+    False
+    """
+
+    def __init__(self, definition: Mapping[str, Any]) -> None:
         self.tree = state_tree(definition)
-        self.by_id = {int(event["id"]): event for event in events}
+        self.by_id: dict[int, Mapping[str, Any]] = {}
         self.history = ExecutionHistory(self.tree)
         self.entries: dict[int, StateEntry] = {}
 
-    def read(self) -> ExecutionHistory:
-        for event_id in sorted(self.by_id):
-            event = self.by_id[event_id]
-            event_type = str(event["type"])
-            kind = next((k for k in _CONTAINER_KINDS if event_type in _closing(k)), None)
-            if event_type.endswith("StateEntered"):
-                self._entered(event_id, event)
-            elif kind is not None:
-                self._container_closed(event_id, event, kind)
-            elif event_type.endswith("StateExited"):
-                self._exited(event_id, event)
-            elif event_type in _ATTEMPT_STARTS | _ATTEMPT_SUCCESSES | _ATTEMPT_FAILURES:
-                self._attempt(event_id, event)
-        return self.history
+    def feed(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Attribute new events (in id order) to the state entries they belong to."""
+        for event in events:
+            event_id = int(event["id"])
+            if event_id in self.by_id:
+                continue
+            self.by_id[event_id] = event
+            self._read(event_id, event)
+
+    def _read(self, event_id: int, event: Mapping[str, Any]) -> None:
+        event_type = str(event["type"])
+        kind = next((k for k in _CONTAINER_KINDS if event_type in _closing(k)), None)
+        if event_type.endswith("StateEntered"):
+            self._entered(event_id, event)
+        elif kind is not None:
+            self._container_closed(event_id, event, kind)
+        elif event_type.endswith("StateExited"):
+            self._exited(event_id, event)
+        elif event_type in _ATTEMPT_STARTS | _ATTEMPT_SUCCESSES | _ATTEMPT_FAILURES:
+            self._attempt(event_id, event)
 
     def _chain(self, event_id: int) -> Iterator[Mapping[str, Any]]:
         previous = self.by_id[event_id].get("previousEventId")

@@ -6,10 +6,15 @@ and fills the template's tokens (``Ref``, ``Fn::GetAtt``, ``Fn::Join``,
 deterministic names in one local account and region, so that the state machine
 definition and the functions' environment variables point at the buckets,
 table, topic and functions that the local runtime creates.
+
+The names start with an *instance name*: the stack's name, or the stack's name
+and a suffix, as when the same app is deployed twice under two stack names. The
+local service holds one instance per source and warehouse pair.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -30,6 +35,7 @@ _TOPIC = "AWS::SNS::Topic"
 _FUNCTION = "AWS::Lambda::Function"
 _STATE_MACHINE = "AWS::StepFunctions::StateMachine"
 _LOG_GROUP = "AWS::Logs::LogGroup"
+_LAYER = "AWS::Lambda::LayerVersion"
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 _DEFAULT_MEMORY_MB = 128
 _DEFAULT_TIMEOUT_S = 3
@@ -68,6 +74,15 @@ class LocalTopic:
 
 
 @dataclass(frozen=True)
+class LocalLayer:
+    """A layer of the stack whose zip is an asset of the cloud assembly."""
+
+    logical_id: str
+    name: str
+    zip_path: Path
+
+
+@dataclass(frozen=True)
 class LocalFunctionSpec:
     """A Lambda function of the stack: where its code is and what it runs with.
 
@@ -90,6 +105,9 @@ class LocalFunctionSpec:
     memory_mb: int
     timeout_s: int
     log_group: str
+    #: Logical ids of the stack's layers the function uses, in the template's order.
+    layers: tuple[str, ...] = ()
+    runtime: str = "python3.12"
 
 
 @dataclass(frozen=True)
@@ -125,6 +143,7 @@ class LocalPlatform:
     topics: tuple[LocalTopic, ...]
     functions: tuple[LocalFunctionSpec, ...]
     state_machine: LocalStateMachine
+    layers: tuple[LocalLayer, ...] = ()
 
     @classmethod
     def from_assembly(
@@ -133,8 +152,11 @@ class LocalPlatform:
         *,
         account: str = LOCAL_ACCOUNT,
         region: str = LOCAL_REGION,
+        instance_name: str | None = None,
     ) -> LocalPlatform:
         """Name every resource of the assembly's stack locally and resolve the tokens.
+
+        ``instance_name`` (default: the stack's name) starts every generated name.
 
         Raises
         ------
@@ -150,15 +172,28 @@ class LocalPlatform:
         >>> platform.state_machine.type  # doctest: +SKIP
         'EXPRESS'
         """
-        return _Resolver(assembly, account=account, region=region).platform()
+        return _Resolver(
+            assembly, account=account, region=region, instance_name=instance_name
+        ).platform()
+
+
+def _bounded(name: str, limit: int) -> str:
+    """``name`` cut to ``limit`` characters; a cut name ends in a digest of the whole, so it
+    stays unique, as CloudFormation's generated names do."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9].rstrip('-.')}-{digest}"
 
 
 class _Resolver:
-    def __init__(self, assembly: CloudAssembly, *, account: str, region: str) -> None:
+    def __init__(
+        self, assembly: CloudAssembly, *, account: str, region: str, instance_name: str | None
+    ) -> None:
         self.assembly = assembly
         self.account = account
         self.region = region
-        self.stack = assembly.stack_name
+        self.stack = instance_name or assembly.stack_name
         self.resources: dict[str, dict[str, Any]] = assembly.template["Resources"]
 
     def platform(self) -> LocalPlatform:
@@ -178,6 +213,7 @@ class _Resolver:
             topics=tuple(LocalTopic(i, self._name(i), self._ref(i)) for i in self._of_type(_TOPIC)),
             functions=tuple(self._function(i) for i in self._of_type(_FUNCTION)),
             state_machine=self._state_machine(machine_id),
+            layers=tuple(self._layer(i) for i in self._of_type(_LAYER)),
         )
 
     def _of_type(self, resource_type: str) -> list[str]:
@@ -202,15 +238,16 @@ class _Resolver:
             _FUNCTION: "FunctionName",
             _STATE_MACHINE: "StateMachineName",
             _LOG_GROUP: "LogGroupName",
+            _LAYER: "LayerName",
         }.get(resource_type)
         properties = self._properties(logical_id)
         if explicit and explicit in properties:
             return str(self.resolve(properties[explicit]))
         generated = f"{self.stack}-{logical_id}"
         if resource_type == _BUCKET:
-            return generated.lower()[:63].rstrip("-.")
+            return _bounded(generated.lower(), 63)
         if resource_type == _FUNCTION:
-            return generated[:64]
+            return _bounded(generated, 64)
         if resource_type == _LOG_GROUP:
             return f"/local/{generated}"
         return generated
@@ -226,6 +263,7 @@ class _Resolver:
             _FUNCTION: prefix.format("lambda") + f":function:{name}",
             _STATE_MACHINE: prefix.format("states") + f":stateMachine:{name}",
             _LOG_GROUP: prefix.format("logs") + f":log-group:{name}:*",
+            _LAYER: prefix.format("lambda") + f":layer:{name}:1",
             "AWS::IAM::Role": f"arn:aws:iam::{self.account}:role/{name}",
         }
         if resource_type not in arns:
@@ -247,7 +285,7 @@ class _Resolver:
         if name not in self.resources:
             raise UnresolvableTokenError(f"Ref to {name}, which is not a resource of {self.stack}")
         resource_type = self.resources[name]["Type"]
-        if resource_type in (_TOPIC, _STATE_MACHINE):
+        if resource_type in (_TOPIC, _STATE_MACHINE, _LAYER):
             return self._arn(name)
         if resource_type in (_BUCKET, _TABLE, _FUNCTION, _LOG_GROUP):
             return self._name(name)
@@ -332,6 +370,12 @@ class _Resolver:
                 f"function {logical_id} has no code asset the local runtime can find"
             )
         variables = properties.get("Environment", {}).get("Variables", {})
+        layers = tuple(
+            layer["Ref"]
+            for layer in properties.get("Layers", [])
+            if isinstance(layer, dict)
+            and self.resources.get(str(layer.get("Ref")), {}).get("Type") == _LAYER
+        )
         log_group = properties.get("LoggingConfig", {}).get("LogGroup")
         name = self._name(logical_id)
         return LocalFunctionSpec(
@@ -344,7 +388,16 @@ class _Resolver:
             memory_mb=int(properties.get("MemorySize", _DEFAULT_MEMORY_MB)),
             timeout_s=int(properties.get("Timeout", _DEFAULT_TIMEOUT_S)),
             log_group=str(self.resolve(log_group)) if log_group else f"/aws/lambda/{name}",
+            layers=layers,
+            runtime=str(properties.get("Runtime", "python3.12")),
         )
+
+    def _layer(self, logical_id: str) -> LocalLayer:
+        content = self._properties(logical_id).get("Content", {})
+        object_key = content.get("S3Key")
+        if not isinstance(object_key, str):
+            raise AssemblyFormatError(f"layer {logical_id} has no asset the local runtime can find")
+        return LocalLayer(logical_id, self._name(logical_id), self.assembly.asset_path(object_key))
 
     def _state_machine(self, logical_id: str) -> LocalStateMachine:
         properties = self._properties(logical_id)

@@ -39,6 +39,11 @@ class PostgresServer:
             self._handle.cleanup()
             self._handle = None
 
+    def shut_down(self) -> None:
+        """Stop an embedded server now, whatever other handles to it remain (``totes stop``)."""
+        if self._handle is not None:
+            self._handle.stop()
+
     def describe(self) -> str:
         """Where the server is, for people (no password)."""
         kind = "embedded PostgreSQL" if self.embedded else "PostgreSQL"
@@ -110,11 +115,33 @@ def stop_embedded(data_dir: Path) -> bool:
 
     The data stays in the folder; the next :func:`start_embedded` starts it again.
     """
-    if not (data_dir / "postmaster.pid").exists():
+    if embedded_status(data_dir) is None:
         return False
-    server = start_embedded(data_dir)
-    server.stop()
+    server = start_embedded(data_dir, keep_running=True)
+    # The wheel stops a server when its last handle closes, counting handles by process id;
+    # processes of earlier runs that left it running still count, so ask it to stop outright.
+    server.shut_down()
     return True
+
+
+def embedded_status(data_dir: Path) -> str | None:
+    """Where the embedded server of ``data_dir`` runs (pid and socket folder), or ``None``.
+
+    Examples
+    --------
+    >>> embedded_status(Path("/nonexistent")) is None
+    True
+    """
+    pid_file = data_dir / "postmaster.pid"
+    try:
+        lines = pid_file.read_text().splitlines()
+        pid = int(lines[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    port = lines[3] if len(lines) > 3 else "?"
+    socket_dir = lines[4] if len(lines) > 4 else str(data_dir)
+    return f"running (pid {pid}, port {port}, socket in {socket_dir}, data in {data_dir})"
 
 
 def find_or_start_server(data_dir: Path, *, environment_variable: str) -> PostgresServer:

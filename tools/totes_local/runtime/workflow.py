@@ -1,98 +1,69 @@
-"""The synthesised state machine, executed on this machine by moto with the real handlers.
+"""The synthesised state machine, run by the local AWS service, followed as a client.
 
-:class:`LocalWorkflow` is the deployed stack in miniature, inside one process:
+:class:`LocalWorkflow` is what ``totes run`` does with the cloud assembly:
 
-- moto, in-process, stands in for S3, DynamoDB, Secrets Manager, SNS, SQS,
-  CloudWatch, Lambda and Step Functions, with moto's Step Functions interpreter
-  enabled (``execute_state_machine``);
-- the buckets, the watermark table and the alert topic of the template are
-  created under local names, and the state machine is registered with the
-  template's own definition, its tokens filled with those names
-  (:class:`~totes_local.runtime.platform.LocalPlatform`);
-- every Lambda invoke the interpreter makes runs the function's real handler
-  from the cloud assembly, in the function's environment variables, with the
-  database DSNs given instead of Secrets Manager
-  (:class:`~totes_local.runtime.lambda_runtime.LocalLambdaService`);
-- an SQS queue subscribed to each topic keeps the notifications the state
-  machine publishes, as the alarm e-mail would receive them.
+- it makes sure the local AWS service of its data folder runs
+  (:mod:`totes_local.runtime.service`), starting one in the background if needed;
+- it deploys the stack into it under names of its own for this source and
+  warehouse pair (:mod:`totes_local.runtime.deployment`), keeping what earlier
+  runs left (watermarks, buckets, history) unless asked to start fresh;
+- it starts executions and follows each one's history page by page with
+  ``nextToken``, reading each event once, and builds the progress, the summary
+  and the graph from it.
 
-moto does not implement ``StartSyncExecution``: :meth:`LocalWorkflow.execute`
-starts an execution, polls ``DescribeExecution`` and reads
-``GetExecutionHistory`` for what each state did.
-
-Two seams of moto 5.2 are patched while a :class:`LocalWorkflow` runs, and only
-then: ``LambdaSimpleBackend.invoke`` (the Lambda service, see
-:mod:`totes_local.runtime.lambda_runtime`), and the execution's start time in the
-context object, which moto hands over as a ``datetime`` where AWS gives ISO 8601
-text (``$$.Execution.StartTime``, part of every run id).
-
-Local AWS state lives as long as the :class:`LocalWorkflow`: a new one starts
-with empty buckets and no watermarks, which costs a re-ingest and nothing more
-(the warehouse's load ledger and natural keys keep it exact).
+It speaks to the service through the AWS APIs only (boto3, with the service's
+endpoint): nothing here reaches into moto.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from unittest import mock
+from typing import Any
 
 from totes.errors import TotesError
-from totes.names import MetricName
+from totes.names import METRICS_NAMESPACE, SERVICE_NAME, MetricName
 from totes_local.runtime.assembly import CloudAssembly
+from totes_local.runtime.deployment import DeployResult, LocalDeployment
 from totes_local.runtime.graph import markdown_report
 from totes_local.runtime.history import (
     ExecutionHistory,
+    HistoryFollower,
     Outcome,
     StateEntry,
     containers_of,
-    read_history,
 )
-from totes_local.runtime.lambda_runtime import (
-    Invocation,
-    LocalFunction,
-    LocalLambdaService,
-    MetricDatum,
+from totes_local.runtime.platform import LOCAL_REGION, LocalPlatform
+from totes_local.runtime.service import (
+    LOCAL_CREDENTIALS,
+    ServiceStart,
+    ensure_service,
+    handler_log_path,
 )
-from totes_local.runtime.platform import LOCAL_ACCOUNT, LOCAL_REGION, LocalPlatform
 
-if TYPE_CHECKING:
-    from moto.core.config import DefaultConfig
-
-#: moto with its Step Functions interpreter on and Lambda answered in-process (no Docker).
-LOCAL_MOTO_CONFIG: DefaultConfig = {
-    "stepfunctions": {"execute_state_machine": True},
-    "lambda": {"use_docker": False},
-}
-#: Environment variables that could send a boto3 call past moto, or fail a session.
-_ISOLATING_UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL")
 _RUNNING = "RUNNING"
 #: States that are no stage of their own: a Parallel holds the stages; the end states last no time.
 _NOT_STAGES = frozenset({"Parallel", "Succeed", "Fail"})
-#: Polling beyond the definition's own TimeoutSeconds, before giving up on the interpreter.
+#: Following beyond the definition's own TimeoutSeconds, before giving up on the service.
 _STUCK_MARGIN_S = 60
 _DEFAULT_EXECUTION_TIMEOUT_S = 300
-
-
-class LocalRuntimeUnavailableError(TotesError):
-    """moto, which stands in for AWS, is not installed."""
+_HISTORY_PAGE = 1000
+#: Variables that tell a function where its databases are, instead of a secret's name.
+_DSN_VARIABLES = {
+    "SOURCE_SECRET_NAME": "TOTES_SOURCE_DSN",
+    "WAREHOUSE_SECRET_NAME": "TOTES_WAREHOUSE_DSN",
+}
 
 
 class ExecutionStuckError(TotesError):
     """An execution was still running well after its definition's timeout."""
-
-
-class StateNotFoundError(TotesError):
-    """No Task state of the definition has that name, or it invokes no function of the stack."""
 
 
 class ProgressKind(StrEnum):
@@ -125,7 +96,7 @@ class Notification:
 
 @dataclass
 class ExecutionReport:
-    """One execution: its status, what each state did, the handlers' invocations and metrics."""
+    """One execution: its status and what each state did, read from its history."""
 
     name: str
     arn: str
@@ -137,7 +108,11 @@ class ExecutionReport:
     output: Any
     definition: dict[str, Any]
     history: ExecutionHistory
-    invocations: list[Invocation] = field(default_factory=list)
+    #: ``continued`` earlier local state of this source and warehouse, or started ``fresh``.
+    local_state: str = "fresh"
+    #: Now minus the newest ``last_updated`` in the warehouse, as the load stage measured
+    #: it (its metric in CloudWatch); ``None`` when no fact table was loaded.
+    freshness_lag_s: float | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -175,17 +150,6 @@ class ExecutionReport:
         if isinstance(parsed, dict) and "errorMessage" in parsed:
             return str(parsed["errorMessage"])
         return self.cause
-
-    @property
-    def metrics(self) -> list[MetricDatum]:
-        """Every metric value the handlers emitted during this execution."""
-        return [datum for invocation in self.invocations for datum in invocation.metrics]
-
-    @property
-    def freshness_lag_s(self) -> float | None:
-        """Now minus the newest ``last_updated`` in the warehouse, as the load stage measured."""
-        lags = [d.value for d in self.metrics if d.name == MetricName.FRESHNESS_LAG_SECONDS]
-        return min(lags) if lags else None
 
     def stage_durations(self) -> dict[str, float | None]:
         """Seconds per stage: each state that is not an item of a Map, in the order they began.
@@ -247,6 +211,7 @@ class ExecutionReport:
             "execution_arn": self.arn,
             "run_id": self.run_id,
             "status": self.status,
+            "local_state": self.local_state,
             "started": self.started.isoformat(),
             "duration_s": round(self.duration_s, 3),
             "error": self.error,
@@ -314,63 +279,22 @@ def new_execution_name(now: datetime | None = None) -> str:
     return f"local-{moment:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
-def aws_timestamp(moment: datetime) -> str:
-    """A time as Step Functions writes it in the context object: UTC, milliseconds, ``Z``.
+def pair_id(source_dsn: str | None, warehouse_dsn: str | None) -> str:
+    """The short id of a source and warehouse pair: its local state's own name.
 
     Examples
     --------
-    >>> aws_timestamp(datetime(2019, 3, 26, 20, 14, 13, 192_000, tzinfo=UTC))
-    '2019-03-26T20:14:13.192Z'
+    >>> pair_id("dbname=a", "dbname=b") == pair_id("dbname=a", "dbname=b")
+    True
+    >>> pair_id("dbname=a", "dbname=b") == pair_id("dbname=a", "dbname=c")
+    False
     """
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@contextmanager
-def _context_start_time_as_text() -> Iterator[None]:
-    """Give the interpreter's ``$$.Execution.StartTime`` the ISO 8601 text AWS gives.
-
-    moto 5.2 puts the start ``datetime`` object into the context object, so a state
-    that reads it (``States.Format('{}-{}', $$.Execution.StartTime, ...)``) fails
-    with ``States.Runtime`` ("datetime is not JSON serializable").
-    """
-    from moto.stepfunctions.parser.asl.eval.evaluation_details import (  # noqa: PLC0415
-        ExecutionDetails,
-    )
-    from moto.stepfunctions.parser.backend.execution import Execution  # noqa: PLC0415
-
-    original = Execution.get_start_execution_details
-
-    def start_execution_details(execution: Any) -> Any:
-        details = original(execution)
-        if isinstance(details.start_time, datetime):
-            return ExecutionDetails(
-                arn=details.arn,
-                name=details.name,
-                role_arn=details.role_arn,
-                inpt=details.inpt,
-                start_time=aws_timestamp(details.start_time),
-            )
-        return details
-
-    with mock.patch.object(Execution, "get_start_execution_details", start_execution_details):
-        yield
-
-
-@contextmanager
-def _isolated_environment() -> Iterator[None]:
-    saved = {
-        name: os.environ.pop(name)
-        for name in list(os.environ)
-        if name in _ISOLATING_UNSET or name.startswith("AWS_ENDPOINT_URL_")
-    }
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
+    digest = hashlib.sha256(f"{source_dsn}\n{warehouse_dsn}".encode()).hexdigest()
+    return digest[:8]
 
 
 class LocalWorkflow:
-    """The stack's state machine and functions, running against moto in this process.
+    """The stack's state machine in the local AWS service, for one source and warehouse.
 
     Parameters
     ----------
@@ -378,19 +302,21 @@ class LocalWorkflow:
         The synthesised cloud assembly (see :func:`totes_local.runtime.assembly.synthesise`).
     source_dsn, warehouse_dsn
         Given to the functions as ``TOTES_SOURCE_DSN`` / ``TOTES_WAREHOUSE_DSN``
-        instead of the Secrets Manager secrets they would read in AWS.
-    log_path
-        JSON-lines file for the handlers' logs and metrics (appended to).
+        instead of the Secrets Manager secrets they read in AWS.
+    data_dir
+        The data folder of the local service (``.totes``); handler logs go to
+        ``logs/pipeline.jsonl`` inside it.
     extra_environment
         More environment variables for every function (e.g. ``INGEST_MAX_ROWS``).
+    fresh
+        Discard this pair's earlier local state (buckets, watermarks, history) first.
     poll_interval_s
-        Seconds between two looks at a running execution.
+        Seconds between two looks at a running execution that had nothing new.
 
     Examples
     --------
-    >>> assembly = synthesise(find_project_root(), Path(".totes/cdk.out"))  # doctest: +SKIP
     >>> with LocalWorkflow(assembly, source_dsn=src, warehouse_dsn=wh,  # doctest: +SKIP
-    ...                    log_path=Path(".totes/logs/pipeline.jsonl")) as workflow:
+    ...                    data_dir=Path(".totes")) as workflow:
     ...     report = workflow.execute()
     >>> report.status  # doctest: +SKIP
     'SUCCEEDED'
@@ -402,24 +328,39 @@ class LocalWorkflow:
         *,
         source_dsn: str | None,
         warehouse_dsn: str | None,
-        log_path: Path,
-        region: str = LOCAL_REGION,
-        account: str = LOCAL_ACCOUNT,
+        data_dir: Path,
         extra_environment: Mapping[str, str] | None = None,
-        poll_interval_s: float = 0.1,
+        fresh: bool = False,
+        poll_interval_s: float = 0.02,
     ) -> None:
-        self.platform = LocalPlatform.from_assembly(assembly, account=account, region=region)
+        self.assembly = assembly
         self.source_dsn = source_dsn
         self.warehouse_dsn = warehouse_dsn
-        self.log_path = log_path
+        self.data_dir = data_dir
         self.extra_environment = dict(extra_environment or {})
+        self.fresh = fresh
         self.poll_interval_s = poll_interval_s
+        self.platform = LocalPlatform.from_assembly(
+            assembly,
+            region=LOCAL_REGION,
+            instance_name=f"{assembly.stack_name}-{pair_id(source_dsn, warehouse_dsn)}",
+        )
         self.state_machine_arn = self.platform.state_machine.arn
         self.definition = self.platform.state_machine.definition_json
-        self.lambda_service: LocalLambdaService | None = None
-        self._stack = ExitStack()
+        self.service: ServiceStart | None = None
+        self.deployed: DeployResult | None = None
+        self._deployment: LocalDeployment | None = None
         self._clients: dict[str, Any] = {}
-        self._queue_url: str | None = None
+
+    @property
+    def log_path(self) -> Path:
+        """The JSON-lines file of the handlers' logs and metrics."""
+        return handler_log_path(self.data_dir)
+
+    @property
+    def local_state(self) -> str:
+        """``continued`` when earlier local state of this pair was found, else ``fresh``."""
+        return "continued" if self.deployed is not None and self.deployed.continued else "fresh"
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -431,145 +372,76 @@ class LocalWorkflow:
         self.stop()
 
     def start(self) -> None:
-        """Start moto, create the stack's resources, register the state machine.
+        """Make sure the service runs and the stack is deployed in it, as it is now.
 
         Raises
         ------
-        LocalRuntimeUnavailableError
-            moto is not installed.
+        LocalServiceError
+            The local AWS service did not start.
 
         Examples
         --------
-        >>> workflow = LocalWorkflow(assembly, source_dsn=src, warehouse_dsn=wh,  # doctest: +SKIP
-        ...                          log_path=Path("pipeline.jsonl"))
         >>> workflow.start()  # doctest: +SKIP
         """
-        try:
-            from moto import mock_aws  # noqa: PLC0415 (only the local runtime needs moto)
-        except ImportError as exc:
-            raise LocalRuntimeUnavailableError(
-                "running the workflow locally needs moto: pip install 'totes[local]'"
-            ) from exc
-        self._stack = ExitStack()
-        try:
-            self._stack.enter_context(_isolated_environment())
-            self._stack.enter_context(mock_aws(config=LOCAL_MOTO_CONFIG))
-            self._stack.enter_context(_context_start_time_as_text())
-            self._create_resources()
-            self.lambda_service = LocalLambdaService(
-                self.platform.functions,
-                log_path=self.log_path,
-                region=self.platform.region,
-                environment_overrides=self._environment_overrides(),
-                cloudwatch=self._client("cloudwatch"),
-            )
-            self._stack.enter_context(self.lambda_service)
-        except BaseException:
-            self.stop()
-            raise
+        self.service = ensure_service(self.data_dir)
+        self._clients.clear()
+        self._deployment = LocalDeployment(self.platform, self.client, self._function_environment())
+        if self.fresh:
+            self._deployment.destroy()
+        self.deployed = self._deployment.deploy()
 
     def stop(self) -> None:
-        """Stop the functions and moto; every local AWS resource is gone afterwards.
+        """Forget the clients; the service and its state keep running (``totes stop`` ends them).
 
         Examples
         --------
         >>> workflow.stop()  # doctest: +SKIP
         """
-        stack, self._stack = self._stack, ExitStack()
-        self.lambda_service = None
         self._clients.clear()
-        stack.close()
 
-    def _client(self, service: str) -> Any:
+    def client(self, service: str) -> Any:
+        """A boto3 client of the local service."""
+        if self.service is None:
+            raise RuntimeError("the local workflow is not started")
         if service not in self._clients:
             import boto3  # noqa: PLC0415
 
-            self._clients[service] = boto3.client(service, region_name=self.platform.region)
+            self._clients[service] = boto3.client(
+                service,
+                region_name=self.platform.region,
+                endpoint_url=self.service.service.endpoint,
+                aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            )
         return self._clients[service]
 
-    def _create_resources(self) -> None:
-        s3 = self._client("s3")
-        for bucket in self.platform.buckets:
-            options = (
-                {}
-                if self.platform.region == "us-east-1"
-                else {"CreateBucketConfiguration": {"LocationConstraint": self.platform.region}}
-            )
-            s3.create_bucket(Bucket=bucket.name, **options)
-            if bucket.versioned:
-                s3.put_bucket_versioning(
-                    Bucket=bucket.name, VersioningConfiguration={"Status": "Enabled"}
-                )
-        dynamodb = self._client("dynamodb")
-        for table in self.platform.tables:
-            dynamodb.create_table(
-                TableName=table.name,
-                KeySchema=table.key_schema,
-                AttributeDefinitions=table.attribute_definitions,
-                BillingMode="PAY_PER_REQUEST",
-            )
-        sns, sqs = self._client("sns"), self._client("sqs")
-        if self.platform.topics:
-            queue = sqs.create_queue(QueueName=f"{self.platform.stack_name}-local-notifications")
-            self._queue_url = queue["QueueUrl"]
-            queue_arn = sqs.get_queue_attributes(
-                QueueUrl=self._queue_url, AttributeNames=["QueueArn"]
-            )["Attributes"]["QueueArn"]
-        for topic in self.platform.topics:
-            created = sns.create_topic(Name=topic.name)["TopicArn"]
-            if created != topic.arn:
-                raise RuntimeError(f"moto named topic {topic.name} {created}, not {topic.arn}")
-            sns.subscribe(TopicArn=created, Protocol="sqs", Endpoint=queue_arn)
-        machine = self.platform.state_machine
-        created_machine = self._client("stepfunctions").create_state_machine(
-            name=machine.name,
-            definition=machine.definition,
-            roleArn=machine.role_arn,
-            type=machine.type,
-        )
-        self.state_machine_arn = created_machine["stateMachineArn"]
-
-    def _environment_overrides(self) -> dict[str, dict[str, str]]:
-        overrides: dict[str, dict[str, str]] = {}
+    def _function_environment(self) -> dict[str, dict[str, str]]:
+        environment: dict[str, dict[str, str]] = {}
+        dsns = {"TOTES_SOURCE_DSN": self.source_dsn, "TOTES_WAREHOUSE_DSN": self.warehouse_dsn}
         for function in self.platform.functions:
             variables = dict(self.extra_environment)
             # A function that reads a database secret in AWS gets the DSN itself here.
-            if "SOURCE_SECRET_NAME" in function.environment and self.source_dsn:
-                variables["TOTES_SOURCE_DSN"] = self.source_dsn
-            if "WAREHOUSE_SECRET_NAME" in function.environment and self.warehouse_dsn:
-                variables["TOTES_WAREHOUSE_DSN"] = self.warehouse_dsn
-            overrides[function.name] = variables
-        return overrides
+            for secret_variable, dsn_variable in _DSN_VARIABLES.items():
+                dsn = dsns[dsn_variable]
+                if secret_variable in function.environment and dsn:
+                    variables[dsn_variable] = dsn
+            environment[function.logical_id] = variables
+        return environment
 
     # -- using it -------------------------------------------------------------------------
 
-    def function_for_state(self, state_name: str) -> LocalFunction:
-        """The function a Task state invokes (to inspect, or patch for a test).
-
-        Raises
-        ------
-        StateNotFoundError
-            No Task state has that name, or its resource is not a function of the stack.
+    def function_name(self, logical_id_prefix: str) -> str:
+        """The local name of the function whose logical id starts with the prefix.
 
         Examples
         --------
-        >>> workflow.function_for_state("IngestTable").module.ingest_table  # doctest: +SKIP
-        <function ingest_table at ...>
+        >>> workflow.function_name("FunctionsIngest")  # doctest: +SKIP
+        'TotesDataPlatform-1a2b3c4d-FunctionsIngest66EFBB2C'
         """
-        if self.lambda_service is None:
-            raise RuntimeError("the local workflow is not running")
-        state = read_history(self.definition, []).tree.get(state_name)
-        if state is None or state.type != "Task":
-            raise StateNotFoundError(f"the state machine has no Task state {state_name!r}")
-        resource = state.definition.get("Resource", "")
-        if resource.startswith("arn:aws:states:::lambda:invoke"):
-            resource = state.definition.get("Parameters", {}).get("FunctionName", "")
-        try:
-            return self.lambda_service.function(str(resource))
-        except KeyError as exc:
-            raise StateNotFoundError(
-                f"state {state_name!r} invokes {resource}, which is not a function of the stack"
-            ) from exc
+        for function in self.platform.functions:
+            if function.logical_id.startswith(logical_id_prefix):
+                return function.name
+        raise KeyError(logical_id_prefix)
 
     def execute(
         self,
@@ -578,7 +450,7 @@ class LocalWorkflow:
         execution_input: Mapping[str, Any] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> ExecutionReport:
-        """Start one execution, follow it to its end, and report what it did.
+        """Start one execution, follow its history to the end, and report what it did.
 
         Parameters
         ----------
@@ -600,11 +472,8 @@ class LocalWorkflow:
         >>> report.tables()["sales_order"]  # doctest: +SKIP
         {'ingested': 11175}
         """
-        if self.lambda_service is None:
-            raise RuntimeError("the local workflow is not running")
-        sfn = self._client("stepfunctions")
+        sfn = self.client("stepfunctions")
         name = name or new_execution_name()
-        first_invocation = len(self.lambda_service.invocations)
         arn = sfn.start_execution(
             stateMachineArn=self.state_machine_arn,
             name=name,
@@ -612,14 +481,21 @@ class LocalWorkflow:
         )["executionArn"]
         limit = float(self.definition.get("TimeoutSeconds", _DEFAULT_EXECUTION_TIMEOUT_S))
         deadline = time.monotonic() + limit + _STUCK_MARGIN_S
+        follower = HistoryFollower(self.definition)
         reported: set[tuple[int, ProgressKind]] = set()
+        token: str | None = None
         while True:
-            description = sfn.describe_execution(executionArn=arn)
-            history = read_history(self.definition, self._events(arn))
-            running = description["status"] == _RUNNING
-            if on_progress is not None:
-                self._report_progress(history, reported, on_progress, final=not running)
-            if not running:
+            page = sfn.get_execution_history(
+                executionArn=arn,
+                maxResults=_HISTORY_PAGE,
+                **({"nextToken": token} if token else {}),
+            )
+            follower.feed(page["events"])
+            token = page.get("nextToken")
+            # Without a token the execution has ended and every event has been read.
+            if on_progress is not None and (page["events"] or token is None):
+                _report_progress(follower.history, reported, on_progress, final=token is None)
+            if token is None:
                 break
             if time.monotonic() > deadline:
                 sfn.stop_execution(executionArn=arn, error="LocalRuntimeStuck")
@@ -627,7 +503,9 @@ class LocalWorkflow:
                     f"execution {name} was still running {limit + _STUCK_MARGIN_S:.0f} s "
                     "after it started"
                 )
-            time.sleep(self.poll_interval_s)
+            if len(page["events"]) < _HISTORY_PAGE:
+                time.sleep(self.poll_interval_s)
+        description = sfn.describe_execution(executionArn=arn)
         output = description.get("output")
         return ExecutionReport(
             name=name,
@@ -639,52 +517,25 @@ class LocalWorkflow:
             cause=description.get("cause"),
             output=json.loads(output) if output else None,
             definition=self.definition,
-            history=history,
-            invocations=list(self.lambda_service.invocations[first_invocation:]),
+            history=follower.history,
+            local_state=self.local_state,
+            freshness_lag_s=self._freshness_lag(description),
         )
 
-    def _events(self, arn: str) -> list[dict[str, Any]]:
-        paginator = self._client("stepfunctions").get_paginator("get_execution_history")
-        return [event for page in paginator.paginate(executionArn=arn) for event in page["events"]]
-
-    def _report_progress(
-        self,
-        history: ExecutionHistory,
-        reported: set[tuple[int, ProgressKind]],
-        on_progress: Callable[[Progress], None],
-        *,
-        final: bool,
-    ) -> None:
-        news: list[tuple[datetime, int, Progress]] = []
-        closed_maps = {
-            entry.name for entry in history.entries if entry.type == "Map" and entry.left
-        }
-        for entry in history.entries:
-            map_state = _map_of(history, entry.name)
-            items = _map_items(history, entry)
-            if (entry.event_id, ProgressKind.ENTERED) not in reported:
-                reported.add((entry.event_id, ProgressKind.ENTERED))
-                progress = Progress(ProgressKind.ENTERED, entry, map_state, items)
-                news.append((entry.started, 0, progress))
-            # A failed attempt may yet be retried: a state has finished once it has left,
-            # once the Map around it has closed, or once the execution has ended.
-            finished = (
-                entry.left
-                or final
-                or (entry.outcome is Outcome.FAILED and map_state in closed_maps)
-            )
-            if finished and (entry.event_id, ProgressKind.FINISHED) not in reported:
-                reported.add((entry.event_id, ProgressKind.FINISHED))
-                progress = Progress(ProgressKind.FINISHED, entry, map_state, items)
-                # At the same instant, what lies inside a container finishes before it.
-                depth = (
-                    len(containers_of(history.tree, entry.name))
-                    if entry.name in history.tree
-                    else 0
-                )
-                news.append((entry.ended or entry.started, -depth, progress))
-        for _, _, progress in sorted(news, key=lambda news_item: news_item[:2]):
-            on_progress(progress)
+    def _freshness_lag(self, description: Mapping[str, Any]) -> float | None:
+        # The metric the freshness alarm watches, as the handlers emitted it in this execution.
+        started: datetime = description["startDate"]
+        stopped: datetime = description.get("stopDate") or datetime.now(UTC)
+        points = self.client("cloudwatch").get_metric_statistics(
+            Namespace=METRICS_NAMESPACE,
+            MetricName=MetricName.FRESHNESS_LAG_SECONDS,
+            Dimensions=[{"Name": "service", "Value": SERVICE_NAME}],
+            StartTime=started,
+            EndTime=stopped + timedelta(seconds=1),
+            Period=1,
+            Statistics=["Minimum"],
+        )["Datapoints"]
+        return min((float(point["Minimum"]) for point in points), default=None)
 
     def notifications(self) -> list[Notification]:
         """Messages published to the stack's topics since the last call (oldest first).
@@ -694,13 +545,14 @@ class LocalWorkflow:
         >>> [n.subject for n in workflow.notifications()]  # doctest: +SKIP
         ['totes data platform: a pipeline execution failed']
         """
-        if self._queue_url is None:
+        queue_url = self._deployment.queue_url if self._deployment else None
+        if queue_url is None:
             return []
-        sqs = self._client("sqs")
+        sqs = self.client("sqs")
         found: list[Notification] = []
         while True:
             messages = sqs.receive_message(
-                QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
             ).get("Messages", [])
             if not messages:
                 return found
@@ -713,4 +565,36 @@ class LocalWorkflow:
                         message=str(envelope.get("Message")),
                     )
                 )
-                sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _report_progress(
+    history: ExecutionHistory,
+    reported: set[tuple[int, ProgressKind]],
+    on_progress: Callable[[Progress], None],
+    *,
+    final: bool,
+) -> None:
+    news: list[tuple[datetime, int, Progress]] = []
+    closed_maps = {entry.name for entry in history.entries if entry.type == "Map" and entry.left}
+    for entry in history.entries:
+        map_state = _map_of(history, entry.name)
+        items = _map_items(history, entry)
+        if (entry.event_id, ProgressKind.ENTERED) not in reported:
+            reported.add((entry.event_id, ProgressKind.ENTERED))
+            news.append((entry.started, 0, Progress(ProgressKind.ENTERED, entry, map_state, items)))
+        # A failed attempt may yet be retried: a state has finished once it has left,
+        # once the Map around it has closed, or once the execution has ended.
+        finished = (
+            entry.left or final or (entry.outcome is Outcome.FAILED and map_state in closed_maps)
+        )
+        if finished and (entry.event_id, ProgressKind.FINISHED) not in reported:
+            reported.add((entry.event_id, ProgressKind.FINISHED))
+            progress = Progress(ProgressKind.FINISHED, entry, map_state, items)
+            # At the same instant, what lies inside a container finishes before it.
+            depth = (
+                len(containers_of(history.tree, entry.name)) if entry.name in history.tree else 0
+            )
+            news.append((entry.ended or entry.started, -depth, progress))
+    for _, _, progress in sorted(news, key=lambda news_item: news_item[:2]):
+        on_progress(progress)

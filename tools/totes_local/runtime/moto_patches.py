@@ -1,0 +1,285 @@
+"""Every behaviour of moto that the local AWS service relies on beyond moto's public API.
+
+The local service is moto in server mode plus three changes, all made here and
+nowhere else, each checked against the moto release range it was written for
+(:data:`SUPPORTED_MOTO`), so that a moto upgrade fails loudly at start-up
+instead of quietly behaving differently:
+
+``lambda-invoke``
+    ``LambdaSimpleBackend.invoke`` (moto's Lambda without Docker) echoes the
+    payload back. The service replaces it with a dispatcher that runs the
+    function in a worker process (:mod:`totes_local.runtime.lambda_workers`).
+``execution-start-time``
+    moto puts the execution's start ``datetime`` into the context object, where
+    AWS gives ISO 8601 text; ``$$.Execution.StartTime`` is part of every run id.
+``history-pages``
+    moto's ``GetExecutionHistory`` ignores ``maxResults`` and ``nextToken`` and
+    returns every event each time. The service answers in pages, as Step
+    Functions does, so that a client reads each event once. While the execution
+    runs, the last page also carries a token: it continues from the next event
+    that will be written (AWS offers no history for Express executions at all;
+    see ADR 7).
+
+Each check raises :class:`UnsupportedMotoError`; ``tests/integration`` holds a
+test per patch that shows moto still behaves as the patch assumes.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+from totes.errors import TotesError
+from totes_local.runtime.lambda_workers import FunctionSnapshot
+
+#: The moto releases these patches were written for and verified with (pyproject pins it).
+SUPPORTED_MOTO = ((5, 2), (5, 3))
+#: What Step Functions allows per page of GetExecutionHistory, and its default.
+_MAX_PAGE = 1000
+_DEFAULT_PAGE = 100
+
+#: ``(function, raw payload, response headers) -> payload``: how an invoke is answered.
+InvokeDispatcher = Callable[[FunctionSnapshot, bytes, dict[str, str]], bytes]
+
+
+class UnsupportedMotoError(TotesError):
+    """The installed moto is outside the range the local service's patches were written for."""
+
+
+def moto_version() -> tuple[int, int]:
+    """The installed moto release as ``(major, minor)``.
+
+    Examples
+    --------
+    >>> moto_version() >= (5, 0)
+    True
+    """
+    major, minor, *_ = metadata.version("moto").split(".")
+    return int(major), int(minor)
+
+
+def check_moto_version() -> None:
+    """Refuse a moto release the patches were not written for.
+
+    Raises
+    ------
+    UnsupportedMotoError
+        moto is older than 5.2 or 5.3 and newer.
+
+    Examples
+    --------
+    >>> check_moto_version()
+    """
+    low, high = SUPPORTED_MOTO
+    found = moto_version()
+    if not low <= found < high:
+        raise UnsupportedMotoError(
+            f"the local AWS service supports moto {low[0]}.{low[1]}.x only, found "
+            f"{metadata.version('moto')}: install the version pyproject.toml pins"
+        )
+
+
+def _require_parameters(function: Callable[..., Any], names: tuple[str, ...], what: str) -> None:
+    found = tuple(inspect.signature(function).parameters)
+    if found[: len(names)] != names:
+        raise UnsupportedMotoError(
+            f"moto's {what} takes {found}, the local service expects {names}: moto changed"
+        )
+
+
+def aws_timestamp(moment: datetime) -> str:
+    """A time as Step Functions writes it in the context object: UTC, milliseconds, ``Z``.
+
+    Examples
+    --------
+    >>> aws_timestamp(datetime(2019, 3, 26, 20, 14, 13, 192_000, tzinfo=UTC))
+    '2019-03-26T20:14:13.192Z'
+    """
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def page_token(offset: int) -> str:
+    """The opaque ``nextToken`` of the history page that starts at event ``offset``.
+
+    Examples
+    --------
+    >>> page_offset(page_token(250))
+    250
+    """
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def page_offset(token: str | None) -> int:
+    """The event offset a ``nextToken`` stands for (0 without one).
+
+    Raises
+    ------
+    ValueError
+        The token was not made by :func:`page_token`.
+
+    Examples
+    --------
+    >>> page_offset(None)
+    0
+    """
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a history page token: {token!r}") from exc
+    if not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"not a history page token: {token!r}")
+    return offset
+
+
+def history_page(
+    events: list[dict[str, Any]], *, token: str | None, max_results: int, running: bool
+) -> dict[str, Any]:
+    """One page of an execution's events, as ``GetExecutionHistory`` answers it.
+
+    Examples
+    --------
+    >>> events = [{"id": n} for n in range(1, 4)]
+    >>> first = history_page(events, token=None, max_results=2, running=False)
+    >>> [e["id"] for e in first["events"]], "nextToken" in first
+    ([1, 2], True)
+    >>> rest = history_page(events, token=first["nextToken"], max_results=2, running=False)
+    >>> [e["id"] for e in rest["events"]], "nextToken" in rest
+    ([3], False)
+    >>> "nextToken" in history_page(events, token=first["nextToken"], max_results=2, running=True)
+    True
+    """
+    size = max_results if 0 < max_results <= _MAX_PAGE else _DEFAULT_PAGE
+    start = page_offset(token)
+    page = events[start : start + size]
+    end = start + len(page)
+    answer: dict[str, Any] = {"events": page}
+    if end < len(events) or running:
+        answer["nextToken"] = page_token(end)
+    return answer
+
+
+def install(dispatch: InvokeDispatcher) -> None:
+    """Apply the three patches to moto in this process (the service's, before it serves).
+
+    Raises
+    ------
+    UnsupportedMotoError
+        moto is outside :data:`SUPPORTED_MOTO`, or a patched method changed shape.
+
+    Examples
+    --------
+    >>> install(lambda function, payload, headers: payload)  # doctest: +SKIP
+    """
+    check_moto_version()
+    _patch_lambda_invoke(dispatch)
+    _patch_execution_start_time()
+    _patch_history_pages()
+
+
+def _patch_lambda_invoke(dispatch: InvokeDispatcher) -> None:
+    from moto.awslambda_simple.models import LambdaSimpleBackend  # noqa: PLC0415
+
+    _require_parameters(
+        LambdaSimpleBackend.invoke,
+        ("self", "function_name", "qualifier", "body", "headers", "response_headers"),
+        "LambdaSimpleBackend.invoke",
+    )
+
+    def invoke(  # noqa: PLR0917 (the signature of the method it replaces)
+        backend: Any,
+        function_name: str,
+        qualifier: str | None,
+        body: Any,
+        headers: Any,
+        response_headers: dict[str, str],
+    ) -> bytes:
+        function = backend.get_function(function_name, qualifier)
+        payload = body.encode() if isinstance(body, str) else (body or b"")
+        return dispatch(_snapshot(backend, function), payload, response_headers)
+
+    LambdaSimpleBackend.invoke = invoke
+
+
+def _snapshot(backend: Any, function: Any) -> FunctionSnapshot:
+    """The configuration and code of moto's function model, with its layers' zips."""
+    layers: list[tuple[str, bytes]] = []
+    for layer in function.layers:
+        version = backend.layers_versions_by_arn(layer["Arn"])
+        if version is not None:
+            layers.append((str(version.code_sha_256), bytes(version.code_bytes)))
+    logging_config = getattr(function, "logging_config", None) or {}
+    return FunctionSnapshot(
+        name=str(function.function_name),
+        arn=str(function.function_arn),
+        handler=str(function.handler),
+        timeout_s=float(function.timeout),
+        memory_mb=int(function.memory_size),
+        environment=dict(function.environment_vars or {}),
+        code=bytes(function.code_bytes),
+        code_sha256=str(function.code_sha_256),
+        layers=tuple(layers),
+        log_group=str(logging_config.get("LogGroup") or f"/aws/lambda/{function.function_name}"),
+    )
+
+
+def _patch_execution_start_time() -> None:
+    from moto.stepfunctions.parser.asl.eval.evaluation_details import (  # noqa: PLC0415
+        ExecutionDetails,
+    )
+    from moto.stepfunctions.parser.backend.execution import Execution  # noqa: PLC0415
+
+    _require_parameters(
+        ExecutionDetails.__init__,
+        ("self", "arn", "name", "role_arn", "inpt", "start_time"),
+        "ExecutionDetails",
+    )
+    original = Execution.get_start_execution_details
+
+    def start_execution_details(execution: Any) -> Any:
+        details = original(execution)
+        if isinstance(details.start_time, datetime):
+            return ExecutionDetails(
+                arn=details.arn,
+                name=details.name,
+                role_arn=details.role_arn,
+                inpt=details.inpt,
+                start_time=aws_timestamp(details.start_time),
+            )
+        return details
+
+    Execution.get_start_execution_details = start_execution_details
+
+
+def _patch_history_pages() -> None:
+    from moto.core.responses import ActionResult  # noqa: PLC0415
+    from moto.stepfunctions.responses import StepFunctionResponse  # noqa: PLC0415
+
+    def get_execution_history(response: Any) -> Any:
+        arn = response._get_param("executionArn")
+        backend = response.stepfunction_backend
+        # Status first: events written after a RUNNING look are fetched with the token.
+        status = getattr(backend.describe_execution(arn).exec_status, "value", None)
+        events = list(backend.get_execution_history(arn)["events"])
+        try:
+            page = history_page(
+                events,
+                token=response._get_param("nextToken"),
+                max_results=int(response._get_param("maxResults") or 0),
+                running=status == "RUNNING",
+            )
+        except ValueError as exc:
+            from moto.stepfunctions.exceptions import InvalidToken  # noqa: PLC0415
+
+            raise InvalidToken(str(exc)) from exc
+        return ActionResult(page)
+
+    if not hasattr(StepFunctionResponse, "get_execution_history"):
+        raise UnsupportedMotoError("moto's Step Functions has no get_execution_history: changed")
+    StepFunctionResponse.get_execution_history = get_execution_history

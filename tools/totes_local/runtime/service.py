@@ -1,0 +1,367 @@
+"""The local AWS service: moto in server mode in a background process, with Lambda workers.
+
+``totes run`` starts it when none is running for its data folder and leaves it
+running, like the embedded PostgreSQL; ``totes stop`` stops it. While it runs,
+everything a deployed stack keeps persists between ``totes run`` invocations:
+buckets, watermarks, transform state, rejects, execution history, metrics and
+SNS messages. It listens on 127.0.0.1 only, on a free port recorded in
+``<data dir>/local-aws/service.json``.
+
+Run as ``python -m totes_local.runtime.service --data-dir DIR``; the functions
+here that a client calls (:func:`ensure_service`, :func:`find_service`,
+:func:`stop_service`) never touch moto's internals: they start and stop the
+process and ask it questions over HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess  # nosec B404
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from totes.errors import TotesError
+from totes_local.runtime.emf import MetricDatum
+from totes_local.runtime.platform import LOCAL_REGION
+
+#: Credentials every client of the local service uses; moto accepts any.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+_HOST = "127.0.0.1"
+_STATE_FILE = "service.json"
+_START_TIMEOUT_S = 60.0
+_STOP_TIMEOUT_S = 10.0
+#: moto with its Step Functions interpreter on and Lambda answered without Docker.
+_MOTO_CONFIG = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+
+
+class LocalServiceError(TotesError):
+    """The local AWS service did not start, or does not answer."""
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """A running local AWS service: its process, port and data folder."""
+
+    pid: int
+    port: int
+    data_dir: Path
+    started: str
+    moto_version: str
+
+    @property
+    def endpoint(self) -> str:
+        """The URL every AWS client of the local service uses."""
+        return f"http://{_HOST}:{self.port}"
+
+    def worker_pids(self) -> list[int]:
+        """The Lambda worker processes the service runs now."""
+        return _children_of(self.pid)
+
+
+def service_folder(data_dir: Path) -> Path:
+    """Where the service keeps its state file and unpacked Lambda code."""
+    return data_dir / "local-aws"
+
+
+def handler_log_path(data_dir: Path) -> Path:
+    """The JSON-lines file that receives every handler's logs and metrics."""
+    return data_dir / "logs" / "pipeline.jsonl"
+
+
+def _state_path(data_dir: Path) -> Path:
+    return service_folder(data_dir) / _STATE_FILE
+
+
+def _read_state(data_dir: Path) -> ServiceInfo | None:
+    try:
+        state = json.loads(_state_path(data_dir).read_text(encoding="utf-8"))
+        return ServiceInfo(
+            pid=int(state["pid"]),
+            port=int(state["port"]),
+            data_dir=data_dir,
+            started=str(state["started"]),
+            moto_version=str(state["moto_version"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) is no service.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    return True
+
+
+def _answers(endpoint: str) -> bool:
+    try:
+        # Loopback only, the service's own health question.
+        with urllib.request.urlopen(f"{endpoint}/moto-api/config", timeout=2):  # noqa: S310  # nosec B310
+            return True
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def find_service(data_dir: Path) -> ServiceInfo | None:
+    """The service of ``data_dir`` if one runs and answers, else ``None``.
+
+    Examples
+    --------
+    >>> find_service(Path("/nonexistent")) is None
+    True
+    """
+    info = _read_state(data_dir)
+    if info is None or not _alive(info.pid) or not _answers(info.endpoint):
+        return None
+    return info
+
+
+@dataclass(frozen=True)
+class ServiceStart:
+    """What :func:`ensure_service` found: the service, and whether it had to start one."""
+
+    service: ServiceInfo
+    started: bool
+    #: A state file named a service that no longer ran (it died or was killed).
+    replaced_dead: bool
+
+
+def ensure_service(data_dir: Path) -> ServiceStart:
+    """Use the running service of ``data_dir``, or start one in the background.
+
+    Raises
+    ------
+    LocalServiceError
+        The service did not answer within a minute (its log is quoted).
+
+    Examples
+    --------
+    >>> ensure_service(Path(".totes")).service.endpoint  # doctest: +SKIP
+    'http://127.0.0.1:40321'
+    """
+    running = find_service(data_dir)
+    if running is not None:
+        return ServiceStart(running, started=False, replaced_dead=False)
+    stale = _read_state(data_dir)
+    if stale is not None and _alive(stale.pid):
+        # Alive but not answering: hung. It is replaced.
+        _terminate(stale.pid)
+    _state_path(data_dir).unlink(missing_ok=True)
+    log_path = data_dir / "logs" / "local-aws.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a", encoding="utf-8") as log:
+        # A fixed command: this interpreter running this module.
+        process = subprocess.Popen(  # noqa: S603  # nosec B603
+            [sys.executable, "-m", "totes_local.runtime.service", "--data-dir", str(data_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env={**os.environ, **LOCAL_CREDENTIALS},
+        )
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        info = _read_state(data_dir)
+        if info is not None and info.pid == process.pid and _answers(info.endpoint):
+            return ServiceStart(info, started=True, replaced_dead=stale is not None)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    tail = "\n".join(log_path.read_text(encoding="utf-8").splitlines()[-12:])
+    raise LocalServiceError(f"the local AWS service did not start ({log_path}):\n{tail}")
+
+
+def _terminate(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_TIMEOUT_S
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def stop_service(data_dir: Path) -> ServiceInfo | None:
+    """Stop the service of ``data_dir`` and its workers; what was stopped, if anything.
+
+    Examples
+    --------
+    >>> stop_service(Path("/nonexistent")) is None
+    True
+    """
+    info = _read_state(data_dir)
+    if info is None or not _alive(info.pid):
+        _state_path(data_dir).unlink(missing_ok=True)
+        return None
+    workers = info.worker_pids()
+    _terminate(info.pid)
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    _state_path(data_dir).unlink(missing_ok=True)
+    return info
+
+
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                children.append(int(stat.parent.name))
+    return sorted(children)
+
+
+# -- the service process -----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((_HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class _CloudWatchSink:
+    """Puts the handlers' EMF metric values into the service's own CloudWatch."""
+
+    def __init__(self, endpoint: str) -> None:
+        import boto3  # noqa: PLC0415
+
+        self._client = boto3.client(
+            "cloudwatch",
+            region_name=LOCAL_REGION,
+            endpoint_url=endpoint,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+        self._lock = threading.Lock()
+
+    def __call__(self, data: Sequence[MetricDatum]) -> None:
+        by_namespace: dict[str, list[dict[str, Any]]] = {}
+        for datum in data:
+            by_namespace.setdefault(datum.namespace, []).append(
+                {
+                    "MetricName": datum.name,
+                    "Dimensions": [
+                        {"Name": key, "Value": value} for key, value in datum.dimensions.items()
+                    ],
+                    "Value": datum.value,
+                    "Unit": datum.unit,
+                    "Timestamp": datum.timestamp,
+                }
+            )
+        with self._lock:
+            for namespace, metric_data in by_namespace.items():
+                self._client.put_metric_data(Namespace=namespace, MetricData=metric_data)
+
+
+def serve(data_dir: Path, port: int = 0) -> None:
+    """Run the service in this process until SIGTERM or SIGINT.
+
+    Examples
+    --------
+    >>> serve(Path(".totes"))  # doctest: +SKIP
+    """
+    from importlib import metadata  # noqa: PLC0415
+
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
+    from totes_local.runtime import moto_patches  # noqa: PLC0415
+    from totes_local.runtime.lambda_workers import LogSink, WorkerPool  # noqa: PLC0415
+
+    data_dir = data_dir.resolve()
+    port = port or _free_port()
+    endpoint = f"http://{_HOST}:{port}"
+    # moto's Step Functions interpreter invokes Lambda through this port.
+    os.environ["MOTO_PORT"] = str(port)
+    os.environ.update(LOCAL_CREDENTIALS)
+    sink = LogSink(handler_log_path(data_dir), _CloudWatchSink(endpoint))
+    pool = WorkerPool(
+        service_folder(data_dir) / "lambda",
+        sink,
+        {
+            **LOCAL_CREDENTIALS,
+            "AWS_REGION": LOCAL_REGION,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_SESSION_TOKEN": "local",
+        },
+    )
+    moto_patches.install(pool.invoke)
+    # One line per HTTP request would drown the service's own log.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address=_HOST, port=port, verbose=False)
+    server.start()
+    stopping = threading.Event()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal_number, lambda *_: stopping.set())
+    try:
+        request = urllib.request.Request(  # noqa: S310 (loopback, our own server)
+            f"{endpoint}/moto-api/config",
+            data=json.dumps(_MOTO_CONFIG).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310  # nosec B310
+            pass
+        state = {
+            "pid": os.getpid(),
+            "port": port,
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "moto_version": metadata.version("moto"),
+        }
+        path = _state_path(data_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_suffix(".tmp")
+        staging.write_text(json.dumps(state), encoding="utf-8")
+        staging.replace(path)
+        print(f"{state['started']} local AWS service on {endpoint} (pid {os.getpid()})", flush=True)
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        pool.shutdown()
+        server.stop()
+        sink.close()
+        info = _read_state(data_dir)
+        if info is not None and info.pid == os.getpid():
+            _state_path(data_dir).unlink(missing_ok=True)
+        print(f"{datetime.now(UTC).isoformat(timespec='seconds')} stopped", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m totes_local.runtime.service``."""
+    parser = argparse.ArgumentParser(description="The local AWS service of `totes run`.")
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    args = parser.parse_args(argv)
+    serve(args.data_dir, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
