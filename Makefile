@@ -10,7 +10,7 @@ PYTEST_FLAGS ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install build run test test-fast lint format synth bench bench-seed bench-ingest bench-transform bench-load clean help
+.PHONY: install build run test test-fast lint format synth bench bench-seed bench-ingest bench-transform bench-load bench-workflow clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,7 +54,7 @@ format: $(STAMP)  ## rewrite the code in the house style
 synth: install build  ## synthesise the CloudFormation template into cdk.out/
 	npx cdk synth --quiet
 
-bench: bench-seed bench-ingest bench-transform bench-load  ## every benchmark (numbers, not pass/fail)
+bench: bench-seed bench-ingest bench-transform bench-load bench-workflow  ## every benchmark (numbers, not pass/fail)
 
 bench-seed: $(STAMP)  ## seed time and peak memory at scale 1 and 100 (BENCH_ARGS="0.1 1" to change)
 	$(BIN)/python bench/seed.py $(BENCH_ARGS)
@@ -67,6 +67,9 @@ bench-transform: $(STAMP)  ## transform of the sales_order batch at scale 100: t
 
 bench-load: $(STAMP)  ## load of fact_sales_order at scale 100: first load, same file again, same rows again
 	$(BIN)/python bench/load.py
+
+bench-workflow: $(STAMP) build  ## the whole workflow vs a plain COPY: backfill, idle, 1 % changed (BENCH_ARGS="--scale 20 --repeat 3")
+	$(BIN)/python bench/workflow.py $(BENCH_ARGS)
 
 clean:  ## remove build output and local data (keeps .venv)
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache .hypothesis .totes

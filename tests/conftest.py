@@ -42,6 +42,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, parts[1]))
 
 
+# -- processes --------------------------------------------------------------------------------
+
+
+def _processes_under(folder: Path) -> list[str]:
+    """Processes whose command line names a path inside ``folder`` (servers of its tests)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = " ".join(word.decode(errors="replace") for word in words if word)
+        if str(folder) in text:
+            found.append(f"{cmdline.parent.name}: {text}")
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the session if a PostgreSQL, local AWS service or worker of its tests is left.
+
+    Requested first, so it is torn down last, after every fixture that starts a server.
+    """
+    base = tmp_path_factory.getbasetemp()
+    yield
+    leaked = _processes_under(base)
+    assert not leaked, "processes of this test session are still running:\n" + "\n".join(leaked)
+
+
 # -- PostgreSQL -------------------------------------------------------------------------------
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -93,6 +95,68 @@ def test_the_core_layer_holds_the_totes_package_under_python(built_layers):
     assert "python/totes/__init__.py" in names
     assert "python/totes/names.py" in names
     assert not [name for name in names if "__pycache__" in name]
+
+
+def test_the_core_layer_holds_what_handlers_import_and_none_of_the_local_tooling(built_layers):
+    # Given the core layer
+    with zipfile.ZipFile(built_layers / "core.zip") as zipped:
+        modules = {
+            name.removeprefix("python/").removesuffix(".py").replace("/", ".")
+            for name in zipped.namelist()
+            if name.endswith(".py")
+        }
+
+    # Then it carries the stages the handlers call
+    assert {"totes.ingest.stage", "totes.transform.stage", "totes.load.stage"} <= modules
+    # And none of the local tooling: the command, the local runtime, the generator, mutate
+    assert not {module for module in modules if not module.startswith("totes.")} - {"totes"}
+    assert not {
+        module
+        for module in modules
+        if module.startswith(("totes.local", "totes.cli", "totes.source.generator"))
+        or module.startswith("totes.source.mutate")
+    }
+
+
+@pytest.mark.parametrize("stage", ["ingest", "transform", "load"])
+def test_each_handler_imports_from_its_asset_and_the_core_layer_alone(
+    built_layers, tmp_path, stage
+):
+    # Given the core layer unpacked as Lambda does (/opt), and the handler's asset
+    with zipfile.ZipFile(built_layers / "core.zip") as zipped:
+        zipped.extractall(tmp_path / "opt")
+    asset = REPOSITORY_ROOT / "lambdas" / stage
+    # Third-party packages from this interpreter's site-packages, without the editable
+    # install of this repository (no .pth files are processed with -S).
+    site_packages = sysconfig.get_paths()["purelib"]
+    probe = (
+        "import sys; sys.path[:0] = sys.argv[1:]; "
+        "import handler, totes; "
+        "print(totes.__file__); print(callable(handler.handler)); "
+        "print(sorted(m for m in sys.modules if m.startswith('totes_local')))"
+    )
+
+    # When the handler module is imported in a process that holds only those
+    completed = subprocess.run(  # noqa: S603 (this interpreter, a fixed probe)
+        [
+            sys.executable,
+            *("-I", "-S", "-c", probe),
+            str(asset),
+            str(tmp_path / "opt" / "python"),
+            site_packages,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+    # Then it imports, with totes from the layer and no local tooling
+    assert completed.returncode == 0, completed.stderr
+    location, callable_handler, local = completed.stdout.splitlines()
+    assert location.startswith(str(tmp_path / "opt" / "python" / "totes"))
+    assert callable_handler == "True"
+    assert local == "[]"
 
 
 def test_layer_zips_are_byte_for_byte_reproducible(tmp_path):

@@ -50,7 +50,7 @@ def cloud_assembly(
                 "could not build the Lambda layers that synthesis needs (network access to "
                 "PyPI is needed the first time):\n" + completed.stdout + completed.stderr
             )
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)
     outdir = (
         cache.mkdir("totes-workflow") / "cdk.out"
         if cache is not None

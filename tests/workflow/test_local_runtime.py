@@ -298,3 +298,35 @@ def test_emf_lines_become_metric_values_with_their_dimensions() -> None:
 )
 def test_the_execution_start_time_reads_as_aws_writes_it(moment: datetime, text: str) -> None:
     assert aws_timestamp(moment) == text
+
+
+def test_the_service_pages_an_execution_history_so_each_event_is_read_once(
+    local_workflow: WorkflowFactory,
+) -> None:
+    # Given a finished execution (its ingest fails at once: no database is reachable)
+    with local_workflow("host=unused", "host=unused") as workflow:
+        report = workflow.execute()
+        sfn = workflow.client("stepfunctions")
+
+        # When its history is read seven events at a time, following nextToken
+        pages: list[list[int]] = []
+        token: str | None = None
+        while True:
+            page = sfn.get_execution_history(
+                executionArn=report.arn, maxResults=7, **({"nextToken": token} if token else {})
+            )
+            pages.append([int(event["id"]) for event in page["events"]])
+            token = page.get("nextToken")
+            if token is None:
+                break
+        whole = sfn.get_execution_history(executionArn=report.arn, maxResults=1000)
+
+    # Then every event comes once, in order, in pages of at most seven, and the last page
+    # of an ended execution carries no token
+    ids = [event_id for page_ids in pages for event_id in page_ids]
+    assert report.status == "FAILED"
+    assert ids == list(range(1, len(ids) + 1))
+    assert all(len(page_ids) == 7 for page_ids in pages[:-1])
+    assert pages[-1]
+    assert ids == [int(event["id"]) for event in whole["events"]]
+    assert "nextToken" not in whole

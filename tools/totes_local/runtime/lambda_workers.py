@@ -469,7 +469,9 @@ class WorkerPool:
         self.sink.record(report.to_record(snapshot))
         return body
 
-    def _log_error(self, snapshot: FunctionSnapshot, request_id: str, error: Mapping[str, Any]):
+    def _log_error(
+        self, snapshot: FunctionSnapshot, request_id: str, error: Mapping[str, Any]
+    ) -> None:
         self.sink.record(
             {
                 "timestamp": _now_text(),

@@ -204,7 +204,7 @@ def _patch_lambda_invoke(dispatch: InvokeDispatcher) -> None:
         payload = body.encode() if isinstance(body, str) else (body or b"")
         return dispatch(_snapshot(backend, function), payload, response_headers)
 
-    LambdaSimpleBackend.invoke = invoke
+    LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign, assignment]
 
 
 def _snapshot(backend: Any, function: Any) -> FunctionSnapshot:
@@ -254,7 +254,7 @@ def _patch_execution_start_time() -> None:
             )
         return details
 
-    Execution.get_start_execution_details = start_execution_details
+    Execution.get_start_execution_details = start_execution_details  # type: ignore[method-assign, assignment]
 
 
 def _patch_history_pages() -> None:
@@ -282,4 +282,4 @@ def _patch_history_pages() -> None:
 
     if not hasattr(StepFunctionResponse, "get_execution_history"):
         raise UnsupportedMotoError("moto's Step Functions has no get_execution_history: changed")
-    StepFunctionResponse.get_execution_history = get_execution_history
+    StepFunctionResponse.get_execution_history = get_execution_history  # type: ignore[method-assign, assignment]

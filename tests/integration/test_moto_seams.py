@@ -1,0 +1,116 @@
+"""moto as the local AWS service's patches assume it: each test shows the unpatched behaviour
+that one patch of ``totes_local.runtime.moto_patches`` replaces, so a moto release that
+changes it fails here, loudly, before the service behaves differently."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from totes_local.runtime import moto_patches
+
+REGION = "eu-west-2"
+ROLE = "arn:aws:iam::123456789012:role/local"
+
+
+@pytest.fixture
+def moto(aws_credentials: None) -> Iterator[None]:
+    with mock_aws(
+        config={
+            "stepfunctions": {"execute_state_machine": True},
+            "lambda": {"use_docker": False},
+        }
+    ):
+        boto3.client("iam", region_name=REGION).create_role(
+            RoleName="local", AssumeRolePolicyDocument="{}"
+        )
+        yield
+
+
+def _code() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    raise RuntimeError\n")
+    return buffer.getvalue()
+
+
+def _run(definition: dict[str, Any]) -> tuple[Any, str]:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    machine = sfn.create_state_machine(
+        name="seam", definition=json.dumps(definition), roleArn=ROLE
+    )["stateMachineArn"]
+    arn = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+    for _ in range(200):
+        if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
+            break
+        time.sleep(0.05)
+    return sfn, arn
+
+
+def test_the_supported_moto_release_is_installed() -> None:
+    moto_patches.check_moto_version()
+
+
+def test_moto_without_docker_echoes_an_invoke_instead_of_running_the_code(moto: None) -> None:
+    # Given a function whose code would raise
+    lambda_ = boto3.client("lambda", region_name=REGION)
+    lambda_.create_function(
+        FunctionName="echo",
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler="handler.handler",
+        Code={"ZipFile": _code()},
+    )
+    # When it is invoked
+    response = lambda_.invoke(FunctionName="echo", Payload=b'{"table": "staff"}')
+    # Then moto echoes the payload: the lambda-invoke patch is what runs the code
+    assert "FunctionError" not in response
+    assert json.loads(response["Payload"].read()) == {"table": "staff"}
+
+
+def test_moto_hands_the_execution_start_time_over_as_a_datetime(moto: None) -> None:
+    # Given a state that formats $$.Execution.StartTime, as the run id does
+    definition = {
+        "StartAt": "Format",
+        "States": {
+            "Format": {
+                "Type": "Pass",
+                "Parameters": {"started.$": "States.Format('{}', $$.Execution.StartTime)"},
+                "End": True,
+            }
+        },
+    }
+    # When it runs in moto's interpreter without the patch
+    sfn, arn = _run(definition)
+    # Then it fails as the execution-start-time patch says: a datetime is not JSON text
+    description = sfn.describe_execution(executionArn=arn)
+    assert description["status"] == "FAILED"
+    assert "datetime" in description.get("cause", "")
+
+
+def test_moto_returns_the_whole_history_at_once_and_no_page_token(moto: None) -> None:
+    # Given a finished execution with several events
+    definition = {
+        "StartAt": "A",
+        "States": {"A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Pass", "End": True}},
+    }
+    sfn, arn = _run(definition)
+    # When one event per page is asked for
+    page = sfn.get_execution_history(executionArn=arn, maxResults=1)
+    # Then moto answers every event and no token: the history-pages patch pages it
+    assert len(page["events"]) > 1
+    assert "nextToken" not in page
+
+
+@pytest.mark.parametrize("token", ["not-a-token", "eyJvZmZzZXQiOiAtMX0="])
+def test_a_page_token_the_service_did_not_make_is_refused(token: str) -> None:
+    with pytest.raises(ValueError, match="not a history page token"):
+        moto_patches.page_offset(token)
