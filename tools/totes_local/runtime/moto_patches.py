@@ -1,9 +1,9 @@
 """Every behaviour of moto that the local AWS service relies on beyond moto's public API.
 
-The local service is moto in server mode plus three changes, all made here and
-nowhere else, each checked against the moto release range it was written for
-(:data:`SUPPORTED_MOTO`), so that a moto upgrade fails loudly at start-up
-instead of quietly behaving differently:
+The local service is moto in server mode plus these changes and uses of moto's
+internals, all made here and nowhere else, each checked against the moto release
+range it was written for (:data:`SUPPORTED_MOTO`), so that a moto upgrade fails
+loudly at start-up instead of quietly behaving differently:
 
 ``lambda-invoke``
     ``LambdaSimpleBackend.invoke`` (moto's Lambda without Docker) echoes the
@@ -19,6 +19,15 @@ instead of quietly behaving differently:
     runs, the last page also carries a token: it continues from the next event
     that will be written (AWS offers no history for Express executions at all;
     see ADR 7).
+``lambda-client-reuse``
+    moto's interpreter builds a new boto3 client for every Lambda invoke (about
+    5 ms each); the service keeps one per region, as a long-lived Step Functions
+    service would keep its connections.
+``emf-metrics``
+    CloudWatch Logs turns EMF lines into metrics inside AWS; the service puts
+    them straight into its CloudWatch backend (:func:`metric_sink`) rather than
+    through an HTTP call to itself on every line, which held each invocation's
+    answer back by milliseconds.
 
 Each check raises :class:`UnsupportedMotoError`; ``tests/integration`` holds a
 test per patch that shows moto still behaves as the patch assumes.
@@ -29,12 +38,14 @@ from __future__ import annotations
 import base64
 import inspect
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
 from totes.errors import TotesError
+from totes_local.runtime.emf import MetricDatum
 from totes_local.runtime.lambda_workers import FunctionSnapshot
 
 #: The moto releases these patches were written for and verified with (pyproject pins it).
@@ -166,7 +177,7 @@ def history_page(
 
 
 def install(dispatch: InvokeDispatcher) -> None:
-    """Apply the three patches to moto in this process (the service's, before it serves).
+    """Apply the patches to moto in this process (the service's, before it serves).
 
     Raises
     ------
@@ -181,6 +192,7 @@ def install(dispatch: InvokeDispatcher) -> None:
     _patch_lambda_invoke(dispatch)
     _patch_execution_start_time()
     _patch_history_pages()
+    _patch_lambda_client_reuse()
 
 
 def _patch_lambda_invoke(dispatch: InvokeDispatcher) -> None:
@@ -283,3 +295,58 @@ def _patch_history_pages() -> None:
     if not hasattr(StepFunctionResponse, "get_execution_history"):
         raise UnsupportedMotoError("moto's Step Functions has no get_execution_history: changed")
     StepFunctionResponse.get_execution_history = get_execution_history  # type: ignore[method-assign, assignment]
+
+
+def _patch_lambda_client_reuse() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import (  # noqa: PLC0415
+        lambda_eval_utils,
+    )
+
+    original = getattr(lambda_eval_utils, "boto_client_for", None)
+    if original is None:
+        raise UnsupportedMotoError("moto's Lambda integration no longer uses boto_client_for")
+    _require_parameters(original, ("region", "service", "state_credentials"), "boto_client_for")
+    clients: dict[tuple[str, str], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        with lock:
+            if (region, service) not in clients:
+                clients[(region, service)] = original(region, service, state_credentials)
+            return clients[(region, service)]
+
+    lambda_eval_utils.boto_client_for = boto_client_for  # type: ignore[attr-defined]
+
+
+def metric_sink(account: str, region: str) -> Callable[[Sequence[MetricDatum]], None]:
+    """A function that puts metric values into the service's CloudWatch, in this process.
+
+    Examples
+    --------
+    >>> put = metric_sink("123456789012", "eu-west-2")  # doctest: +SKIP
+    >>> put([MetricDatum("Totes", "RowsLoaded", 3.0, "Count", {}, now)])  # doctest: +SKIP
+    """
+    from moto.cloudwatch.models import cloudwatch_backends  # noqa: PLC0415
+
+    backend = cloudwatch_backends[account][region]
+    _require_parameters(backend.put_metric_data, ("namespace", "metric_data"), "put_metric_data")
+
+    def put(data: Sequence[MetricDatum]) -> None:
+        by_namespace: dict[str, list[dict[str, Any]]] = {}
+        for datum in data:
+            by_namespace.setdefault(datum.namespace, []).append(
+                {
+                    "MetricName": datum.name,
+                    "Dimensions": [
+                        {"Name": key, "Value": value} for key, value in datum.dimensions.items()
+                    ],
+                    "Value": datum.value,
+                    "Unit": datum.unit,
+                    # moto keeps metric times as naive UTC, as its HTTP front end parses them.
+                    "Timestamp": datum.timestamp.astimezone(UTC).replace(tzinfo=None),
+                }
+            )
+        for namespace, metric_data in by_namespace.items():
+            backend.put_metric_data(namespace, metric_data)
+
+    return put

@@ -32,11 +32,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from totes.errors import TotesError
-from totes_local.runtime.emf import MetricDatum
-from totes_local.runtime.platform import LOCAL_REGION
+from totes_local.runtime.platform import LOCAL_ACCOUNT, LOCAL_REGION
 
 #: Credentials every client of the local service uses; moto accepts any.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
@@ -248,40 +246,6 @@ def _free_port() -> int:
         return port
 
 
-class _CloudWatchSink:
-    """Puts the handlers' EMF metric values into the service's own CloudWatch."""
-
-    def __init__(self, endpoint: str) -> None:
-        import boto3  # noqa: PLC0415
-
-        self._client = boto3.client(
-            "cloudwatch",
-            region_name=LOCAL_REGION,
-            endpoint_url=endpoint,
-            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
-        self._lock = threading.Lock()
-
-    def __call__(self, data: Sequence[MetricDatum]) -> None:
-        by_namespace: dict[str, list[dict[str, Any]]] = {}
-        for datum in data:
-            by_namespace.setdefault(datum.namespace, []).append(
-                {
-                    "MetricName": datum.name,
-                    "Dimensions": [
-                        {"Name": key, "Value": value} for key, value in datum.dimensions.items()
-                    ],
-                    "Value": datum.value,
-                    "Unit": datum.unit,
-                    "Timestamp": datum.timestamp,
-                }
-            )
-        with self._lock:
-            for namespace, metric_data in by_namespace.items():
-                self._client.put_metric_data(Namespace=namespace, MetricData=metric_data)
-
-
 def serve(data_dir: Path, port: int = 0) -> None:
     """Run the service in this process until SIGTERM or SIGINT.
 
@@ -302,7 +266,9 @@ def serve(data_dir: Path, port: int = 0) -> None:
     # moto's Step Functions interpreter invokes Lambda through this port.
     os.environ["MOTO_PORT"] = str(port)
     os.environ.update(LOCAL_CREDENTIALS)
-    sink = LogSink(handler_log_path(data_dir), _CloudWatchSink(endpoint))
+    sink = LogSink(
+        handler_log_path(data_dir), moto_patches.metric_sink(LOCAL_ACCOUNT, LOCAL_REGION)
+    )
     pool = WorkerPool(
         service_folder(data_dir) / "lambda",
         sink,

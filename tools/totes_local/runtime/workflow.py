@@ -331,7 +331,7 @@ class LocalWorkflow:
         data_dir: Path,
         extra_environment: Mapping[str, str] | None = None,
         fresh: bool = False,
-        poll_interval_s: float = 0.02,
+        poll_interval_s: float = 0.05,
     ) -> None:
         self.assembly = assembly
         self.source_dsn = source_dsn
