@@ -4,11 +4,13 @@ changes it fails here, loudly, before the service behaves differently."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import time
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -16,6 +18,7 @@ import pytest
 from moto import mock_aws
 
 from totes_local.runtime import moto_patches
+from totes_local.runtime.emf import MetricDatum
 
 REGION = "eu-west-2"
 ROLE = "arn:aws:iam::123456789012:role/local"
@@ -114,3 +117,47 @@ def test_moto_returns_the_whole_history_at_once_and_no_page_token(moto: None) ->
 def test_a_page_token_the_service_did_not_make_is_refused(token: str) -> None:
     with pytest.raises(ValueError, match="not a history page token"):
         moto_patches.page_offset(token)
+
+
+def test_moto_builds_a_new_lambda_client_for_every_invoke_of_its_interpreter(moto: None) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import (  # noqa: PLC0415
+        lambda_eval_utils,
+    )
+
+    # The lambda-client-reuse patch replaces exactly this function, called per invoke
+    first = lambda_eval_utils.boto_client_for(REGION, "lambda")  # type: ignore[attr-defined]
+    second = lambda_eval_utils.boto_client_for(REGION, "lambda")  # type: ignore[attr-defined]
+    assert first is not second
+    assert "boto_client_for" in inspect.getsource(lambda_eval_utils._invoke_lambda_function)
+
+
+def test_moto_parses_the_definition_at_the_start_of_every_execution() -> None:
+    from moto.stepfunctions.parser.backend.execution_worker import (  # noqa: PLC0415
+        ExecutionWorker,
+    )
+
+    # The parsed-definitions patch replaces this method, which parses anew each time
+    source = inspect.getsource(ExecutionWorker._get_evaluation_entrypoint)
+    assert "AmazonStateLanguageParser.parse" in source
+    assert "_get_evaluation_entrypoint()" in inspect.getsource(ExecutionWorker)
+
+
+def test_metric_values_put_in_process_are_what_cloudwatch_answers(moto: None) -> None:
+    # Given one EMF value put straight into moto's CloudWatch backend
+    now = datetime.now(UTC)
+    put = moto_patches.metric_sink("123456789012", REGION)
+    put([MetricDatum("Totes/Test", "RowsLoaded", 7.0, "Count", {"table": "dim_staff"}, now)])
+
+    # When the CloudWatch API is asked for it, over the minute around it
+    points = boto3.client("cloudwatch", region_name=REGION).get_metric_statistics(
+        Namespace="Totes/Test",
+        MetricName="RowsLoaded",
+        Dimensions=[{"Name": "table", "Value": "dim_staff"}],
+        StartTime=now - timedelta(seconds=30),
+        EndTime=now + timedelta(seconds=30),
+        Period=60,
+        Statistics=["Sum"],
+    )["Datapoints"]
+
+    # Then it answers the value with its unit
+    assert [(point["Sum"], point["Unit"]) for point in points] == [(7.0, "Count")]
