@@ -8,6 +8,8 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from totes.names import TRANSFORM_STAGING_PREFIX, TRANSFORM_STAGING_RETENTION_DAYS
+
 # Long enough for a slow multipart upload to finish, short enough that abandoned
 # parts (a Lambda that timed out mid-upload) do not accumulate storage charges.
 _INCOMPLETE_UPLOAD_GRACE = Duration.days(7)
@@ -107,7 +109,14 @@ class DataBuckets(Construct):
                 s3.LifecycleRule(
                     id="AbortIncompleteUploads",
                     abort_incomplete_multipart_upload_after=_INCOMPLETE_UPLOAD_GRACE,
-                )
+                ),
+                # Transform stages files here until its state write commits them; what an
+                # execution that lost the race left behind is never published.
+                s3.LifecycleRule(
+                    id="ExpireStagedTransformFiles",
+                    prefix=f"{TRANSFORM_STAGING_PREFIX}/",
+                    expiration=Duration.days(TRANSFORM_STAGING_RETENTION_DAYS),
+                ),
             ],
         )
 

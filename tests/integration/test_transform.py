@@ -203,6 +203,7 @@ class FailingStateWrite:
 def test_a_crash_before_the_state_is_saved_repeats_the_work_without_a_second_file(
     pipeline: Pipeline,
 ) -> None:
+    # Given a transform that dies just before its state write
     pipeline.runs += 1
     for table in SOURCE_TABLES:
         pipeline.ingest(table)
@@ -211,11 +212,51 @@ def test_a_crash_before_the_state_is_saved_repeats_the_work_without_a_second_fil
     with pytest.raises(SystemExit):
         pipeline.transform("fact_sales_order")
     pipeline.s3 = real
-    first_files = pipeline.keys("fact_sales_order/")
+    staged = pipeline.keys("_staging/transform/fact_sales_order/")
+
+    # Then nothing reached the gold zone: the staged file is not committed
+    assert len(staged) == 1
+    assert pipeline.keys("fact_sales_order/") == []
+
+    # When it runs again
     retried = pipeline.transform("fact_sales_order")
-    assert pipeline.keys("fact_sales_order/") == first_files
-    assert retried.gold_key in first_files
+
+    # Then the same work commits one gold file, from the same staged name, once
+    assert pipeline.keys("_staging/transform/fact_sales_order/") == staged
+    assert pipeline.keys("fact_sales_order/") == [retried.gold_key]
     assert pipeline.transform("fact_sales_order").rows == 0
+    assert pipeline.keys("fact_sales_order/") == [retried.gold_key]
+
+
+class FailingPublish(FailingStateWrite):
+    """An S3 client whose process dies right after the state write committed a file."""
+
+    def put_object(self, **arguments: Any) -> Any:
+        if arguments["Key"].startswith("fact_") or arguments["Key"].startswith("dim_"):
+            raise SystemExit("crash injected after the commit, before publishing")
+        return self._s3.put_object(**arguments)
+
+
+def test_a_crash_after_the_commit_is_published_by_the_next_run(pipeline: Pipeline) -> None:
+    # Given a transform that committed its state and died before publishing its file
+    pipeline.runs += 1
+    for table in SOURCE_TABLES:
+        pipeline.ingest(table)
+    real = pipeline.s3
+    pipeline.s3 = FailingPublish(real)
+    with pytest.raises(SystemExit):
+        pipeline.transform("fact_sales_order")
+    pipeline.s3 = real
+    assert pipeline.keys("fact_sales_order/") == []
+
+    # When the next run of that target finds nothing new to transform
+    nothing_new = pipeline.transform("fact_sales_order")
+
+    # Then it still publishes the committed file first, exactly once
+    assert nothing_new.rows == 0
+    (published,) = pipeline.keys("fact_sales_order/")
+    assert published.startswith("fact_sales_order/run=run-0001/0000000001-")
+    assert pipeline.parquet(published).num_rows > 0
 
 
 def test_two_executions_transforming_one_table_cannot_both_commit(pipeline: Pipeline) -> None:

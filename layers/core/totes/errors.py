@@ -87,6 +87,10 @@ class TransformStateConflictError(TotesError):
     """Another execution transformed the same warehouse table meanwhile; a retry continues."""
 
 
+class StagedFileMissingError(TotesError):
+    """A file that transform committed is neither staged nor published."""
+
+
 class ReferencedRowDeletedError(TotesError):
     """A dimension row a fact file references was deleted while the file loaded.
 

@@ -89,6 +89,11 @@ FRESHNESS_LAG_ALARM_SECONDS: Final = 30 * 60
 RAW_MANIFEST_PREFIX: Final = "_manifests"
 MIRROR_PREFIX: Final = "mirror"
 REJECTS_PREFIX: Final = "rejects"
+#: Where transform stages gold and rejects files until its state write commits them;
+#: load never reads it, and the processed bucket expires what a lost race left there.
+TRANSFORM_STAGING_PREFIX: Final = "_staging/transform"
+#: Days a staged file is kept: far longer than a commit takes to be published.
+TRANSFORM_STAGING_RETENTION_DAYS: Final = 30
 
 
 #: Error types a Step Functions Retry may safely repeat: another execution got there

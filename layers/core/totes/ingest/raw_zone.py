@@ -25,9 +25,9 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
-from botocore.exceptions import ClientError
 from pyarrow import csv as pa_csv
 
+from totes.conditional_writes import put_if
 from totes.errors import RawObjectExistsError, RawPartCorruptError
 from totes.ingest.extract import SourceColumn
 from totes.names import RAW_MANIFEST_PREFIX
@@ -120,21 +120,10 @@ class Manifest:
 
 
 def _put_new(s3: Any, bucket: str, key: str, body: bytes, content_type: str) -> None:
-    try:
-        s3.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=body,
-            ContentType=content_type,
-            IfNoneMatch="*",
-            ChecksumAlgorithm="SHA256",
+    if not put_if(s3, bucket, key, body, ContentType=content_type, ChecksumAlgorithm="SHA256"):
+        raise RawObjectExistsError(
+            f"s3://{bucket}/{key} already exists; the raw zone is never overwritten"
         )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
-            raise RawObjectExistsError(
-                f"s3://{bucket}/{key} already exists; the raw zone is never overwritten"
-            ) from exc
-        raise
 
 
 class RawZoneWriter:

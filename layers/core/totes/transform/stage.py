@@ -7,17 +7,26 @@ mirror of those tables is. Only this target writes that object, with an S3
 conditional write on the ETag it read, so two overlapping executions cannot both
 consume the same batches.
 
-Order of effects, which makes a crash at any point harmless:
+Order of effects, which makes a crash at any point harmless and hands load only
+what transform committed:
 
-1. read the state and list the manifests not consumed yet (this run's batches and
-   any left by an earlier failed run);
+1. read the state; publish what it lists as pending (see 5: a crash may have
+   stopped the run that committed it), then list the manifests not consumed yet
+   (this run's batches and any left by an earlier failed run);
 2. read those batches, merge them into the mirrors (new immutable objects);
-3. write the gold file ``<target>/run=<run_id>/<digest>.parquet`` and any rejects;
-   the name is derived from the consumed manifests, so a retry rewrites nothing;
-4. write the state (compare-and-set).
+3. stage the gold file and any rejects under ``_staging/transform/<target>/``,
+   where load never looks; names derive from the consumed manifests, so a retry
+   rewrites nothing;
+4. write the state (compare-and-set), listing the staged files as pending: this
+   write commits them. An execution that loses the race raises
+   :class:`~totes.errors.TransformStateConflictError`, and its staged files are
+   never published: they are ignored by design and expire with the bucket's
+   lifecycle rule for the staging prefix;
+5. publish: write each pending file at its final key,
+   ``<target>/run=<run_id>/<sequence>-<digest>.parquet`` (gold) or under
+   ``rejects/``; the next run clears the pending list.
 
-A crash before 4 repeats the work next time and finds the same file already
-written; load applies every file exactly once.
+Load lists only final keys, so it applies exactly the committed files, once each.
 """
 
 from __future__ import annotations
@@ -37,9 +46,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
-from totes.errors import InvalidEventError, TransformStateConflictError
+from totes.conditional_writes import put_if
+from totes.errors import InvalidEventError, StagedFileMissingError, TransformStateConflictError
 from totes.ingest.raw_zone import read_batch
-from totes.names import MIRROR_PREFIX, RAW_MANIFEST_PREFIX, REJECTS_PREFIX, WAREHOUSE_TABLES
+from totes.names import (
+    MIRROR_PREFIX,
+    RAW_MANIFEST_PREFIX,
+    REJECTS_PREFIX,
+    TRANSFORM_STAGING_PREFIX,
+    WAREHOUSE_TABLES,
+)
 from totes.transform import shapes
 from totes.warehouse.star import FACT_DATE_COLUMNS, star_prefix
 
@@ -74,6 +90,8 @@ MIRRORED_TARGETS = frozenset(
 #: department move reaches every staff row and an address change every counterparty.
 CASCADING_TARGETS = frozenset({"dim_staff", "dim_counterparty"})
 _STATE_PREFIX = "_state/transform"
+#: Where gold and rejects files wait for the state write that commits them.
+_STAGING_PREFIX = TRANSFORM_STAGING_PREFIX
 #: Consumed manifest keys older than this behind the newest are forgotten: listing
 #: starts there, so state and listing stay small however long the platform runs.
 _REMEMBERED_DAYS = 2
@@ -161,6 +179,8 @@ class _State:
     #: Number of gold files written; the next file's name starts with it + 1, so load
     #: applies a target's files in the order transform committed them.
     sequence: int = 0
+    #: Committed files not yet known to be published: ``[staged key, final key]`` pairs.
+    pending: list[list[str]] = field(default_factory=list)
     etag: str | None = None
 
 
@@ -177,30 +197,60 @@ def _read_state(s3: Any, bucket: str, target: str) -> _State:
         raise
     document = json.loads(response["Body"].read())
     return _State(
-        document["consumed"], document["mirrors"], document.get("sequence", 0), response["ETag"]
+        document["consumed"],
+        document["mirrors"],
+        document.get("sequence", 0),
+        document.get("pending", []),
+        response["ETag"],
     )
 
 
 def _write_state(s3: Any, bucket: str, target: str, state: _State) -> None:
     body = json.dumps(
-        {"consumed": state.consumed, "mirrors": state.mirrors, "sequence": state.sequence},
+        {
+            "consumed": state.consumed,
+            "mirrors": state.mirrors,
+            "sequence": state.sequence,
+            "pending": state.pending,
+        },
         indent=1,
     ).encode()
-    condition = {"IfMatch": state.etag} if state.etag else {"IfNoneMatch": "*"}
-    try:
-        s3.put_object(
-            Bucket=bucket,
-            Key=_state_key(target),
-            Body=body,
-            ContentType="application/json",
-            **condition,
+    if not put_if(
+        s3, bucket, _state_key(target), body, etag=state.etag, ContentType="application/json"
+    ):
+        raise TransformStateConflictError(
+            f"another execution transformed {target} meanwhile; retry to continue from it"
         )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
-            raise TransformStateConflictError(
-                f"another execution transformed {target} meanwhile; retry to continue from it"
-            ) from exc
-        raise
+
+
+def _staging_key(target: str, name: str) -> str:
+    return f"{_STAGING_PREFIX}/{target}/{name}.parquet"
+
+
+def _publish(s3: Any, bucket: str, pending: list[list[str]]) -> None:
+    """Write every committed file at its final key (idempotent: names derive from content).
+
+    Raises
+    ------
+    StagedFileMissingError
+        A committed file is neither staged nor published: it expired while the
+        pipeline did not run for longer than the staging prefix keeps files.
+    """
+    for staged, final in pending:
+        try:
+            body = s3.get_object(Bucket=bucket, Key=staged)["Body"].read()
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+                raise
+            try:
+                s3.head_object(Bucket=bucket, Key=final)
+            except ClientError as missing:
+                raise StagedFileMissingError(
+                    f"s3://{bucket}/{staged} was committed but is gone, and {final} was "
+                    "never published: re-ingest the target's sources (reset its state)"
+                ) from missing
+            continue
+        put_if(s3, bucket, final, body)
 
 
 def _listing_start(source: str, consumed: list[str]) -> str:
@@ -244,18 +294,6 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def _put_once(s3: Any, bucket: str, key: str, body: bytes) -> None:
-    """Write ``key`` unless it exists: names are derived from content, so it is the same."""
-    try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] not in (
-            "PreconditionFailed",
-            "ConditionalRequestConflict",
-        ):
-            raise
-
-
 def _read_parquet(s3: Any, bucket: str, key: str) -> pa.Table:
     return pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
 
@@ -281,7 +319,7 @@ def _merge_mirror(
     )
     current = shapes.latest_versions(combined, f"{source}_id")
     key = f"{MIRROR_PREFIX}/{target}/{source}/{digest}.parquet"
-    _put_once(s3, bucket, key, _parquet_bytes(current))
+    put_if(s3, bucket, key, _parquet_bytes(current))
     return key, current
 
 
@@ -356,6 +394,9 @@ def transform_target(
     started = time.perf_counter()
     result = TransformResult(target=request.target, run_id=request.run_id)
     state = _read_state(s3, settings.processed_bucket, request.target)
+    # A run that committed may have stopped before publishing: finish its work first.
+    _publish(s3, settings.processed_bucket, state.pending)
+    state.pending = []
     sources = TARGET_SOURCES[request.target]
     fresh = {
         source: new_manifests(s3, settings.ingested_bucket, source, state.consumed.get(source, []))
@@ -394,15 +435,20 @@ def transform_target(
         state.sequence += 1
         stem = f"{state.sequence:010d}-{digest}"
         gold_key = f"{star_prefix(request.target, request.run_id)}{stem}.parquet"
-        _put_once(s3, settings.processed_bucket, gold_key, _parquet_bytes(shaped.table))
+        staged = _staging_key(request.target, stem)
+        put_if(s3, settings.processed_bucket, staged, _parquet_bytes(shaped.table))
+        state.pending.append([staged, gold_key])
         result.gold_key, result.files, result.rows = gold_key, 1, shaped.table.num_rows
     if shaped.rejects is not None and shaped.rejects.num_rows:
         rejects_key = f"{REJECTS_PREFIX}/{request.target}/run={request.run_id}/{digest}.parquet"
-        _put_once(s3, settings.processed_bucket, rejects_key, _parquet_bytes(shaped.rejects))
+        staged = _staging_key(request.target, f"{digest}.rejects")
+        put_if(s3, settings.processed_bucket, staged, _parquet_bytes(shaped.rejects))
+        state.pending.append([staged, rejects_key])
         result.rows_rejected = shaped.rejects.num_rows
     for source, keys in fresh.items():
         state.consumed[source] = _remembered(state.consumed.get(source, []) + keys, source)
     _write_state(s3, settings.processed_bucket, request.target, state)
+    _publish(s3, settings.processed_bucket, state.pending)
     result.batches = len(all_new)
     result.warnings = list(shaped.warnings)
     result.duration_ms = (time.perf_counter() - started) * 1000

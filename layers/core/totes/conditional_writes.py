@@ -1,0 +1,71 @@
+"""The one way the pipeline writes S3 objects that must not be overwritten by accident.
+
+S3 conditional writes make "create only if absent" (``If-None-Match: *``) and
+"replace only if unchanged since I read it" (``If-Match: <ETag>``) atomic; a
+failed condition is answered ``412 PreconditionFailed`` (or ``409
+ConditionalRequestConflict`` while another conditional write of the key is in
+flight). :func:`put_if` turns both into ``False`` and lets every other error
+through, so each caller decides what a lost condition means: the raw zone
+refuses to overwrite, a content-named file is already there, a state write lost
+a race.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+_CONDITION_FAILED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+
+
+def put_if(
+    s3: Any,
+    bucket: str,
+    key: str,
+    body: bytes,
+    *,
+    etag: str | None = None,
+    **options: Any,
+) -> bool:
+    """Write ``key`` if it does not exist (``etag`` None) or still has ``etag``.
+
+    Parameters
+    ----------
+    s3
+        A boto3 S3 client.
+    bucket, key, body
+        What to write where.
+    etag
+        The ETag the object had when it was read; ``None`` to create it only.
+    options
+        More ``put_object`` arguments (``ContentType``, ``ChecksumAlgorithm``).
+
+    Returns
+    -------
+    bool
+        ``False`` when the condition failed: the object exists, or changed meanwhile.
+
+    Examples
+    --------
+    >>> import boto3
+    >>> from moto import mock_aws
+    >>> with mock_aws():
+    ...     s3 = boto3.client("s3", region_name="us-east-1")
+    ...     _ = s3.create_bucket(Bucket="b")
+    ...     first = put_if(s3, "b", "k", b"1")
+    ...     again = put_if(s3, "b", "k", b"2")
+    ...     etag = s3.head_object(Bucket="b", Key="k")["ETag"]
+    ...     replaced = put_if(s3, "b", "k", b"3", etag=etag)
+    ...     stale = put_if(s3, "b", "k", b"4", etag=etag)
+    >>> first, again, replaced, stale
+    (True, False, True, False)
+    """
+    condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, **condition, **options)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in _CONDITION_FAILED:
+            return False
+        raise
+    return True
