@@ -35,7 +35,8 @@ build: $(STAMP)  ## build the Lambda layers into build/layers (pip wheels for La
 run: $(STAMP) build  ## run the product on this machine: the synthesised workflow, in moto
 	$(BIN)/totes run
 
-test: install  ## every test tier: unit, integration, workflow, infra
+test: install  ## the core's doctests, then every test tier: unit, integration, workflow, infra
+	$(BIN)/python -m pytest -q --doctest-modules layers/core/totes
 	$(BIN)/python -m pytest $(PYTEST_FLAGS)
 
 test-fast: install  ## the tiers without tests marked slow

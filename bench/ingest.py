@@ -46,7 +46,7 @@ def measure_memory(dsn: str) -> None:
     """Ingest sales_order with nothing kept in memory but what ingest itself holds."""
     s3 = _DiscardingS3()
     result = ingest_table(
-        IngestRequest("sales_order", "memory"),
+        IngestRequest(table="sales_order", run_id="memory"),
         IngestSettings(bucket="unused", watermark_table="unused", max_rows=10**8),
         source_dsn=lambda: dsn,
         s3=s3,
@@ -71,7 +71,7 @@ def main(scale: float) -> None:
             def ingest(table: str, run: str) -> tuple[int, float]:
                 started = time.perf_counter()
                 result = ingest_table(
-                    IngestRequest(table, run),
+                    IngestRequest(table=table, run_id=run),
                     settings,
                     source_dsn=lambda: dsn,
                     s3=s3,

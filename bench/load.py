@@ -41,12 +41,12 @@ from totes.db import connect, create_database, drop_database, with_database
 from totes.load import stage as load_stage
 from totes.load import warehouse_sql
 from totes.load.stage import (
-    FK_TRIGGERS_AUTO,
     LoadRequest,
     LoadResult,
     LoadSettings,
     load_target,
 )
+from totes.names import EnvironmentVariable
 from totes.warehouse.schema import init_warehouse
 from totes.warehouse.star import STAR_SCHEMAS
 from totes_local.runtime.postgres import find_or_start_server
@@ -219,15 +219,18 @@ def main(scale: float) -> None:
 
 
 def _run(s3: Any, dsn: str, volumes: Volumes, rng: random.Random, scale: float) -> None:
-    settings = LoadSettings(
-        bucket=BUCKET, fk_triggers=os.environ.get("LOAD_FK_TRIGGERS") or FK_TRIGGERS_AUTO
+    settings = LoadSettings.from_environment(
+        {EnvironmentVariable.PROCESSED_BUCKET: BUCKET, **os.environ}
     )
 
     def load(target: str, run_id: str) -> tuple[LoadResult, float, dict[str, float]]:
         with _step_timer() as spent:
             started = time.perf_counter()
             result = load_target(
-                LoadRequest(target, run_id), settings, warehouse_dsn=lambda: dsn, s3=s3
+                LoadRequest(target=target, run_id=run_id),
+                settings,
+                warehouse_dsn=lambda: dsn,
+                s3=s3,
             )
             return result, time.perf_counter() - started, dict(spent)
 

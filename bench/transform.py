@@ -23,7 +23,7 @@ from totes.transform.stage import TransformRequest, TransformSettings, transform
 def main(scale: float) -> None:
     with bench_source(scale) as dsn, bench_aws() as (s3, dynamodb):
         ingested = ingest_table(
-            IngestRequest("sales_order", "bench"),
+            IngestRequest(table="sales_order", run_id="bench"),
             IngestSettings(bucket=INGESTED, watermark_table=WATERMARKS, max_rows=10**8),
             source_dsn=lambda: dsn,
             s3=s3,
@@ -33,7 +33,9 @@ def main(scale: float) -> None:
         settings = TransformSettings(ingested_bucket=INGESTED, processed_bucket=PROCESSED)
         for target in ("fact_sales_order", "dim_date"):
             started = time.perf_counter()
-            result = transform_target(TransformRequest(target, "bench"), settings, s3=s3)
+            result = transform_target(
+                TransformRequest(target=target, run_id="bench"), settings, s3=s3
+            )
             seconds = time.perf_counter() - started
             print(
                 f"{target} from {ingested.rows:,} sales orders: {result.rows:,} rows in "

@@ -17,7 +17,13 @@ from constructs import Construct
 from stacks.log_groups import operational_log_group
 from stacks.packaging import PipelinePackaging
 from stacks.storage import DataBuckets
-from totes.names import METRICS_NAMESPACE, RAW_MANIFEST_PREFIX, REJECTS_PREFIX, SERVICE_NAME
+from totes.names import (
+    METRICS_NAMESPACE,
+    RAW_MANIFEST_PREFIX,
+    REJECTS_PREFIX,
+    SERVICE_NAME,
+    EnvironmentVariable,
+)
 
 #: The runtime the dependencies layer is built for (scripts/build_layers.py).
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -111,9 +117,9 @@ class PipelineFunctions(Construct):
             sizing=_INGEST,
             description="Extracts the next batch of one totesys table into the raw zone",
             environment={
-                "INGESTED_BUCKET": buckets.ingested.bucket_name,
-                "WATERMARK_TABLE": watermark_table.table_name,
-                "SOURCE_SECRET_NAME": source_secret_name,
+                EnvironmentVariable.INGESTED_BUCKET: buckets.ingested.bucket_name,
+                EnvironmentVariable.WATERMARK_TABLE: watermark_table.table_name,
+                EnvironmentVariable.SOURCE_SECRET_NAME: source_secret_name,
             },
         )
         _allow_reading_secret(self.ingest, source_secret_name)
@@ -138,8 +144,8 @@ class PipelineFunctions(Construct):
             sizing=_TRANSFORM,
             description="Shapes raw batches into the mirror and star zones (Parquet)",
             environment={
-                "INGESTED_BUCKET": buckets.ingested.bucket_name,
-                "PROCESSED_BUCKET": buckets.processed.bucket_name,
+                EnvironmentVariable.INGESTED_BUCKET: buckets.ingested.bucket_name,
+                EnvironmentVariable.PROCESSED_BUCKET: buckets.processed.bucket_name,
             },
         )
         _allow_listing(self.transform, buckets.ingested)
@@ -158,8 +164,8 @@ class PipelineFunctions(Construct):
             sizing=_LOAD,
             description="Loads star-zone files into the warehouse, exactly once per file",
             environment={
-                "PROCESSED_BUCKET": buckets.processed.bucket_name,
-                "WAREHOUSE_SECRET_NAME": warehouse_secret_name,
+                EnvironmentVariable.PROCESSED_BUCKET: buckets.processed.bucket_name,
+                EnvironmentVariable.WAREHOUSE_SECRET_NAME: warehouse_secret_name,
             },
         )
         _allow_reading_secret(self.load, warehouse_secret_name)

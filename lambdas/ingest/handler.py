@@ -8,12 +8,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from totes.aws import client, database_dsn
 from totes.ingest.stage import IngestRequest, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore
-from totes.names import SOURCE_SECRET_NAME, MetricName
+from totes.names import SOURCE_SECRET_NAME, EnvironmentVariable, MetricName
 from totes.observability import logger, metrics
 
 
 def _source_dsn() -> str:
-    return database_dsn("TOTES_SOURCE_DSN", "SOURCE_SECRET_NAME", SOURCE_SECRET_NAME)
+    return database_dsn(
+        EnvironmentVariable.SOURCE_DSN, EnvironmentVariable.SOURCE_SECRET_NAME, SOURCE_SECRET_NAME
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)

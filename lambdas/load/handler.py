@@ -7,12 +7,22 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from totes.aws import client, database_dsn
 from totes.load.stage import LoadRequest, LoadSettings, load_target
-from totes.names import METRICS_NAMESPACE, SERVICE_NAME, WAREHOUSE_SECRET_NAME, MetricName
+from totes.names import (
+    METRICS_NAMESPACE,
+    SERVICE_NAME,
+    WAREHOUSE_SECRET_NAME,
+    EnvironmentVariable,
+    MetricName,
+)
 from totes.observability import logger, metrics
 
 
 def _warehouse_dsn() -> str:
-    return database_dsn("TOTES_WAREHOUSE_DSN", "WAREHOUSE_SECRET_NAME", WAREHOUSE_SECRET_NAME)
+    return database_dsn(
+        EnvironmentVariable.WAREHOUSE_DSN,
+        EnvironmentVariable.WAREHOUSE_SECRET_NAME,
+        WAREHOUSE_SECRET_NAME,
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)

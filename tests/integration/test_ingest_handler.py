@@ -13,7 +13,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from lambdas.ingest.handler import handler
-from totes.errors import InvalidEventError, SecretNotFoundError
+from totes.errors import InvalidEventError, InvalidSettingError, SecretNotFoundError
 from totes.names import METRICS_NAMESPACE, SERVICE_NAME, MetricName
 from totes.observability import logger
 
@@ -97,10 +97,18 @@ def test_the_handler_returns_counts_and_emits_metrics_and_a_correlated_log(
 
 
 def test_a_malformed_event_is_refused_by_name(deployed: None) -> None:
-    with pytest.raises(InvalidEventError, match="non-empty string 'table'"):
+    with pytest.raises(InvalidEventError, match="ingest event: table is not set"):
         handler({"run_id": "exec-1"}, FakeContext())
-    with pytest.raises(InvalidEventError, match="max_rows must be a positive whole number"):
+    with pytest.raises(InvalidEventError, match=r"ingest event: max_rows: .*greater than 0"):
         handler({"table": "staff", "run_id": "exec-1", "max_rows": 0}, FakeContext())
+
+
+def test_a_bad_limit_setting_is_named_before_anything_is_read(
+    deployed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INGEST_MAX_ROWS", "lots")
+    with pytest.raises(InvalidSettingError, match="environment variable INGEST_MAX_ROWS: "):
+        handler({"table": "staff", "run_id": "exec-1"}, FakeContext())
 
 
 def test_a_missing_secret_is_named_and_nothing_is_written(

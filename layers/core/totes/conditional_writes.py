@@ -52,12 +52,12 @@ def put_if(
     >>> from moto import mock_aws
     >>> with mock_aws():
     ...     s3 = boto3.client("s3", region_name="us-east-1")
-    ...     _ = s3.create_bucket(Bucket="b")
-    ...     first = put_if(s3, "b", "k", b"1")
-    ...     again = put_if(s3, "b", "k", b"2")
-    ...     etag = s3.head_object(Bucket="b", Key="k")["ETag"]
-    ...     replaced = put_if(s3, "b", "k", b"3", etag=etag)
-    ...     stale = put_if(s3, "b", "k", b"4", etag=etag)
+    ...     _ = s3.create_bucket(Bucket="totes-example")
+    ...     first = put_if(s3, "totes-example", "k", b"1")
+    ...     again = put_if(s3, "totes-example", "k", b"2")
+    ...     etag = s3.head_object(Bucket="totes-example", Key="k")["ETag"]
+    ...     replaced = put_if(s3, "totes-example", "k", b"3", etag=etag)
+    ...     stale = put_if(s3, "totes-example", "k", b"4", etag=etag)
     >>> first, again, replaced, stale
     (True, False, True, False)
     """

@@ -50,7 +50,7 @@ def with_database(dsn: str, database: str) -> str:
     Examples
     --------
     >>> with_database("postgresql://postgres@127.0.0.1:5432/postgres", "totesys")
-    'host=127.0.0.1 port=5432 user=postgres dbname=totesys'
+    'user=postgres dbname=totesys host=127.0.0.1 port=5432'
     """
     return make_conninfo(dsn, dbname=database)
 
@@ -174,7 +174,7 @@ def row_counts(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> dict[s
 
 
 def copy_field(value: object) -> str:
-    """Render one value in PostgreSQL's COPY text format.
+    r"""Render one value in PostgreSQL's COPY text format.
 
     Examples
     --------
@@ -196,12 +196,27 @@ def copy_field(value: object) -> str:
 _COPY_CHUNK_BYTES = 1 << 20
 
 
+def identifiers(names: Iterable[str], *, table: str | None = None) -> sql.Composed:
+    """A comma-separated list of quoted column names, qualified by ``table`` if given.
+
+    Examples
+    --------
+    >>> identifiers(["staff_id", "first_name"]).as_string()
+    '"staff_id", "first_name"'
+    >>> identifiers(["staff_id"], table="existing").as_string()
+    '"existing"."staff_id"'
+    """
+    if table is None:
+        return sql.SQL(", ").join(sql.Identifier(name) for name in names)
+    return sql.SQL(", ").join(sql.Identifier(table, name) for name in names)
+
+
 def copy_lines(
     conn: psycopg.Connection[Any], table: str, columns: list[str], lines: Iterable[str]
 ) -> int:
     """Stream COPY text-format lines into ``table``; return how many rows went in."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+        sql.Identifier(table), identifiers(columns)
     )
     rows = 0
     with conn.cursor() as cursor, cursor.copy(statement) as copy:

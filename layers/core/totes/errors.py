@@ -67,6 +67,14 @@ class InvalidEventError(TotesError):
     """A Lambda event lacks a field or holds a value of the wrong kind."""
 
 
+class InvalidSettingError(TotesError):
+    """A function's environment variable is missing or does not fit its setting."""
+
+
+class ManifestFormatError(TotesError):
+    """A raw-zone manifest is not a document this pipeline wrote."""
+
+
 class RawPartCorruptError(TotesError):
     """A raw part's bytes do not match the checksum its manifest recorded."""
 

@@ -62,6 +62,24 @@ LOAD_LEDGER_TABLE: Final = "load_ledger"
 SOURCE_SECRET_NAME: Final = "totesys_db_credentials"  # noqa: S105 (a name, not a secret)
 WAREHOUSE_SECRET_NAME: Final = "postgres_db_credentials"  # noqa: S105 (a name, not a secret)
 
+
+class EnvironmentVariable:
+    """Environment variables of the functions: set by the stack, read by the handlers."""
+
+    INGESTED_BUCKET: Final = "INGESTED_BUCKET"
+    PROCESSED_BUCKET: Final = "PROCESSED_BUCKET"
+    WATERMARK_TABLE: Final = "WATERMARK_TABLE"
+    SOURCE_SECRET_NAME: Final = "SOURCE_SECRET_NAME"  # noqa: S105 (a variable's name)
+    WAREHOUSE_SECRET_NAME: Final = "WAREHOUSE_SECRET_NAME"  # noqa: S105 (a variable's name)
+    #: Local runs: the database DSNs themselves, instead of the secrets' names.
+    SOURCE_DSN: Final = "TOTES_SOURCE_DSN"
+    WAREHOUSE_DSN: Final = "TOTES_WAREHOUSE_DSN"
+    INGEST_MAX_ROWS: Final = "INGEST_MAX_ROWS"
+    INGEST_LOOKBACK_SECONDS: Final = "INGEST_LOOKBACK_SECONDS"
+    LOAD_FK_TRIGGERS: Final = "LOAD_FK_TRIGGERS"
+    LOAD_REJECT_AFTER_SECONDS: Final = "LOAD_REJECT_AFTER_SECONDS"
+
+
 #: CloudWatch namespace of every metric the handlers emit (Powertools EMF).
 METRICS_NAMESPACE: Final = "Totes/DataPlatform"
 #: Powertools ``service`` dimension, shared by every handler.

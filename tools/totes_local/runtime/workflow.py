@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from totes.errors import TotesError
-from totes.names import METRICS_NAMESPACE, SERVICE_NAME, MetricName
+from totes.names import METRICS_NAMESPACE, SERVICE_NAME, EnvironmentVariable, MetricName
 from totes_local.runtime.assembly import CloudAssembly
 from totes_local.runtime.deployment import DeployResult, LocalDeployment
 from totes_local.runtime.graph import markdown_report
@@ -57,8 +57,8 @@ _DEFAULT_EXECUTION_TIMEOUT_S = 300
 _HISTORY_PAGE = 1000
 #: Variables that tell a function where its databases are, instead of a secret's name.
 _DSN_VARIABLES = {
-    "SOURCE_SECRET_NAME": "TOTES_SOURCE_DSN",
-    "WAREHOUSE_SECRET_NAME": "TOTES_WAREHOUSE_DSN",
+    EnvironmentVariable.SOURCE_SECRET_NAME: EnvironmentVariable.SOURCE_DSN,
+    EnvironmentVariable.WAREHOUSE_SECRET_NAME: EnvironmentVariable.WAREHOUSE_DSN,
 }
 
 
@@ -417,7 +417,10 @@ class LocalWorkflow:
 
     def _function_environment(self) -> dict[str, dict[str, str]]:
         environment: dict[str, dict[str, str]] = {}
-        dsns = {"TOTES_SOURCE_DSN": self.source_dsn, "TOTES_WAREHOUSE_DSN": self.warehouse_dsn}
+        dsns = {
+            EnvironmentVariable.SOURCE_DSN: self.source_dsn,
+            EnvironmentVariable.WAREHOUSE_DSN: self.warehouse_dsn,
+        }
         for function in self.platform.functions:
             variables = dict(self.extra_environment)
             # A function that reads a database secret in AWS gets the DSN itself here.

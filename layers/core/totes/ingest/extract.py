@@ -93,7 +93,7 @@ def source_columns(conn: psycopg.Connection[Any], table: str) -> list[SourceColu
     return [SourceColumn(*row) for row in rows]
 
 
-def _identifiers(table: str) -> dict[str, sql.Composable]:
+def _table_and_key(table: str) -> dict[str, sql.Composable]:
     return {"table": sql.Identifier(table), "key": sql.Identifier(SOURCE_PRIMARY_KEYS[table])}
 
 
@@ -111,7 +111,7 @@ def _window_fingerprint(
         sql.SQL(
             "SELECT count(*), coalesce(sum({row_hash}), 0) FROM {table} "
             "WHERE last_updated > %s AND (last_updated, {key}) <= (%s, %s)"
-        ).format(row_hash=_row_hash(table), **_identifiers(table)),
+        ).format(row_hash=_row_hash(table), **_table_and_key(table)),
         (cursor[0] - lookback, cursor[0], cursor[1]),
     ).fetchone()
     if row is None:
@@ -142,7 +142,7 @@ def plan_batch(
     if max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, got {max_rows}")
     columns = source_columns(conn, table)
-    ids = _identifiers(table)
+    ids = _table_and_key(table)
     cursor = watermark.cursor
     # One scan answers the questions of an idle run: rows without a timestamp, the
     # look-back fingerprint, and whether anything lies beyond the cursor.
@@ -228,7 +228,7 @@ def stream_csv(conn: psycopg.Connection[Any], plan: BatchPlan) -> Iterator[bytes
     """
     if plan.read_through is None:
         return
-    ids = _identifiers(plan.table)
+    ids = _table_and_key(plan.table)
     after = plan.read_after or (datetime.min, -1)
     query = sql.SQL(
         "SELECT * FROM {table} WHERE (last_updated, {key}) > ({after_ts}, {after_key}) "

@@ -15,40 +15,51 @@ downstream stages are idempotent. A lost race at 4 raises
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
+from totes.contracts import (
+    NonEmptyText,
+    Seconds,
+    StrictPositiveInt,
+    parse_event,
+    settings_from_environment,
+)
 from totes.db import connect
-from totes.errors import InvalidEventError
 from totes.ingest.extract import plan_batch, stream_csv
 from totes.ingest.raw_zone import Manifest, RawZoneWriter, cursor_json
 from totes.ingest.watermarks import WatermarkStore
-from totes.names import IGNORED_SOURCE_TABLES, SOURCE_TABLES
+from totes.names import IGNORED_SOURCE_TABLES, SOURCE_TABLES, EnvironmentVariable
 from totes.source.columns import SOURCE_COLUMNS
 
 DEFAULT_MAX_ROWS = 500_000
 DEFAULT_LOOKBACK = timedelta(minutes=15)
 
 
-@dataclass(frozen=True)
-class IngestRequest:
+class IngestRequest(BaseModel):
     """The event of one ingest Map item.
 
     Examples
     --------
     >>> IngestRequest.from_event({"table": "staff", "run_id": "exec-1"}).max_rows is None
     True
+    >>> IngestRequest.from_event({"table": "staff", "run_id": "exec-1", "max_rows": 0})
+    Traceback (most recent call last):
+    ...
+    totes.errors.InvalidEventError: ingest event: max_rows: Input should be greater than 0 (got 0)
     """
 
-    table: str
-    run_id: str
-    max_rows: int | None = None
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    table: NonEmptyText
+    run_id: NonEmptyText
+    max_rows: StrictPositiveInt | None = None
 
     @classmethod
     def from_event(cls, event: Any) -> IngestRequest:
@@ -57,53 +68,64 @@ class IngestRequest:
         Raises
         ------
         InvalidEventError
-            ``table`` or ``run_id`` is missing or not a string, or ``max_rows`` is not a
-            positive whole number.
+            ``table`` or ``run_id`` is missing or empty, or ``max_rows`` is not a
+            positive whole number (the message names the field).
         """
-        if not isinstance(event, dict):
-            raise InvalidEventError(
-                f"ingest event must be a JSON object, got {type(event).__name__}"
-            )
-        for name in ("table", "run_id"):
-            if not isinstance(event.get(name), str) or not event[name]:
-                raise InvalidEventError(f"ingest event needs a non-empty string {name!r}")
-        max_rows = event.get("max_rows")
-        if max_rows is not None and (
-            isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1
-        ):
-            raise InvalidEventError(f"max_rows must be a positive whole number, got {max_rows!r}")
-        return cls(table=event["table"], run_id=event["run_id"], max_rows=max_rows)
+        return parse_event(cls, event, what="ingest event")
 
 
-@dataclass(frozen=True)
-class IngestSettings:
-    """Where ingest reads and writes, and its limits (environment variables in Lambda)."""
+class IngestSettings(BaseModel):
+    """Where ingest reads and writes, and its limits (environment variables in Lambda).
 
-    bucket: str
-    watermark_table: str
-    max_rows: int = DEFAULT_MAX_ROWS
-    lookback: timedelta = DEFAULT_LOOKBACK
+    Examples
+    --------
+    >>> settings = IngestSettings.from_environment({"INGESTED_BUCKET": "raw",
+    ...     "WATERMARK_TABLE": "wm", "INGEST_LOOKBACK_SECONDS": "60"})
+    >>> settings.max_rows, settings.lookback
+    (500000, datetime.timedelta(seconds=60))
+    >>> IngestSettings.from_environment({"INGESTED_BUCKET": "raw", "WATERMARK_TABLE": "wm",
+    ...     "INGEST_MAX_ROWS": "many"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    totes.errors.InvalidSettingError: environment variable INGEST_MAX_ROWS: ... (got 'many')
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    bucket: NonEmptyText = Field(alias=EnvironmentVariable.INGESTED_BUCKET)
+    watermark_table: NonEmptyText = Field(alias=EnvironmentVariable.WATERMARK_TABLE)
+    max_rows: PositiveInt = Field(DEFAULT_MAX_ROWS, alias=EnvironmentVariable.INGEST_MAX_ROWS)
+    lookback: Seconds = Field(DEFAULT_LOOKBACK, alias=EnvironmentVariable.INGEST_LOOKBACK_SECONDS)
 
     @classmethod
-    def from_environment(cls) -> IngestSettings:
+    def from_environment(cls, environment: Mapping[str, str] | None = None) -> IngestSettings:
         """Read the settings from the function's environment variables.
 
         ``INGESTED_BUCKET`` and ``WATERMARK_TABLE`` are required; ``INGEST_MAX_ROWS`` and
         ``INGEST_LOOKBACK_SECONDS`` are optional.
+
+        Raises
+        ------
+        InvalidSettingError
+            A required variable is not set or a value does not fit (named in the message).
         """
-        try:
-            return cls(
-                bucket=os.environ["INGESTED_BUCKET"],
-                watermark_table=os.environ["WATERMARK_TABLE"],
-                max_rows=int(os.environ.get("INGEST_MAX_ROWS", DEFAULT_MAX_ROWS)),
-                lookback=timedelta(
-                    seconds=int(
-                        os.environ.get("INGEST_LOOKBACK_SECONDS", DEFAULT_LOOKBACK.total_seconds())
-                    )
-                ),
-            )
-        except KeyError as exc:
-            raise InvalidEventError(f"environment variable {exc.args[0]} is not set") from exc
+        return settings_from_environment(cls, environment)
+
+
+class IngestPayload(BaseModel):
+    """What the ingest handler returns to the state machine (keys and counts, never rows)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    table: str
+    run_id: str
+    rows: NonNegativeInt
+    parts: NonNegativeInt
+    bytes: NonNegativeInt
+    has_more: bool
+    manifest: str | None
+    cursor_to: list[str | int] | None
+    skipped: str | None = None
 
 
 @dataclass
@@ -118,25 +140,30 @@ class IngestResult:
     has_more: bool = False
     rereads_window: bool = False
     manifest_key: str | None = None
-    cursor_from: list[str | int] | None = None
     cursor_to: list[str | int] | None = None
     skipped: str | None = None
     unexpected_columns: list[str] = field(default_factory=list)
     duration_ms: float = 0.0
 
     def to_payload(self) -> dict[str, Any]:
-        """The handler's return value (keys and counts, never rows)."""
-        return {
-            "table": self.table,
-            "run_id": self.run_id,
-            "rows": self.rows,
-            "parts": self.parts,
-            "bytes": self.bytes_written,
-            "has_more": self.has_more,
-            "manifest": self.manifest_key,
-            "cursor_to": self.cursor_to,
-            **({"skipped": self.skipped} if self.skipped else {}),
-        }
+        """The handler's return value (keys and counts, never rows): an :class:`IngestPayload`.
+
+        Examples
+        --------
+        >>> IngestResult("staff", "exec-1").to_payload()["has_more"]
+        False
+        """
+        return IngestPayload(
+            table=self.table,
+            run_id=self.run_id,
+            rows=self.rows,
+            parts=self.parts,
+            bytes=self.bytes_written,
+            has_more=self.has_more,
+            manifest=self.manifest_key,
+            cursor_to=self.cursor_to,
+            skipped=self.skipped,
+        ).model_dump(exclude=set() if self.skipped else {"skipped"})
 
 
 def ingest_table(
@@ -216,7 +243,7 @@ def ingest_table(
     result.parts = len(parts)
     result.bytes_written = sum(part.bytes for part in parts)
     result.rereads_window = plan.rereads_window
-    result.cursor_from, result.cursor_to = manifest.cursor_from, manifest.cursor_to
+    result.cursor_to = manifest.cursor_to
     result.unexpected_columns = manifest.unexpected_columns
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result

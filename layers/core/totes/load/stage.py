@@ -30,20 +30,26 @@ a failed commit is rewritten at the same key by that next load.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
 
+from totes.contracts import (
+    NonEmptyText,
+    Seconds,
+    WarehouseTable,
+    parse_event,
+    settings_from_environment,
+)
 from totes.db import connect
 from totes.errors import (
-    InvalidEventError,
     ReferencedRowDeletedError,
     WarehouseSchemaMissingError,
 )
@@ -57,7 +63,12 @@ from totes.load.star_zone import (
     referenced_values,
     write_rejects,
 )
-from totes.names import DIMENSION_TABLES, FACT_TABLES, LOAD_LEDGER_TABLE, WAREHOUSE_TABLES
+from totes.names import (
+    DIMENSION_TABLES,
+    FACT_TABLES,
+    LOAD_LEDGER_TABLE,
+    EnvironmentVariable,
+)
 from totes.warehouse.star import DIMENSION_KEYS, FACT_REFERENCES, FACT_VERSION_KEYS
 
 FK_TRIGGERS_AUTO: Final = "auto"
@@ -66,18 +77,23 @@ FK_TRIGGERS_ALWAYS: Final = "always"
 DEFAULT_REJECT_AFTER: Final = timedelta(minutes=30)
 
 
-@dataclass(frozen=True)
-class LoadRequest:
+class LoadRequest(BaseModel):
     """The event of one load Map item.
 
     Examples
     --------
-    >>> LoadRequest.from_event({"target": "dim_staff", "run_id": "exec-1"}).target
-    'dim_staff'
+    >>> LoadRequest.from_event({"target": "fact_sales_order", "run_id": "exec-1"})
+    LoadRequest(target='fact_sales_order', run_id='exec-1')
+    >>> LoadRequest.from_event({"target": "dim_staff"})
+    Traceback (most recent call last):
+    ...
+    totes.errors.InvalidEventError: load event: run_id is not set
     """
 
-    target: str
-    run_id: str
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    target: WarehouseTable
+    run_id: NonEmptyText
 
     @classmethod
     def from_event(cls, event: Any) -> LoadRequest:
@@ -86,29 +102,13 @@ class LoadRequest:
         Raises
         ------
         InvalidEventError
-            ``target`` or ``run_id`` is missing or not a string, or ``target`` is not a
-            warehouse table.
-
-        Examples
-        --------
-        >>> LoadRequest.from_event({"target": "fact_sales_order", "run_id": "exec-1"})
-        LoadRequest(target='fact_sales_order', run_id='exec-1')
+            ``target`` or ``run_id`` is missing or empty, or ``target`` is not a
+            warehouse table (the message names the field).
         """
-        if not isinstance(event, dict):
-            raise InvalidEventError(f"load event must be a JSON object, got {type(event).__name__}")
-        for name in ("target", "run_id"):
-            if not isinstance(event.get(name), str) or not event[name]:
-                raise InvalidEventError(f"load event needs a non-empty string {name!r}")
-        if event["target"] not in WAREHOUSE_TABLES:
-            raise InvalidEventError(
-                f"target {event['target']!r} is not a warehouse table "
-                f"(one of {', '.join(WAREHOUSE_TABLES)})"
-            )
-        return cls(target=event["target"], run_id=event["run_id"])
+        return parse_event(cls, event, what="load event")
 
 
-@dataclass(frozen=True)
-class LoadSettings:
+class LoadSettings(BaseModel):
     """Where load reads, and how it checks references (environment variables in Lambda).
 
     ``fk_triggers`` is ``"auto"`` (insert facts with the foreign-key triggers off when
@@ -118,16 +118,32 @@ class LoadSettings:
     --------
     >>> LoadSettings(bucket="totes-processed").fk_triggers
     'auto'
+    >>> LoadSettings.from_environment(  # doctest: +ELLIPSIS
+    ...     {"PROCESSED_BUCKET": "p", "LOAD_FK_TRIGGERS": "never"})
+    Traceback (most recent call last):
+    ...
+    totes.errors.InvalidSettingError: environment variable LOAD_FK_TRIGGERS: ... (got 'never')
     """
 
-    bucket: str
-    fk_triggers: str = FK_TRIGGERS_AUTO
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    bucket: NonEmptyText = Field(alias=EnvironmentVariable.PROCESSED_BUCKET)
+    fk_triggers: Literal["auto", "always"] = Field(
+        FK_TRIGGERS_AUTO, alias=EnvironmentVariable.LOAD_FK_TRIGGERS
+    )
     #: A fact file whose rows reference a dimension row the warehouse lacks waits this
     #: long for it (the row may be a snapshot away) before those rows are quarantined.
-    reject_after: timedelta = DEFAULT_REJECT_AFTER
+    reject_after: Seconds = Field(
+        DEFAULT_REJECT_AFTER, alias=EnvironmentVariable.LOAD_REJECT_AFTER_SECONDS
+    )
+
+    @field_validator("fk_triggers", mode="before")
+    @classmethod
+    def _unset_is_auto(cls, value: Any) -> Any:
+        return value or FK_TRIGGERS_AUTO
 
     @classmethod
-    def from_environment(cls) -> LoadSettings:
+    def from_environment(cls, environment: Mapping[str, str] | None = None) -> LoadSettings:
         """Read the settings from the function's environment.
 
         ``PROCESSED_BUCKET`` is required; ``LOAD_FK_TRIGGERS`` (``auto`` or ``always``)
@@ -135,35 +151,23 @@ class LoadSettings:
 
         Raises
         ------
-        InvalidEventError
-            ``PROCESSED_BUCKET`` is not set, or ``LOAD_FK_TRIGGERS`` has another value.
-
-        Examples
-        --------
-        >>> LoadSettings.from_environment()  # doctest: +SKIP
-        LoadSettings(bucket='totes-processed', fk_triggers='auto')
+        InvalidSettingError
+            ``PROCESSED_BUCKET`` is not set, or another variable does not fit (named).
         """
-        try:
-            bucket = os.environ["PROCESSED_BUCKET"]
-        except KeyError as exc:
-            raise InvalidEventError(f"environment variable {exc.args[0]} is not set") from exc
-        fk_triggers = os.environ.get("LOAD_FK_TRIGGERS") or FK_TRIGGERS_AUTO
-        if fk_triggers not in (FK_TRIGGERS_AUTO, FK_TRIGGERS_ALWAYS):
-            raise InvalidEventError(
-                f"LOAD_FK_TRIGGERS must be {FK_TRIGGERS_AUTO!r} or {FK_TRIGGERS_ALWAYS!r}, "
-                f"got {fk_triggers!r}"
-            )
-        try:
-            reject_after = timedelta(
-                seconds=int(
-                    os.environ.get(
-                        "LOAD_REJECT_AFTER_SECONDS", DEFAULT_REJECT_AFTER.total_seconds()
-                    )
-                )
-            )
-        except ValueError as exc:
-            raise InvalidEventError("LOAD_REJECT_AFTER_SECONDS must be whole seconds") from exc
-        return cls(bucket=bucket, fk_triggers=fk_triggers, reject_after=reject_after)
+        return settings_from_environment(cls, environment)
+
+
+class LoadPayload(BaseModel):
+    """What the load handler returns to the state machine (keys and counts)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    target: str
+    run_id: str
+    files: NonNegativeInt
+    rows_loaded: NonNegativeInt
+    rows_skipped: NonNegativeInt
+    rows_rejected: NonNegativeInt
 
 
 @dataclass(frozen=True)
@@ -254,14 +258,14 @@ class LoadResult:
         {'target': 'dim_staff', 'run_id': 'exec-1', 'files': 0, 'rows_loaded': 0,
          'rows_skipped': 0, 'rows_rejected': 0}
         """
-        return {
-            "target": self.target,
-            "run_id": self.run_id,
-            "files": len(self.applied),
-            "rows_loaded": self.rows_loaded,
-            "rows_skipped": self.rows_skipped,
-            "rows_rejected": self.rows_rejected,
-        }
+        return LoadPayload(
+            target=self.target,
+            run_id=self.run_id,
+            files=len(self.applied),
+            rows_loaded=self.rows_loaded,
+            rows_skipped=self.rows_skipped,
+            rows_rejected=self.rows_rejected,
+        ).model_dump()
 
 
 def load_target(

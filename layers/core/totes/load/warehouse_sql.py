@@ -23,6 +23,7 @@ import pyarrow as pa
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
+from totes.db import identifiers
 from totes.load.star_zone import FILE_ROW, fact_references
 from totes.names import FACT_TABLES, LOAD_LEDGER_TABLE
 from totes.warehouse.star import (
@@ -68,12 +69,6 @@ def fact_version_constraint(fact_table: str) -> str:
     if fact_table not in FACT_VERSION_KEYS:
         raise ValueError(f"{fact_table!r} is not a fact table")
     return f"{fact_table}_version"
-
-
-def _identifiers(names: Iterable[str], *, table: str | None = None) -> sql.Composed:
-    if table is None:
-        return sql.SQL(", ").join(sql.Identifier(name) for name in names)
-    return sql.SQL(", ").join(sql.Identifier(table, name) for name in names)
 
 
 def _columns(target: str) -> list[str]:
@@ -219,7 +214,7 @@ def create_stage_statement(target: str, *, keys_only: bool = False) -> sql.Compo
         "SELECT {columns}, NULL::bigint AS {file_row} FROM {target} WITH NO DATA"
     ).format(
         table=sql.Identifier(table),
-        columns=_identifiers(columns),
+        columns=identifiers(columns),
         file_row=sql.Identifier(FILE_ROW),
         target=sql.Identifier(target),
     )
@@ -240,7 +235,7 @@ def copy_stage_statement(target: str, *, keys_only: bool = False) -> sql.Compose
     table, columns = _staged_columns(target, keys_only=keys_only)
     return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
         sql.Identifier(table),
-        _identifiers([*columns, FILE_ROW]),
+        identifiers([*columns, FILE_ROW]),
         sql.SQL("binary" if keys_only else "csv"),
     )
 
@@ -300,7 +295,7 @@ def upsert_dimension_statement(target: str) -> sql.Composed:
     if target == DATE_DIMENSION:
         selected = sql.SQL(", ").join([sql.Identifier(key), *_date_attributes(sql.Identifier(key))])
     else:
-        selected = _identifiers(columns)
+        selected = identifiers(columns)
     return sql.SQL(
         "INSERT INTO {target} AS existing ({columns}) "
         "SELECT DISTINCT ON ({key}) {selected} FROM {stage} ORDER BY {key}, {file_row} DESC "
@@ -308,7 +303,7 @@ def upsert_dimension_statement(target: str) -> sql.Composed:
         "WHERE ROW({current}) IS DISTINCT FROM ROW({incoming})"
     ).format(
         target=sql.Identifier(target),
-        columns=_identifiers(columns),
+        columns=identifiers(columns),
         key=sql.Identifier(key),
         selected=selected,
         stage=sql.Identifier(STAGE_TABLE),
@@ -317,7 +312,7 @@ def upsert_dimension_statement(target: str) -> sql.Composed:
             sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(name), sql.Identifier(name))
             for name in attributes
         ),
-        current=_identifiers(attributes, table="existing"),
+        current=identifiers(attributes, table="existing"),
         incoming=sql.SQL(", ").join(
             sql.SQL("EXCLUDED.{}").format(sql.Identifier(name)) for name in attributes
         ),
@@ -348,7 +343,7 @@ def dim_date_mismatches_statement() -> sql.Composed:
         "SELECT count(*) FROM {stage} WHERE ROW({given}) IS DISTINCT FROM ROW({derived})"
     ).format(
         stage=sql.Identifier(STAGE_TABLE),
-        given=_identifiers(columns),
+        given=identifiers(columns),
         derived=sql.SQL(", ").join(_date_attributes(sql.Identifier("date_id"))),
     )
 
@@ -474,7 +469,7 @@ def extend_dim_date_statement() -> sql.Composed:
         "ORDER BY {day} ON CONFLICT ({date_id}) DO NOTHING"
     ).format(
         dim_date=sql.Identifier(DATE_DIMENSION),
-        columns=_identifiers(_columns(DATE_DIMENSION)),
+        columns=identifiers(_columns(DATE_DIMENSION)),
         day=_DAY,
         attributes=sql.SQL(", ").join(_date_attributes(_DAY)),
         date_id=sql.Identifier(DIMENSION_KEYS[DATE_DIMENSION]),
@@ -669,7 +664,7 @@ def insert_facts_statement(target: str) -> sql.Composed:
     >>> insert_facts_statement("fact_payment").as_string().split(" FROM ")[-1]
     '"load_stage" ON CONFLICT ON CONSTRAINT "fact_payment_version" DO NOTHING'
     """
-    columns = _identifiers(_columns(target))
+    columns = identifiers(_columns(target))
     return sql.SQL(
         "INSERT INTO {target} ({columns}) SELECT {columns} FROM {stage} "
         "ON CONFLICT ON CONSTRAINT {constraint} DO NOTHING"

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from totes.transform.currencies import currency_name
-from totes.warehouse.star import FACT_DATE_COLUMNS, STAR_SCHEMAS, TIME_MS, dim_date_row
+from totes.warehouse.star import STAR_SCHEMAS, TIME_MS, dim_date_row
 
 #: dim_staff.location when the department has none (the source allows NULL, the star does not).
 UNKNOWN_LOCATION = "Unknown location"
@@ -317,8 +317,3 @@ def dim_date(*date_columns: pa.Array | pa.ChunkedArray) -> Shaped:
     for column in date_columns:
         days.update(day for day in pc.unique(column).to_pylist() if day is not None)
     return Shaped(_star("dim_date", [dim_date_row(day) for day in sorted(days)]))
-
-
-def fact_dates(shaped: pa.Table, target: str) -> list[pa.ChunkedArray]:
-    """The date columns of a shaped fact table (what dim_date must cover)."""
-    return [shaped.column(name) for name in FACT_DATE_COLUMNS[target]]

@@ -33,10 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,16 +42,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 from totes.conditional_writes import put_if
-from totes.errors import InvalidEventError, StagedFileMissingError, TransformStateConflictError
+from totes.contracts import NonEmptyText, WarehouseTable, parse_event, settings_from_environment
+from totes.errors import StagedFileMissingError, TransformStateConflictError
 from totes.ingest.raw_zone import read_batch
 from totes.names import (
     MIRROR_PREFIX,
     RAW_MANIFEST_PREFIX,
     REJECTS_PREFIX,
     TRANSFORM_STAGING_PREFIX,
-    WAREHOUSE_TABLES,
+    EnvironmentVariable,
 )
 from totes.transform import shapes
 from totes.warehouse.star import FACT_DATE_COLUMNS, star_prefix
@@ -97,12 +96,23 @@ _STAGING_PREFIX = TRANSFORM_STAGING_PREFIX
 _REMEMBERED_DAYS = 2
 
 
-@dataclass(frozen=True)
-class TransformRequest:
-    """The event of one transform Map item."""
+class TransformRequest(BaseModel):
+    """The event of one transform Map item.
 
-    target: str
-    run_id: str
+    Examples
+    --------
+    >>> TransformRequest.from_event({"target": "dim_staff", "run_id": "exec-1"}).target
+    'dim_staff'
+    >>> TransformRequest.from_event({"target": "staff", "run_id": "exec-1"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    totes.errors.InvalidEventError: transform event: target: ...not a warehouse table (got 'staff')
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    target: WarehouseTable
+    run_id: NonEmptyText
 
     @classmethod
     def from_event(cls, event: Any) -> TransformRequest:
@@ -111,39 +121,50 @@ class TransformRequest:
         Raises
         ------
         InvalidEventError
-            ``target`` is not a warehouse table or ``run_id`` is missing.
-
-        Examples
-        --------
-        >>> TransformRequest.from_event({"target": "dim_staff", "run_id": "exec-1"}).target
-        'dim_staff'
+            ``target`` is not a warehouse table or ``run_id`` is missing (named).
         """
-        if not isinstance(event, dict):
-            raise InvalidEventError("transform event must be a JSON object")
-        target, run_id = event.get("target"), event.get("run_id")
-        if target not in WAREHOUSE_TABLES:
-            raise InvalidEventError(
-                f"target {target!r} is not a warehouse table ({', '.join(WAREHOUSE_TABLES)})"
-            )
-        if not isinstance(run_id, str) or not run_id:
-            raise InvalidEventError("transform event needs a non-empty string 'run_id'")
-        return cls(target=str(target), run_id=run_id)
+        return parse_event(cls, event, what="transform event")
 
 
-@dataclass(frozen=True)
-class TransformSettings:
-    """The buckets transform reads and writes (environment variables in Lambda)."""
+class TransformSettings(BaseModel):
+    """The buckets transform reads and writes (environment variables in Lambda).
 
-    ingested_bucket: str
-    processed_bucket: str
+    Examples
+    --------
+    >>> TransformSettings.from_environment({"INGESTED_BUCKET": "raw"})
+    Traceback (most recent call last):
+    ...
+    totes.errors.InvalidSettingError: environment variable PROCESSED_BUCKET is not set
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    ingested_bucket: NonEmptyText = Field(alias=EnvironmentVariable.INGESTED_BUCKET)
+    processed_bucket: NonEmptyText = Field(alias=EnvironmentVariable.PROCESSED_BUCKET)
 
     @classmethod
-    def from_environment(cls) -> TransformSettings:
-        """Read ``INGESTED_BUCKET`` and ``PROCESSED_BUCKET``."""
-        try:
-            return cls(os.environ["INGESTED_BUCKET"], os.environ["PROCESSED_BUCKET"])
-        except KeyError as exc:
-            raise InvalidEventError(f"environment variable {exc.args[0]} is not set") from exc
+    def from_environment(cls, environment: Mapping[str, str] | None = None) -> TransformSettings:
+        """Read ``INGESTED_BUCKET`` and ``PROCESSED_BUCKET``.
+
+        Raises
+        ------
+        InvalidSettingError
+            One of them is not set.
+        """
+        return settings_from_environment(cls, environment)
+
+
+class TransformPayload(BaseModel):
+    """What the transform handler returns to the state machine (keys and counts)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    target: str
+    run_id: str
+    rows: NonNegativeInt
+    files: NonNegativeInt
+    batches: NonNegativeInt
+    rows_rejected: NonNegativeInt
 
 
 @dataclass
@@ -158,63 +179,66 @@ class TransformResult:
     rows_rejected: int = 0
     gold_key: str | None = None
     warnings: list[str] = field(default_factory=list)
-    duration_ms: float = 0.0
 
     def to_payload(self) -> dict[str, Any]:
-        """The handler's return value (keys and counts, never rows)."""
-        return {
-            "target": self.target,
-            "run_id": self.run_id,
-            "rows": self.rows,
-            "files": self.files,
-            "batches": self.batches,
-            "rows_rejected": self.rows_rejected,
-        }
+        """The handler's return value (keys and counts, never rows): a :class:`TransformPayload`.
+
+        Examples
+        --------
+        >>> TransformResult("dim_staff", "exec-1", rows=3, files=1).to_payload()["rows"]
+        3
+        """
+        return TransformPayload(
+            target=self.target,
+            run_id=self.run_id,
+            rows=self.rows,
+            files=self.files,
+            batches=self.batches,
+            rows_rejected=self.rows_rejected,
+        ).model_dump()
 
 
-@dataclass
-class _State:
-    consumed: dict[str, list[str]] = field(default_factory=dict)
-    mirrors: dict[str, str] = field(default_factory=dict)
+class TransformState(BaseModel):
+    """The state document of one target, ``_state/transform/<target>.json``.
+
+    Examples
+    --------
+    >>> state = TransformState.model_validate_json('{"consumed": {}, "mirrors": {}}')
+    >>> (state.sequence, state.pending, state.etag)
+    (0, [], None)
+    """
+
+    #: Manifest keys consumed, per source table (recent ones: see ``_REMEMBERED_DAYS``).
+    consumed: dict[str, list[str]] = Field(default_factory=dict)
+    #: The current mirror object of each source table the target joins.
+    mirrors: dict[str, str] = Field(default_factory=dict)
     #: Number of gold files written; the next file's name starts with it + 1, so load
     #: applies a target's files in the order transform committed them.
-    sequence: int = 0
+    sequence: NonNegativeInt = 0
     #: Committed files not yet known to be published: ``[staged key, final key]`` pairs.
-    pending: list[list[str]] = field(default_factory=list)
-    etag: str | None = None
+    pending: list[list[str]] = Field(default_factory=list)
+    #: The ETag the document had when read (not stored): the compare-and-set condition.
+    etag: str | None = Field(default=None, exclude=True)
 
 
 def _state_key(target: str) -> str:
     return f"{_STATE_PREFIX}/{target}.json"
 
 
-def _read_state(s3: Any, bucket: str, target: str) -> _State:
+def _read_state(s3: Any, bucket: str, target: str) -> TransformState:
     try:
         response = s3.get_object(Bucket=bucket, Key=_state_key(target))
     except ClientError as exc:
         if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-            return _State()
+            return TransformState()
         raise
-    document = json.loads(response["Body"].read())
-    return _State(
-        document["consumed"],
-        document["mirrors"],
-        document.get("sequence", 0),
-        document.get("pending", []),
-        response["ETag"],
-    )
+    state = TransformState.model_validate_json(response["Body"].read())
+    state.etag = response["ETag"]
+    return state
 
 
-def _write_state(s3: Any, bucket: str, target: str, state: _State) -> None:
-    body = json.dumps(
-        {
-            "consumed": state.consumed,
-            "mirrors": state.mirrors,
-            "sequence": state.sequence,
-            "pending": state.pending,
-        },
-        indent=1,
-    ).encode()
+def _write_state(s3: Any, bucket: str, target: str, state: TransformState) -> None:
+    body = state.model_dump_json(indent=1).encode()
     if not put_if(
         s3, bucket, _state_key(target), body, etag=state.etag, ContentType="application/json"
     ):
@@ -391,7 +415,6 @@ def transform_target(
     >>> transform_target(TransformRequest("dim_staff", "exec-1"), settings, s3=s3)  # doctest: +SKIP
     TransformResult(target='dim_staff', run_id='exec-1', rows=20, files=1, batches=2, ...)
     """
-    started = time.perf_counter()
     result = TransformResult(target=request.target, run_id=request.run_id)
     state = _read_state(s3, settings.processed_bucket, request.target)
     # A run that committed may have stopped before publishing: finish its work first.
@@ -404,7 +427,6 @@ def transform_target(
     }
     all_new = sorted(key for keys in fresh.values() for key in keys)
     if not all_new:
-        result.duration_ms = (time.perf_counter() - started) * 1000
         return result
     digest = hashlib.sha256("\n".join(all_new).encode()).hexdigest()[:20]
     inputs = {
@@ -451,5 +473,4 @@ def transform_target(
     _publish(s3, settings.processed_bucket, state.pending)
     result.batches = len(all_new)
     result.warnings = list(shaped.warnings)
-    result.duration_ms = (time.perf_counter() - started) * 1000
     return result

@@ -1,0 +1,166 @@
+"""The stages' contracts: the events each Lambda accepts, the settings it reads from its
+environment, the payload it returns; a bad event or setting is refused by name."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from totes.errors import InvalidEventError, InvalidSettingError
+from totes.ingest.stage import IngestRequest, IngestResult, IngestSettings
+from totes.load.stage import FileOutcome, LoadRequest, LoadResult, LoadSettings
+from totes.names import WAREHOUSE_TABLES, EnvironmentVariable
+from totes.transform.stage import TransformRequest, TransformResult, TransformSettings
+
+
+@pytest.mark.parametrize("target", WAREHOUSE_TABLES)
+def test_every_warehouse_table_is_a_valid_target_of_transform_and_load(target: str) -> None:
+    event = {"target": target, "run_id": "exec-1"}
+    assert LoadRequest.from_event(event) == LoadRequest(target=target, run_id="exec-1")
+    assert TransformRequest.from_event(event) == TransformRequest(target=target, run_id="exec-1")
+
+
+@pytest.mark.parametrize(
+    ("parse", "event", "message"),
+    [
+        (LoadRequest.from_event, None, "load event: .*valid dictionary.*got None"),
+        (LoadRequest.from_event, {"target": "dim_staff", "run_id": ""}, "load event: run_id: "),
+        (LoadRequest.from_event, {"target": 7, "run_id": "e"}, "load event: target: .*got 7"),
+        (LoadRequest.from_event, {"target": "load_ledger", "run_id": "e"}, "not a warehouse"),
+        (LoadRequest.from_event, {"target": "DIM_STAFF", "run_id": "e"}, "got 'DIM_STAFF'"),
+        (LoadRequest.from_event, {"target": "dim_staff"}, "load event: run_id is not set"),
+        (TransformRequest.from_event, {"run_id": "e"}, "transform event: target is not set"),
+        (IngestRequest.from_event, {"run_id": "e"}, "ingest event: table is not set"),
+        (IngestRequest.from_event, {"table": "", "run_id": "e"}, "ingest event: table: "),
+        (
+            IngestRequest.from_event,
+            {"table": "staff", "run_id": "e", "max_rows": True},
+            "ingest event: max_rows: .*got True",
+        ),
+        (
+            IngestRequest.from_event,
+            {"table": "staff", "run_id": "e", "max_rows": "10"},
+            "ingest event: max_rows: .*got '10'",
+        ),
+    ],
+)
+def test_a_malformed_event_is_refused_naming_the_field(
+    parse: Any, event: Any, message: str
+) -> None:
+    with pytest.raises(InvalidEventError, match=message):
+        parse(event)
+
+
+def test_ingest_settings_come_from_the_environment_with_their_defaults() -> None:
+    settings = IngestSettings.from_environment(
+        {EnvironmentVariable.INGESTED_BUCKET: "raw", EnvironmentVariable.WATERMARK_TABLE: "wm"}
+    )
+    assert (settings.bucket, settings.watermark_table) == ("raw", "wm")
+    assert (settings.max_rows, settings.lookback) == (500_000, timedelta(minutes=15))
+    tuned = IngestSettings.from_environment(
+        {
+            EnvironmentVariable.INGESTED_BUCKET: "raw",
+            EnvironmentVariable.WATERMARK_TABLE: "wm",
+            EnvironmentVariable.INGEST_MAX_ROWS: "1000",
+            EnvironmentVariable.INGEST_LOOKBACK_SECONDS: "30",
+        }
+    )
+    assert (tuned.max_rows, tuned.lookback) == (1000, timedelta(seconds=30))
+
+
+def test_load_and_transform_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PROCESSED_BUCKET", "totes-processed")
+    monkeypatch.setenv("INGESTED_BUCKET", "totes-ingested")
+    monkeypatch.delenv("LOAD_FK_TRIGGERS", raising=False)
+    assert LoadSettings.from_environment() == LoadSettings(bucket="totes-processed")
+    monkeypatch.setenv("LOAD_FK_TRIGGERS", "always")
+    assert LoadSettings.from_environment().fk_triggers == "always"
+    assert TransformSettings.from_environment() == TransformSettings(
+        ingested_bucket="totes-ingested", processed_bucket="totes-processed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("parse", "environment", "message"),
+    [
+        (LoadSettings.from_environment, {}, "environment variable PROCESSED_BUCKET is not set"),
+        (
+            LoadSettings.from_environment,
+            {"PROCESSED_BUCKET": "p", "LOAD_FK_TRIGGERS": "never"},
+            "environment variable LOAD_FK_TRIGGERS: .*'auto' or 'always'.*got 'never'",
+        ),
+        (
+            LoadSettings.from_environment,
+            {"PROCESSED_BUCKET": "p", "LOAD_REJECT_AFTER_SECONDS": "soon"},
+            "environment variable LOAD_REJECT_AFTER_SECONDS",
+        ),
+        (
+            IngestSettings.from_environment,
+            {"INGESTED_BUCKET": "raw", "WATERMARK_TABLE": "wm", "INGEST_MAX_ROWS": "0"},
+            "environment variable INGEST_MAX_ROWS: Input should be greater than 0",
+        ),
+        (
+            IngestSettings.from_environment,
+            {"INGESTED_BUCKET": "raw"},
+            "environment variable WATERMARK_TABLE is not set",
+        ),
+        (
+            TransformSettings.from_environment,
+            {"PROCESSED_BUCKET": "p"},
+            "environment variable INGESTED_BUCKET is not set",
+        ),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_the_variable(
+    parse: Any, environment: dict[str, str], message: str
+) -> None:
+    with pytest.raises(InvalidSettingError, match=message):
+        parse(environment)
+
+
+def test_the_load_payload_adds_up_the_files_and_leaves_out_those_another_loader_applied() -> None:
+    result = LoadResult(
+        target="fact_sales_order",
+        run_id="exec-1",
+        files=[
+            FileOutcome("a", rows_in_file=10, rows_loaded=6, rows_rejected=1),
+            FileOutcome("b", rows_in_file=5, rows_loaded=0),
+            FileOutcome("c", rows_in_file=7, applied_elsewhere=True),
+        ],
+    )
+    assert result.to_payload() == {
+        "target": "fact_sales_order",
+        "run_id": "exec-1",
+        "files": 2,
+        "rows_loaded": 6,
+        "rows_skipped": 8,
+        "rows_rejected": 1,
+    }
+
+
+def test_the_ingest_and_transform_payloads_carry_keys_and_counts_only() -> None:
+    ingest = IngestResult("staff", "exec-1", rows=3, parts=1, bytes_written=120, has_more=True)
+    assert ingest.to_payload() == {
+        "table": "staff",
+        "run_id": "exec-1",
+        "rows": 3,
+        "parts": 1,
+        "bytes": 120,
+        "has_more": True,
+        "manifest": None,
+        "cursor_to": None,
+    }
+    assert IngestResult("staff", "e", skipped="idle").to_payload()["skipped"] == "idle"
+    transform = TransformResult("dim_staff", "exec-1", rows=20, files=1, batches=2)
+    assert transform.to_payload() == {
+        "target": "dim_staff",
+        "run_id": "exec-1",
+        "rows": 20,
+        "files": 1,
+        "batches": 2,
+        "rows_rejected": 0,
+    }

@@ -1,0 +1,203 @@
+"""The pure shaping functions of transform: source rows in, star rows out (no AWS, no DB)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from totes.transform import shapes
+from totes.warehouse.star import STAR_SCHEMAS
+
+STAMP = datetime(2024, 11, 14, 9, 30, 15, 123_456)
+
+
+def _table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows)
+
+
+def _order(order_id: int, updated: datetime, **overrides: Any) -> dict[str, Any]:
+    row = {
+        "sales_order_id": order_id,
+        "created_at": STAMP,
+        "last_updated": updated,
+        "design_id": 1,
+        "staff_id": 2,
+        "counterparty_id": 3,
+        "units_sold": 10,
+        "unit_price": Decimal("2.50"),
+        "currency_id": 1,
+        "agreed_delivery_date": "2024-12-01",
+        "agreed_payment_date": "2024-12-02",
+        "agreed_delivery_location_id": 4,
+    }
+    return row | overrides
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 5), st.integers(0, 10), st.text(max_size=3)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_latest_versions_keeps_exactly_the_newest_version_of_each_key(
+    versions: list[tuple[int, int, str]],
+) -> None:
+    table = _table([{"k": k, "last_updated": t, "v": v} for k, t, v in versions])
+    latest = shapes.latest_versions(table, "k").to_pylist()
+    # One row per key, in key order, each carrying the newest last_updated of its key
+    assert [row["k"] for row in latest] == sorted({k for k, _, _ in versions})
+    newest = {k: max(t for kk, t, _ in versions if kk == k) for k, _, _ in versions}
+    assert all(row["last_updated"] == newest[row["k"]] for row in latest)
+
+
+def test_a_sales_order_version_becomes_one_fact_row_with_dates_times_and_exact_money() -> None:
+    # Given two versions of one order and the same version read twice (a look-back re-read)
+    first, second = STAMP, STAMP.replace(hour=10)
+    orders = _table([_order(7, first), _order(7, second, units_sold=11), _order(7, second)])
+
+    # When it is shaped
+    shaped = shapes.fact_sales_order(orders)
+
+    # Then each version is one row, staff becomes sales staff, times keep milliseconds
+    rows = shaped.table.to_pylist()
+    assert shaped.table.schema == STAR_SCHEMAS["fact_sales_order"]
+    assert [(row["sales_order_id"], row["units_sold"]) for row in rows] == [(7, 10), (7, 11)]
+    assert rows[0]["sales_staff_id"] == 2
+    assert rows[0]["created_date"] == date(2024, 11, 14)
+    assert rows[0]["created_time"] == time(9, 30, 15, 123_000)
+    assert rows[1]["last_updated_time"] == time(10, 30, 15, 123_000)
+    assert rows[0]["unit_price"] == Decimal("2.50")
+    assert rows[0]["agreed_delivery_date"] == date(2024, 12, 1)
+    assert shaped.rejects is None
+
+
+@pytest.mark.parametrize("bad", ["2024-13-45", "soon", "", None, "2024-1-5"])
+def test_an_order_whose_agreed_date_is_not_a_date_is_rejected_with_its_reason(
+    bad: str | None,
+) -> None:
+    orders = _table([_order(1, STAMP), _order(2, STAMP, agreed_payment_date=bad)])
+
+    shaped = shapes.fact_sales_order(orders)
+
+    assert [row["sales_order_id"] for row in shaped.table.to_pylist()] == [1]
+    assert shaped.rejects is not None
+    (reject,) = shaped.rejects.to_pylist()
+    assert reject["sales_order_id"] == 2
+    shown = "NULL" if bad is None else bad
+    assert reject["reject_reason"] == f"agreed_payment_date '{shown}' is not a YYYY-MM-DD date"
+
+
+def test_staff_take_their_department_and_a_placeholder_only_for_null() -> None:
+    staff = _table(
+        [
+            {
+                "staff_id": 1,
+                "first_name": "Zoë",
+                "last_name": "O'Keefe",
+                "department_id": 1,
+                "email_address": "zoe@t.com",
+                "last_updated": STAMP,
+            },
+            {
+                "staff_id": 2,
+                "first_name": "Ann",
+                "last_name": "Lee",
+                "department_id": 2,
+                "email_address": "ann@t.com",
+                "last_updated": STAMP,
+            },
+        ]
+    )
+    departments = _table(
+        [
+            {
+                "department_id": 1,
+                "department_name": "Sales",
+                "location": None,
+                "last_updated": STAMP,
+            },
+            {"department_id": 2, "department_name": "", "location": "Leds", "last_updated": STAMP},
+        ]
+    )
+
+    rows = shapes.dim_staff(staff, departments).table.to_pylist()
+
+    assert [(r["first_name"], r["department_name"], r["location"]) for r in rows] == [
+        ("Zoë", "Sales", shapes.UNKNOWN_LOCATION),
+        ("Ann", "", "Leds"),
+    ]
+
+
+def test_a_counterparty_without_its_address_waits_with_a_warning() -> None:
+    address = {
+        "address_id": 5,
+        "address_line_1": "1 Main St",
+        "address_line_2": None,
+        "district": None,
+        "city": "Leeds",
+        "postal_code": "01234",
+        "country": "UK",
+        "phone": "0113",
+        "last_updated": STAMP,
+    }
+    parties = _table(
+        [
+            {
+                "counterparty_id": 1,
+                "counterparty_legal_name": "Hartmann, Franecki and Ratke",
+                "legal_address_id": 5,
+                "last_updated": STAMP,
+            },
+            {
+                "counterparty_id": 2,
+                "counterparty_legal_name": "Kub Inc",
+                "legal_address_id": 9,
+                "last_updated": STAMP,
+            },
+        ]
+    )
+
+    shaped = shapes.dim_counterparty(parties, _table([address]))
+
+    (row,) = shaped.table.to_pylist()
+    assert row["counterparty_legal_name"] == "Hartmann, Franecki and Ratke"
+    assert row["counterparty_legal_postal_code"] == "01234"
+    assert row["counterparty_legal_address_line_2"] is None
+    assert shaped.warnings == (
+        "counterparty 2 has unknown legal address 9: left out until the address arrives",
+    )
+
+
+def test_currencies_are_named_from_iso_4217_and_an_unknown_code_gets_a_placeholder() -> None:
+    currencies = _table(
+        [
+            {"currency_id": 1, "currency_code": "GBP", "last_updated": STAMP},
+            {"currency_id": 2, "currency_code": "XYZ", "last_updated": STAMP},
+        ]
+    )
+
+    shaped = shapes.dim_currency(currencies)
+
+    names = [row["currency_name"] for row in shaped.table.to_pylist()]
+    assert names == ["Pound Sterling", "Unknown currency (XYZ)"]
+    assert shaped.warnings == (
+        "currency code 'XYZ' is not in ISO 4217: named 'Unknown currency (XYZ)'",
+    )
+
+
+def test_dim_date_has_one_row_per_distinct_day_with_iso_weekdays() -> None:
+    days = pa.array([date(2024, 11, 14), None, date(2024, 11, 14), date(2024, 11, 17)])
+
+    rows = shapes.dim_date(days).table.to_pylist()
+
+    assert [(r["date_id"], r["day_of_week"], r["day_name"]) for r in rows] == [
+        (date(2024, 11, 14), 4, "Thursday"),
+        (date(2024, 11, 17), 7, "Sunday"),
+    ]
