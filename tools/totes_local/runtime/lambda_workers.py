@@ -274,10 +274,12 @@ class _Worker:
             "deadline_ms": int(deadline * 1000),
             "function_arn": self.snapshot.arn,
         }
-        assert self.process.stdin is not None  # noqa: S101 (opened with PIPE above)
+        stdin = self.process.stdin
+        if stdin is None:  # opened with PIPE: only a closed worker has none
+            return None
         try:
-            self.process.stdin.write(json.dumps(request) + "\n")
-            self.process.stdin.flush()
+            stdin.write(json.dumps(request) + "\n")
+            stdin.flush()
         except (BrokenPipeError, OSError):
             return None
         ready, _, _ = select.select([self._responses], [], [], max(0.0, deadline - time.time()))

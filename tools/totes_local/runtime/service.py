@@ -36,8 +36,11 @@ from pathlib import Path
 from totes.errors import TotesError
 from totes_local.runtime.platform import LOCAL_ACCOUNT, LOCAL_REGION
 
-#: Credentials every client of the local service uses; moto accepts any.
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+#: Credentials every client of the local service uses; moto accepts any, so they are
+#: placeholders, not secrets.
+LOCAL_CREDENTIALS = dict.fromkeys(
+    ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"), "local"
+)
 _HOST = "127.0.0.1"
 _STATE_FILE = "service.json"
 _START_TIMEOUT_S = 60.0
@@ -276,7 +279,6 @@ def serve(data_dir: Path, port: int = 0) -> None:
             **LOCAL_CREDENTIALS,
             "AWS_REGION": LOCAL_REGION,
             "AWS_ENDPOINT_URL": endpoint,
-            "AWS_SESSION_TOKEN": "local",
         },
     )
     moto_patches.install(pool.invoke)
