@@ -17,6 +17,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 _CONDITION_FAILED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+_CONTENT_NAMED_ATTEMPTS = 3
 
 
 def put_if(
@@ -66,6 +68,49 @@ def put_if(
         s3.put_object(Bucket=bucket, Key=key, Body=body, **condition, **options)
     except ClientError as exc:
         if exc.response["Error"]["Code"] in _CONDITION_FAILED:
+            return False
+        raise
+    return True
+
+
+def put_content_named(s3: Any, bucket: str, key: str, body: bytes, **options: Any) -> None:
+    """Make sure ``key`` exists, writing ``body`` unless it does.
+
+    For objects named after what they hold (a digest of their inputs), an existing
+    object is the same object. A condition can also fail while another write of the
+    key is still in flight (``409``): then the object is looked for, and written if
+    that write did not complete.
+
+    Examples
+    --------
+    >>> import boto3
+    >>> from moto import mock_aws
+    >>> with mock_aws():
+    ...     s3 = boto3.client("s3", region_name="us-east-1")
+    ...     _ = s3.create_bucket(Bucket="totes-example")
+    ...     put_content_named(s3, "totes-example", "k", b"1")
+    ...     put_content_named(s3, "totes-example", "k", b"1")
+    ...     s3.get_object(Bucket="totes-example", Key="k")["Body"].read()
+    b'1'
+    """
+    for _ in range(_CONTENT_NAMED_ATTEMPTS):
+        if put_if(s3, bucket, key, body, **options) or exists(s3, bucket, key):
+            return
+    raise RuntimeError(f"s3://{bucket}/{key} could neither be written nor found")
+
+
+def exists(s3: Any, bucket: str, key: str) -> bool:
+    """Whether ``key`` exists; any answer but "not found" is raised.
+
+    Examples
+    --------
+    >>> exists(s3, "totes-processed", "dim_staff/run=r/1.parquet")  # doctest: +SKIP
+    True
+    """
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in _NOT_FOUND:
             return False
         raise
     return True

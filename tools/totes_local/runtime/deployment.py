@@ -161,14 +161,14 @@ class LocalDeployment:
         s3 = self.client("s3")
         try:
             s3.head_bucket(Bucket=name)
-            return
         except Exception as exc:
             if not _missing(exc):
                 raise
-        s3.create_bucket(
-            Bucket=name,
-            CreateBucketConfiguration={"LocationConstraint": self.platform.region},
-        )
+            s3.create_bucket(
+                Bucket=name,
+                CreateBucketConfiguration={"LocationConstraint": self.platform.region},
+            )
+        # On every deployment: a run stopped right after creating the bucket left it without.
         if versioned:
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
 

@@ -104,7 +104,8 @@ def main(argv: list[str]) -> int:
         answer: dict[str, Any] = {"request_id": request["request_id"], "init_ms": init_ms}
         init_ms = None
         if init_error is not None:
-            answer |= {"ok": False, "payload": json.dumps(init_error)}
+            # Lambda resets an environment whose init failed: the service ends this worker.
+            answer |= {"ok": False, "payload": json.dumps(init_error), "init_failed": True}
         else:
             try:
                 raw = request.get("payload") or ""

@@ -136,6 +136,10 @@ def _now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+class WorkerPoolClosedError(RuntimeError):
+    """An invocation arrived while the local service was shutting down."""
+
+
 class LogSink:
     """The JSON-lines log file of every function, and where EMF metric values go.
 
@@ -232,9 +236,11 @@ class _Worker:
             start_new_session=True,
             text=True,
             encoding="utf-8",
+            # A handler may print bytes that are not UTF-8: kept, never a dead reader.
+            errors="replace",
         )
         os.close(write_end)
-        self._responses = os.fdopen(read_end, "r", encoding="utf-8")
+        self._responses = os.fdopen(read_end, "r", encoding="utf-8", errors="replace")
         self.request_id: str | None = None
         self._ended: dict[str, threading.Event] = {
             "stdout": threading.Event(),
@@ -259,7 +265,19 @@ class _Worker:
             if text.startswith(END_OF_OUTPUT):
                 self._ended[name].set()
                 continue
-            self.sink.line(name, text, self.snapshot.name, self.request_id)
+            try:
+                self.sink.line(name, text, self.snapshot.name, self.request_id)
+            except Exception as exc:  # a malformed EMF line must not silence the worker
+                self.sink.record(
+                    {
+                        "timestamp": _now_text(),
+                        "level": "WARNING",
+                        "function_name": self.snapshot.name,
+                        "function_request_id": self.request_id,
+                        "message": f"log line not processed ({type(exc).__name__}: {exc})",
+                        "line": text[:2000],
+                    }
+                )
         self._ended[name].set()
 
     def invoke(self, request_id: str, payload: bytes) -> dict[str, Any] | None:
@@ -270,7 +288,7 @@ class _Worker:
         deadline = time.time() + self.snapshot.timeout_s
         request = {
             "request_id": request_id,
-            "payload": payload.decode("utf-8"),
+            "payload": payload.decode("utf-8", errors="replace"),
             "deadline_ms": int(deadline * 1000),
             "function_arn": self.snapshot.arn,
         }
@@ -290,7 +308,10 @@ class _Worker:
             return None
         for event in self._ended.values():
             event.wait(_OUTPUT_GRACE_S)
-        answer: dict[str, Any] = json.loads(line)
+        try:
+            answer: dict[str, Any] = json.loads(line)
+        except json.JSONDecodeError:
+            return None  # a torn answer: the runtime died while writing it
         return answer
 
     def alive(self) -> bool:
@@ -298,9 +319,9 @@ class _Worker:
 
     def kill(self) -> int:
         """End the worker and everything it started; its exit status (negative: a signal)."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+        # The whole group, even when the runtime itself has exited: what it started goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         status = self.process.wait()
         self._close()
         return status
@@ -402,20 +423,27 @@ class WorkerPool:
                 self._busy.add(worker)
             try:
                 return self._run(worker, snapshot, payload, response_headers, workers)
+            except BaseException:
+                worker.kill()  # whatever went wrong, no worker is left unaccounted for
+                raise
             finally:
                 with self._lock:
                     self._busy.discard(worker)
 
     def _take(self, workers: _FunctionWorkers, snapshot: FunctionSnapshot) -> _Worker:
+        fingerprint = snapshot.fingerprint
         with self._lock:
-            stale = [w for w in workers.idle if w.snapshot.fingerprint != snapshot.fingerprint]
-            fresh = [w for w in workers.idle if w.snapshot.fingerprint == snapshot.fingerprint]
-            workers.idle = fresh
-            reusable = next((w for w in reversed(fresh) if w.alive()), None)
-            if reusable is not None:
-                workers.idle.remove(reusable)
+            if self._closed:
+                raise WorkerPoolClosedError("the local Lambda service is shutting down")
+            # Workers of another configuration are retired, dead ones reaped.
+            stale = [w for w in workers.idle if w.snapshot.fingerprint != fingerprint]
+            dead = [w for w in workers.idle if w not in stale and not w.alive()]
+            workers.idle = [w for w in workers.idle if w not in stale and w not in dead]
+            reusable = workers.idle.pop() if workers.idle else None
         for worker in stale:
             worker.retire()
+        for worker in dead:
+            worker.kill()
         return reusable or _Worker(snapshot, self._environment(snapshot), self.sink)
 
     def _run(
@@ -451,11 +479,13 @@ class WorkerPool:
                 error_type = str(error.get("errorType"))
                 body = json.dumps(error).encode()
                 self._log_error(snapshot, request_id, error)
+            reuse = worker.alive() and not answer.get("init_failed")
             with self._lock:
-                if not self._closed and worker.alive():
+                reuse = reuse and not self._closed
+                if reuse:
                     workers.idle.append(worker)
-                else:
-                    worker.retire()
+            if not reuse:
+                worker.kill()
         response_headers["x-amz-executed-version"] = "$LATEST"
         report = InvocationReport(
             function_name=snapshot.name,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,13 +118,45 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _answers(endpoint: str) -> bool:
-    try:
-        # Loopback only, the service's own health question.
-        with urllib.request.urlopen(f"{endpoint}/moto-api/config", timeout=2):  # noqa: S310  # nosec B310
-            return True
-    except (OSError, urllib.error.URLError):
+def _serves(info: ServiceInfo) -> bool:
+    """Whether the recorded process is alive and is this data folder's service.
+
+    A pid in a stale state file may since belong to another process (after a crash or
+    a reboot); nothing is ever signalled unless its command line is the service's.
+    """
+    if not _alive(info.pid):
         return False
+    try:
+        words = Path(f"/proc/{info.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    command = [word.decode(errors="replace") for word in words]
+    return "totes_local.runtime.service" in command and str(info.data_dir) in command
+
+
+def _answers(endpoint: str, *, attempts: int = 1) -> bool:
+    for attempt in range(attempts):
+        try:
+            # Loopback only, the service's own health question.
+            with urllib.request.urlopen(f"{endpoint}/moto-api/config", timeout=2):  # noqa: S310  # nosec B310
+                return True
+        except (OSError, urllib.error.URLError):
+            if attempt + 1 < attempts:
+                time.sleep(1)
+    return False
+
+
+@contextlib.contextmanager
+def _lifecycle_lock(data_dir: Path) -> Iterator[None]:
+    """One start or stop of a data folder's service at a time, across processes."""
+    folder = service_folder(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lifecycle.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def find_service(data_dir: Path) -> ServiceInfo | None:
@@ -134,8 +167,8 @@ def find_service(data_dir: Path) -> ServiceInfo | None:
     >>> find_service(Path("/nonexistent")) is None
     True
     """
-    info = _read_state(data_dir)
-    if info is None or not _alive(info.pid) or not _answers(info.endpoint):
+    info = _read_state(data_dir.resolve())
+    if info is None or not _serves(info) or not _answers(info.endpoint):
         return None
     return info
 
@@ -163,14 +196,23 @@ def ensure_service(data_dir: Path) -> ServiceStart:
     >>> ensure_service(Path(".totes")).service.endpoint  # doctest: +SKIP
     'http://127.0.0.1:40321'
     """
-    running = find_service(data_dir)
-    if running is not None:
-        return ServiceStart(running, started=False, replaced_dead=False)
-    stale = _read_state(data_dir)
-    if stale is not None and _alive(stale.pid):
-        # Alive but not answering: hung. It is replaced.
-        _terminate(stale.pid)
-    _state_path(data_dir).unlink(missing_ok=True)
+    data_dir = data_dir.resolve()
+    with _lifecycle_lock(data_dir):
+        running = find_service(data_dir)
+        if running is not None:
+            return ServiceStart(running, started=False, replaced_dead=False)
+        stale = _read_state(data_dir)
+        if stale is not None and _serves(stale):
+            # Alive but not answering: busy, or hung. Asked again before it is replaced,
+            # since replacing it discards every bucket and watermark it holds.
+            if _answers(stale.endpoint, attempts=5):
+                return ServiceStart(stale, started=False, replaced_dead=False)
+            _terminate(stale.pid)
+        _state_path(data_dir).unlink(missing_ok=True)
+        return _start(data_dir, replaced_dead=stale is not None)
+
+
+def _start(data_dir: Path, *, replaced_dead: bool) -> ServiceStart:
     log_path = data_dir / "logs" / "local-aws.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("a", encoding="utf-8") as log:
@@ -187,7 +229,7 @@ def ensure_service(data_dir: Path) -> ServiceStart:
     while time.monotonic() < deadline:
         info = _read_state(data_dir)
         if info is not None and info.pid == process.pid and _answers(info.endpoint):
-            return ServiceStart(info, started=True, replaced_dead=stale is not None)
+            return ServiceStart(info, started=True, replaced_dead=replaced_dead)
         if process.poll() is not None:
             break
         time.sleep(0.05)
@@ -216,17 +258,19 @@ def stop_service(data_dir: Path) -> ServiceInfo | None:
     >>> stop_service(Path("/nonexistent")) is None
     True
     """
-    info = _read_state(data_dir)
-    if info is None or not _alive(info.pid):
+    data_dir = data_dir.resolve()
+    with _lifecycle_lock(data_dir):
+        info = _read_state(data_dir)
+        if info is None or not _serves(info):
+            _state_path(data_dir).unlink(missing_ok=True)
+            return None
+        workers = info.worker_pids()
+        _terminate(info.pid)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
         _state_path(data_dir).unlink(missing_ok=True)
-        return None
-    workers = info.worker_pids()
-    _terminate(info.pid)
-    for pid in workers:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-    _state_path(data_dir).unlink(missing_ok=True)
-    return info
+        return info
 
 
 def _children_of(pid: int) -> list[int]:
@@ -312,8 +356,9 @@ def serve(data_dir: Path, port: int = 0) -> None:
         while not stopping.wait(0.5):
             pass
     finally:
-        pool.shutdown()
+        # No new invocation once the pool is ending: the server stops first.
         server.stop()
+        pool.shutdown()
         sink.close()
         info = _read_state(data_dir)
         if info is not None and info.pid == os.getpid():

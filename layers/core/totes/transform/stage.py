@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
-from totes.conditional_writes import put_if
+from totes.conditional_writes import exists, put_content_named, put_if
 from totes.contracts import NonEmptyText, WarehouseTable, parse_event, settings_from_environment
 from totes.errors import StagedFileMissingError, TransformStateConflictError
 from totes.ingest.raw_zone import read_batch
@@ -266,15 +266,13 @@ def _publish(s3: Any, bucket: str, pending: list[list[str]]) -> None:
         except ClientError as exc:
             if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
                 raise
-            try:
-                s3.head_object(Bucket=bucket, Key=final)
-            except ClientError as missing:
+            if not exists(s3, bucket, final):
                 raise StagedFileMissingError(
                     f"s3://{bucket}/{staged} was committed but is gone, and {final} was "
                     "never published: re-ingest the target's sources (reset its state)"
-                ) from missing
+                ) from exc
             continue
-        put_if(s3, bucket, final, body)
+        put_content_named(s3, bucket, final, body)
 
 
 def _listing_start(source: str, consumed: list[str]) -> str:
@@ -343,7 +341,7 @@ def _merge_mirror(
     )
     current = shapes.latest_versions(combined, f"{source}_id")
     key = f"{MIRROR_PREFIX}/{target}/{source}/{digest}.parquet"
-    put_if(s3, bucket, key, _parquet_bytes(current))
+    put_content_named(s3, bucket, key, _parquet_bytes(current))
     return key, current
 
 
@@ -428,7 +426,10 @@ def transform_target(
     all_new = sorted(key for keys in fresh.values() for key in keys)
     if not all_new:
         return result
-    digest = hashlib.sha256("\n".join(all_new).encode()).hexdigest()[:20]
+    # Named after the batches and the state they are applied to: two executions share a
+    # name only when they do the very same work, so a file of one never stands in for
+    # the other's.
+    digest = hashlib.sha256("\n".join([state.etag or "", *all_new]).encode()).hexdigest()[:20]
     inputs = {
         source: _read_batches(s3, settings.ingested_bucket, keys) if keys else None
         for source, keys in fresh.items()
@@ -458,13 +459,13 @@ def transform_target(
         stem = f"{state.sequence:010d}-{digest}"
         gold_key = f"{star_prefix(request.target, request.run_id)}{stem}.parquet"
         staged = _staging_key(request.target, stem)
-        put_if(s3, settings.processed_bucket, staged, _parquet_bytes(shaped.table))
+        put_content_named(s3, settings.processed_bucket, staged, _parquet_bytes(shaped.table))
         state.pending.append([staged, gold_key])
         result.gold_key, result.files, result.rows = gold_key, 1, shaped.table.num_rows
     if shaped.rejects is not None and shaped.rejects.num_rows:
         rejects_key = f"{REJECTS_PREFIX}/{request.target}/run={request.run_id}/{digest}.parquet"
         staged = _staging_key(request.target, f"{digest}.rejects")
-        put_if(s3, settings.processed_bucket, staged, _parquet_bytes(shaped.rejects))
+        put_content_named(s3, settings.processed_bucket, staged, _parquet_bytes(shaped.rejects))
         state.pending.append([staged, rejects_key])
         result.rows_rejected = shaped.rejects.num_rows
     for source, keys in fresh.items():

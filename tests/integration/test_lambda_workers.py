@@ -1,0 +1,123 @@
+"""Lambda execution environments as worker processes: what the local service's worker pool
+does with handlers that misbehave, seen as the Lambda service would report it."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import textwrap
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from totes_local.runtime.emf import MetricDatum
+from totes_local.runtime.lambda_workers import FunctionSnapshot, LogSink, WorkerPool
+
+HANDLER = textwrap.dedent(
+    """
+    import os
+    import sys
+    import time
+
+    def handler(event, context):
+        if event.get("noisy"):
+            print('{"_aws": {"CloudWatchMetrics": ["not a directive"]}}', flush=True)
+            sys.stdout.buffer.write(b"\\xff\\xfe not utf-8\\n")
+            sys.stdout.flush()
+        if event.get("sleep"):
+            time.sleep(event["sleep"])
+        return {"pid": os.getpid(), "remaining": context.get_remaining_time_in_millis()}
+    """
+)
+
+
+def _snapshot(source: str, *, timeout_s: float = 5.0) -> FunctionSnapshot:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", source)
+    code = buffer.getvalue()
+    return FunctionSnapshot(
+        name="probe",
+        arn="arn:aws:lambda:eu-west-2:123456789012:function:probe",
+        handler="handler.handler",
+        timeout_s=timeout_s,
+        memory_mb=128,
+        environment={},
+        code=code,
+        code_sha256=hashlib.sha256(code).hexdigest(),
+        layers=(),
+        log_group="/aws/lambda/probe",
+    )
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Iterator[tuple[WorkerPool, list[MetricDatum], Path]]:
+    metrics: list[MetricDatum] = []
+    log = tmp_path / "pipeline.jsonl"
+    sink = LogSink(log, metrics.extend)
+    workers = WorkerPool(tmp_path / "lambda", sink, {"AWS_REGION": "eu-west-2"}, concurrency=2)
+    yield workers, metrics, log
+    workers.shutdown()
+    sink.close()
+
+
+def _invoke(pool: WorkerPool, snapshot: FunctionSnapshot, event: Any) -> tuple[Any, dict[str, str]]:
+    headers: dict[str, str] = {}
+    body = pool.invoke(snapshot, json.dumps(event).encode(), headers)
+    return json.loads(body), headers
+
+
+def test_a_handler_printing_garbage_still_answers_at_once_and_its_lines_are_kept(
+    pool: tuple[WorkerPool, list[MetricDatum], Path],
+) -> None:
+    workers, _, log = pool
+    snapshot = _snapshot(HANDLER)
+    # When a handler prints a malformed metric line and bytes that are not UTF-8, twice
+    started = time.monotonic()
+    first, headers = _invoke(workers, snapshot, {"noisy": True})
+    second, _ = _invoke(workers, snapshot, {"noisy": True})
+    # Then both invocations succeed without waiting on the log readers, in one warm worker
+    assert time.monotonic() - started < 4
+    assert "x-amz-function-error" not in headers
+    assert first["pid"] == second["pid"]
+    assert 0 < first["remaining"] <= 5000
+    # And the lines reached the log file
+    text = log.read_text(encoding="utf-8")
+    assert "not utf-8" in text
+    assert "not a directive" in text
+
+
+def test_a_timeout_kills_the_worker_and_answers_sandbox_timedout(
+    pool: tuple[WorkerPool, list[MetricDatum], Path],
+) -> None:
+    workers, _, _ = pool
+    snapshot = _snapshot(HANDLER, timeout_s=1)
+    before, _ = _invoke(workers, snapshot, {})
+
+    payload, headers = _invoke(workers, snapshot, {"sleep": 30})
+
+    assert headers["x-amz-function-error"] == "Unhandled"
+    assert payload["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
+    after, _ = _invoke(workers, snapshot, {})
+    assert after["pid"] != before["pid"]
+    assert before["pid"] not in workers.worker_pids()
+
+
+def test_a_handler_that_fails_to_import_is_reported_and_its_environment_not_reused(
+    pool: tuple[WorkerPool, list[MetricDatum], Path],
+) -> None:
+    workers, _, _ = pool
+    snapshot = _snapshot("import not_a_module_anywhere\n")
+
+    payload, headers = _invoke(workers, snapshot, {})
+
+    assert headers["x-amz-function-error"] == "Unhandled"
+    assert payload["errorType"] == "Runtime.ImportModuleError"
+    assert "Unable to import module 'handler'" in payload["errorMessage"]
+    assert workers.worker_pids() == []
