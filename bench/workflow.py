@@ -39,8 +39,8 @@ from typing import Any
 
 from psycopg import sql
 
-from totes.db import connect, create_database, drop_database, with_database
-from totes.names import SOURCE_TABLES
+from totes.db import connect, create_database, drop_database, table_columns, with_database
+from totes.names import SOURCE_PRIMARY_KEYS, SOURCE_TABLES
 from totes.source.schema import create_source_tables, existing_source_tables
 from totes.warehouse.schema import init_warehouse
 from totes_local.runtime.assembly import find_project_root, synthesise
@@ -58,10 +58,6 @@ JOIN information_schema.key_column_usage kcu USING (constraint_schema, constrain
 JOIN information_schema.constraint_column_usage ccu USING (constraint_schema, constraint_name)
 WHERE tc.constraint_type = 'FOREIGN KEY' AND tc.table_schema = 'public'
 """
-
-
-def _primary_key(table: str) -> str:
-    return f"{table}_id"
 
 
 def replicate(dsn: str, copies: int) -> None:
@@ -85,7 +81,7 @@ def replicate(dsn: str, copies: int) -> None:
             table: int(
                 conn.execute(
                     sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(
-                        sql.Identifier(_primary_key(table)), sql.Identifier(table)
+                        sql.Identifier(SOURCE_PRIMARY_KEYS[table]), sql.Identifier(table)
                     )
                 ).fetchone()[0]  # type: ignore[index]
             )
@@ -93,15 +89,8 @@ def replicate(dsn: str, copies: int) -> None:
         }
         conn.execute("SET session_replication_role = replica")
         for table in present:
-            columns = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT column_name FROM information_schema.columns "
-                    "WHERE table_name = %s ORDER BY ordinal_position",
-                    (table,),
-                ).fetchall()
-            ]
-            shifted = {_primary_key(table): table, **references.get(table, {})}
+            columns = table_columns(conn, table)
+            shifted = {SOURCE_PRIMARY_KEYS[table]: table, **references.get(table, {})}
             select = sql.SQL(", ").join(
                 sql.SQL("{} + k * {}").format(sql.Identifier(c), sql.Literal(largest[shifted[c]]))
                 if c in shifted
@@ -124,8 +113,8 @@ def replicate(dsn: str, copies: int) -> None:
                     "SELECT setval(pg_get_serial_sequence({t}, {c}), max({i})) FROM {table}"
                 ).format(
                     t=sql.Literal(table),
-                    c=sql.Literal(_primary_key(table)),
-                    i=sql.Identifier(_primary_key(table)),
+                    c=sql.Literal(SOURCE_PRIMARY_KEYS[table]),
+                    i=sql.Identifier(SOURCE_PRIMARY_KEYS[table]),
                     table=sql.Identifier(table),
                 )
             )

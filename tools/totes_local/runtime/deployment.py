@@ -137,17 +137,21 @@ class LocalDeployment:
         return DeployResult(continued=continued, functions_updated=updated)
 
     def _exists(self) -> bool:
+        sfn, dynamodb = self.client("stepfunctions"), self.client("dynamodb")
         try:
-            self.client("stepfunctions").describe_state_machine(
-                stateMachineArn=self.platform.state_machine.arn
-            )
+            sfn.describe_state_machine(stateMachineArn=self.platform.state_machine.arn)
             for table in self.platform.tables:
-                self.client("dynamodb").describe_table(TableName=table.name)
-        except Exception as exc:
-            if _missing(exc) or "DoesNotExist" in type(exc).__name__:
-                return False
-            raise
+                dynamodb.describe_table(TableName=table.name)
+        except (
+            sfn.exceptions.StateMachineDoesNotExist,
+            dynamodb.exceptions.ResourceNotFoundException,
+        ):
+            return False
         return True
+
+    @property
+    def _queue_name(self) -> str:
+        return f"{self.platform.stack_name}-notifications"
 
     def _role(self) -> None:
         iam = self.client("iam")
@@ -188,9 +192,7 @@ class LocalDeployment:
         if not self.platform.topics:
             return
         sns, sqs = self.client("sns"), self.client("sqs")
-        queue_url = sqs.create_queue(QueueName=f"{self.platform.stack_name}-notifications")[
-            "QueueUrl"
-        ]
+        queue_url = sqs.create_queue(QueueName=self._queue_name)["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
@@ -308,7 +310,7 @@ class LocalDeployment:
             sns.delete_topic(TopicArn=topic.arn)
         sqs = self.client("sqs")
         with contextlib.suppress(sqs.exceptions.QueueDoesNotExist):
-            url = sqs.get_queue_url(QueueName=f"{self.platform.stack_name}-notifications")
+            url = sqs.get_queue_url(QueueName=self._queue_name)
             sqs.delete_queue(QueueUrl=url["QueueUrl"])
 
     def _delete_bucket(self, name: str) -> None:

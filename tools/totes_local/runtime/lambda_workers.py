@@ -30,7 +30,6 @@ import io
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess  # nosec B404
 import sys
@@ -557,10 +556,6 @@ class WorkerPool:
                 function.idle = []
         for worker in workers:
             worker.kill()
-
-    def remove_unpacked(self) -> None:
-        """Delete the unpacked code and layers."""
-        shutil.rmtree(self._unpacked.root, ignore_errors=True)
 
 
 def _default_concurrency() -> int:
