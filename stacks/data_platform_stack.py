@@ -6,7 +6,7 @@ from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
 from stacks.alerts import AlertTopic
-from stacks.functions import PipelineFunctions
+from stacks.functions import PipelineFunctions, StageLimits
 from stacks.monitoring import PipelineMonitoring
 from stacks.packaging import PipelinePackaging
 from stacks.schedule import PipelineSchedule
@@ -45,7 +45,7 @@ class DataPlatformStack(Stack):
     alerts : AlertTopic
         The topic every alert goes to.
     functions : PipelineFunctions
-        Ingest, transform and load.
+        Ingest, transform, load and the progress check after each pass.
     workflow : PipelineWorkflow
         The Express state machine.
     schedule : PipelineSchedule
@@ -90,6 +90,12 @@ class DataPlatformStack(Stack):
             warehouse_secret_name=settings.warehouse_secret_name,
             log_retention_days=settings.log_retention_days,
             powertools_version=settings.powertools_version,
+            limits=StageLimits(
+                ingest_max_rows=settings.ingest_max_rows,
+                transform_max_rows=settings.transform_max_rows,
+                load_max_files=settings.load_max_files,
+                catch_up_budget_seconds=settings.catch_up_budget_seconds,
+            ),
         )
         self.workflow = PipelineWorkflow(
             self,

@@ -1,4 +1,4 @@
-"""The three Lambda functions of the pipeline: ingest, transform, load."""
+"""The Lambda functions of the pipeline: ingest, transform, load, and the progress check."""
 
 from __future__ import annotations
 
@@ -48,10 +48,34 @@ class _Sizing:
 _INGEST = _Sizing(memory_mb=1024, timeout=Duration.seconds(120))
 _TRANSFORM = _Sizing(memory_mb=2048, timeout=Duration.seconds(180))
 _LOAD = _Sizing(memory_mb=1024, timeout=Duration.seconds(120))
+# Adds up a pass's counts: no data passes through it.
+_PROGRESS = _Sizing(memory_mb=256, timeout=Duration.seconds(10))
+
+
+@dataclass(frozen=True)
+class StageLimits:
+    """How big a bite each stage takes per invocation (see the handlers' settings).
+
+    Attributes
+    ----------
+    ingest_max_rows : int
+        Source rows per ingest batch.
+    transform_max_rows : int
+        Raw rows one transform invocation consumes per warehouse table.
+    load_max_files : int
+        Gold files one load invocation applies per warehouse table.
+    catch_up_budget_seconds : int
+        Elapsed seconds by which an execution's last pass should end.
+    """
+
+    ingest_max_rows: int
+    transform_max_rows: int
+    load_max_files: int
+    catch_up_budget_seconds: int
 
 
 class PipelineFunctions(Construct):
-    """Ingest, transform and load: each with its own role, log group and layers.
+    """Ingest, transform, load and progress: each with its own role, log group and layers.
 
     Every role is written out rather than granted broadly, so it is visible
     (and tested) that each stage reaches only what it needs:
@@ -61,7 +85,8 @@ class PipelineFunctions(Construct):
       accidental overwrite recoverable), lists the raw zone, reads only the
       batch manifests, and reads and writes watermarks;
     - transform reads the raw zone and reads and writes the processed zone;
-    - load reads the processed zone and the warehouse credentials, and writes rejects.
+    - load reads the processed zone and the warehouse credentials, and writes rejects;
+    - progress (the check after each pass) reaches nothing but its own logs.
 
     Metrics go out as CloudWatch embedded metric format in the logs, so no
     function needs ``cloudwatch:PutMetricData``.
@@ -84,10 +109,13 @@ class PipelineFunctions(Construct):
         Days the function logs are kept.
     powertools_version : str
         Release of the public Powertools v3 layer, or ``"latest"``.
+    limits : StageLimits
+        The bite of each stage and the catch-up budget, given to the functions as
+        environment variables.
 
     Attributes
     ----------
-    ingest, transform, load : aws_cdk.aws_lambda.Function
+    ingest, transform, load, progress : aws_cdk.aws_lambda.Function
         The functions.
     layers : list of aws_cdk.aws_lambda.ILayerVersion
         Dependencies, core package and Powertools, in that order.
@@ -105,6 +133,7 @@ class PipelineFunctions(Construct):
         warehouse_secret_name: str,
         log_retention_days: int,
         powertools_version: str,
+        limits: StageLimits,
     ) -> None:
         super().__init__(scope, construct_id)
         packaging.check()
@@ -120,6 +149,7 @@ class PipelineFunctions(Construct):
                 EnvironmentVariable.INGESTED_BUCKET: buckets.ingested.bucket_name,
                 EnvironmentVariable.WATERMARK_TABLE: watermark_table.table_name,
                 EnvironmentVariable.SOURCE_SECRET_NAME: source_secret_name,
+                EnvironmentVariable.INGEST_MAX_ROWS: str(limits.ingest_max_rows),
             },
         )
         _allow_reading_secret(self.ingest, source_secret_name)
@@ -146,6 +176,7 @@ class PipelineFunctions(Construct):
             environment={
                 EnvironmentVariable.INGESTED_BUCKET: buckets.ingested.bucket_name,
                 EnvironmentVariable.PROCESSED_BUCKET: buckets.processed.bucket_name,
+                EnvironmentVariable.TRANSFORM_MAX_ROWS: str(limits.transform_max_rows),
             },
         )
         _allow_listing(self.transform, buckets.ingested)
@@ -166,6 +197,7 @@ class PipelineFunctions(Construct):
             environment={
                 EnvironmentVariable.PROCESSED_BUCKET: buckets.processed.bucket_name,
                 EnvironmentVariable.WAREHOUSE_SECRET_NAME: warehouse_secret_name,
+                EnvironmentVariable.LOAD_MAX_FILES: str(limits.load_max_files),
             },
         )
         _allow_reading_secret(self.load, warehouse_secret_name)
@@ -174,10 +206,25 @@ class PipelineFunctions(Construct):
         # Facts whose dimension row is missing are quarantined there, with a reason.
         _allow_objects(self.load, buckets.processed, ["s3:PutObject"], f"{REJECTS_PREFIX}/*")
 
+        self.progress = self._function(
+            "Progress",
+            code=packaging.progress_code,
+            sizing=_PROGRESS,
+            description="Totals a pipeline pass, publishes the backlog, decides on another pass",
+            environment={
+                EnvironmentVariable.CATCH_UP_BUDGET_SECONDS: str(limits.catch_up_budget_seconds),
+            },
+        )
+
     @property
     def by_stage(self) -> Mapping[str, lambda_.Function]:
         """The functions by stage name, in pipeline order."""
-        return {"ingest": self.ingest, "transform": self.transform, "load": self.load}
+        return {
+            "ingest": self.ingest,
+            "transform": self.transform,
+            "load": self.load,
+            "progress": self.progress,
+        }
 
     def _layers(
         self, packaging: PipelinePackaging, powertools_version: str

@@ -19,8 +19,12 @@ _ALARM_PERIOD = Duration.minutes(5)
 #: Consecutive schedule ticks without fresh data before the freshness alarm fires:
 #: one late or skipped run is tolerated, three in a row are not.
 FRESHNESS_TICKS_TO_ALARM = 3
+#: Consecutive schedule ticks whose executions each ended with a larger backlog than
+#: the one before: a burst in the source grows it once or twice, a pipeline that
+#: cannot keep up grows it every time.
+BACKLOG_TICKS_TO_ALARM = 3
 # CloudWatch evaluates at most one day of data for an alarm.
-_LONGEST_FRESHNESS_PERIOD_MINUTES = 24 * 60 // FRESHNESS_TICKS_TO_ALARM
+_LONGEST_FRESHNESS_PERIOD_MINUTES = 24 * 60 // max(FRESHNESS_TICKS_TO_ALARM, BACKLOG_TICKS_TO_ALARM)
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,9 @@ class PipelineMonitoring(Construct):
     - ``Errors`` of each function (a retried error counts too: a retry that
       succeeds still says something is wrong, e.g. overlapping executions);
     - ``FreshnessLagSeconds`` above the client's limit
-      (:data:`totes.names.FRESHNESS_LAG_ALARM_SECONDS`).
+      (:data:`totes.names.FRESHNESS_LAG_ALARM_SECONDS`);
+    - ``BacklogGrowing``: the rows left after each execution (``BacklogRows``) grew
+      three schedule periods in a row: the pipeline is not keeping up.
 
     Missing freshness data counts as breaching, deliberately. The load stage
     publishes the lag on every run, so silence means nothing is reaching the
@@ -73,6 +79,8 @@ class PipelineMonitoring(Construct):
         Every alarm, by construct id.
     freshness_lag : aws_cdk.aws_cloudwatch.Metric
         The freshness lag exactly as the handlers publish it.
+    backlog : aws_cdk.aws_cloudwatch.Metric
+        Rows left to ingest or transform when an execution ends, as published.
     dashboard : aws_cdk.aws_cloudwatch.Dashboard
         A row per stage, then the executions and the freshness lag.
     """
@@ -109,11 +117,14 @@ class PipelineMonitoring(Construct):
             _Stage("Transform", functions.transform, MetricName.ROWS_TRANSFORMED),
             _Stage("Load", functions.load, MetricName.ROWS_LOADED),
         )
-        for stage in stages:
+        for title, function in (
+            *((stage.title, stage.function) for stage in stages),
+            ("Progress", functions.progress),
+        ):
             self._alarm(
-                f"{stage.title}Errors",
-                stage.function.metric_errors(period=_ALARM_PERIOD, statistic="Sum"),
-                description=f"The {stage.title.lower()} function raised an error "
+                f"{title}Errors",
+                function.metric_errors(period=_ALARM_PERIOD, statistic="Sum"),
+                description=f"The {title.lower()} function raised an error "
                 "(perhaps retried successfully); see its log group.",
             )
 
@@ -139,6 +150,32 @@ class PipelineMonitoring(Construct):
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             periods=FRESHNESS_TICKS_TO_ALARM,
             missing_data=cloudwatch.TreatMissingData.BREACHING,
+        )
+
+        # One value per execution, published by CheckProgress with the service dimension.
+        self.backlog = cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=MetricName.BACKLOG_ROWS,
+            dimensions_map={"service": SERVICE_NAME},
+            statistic="Minimum",
+            period=freshness_period,
+        )
+        self._alarm(
+            "BacklogGrowing",
+            cloudwatch.MathExpression(
+                expression="DIFF(backlog)",
+                using_metrics={"backlog": self.backlog},
+                label="Backlog change per schedule period (rows)",
+                period=freshness_period,
+            ),
+            description=f"The rows left to ingest or transform after each execution grew "
+            f"{BACKLOG_TICKS_TO_ALARM} schedule periods in a row: the pipeline is not "
+            "keeping up with totesys. Check the executions' CheckProgress output (which "
+            "tables remain), then raise the stage limits (ingest_max_rows, "
+            "transform_max_rows) or the catch-up budget, or run the schedule more often.",
+            threshold=0,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            periods=BACKLOG_TICKS_TO_ALARM,
         )
 
         self.dashboard = cloudwatch.Dashboard(
@@ -173,6 +210,27 @@ class PipelineMonitoring(Construct):
                 left_annotations=[
                     cloudwatch.HorizontalAnnotation(
                         value=FRESHNESS_LAG_ALARM_SECONDS, label="alarm threshold"
+                    )
+                ],
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Backlog: rows left to ingest or transform after each execution",
+                width=12,
+                left=[self.backlog.with_(label="Backlog (rows)")],
+            ),
+            cloudwatch.GraphWidget(
+                title="Passes per execution (more than one: catching up)",
+                width=12,
+                left=[
+                    cloudwatch.Metric(
+                        namespace=METRICS_NAMESPACE,
+                        metric_name=MetricName.CATCH_UP_PASSES,
+                        dimensions_map={"service": SERVICE_NAME},
+                        statistic="Maximum",
+                        period=_ALARM_PERIOD,
+                        label="Passes",
                     )
                 ],
             ),

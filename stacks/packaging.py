@@ -22,11 +22,11 @@ class MissingPackagingError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class PipelinePackaging:
-    """Paths of everything the three functions are deployed from.
+    """Paths of everything the functions are deployed from.
 
     Attributes
     ----------
-    ingest_code, transform_code, load_code : pathlib.Path
+    ingest_code, transform_code, load_code, progress_code : pathlib.Path
         Handler folders; each holds ``handler.py`` with a ``handler`` function.
     dependencies_layer : pathlib.Path
         Zip of the third-party layer (psycopg, pyarrow) built for Python 3.12 on x86_64.
@@ -37,6 +37,7 @@ class PipelinePackaging:
     ingest_code: Path
     transform_code: Path
     load_code: Path
+    progress_code: Path
     dependencies_layer: Path
     core_layer: Path
 
@@ -59,9 +60,15 @@ class PipelinePackaging:
             ingest_code=root / "lambdas" / "ingest",
             transform_code=root / "lambdas" / "transform",
             load_code=root / "lambdas" / "load",
+            progress_code=root / "lambdas" / "progress",
             dependencies_layer=layers / "dependencies.zip",
             core_layer=layers / "core.zip",
         )
+
+    @property
+    def handler_folders(self) -> tuple[Path, ...]:
+        """Every handler folder, in pipeline order."""
+        return (self.ingest_code, self.transform_code, self.load_code, self.progress_code)
 
     def check(self) -> None:
         """Fail early, naming every missing path and how to produce it.
@@ -73,7 +80,7 @@ class PipelinePackaging:
         """
         problems = [
             f"handler folder {path} does not exist"
-            for path in (self.ingest_code, self.transform_code, self.load_code)
+            for path in self.handler_folders
             if not path.is_dir()
         ]
         missing_layers = [

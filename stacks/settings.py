@@ -13,7 +13,14 @@ from typing import Any
 
 from constructs import Construct
 
-from totes.names import SOURCE_SECRET_NAME, WAREHOUSE_SECRET_NAME
+from totes.names import (
+    DEFAULT_CATCH_UP_BUDGET_SECONDS,
+    DEFAULT_INGEST_MAX_ROWS,
+    DEFAULT_LOAD_MAX_FILES,
+    DEFAULT_TRANSFORM_MAX_ROWS,
+    SOURCE_SECRET_NAME,
+    WAREHOUSE_SECRET_NAME,
+)
 
 DEFAULT_STACK_NAME = "TotesDataPlatform"
 
@@ -34,6 +41,8 @@ LOG_RETENTION_DAYS_ALLOWED: tuple[int, ...] = (
 
 #: An inline Map state runs at most 40 iterations at once, whatever is asked for.
 MAP_CONCURRENCY_LIMIT = 40
+#: An Express execution is stopped after five minutes.
+EXPRESS_LIMIT_SECONDS = 300
 
 _TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "off", "0"})
@@ -81,6 +90,19 @@ class PlatformSettings:
         functions use, e.g. ``"3.37.0"``, or ``"latest"``. Resolved through the
         public SSM parameter of the deployment region when CloudFormation
         deploys.
+    ingest_max_rows : int
+        Source rows one ingest invocation extracts from one table.
+    transform_max_rows : int
+        Raw rows one transform invocation consumes for one warehouse table; at
+        least ``ingest_max_rows``, since a raw batch is never split.
+    load_max_files : int
+        Gold files one load invocation applies to one warehouse table.
+    catch_up_budget_seconds : int
+        While work remains, an execution starts another pass (ingest, transform,
+        load) if the pass just done, repeated, would end within this many seconds
+        of the execution's start; otherwise it ends and the next one continues.
+        Below the 300-second Express limit: the difference is the headroom for a
+        pass slower than the one before it.
     """
 
     stack_name: str = DEFAULT_STACK_NAME
@@ -94,6 +116,10 @@ class PlatformSettings:
     ingest_max_concurrency: int = 3
     log_retention_days: int = 30
     powertools_version: str = "latest"
+    ingest_max_rows: int = DEFAULT_INGEST_MAX_ROWS
+    transform_max_rows: int = DEFAULT_TRANSFORM_MAX_ROWS
+    load_max_files: int = DEFAULT_LOAD_MAX_FILES
+    catch_up_budget_seconds: int = DEFAULT_CATCH_UP_BUDGET_SECONDS
 
     def __post_init__(self) -> None:
         if not _STACK_NAME_PATTERN.fullmatch(self.stack_name):
@@ -106,9 +132,28 @@ class PlatformSettings:
         for name in ("source_secret_name", "warehouse_secret_name"):
             if not getattr(self, name):
                 raise InvalidSettingError(f"{name} must not be empty")
-        for name in ("schedule_rate_minutes", "raw_retention_days", "access_log_retention_days"):
+        for name in (
+            "schedule_rate_minutes",
+            "raw_retention_days",
+            "access_log_retention_days",
+            "ingest_max_rows",
+            "transform_max_rows",
+            "load_max_files",
+            "catch_up_budget_seconds",
+        ):
             if getattr(self, name) < 1:
                 raise InvalidSettingError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.transform_max_rows < self.ingest_max_rows:
+            raise InvalidSettingError(
+                f"transform_max_rows ({self.transform_max_rows}) must be at least "
+                f"ingest_max_rows ({self.ingest_max_rows}): a raw batch is never split, so a "
+                "smaller transform bite would not bound its memory"
+            )
+        if self.catch_up_budget_seconds >= EXPRESS_LIMIT_SECONDS:
+            raise InvalidSettingError(
+                f"catch_up_budget_seconds must be below the {EXPRESS_LIMIT_SECONDS}-second "
+                f"Express limit, got {self.catch_up_budget_seconds}"
+            )
         if not 1 <= self.ingest_max_concurrency <= MAP_CONCURRENCY_LIMIT:
             # 0 would mean "unlimited" to Step Functions: the opposite of protecting the source.
             raise InvalidSettingError(
@@ -176,6 +221,12 @@ class PlatformSettings:
             ),
             log_retention_days=whole_number("log_retention_days", defaults.log_retention_days),
             powertools_version=text("powertools_version", defaults.powertools_version),
+            ingest_max_rows=whole_number("ingest_max_rows", defaults.ingest_max_rows),
+            transform_max_rows=whole_number("transform_max_rows", defaults.transform_max_rows),
+            load_max_files=whole_number("load_max_files", defaults.load_max_files),
+            catch_up_budget_seconds=whole_number(
+                "catch_up_budget_seconds", defaults.catch_up_budget_seconds
+            ),
         )
 
 

@@ -1,14 +1,23 @@
-"""The Express state machine that runs one pipeline pass per schedule tick.
+"""The Express state machine: passes of the pipeline while work remains and time allows.
 
 The execution graph reads as the story of a run::
 
     RunPipeline (Parallel, so that one Catch covers every stage)
-        Plan -> IngestTables -> TransformTables -> LoadDimensions -> LoadFacts -> Summarise
+        Plan -> IngestTables -> TransformTables -> LoadDimensions -> LoadFacts
+             -> CheckProgress -> MoreToCatchUp?
+                  yes: StartNextPass -> IngestTables (the loop, for the tables with work left)
+                  no:  Summarise
     -> Succeeded
     any error -> NotifyFailure (SNS) -> PipelineFailed
 
-The state carries the run id, the table lists and each handler's small result
-dict (keys and counts, never rows), far below the 256 KB payload limit.
+Each stage takes a bounded bite per table. ``CheckProgress`` adds the pass's counts
+to the execution's totals and decides: another pass if work remains and the pass
+just done would fit again in the catch-up budget; otherwise the execution ends,
+caught up or saying what remains, and the next schedule tick continues.
+
+The state carries the run id, the table lists, the totals per table and each
+handler's small result dict (keys and counts, never rows), far below the 256 KB
+payload limit.
 """
 
 from __future__ import annotations
@@ -91,7 +100,7 @@ class PipelineWorkflow(Construct):
             "Plan",
             comment=(
                 "Names this run after its start time and execution (so run folders sort by "
-                "time) and lists the tables of each stage"
+                "time) and lists the tables of each stage for the first pass"
             ),
             parameters={
                 "run_id": sfn.JsonPath.format(
@@ -99,12 +108,15 @@ class PipelineWorkflow(Construct):
                     sfn.JsonPath.string_at("$$.Execution.StartTime"),
                     sfn.JsonPath.string_at("$$.Execution.Name"),
                 ),
+                "passes_done": 0,
+                "pass_started": sfn.JsonPath.string_at("$$.State.EnteredTime"),
                 "tables": {
                     "source": list(SOURCE_TABLES),
                     "warehouse": list(WAREHOUSE_TABLES),
                     "dimensions": list(DIMENSION_TABLES),
                     "facts": list(FACT_TABLES),
                 },
+                "totals": {},
             },
         )
         ingest_tables = self._map(
@@ -123,7 +135,8 @@ class PipelineWorkflow(Construct):
         )
         transform_tables = self._map(
             "TransformTables",
-            comment="Builds the mirror and star zones, one warehouse table per item",
+            comment="Builds the mirror and star zones from the oldest raw batches, one "
+            "warehouse table per item",
             items_path="$.tables.warehouse",
             item_key="target",
             result_path="$.transformed",
@@ -136,7 +149,7 @@ class PipelineWorkflow(Construct):
         # Dimensions before facts: fact rows reference dimension keys.
         load_dimensions = self._map(
             "LoadDimensions",
-            comment="Upserts every dimension into the warehouse",
+            comment="Upserts the pending files of every dimension into the warehouse",
             items_path="$.tables.dimensions",
             item_key="target",
             result_path="$.dimensions_loaded",
@@ -150,38 +163,76 @@ class PipelineWorkflow(Construct):
             result_path="$.facts_loaded",
             task=self._invoke("LoadFact", functions.load),
         )
+        check_progress = tasks.LambdaInvoke(
+            self,
+            "CheckProgress",
+            comment="Adds this pass to the totals, says what remains and whether another "
+            "pass fits in the catch-up budget",
+            lambda_function=functions.progress,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "run_id": sfn.JsonPath.string_at("$.run_id"),
+                    "passes_done": sfn.JsonPath.number_at("$.passes_done"),
+                    "execution_started": sfn.JsonPath.string_at("$$.Execution.StartTime"),
+                    "pass_started": sfn.JsonPath.string_at("$.pass_started"),
+                    "tables": sfn.JsonPath.object_at("$.tables"),
+                    "totals": sfn.JsonPath.object_at("$.totals"),
+                    "ingested": sfn.JsonPath.list_at("$.ingested"),
+                    "transformed": sfn.JsonPath.list_at("$.transformed"),
+                    "dimensions_loaded": sfn.JsonPath.list_at("$.dimensions_loaded"),
+                    "facts_loaded": sfn.JsonPath.list_at("$.facts_loaded"),
+                }
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            # The progress replaces the state: the stage results are in its totals now.
+            result_path="$",
+        )
+        self._retry_service_errors(check_progress)
+        start_next_pass = sfn.Pass(
+            self,
+            "StartNextPass",
+            comment="Loops back for the tables with work left, keeping the totals",
+            parameters={
+                "run_id": sfn.JsonPath.string_at("$.run_id"),
+                "passes_done": sfn.JsonPath.number_at("$.passes_done"),
+                "pass_started": sfn.JsonPath.string_at("$$.State.EnteredTime"),
+                "tables": sfn.JsonPath.object_at("$.tables"),
+                "totals": sfn.JsonPath.object_at("$.totals"),
+            },
+        )
         summarise = sfn.Pass(
             self,
             "Summarise",
-            comment="The run's counts, stage by stage, as the execution output",
+            comment="The execution's output: rows per table and stage over every pass, "
+            "whether it caught up, and what remains",
             parameters={
                 "run_id": sfn.JsonPath.string_at("$.run_id"),
-                "ingested": {
-                    "tables": sfn.JsonPath.list_at("$.ingested[*].table"),
-                    "rows": sfn.JsonPath.list_at("$.ingested[*].rows"),
-                    "has_more": sfn.JsonPath.list_at("$.ingested[*].has_more"),
-                },
-                "transformed": {
-                    "targets": sfn.JsonPath.list_at("$.transformed[*].target"),
-                    "rows": sfn.JsonPath.list_at("$.transformed[*].rows"),
-                },
-                "dimensions_loaded": {
-                    "targets": sfn.JsonPath.list_at("$.dimensions_loaded[*].target"),
-                    "rows_loaded": sfn.JsonPath.list_at("$.dimensions_loaded[*].rows_loaded"),
-                    "rows_skipped": sfn.JsonPath.list_at("$.dimensions_loaded[*].rows_skipped"),
-                },
-                "facts_loaded": {
-                    "targets": sfn.JsonPath.list_at("$.facts_loaded[*].target"),
-                    "rows_loaded": sfn.JsonPath.list_at("$.facts_loaded[*].rows_loaded"),
-                    "rows_skipped": sfn.JsonPath.list_at("$.facts_loaded[*].rows_skipped"),
-                },
+                "passes": sfn.JsonPath.number_at("$.passes_done"),
+                "caught_up": sfn.JsonPath.string_at("$.caught_up"),
+                "verdict": sfn.JsonPath.string_at("$.verdict"),
+                "tables": sfn.JsonPath.object_at("$.totals"),
+                "remaining": sfn.JsonPath.object_at("$.remaining"),
+                "backlog_rows": sfn.JsonPath.number_at("$.backlog_rows"),
+                "files_remaining": sfn.JsonPath.number_at("$.files_remaining"),
+                "files_waiting": sfn.JsonPath.number_at("$.files_waiting"),
             },
         )
+        more_to_catch_up = (
+            sfn.Choice(
+                self,
+                "MoreToCatchUp",
+                comment="Another pass while work remains and it fits in the catch-up budget",
+            )
+            .when(sfn.Condition.boolean_equals("$.next_pass", True), start_next_pass)
+            .otherwise(summarise)
+        )
+        start_next_pass.next(ingest_tables)
 
         run_pipeline = sfn.Parallel(
             self,
             "RunPipeline",
-            comment="One branch: the stages in order, under a single Catch",
+            comment="One branch: the passes in order, under a single Catch",
             # A Parallel state outputs one element per branch; keep the summary only.
             output_path="$[0]",
         )
@@ -190,7 +241,8 @@ class PipelineWorkflow(Construct):
             .next(transform_tables)
             .next(load_dimensions)
             .next(load_facts)
-            .next(summarise)
+            .next(check_progress)
+            .next(more_to_catch_up)
         )
 
         pipeline_failed = sfn.Fail(
@@ -303,13 +355,7 @@ class PipelineWorkflow(Construct):
             # with jitter so that the items of a Map do not retry in lockstep.
             retry_on_service_exceptions=False,
         )
-        task.add_retry(
-            errors=list(LAMBDA_SERVICE_ERRORS),
-            interval=Duration.seconds(2),
-            backoff_rate=2,
-            max_attempts=3,
-            jitter_strategy=sfn.JitterType.FULL,
-        )
+        self._retry_service_errors(task)
         if also_retry:
             task.add_retry(
                 errors=list(also_retry),
@@ -319,6 +365,16 @@ class PipelineWorkflow(Construct):
                 jitter_strategy=sfn.JitterType.FULL,
             )
         return task
+
+    @staticmethod
+    def _retry_service_errors(task: tasks.LambdaInvoke) -> None:
+        task.add_retry(
+            errors=list(LAMBDA_SERVICE_ERRORS),
+            interval=Duration.seconds(2),
+            backoff_rate=2,
+            max_attempts=3,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
 
     def _acknowledge_role_wildcards(self, functions: PipelineFunctions) -> None:
         stack = Stack.of(self)

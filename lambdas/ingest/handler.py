@@ -44,6 +44,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "parts": result.parts,
             "watermark": result.cursor_to,
             "has_more": result.has_more,
+            "rows_remaining": result.remaining,
             "rereads_window": result.rereads_window,
             "unexpected_columns": result.unexpected_columns,
             "skipped": result.skipped,

@@ -68,6 +68,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         extra={
             "files": len(result.applied),
             "files_listed": result.files_listed,
+            "files_waiting": len(result.deferred),
+            "files_remaining": result.files_remaining,
             "rows_loaded": result.rows_loaded,
             "rows_skipped": result.rows_skipped,
             "rows_rejected": result.rows_rejected,

@@ -29,6 +29,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         extra={
             "rows": result.rows,
             "batches": result.batches,
+            "rows_consumed": result.rows_consumed,
+            "batches_remaining": result.batches_remaining,
+            "rows_remaining": result.remaining,
             "rows_rejected": result.rows_rejected,
             "gold_key": result.gold_key,
         },

@@ -59,7 +59,7 @@ def test_each_function_fits_lambdas_unzipped_size_limit(built_layers):
     packaging = PipelinePackaging.from_repository(REPOSITORY_ROOT)
     layers = _unzipped_size(packaging.dependencies_layer) + _unzipped_size(packaging.core_layer)
 
-    for code in (packaging.ingest_code, packaging.transform_code, packaging.load_code):
+    for code in packaging.handler_folders:
         # When Lambda unpacks the function with its three layers
         total = layers + POWERTOOLS_LAYER_ALLOWANCE_BYTES + _folder_size(code)
 

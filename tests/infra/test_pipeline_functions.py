@@ -93,15 +93,20 @@ def test_each_function_is_told_only_the_resources_its_stage_uses(platform, templ
         "INGESTED_BUCKET": {"Ref": logical_id(buckets.ingested)},
         "WATERMARK_TABLE": {"Ref": logical_id(table)},
         "SOURCE_SECRET_NAME": "totesys_db_credentials",
+        "INGEST_MAX_ROWS": "500000",
     }
     assert variables(functions.transform) == {
         "INGESTED_BUCKET": {"Ref": logical_id(buckets.ingested)},
         "PROCESSED_BUCKET": {"Ref": logical_id(buckets.processed)},
+        "TRANSFORM_MAX_ROWS": "500000",
     }
     assert variables(functions.load) == {
         "PROCESSED_BUCKET": {"Ref": logical_id(buckets.processed)},
         "WAREHOUSE_SECRET_NAME": "postgres_db_credentials",
+        "LOAD_MAX_FILES": "8",
     }
+    # And the progress check knows its time budget and nothing else
+    assert variables(functions.progress) == {"CATCH_UP_BUDGET_SECONDS": "180"}
 
 
 def test_every_function_has_the_dependency_core_and_powertools_layers(template, functions):

@@ -150,14 +150,17 @@ def test_without_an_alarm_email_nobody_is_subscribed(synthesise_platform):
 
 def test_there_is_an_alarm_for_every_way_the_pipeline_can_go_wrong(template):
     # Given the alarms of the platform
-    # Then failures, timeouts, each function's errors and the freshness lag are watched
+    # Then failures, timeouts, each function's errors, the freshness lag and a
+    # growing backlog are watched
     assert set(_alarms(template)) == {
         "ExecutionsFailed",
         "ExecutionsTimedOut",
         "IngestErrors",
         "TransformErrors",
         "LoadErrors",
+        "ProgressErrors",
         "FreshnessLag",
+        "BacklogGrowing",
     }
 
 
@@ -226,6 +229,30 @@ def test_no_freshness_data_for_three_runs_is_an_alarm(template):
     assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (3, 3)
 
 
+def test_a_backlog_that_grows_three_executions_in_a_row_is_an_alarm(template):
+    # Given the backlog alarm
+    alarm = _alarms(template)["BacklogGrowing"]
+
+    # Then it watches the change of the backlog as CheckProgress publishes it
+    # (service dimension alone, one value per execution), period by period
+    (change, backlog) = sorted(alarm["Metrics"], key=lambda query: "MetricStat" in query)
+    assert change["Expression"] == "DIFF(backlog)"
+    assert change["ReturnData"] is True
+    assert backlog["Id"] == "backlog"
+    stat = backlog["MetricStat"]
+    assert stat["Metric"]["Namespace"] == METRICS_NAMESPACE
+    assert stat["Metric"]["MetricName"] == MetricName.BACKLOG_ROWS
+    assert stat["Metric"]["Dimensions"] == [{"Name": "service", "Value": SERVICE_NAME}]
+    assert stat["Period"] == 5 * 60
+    # And fires once it grew in three consecutive schedule periods, not on one burst
+    assert alarm["Threshold"] == 0
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (3, 3)
+    assert alarm["TreatMissingData"] == "notBreaching"
+    # And its description says what to do
+    assert "transform_max_rows" in alarm["AlarmDescription"]
+
+
 def test_the_dashboard_shows_each_stage_and_the_freshness_lag(template):
     # Given the dashboard
     (dashboard,) = template.find_resources("AWS::CloudWatch::Dashboard").values()
@@ -238,6 +265,8 @@ def test_the_dashboard_shows_each_stage_and_the_freshness_lag(template):
         MetricName.ROWS_TRANSFORMED,
         MetricName.ROWS_LOADED,
         MetricName.FRESHNESS_LAG_SECONDS,
+        MetricName.BACKLOG_ROWS,
+        MetricName.CATCH_UP_PASSES,
         "ExecutionsFailed",
         "Invocations",
         "Duration",

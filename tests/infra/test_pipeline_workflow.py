@@ -108,8 +108,54 @@ def test_a_run_reads_as_its_stages_in_order(definition, stages):
         "TransformTables",
         "LoadDimensions",
         "LoadFacts",
-        "Summarise",
+        "CheckProgress",
+        "MoreToCatchUp",
     ]
+
+
+def test_the_run_loops_back_for_another_pass_while_work_remains_and_time_allows(stages):
+    # Given the Choice after each pass
+    choice = stages["MoreToCatchUp"]
+    assert choice["Type"] == "Choice"
+
+    # Then when CheckProgress says another pass fits, a visible edge leads back to ingest
+    (again,) = choice["Choices"]
+    assert again == {"Variable": "$.next_pass", "BooleanEquals": True, "Next": "StartNextPass"}
+    assert stages["StartNextPass"]["Next"] == "IngestTables"
+    # And the next pass keeps the run id and totals, and takes CheckProgress's table lists
+    carried = stages["StartNextPass"]["Parameters"]
+    assert carried["run_id.$"] == "$.run_id"
+    assert carried["totals.$"] == "$.totals"
+    assert carried["tables.$"] == "$.tables"
+    assert carried["pass_started.$"] == "$$.State.EnteredTime"
+    # And otherwise the run ends with its summary
+    assert choice["Default"] == "Summarise"
+    assert stages["Summarise"]["End"] is True
+
+
+def test_check_progress_is_told_the_pass_and_the_execution_start(stages):
+    # Given the progress check
+    check = stages["CheckProgress"]
+
+    # Then it gets every stage's results, the totals so far and both start times
+    payload = check["Parameters"]
+    assert payload["execution_started.$"] == "$$.Execution.StartTime"
+    assert payload["pass_started.$"] == "$.pass_started"
+    for stage in ("ingested", "transformed", "dimensions_loaded", "facts_loaded", "totals"):
+        assert payload[f"{stage}.$"] == f"$.{stage}"
+    # And its answer replaces the state: stage results never pile up across passes
+    assert check["ResultPath"] == "$"
+
+
+def test_the_catch_up_budget_comes_from_context(synthesise_platform):
+    # Given `cdk deploy -c catch_up_budget_seconds=120`
+    platform = synthesise_platform(catch_up_budget_seconds="120")
+
+    # Then the progress check ends an execution's passes by 120 s
+    progress = platform.template.find_resources("AWS::Lambda::Function")[
+        logical_id(platform.stack.functions.progress)
+    ]
+    assert progress["Properties"]["Environment"]["Variables"]["CATCH_UP_BUDGET_SECONDS"] == "120"
 
 
 def test_plan_names_the_run_after_its_start_and_execution_and_lists_the_shared_tables(stages):
@@ -205,7 +251,13 @@ def test_every_lambda_task_retries_lambda_service_errors_with_jittered_backoff(d
         for name, state in _all_states(definition["States"])
         if state["Type"] == "Task" and state["Resource"].startswith("<Functions")
     }
-    assert set(lambda_tasks) == {"IngestTable", "TransformTable", "LoadDimension", "LoadFact"}
+    assert set(lambda_tasks) == {
+        "IngestTable",
+        "TransformTable",
+        "LoadDimension",
+        "LoadFact",
+        "CheckProgress",
+    }
 
     # Then each retries errors of the Lambda service (not of the handler) three
     # times, 2 s apart and doubling, with jitter so the Map items do not retry in step
@@ -270,13 +322,20 @@ def test_any_failure_is_notified_then_fails_the_execution_with_its_error(platfor
 
 
 def test_the_execution_output_is_a_small_summary_of_counts(definition, stages):
-    # Given the last stage, Then it keeps only the run id and per-stage lists of counts
+    # Given the last stage, Then it keeps the run id, the passes, the counts per table
+    # over every pass, whether the run caught up and what remains
     summary = stages["Summarise"]["Parameters"]
-    assert summary["run_id.$"] == "$.run_id"
-    assert summary["ingested"]["rows.$"] == "$.ingested[*].rows"
-    assert summary["transformed"]["rows.$"] == "$.transformed[*].rows"
-    assert summary["dimensions_loaded"]["rows_loaded.$"] == "$.dimensions_loaded[*].rows_loaded"
-    assert summary["facts_loaded"]["rows_loaded.$"] == "$.facts_loaded[*].rows_loaded"
+    assert summary == {
+        "run_id.$": "$.run_id",
+        "passes.$": "$.passes_done",
+        "caught_up.$": "$.caught_up",
+        "verdict.$": "$.verdict",
+        "tables.$": "$.totals",
+        "remaining.$": "$.remaining",
+        "backlog_rows.$": "$.backlog_rows",
+        "files_remaining.$": "$.files_remaining",
+        "files_waiting.$": "$.files_waiting",
+    }
     # And that summary (the one branch's output) is what the execution returns
     assert definition["States"]["RunPipeline"]["OutputPath"] == "$[0]"
 
@@ -285,10 +344,10 @@ def test_the_state_machine_may_invoke_only_the_pipeline_functions(platform, temp
     # Given the state machine's role
     allowed = allowed_actions(role_statements(template, platform.stack.workflow.state_machine.role))
 
-    # Then it invokes the three functions (and their versions), nothing else
+    # Then it invokes the pipeline's functions (and their versions), nothing else
     functions = platform.stack.functions
     expected = set()
-    for function in (functions.ingest, functions.transform, functions.load):
+    for function in functions.by_stage.values():
         expected |= {f"<{logical_id(function)}.Arn>", f"<{logical_id(function)}.Arn>:*"}
     assert allowed["lambda:InvokeFunction"] == expected
     # And publishes only to the alert topic, with its key

@@ -75,6 +75,10 @@ def test_an_empty_alarm_email_means_no_subscription():
         ("log_retention_days", 10),
         ("powertools_version", "2.40.0"),
         ("powertools_version", "newest"),
+        ("ingest_max_rows", "0"),
+        ("load_max_files", "many"),
+        ("catch_up_budget_seconds", 0),
+        ("catch_up_budget_seconds", "300"),
     ],
 )
 def test_a_value_that_cannot_be_deployed_is_rejected_before_deployment(key, value):
@@ -83,6 +87,16 @@ def test_a_value_that_cannot_be_deployed_is_rejected_before_deployment(key, valu
 
     # When the settings are read, Then synthesis stops and names the offending key
     with pytest.raises(InvalidSettingError, match=key):
+        PlatformSettings.from_context(app)
+
+
+def test_a_transform_bite_smaller_than_an_ingest_batch_is_rejected():
+    # Given a transform limit below the ingest batch size (a raw batch is never split,
+    # so the transform limit would not bound memory)
+    app = App(context={"ingest_max_rows": 100_000, "transform_max_rows": "50000"})
+
+    # When the settings are read, Then synthesis stops and says why
+    with pytest.raises(InvalidSettingError, match=r"transform_max_rows \(50000\) must be at least"):
         PlatformSettings.from_context(app)
 
 

@@ -59,22 +59,22 @@ class Pipeline:
             watermarks=DynamoWatermarkStore(self.dynamodb, WATERMARKS),
         )
 
-    def transform(self, target: str) -> TransformResult:
+    def transform(self, target: str, **settings: Any) -> TransformResult:
         result = transform_target(
             TransformRequest(target=target, run_id=self.run_id),
-            TransformSettings(ingested_bucket=INGESTED, processed_bucket=PROCESSED),
+            TransformSettings(ingested_bucket=INGESTED, processed_bucket=PROCESSED, **settings),
             s3=self.s3,
         )
         self.transformed[target] = result
         return result
 
-    def load(self, target: str) -> LoadResult:
+    def load(self, target: str, **settings: Any) -> LoadResult:
         if self.warehouse_dsn is None:
             raise ValueError("this pipeline has no warehouse")
         dsn = self.warehouse_dsn
         return load_target(
             LoadRequest(target=target, run_id=self.run_id),
-            LoadSettings(bucket=PROCESSED),
+            LoadSettings(bucket=PROCESSED, **settings),
             warehouse_dsn=lambda: dsn,
             s3=self.s3,
         )

@@ -348,6 +348,9 @@ def test_loading_gold_files_fills_every_warehouse_table_with_identical_values(
             "rows_loaded": 3,
             "rows_skipped": 0,
             "rows_rejected": 0,
+            "files_waiting": 0,
+            "has_more": False,
+            "files_remaining": 0,
         }
     # And the ledger records each file once, with the run that loaded it
     assert warehouse.ledger() == sorted(
@@ -538,6 +541,9 @@ def test_facts_whose_dimension_row_is_missing_are_quarantined_and_the_rest_loade
         "rows_loaded": 2,
         "rows_skipped": 0,
         "rows_rejected": 2,
+        "files_waiting": 0,
+        "has_more": False,
+        "files_remaining": 0,
     }
     assert [(row["file_key"], row["rows_applied"]) for row in warehouse.ledger(FACT)] == [(key, 2)]
     # And the two rows wait, unchanged, in the rejects zone with the reason
@@ -684,6 +690,9 @@ def test_of_two_loaders_racing_on_one_file_exactly_one_applies_it(
         "rows_loaded": 0,
         "rows_skipped": 0,
         "rows_rejected": 0,
+        "files_waiting": 0,
+        "has_more": False,
+        "files_remaining": 0,
     }
     assert [outcome.applied_elsewhere for outcome in lost.files] == [True]
     assert warehouse.count("fact_sales_order") == 3

@@ -180,6 +180,9 @@ def test_a_fact_load_returns_counts_and_emits_metrics_freshness_and_correlated_l
         "rows_loaded": 2,
         "rows_skipped": 0,
         "rows_rejected": 1,
+        "files_waiting": 0,
+        "has_more": False,
+        "files_remaining": 0,
     }
     # And the per-table metrics go out with the service and table dimensions
     table_blob, freshness_blob = sorted(

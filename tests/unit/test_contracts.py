@@ -130,7 +130,9 @@ def test_the_load_payload_adds_up_the_files_and_leaves_out_those_another_loader_
             FileOutcome("a", rows_in_file=10, rows_loaded=6, rows_rejected=1),
             FileOutcome("b", rows_in_file=5, rows_loaded=0),
             FileOutcome("c", rows_in_file=7, applied_elsewhere=True),
+            FileOutcome("d", rows_in_file=4, deferred=True),
         ],
+        files_remaining=3,
     )
     assert result.to_payload() == {
         "target": "fact_sales_order",
@@ -139,11 +141,16 @@ def test_the_load_payload_adds_up_the_files_and_leaves_out_those_another_loader_
         "rows_loaded": 6,
         "rows_skipped": 8,
         "rows_rejected": 1,
+        "files_waiting": 1,
+        "has_more": True,
+        "files_remaining": 3,
     }
 
 
 def test_the_ingest_and_transform_payloads_carry_keys_and_counts_only() -> None:
-    ingest = IngestResult("staff", "exec-1", rows=3, parts=1, bytes_written=120, has_more=True)
+    ingest = IngestResult(
+        "staff", "exec-1", rows=3, parts=1, bytes_written=120, has_more=True, remaining=9
+    )
     assert ingest.to_payload() == {
         "table": "staff",
         "run_id": "exec-1",
@@ -151,11 +158,14 @@ def test_the_ingest_and_transform_payloads_carry_keys_and_counts_only() -> None:
         "parts": 1,
         "bytes": 120,
         "has_more": True,
+        "remaining": 9,
         "manifest": None,
         "cursor_to": None,
     }
     assert IngestResult("staff", "e", skipped="idle").to_payload()["skipped"] == "idle"
-    transform = TransformResult("dim_staff", "exec-1", rows=20, files=1, batches=2)
+    transform = TransformResult(
+        "dim_staff", "exec-1", rows=20, files=1, batches=2, batches_remaining=1, remaining=40
+    )
     assert transform.to_payload() == {
         "target": "dim_staff",
         "run_id": "exec-1",
@@ -163,4 +173,7 @@ def test_the_ingest_and_transform_payloads_carry_keys_and_counts_only() -> None:
         "files": 1,
         "batches": 2,
         "rows_rejected": 0,
+        "has_more": True,
+        "batches_remaining": 1,
+        "remaining": 40,
     }

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -25,6 +26,9 @@ from totes.names import (
     WAREHOUSE_DATABASE,
     WAREHOUSE_TABLES,
 )
+
+if TYPE_CHECKING:
+    from totes_local.runtime.workflow import ExecutionReport, LocalWorkflow
 
 EXIT_FAILURE = 1
 
@@ -50,6 +54,13 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
     return value
+
+
+def _context_pair(text: str) -> tuple[str, str]:
+    key, separator, value = text.partition("=")
+    if not separator or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
 
 
 def _progress(table: str, rows: int) -> None:
@@ -124,9 +135,65 @@ def _counts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:  # noqa: PLR0915 (one linear story)
+def _another_execution(runs: int | None, executed: int, last: ExecutionReport | None) -> bool:
+    """Whether ``totes run`` starts another execution.
+
+    ``runs`` None: until caught up (or one fails); 0: until interrupted; N: N of them.
+    """
+    if runs is None:
+        return last is None or (last.succeeded and not last.caught_up)
+    return runs == 0 or executed < runs
+
+
+def _moved_anything(report: ExecutionReport) -> bool:
+    return any(rows for counts in report.tables().values() for rows in counts.values())
+
+
+def _executions(
+    args: argparse.Namespace, console: Console, workflow: LocalWorkflow
+) -> tuple[int, int, ExecutionReport | None]:
+    """Run executions as ``--runs`` says, printing each: how many ran, failed, and the last."""
     import json  # noqa: PLC0415
 
+    from totes_local.runtime.console import (  # noqa: PLC0415
+        ProgressPrinter,
+        print_outcome,
+        rows_table,
+        stages_table,
+    )
+
+    executed = failed = 0
+    last: ExecutionReport | None = None
+    next_start = time.monotonic()
+    while _another_execution(args.runs, executed, last):
+        if executed and args.every:
+            time.sleep(max(0.0, next_start - time.monotonic()))
+        next_start = time.monotonic() + (args.every or 0.0)
+        executed += 1
+        of_runs = f"/{args.runs}" if args.runs else ""
+        console.print(f"\n[bold]Execution {executed}{of_runs}[/bold]")
+        last = report = workflow.execute(on_progress=ProgressPrinter(console))
+        if args.json:
+            print(json.dumps(report.to_json()), flush=True)
+        console.print(rows_table(report))
+        console.print(stages_table(report))
+        print_outcome(console, report)
+        for notification in workflow.notifications():
+            console.print(f"  alert published to {notification.topic_arn}: {notification.subject}")
+        if args.graph:
+            args.graph.parent.mkdir(parents=True, exist_ok=True)
+            args.graph.write_text(report.markdown(), encoding="utf-8")
+            console.print(f"  execution graph: {args.graph}")
+        failed += not report.succeeded
+        if report.succeeded and not report.caught_up and not _moved_anything(report):
+            console.print(
+                "[red]  no progress: the last execution moved nothing, yet work remains[/red]"
+            )
+            return executed, failed + 1, last
+    return executed, failed, last
+
+
+def _run(args: argparse.Namespace) -> int:  # noqa: PLR0915 (one linear story)
     from totes.source.schema import existing_source_tables  # noqa: PLC0415
     from totes.warehouse.schema import init_warehouse  # noqa: PLC0415
     from totes_local.runtime.assembly import (  # noqa: PLC0415
@@ -135,13 +202,7 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0915 (one linear story)
         is_current,
         synthesise,
     )
-    from totes_local.runtime.console import (  # noqa: PLC0415
-        ProgressPrinter,
-        print_outcome,
-        print_service,
-        rows_table,
-        stages_table,
-    )
+    from totes_local.runtime.console import human_duration, print_service  # noqa: PLC0415
     from totes_local.runtime.postgres import start_embedded  # noqa: PLC0415
     from totes_local.runtime.workflow import LocalWorkflow  # noqa: PLC0415
     from totes_local.source.generator import seed_synthetic  # noqa: PLC0415
@@ -178,13 +239,13 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0915 (one linear story)
     else:
         project = find_project_root()
         outdir = data_dir / "cdk.out"
-        reused = is_current(project, outdir)
+        context = dict(args.context)
+        reused = is_current(project, outdir, context=context)
         if not reused:
             console.print(f"Synthesising the CDK app ({project / 'app.py'}) ...")
-        assembly = synthesise(project, outdir)
+        assembly = synthesise(project, outdir, context=context)
         how = "unchanged since the last run" if reused else "synthesised"
         console.print(f"Cloud assembly: {outdir} ({how}, {time.perf_counter() - started:.1f} s)")
-    failed = 0
     with LocalWorkflow(
         assembly,
         source_dsn=source_dsn,
@@ -198,30 +259,16 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0915 (one linear story)
             f"State machine {workflow.platform.state_machine.name} "
             f"({workflow.platform.state_machine.type}) from stack {assembly.stack_name}"
         )
-        executed = 0
-        next_start = time.monotonic()
-        while args.runs == 0 or executed < args.runs:
-            if executed and args.every:
-                time.sleep(max(0.0, next_start - time.monotonic()))
-            next_start = time.monotonic() + (args.every or 0.0)
-            executed += 1
-            of_runs = f"/{args.runs}" if args.runs else ""
-            console.print(f"\n[bold]Execution {executed}{of_runs}[/bold]")
-            report = workflow.execute(on_progress=ProgressPrinter(console))
-            if args.json:
-                print(json.dumps(report.to_json()), flush=True)
-            console.print(rows_table(report))
-            console.print(stages_table(report))
-            print_outcome(console, report)
-            for notification in workflow.notifications():
-                console.print(
-                    f"  alert published to {notification.topic_arn}: {notification.subject}"
-                )
-            if args.graph:
-                args.graph.parent.mkdir(parents=True, exist_ok=True)
-                args.graph.write_text(report.markdown(), encoding="utf-8")
-                console.print(f"  execution graph: {args.graph}")
-            failed += not report.succeeded
+        executed, failed, last = _executions(args, console, workflow)
+    if last is not None and args.runs is None:
+        if last.caught_up:
+            console.print(
+                f"\n[green]Caught up[/green] with the source after {executed} "
+                f"{'execution' if executed == 1 else 'executions'} in "
+                f"{human_duration(time.perf_counter() - started)}"
+            )
+        elif last.succeeded:
+            console.print(f"\n[yellow]Not caught up[/yellow] after {executed} executions")
     with connect(warehouse_dsn) as conn:
         warehouse_counts = row_counts(conn, (*WAREHOUSE_TABLES, LOAD_LEDGER_TABLE))
     console.print(
@@ -344,9 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--runs",
         type=_non_negative_int,
-        default=1,
         metavar="N",
-        help="executions to run, one after the other (default 1; 0 = until interrupted)",
+        help="executions to run, one after the other (default: until the warehouse has "
+        "caught up with the source; 0 = until interrupted)",
     )
     run.add_argument(
         "--every",
@@ -371,6 +418,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="discard the local AWS state of this source and warehouse first (buckets, "
         "watermarks, history); the warehouse is kept and stays exact",
+    )
+    run.add_argument(
+        "-c",
+        "--context",
+        type=_context_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a CDK context value for the synthesised app, as `cdk synth -c` takes it, e.g. "
+        "-c ingest_max_rows=100000 (repeatable; ignored with --cdk-out)",
     )
     run.add_argument(
         "--cdk-out",

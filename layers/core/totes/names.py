@@ -51,6 +51,21 @@ FACT_TABLES: Final[tuple[str, ...]] = (
 
 WAREHOUSE_TABLES: Final[tuple[str, ...]] = DIMENSION_TABLES + FACT_TABLES
 
+#: Source tables each warehouse table is built from.
+WAREHOUSE_TABLE_SOURCES: Final[dict[str, tuple[str, ...]]] = {
+    "dim_staff": ("staff", "department"),
+    "dim_counterparty": ("counterparty", "address"),
+    "dim_location": ("address",),
+    "dim_currency": ("currency",),
+    "dim_design": ("design",),
+    "dim_payment_type": ("payment_type",),
+    "dim_transaction": ("transaction",),
+    "dim_date": ("sales_order", "purchase_order", "payment"),
+    "fact_sales_order": ("sales_order",),
+    "fact_purchase_order": ("purchase_order",),
+    "fact_payment": ("payment",),
+}
+
 #: Partition key of the DynamoDB watermark table: one item per source table.
 WATERMARK_PARTITION_KEY: Final = "table_name"
 
@@ -78,6 +93,9 @@ class EnvironmentVariable:
     INGEST_LOOKBACK_SECONDS: Final = "INGEST_LOOKBACK_SECONDS"
     LOAD_FK_TRIGGERS: Final = "LOAD_FK_TRIGGERS"
     LOAD_REJECT_AFTER_SECONDS: Final = "LOAD_REJECT_AFTER_SECONDS"
+    TRANSFORM_MAX_ROWS: Final = "TRANSFORM_MAX_ROWS"
+    LOAD_MAX_FILES: Final = "LOAD_MAX_FILES"
+    CATCH_UP_BUDGET_SECONDS: Final = "CATCH_UP_BUDGET_SECONDS"
 
 
 #: CloudWatch namespace of every metric the handlers emit (Powertools EMF).
@@ -98,7 +116,17 @@ class MetricName:
     ROWS_REJECTED: Final = "RowsRejected"
     LOAD_DURATION_MS: Final = "LoadDurationMs"
     FRESHNESS_LAG_SECONDS: Final = "FreshnessLagSeconds"
+    #: Rows (and files) still waiting in any stage when an execution's pass ends: the backlog.
+    BACKLOG_ROWS: Final = "BacklogRows"
+    CATCH_UP_PASSES: Final = "CatchUpPasses"
 
+
+#: Default bite of each stage per invocation, and the time an execution may keep catching
+#: up (the stack sets them from CDK context; the handlers fall back to them).
+DEFAULT_INGEST_MAX_ROWS: Final = 500_000
+DEFAULT_TRANSFORM_MAX_ROWS: Final = 500_000
+DEFAULT_LOAD_MAX_FILES: Final = 8
+DEFAULT_CATCH_UP_BUDGET_SECONDS: Final = 180
 
 #: The client's requirement: data older than this in the warehouse raises an alarm.
 FRESHNESS_LAG_ALARM_SECONDS: Final = 30 * 60

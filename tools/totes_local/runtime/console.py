@@ -65,11 +65,26 @@ class ProgressPrinter:
                 self.console.print(f"  [bold]{entry.name}[/bold]{suffix}")
             return
         seconds = f"{entry.duration_s:.2f} s" if entry.duration_s is not None else ""
-        if entry.type == "Map":
+        if entry.name == "StartNextPass" and isinstance(entry.output, dict):
+            self._next_pass(entry.output)
+        elif entry.name == "CheckProgress" and isinstance(entry.output, dict):
+            self.console.print(
+                f"  {_MARKS[entry.outcome]} {entry.name} {seconds}  {_verdict(entry.output)}"
+            )
+        elif entry.type == "Map":
             self.console.print(f"  {_MARKS[entry.outcome]} {entry.name} {seconds}")
         elif entry.type != "Succeed":
             error = f" [red]{entry.error}[/red]" if entry.error else ""
             self.console.print(f"  {_MARKS[entry.outcome]} {entry.name} {seconds}{error}")
+
+    def _next_pass(self, state: dict[str, object]) -> None:
+        tables = state.get("tables")
+        source = tables.get("source", []) if isinstance(tables, dict) else []
+        listed = ", ".join(map(str, source)) if isinstance(source, list) and source else "none"
+        self.console.print(
+            f"\n  [bold]Pass {int(str(state.get('passes_done', 0))) + 1}[/bold] "
+            f"(source tables with rows left: {listed})"
+        )
 
     def _item(self, progress: Progress) -> None:
         entry = progress.entry
@@ -94,24 +109,60 @@ class ProgressPrinter:
         )
 
 
+_STAGE_COLUMNS = ("ingested", "transformed", "loaded", "skipped", "rejected")
+
+
+def _verdict(progress: dict[str, object]) -> str:
+    """CheckProgress's decision, for people."""
+    backlog = int(str(progress.get("backlog_rows", 0)))
+    files = int(str(progress.get("files_remaining", 0)))
+    left = f"{backlog:,} rows" + (f" and {files:,} files" if files else "")
+    verdict = progress.get("verdict")
+    if verdict == "caught_up":
+        return "caught up"
+    if verdict == "keep_going":
+        return f"{left} left: another pass"
+    return f"{left} left: no time for another pass in this execution"
+
+
+def describe_remaining(counts: dict[str, int]) -> str:
+    """What one table has left, for people.
+
+    Examples
+    --------
+    >>> describe_remaining({"remaining": 617500, "files_remaining": 0, "files_waiting": 1})
+    '617,500 rows, 1 file waiting'
+    """
+    parts = []
+    if counts.get("remaining"):
+        parts.append(f"{counts['remaining']:,} rows")
+    if counts.get("files_remaining"):
+        parts.append(f"{counts['files_remaining']:,} files")
+    if counts.get("files_waiting"):
+        waiting = counts["files_waiting"]
+        parts.append(f"{waiting:,} {'file' if waiting == 1 else 'files'} waiting")
+    return ", ".join(parts)
+
+
 def rows_table(report: ExecutionReport) -> Table:
-    """Rows per table and stage in one execution.
+    """Rows per table and stage in one execution (every pass), and what each has left.
 
     Examples
     --------
     >>> Console().print(rows_table(report))  # doctest: +SKIP
     """
-    table = Table(title=f"rows moved by {report.name}", title_justify="left")
+    passes = f", {report.passes} passes" if report.passes > 1 else ""
+    table = Table(title=f"rows moved by {report.name}{passes}", title_justify="left")
     table.add_column("table")
-    for stage in ("ingested", "transformed", "loaded", "skipped"):
+    for stage in _STAGE_COLUMNS:
         table.add_column(stage, justify="right")
+    table.add_column("left", justify="right")
+    remaining = report.remaining()
     for name, counts in report.tables().items():
         table.add_row(
             name,
-            *(
-                f"{counts[stage]:,}" if stage in counts else ""
-                for stage in ("ingested", "transformed", "loaded", "skipped")
-            ),
+            *(f"{counts[stage]:,}" if stage in counts else "" for stage in _STAGE_COLUMNS),
+            f"[yellow]{describe_remaining(remaining[name])}[/yellow]" if name in remaining else "",
         )
     return table
 
@@ -144,9 +195,28 @@ def print_outcome(console: Console, report: ExecutionReport) -> None:
     >>> print_outcome(Console(), report)  # doctest: +SKIP
     """
     if report.succeeded:
+        passes = f" ({report.passes} passes)" if report.passes > 1 else ""
         console.print(
-            f"[green]✔ {report.name} SUCCEEDED[/green] in {human_duration(report.duration_s)}"
+            f"[green]✔ {report.name} SUCCEEDED[/green] in "
+            f"{human_duration(report.duration_s)}{passes}"
         )
+        if report.caught_up:
+            waiting = sum(counts.get("files_waiting", 0) for counts in report.remaining().values())
+            held = (
+                f" ({waiting} fact {'file waits' if waiting == 1 else 'files wait'} for a "
+                "dimension row)"
+                if waiting
+                else ""
+            )
+            console.print(f"  caught up: nothing left to ingest, transform or load{held}")
+        else:
+            left = "; ".join(
+                f"{name} {describe_remaining(counts)}"
+                for name, counts in report.remaining().items()
+            )
+            console.print(
+                f"  [yellow]not caught up[/yellow]: the next execution continues ({left})"
+            )
     else:
         failed = report.failed_entry
         where = ""

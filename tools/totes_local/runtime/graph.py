@@ -86,7 +86,9 @@ class _Renderer:
         if "Next" in state:
             self.edges.append(f"    {node} --> {self.ids[state['Next']]}")
         for choice in state.get("Choices", []):
-            self.edges.append(f"    {node} --> {self.ids[choice['Next']]}")
+            self.edges.append(
+                f'    {node} -- "{_label(_condition(choice))}" --> {self.ids[choice["Next"]]}'
+            )
         if "Default" in state:
             self.edges.append(f'    {node} -- "default" --> {self.ids[state["Default"]]}')
         for catch in state.get("Catch", []):
@@ -115,6 +117,14 @@ class _Renderer:
             where = f" ({failed.item})" if failed.item else ""
             parts.append(f"✖ {failed.error}{where}")
         return "<br/>".join(parts)
+
+
+def _condition(choice: Mapping[str, Any]) -> str:
+    """A Choice rule as people read it: ``$.next_pass is true``; else just "when"."""
+    variable = choice.get("Variable")
+    if variable and "BooleanEquals" in choice:
+        return f"{variable} is {str(choice['BooleanEquals']).lower()}"
+    return "when"
 
 
 def _kind(info: StateInfo) -> str:

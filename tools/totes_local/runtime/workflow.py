@@ -154,7 +154,8 @@ class ExecutionReport:
     def stage_durations(self) -> dict[str, float | None]:
         """Seconds per stage: each state that is not an item of a Map, in the order they began.
 
-        Parallels (which hold the stages) and the end states are left out.
+        A stage run once per pass is summed over the passes. Parallels (which hold
+        the stages) and the end states are left out.
 
         Examples
         --------
@@ -166,19 +167,24 @@ class ExecutionReport:
             info = self.history.tree.get(entry.name)
             if entry.type in _NOT_STAGES or info is None or _map_of(self.history, entry.name):
                 continue
-            durations[entry.name] = entry.duration_s
+            earlier = durations.get(entry.name, 0.0)
+            durations[entry.name] = (
+                None if earlier is None or entry.duration_s is None else earlier + entry.duration_s
+            )
         return durations
 
     def tables(self) -> dict[str, dict[str, int]]:
-        """Rows per table and stage, from the handlers' results in the history.
+        """Rows per table and stage over every pass, from the handlers' results in the history.
 
-        Source tables get ``ingested``; warehouse tables ``transformed``, ``loaded``
-        and ``skipped`` (rows already in the warehouse) as far as the run got.
+        Source tables get ``ingested``; warehouse tables ``transformed``, ``loaded``,
+        ``skipped`` (rows already in the warehouse) and ``rejected`` as far as the
+        run got. Read from the history, so a failed execution reports what it did
+        before it failed.
 
         Examples
         --------
         >>> report.tables()["fact_sales_order"]  # doctest: +SKIP
-        {'transformed': 11175, 'loaded': 11175, 'skipped': 0}
+        {'transformed': 11175, 'rejected': 0, 'loaded': 11175, 'skipped': 0}
         """
         tables: dict[str, dict[str, int]] = {}
         for entry in self.history.entries:
@@ -189,13 +195,60 @@ class ExecutionReport:
                 continue
             counts = tables.setdefault(entry.item, {})
             if "rows_loaded" in result:
-                counts["loaded"] = int(result["rows_loaded"])
-                counts["skipped"] = int(result.get("rows_skipped", 0))
+                added = {
+                    "loaded": result["rows_loaded"],
+                    "skipped": result.get("rows_skipped", 0),
+                    "rejected": result.get("rows_rejected", 0),
+                }
             elif "table" in result:
-                counts["ingested"] = int(result.get("rows", 0))
+                added = {"ingested": result.get("rows", 0)}
             elif "target" in result:
-                counts["transformed"] = int(result.get("rows", 0))
+                added = {
+                    "transformed": result.get("rows", 0),
+                    "rejected": result.get("rows_rejected", 0),
+                }
+            else:
+                continue
+            for stage, rows in added.items():
+                counts[stage] = counts.get(stage, 0) + int(rows)
         return tables
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The execution's output (``Summarise``), or ``{}`` when it did not get there."""
+        return self.output if self.succeeded and isinstance(self.output, dict) else {}
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the execution ended with no work left in any stage."""
+        return self.summary.get("caught_up") is True
+
+    @property
+    def passes(self) -> int:
+        """Passes (ingest, transform, load) the execution ran, the last one included."""
+        return sum(1 for entry in self.history.entries if entry.name == "IngestTables")
+
+    def remaining(self) -> dict[str, dict[str, int]]:
+        """What each table has left when the execution ended (only tables with something).
+
+        ``remaining`` is source rows not ingested (a source table) or raw rows not
+        transformed (a warehouse table); ``files_remaining`` gold files not loaded;
+        ``files_waiting`` fact files held back for a dimension row.
+
+        Examples
+        --------
+        >>> report.remaining()  # doctest: +SKIP
+        {'sales_order': {'remaining': 617500, 'files_remaining': 0, 'files_waiting': 0}}
+        """
+        found = self.summary.get("remaining")
+        return (
+            {
+                name: {key: int(value) for key, value in counts.items()}
+                for name, counts in found.items()
+            }
+            if isinstance(found, dict)
+            else {}
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The report as one JSON-ready object (what ``totes run --json`` prints).
@@ -219,6 +272,9 @@ class ExecutionReport:
             "failed_state": failed.name if failed else None,
             "failed_item": failed.item if failed else None,
             "tables": self.tables(),
+            "passes": self.passes,
+            "caught_up": self.caught_up,
+            "remaining": self.remaining(),
             "stages_s": {
                 name: round(seconds, 3) if seconds is not None else None
                 for name, seconds in self.stage_durations().items()

@@ -71,6 +71,8 @@ class BatchPlan:
     #: True when a late commit changed the look-back window and it is read again.
     rereads_window: bool
     new_watermark: Watermark | None
+    #: Rows beyond this batch when it was planned: what the next batches will read.
+    remaining: int = 0
 
 
 def source_columns(conn: psycopg.Connection[Any], table: str) -> list[SourceColumn]:
@@ -217,6 +219,7 @@ def plan_batch(
         has_more=has_more,
         rereads_window=rereads_window,
         new_watermark=new_watermark,
+        remaining=max(0, newer - new_rows),
     )
 
 

@@ -331,9 +331,25 @@ def read_part(body: bytes, columns: list[SourceColumn]) -> pa.Table:
     )
 
 
-def read_batch(s3: Any, bucket: str, manifest_key: str) -> tuple[Manifest, pa.Table]:
-    """Read a whole batch through its manifest, checking each part's SHA-256."""
-    manifest = Manifest.from_json(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+def read_manifest(s3: Any, bucket: str, manifest_key: str) -> Manifest:
+    """Read one batch's manifest (its columns, row count and parts), not its rows.
+
+    Raises
+    ------
+    ManifestFormatError
+        The object is not a manifest of this format.
+    """
+    return Manifest.from_json(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+
+
+def read_rows(s3: Any, bucket: str, manifest: Manifest) -> pa.Table:
+    """Read the rows of a batch through its manifest, checking each part's SHA-256.
+
+    Raises
+    ------
+    RawPartCorruptError
+        A part's bytes do not match the checksum its manifest records.
+    """
     tables = []
     for part in manifest.parts:
         body = s3.get_object(Bucket=bucket, Key=part.key)["Body"].read()
@@ -344,8 +360,14 @@ def read_batch(s3: Any, bucket: str, manifest_key: str) -> tuple[Manifest, pa.Ta
         tables.append(read_part(body, manifest.columns))
     if not tables:
         schema = pa.schema([(c.name, _arrow_type(c)) for c in manifest.columns])
-        return manifest, schema.empty_table()
-    return manifest, pa.concat_tables(tables)
+        return schema.empty_table()
+    return pa.concat_tables(tables)
+
+
+def read_batch(s3: Any, bucket: str, manifest_key: str) -> tuple[Manifest, pa.Table]:
+    """Read a whole batch: its manifest, then its rows (:func:`read_rows`)."""
+    manifest = read_manifest(s3, bucket, manifest_key)
+    return manifest, read_rows(s3, bucket, manifest)
 
 
 def cursor_json(cursor: tuple[datetime, int] | None) -> list[str | int] | None:

@@ -35,10 +35,15 @@ from totes.db import connect
 from totes.ingest.extract import plan_batch, stream_csv
 from totes.ingest.raw_zone import Manifest, RawZoneWriter, cursor_json
 from totes.ingest.watermarks import WatermarkStore
-from totes.names import IGNORED_SOURCE_TABLES, SOURCE_TABLES, EnvironmentVariable
+from totes.names import (
+    DEFAULT_INGEST_MAX_ROWS,
+    IGNORED_SOURCE_TABLES,
+    SOURCE_TABLES,
+    EnvironmentVariable,
+)
 from totes.source.columns import SOURCE_COLUMNS
 
-DEFAULT_MAX_ROWS = 500_000
+DEFAULT_MAX_ROWS = DEFAULT_INGEST_MAX_ROWS
 DEFAULT_LOOKBACK = timedelta(minutes=15)
 
 
@@ -123,6 +128,8 @@ class IngestPayload(BaseModel):
     parts: NonNegativeInt
     bytes: NonNegativeInt
     has_more: bool
+    #: Source rows beyond this batch (read by the next passes).
+    remaining: NonNegativeInt
     manifest: str | None
     cursor_to: list[str | int] | None
     skipped: str | None = None
@@ -138,6 +145,7 @@ class IngestResult:
     parts: int = 0
     bytes_written: int = 0
     has_more: bool = False
+    remaining: int = 0
     rereads_window: bool = False
     manifest_key: str | None = None
     cursor_to: list[str | int] | None = None
@@ -160,6 +168,7 @@ class IngestResult:
             parts=self.parts,
             bytes=self.bytes_written,
             has_more=self.has_more,
+            remaining=self.remaining,
             manifest=self.manifest_key,
             cursor_to=self.cursor_to,
             skipped=self.skipped,
@@ -218,6 +227,7 @@ def ingest_table(
                 conn, request.table, expected, max_rows=max_rows, lookback=settings.lookback
             )
             result.has_more = plan.has_more
+            result.remaining = plan.remaining
             if plan.new_watermark is None:
                 result.duration_ms = (time.perf_counter() - started) * 1000
                 return result

@@ -1,8 +1,10 @@
 """One load step: every gold file of one warehouse table that the ledger lacks, into the warehouse.
 
 Load lists *all* gold files of the table (not only the current run's), drops those the
-ledger records, and applies the rest in key order, so files an earlier failed run left
-behind are picked up by the next one. Each file is applied in one transaction:
+ledger records, and applies the oldest of the rest in commit order, at most
+``LOAD_MAX_FILES`` per invocation (the others wait for the next one: ``has_more``), so
+files an earlier failed run left behind are picked up by the next one. Each file is
+applied in one transaction:
 
 1. take the table's advisory lock (two loaders of one table apply files in turn);
 2. insert the file's ledger row (with the run that loads it); if it is already there,
@@ -39,7 +41,7 @@ from typing import Any, Final, Literal
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
 
 from totes.contracts import (
     NonEmptyText,
@@ -64,6 +66,7 @@ from totes.load.star_zone import (
     write_rejects,
 )
 from totes.names import (
+    DEFAULT_LOAD_MAX_FILES,
     DIMENSION_TABLES,
     FACT_TABLES,
     LOAD_LEDGER_TABLE,
@@ -75,6 +78,8 @@ FK_TRIGGERS_AUTO: Final = "auto"
 FK_TRIGGERS_ALWAYS: Final = "always"
 #: How long a fact file may wait for a dimension row it references (six schedule ticks).
 DEFAULT_REJECT_AFTER: Final = timedelta(minutes=30)
+#: Gold files one invocation applies at most (each is at most one transform bite).
+DEFAULT_MAX_FILES: Final = DEFAULT_LOAD_MAX_FILES
 
 
 class LoadRequest(BaseModel):
@@ -136,6 +141,8 @@ class LoadSettings(BaseModel):
     reject_after: Seconds = Field(
         DEFAULT_REJECT_AFTER, alias=EnvironmentVariable.LOAD_REJECT_AFTER_SECONDS
     )
+    #: Gold files applied per invocation at most; the rest wait for the next one.
+    max_files: PositiveInt = Field(DEFAULT_MAX_FILES, alias=EnvironmentVariable.LOAD_MAX_FILES)
 
     @field_validator("fk_triggers", mode="before")
     @classmethod
@@ -146,8 +153,8 @@ class LoadSettings(BaseModel):
     def from_environment(cls, environment: Mapping[str, str] | None = None) -> LoadSettings:
         """Read the settings from the function's environment.
 
-        ``PROCESSED_BUCKET`` is required; ``LOAD_FK_TRIGGERS`` (``auto`` or ``always``)
-        and ``LOAD_REJECT_AFTER_SECONDS`` are optional.
+        ``PROCESSED_BUCKET`` is required; ``LOAD_FK_TRIGGERS`` (``auto`` or ``always``),
+        ``LOAD_REJECT_AFTER_SECONDS`` and ``LOAD_MAX_FILES`` are optional.
 
         Raises
         ------
@@ -168,6 +175,11 @@ class LoadPayload(BaseModel):
     rows_loaded: NonNegativeInt
     rows_skipped: NonNegativeInt
     rows_rejected: NonNegativeInt
+    #: Fact files left pending: waiting for a dimension row they reference.
+    files_waiting: NonNegativeInt
+    #: Files not attempted because of the per-invocation limit (the next one applies them).
+    has_more: bool
+    files_remaining: NonNegativeInt
 
 
 @dataclass(frozen=True)
@@ -197,7 +209,7 @@ class FileOutcome:
     @property
     def rows_skipped(self) -> int:
         """Rows already in the warehouse: fact versions present, dimension rows unchanged."""
-        if self.applied_elsewhere:
+        if self.applied_elsewhere or self.deferred:
             return 0
         return self.rows_in_file - self.rows_loaded - self.rows_rejected
 
@@ -217,6 +229,8 @@ class LoadResult:
     run_id: str
     files: list[FileOutcome] = field(default_factory=list)
     files_listed: int = 0
+    #: Unloaded files beyond the per-invocation limit.
+    files_remaining: int = 0
     fk_triggers: bool = True
     newest_last_updated: datetime | None = None
     freshness_lag_seconds: float | None = None
@@ -256,7 +270,8 @@ class LoadResult:
         --------
         >>> LoadResult("dim_staff", "exec-1").to_payload()  # doctest: +NORMALIZE_WHITESPACE
         {'target': 'dim_staff', 'run_id': 'exec-1', 'files': 0, 'rows_loaded': 0,
-         'rows_skipped': 0, 'rows_rejected': 0}
+         'rows_skipped': 0, 'rows_rejected': 0, 'files_waiting': 0, 'has_more': False,
+         'files_remaining': 0}
         """
         return LoadPayload(
             target=self.target,
@@ -265,6 +280,9 @@ class LoadResult:
             rows_loaded=self.rows_loaded,
             rows_skipped=self.rows_skipped,
             rows_rejected=self.rows_rejected,
+            files_waiting=len(self.deferred),
+            has_more=bool(self.files_remaining),
+            files_remaining=self.files_remaining,
         ).model_dump()
 
 
@@ -276,7 +294,9 @@ def load_target(
     s3: Any,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> LoadResult:
-    """Apply every gold file of one warehouse table that the ledger lacks, oldest key first.
+    """Apply the gold files of one warehouse table that the ledger lacks, oldest first.
+
+    At most ``settings.max_files`` are applied; the others are counted in the result.
 
     Parameters
     ----------
@@ -326,22 +346,23 @@ def load_target(
             or not warehouse_sql.may_skip_fk_triggers(conn)
         )
         done = warehouse_sql.loaded_keys(conn, [file.key for file in listed])
-        for file in listed:
-            if file.key not in done:
-                may_reject = file.written_at is None or (
-                    clock() - file.written_at >= settings.reject_after
+        unloaded = [file for file in listed if file.key not in done]
+        result.files_remaining = max(0, len(unloaded) - settings.max_files)
+        for file in unloaded[: settings.max_files]:
+            may_reject = file.written_at is None or (
+                clock() - file.written_at >= settings.reject_after
+            )
+            result.files.append(
+                _apply_file(
+                    conn,
+                    s3,
+                    settings.bucket,
+                    request,
+                    file,
+                    fk_triggers=result.fk_triggers,
+                    may_reject=may_reject,
                 )
-                result.files.append(
-                    _apply_file(
-                        conn,
-                        s3,
-                        settings.bucket,
-                        request,
-                        file,
-                        fk_triggers=result.fk_triggers,
-                        may_reject=may_reject,
-                    )
-                )
+            )
         if request.target in FACT_TABLES:
             result.newest_last_updated = warehouse_sql.newest_version(conn, request.target)
     if result.newest_last_updated is not None:

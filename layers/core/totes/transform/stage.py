@@ -12,8 +12,11 @@ what transform committed:
 
 1. read the state; publish what it lists as pending (see 5: a crash may have
    stopped the run that committed it), then list the manifests not consumed yet
-   (this run's batches and any left by an earlier failed run);
-2. read those batches, merge them into the mirrors (new immutable objects);
+   (this run's batches and any left by an earlier failed run) and take the oldest
+   of them, across the target's sources, up to ``TRANSFORM_MAX_ROWS`` raw rows; the
+   rest wait for the next invocation (``has_more``), so memory is bounded by the
+   limit, not by the backlog;
+2. read the batches taken, merge them into the mirrors (new immutable objects);
 3. stage the gold file and any rejects under ``_staging/transform/<target>/``,
    where load never looks; names derive from the consumed manifests, so a retry
    rewrites nothing;
@@ -42,36 +45,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from totes.conditional_writes import exists, put_content_named, put_if
 from totes.contracts import NonEmptyText, WarehouseTable, parse_event, settings_from_environment
 from totes.errors import StagedFileMissingError, TransformStateConflictError
-from totes.ingest.raw_zone import read_batch
+from totes.ingest.raw_zone import Manifest, read_manifest, read_rows
 from totes.names import (
+    DEFAULT_TRANSFORM_MAX_ROWS,
     MIRROR_PREFIX,
     RAW_MANIFEST_PREFIX,
     REJECTS_PREFIX,
     TRANSFORM_STAGING_PREFIX,
+    WAREHOUSE_TABLE_SOURCES,
     EnvironmentVariable,
 )
 from totes.transform import shapes
 from totes.warehouse.star import FACT_DATE_COLUMNS, star_prefix
 
-#: Source tables each target is built from.
-TARGET_SOURCES: dict[str, tuple[str, ...]] = {
-    "dim_staff": ("staff", "department"),
-    "dim_counterparty": ("counterparty", "address"),
-    "dim_location": ("address",),
-    "dim_currency": ("currency",),
-    "dim_design": ("design",),
-    "dim_payment_type": ("payment_type",),
-    "dim_transaction": ("transaction",),
-    "dim_date": ("sales_order", "purchase_order", "payment"),
-    "fact_sales_order": ("sales_order",),
-    "fact_purchase_order": ("purchase_order",),
-    "fact_payment": ("payment",),
-}
 #: Every dimension keeps a mirror of its sources (the latest version of each row), so
 #: a batch extracted earlier but consumed later can never bring back older values.
 MIRRORED_TARGETS = frozenset(
@@ -94,6 +85,9 @@ _STAGING_PREFIX = TRANSFORM_STAGING_PREFIX
 #: Consumed manifest keys older than this behind the newest are forgotten: listing
 #: starts there, so state and listing stay small however long the platform runs.
 _REMEMBERED_DAYS = 2
+#: Raw rows one invocation consumes per target, by default: the memory it needs is
+#: proportional to it.
+DEFAULT_MAX_ROWS = DEFAULT_TRANSFORM_MAX_ROWS
 
 
 class TransformRequest(BaseModel):
@@ -127,7 +121,12 @@ class TransformRequest(BaseModel):
 
 
 class TransformSettings(BaseModel):
-    """The buckets transform reads and writes (environment variables in Lambda).
+    """The buckets transform reads and writes, and its bite (environment variables in Lambda).
+
+    ``max_rows`` bounds the raw rows one invocation consumes for one target: batches
+    are taken oldest first until the next would exceed it (a single batch larger than
+    that is still taken whole: batches are never split, so keep it at least the
+    ingest batch size).
 
     Examples
     --------
@@ -141,15 +140,16 @@ class TransformSettings(BaseModel):
 
     ingested_bucket: NonEmptyText = Field(alias=EnvironmentVariable.INGESTED_BUCKET)
     processed_bucket: NonEmptyText = Field(alias=EnvironmentVariable.PROCESSED_BUCKET)
+    max_rows: PositiveInt = Field(DEFAULT_MAX_ROWS, alias=EnvironmentVariable.TRANSFORM_MAX_ROWS)
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str] | None = None) -> TransformSettings:
-        """Read ``INGESTED_BUCKET`` and ``PROCESSED_BUCKET``.
+        """Read ``INGESTED_BUCKET``, ``PROCESSED_BUCKET`` and the optional ``TRANSFORM_MAX_ROWS``.
 
         Raises
         ------
         InvalidSettingError
-            One of them is not set.
+            A bucket is not set, or the row limit is not a positive whole number.
         """
         return settings_from_environment(cls, environment)
 
@@ -165,6 +165,10 @@ class TransformPayload(BaseModel):
     files: NonNegativeInt
     batches: NonNegativeInt
     rows_rejected: NonNegativeInt
+    #: Raw batches (and their rows) left for the next invocation by the row limit.
+    has_more: bool
+    batches_remaining: NonNegativeInt
+    remaining: NonNegativeInt
 
 
 @dataclass
@@ -179,6 +183,10 @@ class TransformResult:
     rows_rejected: int = 0
     gold_key: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: Rows of the batches consumed, and of those left for the next invocation.
+    rows_consumed: int = 0
+    batches_remaining: int = 0
+    remaining: int = 0
 
     def to_payload(self) -> dict[str, Any]:
         """The handler's return value (keys and counts, never rows): a :class:`TransformPayload`.
@@ -195,6 +203,9 @@ class TransformResult:
             files=self.files,
             batches=self.batches,
             rows_rejected=self.rows_rejected,
+            has_more=bool(self.batches_remaining),
+            batches_remaining=self.batches_remaining,
+            remaining=self.remaining,
         ).model_dump()
 
 
@@ -302,8 +313,44 @@ def _remembered(keys: list[str], source: str) -> list[str]:
     return sorted(key for key in keys if key >= cutoff)
 
 
-def _read_batches(s3: Any, bucket: str, manifests: list[str]) -> pa.Table | None:
-    tables = [read_batch(s3, bucket, key)[1] for key in manifests]
+@dataclass(frozen=True)
+class _Batch:
+    source: str
+    key: str
+    manifest: Manifest
+
+    @property
+    def order(self) -> str:
+        """Extraction order across sources: ``<yyyy>/<mm>/<dd>/<HHMMSSffffff>-<run id>``."""
+        return self.key[len(f"{RAW_MANIFEST_PREFIX}/{self.source}/") :]
+
+
+def _take_oldest(batches: list[_Batch], max_rows: int) -> tuple[list[_Batch], list[_Batch]]:
+    """The oldest batches (across sources) whose rows fit ``max_rows``, at least one; the rest.
+
+    Taking a prefix in extraction order keeps what the dimensions need: a batch is
+    never consumed before an older batch of any source the target joins.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as Manifest
+    >>> batches = [_Batch("staff", f"_manifests/staff/2024/11/14/0{n}-r.json",
+    ...                   Manifest(rows=rows)) for n, rows in enumerate([4, 5, 6])]
+    >>> [len(part) for part in _take_oldest(batches, max_rows=9)]
+    [2, 1]
+    >>> [len(part) for part in _take_oldest(batches, max_rows=3)]
+    [1, 2]
+    """
+    ordered = sorted(batches, key=lambda batch: (batch.order, batch.source))
+    taken, rows = 0, 0
+    while taken < len(ordered) and (not taken or rows + ordered[taken].manifest.rows <= max_rows):
+        rows += ordered[taken].manifest.rows
+        taken += 1
+    return ordered[:taken], ordered[taken:]
+
+
+def _read_batches(s3: Any, bucket: str, batches: list[_Batch]) -> pa.Table | None:
+    tables = [read_rows(s3, bucket, batch.manifest) for batch in batches]
     tables = [table for table in tables if table.num_rows]
     if not tables:
         return None
@@ -396,12 +443,16 @@ _BUILDERS: dict[str, Callable[[Inputs], shapes.Shaped]] = {
 def transform_target(
     request: TransformRequest, settings: TransformSettings, *, s3: Any
 ) -> TransformResult:
-    """Turn every raw batch a warehouse table has not consumed yet into one gold file.
+    """Turn the oldest raw batches a warehouse table has not consumed yet into one gold file.
+
+    At most ``settings.max_rows`` raw rows are consumed (oldest batches first, across
+    the target's sources); what is left is counted in the result.
 
     Returns
     -------
     TransformResult
-        Rows written to the gold file, batches consumed, rows rejected, warnings.
+        Rows written to the gold file, batches consumed, rows rejected, warnings, and
+        the batches and rows left for the next invocation.
 
     Raises
     ------
@@ -418,21 +469,33 @@ def transform_target(
     # A run that committed may have stopped before publishing: finish its work first.
     _publish(s3, settings.processed_bucket, state.pending)
     state.pending = []
-    sources = TARGET_SOURCES[request.target]
-    fresh = {
-        source: new_manifests(s3, settings.ingested_bucket, source, state.consumed.get(source, []))
+    sources = WAREHOUSE_TABLE_SOURCES[request.target]
+    waiting = [
+        _Batch(source, key, read_manifest(s3, settings.ingested_bucket, key))
         for source in sources
-    }
-    all_new = sorted(key for keys in fresh.values() for key in keys)
-    if not all_new:
+        for key in new_manifests(
+            s3, settings.ingested_bucket, source, state.consumed.get(source, [])
+        )
+    ]
+    if not waiting:
         return result
+    taken, left = _take_oldest(waiting, settings.max_rows)
+    result.batches_remaining = len(left)
+    result.remaining = sum(batch.manifest.rows for batch in left)
+    result.rows_consumed = sum(batch.manifest.rows for batch in taken)
+    fresh = {source: [b.key for b in taken if b.source == source] for source in sources}
+    all_new = sorted(batch.key for batch in taken)
     # Named after the batches and the state they are applied to: two executions share a
     # name only when they do the very same work, so a file of one never stands in for
     # the other's.
     digest = hashlib.sha256("\n".join([state.etag or "", *all_new]).encode()).hexdigest()[:20]
     inputs = {
-        source: _read_batches(s3, settings.ingested_bucket, keys) if keys else None
-        for source, keys in fresh.items()
+        source: _read_batches(
+            s3, settings.ingested_bucket, [b for b in taken if b.source == source]
+        )
+        if fresh[source]
+        else None
+        for source in sources
     }
     if request.target in MIRRORED_TARGETS:
         for source in sources:

@@ -1,0 +1,46 @@
+"""Progress Lambda: totals a pass, publishes the backlog and decides whether another pass runs."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from totes.names import METRICS_NAMESPACE, SERVICE_NAME, MetricName
+from totes.observability import logger
+from totes.progress import ProgressRequest, ProgressSettings, check_progress
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Add the pass in ``event`` to the execution's totals; say what remains and what is next."""
+    request = ProgressRequest.from_event(event)
+    logger.set_correlation_id(request.run_id)
+    progress = check_progress(request, ProgressSettings.from_environment(), now=datetime.now(UTC))
+    if not progress.next_pass:
+        # One value per execution, with the service dimension alone: what the alarm watches.
+        for name, value in (
+            (MetricName.BACKLOG_ROWS, progress.backlog_rows),
+            (MetricName.CATCH_UP_PASSES, progress.passes_done),
+        ):
+            with single_metric(
+                name=name,
+                unit=MetricUnit.Count,
+                value=value,
+                namespace=METRICS_NAMESPACE,
+                default_dimensions={"service": SERVICE_NAME},
+            ):
+                pass
+    logger.info(
+        f"pass {progress.passes_done}: {progress.verdict}",
+        extra={
+            "verdict": progress.verdict,
+            "elapsed_seconds": progress.elapsed_seconds,
+            "backlog_rows": progress.backlog_rows,
+            "files_remaining": progress.files_remaining,
+            "files_waiting": progress.files_waiting,
+            "remaining": {name: table.model_dump() for name, table in progress.remaining.items()},
+            "next_tables": progress.tables.model_dump(),
+        },
+    )
+    return progress.model_dump(mode="json")

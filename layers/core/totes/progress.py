@@ -1,0 +1,327 @@
+"""Catching up: what one pass of the workflow moved, what remains, and whether to go again.
+
+An execution runs passes (ingest, transform, load) while work remains and its time
+budget allows. After each pass the ``CheckProgress`` state sends this module the
+pass's results; it adds them to the execution's totals, works out what is left in
+each stage and which tables the next pass needs, and decides:
+
+- **caught up**: no stage has work left (fact files waiting for a dimension row
+  wait for time, not for another pass, so they do not count);
+- **another pass**: work remains and the pass just done, repeated, would still end
+  within the budget (elapsed + this pass's duration <= budget);
+- **out of time**: work remains but another pass might not fit; the execution ends
+  successfully and says what remains, and the next one continues.
+
+The next pass visits only the tables with work: a source table whose ingest said
+``has_more``, a warehouse table whose transform or load did, or whose sources are
+ingested again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+
+from totes.contracts import NonEmptyText, Seconds, parse_event, settings_from_environment
+from totes.names import (
+    DEFAULT_CATCH_UP_BUDGET_SECONDS,
+    DIMENSION_TABLES,
+    FACT_TABLES,
+    SOURCE_TABLES,
+    WAREHOUSE_TABLE_SOURCES,
+    WAREHOUSE_TABLES,
+    EnvironmentVariable,
+)
+
+#: Elapsed time by which an execution's last pass should end; the Express limit is 5 min.
+DEFAULT_BUDGET = timedelta(seconds=DEFAULT_CATCH_UP_BUDGET_SECONDS)
+
+
+class PassTables(BaseModel):
+    """The tables each stage of a pass visits (the Map states' items)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: list[str] = Field(default_factory=lambda: list(SOURCE_TABLES))
+    warehouse: list[str] = Field(default_factory=lambda: list(WAREHOUSE_TABLES))
+    dimensions: list[str] = Field(default_factory=lambda: list(DIMENSION_TABLES))
+    facts: list[str] = Field(default_factory=lambda: list(FACT_TABLES))
+
+    @property
+    def empty(self) -> bool:
+        """Whether no stage has a table to visit."""
+        return not (self.source or self.warehouse or self.dimensions or self.facts)
+
+
+class _Outcome(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class IngestOutcome(_Outcome):
+    """The part of an ingest payload that progress reads."""
+
+    table: NonEmptyText
+    rows: NonNegativeInt = 0
+    has_more: bool = False
+    remaining: NonNegativeInt = 0
+
+
+class TransformOutcome(_Outcome):
+    """The part of a transform payload that progress reads."""
+
+    target: NonEmptyText
+    rows: NonNegativeInt = 0
+    rows_rejected: NonNegativeInt = 0
+    has_more: bool = False
+    remaining: NonNegativeInt = 0
+
+
+class LoadOutcome(_Outcome):
+    """The part of a load payload that progress reads."""
+
+    target: NonEmptyText
+    rows_loaded: NonNegativeInt = 0
+    rows_skipped: NonNegativeInt = 0
+    rows_rejected: NonNegativeInt = 0
+    files_waiting: NonNegativeInt = 0
+    has_more: bool = False
+    files_remaining: NonNegativeInt = 0
+
+
+class TableTotals(BaseModel):
+    """One table's counts over the execution's passes, and what it has left.
+
+    ``remaining`` is source rows not ingested yet (a source table) or raw rows not
+    transformed yet (a warehouse table); ``files_remaining`` gold files not loaded
+    yet; ``files_waiting`` fact files held back for a dimension row.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    ingested: NonNegativeInt = 0
+    transformed: NonNegativeInt = 0
+    loaded: NonNegativeInt = 0
+    skipped: NonNegativeInt = 0
+    rejected: NonNegativeInt = 0
+    remaining: NonNegativeInt = 0
+    files_remaining: NonNegativeInt = 0
+    files_waiting: NonNegativeInt = 0
+
+
+class Verdict(StrEnum):
+    """How a pass ended the execution, or that another follows."""
+
+    CAUGHT_UP = "caught_up"
+    KEEP_GOING = "keep_going"
+    OUT_OF_TIME = "out_of_time"
+
+
+class ProgressRequest(BaseModel):
+    """The event of ``CheckProgress``: the pass's results and the execution's totals so far.
+
+    Examples
+    --------
+    >>> request = ProgressRequest.from_event({"run_id": "r", "passes_done": 0,
+    ...     "execution_started": "2024-11-14T09:00:00Z", "pass_started": "2024-11-14T09:00:00Z",
+    ...     "tables": {}, "ingested": [{"table": "staff", "rows": 3}]})
+    >>> request.ingested[0].has_more
+    False
+    >>> ProgressRequest.from_event({"run_id": "r"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    totes.errors.InvalidEventError: progress event: passes_done is not set; ...
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    run_id: NonEmptyText
+    passes_done: NonNegativeInt
+    execution_started: datetime
+    pass_started: datetime
+    tables: PassTables
+    totals: dict[str, TableTotals] = Field(default_factory=dict)
+    ingested: list[IngestOutcome] = Field(default_factory=list)
+    transformed: list[TransformOutcome] = Field(default_factory=list)
+    dimensions_loaded: list[LoadOutcome] = Field(default_factory=list)
+    facts_loaded: list[LoadOutcome] = Field(default_factory=list)
+
+    @classmethod
+    def from_event(cls, event: Any) -> ProgressRequest:
+        """Validate the ``CheckProgress`` event.
+
+        Raises
+        ------
+        InvalidEventError
+            A field is missing or does not fit (named in the message).
+        """
+        return parse_event(cls, event, what="progress event")
+
+
+class ProgressSettings(BaseModel):
+    """The time budget of an execution (an environment variable in Lambda).
+
+    Examples
+    --------
+    >>> ProgressSettings.from_environment({}).budget
+    datetime.timedelta(seconds=180)
+    >>> ProgressSettings.from_environment({"CATCH_UP_BUDGET_SECONDS": "soon"})
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    totes.errors.InvalidSettingError: environment variable CATCH_UP_BUDGET_SECONDS: ...
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    budget: Seconds = Field(DEFAULT_BUDGET, alias=EnvironmentVariable.CATCH_UP_BUDGET_SECONDS)
+
+    @classmethod
+    def from_environment(cls, environment: Mapping[str, str] | None = None) -> ProgressSettings:
+        """Read the optional ``CATCH_UP_BUDGET_SECONDS``.
+
+        Raises
+        ------
+        InvalidSettingError
+            The value is not a whole number of seconds.
+        """
+        return settings_from_environment(cls, environment)
+
+
+class Progress(BaseModel):
+    """The state after a pass: the next pass's tables, the totals, the verdict.
+
+    This is the workflow's state between passes and, once the execution ends, the
+    core of its output.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    passes_done: NonNegativeInt
+    verdict: Verdict
+    next_pass: bool
+    caught_up: bool
+    tables: PassTables
+    totals: dict[str, TableTotals]
+    #: What each table has left, only the tables with something left.
+    remaining: dict[str, TableTotals]
+    #: Source rows not ingested plus raw rows not transformed: the backlog metric.
+    backlog_rows: NonNegativeInt
+    files_remaining: NonNegativeInt
+    files_waiting: NonNegativeInt
+    elapsed_seconds: float
+
+
+def check_progress(
+    request: ProgressRequest, settings: ProgressSettings, *, now: datetime
+) -> Progress:
+    """Add a pass's results to the totals and decide whether another pass runs.
+
+    Parameters
+    ----------
+    request
+        The pass's stage results, the tables it visited, the totals so far.
+    settings
+        The execution's time budget.
+    now
+        The current time (aware), compared with the execution's and the pass's start.
+
+    Returns
+    -------
+    Progress
+        The totals, what remains, the next pass's tables and the verdict.
+
+    Examples
+    --------
+    >>> from datetime import UTC
+    >>> start = datetime(2024, 11, 14, 9, 0, tzinfo=UTC)
+    >>> request = ProgressRequest(run_id="r", passes_done=0, execution_started=start,
+    ...     pass_started=start, tables=PassTables(),
+    ...     ingested=[IngestOutcome(table="staff", rows=5, has_more=True, remaining=7)])
+    >>> progress = check_progress(request, ProgressSettings(), now=start + timedelta(seconds=20))
+    >>> progress.verdict, progress.tables.source, progress.tables.warehouse
+    (<Verdict.KEEP_GOING: 'keep_going'>, ['staff'], ['dim_staff'])
+    >>> check_progress(request, ProgressSettings(), now=start + timedelta(seconds=100)).verdict
+    <Verdict.OUT_OF_TIME: 'out_of_time'>
+    """
+    totals = {name: counts.model_copy() for name, counts in request.totals.items()}
+
+    def counts(table: str) -> TableTotals:
+        return totals.setdefault(table, TableTotals())
+
+    for ingested in request.ingested:
+        table = counts(ingested.table)
+        table.ingested += ingested.rows
+        table.remaining = ingested.remaining if ingested.has_more else 0
+    for transformed in request.transformed:
+        target = counts(transformed.target)
+        target.transformed += transformed.rows
+        target.rejected += transformed.rows_rejected
+        target.remaining = transformed.remaining if transformed.has_more else 0
+    for loaded in (*request.dimensions_loaded, *request.facts_loaded):
+        target = counts(loaded.target)
+        target.loaded += loaded.rows_loaded
+        target.skipped += loaded.rows_skipped
+        target.rejected += loaded.rows_rejected
+        target.files_remaining = loaded.files_remaining if loaded.has_more else 0
+        target.files_waiting = loaded.files_waiting
+
+    next_tables = _next_tables(request)
+    elapsed = now - request.execution_started
+    this_pass = now - request.pass_started
+    if next_tables.empty:
+        verdict = Verdict.CAUGHT_UP
+    elif elapsed + this_pass <= settings.budget:
+        verdict = Verdict.KEEP_GOING
+    else:
+        verdict = Verdict.OUT_OF_TIME
+    ordered = {name: totals[name] for name in (*SOURCE_TABLES, *WAREHOUSE_TABLES) if name in totals}
+    remaining = {
+        name: TableTotals(
+            remaining=table.remaining,
+            files_remaining=table.files_remaining,
+            files_waiting=table.files_waiting,
+        )
+        for name, table in ordered.items()
+        if table.remaining or table.files_remaining or table.files_waiting
+    }
+    return Progress(
+        run_id=request.run_id,
+        passes_done=request.passes_done + 1,
+        verdict=verdict,
+        next_pass=verdict is Verdict.KEEP_GOING,
+        caught_up=verdict is Verdict.CAUGHT_UP,
+        tables=next_tables,
+        totals=ordered,
+        remaining=remaining,
+        backlog_rows=sum(table.remaining for table in ordered.values()),
+        files_remaining=sum(table.files_remaining for table in ordered.values()),
+        files_waiting=sum(table.files_waiting for table in ordered.values()),
+        elapsed_seconds=round(elapsed.total_seconds(), 3),
+    )
+
+
+def _next_tables(request: ProgressRequest) -> PassTables:
+    """The tables with work left, per stage, in the stages' own order."""
+    source = {outcome.table for outcome in request.ingested if outcome.has_more}
+    warehouse = {outcome.target for outcome in request.transformed if outcome.has_more}
+    warehouse |= {
+        target
+        for target, sources in WAREHOUSE_TABLE_SOURCES.items()
+        if source.intersection(sources)
+    }
+    loads = warehouse | {
+        outcome.target
+        for outcome in (*request.dimensions_loaded, *request.facts_loaded)
+        if outcome.has_more
+    }
+    return PassTables(
+        source=[table for table in SOURCE_TABLES if table in source],
+        warehouse=[table for table in WAREHOUSE_TABLES if table in warehouse],
+        dimensions=[table for table in DIMENSION_TABLES if table in loads],
+        facts=[table for table in FACT_TABLES if table in loads],
+    )

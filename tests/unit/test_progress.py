@@ -1,0 +1,193 @@
+"""CheckProgress: the totals over an execution's passes, what remains, and the next pass."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from totes.names import DIMENSION_TABLES, FACT_TABLES, SOURCE_TABLES, WAREHOUSE_TABLES
+from totes.progress import (
+    IngestOutcome,
+    LoadOutcome,
+    PassTables,
+    ProgressRequest,
+    ProgressSettings,
+    TransformOutcome,
+    Verdict,
+    check_progress,
+)
+from totes.transform.stage import _Batch, _take_oldest
+
+START = datetime(2024, 11, 14, 9, 0, tzinfo=UTC)
+BUDGET = ProgressSettings(budget=timedelta(seconds=180))
+
+
+def _request(**fields: object) -> ProgressRequest:
+    defaults: dict[str, object] = {
+        "run_id": "run-1",
+        "passes_done": 0,
+        "execution_started": START,
+        "pass_started": START,
+        "tables": PassTables(),
+    }
+    return ProgressRequest.model_validate({**defaults, **fields})
+
+
+def test_a_pass_that_left_nothing_anywhere_is_caught_up() -> None:
+    # Given a pass whose every stage finished its tables
+    request = _request(
+        ingested=[IngestOutcome(table=table, rows=10) for table in SOURCE_TABLES],
+        transformed=[TransformOutcome(target=target, rows=10) for target in WAREHOUSE_TABLES],
+        facts_loaded=[LoadOutcome(target=fact, rows_loaded=10) for fact in FACT_TABLES],
+    )
+
+    # When progress is checked
+    progress = check_progress(request, BUDGET, now=START + timedelta(seconds=5))
+
+    # Then the execution ends caught up, with nothing remaining and no next pass
+    assert (progress.verdict, progress.caught_up, progress.next_pass) == (
+        Verdict.CAUGHT_UP,
+        True,
+        False,
+    )
+    assert progress.remaining == {}
+    assert progress.tables.empty
+    assert progress.passes_done == 1
+    assert progress.totals["sales_order"].ingested == 10
+
+
+def test_the_next_pass_visits_only_the_tables_with_work_left() -> None:
+    # Given a pass where sales_order had more rows, and fact_payment more files to load
+    request = _request(
+        ingested=[
+            IngestOutcome(table="sales_order", rows=50, has_more=True, remaining=70),
+            IngestOutcome(table="staff", rows=5),
+        ],
+        transformed=[TransformOutcome(target="dim_staff", rows=5)],
+        facts_loaded=[LoadOutcome(target="fact_payment", has_more=True, files_remaining=2)],
+    )
+
+    # When progress is checked early in the execution
+    progress = check_progress(request, BUDGET, now=START + timedelta(seconds=10))
+
+    # Then another pass runs: sales_order is ingested again, its targets are transformed
+    # and loaded, and fact_payment's remaining files are loaded
+    assert progress.verdict is Verdict.KEEP_GOING
+    assert progress.tables == PassTables(
+        source=["sales_order"],
+        warehouse=["dim_date", "fact_sales_order"],
+        dimensions=["dim_date"],
+        facts=["fact_sales_order", "fact_payment"],
+    )
+    # And what remains is said per table
+    assert progress.remaining["sales_order"].remaining == 70
+    assert progress.remaining["fact_payment"].files_remaining == 2
+    assert (progress.backlog_rows, progress.files_remaining) == (70, 2)
+
+
+def test_when_another_pass_might_not_fit_the_execution_ends_and_says_what_remains() -> None:
+    # Given a pass that took 100 s of a 180 s budget, with rows left
+    request = _request(
+        pass_started=START,
+        transformed=[TransformOutcome(target="fact_sales_order", has_more=True, remaining=9)],
+    )
+
+    # When progress is checked
+    progress = check_progress(request, BUDGET, now=START + timedelta(seconds=100))
+
+    # Then no further pass starts (100 + 100 > 180); the execution ends, not caught up
+    assert (progress.verdict, progress.next_pass, progress.caught_up) == (
+        Verdict.OUT_OF_TIME,
+        False,
+        False,
+    )
+    assert progress.remaining["fact_sales_order"].remaining == 9
+    assert progress.elapsed_seconds == 100
+
+
+def test_fact_files_waiting_for_a_dimension_row_do_not_keep_the_passes_going() -> None:
+    # Given a load that left a fact file waiting for its dimension row (time, not work)
+    request = _request(facts_loaded=[LoadOutcome(target="fact_sales_order", files_waiting=1)])
+
+    # When progress is checked
+    progress = check_progress(request, BUDGET, now=START + timedelta(seconds=1))
+
+    # Then the execution is caught up, and still says that the file waits
+    assert progress.verdict is Verdict.CAUGHT_UP
+    assert progress.remaining["fact_sales_order"].files_waiting == 1
+    assert progress.files_waiting == 1
+
+
+_rows = st.integers(min_value=0, max_value=10_000)
+
+
+@given(st.lists(st.tuples(_rows, _rows, _rows), min_size=1, max_size=6))
+def test_totals_are_the_sums_over_every_pass(passes: list[tuple[int, int, int]]) -> None:
+    # Given several passes, each moving some rows through every stage of sales orders
+    totals: dict[str, object] = {}
+    for number, (ingested, transformed, loaded) in enumerate(passes):
+        request = _request(
+            passes_done=number,
+            totals=totals,
+            ingested=[IngestOutcome(table="sales_order", rows=ingested)],
+            transformed=[TransformOutcome(target="fact_sales_order", rows=transformed)],
+            facts_loaded=[LoadOutcome(target="fact_sales_order", rows_loaded=loaded)],
+        )
+        # When each is checked with the totals the one before returned
+        progress = check_progress(request, BUDGET, now=START + timedelta(seconds=1))
+        totals = {name: table.model_dump() for name, table in progress.totals.items()}
+
+    # Then the totals are the sums, and the passes are counted
+    assert progress.totals["sales_order"].ingested == sum(p[0] for p in passes)
+    assert progress.totals["fact_sales_order"].transformed == sum(p[1] for p in passes)
+    assert progress.totals["fact_sales_order"].loaded == sum(p[2] for p in passes)
+    assert progress.passes_done == len(passes)
+
+
+def test_the_next_pass_lists_keep_the_stages_order() -> None:
+    # Given more work in every table
+    request = _request(
+        ingested=[IngestOutcome(table=table, has_more=True, remaining=1) for table in SOURCE_TABLES]
+    )
+
+    # When progress is checked
+    tables = check_progress(request, BUDGET, now=START).tables
+
+    # Then each list is in the order the stages process tables
+    assert tables.source == list(SOURCE_TABLES)
+    assert tables.warehouse == list(WAREHOUSE_TABLES)
+    assert tables.dimensions == list(DIMENSION_TABLES)
+    assert tables.facts == list(FACT_TABLES)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["staff", "department"]), st.integers(0, 500)), min_size=1),
+    st.integers(min_value=1, max_value=2_000),
+)
+def test_transform_takes_a_time_ordered_prefix_that_fits_its_limit(
+    batches: list[tuple[str, int]], max_rows: int
+) -> None:
+    # Given raw batches of two sources, extracted one after the other
+    class Manifest:
+        def __init__(self, rows: int) -> None:
+            self.rows = rows
+
+    waiting = [
+        _Batch(source, f"_manifests/{source}/2024/11/14/{order:012d}-run.json", Manifest(rows))  # type: ignore[arg-type]
+        for order, (source, rows) in enumerate(batches)
+    ]
+
+    # When transform chooses what to consume
+    taken, left = _take_oldest(list(reversed(waiting)), max_rows)
+
+    # Then it takes the oldest batches, across sources, in extraction order, at least one
+    assert taken + left == waiting
+    assert taken
+    # And their rows fit the limit, unless the first alone is larger
+    rows = sum(batch.manifest.rows for batch in taken)
+    assert rows <= max_rows or len(taken) == 1
+    # And the next batch would not have fitted
+    if left:
+        assert rows + left[0].manifest.rows > max_rows
