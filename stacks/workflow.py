@@ -34,11 +34,11 @@ from stacks.alerts import AlertTopic
 from stacks.functions import PipelineFunctions
 from stacks.log_groups import operational_log_group
 from totes.names import (
-    DIMENSION_TABLES,
     FACT_TABLES,
+    GOLD_DIMENSIONS,
+    GOLD_TABLES,
     SOURCE_TABLES,
     TRANSFORM_STATE_CONFLICT_ERROR,
-    WAREHOUSE_TABLES,
     WATERMARK_CONFLICT_ERROR,
 )
 
@@ -112,8 +112,8 @@ class PipelineWorkflow(Construct):
                 "pass_started": sfn.JsonPath.string_at("$$.State.EnteredTime"),
                 "tables": {
                     "source": list(SOURCE_TABLES),
-                    "warehouse": list(WAREHOUSE_TABLES),
-                    "dimensions": list(DIMENSION_TABLES),
+                    "warehouse": list(GOLD_TABLES),
+                    "dimensions": list(GOLD_DIMENSIONS),
                     "facts": list(FACT_TABLES),
                 },
                 "totals": {},
@@ -149,7 +149,8 @@ class PipelineWorkflow(Construct):
         # Dimensions before facts: fact rows reference dimension keys.
         load_dimensions = self._map(
             "LoadDimensions",
-            comment="Upserts the pending files of every dimension into the warehouse",
+            comment="Upserts the pending files of every dimension into the warehouse "
+            "(dim_date grows with the facts that reference its dates)",
             items_path="$.tables.dimensions",
             item_key="target",
             result_path="$.dimensions_loaded",

@@ -59,7 +59,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 "rows_skipped": outcome.rows_skipped,
                 "rows_rejected": outcome.rows_rejected,
                 "rejects_key": outcome.rejects_key,
-                "dim_date_corrected": outcome.dim_date_corrected,
                 "duration_ms": round(outcome.duration_ms, 1),
             },
         )

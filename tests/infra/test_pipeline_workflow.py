@@ -18,7 +18,7 @@ from tests.infra.template_reading import (
     role_statements,
     state_machine_definition,
 )
-from totes.names import DIMENSION_TABLES, FACT_TABLES, SOURCE_TABLES, WAREHOUSE_TABLES
+from totes.names import FACT_TABLES, GOLD_DIMENSIONS, GOLD_TABLES, SOURCE_TABLES
 
 pytestmark = pytest.mark.infra
 
@@ -170,8 +170,8 @@ def test_plan_names_the_run_after_its_start_and_execution_and_lists_the_shared_t
     )
     assert plan["Parameters"]["tables"] == {
         "source": list(SOURCE_TABLES),
-        "warehouse": list(WAREHOUSE_TABLES),
-        "dimensions": list(DIMENSION_TABLES),
+        "warehouse": list(GOLD_TABLES),
+        "dimensions": list(GOLD_DIMENSIONS),
         "facts": list(FACT_TABLES),
     }
 

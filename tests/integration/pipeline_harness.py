@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from totes.ingest.stage import IngestRequest, IngestResult, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore
 from totes.load.stage import LoadRequest, LoadResult, LoadSettings, load_target
-from totes.names import DIMENSION_TABLES, FACT_TABLES, SOURCE_TABLES, WAREHOUSE_TABLES
+from totes.names import FACT_TABLES, GOLD_DIMENSIONS, GOLD_TABLES, SOURCE_TABLES
 from totes.transform.stage import (
     TransformRequest,
     TransformResult,
@@ -84,9 +84,9 @@ class Pipeline:
         self.runs += 1
         for table in SOURCE_TABLES:
             self.ingest(table)
-        results = {target: self.transform(target) for target in WAREHOUSE_TABLES}
+        results = {target: self.transform(target) for target in GOLD_TABLES}
         if self.warehouse_dsn is not None:
-            for target in (*DIMENSION_TABLES, *FACT_TABLES):
+            for target in (*GOLD_DIMENSIONS, *FACT_TABLES):
                 self.load(target)
         return results
 

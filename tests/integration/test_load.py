@@ -32,7 +32,7 @@ from totes.errors import (
 from totes.load import warehouse_sql
 from totes.load.stage import LoadRequest, LoadResult, LoadSettings, load_target
 from totes.load.star_zone import list_star_files
-from totes.names import DIMENSION_TABLES, FACT_TABLES, LOAD_LEDGER_TABLE, REJECTS_PREFIX
+from totes.names import FACT_TABLES, GOLD_DIMENSIONS, LOAD_LEDGER_TABLE, REJECTS_PREFIX
 from totes.warehouse.star import (
     DIMENSION_KEYS,
     FACT_DATE_COLUMNS,
@@ -386,7 +386,11 @@ def test_loading_the_same_file_again_changes_nothing(warehouse: Warehouse) -> No
     warehouse.load("fact_sales_order", "exec-1")
     before = warehouse.snapshot()
     # When every table is loaded again, by the same run and by a later one
-    again = [warehouse.load(target, run) for run in ("exec-1", "exec-2") for target in STAR_SCHEMAS]
+    again = [
+        warehouse.load(target, run)
+        for run in ("exec-1", "exec-2")
+        for target in (*GOLD_DIMENSIONS, *FACT_TABLES)
+    ]
     # Then no file is applied, no row is written (same xmin), and the ledger is unchanged
     assert {result.to_payload()["files"] for result in again} == {0}
     assert {result.rows_loaded for result in again} == {0}
@@ -621,41 +625,6 @@ def test_dim_date_gains_every_date_the_facts_reference_by_the_iso_convention(
     assert by_day[date(2024, 9, 30)]["quarter"] == 3
 
 
-def test_dim_date_files_follow_the_same_convention_as_dates_added_for_facts(
-    warehouse: Warehouse,
-) -> None:
-    # Given dates added to dim_date by a fact load
-    warehouse.load_dimensions()
-    warehouse.put("fact_sales_order", "exec-1", [sales_order(1)])
-    warehouse.load("fact_sales_order", "exec-1")
-    before = warehouse.versions("dim_date")
-    rows = {row["date_id"]: row for row in warehouse.rows("dim_date")}
-    # When a dim_date file holds the same dates the same way, and a new date written badly
-    new_year = {
-        "date_id": date(2026, 1, 1),
-        "year": 2026,
-        "month": 1,
-        "day": 1,
-        "day_of_week": 4,
-        "day_name": "thursday ",
-        "month_name": "January  ",
-        "quarter": 1,
-    }
-    warehouse.put("dim_date", "exec-2", [*rows.values(), new_year])
-    result = warehouse.load("dim_date", "exec-2")
-    # Then the existing dates are not rewritten and the new one follows the convention
-    assert {day: xmin for day, xmin in warehouse.versions("dim_date").items() if day in rows} == (
-        before
-    )
-    assert warehouse.rows("dim_date")[-1] == {
-        **new_year,
-        "day_name": "Thursday",
-        "month_name": "January",
-    }
-    assert (result.rows_loaded, result.rows_skipped) == (1, len(rows))
-    assert result.files[0].dim_date_corrected == 1
-
-
 def test_of_two_loaders_racing_on_one_file_exactly_one_applies_it(
     warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -836,7 +805,7 @@ def test_a_database_without_the_star_schema_is_named(
 def test_an_empty_table_folder_loads_nothing_and_facts_report_no_freshness(
     warehouse: Warehouse,
 ) -> None:
-    results = [warehouse.load(target) for target in (*DIMENSION_TABLES, *FACT_TABLES)]
+    results = [warehouse.load(target) for target in (*GOLD_DIMENSIONS, *FACT_TABLES)]
     assert {result.to_payload()["files"] for result in results} == {0}
     assert {result.freshness_lag_seconds for result in results} == {None}
 

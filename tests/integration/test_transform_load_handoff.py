@@ -10,7 +10,7 @@ import pytest
 
 from totes.db import connect
 from totes.errors import TransformStateConflictError
-from totes.names import DIMENSION_TABLES, FACT_TABLES, LOAD_LEDGER_TABLE
+from totes.names import FACT_TABLES, GOLD_DIMENSIONS, LOAD_LEDGER_TABLE
 from totes.transform.stage import TransformRequest, TransformSettings, transform_target
 from totes.warehouse.reconcile import reconcile
 from totes.warehouse.schema import init_warehouse
@@ -90,7 +90,7 @@ def test_the_transform_that_loses_the_race_never_reaches_the_warehouse(
     racing = RivalCommitsFirst(pipeline.s3, target, rival)
     with pytest.raises(TransformStateConflictError):
         transform_target(TransformRequest(target=target, run_id="loser"), settings, s3=racing)
-    for dimension in DIMENSION_TABLES:
+    for dimension in GOLD_DIMENSIONS:
         pipeline.load(dimension)
     for fact in FACT_TABLES:
         pipeline.load(fact)

@@ -11,15 +11,23 @@ import pytest
 from totes.errors import InvalidEventError, InvalidSettingError
 from totes.ingest.stage import IngestRequest, IngestResult, IngestSettings
 from totes.load.stage import FileOutcome, LoadRequest, LoadResult, LoadSettings
-from totes.names import WAREHOUSE_TABLES, EnvironmentVariable
+from totes.names import GOLD_TABLES, EnvironmentVariable
 from totes.transform.stage import TransformRequest, TransformResult, TransformSettings
 
 
-@pytest.mark.parametrize("target", WAREHOUSE_TABLES)
-def test_every_warehouse_table_is_a_valid_target_of_transform_and_load(target: str) -> None:
+@pytest.mark.parametrize("target", GOLD_TABLES)
+def test_every_gold_table_is_a_valid_target_of_transform_and_load(target: str) -> None:
     event = {"target": target, "run_id": "exec-1"}
     assert LoadRequest.from_event(event) == LoadRequest(target=target, run_id="exec-1")
     assert TransformRequest.from_event(event) == TransformRequest(target=target, run_id="exec-1")
+
+
+@pytest.mark.parametrize("parse", [LoadRequest.from_event, TransformRequest.from_event])
+def test_dim_date_is_refused_as_a_target_because_load_derives_it_from_the_facts(
+    parse: Any,
+) -> None:
+    with pytest.raises(InvalidEventError, match=r"target: .*derived by load from the facts"):
+        parse({"target": "dim_date", "run_id": "exec-1"})
 
 
 @pytest.mark.parametrize(

@@ -1,17 +1,16 @@
-"""The load stage's SQL: composed from the star-schema names, and the dim_date convention."""
+"""The load stage's SQL, composed from the star-schema names."""
 
 from __future__ import annotations
 
 import doctest
 import re
-from datetime import date, timedelta
 from types import ModuleType
 
 import pytest
 
 from totes.load import stage, star_zone, warehouse_sql
-from totes.names import DIMENSION_TABLES, FACT_TABLES
-from totes.warehouse.star import FACT_REFERENCES, FACT_VERSION_KEYS, STAR_SCHEMAS, dim_date_row
+from totes.names import DIMENSION_TABLES, FACT_TABLES, GOLD_DIMENSIONS
+from totes.warehouse.star import FACT_REFERENCES, FACT_VERSION_KEYS, STAR_SCHEMAS
 
 
 @pytest.mark.parametrize("module", [stage, star_zone, warehouse_sql], ids=lambda m: m.__name__)
@@ -39,7 +38,7 @@ def _statements(target: str) -> list[str]:
     return [statement.as_string() for statement in built]
 
 
-@pytest.mark.parametrize("target", [*DIMENSION_TABLES, *FACT_TABLES])
+@pytest.mark.parametrize("target", [*GOLD_DIMENSIONS, *FACT_TABLES])
 def test_every_column_name_in_the_statements_is_a_quoted_identifier(target: str) -> None:
     for text in _statements(target):
         code = re.sub(r"'[^']*'", "''", text)  # the text outside string literals
@@ -78,13 +77,3 @@ def test_present_versions_are_matched_on_the_whole_natural_key() -> None:
         text = warehouse_sql.count_present_versions_statement(fact).as_string()
         for key in keys:
             assert f'"staged"."{key}" = "present"."{key}"' in text
-
-
-def test_the_python_dim_date_convention_is_iso_and_english_for_four_years() -> None:
-    for offset in range(4 * 366):
-        day = date(2023, 1, 1) + timedelta(days=offset)
-        row = dim_date_row(day)
-        assert row["day_of_week"] == int(day.strftime("%u"))
-        assert row["day_name"] == day.strftime("%A")  # the C locale the tests run in
-        assert row["month_name"] == day.strftime("%B")
-        assert row["quarter"] == {1: 1, 4: 2, 7: 3, 10: 4}[day.month - (day.month - 1) % 3]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from totes.names import DIMENSION_TABLES, FACT_TABLES, SOURCE_TABLES, WAREHOUSE_TABLES
+from totes.names import FACT_TABLES, GOLD_DIMENSIONS, GOLD_TABLES, SOURCE_TABLES
 from totes.progress import (
     IngestOutcome,
     LoadOutcome,
@@ -39,7 +39,7 @@ def test_a_pass_that_left_nothing_anywhere_is_caught_up() -> None:
     # Given a pass whose every stage finished its tables
     request = _request(
         ingested=[IngestOutcome(table=table, rows=10) for table in SOURCE_TABLES],
-        transformed=[TransformOutcome(target=target, rows=10) for target in WAREHOUSE_TABLES],
+        transformed=[TransformOutcome(target=target, rows=10) for target in GOLD_TABLES],
         facts_loaded=[LoadOutcome(target=fact, rows_loaded=10) for fact in FACT_TABLES],
     )
 
@@ -77,8 +77,8 @@ def test_the_next_pass_visits_only_the_tables_with_work_left() -> None:
     assert progress.verdict is Verdict.KEEP_GOING
     assert progress.tables == PassTables(
         source=["sales_order"],
-        warehouse=["dim_date", "fact_sales_order"],
-        dimensions=["dim_date"],
+        warehouse=["fact_sales_order"],
+        dimensions=[],
         facts=["fact_sales_order", "fact_payment"],
     )
     # And what remains is said per table
@@ -157,8 +157,8 @@ def test_the_next_pass_lists_keep_the_stages_order() -> None:
 
     # Then each list is in the order the stages process tables
     assert tables.source == list(SOURCE_TABLES)
-    assert tables.warehouse == list(WAREHOUSE_TABLES)
-    assert tables.dimensions == list(DIMENSION_TABLES)
+    assert tables.warehouse == list(GOLD_TABLES)
+    assert tables.dimensions == list(GOLD_DIMENSIONS)
     assert tables.facts == list(FACT_TABLES)
 
 

@@ -190,14 +190,3 @@ def test_currencies_are_named_from_iso_4217_and_an_unknown_code_gets_a_placehold
     assert shaped.warnings == (
         "currency code 'XYZ' is not in ISO 4217: named 'Unknown currency (XYZ)'",
     )
-
-
-def test_dim_date_has_one_row_per_distinct_day_with_iso_weekdays() -> None:
-    days = pa.array([date(2024, 11, 14), None, date(2024, 11, 14), date(2024, 11, 17)])
-
-    rows = shapes.dim_date(days).table.to_pylist()
-
-    assert [(r["date_id"], r["day_of_week"], r["day_name"]) for r in rows] == [
-        (date(2024, 11, 14), 4, "Thursday"),
-        (date(2024, 11, 17), 7, "Sunday"),
-    ]

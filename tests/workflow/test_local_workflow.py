@@ -436,7 +436,7 @@ def test_totes_run_names_the_failing_state_error_and_cause_and_exits_non_zero(
     assert "cause: the staff shapes are broken" in captured.err
     # And the graph shows where it stopped
     page = graph.read_text()
-    assert "| TransformTable | Task | failed | 11 |" in page
+    assert "| TransformTable | Task | failed | 10 |" in page
     assert "| LoadDimensions | Map | not run | 0 |" in page
     assert "| NotifyFailure | Task | succeeded | 1 |" in page
     assert "✖ InjectedFaultError (dim_staff)" in page

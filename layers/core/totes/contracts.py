@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from totes.errors import InvalidEventError, InvalidSettingError
-from totes.names import WAREHOUSE_TABLES
+from totes.names import DERIVED_TABLES, GOLD_TABLES
 
 Model = TypeVar("Model", bound=BaseModel)
 #: Text with at least one character (names, run ids, keys).
@@ -40,8 +40,10 @@ NonEmptyText = Annotated[str, StringConstraints(min_length=1)]
 StrictPositiveInt = Annotated[StrictInt, Field(gt=0)]
 
 
-def _warehouse_table(name: str) -> str:
-    if name not in WAREHOUSE_TABLES:
+def _gold_table(name: str) -> str:
+    if name in DERIVED_TABLES:
+        raise ValueError("derived by load from the facts' dates: it has no gold files")
+    if name not in GOLD_TABLES:
         raise ValueError("not a warehouse table")
     return name
 
@@ -54,8 +56,8 @@ def _seconds(value: Any) -> Any:
 #: A duration set in whole seconds (``"900"``), or given as a ``timedelta``.
 Seconds = Annotated[timedelta, BeforeValidator(_seconds)]
 
-#: The name of a star-schema table (``dim_*`` or ``fact_*``).
-WarehouseTable = Annotated[str, AfterValidator(_warehouse_table)]
+#: A star-schema table with gold files (``dim_*`` or ``fact_*``, not ``dim_date``).
+GoldTable = Annotated[str, AfterValidator(_gold_table)]
 
 
 def _problems(exc: ValidationError, *, name_of: Mapping[str, str] | None = None) -> str:

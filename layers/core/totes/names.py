@@ -51,7 +51,18 @@ FACT_TABLES: Final[tuple[str, ...]] = (
 
 WAREHOUSE_TABLES: Final[tuple[str, ...]] = DIMENSION_TABLES + FACT_TABLES
 
-#: Source tables each warehouse table is built from.
+#: Warehouse tables without gold files of their own: load derives dim_date from the
+#: dates the fact rows reference, so transform never reads the fact sources twice.
+DERIVED_TABLES: Final[tuple[str, ...]] = ("dim_date",)
+#: The warehouse tables transform builds gold files for, and load applies them to.
+GOLD_TABLES: Final[tuple[str, ...]] = tuple(
+    table for table in WAREHOUSE_TABLES if table not in DERIVED_TABLES
+)
+GOLD_DIMENSIONS: Final[tuple[str, ...]] = tuple(
+    table for table in DIMENSION_TABLES if table not in DERIVED_TABLES
+)
+
+#: Source tables each gold table is built from.
 WAREHOUSE_TABLE_SOURCES: Final[dict[str, tuple[str, ...]]] = {
     "dim_staff": ("staff", "department"),
     "dim_counterparty": ("counterparty", "address"),
@@ -60,7 +71,6 @@ WAREHOUSE_TABLE_SOURCES: Final[dict[str, tuple[str, ...]]] = {
     "dim_design": ("design",),
     "dim_payment_type": ("payment_type",),
     "dim_transaction": ("transaction",),
-    "dim_date": ("sales_order", "purchase_order", "payment"),
     "fact_sales_order": ("sales_order",),
     "fact_purchase_order": ("purchase_order",),
     "fact_payment": ("payment",),

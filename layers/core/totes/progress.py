@@ -29,11 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 from totes.contracts import NonEmptyText, Seconds, parse_event, settings_from_environment
 from totes.names import (
     DEFAULT_CATCH_UP_BUDGET_SECONDS,
-    DIMENSION_TABLES,
     FACT_TABLES,
+    GOLD_DIMENSIONS,
+    GOLD_TABLES,
     SOURCE_TABLES,
     WAREHOUSE_TABLE_SOURCES,
-    WAREHOUSE_TABLES,
     EnvironmentVariable,
 )
 
@@ -47,8 +47,8 @@ class PassTables(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     source: list[str] = Field(default_factory=lambda: list(SOURCE_TABLES))
-    warehouse: list[str] = Field(default_factory=lambda: list(WAREHOUSE_TABLES))
-    dimensions: list[str] = Field(default_factory=lambda: list(DIMENSION_TABLES))
+    warehouse: list[str] = Field(default_factory=lambda: list(GOLD_TABLES))
+    dimensions: list[str] = Field(default_factory=lambda: list(GOLD_DIMENSIONS))
     facts: list[str] = Field(default_factory=lambda: list(FACT_TABLES))
 
     @property
@@ -279,7 +279,7 @@ def check_progress(
         verdict = Verdict.KEEP_GOING
     else:
         verdict = Verdict.OUT_OF_TIME
-    ordered = {name: totals[name] for name in (*SOURCE_TABLES, *WAREHOUSE_TABLES) if name in totals}
+    ordered = {name: totals[name] for name in (*SOURCE_TABLES, *GOLD_TABLES) if name in totals}
     remaining = {
         name: TableTotals(
             remaining=table.remaining,
@@ -321,7 +321,7 @@ def _next_tables(request: ProgressRequest) -> PassTables:
     }
     return PassTables(
         source=[table for table in SOURCE_TABLES if table in source],
-        warehouse=[table for table in WAREHOUSE_TABLES if table in warehouse],
-        dimensions=[table for table in DIMENSION_TABLES if table in loads],
+        warehouse=[table for table in GOLD_TABLES if table in warehouse],
+        dimensions=[table for table in GOLD_DIMENSIONS if table in loads],
         facts=[table for table in FACT_TABLES if table in loads],
     )

@@ -44,9 +44,9 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
 
 from totes.contracts import (
+    GoldTable,
     NonEmptyText,
     Seconds,
-    WarehouseTable,
     parse_event,
     settings_from_environment,
 )
@@ -97,7 +97,7 @@ class LoadRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    target: WarehouseTable
+    target: GoldTable
     run_id: NonEmptyText
 
     @classmethod
@@ -200,7 +200,6 @@ class FileOutcome:
     rows_loaded: int = 0
     rows_rejected: int = 0
     rejects_key: str | None = None
-    dim_date_corrected: int = 0
     applied_elsewhere: bool = False
     #: Rows reference dimension rows not loaded yet: nothing applied, the file stays pending.
     deferred: bool = False
@@ -445,11 +444,8 @@ def _apply_file_once(
             return FileOutcome(key=file.key, rows_in_file=rows.num_rows, applied_elsewhere=True)
         rejected: list[tuple[int, str]] = []
         rejects_key: str | None = None
-        corrected = 0
         if target in DIMENSION_TABLES:
             warehouse_sql.stage_rows(conn, target, csv_chunks(rows))
-            if target == warehouse_sql.DATE_DIMENSION:
-                corrected = warehouse_sql.dim_date_mismatches(conn)
             loaded = warehouse_sql.upsert_dimension(conn, target)
         else:
             loaded, rejected = _apply_facts(conn, file, rows, fk_triggers=fk_triggers)
@@ -464,7 +460,6 @@ def _apply_file_once(
         rows_loaded=loaded,
         rows_rejected=len(rejected),
         rejects_key=rejects_key,
-        dim_date_corrected=corrected,
         duration_ms=(time.perf_counter() - started) * 1000,
     )
 

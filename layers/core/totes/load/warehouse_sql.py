@@ -276,8 +276,7 @@ def stage_rows(
 def upsert_dimension_statement(target: str) -> sql.Composed:
     """Insert new dimension rows and update changed ones; leave unchanged rows untouched.
 
-    When a file holds a key twice, its last row wins. dim_date's attributes are derived
-    from ``date_id`` in SQL, so rows from files and rows added for facts always agree.
+    When a file holds a key twice, its last row wins.
 
     Examples
     --------
@@ -291,11 +290,6 @@ def upsert_dimension_statement(target: str) -> sql.Composed:
     key = DIMENSION_KEYS[target]
     columns = _columns(target)
     attributes = [name for name in columns if name != key]
-    selected: sql.Composable
-    if target == DATE_DIMENSION:
-        selected = sql.SQL(", ").join([sql.Identifier(key), *_date_attributes(sql.Identifier(key))])
-    else:
-        selected = identifiers(columns)
     return sql.SQL(
         "INSERT INTO {target} AS existing ({columns}) "
         "SELECT DISTINCT ON ({key}) {selected} FROM {stage} ORDER BY {key}, {file_row} DESC "
@@ -305,7 +299,7 @@ def upsert_dimension_statement(target: str) -> sql.Composed:
         target=sql.Identifier(target),
         columns=identifiers(columns),
         key=sql.Identifier(key),
-        selected=selected,
+        selected=identifiers(columns),
         stage=sql.Identifier(STAGE_TABLE),
         file_row=sql.Identifier(FILE_ROW),
         assignments=sql.SQL(", ").join(
@@ -328,36 +322,6 @@ def upsert_dimension(conn: psycopg.Connection[Any], target: str) -> int:
     1
     """
     return conn.execute(upsert_dimension_statement(target)).rowcount
-
-
-def dim_date_mismatches_statement() -> sql.Composed:
-    """Count staged dim_date rows whose attributes differ from the ones derived from date_id.
-
-    Examples
-    --------
-    >>> "ROW(EXTRACT(YEAR FROM" in dim_date_mismatches_statement().as_string()
-    True
-    """
-    columns = _columns(DATE_DIMENSION)[1:]
-    return sql.SQL(
-        "SELECT count(*) FROM {stage} WHERE ROW({given}) IS DISTINCT FROM ROW({derived})"
-    ).format(
-        stage=sql.Identifier(STAGE_TABLE),
-        given=identifiers(columns),
-        derived=sql.SQL(", ").join(_date_attributes(sql.Identifier("date_id"))),
-    )
-
-
-def dim_date_mismatches(conn: psycopg.Connection[Any]) -> int:
-    """How many staged dim_date rows disagree with the convention (they are loaded corrected).
-
-    Examples
-    --------
-    >>> dim_date_mismatches(conn)  # doctest: +SKIP
-    0
-    """
-    row = conn.execute(dim_date_mismatches_statement()).fetchone()
-    return int(row[0]) if row else 0
 
 
 # -- facts ------------------------------------------------------------------------------------

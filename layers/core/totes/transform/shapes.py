@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from totes.transform.currencies import currency_name
-from totes.warehouse.star import STAR_SCHEMAS, TIME_MS, dim_date_row
+from totes.warehouse.star import STAR_SCHEMAS, TIME_MS
 
 #: dim_staff.location when the department has none (the source allows NULL, the star does not).
 UNKNOWN_LOCATION = "Unknown location"
@@ -309,11 +308,3 @@ def dim_transaction(transactions: pa.Table) -> Shaped:
     latest = latest_versions(transactions, "transaction_id")
     schema = STAR_SCHEMAS["dim_transaction"]
     return Shaped(latest.select(schema.names).cast(schema))
-
-
-def dim_date(*date_columns: pa.Array | pa.ChunkedArray) -> Shaped:
-    """One row per distinct day among the given date columns (NULLs ignored)."""
-    days: set[date] = set()
-    for column in date_columns:
-        days.update(day for day in pc.unique(column).to_pylist() if day is not None)
-    return Shaped(_star("dim_date", [dim_date_row(day) for day in sorted(days)]))

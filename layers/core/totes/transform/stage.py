@@ -48,7 +48,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from totes.conditional_writes import exists, put_content_named, put_if
-from totes.contracts import NonEmptyText, WarehouseTable, parse_event, settings_from_environment
+from totes.contracts import GoldTable, NonEmptyText, parse_event, settings_from_environment
 from totes.errors import StagedFileMissingError, TransformStateConflictError
 from totes.ingest.raw_zone import Manifest, read_manifest, read_rows
 from totes.names import (
@@ -61,7 +61,7 @@ from totes.names import (
     EnvironmentVariable,
 )
 from totes.transform import shapes
-from totes.warehouse.star import FACT_DATE_COLUMNS, star_prefix
+from totes.warehouse.star import star_prefix
 
 #: Every dimension keeps a mirror of its sources (the latest version of each row), so
 #: a batch extracted earlier but consumed later can never bring back older values.
@@ -105,7 +105,7 @@ class TransformRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    target: WarehouseTable
+    target: GoldTable
     run_id: NonEmptyText
 
     @classmethod
@@ -409,20 +409,6 @@ def _source(inputs: Inputs, name: str) -> pa.Table:
     return found if found is not None else pa.table({})
 
 
-def _dates_of_facts(inputs: Inputs) -> shapes.Shaped:
-    """dim_date rows for every date the facts built from these batches reference."""
-    columns: list[pa.ChunkedArray] = []
-    for source, build in (
-        ("sales_order", shapes.fact_sales_order),
-        ("purchase_order", shapes.fact_purchase_order),
-        ("payment", shapes.fact_payment),
-    ):
-        if inputs.get(source) is not None:
-            facts = build(_source(inputs, source)).table
-            columns.extend(facts.column(name) for name in FACT_DATE_COLUMNS[f"fact_{source}"])
-    return shapes.dim_date(*columns)
-
-
 _BUILDERS: dict[str, Callable[[Inputs], shapes.Shaped]] = {
     "dim_staff": lambda i: shapes.dim_staff(_source(i, "staff"), _source(i, "department")),
     "dim_counterparty": lambda i: shapes.dim_counterparty(
@@ -433,7 +419,6 @@ _BUILDERS: dict[str, Callable[[Inputs], shapes.Shaped]] = {
     "dim_design": lambda i: shapes.dim_design(_source(i, "design")),
     "dim_payment_type": lambda i: shapes.dim_payment_type(_source(i, "payment_type")),
     "dim_transaction": lambda i: shapes.dim_transaction(_source(i, "transaction")),
-    "dim_date": _dates_of_facts,
     "fact_sales_order": lambda i: shapes.fact_sales_order(_source(i, "sales_order")),
     "fact_purchase_order": lambda i: shapes.fact_purchase_order(_source(i, "purchase_order")),
     "fact_payment": lambda i: shapes.fact_payment(_source(i, "payment")),

@@ -11,8 +11,7 @@ Money is ``decimal128(10, 2)``, never float; times keep milliseconds.
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any, Final
+from typing import Final
 
 import pyarrow as pa
 
@@ -208,43 +207,3 @@ def star_prefix(warehouse_table: str, run_id: str) -> str:
     'dim_staff/run=exec-1/'
     """
     return f"{warehouse_table}/run={run_id}/"
-
-
-#: ISO weekday names (index 0 = Monday) and month names (index 0 = January), in English
-#: whatever the locale: the convention every dim_date row follows.
-DAY_NAMES: Final = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-MONTH_NAMES: Final = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-
-
-def dim_date_row(day: date) -> dict[str, Any]:
-    """The dim_date row of a day: ISO weekday (1 = Monday), English names, quarter.
-
-    Examples
-    --------
-    >>> dim_date_row(date(2024, 11, 14))  # doctest: +NORMALIZE_WHITESPACE
-    {'date_id': datetime.date(2024, 11, 14), 'year': 2024, 'month': 11, 'day': 14,
-     'day_of_week': 4, 'day_name': 'Thursday', 'month_name': 'November', 'quarter': 4}
-    """
-    return {
-        "date_id": day,
-        "year": day.year,
-        "month": day.month,
-        "day": day.day,
-        "day_of_week": day.isoweekday(),
-        "day_name": DAY_NAMES[day.weekday()],
-        "month_name": MONTH_NAMES[day.month - 1],
-        "quarter": (day.month - 1) // 3 + 1,
-    }
