@@ -73,6 +73,47 @@ def test_a_rerun_with_no_new_batch_writes_nothing(pipeline: Pipeline) -> None:
     assert pipeline.keys("") == files
 
 
+class _RecordingS3:
+    """The S3 client, recording the name of every call made through it."""
+
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._s3, name)
+        if callable(method) and name != "get_paginator":
+            self.calls.append(name)
+        return method
+
+
+def test_idle_runs_after_a_commit_read_no_gold_file_and_then_write_nothing(
+    pipeline: Pipeline,
+) -> None:
+    # Given a run that transformed every target (its files committed and published)
+    pipeline.run()
+
+    # When the next runs find no new batch
+    first_idle = _RecordingS3(pipeline.s3)
+    second_idle = _RecordingS3(pipeline.s3)
+    for recording in (first_idle, second_idle):
+        pipeline.s3 = recording
+        for table in SOURCE_TABLES:
+            pipeline.ingest(table)
+        for target in ("fact_sales_order", "dim_staff"):
+            pipeline.transform(target)
+        pipeline.s3 = recording._s3
+
+    # Then the first only checks the published files exist and clears the pending list
+    assert "get_object" in first_idle.calls  # the state documents
+    assert first_idle.calls.count("head_object") == 2
+    assert first_idle.calls.count("put_object") == 2
+    # And the second touches nothing but the state documents (no file read, none written)
+    assert second_idle.calls.count("get_object") == 2
+    assert "head_object" not in second_idle.calls
+    assert "put_object" not in second_idle.calls
+
+
 def test_a_department_move_re_emits_every_staff_row_of_that_department(
     pipeline: Pipeline,
 ) -> None:

@@ -27,7 +27,8 @@ what transform committed:
    lifecycle rule for the staging prefix;
 5. publish: write each pending file at its final key,
    ``<target>/run=<run_id>/<sequence>-<digest>.parquet`` (gold) or under
-   ``rejects/``; the next run clears the pending list.
+   ``rejects/``; the next run finds them published (one HEAD each) and clears the
+   pending list, so the runs after it touch nothing but the state and the listing.
 
 Load lists only final keys, so it applies exactly the committed files, once each.
 """
@@ -272,6 +273,8 @@ def _publish(s3: Any, bucket: str, pending: list[list[str]]) -> None:
         pipeline did not run for longer than the staging prefix keeps files.
     """
     for staged, final in pending:
+        if exists(s3, bucket, final):
+            continue
         try:
             body = s3.get_object(Bucket=bucket, Key=staged)["Body"].read()
         except ClientError as exc:
@@ -284,6 +287,15 @@ def _publish(s3: Any, bucket: str, pending: list[list[str]]) -> None:
                 ) from exc
             continue
         put_content_named(s3, bucket, final, body)
+
+
+def _forget_published(s3: Any, bucket: str, target: str, state: TransformState) -> None:
+    """Clear the state's pending list once its files are published, so idle runs skip them.
+
+    A lost race is harmless: the execution that won wrote a newer state of its own.
+    """
+    body = state.model_dump_json(indent=1).encode()
+    put_if(s3, bucket, _state_key(target), body, etag=state.etag, ContentType="application/json")
 
 
 def _listing_start(source: str, consumed: list[str]) -> str:
@@ -452,6 +464,7 @@ def transform_target(
     result = TransformResult(target=request.target, run_id=request.run_id)
     state = _read_state(s3, settings.processed_bucket, request.target)
     # A run that committed may have stopped before publishing: finish its work first.
+    published = bool(state.pending)
     _publish(s3, settings.processed_bucket, state.pending)
     state.pending = []
     sources = WAREHOUSE_TABLE_SOURCES[request.target]
@@ -463,6 +476,8 @@ def transform_target(
         )
     ]
     if not waiting:
+        if published:
+            _forget_published(s3, settings.processed_bucket, request.target, state)
         return result
     taken, left = _take_oldest(waiting, settings.max_rows)
     result.batches_remaining = len(left)
