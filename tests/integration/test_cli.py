@@ -103,6 +103,33 @@ def test_bad_arguments_are_refused_before_anything_is_touched(
     assert "--scale: must be a positive number, got -1" in capsys.readouterr().err
 
 
+def test_a_context_value_without_a_key_is_refused_before_anything_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "-c", "ingest_max_rows"])
+    assert exit_info.value.code == USAGE_ERROR
+    assert "expected KEY=VALUE, got 'ingest_max_rows'" in capsys.readouterr().err
+
+
+def test_a_context_value_that_cannot_be_deployed_stops_the_run_naming_it(
+    seeded_source_dsn: str,
+    fresh_database: Callable[..., str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a transform bite smaller than the ingest batch (synthesis refuses it)
+    arguments = [
+        *("run", "--source-dsn", seeded_source_dsn, "--warehouse-dsn", fresh_database("wh")),
+        *("--data-dir", str(tmp_path), "-c", "transform_max_rows=10"),
+    ]
+
+    # When `totes run` synthesises the app, Then it stops with the setting's own message
+    assert main(arguments) == EXIT_FAILURE
+    error = capsys.readouterr().err
+    assert "transform_max_rows (10) must be at least ingest_max_rows (500000)" in error
+
+
 def test_warehouse_init_is_idempotent_and_says_what_it_did(
     fresh_database: Callable[..., str], capsys: pytest.CaptureFixture[str]
 ) -> None:
