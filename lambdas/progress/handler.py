@@ -36,6 +36,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         extra={
             "verdict": progress.verdict,
             "elapsed_seconds": progress.elapsed_seconds,
+            "longest_pass_seconds": progress.longest_pass_seconds,
             "backlog_rows": progress.backlog_rows,
             "files_remaining": progress.files_remaining,
             "files_waiting": progress.files_waiting,

@@ -589,6 +589,31 @@ def test_a_fresh_fact_file_waits_for_a_dimension_row_that_may_still_arrive(
     assert [row["sales_order_id"] for row in warehouse.rows("fact_sales_order")] == [1, 2]
 
 
+def test_files_waiting_for_a_dimension_row_do_not_use_up_the_file_limit(
+    warehouse: Warehouse,
+) -> None:
+    # Given two fresh fact files: the older waits for design 4, the newer is complete
+    warehouse.load_dimensions()
+    waiting_key = warehouse.put("fact_sales_order", "exec-1", [sales_order(1, design_id=4)])
+    ready_key = warehouse.put("fact_sales_order", "exec-2", [sales_order(2)])
+
+    # When load may apply one file
+    result = warehouse.load(
+        "fact_sales_order", "exec-3", reject_after=timedelta(minutes=30), max_files=1
+    )
+
+    # Then the complete file is applied past the waiting one, and nothing is left untried
+    assert [outcome.key for outcome in result.applied] == [ready_key]
+    assert [outcome.key for outcome in result.deferred] == [waiting_key]
+    payload = result.to_payload()
+    assert (payload["files_waiting"], payload["has_more"], payload["files_remaining"]) == (
+        1,
+        False,
+        0,
+    )
+    assert [row["sales_order_id"] for row in warehouse.rows("fact_sales_order")] == [2]
+
+
 def test_dim_date_gains_every_date_the_facts_reference_by_the_iso_convention(
     warehouse: Warehouse,
 ) -> None:

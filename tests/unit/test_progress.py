@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from totes.errors import InvalidEventError
 from totes.names import FACT_TABLES, GOLD_DIMENSIONS, GOLD_TABLES, SOURCE_TABLES
 from totes.progress import (
     IngestOutcome,
@@ -118,6 +120,60 @@ def test_fact_files_waiting_for_a_dimension_row_do_not_keep_the_passes_going() -
     assert progress.verdict is Verdict.CAUGHT_UP
     assert progress.remaining["fact_sales_order"].files_waiting == 1
     assert progress.files_waiting == 1
+
+
+def test_waiting_fact_files_get_one_more_look_once_this_pass_loaded_dimension_rows() -> None:
+    # Given a pass that loaded new counterparties while a sales order file waited for one
+    request = _request(
+        dimensions_loaded=[LoadOutcome(target="dim_counterparty", rows_loaded=3)],
+        facts_loaded=[LoadOutcome(target="fact_sales_order", files_waiting=1)],
+    )
+
+    # When progress is checked
+    progress = check_progress(request, BUDGET, now=START + timedelta(seconds=1))
+
+    # Then the next pass loads that fact again (its dimension row may be in now)
+    assert progress.verdict is Verdict.KEEP_GOING
+    assert progress.tables == PassTables(
+        source=[], warehouse=[], dimensions=[], facts=["fact_sales_order"]
+    )
+
+    # When that pass loaded no dimension row and the file still waits
+    again = _request(
+        passes_done=1,
+        tables=progress.tables,
+        facts_loaded=[LoadOutcome(target="fact_sales_order", files_waiting=1)],
+    )
+
+    # Then the execution ends: waiting is a matter of time now, not of passes
+    assert check_progress(again, BUDGET, now=START + timedelta(seconds=2)).caught_up
+
+
+def test_the_longest_pass_so_far_decides_whether_another_fits() -> None:
+    # Given a quick pass (5 s) after a slow one (100 s), 110 s into a 180 s budget
+    request = _request(
+        passes_done=1,
+        execution_started=START,
+        pass_started=START + timedelta(seconds=105),
+        longest_pass_seconds=100,
+        ingested=[IngestOutcome(table="sales_order", has_more=True, remaining=5)],
+    )
+
+    # When progress is checked
+    progress = check_progress(request, BUDGET, now=START + timedelta(seconds=110))
+
+    # Then no pass starts that would end past the budget if it were as slow as the slowest
+    assert progress.verdict is Verdict.OUT_OF_TIME
+    assert progress.longest_pass_seconds == 100
+
+
+def test_a_start_time_without_a_time_zone_is_refused_by_name() -> None:
+    # Given an event whose execution start lost its time zone
+    event = {**_request().model_dump(mode="json"), "execution_started": "2024-11-14T09:00:00"}
+
+    # When it is parsed, Then the field is named rather than failing later on arithmetic
+    with pytest.raises(InvalidEventError, match=r"execution_started: .*timezone"):
+        ProgressRequest.from_event(event)
 
 
 _rows = st.integers(min_value=0, max_value=10_000)

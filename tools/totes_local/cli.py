@@ -151,8 +151,12 @@ def _moved_anything(report: ExecutionReport) -> bool:
 
 def _executions(
     args: argparse.Namespace, console: Console, workflow: LocalWorkflow
-) -> tuple[int, int, ExecutionReport | None]:
-    """Run executions as ``--runs`` says, printing each: how many ran, failed, and the last."""
+) -> tuple[int, int, ExecutionReport | None, bool]:
+    """Run executions as ``--runs`` says, printing each.
+
+    Returns how many ran, how many failed, the last one, and whether they stalled:
+    an execution moved nothing although work remains.
+    """
     import json  # noqa: PLC0415
 
     from totes_local.runtime.console import (  # noqa: PLC0415
@@ -186,11 +190,8 @@ def _executions(
             console.print(f"  execution graph: {args.graph}")
         failed += not report.succeeded
         if report.succeeded and not report.caught_up and not _moved_anything(report):
-            console.print(
-                "[red]  no progress: the last execution moved nothing, yet work remains[/red]"
-            )
-            return executed, failed + 1, last
-    return executed, failed, last
+            return executed, failed, last, True
+    return executed, failed, last, False
 
 
 def _run(args: argparse.Namespace) -> int:  # noqa: PLR0915 (one linear story)
@@ -259,7 +260,7 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0915 (one linear story)
             f"State machine {workflow.platform.state_machine.name} "
             f"({workflow.platform.state_machine.type}) from stack {assembly.stack_name}"
         )
-        executed, failed, last = _executions(args, console, workflow)
+        executed, failed, last, stalled = _executions(args, console, workflow)
     if last is not None and args.runs is None:
         if last.caught_up:
             console.print(
@@ -282,10 +283,14 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0915 (one linear story)
         else ("the local AWS service keeps")
     )
     console.print(f"State is kept: {kept} running; `totes stop` stops them.")
+    if stalled:
+        console.print(
+            "[red]Stopped: the last execution moved nothing, yet work remains[/red] "
+            "(what remains is listed above)"
+        )
     if failed:
         console.print(f"[red]{failed} of {executed} executions failed[/red]")
-        return EXIT_FAILURE
-    return 0
+    return EXIT_FAILURE if failed or stalled else 0
 
 
 def _stop(args: argparse.Namespace) -> int:

@@ -6,9 +6,10 @@ pass's results; it adds them to the execution's totals, works out what is left i
 each stage and which tables the next pass needs, and decides:
 
 - **caught up**: no stage has work left (fact files waiting for a dimension row
-  wait for time, not for another pass, so they do not count);
-- **another pass**: work remains and the pass just done, repeated, would still end
-  within the budget (elapsed + this pass's duration <= budget);
+  wait for time, not for another pass, so they do not count, unless this pass
+  loaded dimension rows: then the next pass looks at them once more);
+- **another pass**: work remains and the longest pass so far, repeated, would still
+  end within the budget (elapsed + longest pass <= budget);
 - **out of time**: work remains but another pass might not fit; the execution ends
   successfully and says what remains, and the next one continues.
 
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
 
 from totes.contracts import NonEmptyText, Seconds, parse_event, settings_from_environment
 from totes.names import (
@@ -140,8 +141,10 @@ class ProgressRequest(BaseModel):
 
     run_id: NonEmptyText
     passes_done: NonNegativeInt
-    execution_started: datetime
-    pass_started: datetime
+    execution_started: AwareDatetime
+    pass_started: AwareDatetime
+    #: The longest pass of this execution before this one: what the next may take.
+    longest_pass_seconds: NonNegativeFloat = 0.0
     tables: PassTables
     totals: dict[str, TableTotals] = Field(default_factory=dict)
     ingested: list[IngestOutcome] = Field(default_factory=list)
@@ -214,6 +217,7 @@ class Progress(BaseModel):
     files_remaining: NonNegativeInt
     files_waiting: NonNegativeInt
     elapsed_seconds: float
+    longest_pass_seconds: float
 
 
 def check_progress(
@@ -272,10 +276,10 @@ def check_progress(
 
     next_tables = _next_tables(request)
     elapsed = now - request.execution_started
-    this_pass = now - request.pass_started
+    longest = max(now - request.pass_started, timedelta(seconds=request.longest_pass_seconds))
     if next_tables.empty:
         verdict = Verdict.CAUGHT_UP
-    elif elapsed + this_pass <= settings.budget:
+    elif elapsed + longest <= settings.budget:
         verdict = Verdict.KEEP_GOING
     else:
         verdict = Verdict.OUT_OF_TIME
@@ -302,6 +306,7 @@ def check_progress(
         files_remaining=sum(table.files_remaining for table in ordered.values()),
         files_waiting=sum(table.files_waiting for table in ordered.values()),
         elapsed_seconds=round(elapsed.total_seconds(), 3),
+        longest_pass_seconds=round(longest.total_seconds(), 3),
     )
 
 
@@ -319,6 +324,10 @@ def _next_tables(request: ProgressRequest) -> PassTables:
         for outcome in (*request.dimensions_loaded, *request.facts_loaded)
         if outcome.has_more
     }
+    # Fact files waiting for a dimension row may apply once this pass's dimension rows
+    # are in: one more look at them, and no more unless dimensions change again.
+    if any(outcome.rows_loaded for outcome in request.dimensions_loaded):
+        loads |= {outcome.target for outcome in request.facts_loaded if outcome.files_waiting}
     return PassTables(
         source=[table for table in SOURCE_TABLES if table in source],
         warehouse=[table for table in GOLD_TABLES if table in warehouse],

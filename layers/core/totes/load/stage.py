@@ -295,7 +295,8 @@ def load_target(
 ) -> LoadResult:
     """Apply the gold files of one warehouse table that the ledger lacks, oldest first.
 
-    At most ``settings.max_files`` are applied; the others are counted in the result.
+    At most ``settings.max_files`` are applied (files left waiting for a dimension row
+    do not count); the files not attempted are counted in the result.
 
     Parameters
     ----------
@@ -346,8 +347,12 @@ def load_target(
         )
         done = warehouse_sql.loaded_keys(conn, [file.key for file in listed])
         unloaded = [file for file in listed if file.key not in done]
-        result.files_remaining = max(0, len(unloaded) - settings.max_files)
-        for file in unloaded[: settings.max_files]:
+        for position, file in enumerate(unloaded):
+            # Files left waiting for a dimension row do not use up the limit: the files
+            # after them may well apply.
+            if len(result.files) - len(result.deferred) >= settings.max_files:
+                result.files_remaining = len(unloaded) - position
+                break
             may_reject = file.written_at is None or (
                 clock() - file.written_at >= settings.reject_after
             )
