@@ -9,6 +9,8 @@ AWS: moto, in-process, with fake credentials so nothing can reach a real account
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ import pytest
 from moto import mock_aws
 
 from totes.db import connect, create_database, drop_database, with_database
+from totes.observability import logger
 from totes.warehouse.schema import init_warehouse
 from totes_local.runtime.postgres import PostgresServer, find_or_start_server, start_embedded
 from totes_local.source.generator import seed_synthetic
@@ -258,3 +261,23 @@ def full_scale_source_dsn(pg_server: PostgresServer, database_factory: Callable[
     with connect(dsn) as conn:
         seed_synthetic(conn, scale=1.0, seed=SMALL_SEED)
     return dsn
+
+
+@pytest.fixture
+def stdout_records(
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """What a handler printed since the last call (JSON logs and EMF), as CloudWatch sees it."""
+    # The logger holds the stdout of import time; give it a stream this test can read.
+    logs = io.StringIO()
+    log_handler = logger.registered_handler
+    previous = log_handler.setStream(logs)  # type: ignore[attr-defined]
+
+    def printed() -> list[dict[str, Any]]:
+        text = logs.getvalue() + capsys.readouterr().out
+        logs.seek(0)
+        logs.truncate()
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    yield printed
+    log_handler.setStream(previous)  # type: ignore[attr-defined]

@@ -3,29 +3,19 @@ structured logs and EMF metrics CloudWatch receives."""
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from lambdas.ingest.handler import handler
+from tests.lambda_context import FakeContext
 from totes.errors import InvalidEventError, InvalidSettingError, SecretNotFoundError
 from totes.names import METRICS_NAMESPACE, SERVICE_NAME, MetricName
-from totes.observability import logger
 
 BUCKET, WATERMARKS = "ingested-bucket", "watermarks-table"
-
-
-@dataclass
-class FakeContext:
-    function_name: str = "totes-ingest"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-2:123456789012:function:totes-ingest"
-    aws_request_id: str = "request-1"
 
 
 @pytest.fixture
@@ -43,23 +33,6 @@ def deployed(s3: Any, dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE)
 
 
-@pytest.fixture
-def stdout_records(
-    capsys: pytest.CaptureFixture[str],
-) -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """What the function prints (JSON logs and EMF), as CloudWatch Logs would receive it."""
-    # The logger holds the stdout of import time; give it a stream this test can read.
-    logs = io.StringIO()
-    handler = logger.registered_handler
-    previous = handler.setStream(logs)  # type: ignore[attr-defined]
-    yield lambda: _json_lines(logs.getvalue() + capsys.readouterr().out)
-    handler.setStream(previous)  # type: ignore[attr-defined]
-
-
-def _json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-
-
 def test_the_handler_returns_counts_and_emits_metrics_and_a_correlated_log(
     deployed: None,
     seeded_source_dsn: str,
@@ -67,7 +40,7 @@ def test_the_handler_returns_counts_and_emits_metrics_and_a_correlated_log(
     stdout_records: Callable[[], list[dict[str, Any]]],
 ) -> None:
     monkeypatch.setenv("TOTES_SOURCE_DSN", seeded_source_dsn)
-    payload = handler({"table": "sales_order", "run_id": "exec-42"}, FakeContext())
+    payload = handler({"table": "sales_order", "run_id": "exec-42"}, FakeContext("totes-ingest"))
     records = stdout_records()
 
     assert payload["rows"] == 112
@@ -98,9 +71,9 @@ def test_the_handler_returns_counts_and_emits_metrics_and_a_correlated_log(
 
 def test_a_malformed_event_is_refused_by_name(deployed: None) -> None:
     with pytest.raises(InvalidEventError, match="ingest event: table is not set"):
-        handler({"run_id": "exec-1"}, FakeContext())
+        handler({"run_id": "exec-1"}, FakeContext("totes-ingest"))
     with pytest.raises(InvalidEventError, match=r"ingest event: max_rows: .*greater than 0"):
-        handler({"table": "staff", "run_id": "exec-1", "max_rows": 0}, FakeContext())
+        handler({"table": "staff", "run_id": "exec-1", "max_rows": 0}, FakeContext("totes-ingest"))
 
 
 def test_a_bad_limit_setting_is_named_before_anything_is_read(
@@ -108,7 +81,7 @@ def test_a_bad_limit_setting_is_named_before_anything_is_read(
 ) -> None:
     monkeypatch.setenv("INGEST_MAX_ROWS", "lots")
     with pytest.raises(InvalidSettingError, match="environment variable INGEST_MAX_ROWS: "):
-        handler({"table": "staff", "run_id": "exec-1"}, FakeContext())
+        handler({"table": "staff", "run_id": "exec-1"}, FakeContext("totes-ingest"))
 
 
 def test_a_missing_secret_is_named_and_nothing_is_written(
@@ -117,7 +90,7 @@ def test_a_missing_secret_is_named_and_nothing_is_written(
     monkeypatch.delenv("TOTES_SOURCE_DSN", raising=False)
     monkeypatch.setenv("SOURCE_SECRET_NAME", "no_such_secret")
     with pytest.raises(SecretNotFoundError, match="'no_such_secret' does not exist"):
-        handler({"table": "staff", "run_id": "exec-1"}, FakeContext())
+        handler({"table": "staff", "run_id": "exec-1"}, FakeContext("totes-ingest"))
     assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
 
 
@@ -141,5 +114,5 @@ def test_credentials_come_from_the_secret_when_no_dsn_is_given(
         ),
     )
     monkeypatch.delenv("TOTES_SOURCE_DSN", raising=False)
-    payload = handler({"table": "currency", "run_id": "exec-7"}, FakeContext())
+    payload = handler({"table": "currency", "run_id": "exec-7"}, FakeContext("totes-ingest"))
     assert payload["rows"] == 3

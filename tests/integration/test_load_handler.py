@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from lambdas.load.handler import handler
+from tests.lambda_context import FakeContext
 from totes.db import connect
 from totes.errors import (
     DatabaseUnreachableError,
@@ -31,19 +31,10 @@ from totes.names import (
     SERVICE_NAME,
     MetricName,
 )
-from totes.observability import logger
 from totes.warehouse.star import STAR_SCHEMAS, star_prefix
 
 BUCKET = "processed-bucket"
 NEWEST = datetime(2024, 11, 14, 9, 26, 10, 123_000, tzinfo=UTC)
-
-
-@dataclass
-class FakeContext:
-    function_name: str = "totes-load"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-2:123456789012:function:totes-load"
-    aws_request_id: str = "request-1"
 
 
 def _put(s3: Any, target: str, run_id: str, rows: list[dict[str, Any]]) -> str:
@@ -126,26 +117,6 @@ def deployed(s3: Any, warehouse_dsn: str, monkeypatch: pytest.MonkeyPatch) -> st
     return warehouse_dsn
 
 
-@pytest.fixture
-def stdout_records(
-    capsys: pytest.CaptureFixture[str],
-) -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """What the function printed since the last call (JSON logs and EMF), as CloudWatch sees it."""
-    # The logger holds the stdout of import time; give it a stream this test can read.
-    logs = io.StringIO()
-    log_handler = logger.registered_handler
-    previous = log_handler.setStream(logs)  # type: ignore[attr-defined]
-
-    def printed() -> list[dict[str, Any]]:
-        text = logs.getvalue() + capsys.readouterr().out
-        logs.seek(0)
-        logs.truncate()
-        return _json_lines(text)
-
-    yield printed
-    log_handler.setStream(previous)  # type: ignore[attr-defined]
-
-
 def _json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
@@ -157,7 +128,7 @@ def _metric_blobs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _load_dimensions(s3: Any) -> None:
     for target, row in DIMENSIONS.items():
         _put(s3, target, "exec-41", [row])
-        handler({"target": target, "run_id": "exec-41"}, FakeContext())
+        handler({"target": target, "run_id": "exec-41"}, FakeContext("totes-load"))
 
 
 def test_a_fact_load_returns_counts_and_emits_metrics_freshness_and_correlated_logs(
@@ -170,7 +141,9 @@ def test_a_fact_load_returns_counts_and_emits_metrics_freshness_and_correlated_l
     key = _put(s3, "fact_sales_order", "exec-42", rows)
     # When the load Lambda runs for the facts
     started = datetime.now(UTC)
-    payload = handler({"target": "fact_sales_order", "run_id": "exec-42"}, FakeContext())
+    payload = handler(
+        {"target": "fact_sales_order", "run_id": "exec-42"}, FakeContext("totes-load")
+    )
     records = stdout_records()
     # Then it returns the counts, and nothing else
     assert payload == {
@@ -228,7 +201,7 @@ def test_a_dimension_load_emits_no_freshness_lag(
     deployed: str, s3: Any, stdout_records: Callable[[], list[dict[str, Any]]]
 ) -> None:
     _put(s3, "dim_currency", "exec-1", [DIMENSIONS["dim_currency"]])
-    payload = handler({"target": "dim_currency", "run_id": "exec-1"}, FakeContext())
+    payload = handler({"target": "dim_currency", "run_id": "exec-1"}, FakeContext("totes-load"))
     blobs = _metric_blobs(stdout_records())
     assert payload["rows_loaded"] == 1
     assert [blob["table"] for blob in blobs] == ["dim_currency"]
@@ -241,10 +214,10 @@ def test_an_idle_fact_load_still_reports_the_freshness_lag(
     # Given facts loaded by an earlier run
     _load_dimensions(s3)
     _put(s3, "fact_sales_order", "exec-1", [_sales_order(1)])
-    handler({"target": "fact_sales_order", "run_id": "exec-1"}, FakeContext())
+    handler({"target": "fact_sales_order", "run_id": "exec-1"}, FakeContext("totes-load"))
     stdout_records()
     # When a run finds nothing new
-    payload = handler({"target": "fact_sales_order", "run_id": "exec-2"}, FakeContext())
+    payload = handler({"target": "fact_sales_order", "run_id": "exec-2"}, FakeContext("totes-load"))
     # Then it loads nothing but the lag keeps growing where the alarm can see it
     records = stdout_records()
     assert payload["files"] == 0
@@ -267,13 +240,13 @@ def test_a_malformed_event_is_refused_by_name_before_anything_is_touched(
 ) -> None:
     monkeypatch.setenv("TOTES_WAREHOUSE_DSN", "postgresql://nobody@127.0.0.1:9/none")
     with pytest.raises(InvalidEventError, match=message):
-        handler(event, FakeContext())
+        handler(event, FakeContext("totes-load"))
 
 
 def test_a_missing_bucket_setting_is_named(deployed: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PROCESSED_BUCKET")
     with pytest.raises(InvalidSettingError, match="variable PROCESSED_BUCKET is not set"):
-        handler({"target": "dim_staff", "run_id": "exec-1"}, FakeContext())
+        handler({"target": "dim_staff", "run_id": "exec-1"}, FakeContext("totes-load"))
 
 
 def _nothing_written(dsn: str, s3: Any) -> None:
@@ -292,7 +265,7 @@ def test_a_missing_secret_is_named_and_nothing_is_written(
     monkeypatch.delenv("TOTES_WAREHOUSE_DSN")
     monkeypatch.setenv("WAREHOUSE_SECRET_NAME", "no_such_secret")
     with pytest.raises(SecretNotFoundError, match="'no_such_secret' does not exist"):
-        handler({"target": "dim_staff", "run_id": "exec-1"}, FakeContext())
+        handler({"target": "dim_staff", "run_id": "exec-1"}, FakeContext("totes-load"))
     _nothing_written(deployed, s3)
 
 
@@ -302,7 +275,7 @@ def test_an_unreachable_warehouse_host_is_named_and_nothing_is_written(
     _put(s3, "dim_staff", "exec-1", [DIMENSIONS["dim_staff"]])
     monkeypatch.setenv("TOTES_WAREHOUSE_DSN", "postgresql://etl@127.0.0.1:9/warehouse")
     with pytest.raises(DatabaseUnreachableError, match="cannot reach PostgreSQL at etl@127"):
-        handler({"target": "dim_staff", "run_id": "exec-1"}, FakeContext())
+        handler({"target": "dim_staff", "run_id": "exec-1"}, FakeContext("totes-load"))
     _nothing_written(deployed, s3)
 
 
@@ -324,5 +297,5 @@ def test_credentials_come_from_the_secret_when_no_dsn_is_given(
     )
     monkeypatch.delenv("TOTES_WAREHOUSE_DSN")
     _put(s3, "dim_staff", "exec-7", [DIMENSIONS["dim_staff"]])
-    payload = handler({"target": "dim_staff", "run_id": "exec-7"}, FakeContext())
+    payload = handler({"target": "dim_staff", "run_id": "exec-7"}, FakeContext("totes-load"))
     assert payload["rows_loaded"] == 1
