@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from totes.progress import Verdict
 from totes_local.runtime.history import Outcome
 from totes_local.runtime.workflow import ExecutionReport, LocalWorkflow, Progress, ProgressKind
 
@@ -118,9 +119,9 @@ def _verdict(progress: dict[str, object]) -> str:
     files = int(str(progress.get("files_remaining", 0)))
     left = f"{backlog:,} rows" + (f" and {files:,} files" if files else "")
     verdict = progress.get("verdict")
-    if verdict == "caught_up":
+    if verdict == Verdict.CAUGHT_UP:
         return "caught up"
-    if verdict == "keep_going":
+    if verdict == Verdict.KEEP_GOING:
         return f"{left} left: another pass"
     return f"{left} left: no time for another pass in this execution"
 

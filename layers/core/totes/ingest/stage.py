@@ -43,7 +43,6 @@ from totes.names import (
 )
 from totes.source.columns import SOURCE_COLUMNS
 
-DEFAULT_MAX_ROWS = DEFAULT_INGEST_MAX_ROWS
 DEFAULT_LOOKBACK = timedelta(minutes=15)
 
 
@@ -99,7 +98,9 @@ class IngestSettings(BaseModel):
 
     bucket: NonEmptyText = Field(alias=EnvironmentVariable.INGESTED_BUCKET)
     watermark_table: NonEmptyText = Field(alias=EnvironmentVariable.WATERMARK_TABLE)
-    max_rows: PositiveInt = Field(DEFAULT_MAX_ROWS, alias=EnvironmentVariable.INGEST_MAX_ROWS)
+    max_rows: PositiveInt = Field(
+        DEFAULT_INGEST_MAX_ROWS, alias=EnvironmentVariable.INGEST_MAX_ROWS
+    )
     lookback: Seconds = Field(DEFAULT_LOOKBACK, alias=EnvironmentVariable.INGEST_LOOKBACK_SECONDS)
 
     @classmethod

@@ -78,8 +78,6 @@ FK_TRIGGERS_AUTO: Final = "auto"
 FK_TRIGGERS_ALWAYS: Final = "always"
 #: How long a fact file may wait for a dimension row it references (six schedule ticks).
 DEFAULT_REJECT_AFTER: Final = timedelta(minutes=30)
-#: Gold files one invocation applies at most (each is at most one transform bite).
-DEFAULT_MAX_FILES: Final = DEFAULT_LOAD_MAX_FILES
 
 
 class LoadRequest(BaseModel):
@@ -142,7 +140,7 @@ class LoadSettings(BaseModel):
         DEFAULT_REJECT_AFTER, alias=EnvironmentVariable.LOAD_REJECT_AFTER_SECONDS
     )
     #: Gold files applied per invocation at most; the rest wait for the next one.
-    max_files: PositiveInt = Field(DEFAULT_MAX_FILES, alias=EnvironmentVariable.LOAD_MAX_FILES)
+    max_files: PositiveInt = Field(DEFAULT_LOAD_MAX_FILES, alias=EnvironmentVariable.LOAD_MAX_FILES)
 
     @field_validator("fk_triggers", mode="before")
     @classmethod

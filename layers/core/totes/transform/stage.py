@@ -86,9 +86,6 @@ _STAGING_PREFIX = TRANSFORM_STAGING_PREFIX
 #: Consumed manifest keys older than this behind the newest are forgotten: listing
 #: starts there, so state and listing stay small however long the platform runs.
 _REMEMBERED_DAYS = 2
-#: Raw rows one invocation consumes per target, by default: the memory it needs is
-#: proportional to it.
-DEFAULT_MAX_ROWS = DEFAULT_TRANSFORM_MAX_ROWS
 
 
 class TransformRequest(BaseModel):
@@ -141,7 +138,9 @@ class TransformSettings(BaseModel):
 
     ingested_bucket: NonEmptyText = Field(alias=EnvironmentVariable.INGESTED_BUCKET)
     processed_bucket: NonEmptyText = Field(alias=EnvironmentVariable.PROCESSED_BUCKET)
-    max_rows: PositiveInt = Field(DEFAULT_MAX_ROWS, alias=EnvironmentVariable.TRANSFORM_MAX_ROWS)
+    max_rows: PositiveInt = Field(
+        DEFAULT_TRANSFORM_MAX_ROWS, alias=EnvironmentVariable.TRANSFORM_MAX_ROWS
+    )
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str] | None = None) -> TransformSettings:
@@ -249,11 +248,16 @@ def _read_state(s3: Any, bucket: str, target: str) -> TransformState:
     return state
 
 
-def _write_state(s3: Any, bucket: str, target: str, state: TransformState) -> None:
+def _put_state(s3: Any, bucket: str, target: str, state: TransformState) -> bool:
+    """Compare-and-set the state document on the ETag it was read with; False if it changed."""
     body = state.model_dump_json(indent=1).encode()
-    if not put_if(
+    return put_if(
         s3, bucket, _state_key(target), body, etag=state.etag, ContentType="application/json"
-    ):
+    )
+
+
+def _write_state(s3: Any, bucket: str, target: str, state: TransformState) -> None:
+    if not _put_state(s3, bucket, target, state):
         raise TransformStateConflictError(
             f"another execution transformed {target} meanwhile; retry to continue from it"
         )
@@ -294,8 +298,7 @@ def _forget_published(s3: Any, bucket: str, target: str, state: TransformState) 
 
     A lost race is harmless: the execution that won wrote a newer state of its own.
     """
-    body = state.model_dump_json(indent=1).encode()
-    put_if(s3, bucket, _state_key(target), body, etag=state.etag, ContentType="application/json")
+    _put_state(s3, bucket, target, state)
 
 
 def _listing_start(source: str, consumed: list[str]) -> str:
@@ -483,19 +486,16 @@ def transform_target(
     result.batches_remaining = len(left)
     result.remaining = sum(batch.manifest.rows for batch in left)
     result.rows_consumed = sum(batch.manifest.rows for batch in taken)
-    fresh = {source: [b.key for b in taken if b.source == source] for source in sources}
+    taken_by_source = {source: [b for b in taken if b.source == source] for source in sources}
+    fresh = {source: [b.key for b in batches] for source, batches in taken_by_source.items()}
     all_new = sorted(batch.key for batch in taken)
     # Named after the batches and the state they are applied to: two executions share a
     # name only when they do the very same work, so a file of one never stands in for
     # the other's.
     digest = hashlib.sha256("\n".join([state.etag or "", *all_new]).encode()).hexdigest()[:20]
     inputs = {
-        source: _read_batches(
-            s3, settings.ingested_bucket, [b for b in taken if b.source == source]
-        )
-        if fresh[source]
-        else None
-        for source in sources
+        source: _read_batches(s3, settings.ingested_bucket, batches) if batches else None
+        for source, batches in taken_by_source.items()
     }
     if request.target in MIRRORED_TARGETS:
         for source in sources:
