@@ -50,6 +50,8 @@ _TRANSFORM = _Sizing(memory_mb=2048, timeout=Duration.seconds(180))
 _LOAD = _Sizing(memory_mb=1024, timeout=Duration.seconds(120))
 # Adds up a pass's counts: no data passes through it.
 _PROGRESS = _Sizing(memory_mb=256, timeout=Duration.seconds(10))
+# Writes the failure email from the error: text only.
+_FAILURE = _Sizing(memory_mb=256, timeout=Duration.seconds(10))
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ class StageLimits:
 
 
 class PipelineFunctions(Construct):
-    """Ingest, transform, load and progress: each with its own role, log group and layers.
+    """Ingest, transform, load, progress and the failure notice: each with its own role,
+    log group and layers.
 
     Every role is written out rather than granted broadly, so it is visible
     (and tested) that each stage reaches only what it needs:
@@ -85,8 +88,11 @@ class PipelineFunctions(Construct):
       accidental overwrite recoverable), lists the raw zone, reads only the
       batch manifests, and reads and writes watermarks;
     - transform reads the raw zone and reads and writes the processed zone;
-    - load reads the processed zone and the warehouse credentials, and writes rejects;
-    - progress (the check after each pass) reaches nothing but its own logs.
+    - load reads the processed zone and the warehouse credentials, and writes (and,
+      once replayed, deletes) quarantined rows;
+    - progress (the check after each pass) reaches nothing but its own logs;
+    - describe-failure (the failure email's text) reaches nothing but its own logs too:
+      the state machine publishes what it returns.
 
     Metrics go out as CloudWatch embedded metric format in the logs, so no
     function needs ``cloudwatch:PutMetricData``.
@@ -115,7 +121,7 @@ class PipelineFunctions(Construct):
 
     Attributes
     ----------
-    ingest, transform, load, progress : aws_cdk.aws_lambda.Function
+    ingest, transform, load, progress, describe_failure : aws_cdk.aws_lambda.Function
         The functions.
     layers : list of aws_cdk.aws_lambda.ILayerVersion
         Dependencies, core package and Powertools, in that order.
@@ -203,8 +209,14 @@ class PipelineFunctions(Construct):
         _allow_reading_secret(self.load, warehouse_secret_name)
         _allow_listing(self.load, buckets.processed)
         _allow_objects(self.load, buckets.processed, ["s3:GetObject"], "*")
-        # Facts whose dimension row is missing are quarantined there, with a reason.
-        _allow_objects(self.load, buckets.processed, ["s3:PutObject"], f"{REJECTS_PREFIX}/*")
+        # Facts whose dimension row is missing are quarantined there, with a reason; once
+        # replayed, a quarantine object is rewritten with what is left, or deleted.
+        _allow_objects(
+            self.load,
+            buckets.processed,
+            ["s3:PutObject", "s3:DeleteObject"],
+            f"{REJECTS_PREFIX}/*",
+        )
 
         self.progress = self._function(
             "Progress",
@@ -216,6 +228,14 @@ class PipelineFunctions(Construct):
             },
         )
 
+        self.describe_failure = self._function(
+            "DescribeFailure",
+            code=packaging.failure_code,
+            sizing=_FAILURE,
+            description="Writes the email about a failed execution: state, table, error, advice",
+            environment={},
+        )
+
     @property
     def by_stage(self) -> Mapping[str, lambda_.Function]:
         """The functions by stage name, in pipeline order."""
@@ -224,6 +244,7 @@ class PipelineFunctions(Construct):
             "transform": self.transform,
             "load": self.load,
             "progress": self.progress,
+            "describe_failure": self.describe_failure,
         }
 
     def _layers(

@@ -45,7 +45,12 @@ class PipelineMonitoring(Construct):
     - ``FreshnessLagSeconds`` above the client's limit
       (:data:`totes.names.FRESHNESS_LAG_ALARM_SECONDS`);
     - ``BacklogGrowing``: the rows left after each execution (``BacklogRows``) grew
-      three schedule periods in a row: the pipeline is not keeping up.
+      three schedule periods in a row: the pipeline is not keeping up;
+    - ``RowsRejected``: a row was quarantined (transform could not shape it, or load
+      found no dimension row for it in time) in the period;
+    - ``SchemaDrift``: a source column appeared, disappeared or changed type;
+    - ``UnknownCodes``: a row carried a code the pipeline could not name (a
+      placeholder was used).
 
     Missing freshness data counts as breaching, deliberately. The load stage
     publishes the lag on every run, so silence means nothing is reaching the
@@ -81,6 +86,8 @@ class PipelineMonitoring(Construct):
         The freshness lag exactly as the handlers publish it.
     backlog : aws_cdk.aws_cloudwatch.Metric
         Rows left to ingest or transform when an execution ends, as published.
+    rows_rejected, unexpected_columns, missing_columns, unknown_codes : Metric
+        What the data-quality alarms watch, as published (service dimension, summed).
     dashboard : aws_cdk.aws_cloudwatch.Dashboard
         A row per stage, then the executions and the freshness lag.
     """
@@ -103,8 +110,9 @@ class PipelineMonitoring(Construct):
         self._alarm(
             "ExecutionsFailed",
             state_machine.metric_failed(period=_ALARM_PERIOD, statistic="Sum"),
-            description="A pipeline execution failed. Its error and cause were also "
-            "mailed by the NotifyFailure state; the execution log has the details.",
+            description="A pipeline execution failed. The NotifyFailure email names the "
+            "state and table that failed, the error, its message and what to do; the "
+            "execution log has the details.",
         )
         self._alarm(
             "ExecutionsTimedOut",
@@ -120,6 +128,7 @@ class PipelineMonitoring(Construct):
         for title, function in (
             *((stage.title, stage.function) for stage in stages),
             ("Progress", functions.progress),
+            ("DescribeFailure", functions.describe_failure),
         ):
             self._alarm(
                 f"{title}Errors",
@@ -176,6 +185,47 @@ class PipelineMonitoring(Construct):
             threshold=0,
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             periods=BACKLOG_TICKS_TO_ALARM,
+        )
+
+        self.rows_rejected = _service_sum(MetricName.ROWS_REJECTED)
+        self._alarm(
+            "RowsRejected",
+            self.rows_rejected,
+            description="Rows were quarantined in the last 5 minutes: transform could not "
+            "shape them (e.g. a date that is not YYYY-MM-DD) or load found no dimension row "
+            "for them within 30 minutes. Nothing else was held back. Run `totes rejects "
+            "--stack <stack>` to see each row, its reason and where it is kept. Fix the "
+            "source row (a new last_updated brings it back) or the missing dimension row "
+            "(quarantined facts are replayed automatically when it arrives).",
+        )
+        self.unexpected_columns = _service_sum(MetricName.UNEXPECTED_COLUMNS)
+        self.missing_columns = _service_sum(MetricName.MISSING_COLUMNS)
+        self._alarm(
+            "SchemaDrift",
+            cloudwatch.MathExpression(
+                expression="FILL(unexpected, 0) + FILL(missing, 0)",
+                using_metrics={
+                    "unexpected": self.unexpected_columns,
+                    "missing": self.missing_columns,
+                },
+                label="Source columns unexpected, missing or retyped",
+                period=_ALARM_PERIOD,
+            ),
+            description="The totesys schema changed: a source column appeared (it is kept "
+            "in the raw zone but not loaded), or one disappeared or changed type. If a "
+            "transform needs it, ingest of that table stops with SourceSchemaDriftError "
+            "before writing anything and the executions fail until the column is restored. "
+            "See the ingest log's warnings for which table and column, then restore the "
+            "column or change the pipeline's column contract (totes.source.columns).",
+        )
+        self.unknown_codes = _service_sum(MetricName.UNKNOWN_CODES)
+        self._alarm(
+            "UnknownCodes",
+            self.unknown_codes,
+            description="A row carried a code the pipeline cannot name (a currency code "
+            "not in ISO 4217): it was loaded with a placeholder name ('Unknown currency "
+            "(XYZ)'). Correct the code in totesys, or add the code's name to the pipeline "
+            "(totes.transform.currencies).",
         )
 
         self.dashboard = cloudwatch.Dashboard(
@@ -236,6 +286,25 @@ class PipelineMonitoring(Construct):
             ),
         )
 
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Data quality: rows rejected and codes not named (sum per 5 minutes)",
+                width=12,
+                left=[
+                    self.rows_rejected.with_(label="Rows rejected"),
+                    self.unknown_codes.with_(label="Rows with an unknown code"),
+                ],
+            ),
+            cloudwatch.GraphWidget(
+                title="Schema drift: source columns unexpected or missing",
+                width=12,
+                left=[
+                    self.unexpected_columns.with_(label="Unexpected columns"),
+                    self.missing_columns.with_(label="Missing or retyped columns"),
+                ],
+            ),
+        )
+
     def _alarm(
         self,
         construct_id: str,
@@ -267,6 +336,17 @@ class PipelineMonitoring(Construct):
         alarm.add_ok_action(self._notify)
         self.alarms[construct_id] = alarm
         return alarm
+
+
+def _service_sum(name: str) -> cloudwatch.Metric:
+    """A metric as the handlers publish it for alarms (service dimension alone), summed."""
+    return cloudwatch.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": SERVICE_NAME},
+        statistic="Sum",
+        period=_ALARM_PERIOD,
+    )
 
 
 def _stage_row(stage: _Stage) -> list[cloudwatch.IWidget]:

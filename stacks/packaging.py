@@ -26,7 +26,7 @@ class PipelinePackaging:
 
     Attributes
     ----------
-    ingest_code, transform_code, load_code, progress_code : pathlib.Path
+    ingest_code, transform_code, load_code, progress_code, failure_code : pathlib.Path
         Handler folders; each holds ``handler.py`` with a ``handler`` function.
     dependencies_layer : pathlib.Path
         Zip of the third-party layer (psycopg, pyarrow) built for Python 3.12 on x86_64.
@@ -38,6 +38,7 @@ class PipelinePackaging:
     transform_code: Path
     load_code: Path
     progress_code: Path
+    failure_code: Path
     dependencies_layer: Path
     core_layer: Path
 
@@ -61,6 +62,7 @@ class PipelinePackaging:
             transform_code=root / "lambdas" / "transform",
             load_code=root / "lambdas" / "load",
             progress_code=root / "lambdas" / "progress",
+            failure_code=root / "lambdas" / "failure",
             dependencies_layer=layers / "dependencies.zip",
             core_layer=layers / "core.zip",
         )
@@ -68,7 +70,13 @@ class PipelinePackaging:
     @property
     def handler_folders(self) -> tuple[Path, ...]:
         """Every handler folder, in pipeline order."""
-        return (self.ingest_code, self.transform_code, self.load_code, self.progress_code)
+        return (
+            self.ingest_code,
+            self.transform_code,
+            self.load_code,
+            self.progress_code,
+            self.failure_code,
+        )
 
     def check(self) -> None:
         """Fail early, naming every missing path and how to produce it.

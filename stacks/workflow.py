@@ -8,16 +8,21 @@ The execution graph reads as the story of a run::
                   yes: StartNextPass -> IngestTables (the loop, for the tables with work left)
                   no:  Summarise
     -> Succeeded
-    any error -> NotifyFailure (SNS) -> PipelineFailed
+    any error -> DescribeFailure -> NotifyFailure (SNS) -> PipelineFailed
 
 Each stage takes a bounded bite per table. ``CheckProgress`` adds the pass's counts
 to the execution's totals and decides: another pass if work remains and the pass
 just done would fit again in the catch-up budget; otherwise the execution ends,
 caught up or saying what remains, and the next schedule tick continues.
 
-The state carries the run id, the table lists, the totals per table and each
-handler's small result dict (keys and counts, never rows), far below the 256 KB
-payload limit.
+A task that fails for good (its retries spent) goes to a ``<Task>Failed`` state
+that names the task and the table it was working on, then fails with the task's own
+error: the execution's cause says which state failed, for which table, and why.
+``DescribeFailure`` turns that into the email the alert topic sends.
+
+The state carries the run id, the table lists, the totals per table, what the
+stages found (rejected rows by cause, schema drift, ...) and each handler's small
+result dict (keys and counts, never rows), far below the 256 KB payload limit.
 """
 
 from __future__ import annotations
@@ -52,6 +57,15 @@ LAMBDA_SERVICE_ERRORS: tuple[str, ...] = (
 
 #: An Express execution cannot run longer.
 EXPRESS_EXECUTION_LIMIT = Duration.minutes(5)
+
+#: The run id: the execution's start time and name, so run folders sort by time.
+RUN_ID = sfn.JsonPath.format(
+    "{}-{}",
+    sfn.JsonPath.string_at("$$.Execution.StartTime"),
+    sfn.JsonPath.string_at("$$.Execution.Name"),
+)
+#: Where a caught task failure lands in the state, and where a Map item's table is.
+_FAILURE_PATH = "$.failure"
 
 
 class PipelineWorkflow(Construct):
@@ -103,11 +117,7 @@ class PipelineWorkflow(Construct):
                 "time) and lists the tables of each stage for the first pass"
             ),
             parameters={
-                "run_id": sfn.JsonPath.format(
-                    "{}-{}",
-                    sfn.JsonPath.string_at("$$.Execution.StartTime"),
-                    sfn.JsonPath.string_at("$$.Execution.Name"),
-                ),
+                "run_id": RUN_ID,
                 "passes_done": 0,
                 "pass_started": sfn.JsonPath.string_at("$$.State.EnteredTime"),
                 "longest_pass_seconds": 0,  # nosec B105 (a duration, not a password)
@@ -118,6 +128,7 @@ class PipelineWorkflow(Construct):
                     "facts": list(FACT_TABLES),
                 },
                 "totals": {},
+                "findings": [],
             },
         )
         ingest_tables = self._map(
@@ -131,6 +142,7 @@ class PipelineWorkflow(Construct):
             task=self._invoke(
                 "IngestTable",
                 functions.ingest,
+                item_key="table",
                 also_retry=[WATERMARK_CONFLICT_ERROR],
             ),
         )
@@ -144,6 +156,7 @@ class PipelineWorkflow(Construct):
             task=self._invoke(
                 "TransformTable",
                 functions.transform,
+                item_key="target",
                 also_retry=[TRANSFORM_STATE_CONFLICT_ERROR],
             ),
         )
@@ -155,7 +168,7 @@ class PipelineWorkflow(Construct):
             items_path="$.tables.dimensions",
             item_key="target",
             result_path="$.dimensions_loaded",
-            task=self._invoke("LoadDimension", functions.load),
+            task=self._invoke("LoadDimension", functions.load, item_key="target"),
         )
         load_facts = self._map(
             "LoadFacts",
@@ -163,7 +176,7 @@ class PipelineWorkflow(Construct):
             items_path="$.tables.facts",
             item_key="target",
             result_path="$.facts_loaded",
-            task=self._invoke("LoadFact", functions.load),
+            task=self._invoke("LoadFact", functions.load, item_key="target"),
         )
         check_progress = tasks.LambdaInvoke(
             self,
@@ -180,6 +193,7 @@ class PipelineWorkflow(Construct):
                     "longest_pass_seconds": sfn.JsonPath.number_at("$.longest_pass_seconds"),
                     "tables": sfn.JsonPath.object_at("$.tables"),
                     "totals": sfn.JsonPath.object_at("$.totals"),
+                    "findings": sfn.JsonPath.list_at("$.findings"),
                     "ingested": sfn.JsonPath.list_at("$.ingested"),
                     "transformed": sfn.JsonPath.list_at("$.transformed"),
                     "dimensions_loaded": sfn.JsonPath.list_at("$.dimensions_loaded"),
@@ -192,6 +206,10 @@ class PipelineWorkflow(Construct):
             result_path="$",
         )
         self._retry_service_errors(check_progress)
+        check_progress_failed = self._failed("CheckProgress")
+        check_progress.add_catch(
+            check_progress_failed, errors=[sfn.Errors.ALL], result_path=_FAILURE_PATH
+        )
         start_next_pass = sfn.Pass(
             self,
             "StartNextPass",
@@ -203,13 +221,14 @@ class PipelineWorkflow(Construct):
                 "longest_pass_seconds": sfn.JsonPath.number_at("$.longest_pass_seconds"),
                 "tables": sfn.JsonPath.object_at("$.tables"),
                 "totals": sfn.JsonPath.object_at("$.totals"),
+                "findings": sfn.JsonPath.list_at("$.findings"),
             },
         )
         summarise = sfn.Pass(
             self,
             "Summarise",
             comment="The execution's output: rows per table and stage over every pass, "
-            "whether it caught up, and what remains",
+            "whether it caught up, what remains, and what needs attention",
             parameters={
                 "run_id": sfn.JsonPath.string_at("$.run_id"),
                 "passes": sfn.JsonPath.number_at("$.passes_done"),
@@ -220,6 +239,8 @@ class PipelineWorkflow(Construct):
                 "backlog_rows": sfn.JsonPath.number_at("$.backlog_rows"),
                 "files_remaining": sfn.JsonPath.number_at("$.files_remaining"),
                 "files_waiting": sfn.JsonPath.number_at("$.files_waiting"),
+                "rows_rejected": sfn.JsonPath.number_at("$.rows_rejected"),
+                "findings": sfn.JsonPath.list_at("$.findings"),
             },
         )
         more_to_catch_up = (
@@ -259,17 +280,10 @@ class PipelineWorkflow(Construct):
         notify_failure = tasks.SnsPublish(
             self,
             "NotifyFailure",
-            comment="Tells the alert topic which execution failed, and why",
+            comment="Mails the alert topic which state failed, for which table, and why",
             topic=alerts.topic,
-            subject="totes data platform: a pipeline execution failed",
-            message=sfn.TaskInput.from_text(
-                sfn.JsonPath.format(
-                    "Execution {} of the totes pipeline failed. Error: {}. Cause: {}",
-                    sfn.JsonPath.string_at("$$.Execution.Name"),
-                    sfn.JsonPath.string_at("$.failure.Error"),
-                    sfn.JsonPath.string_at("$.failure.Cause"),
-                )
-            ),
+            subject=sfn.JsonPath.string_at("$.notice.subject"),
+            message=sfn.TaskInput.from_json_path_at("$.notice.message"),
             # The SNS response is not needed; the failure must reach PipelineFailed intact.
             result_path=sfn.JsonPath.DISCARD,
         )
@@ -284,7 +298,53 @@ class PipelineWorkflow(Construct):
             pipeline_failed, errors=[sfn.Errors.ALL], result_path="$.notification_error"
         )
         notify_failure.next(pipeline_failed)
-        run_pipeline.add_catch(notify_failure, errors=[sfn.Errors.ALL], result_path="$.failure")
+
+        describe_failure = tasks.LambdaInvoke(
+            self,
+            "DescribeFailure",
+            comment="Writes the email: the failed state and table, the error and its "
+            "message, the run id and where to look",
+            lambda_function=functions.describe_failure,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "execution_arn": sfn.JsonPath.string_at("$$.Execution.Id"),
+                    "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
+                    "state_machine": sfn.JsonPath.string_at("$$.StateMachine.Name"),
+                    "started": sfn.JsonPath.string_at("$$.Execution.StartTime"),
+                    "run_id": RUN_ID,
+                    "error": sfn.JsonPath.string_at("$.failure.Error"),
+                    "cause": sfn.JsonPath.string_at("$.failure.Cause"),
+                }
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path="$.notice",
+        )
+        self._retry_service_errors(describe_failure)
+        # Should the description itself fail, the email still goes, with the raw error.
+        raw_notice = sfn.Pass(
+            self,
+            "UseRawFailure",
+            comment="The email without a description: the error and cause as they are",
+            parameters={
+                "failure": sfn.JsonPath.object_at("$.failure"),
+                "notice": {
+                    "subject": "totes data platform: a pipeline execution failed",
+                    "message": sfn.JsonPath.format(
+                        "Execution {} of the totes pipeline failed. Error: {}. Cause: {}",
+                        sfn.JsonPath.string_at("$$.Execution.Name"),
+                        sfn.JsonPath.string_at("$.failure.Error"),
+                        sfn.JsonPath.string_at("$.failure.Cause"),
+                    ),
+                },
+            },
+        )
+        describe_failure.add_catch(
+            raw_notice, errors=[sfn.Errors.ALL], result_path="$.description_error"
+        )
+        describe_failure.next(notify_failure)
+        raw_notice.next(notify_failure)
+        run_pipeline.add_catch(describe_failure, errors=[sfn.Errors.ALL], result_path="$.failure")
 
         definition = run_pipeline.next(sfn.Succeed(self, "Succeeded"))
 
@@ -346,6 +406,7 @@ class PipelineWorkflow(Construct):
         construct_id: str,
         function: lambda_.IFunction,
         *,
+        item_key: str,
         also_retry: Sequence[str] = (),
     ) -> tasks.LambdaInvoke:
         task = tasks.LambdaInvoke(
@@ -368,7 +429,41 @@ class PipelineWorkflow(Construct):
                 max_attempts=2,
                 jitter_strategy=sfn.JitterType.FULL,
             )
+        task.add_catch(
+            self._failed(construct_id, item_key=item_key),
+            errors=[sfn.Errors.ALL],
+            result_path=_FAILURE_PATH,
+        )
         return task
+
+    def _failed(self, task: str, *, item_key: str | None = None) -> sfn.IChainable:
+        """``<task>Failed``: names the task and its table, then fails with the task's error.
+
+        The cause becomes a :class:`totes.failure_notice.FailedState` document (the
+        task's own cause inside), which ``DescribeFailure`` reads.
+        """
+        failed_state: dict[str, object] = {
+            "state": task,
+            "error": sfn.JsonPath.string_at(f"{_FAILURE_PATH}.Error"),
+            "cause": sfn.JsonPath.string_at(f"{_FAILURE_PATH}.Cause"),
+        }
+        if item_key:
+            failed_state["item"] = sfn.JsonPath.string_at(f"$.{item_key}")
+        named = sfn.Pass(
+            self,
+            f"{task}Failed",
+            comment=f"Names the failed state ({task}) and its table for the failure email",
+            parameters=failed_state,
+        )
+        return named.next(
+            sfn.Fail(
+                self,
+                f"{task}Stopped",
+                comment=f"Fails with {task}'s own error; the cause says where and why",
+                error_path="$.error",
+                cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$")),
+            )
+        )
 
     @staticmethod
     def _retry_service_errors(task: tasks.LambdaInvoke) -> None:

@@ -6,10 +6,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from totes.aws import client, database_dsn
+from totes.errors import SourceSchemaDriftError
 from totes.ingest.stage import IngestRequest, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore
 from totes.names import SOURCE_SECRET_NAME, EnvironmentVariable, MetricName
-from totes.observability import logger, metrics
+from totes.observability import logger, metrics, publish_for_alarm
 
 
 def _source_dsn() -> str:
@@ -26,17 +27,29 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.set_correlation_id(request.run_id)
     logger.append_keys(table=request.table)
     settings = IngestSettings.from_environment()
-    result = ingest_table(
-        request,
-        settings,
-        source_dsn=_source_dsn,
-        s3=client("s3"),
-        watermarks=DynamoWatermarkStore(client("dynamodb"), settings.watermark_table),
-    )
+    try:
+        result = ingest_table(
+            request,
+            settings,
+            source_dsn=_source_dsn,
+            s3=client("s3"),
+            watermarks=DynamoWatermarkStore(client("dynamodb"), settings.watermark_table),
+        )
+    except SourceSchemaDriftError as exc:
+        # The SchemaDrift alarm watches this; the error itself fails the execution.
+        broken = len(exc.drift.missing) + len(exc.drift.retyped)
+        publish_for_alarm(MetricName.MISSING_COLUMNS, broken)
+        raise
     metrics.add_dimension("table", request.table)
     metrics.add_metric(MetricName.ROWS_INGESTED, MetricUnit.Count, result.rows)
     metrics.add_metric(MetricName.BYTES_WRITTEN, MetricUnit.Bytes, result.bytes_written)
     metrics.add_metric(MetricName.INGEST_DURATION_MS, MetricUnit.Milliseconds, result.duration_ms)
+    if result.unexpected_columns:
+        publish_for_alarm(MetricName.UNEXPECTED_COLUMNS, len(result.unexpected_columns))
+    if result.missing_columns:
+        publish_for_alarm(MetricName.MISSING_COLUMNS, len(result.missing_columns))
+    for finding in result.findings:
+        logger.warning(finding.describe(), extra={"finding": finding.model_dump(mode="json")})
     logger.info(
         "ingested" if result.rows else "nothing new",
         extra={
@@ -47,6 +60,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "rows_remaining": result.remaining,
             "rereads_window": result.rereads_window,
             "unexpected_columns": result.unexpected_columns,
+            "missing_columns": result.missing_columns,
             "skipped": result.skipped,
         },
     )

@@ -2,19 +2,13 @@
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from totes.aws import client, database_dsn
 from totes.load.stage import LoadRequest, LoadSettings, load_target
-from totes.names import (
-    METRICS_NAMESPACE,
-    SERVICE_NAME,
-    WAREHOUSE_SECRET_NAME,
-    EnvironmentVariable,
-    MetricName,
-)
-from totes.observability import logger, metrics
+from totes.names import WAREHOUSE_SECRET_NAME, EnvironmentVariable, MetricName
+from totes.observability import logger, metrics, publish_for_alarm
 
 
 def _warehouse_dsn() -> str:
@@ -38,17 +32,17 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(MetricName.ROWS_LOADED, MetricUnit.Count, result.rows_loaded)
     metrics.add_metric(MetricName.ROWS_SKIPPED_AS_DUPLICATE, MetricUnit.Count, result.rows_skipped)
     metrics.add_metric(MetricName.ROWS_REJECTED, MetricUnit.Count, result.rows_rejected)
+    metrics.add_metric(MetricName.ROWS_REPLAYED, MetricUnit.Count, result.rows_replayed)
     metrics.add_metric(MetricName.LOAD_DURATION_MS, MetricUnit.Milliseconds, result.duration_ms)
+    if result.rows_rejected:
+        publish_for_alarm(MetricName.ROWS_REJECTED, result.rows_rejected)
     if result.freshness_lag_seconds is not None:
-        # The freshness alarm watches this metric with the service dimension alone.
-        with single_metric(
-            name=MetricName.FRESHNESS_LAG_SECONDS,
-            unit=MetricUnit.Seconds,
-            value=result.freshness_lag_seconds,
-            namespace=METRICS_NAMESPACE,
-            default_dimensions={"service": SERVICE_NAME},
-        ):
-            pass
+        publish_for_alarm(
+            MetricName.FRESHNESS_LAG_SECONDS, result.freshness_lag_seconds, MetricUnit.Seconds
+        )
+    for finding in result.findings:
+        log = logger.warning if finding.kind.needs_attention else logger.info
+        log(finding.describe(), extra={"finding": finding.model_dump(mode="json")})
     for outcome in result.files:
         logger.info(
             "file applied elsewhere" if outcome.applied_elsewhere else "file loaded",
@@ -72,6 +66,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "rows_loaded": result.rows_loaded,
             "rows_skipped": result.rows_skipped,
             "rows_rejected": result.rows_rejected,
+            "rows_replayed": result.rows_replayed,
             "newest_last_updated": (
                 result.newest_last_updated.isoformat() if result.newest_last_updated else None
             ),

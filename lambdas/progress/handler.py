@@ -3,11 +3,10 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from totes.names import METRICS_NAMESPACE, SERVICE_NAME, MetricName
-from totes.observability import logger
+from totes.names import MetricName
+from totes.observability import logger, publish_for_alarm
 from totes.progress import ProgressRequest, ProgressSettings, check_progress
 
 
@@ -19,18 +18,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     progress = check_progress(request, ProgressSettings.from_environment(), now=datetime.now(UTC))
     if not progress.next_pass:
         # One value per execution, with the service dimension alone: what the alarm watches.
-        for name, value in (
-            (MetricName.BACKLOG_ROWS, progress.backlog_rows),
-            (MetricName.CATCH_UP_PASSES, progress.passes_done),
-        ):
-            with single_metric(
-                name=name,
-                unit=MetricUnit.Count,
-                value=value,
-                namespace=METRICS_NAMESPACE,
-                default_dimensions={"service": SERVICE_NAME},
-            ):
-                pass
+        publish_for_alarm(MetricName.BACKLOG_ROWS, progress.backlog_rows)
+        publish_for_alarm(MetricName.CATCH_UP_PASSES, progress.passes_done)
     logger.info(
         f"pass {progress.passes_done}: {progress.verdict}",
         extra={
@@ -40,6 +29,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "backlog_rows": progress.backlog_rows,
             "files_remaining": progress.files_remaining,
             "files_waiting": progress.files_waiting,
+            "rows_rejected": progress.rows_rejected,
+            "findings": len(progress.findings),
             "remaining": {name: table.model_dump() for name, table in progress.remaining.items()},
             "next_tables": progress.tables.model_dump(),
         },

@@ -6,8 +6,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from totes.aws import client
+from totes.findings import FindingKind
 from totes.names import MetricName
-from totes.observability import logger, metrics
+from totes.observability import logger, metrics, publish_for_alarm
 from totes.transform.stage import TransformRequest, TransformSettings, transform_target
 
 
@@ -22,8 +23,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_dimension("table", request.target)
     metrics.add_metric(MetricName.ROWS_TRANSFORMED, MetricUnit.Count, result.rows)
     metrics.add_metric(MetricName.ROWS_REJECTED, MetricUnit.Count, result.rows_rejected)
-    for warning in result.warnings:
-        logger.warning(warning)
+    if result.rows_rejected:
+        publish_for_alarm(MetricName.ROWS_REJECTED, result.rows_rejected)
+    unknown_codes = sum(
+        finding.count for finding in result.findings if finding.kind is FindingKind.UNKNOWN_CODE
+    )
+    if unknown_codes:
+        publish_for_alarm(MetricName.UNKNOWN_CODES, unknown_codes)
+    for finding in result.findings:
+        logger.warning(finding.describe(), extra={"finding": finding.model_dump(mode="json")})
     logger.info(
         "transformed" if result.rows else "nothing new",
         extra={
@@ -33,6 +41,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "batches_remaining": result.batches_remaining,
             "rows_remaining": result.remaining,
             "rows_rejected": result.rows_rejected,
+            "rejects_key": result.rejects_key,
             "gold_key": result.gold_key,
         },
     )

@@ -107,6 +107,8 @@ def test_each_function_is_told_only_the_resources_its_stage_uses(platform, templ
     }
     # And the progress check knows its time budget and nothing else
     assert variables(functions.progress) == {"CATCH_UP_BUDGET_SECONDS": "180"}
+    # And the failure email's writer needs nothing at all: the state machine mails it
+    assert variables(functions.describe_failure) == {}
 
 
 def test_every_function_has_the_dependency_core_and_powertools_layers(template, functions):
@@ -201,9 +203,14 @@ def test_load_reads_the_processed_zone_and_writes_only_rejects(platform, allowed
     # Then it reads processed files only
     assert load["s3:GetObject"] == {f"{_arn(buckets.processed)}/*"}
     assert load["s3:ListBucket"] == {_arn(buckets.processed)}
-    # And it writes nothing but quarantined rows, and never touches the raw zone
+    # And it writes (and, once replayed, deletes) nothing but quarantined rows, and never
+    # touches the raw zone
     assert load["s3:PutObject"] == {f"{_arn(buckets.processed)}/rejects/*"}
-    assert [action for action in load if action.startswith("s3:Put")] == ["s3:PutObject"]
+    assert load["s3:DeleteObject"] == {f"{_arn(buckets.processed)}/rejects/*"}
+    assert {action for action in load if action.startswith(("s3:Put", "s3:Delete"))} == {
+        "s3:PutObject",
+        "s3:DeleteObject",
+    }
     assert not [
         action
         for action, resources in load.items()
@@ -211,7 +218,7 @@ def test_load_reads_the_processed_zone_and_writes_only_rejects(platform, allowed
     ]
 
 
-@pytest.mark.parametrize("stage", ["ingest", "transform", "load"])
+@pytest.mark.parametrize("stage", ["ingest", "transform", "load", "progress", "describe_failure"])
 def test_no_function_has_wildcard_actions_or_unscoped_rights_beyond_tracing(allowed, stage):
     # Given every right of a function
     rights = allowed[stage]
@@ -225,7 +232,7 @@ def test_no_function_has_wildcard_actions_or_unscoped_rights_beyond_tracing(allo
     assert "cloudwatch:PutMetricData" not in rights
 
 
-@pytest.mark.parametrize("stage", ["ingest", "transform", "load"])
+@pytest.mark.parametrize("stage", ["ingest", "transform", "load", "progress", "describe_failure"])
 def test_each_function_writes_only_to_its_own_log_group(template, functions, allowed, stage):
     # Given a function and its log group
     properties = _function(template, getattr(functions, stage))

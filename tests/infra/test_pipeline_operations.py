@@ -150,8 +150,8 @@ def test_without_an_alarm_email_nobody_is_subscribed(synthesise_platform):
 
 def test_there_is_an_alarm_for_every_way_the_pipeline_can_go_wrong(template):
     # Given the alarms of the platform
-    # Then failures, timeouts, each function's errors, the freshness lag and a
-    # growing backlog are watched
+    # Then failures, timeouts, each function's errors, the freshness lag, a growing
+    # backlog, rejected rows, schema drift and unknown codes are watched
     assert set(_alarms(template)) == {
         "ExecutionsFailed",
         "ExecutionsTimedOut",
@@ -159,9 +159,64 @@ def test_there_is_an_alarm_for_every_way_the_pipeline_can_go_wrong(template):
         "TransformErrors",
         "LoadErrors",
         "ProgressErrors",
+        "DescribeFailureErrors",
         "FreshnessLag",
         "BacklogGrowing",
+        "RowsRejected",
+        "SchemaDrift",
+        "UnknownCodes",
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "metric"),
+    [("RowsRejected", MetricName.ROWS_REJECTED), ("UnknownCodes", MetricName.UNKNOWN_CODES)],
+)
+def test_a_single_rejected_row_or_unknown_code_in_a_period_fires_its_alarm(template, name, metric):
+    # Given a data-quality alarm
+    alarm = _alarms(template)[name]
+    # Then it sums the metric the handlers publish for alarms (service dimension alone)
+    assert (alarm["Namespace"], alarm["MetricName"]) == (METRICS_NAMESPACE, metric)
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": SERVICE_NAME}]
+    assert (alarm["Statistic"], alarm["Period"]) == ("Sum", 300)
+    # And one row in one period fires it; a period without any is fine
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    assert (alarm["EvaluationPeriods"], alarm["TreatMissingData"]) == (1, "notBreaching")
+    # And its description tells the person who gets it what to do
+    assert "totes" in alarm["AlarmDescription"] or "totesys" in alarm["AlarmDescription"]
+    assert len(alarm["AlarmDescription"]) > 120
+
+
+def test_a_source_column_that_appears_or_disappears_fires_the_schema_drift_alarm(template):
+    # Given the schema drift alarm
+    alarm = _alarms(template)["SchemaDrift"]
+    # Then it adds up unexpected and missing columns, as published, a missing value as 0
+    (expression,) = [m for m in alarm["Metrics"] if m.get("Expression")]
+    assert expression["Expression"] == "FILL(unexpected, 0) + FILL(missing, 0)"
+    watched = {
+        m["Id"]: m["MetricStat"]["Metric"]["MetricName"]
+        for m in alarm["Metrics"]
+        if "MetricStat" in m
+    }
+    assert watched == {
+        "unexpected": MetricName.UNEXPECTED_COLUMNS,
+        "missing": MetricName.MISSING_COLUMNS,
+    }
+    for metric in alarm["Metrics"]:
+        if "MetricStat" in metric:
+            assert metric["MetricStat"]["Metric"]["Dimensions"] == [
+                {"Name": "service", "Value": SERVICE_NAME}
+            ]
+            assert metric["MetricStat"]["Stat"] == "Sum"
+    # And one such column fires it, and the description says what to do
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    assert "SourceSchemaDriftError" in alarm["AlarmDescription"]
 
 
 def test_every_alarm_and_its_recovery_go_to_the_alert_topic(platform, template):
@@ -195,7 +250,7 @@ def test_each_function_error_alarms(platform, template):
     # Given the error alarm of each function
     alarms = _alarms(template)
     for stage, function in platform.stack.functions.by_stage.items():
-        alarm = alarms[f"{stage.title()}Errors"]
+        alarm = alarms[f"{stage.title().replace('_', '')}Errors"]
         # Then one error of that function fires it
         assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
         assert alarm["Dimensions"] == [

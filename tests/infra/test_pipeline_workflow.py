@@ -18,6 +18,7 @@ from tests.infra.template_reading import (
     role_statements,
     state_machine_definition,
 )
+from totes.failure_notice import FailedState
 from totes.names import FACT_TABLES, GOLD_DIMENSIONS, GOLD_TABLES, SOURCE_TABLES
 
 pytestmark = pytest.mark.infra
@@ -257,6 +258,7 @@ def test_every_lambda_task_retries_lambda_service_errors_with_jittered_backoff(d
         "LoadDimension",
         "LoadFact",
         "CheckProgress",
+        "DescribeFailure",
     }
 
     # Then each retries errors of the Lambda service (not of the handler) three
@@ -291,24 +293,47 @@ def test_a_watermark_conflict_is_retried_twice_by_ingest(stages):
     assert conflict["MaxAttempts"] == 2
 
 
-def test_any_failure_is_notified_then_fails_the_execution_with_its_error(platform, definition):
+def test_any_failure_is_described_notified_then_fails_the_execution_with_its_error(
+    platform, definition
+):
     # Given the Catch around the whole run
     states = definition["States"]
     (catch,) = states["RunPipeline"]["Catch"]
 
-    # Then every error goes to NotifyFailure, with the error kept under $.failure
+    # Then every error goes to DescribeFailure, with the error kept under $.failure
     assert catch == {
         "ErrorEquals": ["States.ALL"],
         "ResultPath": "$.failure",
-        "Next": "NotifyFailure",
+        "Next": "DescribeFailure",
     }
-    # And NotifyFailure publishes the execution name, error and cause to the alert topic
+    # And DescribeFailure is given the execution, the run id, the error and its cause
+    describe = states["DescribeFailure"]
+    assert describe["Resource"] == f"<{logical_id(platform.stack.functions.describe_failure)}.Arn>"
+    assert describe["Parameters"] == {
+        "execution_arn.$": "$$.Execution.Id",
+        "execution_name.$": "$$.Execution.Name",
+        "state_machine.$": "$$.StateMachine.Name",
+        "started.$": "$$.Execution.StartTime",
+        "run_id.$": "States.Format('{}-{}', $$.Execution.StartTime, $$.Execution.Name)",
+        "error.$": "$.failure.Error",
+        "cause.$": "$.failure.Cause",
+    }
+    assert (describe["ResultPath"], describe["Next"]) == ("$.notice", "NotifyFailure")
+    # And should it fail, the raw error and cause are mailed instead
+    assert [(c["ErrorEquals"], c["Next"]) for c in describe["Catch"]] == [
+        (["States.ALL"], "UseRawFailure")
+    ]
+    raw = states["UseRawFailure"]
+    assert raw["Parameters"]["failure.$"] == "$.failure"
+    for path in ("$$.Execution.Name", "$.failure.Error", "$.failure.Cause"):
+        assert path in raw["Parameters"]["notice"]["message.$"]
+    assert raw["Next"] == "NotifyFailure"
+    # And NotifyFailure publishes the described subject and body to the alert topic
     notify = states["NotifyFailure"]
     assert notify["Resource"] == "arn:<AWS::Partition>:states:::sns:publish"
     assert notify["Parameters"]["TopicArn"] == f"<{logical_id(platform.stack.alerts.topic)}>"
-    message = notify["Parameters"]["Message.$"]
-    for path in ("$$.Execution.Name", "$.failure.Error", "$.failure.Cause"):
-        assert path in message
+    assert notify["Parameters"]["Subject.$"] == "$.notice.subject"
+    assert notify["Parameters"]["Message.$"] == "$.notice.message"
     # And keeps the failure in the state for the Fail state that follows
     assert notify["ResultPath"] is None
     assert notify["Next"] == "PipelineFailed"
@@ -321,9 +346,50 @@ def test_any_failure_is_notified_then_fails_the_execution_with_its_error(platfor
     assert (failed["ErrorPath"], failed["CausePath"]) == ("$.failure.Error", "$.failure.Cause")
 
 
+@pytest.mark.parametrize(
+    ("task", "item_key"),
+    [
+        ("IngestTable", "table"),
+        ("TransformTable", "target"),
+        ("LoadDimension", "target"),
+        ("LoadFact", "target"),
+        ("CheckProgress", None),
+    ],
+)
+def test_a_task_that_fails_for_good_names_itself_and_its_table_in_the_cause(
+    definition, task, item_key
+):
+    # Given a pipeline task, once its retries are spent
+    states = dict(_all_states(definition["States"]))
+    (catch,) = states[task]["Catch"]
+    assert catch == {
+        "ErrorEquals": ["States.ALL"],
+        "ResultPath": "$.failure",
+        "Next": f"{task}Failed",
+    }
+    # Then a state of its own records the task's name, its table, its error and cause
+    named = states[f"{task}Failed"]
+    expected = {
+        "state": task,
+        "error.$": "$.failure.Error",
+        "cause.$": "$.failure.Cause",
+    }
+    if item_key:
+        expected["item.$"] = f"$.{item_key}"
+    assert named["Parameters"] == expected
+    # And the branch fails with the task's own error and that record as the cause
+    stopped = states[named["Next"]]
+    assert stopped["Type"] == "Fail"
+    assert (stopped["ErrorPath"], stopped["CausePath"]) == ("$.error", "States.JsonToString($)")
+    # And the record is the document DescribeFailure reads
+    record = {key.removesuffix(".$"): value for key, value in expected.items()}
+    assert set(record) <= set(FailedState.model_fields)
+
+
 def test_the_execution_output_is_a_small_summary_of_counts(definition, stages):
     # Given the last stage, Then it keeps the run id, the passes, the counts per table
-    # over every pass, whether the run caught up and what remains
+    # over every pass, whether the run caught up, what remains, the rows rejected and
+    # what the stages found
     summary = stages["Summarise"]["Parameters"]
     assert summary == {
         "run_id.$": "$.run_id",
@@ -335,6 +401,8 @@ def test_the_execution_output_is_a_small_summary_of_counts(definition, stages):
         "backlog_rows.$": "$.backlog_rows",
         "files_remaining.$": "$.files_remaining",
         "files_waiting.$": "$.files_waiting",
+        "rows_rejected.$": "$.rows_rejected",
+        "findings.$": "$.findings",
     }
     # And that summary (the one branch's output) is what the execution returns
     assert definition["States"]["RunPipeline"]["OutputPath"] == "$[0]"

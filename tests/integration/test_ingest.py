@@ -18,6 +18,7 @@ from totes.errors import (
     AuthenticationFailedError,
     DatabaseUnreachableError,
     NullLastUpdatedError,
+    SourceSchemaDriftError,
     SourceTableMissingError,
     WatermarkConflictError,
 )
@@ -272,6 +273,45 @@ def test_an_unexpected_column_is_ingested_and_recorded_in_the_manifest(
     assert result.unexpected_columns == ["nickname"]
     assert manifest.unexpected_columns == ["nickname"]
     assert set(batch.column("nickname").to_pylist()) == {"Tote"}
+    # And it is reported as long as it is there, even by runs that find nothing new
+    idle = lake.ingest(seeded_source_dsn, "staff")
+    assert idle.rows == 0
+    assert [finding.detail for finding in idle.findings] == [
+        "new source column nickname: kept in the raw zone, not loaded"
+    ]
+
+
+def test_a_column_a_transform_needs_that_is_gone_stops_the_batch_before_anything_is_written(
+    lake: Lake, seeded_source_dsn: str
+) -> None:
+    # Given sales orders ingested once, then new orders and a renamed column
+    lake.ingest(seeded_source_dsn, "sales_order")
+    mark, written = lake.store.read("sales_order"), lake.manifests("sales_order")
+    with connect(seeded_source_dsn) as conn:
+        conn.execute("UPDATE sales_order SET last_updated = now() WHERE sales_order_id <= 3")
+        conn.execute("ALTER TABLE sales_order RENAME COLUMN units_sold TO units")
+    # When ingest runs, Then it stops with a named error that says which column
+    with pytest.raises(SourceSchemaDriftError, match="sales_order lacks units_sold") as stopped:
+        lake.ingest(seeded_source_dsn, "sales_order")
+    assert stopped.value.drift.missing == ["units_sold"]
+    # And nothing was written and the watermark did not move
+    assert lake.manifests("sales_order") == written
+    assert lake.store.read("sales_order") == mark
+    # When the column is back, Then the next run extracts the changed orders
+    with connect(seeded_source_dsn) as conn:
+        conn.execute("ALTER TABLE sales_order RENAME COLUMN units TO units_sold")
+    assert lake.ingest(seeded_source_dsn, "sales_order").rows == 3
+
+
+def test_a_column_no_transform_reads_may_go_with_a_warning(
+    lake: Lake, seeded_source_dsn: str
+) -> None:
+    with connect(seeded_source_dsn) as conn:
+        conn.execute("ALTER TABLE department DROP COLUMN manager")
+    result = lake.ingest(seeded_source_dsn, "department")
+    assert result.rows > 0
+    assert result.missing_columns == ["manager"]
+    assert [finding.kind for finding in result.findings] == ["missing_columns"]
 
 
 def test_rows_without_last_updated_stop_the_table_and_keep_the_watermark(

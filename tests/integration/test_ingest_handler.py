@@ -12,7 +12,13 @@ from psycopg.conninfo import conninfo_to_dict
 
 from lambdas.ingest.handler import handler
 from tests.lambda_context import FakeContext
-from totes.errors import InvalidEventError, InvalidSettingError, SecretNotFoundError
+from totes.db import connect
+from totes.errors import (
+    InvalidEventError,
+    InvalidSettingError,
+    SecretNotFoundError,
+    SourceSchemaDriftError,
+)
 from totes.names import METRICS_NAMESPACE, SERVICE_NAME, MetricName
 
 BUCKET, WATERMARKS = "ingested-bucket", "watermarks-table"
@@ -116,3 +122,42 @@ def test_credentials_come_from_the_secret_when_no_dsn_is_given(
     monkeypatch.delenv("TOTES_SOURCE_DSN", raising=False)
     payload = handler({"table": "currency", "run_id": "exec-7"}, FakeContext("totes-ingest"))
     assert payload["rows"] == 3
+
+
+def _alarm_metrics(records: list[dict[str, Any]]) -> dict[str, float]:
+    """The metrics published with the service dimension alone (what the alarms watch)."""
+    found: dict[str, float] = {}
+    for record in records:
+        for directive in record.get("_aws", {}).get("CloudWatchMetrics", []):
+            if directive["Dimensions"] == [["service"]]:
+                for metric in directive["Metrics"]:
+                    found[metric["Name"]] = record[metric["Name"]][0]
+    return found
+
+
+def test_schema_drift_is_published_for_the_alarm_and_a_breaking_one_fails_the_invocation(
+    deployed: None,
+    seeded_source_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+    stdout_records: Callable[[], list[dict[str, Any]]],
+) -> None:
+    monkeypatch.setenv("TOTES_SOURCE_DSN", seeded_source_dsn)
+    context = FakeContext("totes-ingest")
+    # Given a new column on design
+    with connect(seeded_source_dsn) as conn:
+        conn.execute("ALTER TABLE design ADD COLUMN colour text")
+    # When design is ingested, Then the column is a finding and a metric, with a warning
+    payload = handler({"table": "design", "run_id": "exec-1"}, context)
+    records = stdout_records()
+    assert [f["kind"] for f in payload["findings"]] == ["unexpected_columns"]
+    assert _alarm_metrics(records) == {MetricName.UNEXPECTED_COLUMNS: 1.0}
+    warning = next(r for r in records if r.get("level") == "WARNING")
+    assert warning["message"] == "new source column colour: kept in the raw zone, not loaded"
+    # Given a column the facts need, retyped
+    with connect(seeded_source_dsn) as conn:
+        conn.execute("ALTER TABLE sales_order ALTER COLUMN unit_price TYPE text")
+    # When sales orders are ingested, Then the invocation fails with the named error
+    with pytest.raises(SourceSchemaDriftError, match="unit_price is text instead of numeric"):
+        handler({"table": "sales_order", "run_id": "exec-2"}, context)
+    # And the drift still reached the alarm's metric
+    assert _alarm_metrics(stdout_records()) == {MetricName.MISSING_COLUMNS: 1.0}

@@ -351,6 +351,8 @@ def test_loading_gold_files_fills_every_warehouse_table_with_identical_values(
             "files_waiting": 0,
             "has_more": False,
             "files_remaining": 0,
+            "rows_replayed": 0,
+            "findings": [],
         }
     # And the ledger records each file once, with the run that loaded it
     assert warehouse.ledger() == sorted(
@@ -548,6 +550,28 @@ def test_facts_whose_dimension_row_is_missing_are_quarantined_and_the_rest_loade
         "files_waiting": 0,
         "has_more": False,
         "files_remaining": 0,
+        "rows_replayed": 0,
+        "findings": [
+            {
+                "kind": "rows_rejected",
+                "table": "fact_sales_order",
+                "stage": "load",
+                "detail": "design_id not in dim_design (kept, and replayed when it arrives)",
+                "count": 1,
+                "examples": ["sales_order_id 2"],
+                "where": [f"{REJECTS_PREFIX}/fact_sales_order/run=exec-1/part-0.load.parquet"],
+            },
+            {
+                "kind": "rows_rejected",
+                "table": "fact_sales_order",
+                "stage": "load",
+                "detail": "sales_staff_id not in dim_staff; agreed_delivery_location_id not in "
+                "dim_location (kept, and replayed when it arrives)",
+                "count": 1,
+                "examples": ["sales_order_id 4"],
+                "where": [f"{REJECTS_PREFIX}/fact_sales_order/run=exec-1/part-0.load.parquet"],
+            },
+        ],
     }
     assert [(row["file_key"], row["rows_applied"]) for row in warehouse.ledger(FACT)] == [(key, 2)]
     # And the two rows wait, unchanged, in the rejects zone with the reason
@@ -576,6 +600,14 @@ def test_a_fresh_fact_file_waits_for_a_dimension_row_that_may_still_arrive(
     # Then nothing of it is applied or quarantined, and it stays pending
     assert [outcome.deferred for outcome in waiting.files] == [True]
     assert waiting.to_payload()["files"] == 0
+    # And the row that waits is reported, with what it waits for
+    (finding,) = waiting.findings
+    assert (finding.kind, finding.count, finding.examples) == (
+        "waiting_for_dimension",
+        1,
+        ["sales_order_id 2"],
+    )
+    assert finding.detail.startswith("design_id not in dim_design")
     assert warehouse.rows("fact_sales_order") == []
     assert warehouse.ledger(FACT) == []
     assert warehouse.keys(f"{REJECTS_PREFIX}/") == []
@@ -587,6 +619,70 @@ def test_a_fresh_fact_file_waits_for_a_dimension_row_that_may_still_arrive(
     assert later.rows_loaded == 2
     assert later.rows_rejected == 0
     assert [row["sales_order_id"] for row in warehouse.rows("fact_sales_order")] == [1, 2]
+
+
+def test_quarantined_facts_are_replayed_as_soon_as_their_dimension_rows_arrive(
+    warehouse: Warehouse,
+) -> None:
+    # Given facts quarantined: one for a missing design, one for a design and a staff member
+    warehouse.load_dimensions()
+    rows = [
+        sales_order(1),
+        sales_order(2, design_id=9),
+        sales_order(3, design_id=9, sales_staff_id=7),
+    ]
+    warehouse.put(FACT, "exec-1", rows)
+    warehouse.load(FACT, "exec-1")
+    [quarantine] = warehouse.keys(f"{REJECTS_PREFIX}/")
+    kept = warehouse.read(quarantine)
+    # When facts load again while nothing has arrived
+    idle = warehouse.load(FACT, "exec-2")
+    # Then nothing is replayed and the quarantine is left as it was
+    assert (idle.rows_replayed, idle.findings) == (0, [])
+    assert warehouse.read(quarantine) == kept
+    # When design 9 arrives and facts load again
+    warehouse.put("dim_design", "run-3", [design(9)])
+    warehouse.load("dim_design", "run-3")
+    first = warehouse.load(FACT, "exec-3")
+    # Then the order that waited only for the design goes in, and only the other stays
+    assert [row["sales_order_id"] for row in warehouse.rows(FACT)] == [1, 2]
+    assert first.to_payload()["rows_replayed"] == 1
+    assert [(f.kind, f.count, f.where) for f in first.findings] == [
+        ("rows_replayed", 1, [quarantine])
+    ]
+    assert warehouse.read(quarantine) == [
+        {**rows[2], "reject_reason": "sales_staff_id 7 not in dim_staff"}
+    ]
+    # When the staff member arrives too
+    warehouse.put("dim_staff", "run-4", [staff(7)])
+    warehouse.load("dim_staff", "run-4")
+    second = warehouse.load(FACT, "exec-4")
+    # Then the last order goes in, the quarantine is empty, and every reference holds
+    assert second.rows_replayed == 1
+    assert [row["sales_order_id"] for row in warehouse.rows(FACT)] == [1, 2, 3]
+    assert warehouse.keys(f"{REJECTS_PREFIX}/") == []
+    assert _orphans(warehouse.dsn) == 0
+    # And the gold file is still loaded exactly once
+    assert len(warehouse.ledger(FACT)) == 1
+
+
+def test_a_quarantined_version_the_warehouse_holds_by_now_leaves_the_quarantine(
+    warehouse: Warehouse,
+) -> None:
+    # Given an order quarantined for a missing design, then the same version in a later
+    # file, loaded once the design arrived (a re-ingest, say)
+    warehouse.load_dimensions()
+    warehouse.put(FACT, "exec-1", [sales_order(1, design_id=9)])
+    warehouse.load(FACT, "exec-1")
+    warehouse.put("dim_design", "run-2", [design(9)])
+    warehouse.load("dim_design", "run-2")
+    warehouse.put(FACT, "exec-2", [sales_order(1, design_id=9)], name="part-1")
+    # When facts load: the new file first, then the replay
+    result = warehouse.load(FACT, "exec-3")
+    # Then the version is in once, and the quarantine is gone without a second copy
+    assert [row["sales_order_id"] for row in warehouse.rows(FACT)] == [1]
+    assert (result.rows_loaded, result.rows_replayed) == (1, 0)
+    assert warehouse.keys(f"{REJECTS_PREFIX}/") == []
 
 
 def test_files_waiting_for_a_dimension_row_do_not_use_up_the_file_limit(
@@ -687,6 +783,8 @@ def test_of_two_loaders_racing_on_one_file_exactly_one_applies_it(
         "files_waiting": 0,
         "has_more": False,
         "files_remaining": 0,
+        "rows_replayed": 0,
+        "findings": [],
     }
     assert [outcome.applied_elsewhere for outcome in lost.files] == [True]
     assert warehouse.count("fact_sales_order") == 3

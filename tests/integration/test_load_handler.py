@@ -156,10 +156,25 @@ def test_a_fact_load_returns_counts_and_emits_metrics_freshness_and_correlated_l
         "files_waiting": 0,
         "has_more": False,
         "files_remaining": 0,
+        "rows_replayed": 0,
+        "findings": [
+            {
+                "kind": "rows_rejected",
+                "table": "fact_sales_order",
+                "stage": "load",
+                "detail": "design_id not in dim_design (kept, and replayed when it arrives)",
+                "count": 1,
+                "examples": ["sales_order_id 3"],
+                "where": [f"{REJECTS_PREFIX}/fact_sales_order/run=exec-42/part-0.load.parquet"],
+            }
+        ],
     }
     # And the per-table metrics go out with the service and table dimensions
-    table_blob, freshness_blob = sorted(
-        _metric_blobs(records), key=lambda blob: "table" not in blob
+    blobs = _metric_blobs(records)
+    table_blob = next(blob for blob in blobs if "table" in blob)
+    freshness_blob = next(blob for blob in blobs if MetricName.FRESHNESS_LAG_SECONDS in blob)
+    rejected_blob = next(
+        blob for blob in blobs if "table" not in blob and MetricName.ROWS_REJECTED in blob
     )
     directive = table_blob["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == METRICS_NAMESPACE
@@ -169,6 +184,7 @@ def test_a_fact_load_returns_counts_and_emits_metrics_freshness_and_correlated_l
         MetricName.ROWS_LOADED,
         MetricName.ROWS_SKIPPED_AS_DUPLICATE,
         MetricName.ROWS_REJECTED,
+        MetricName.ROWS_REPLAYED,
         MetricName.LOAD_DURATION_MS,
     }
     assert table_blob[MetricName.ROWS_LOADED] == [2.0]
@@ -184,11 +200,19 @@ def test_a_fact_load_returns_counts_and_emits_metrics_freshness_and_correlated_l
     [lag] = freshness_blob[MetricName.FRESHNESS_LAG_SECONDS]
     expected = (started - NEWEST).total_seconds()
     assert expected - 1 < lag < expected + 60
+    # And so does the rejected row, which the RowsRejected alarm watches
+    assert rejected_blob["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+    assert rejected_blob[MetricName.ROWS_REJECTED] == [1.0]
     # And the log lines carry the run as correlation id and the table, never a secret
     loaded = next(r for r in records if r.get("message") == "loaded")
     assert loaded["correlation_id"] == "exec-42"
     assert loaded["table"] == "fact_sales_order"
     assert loaded["rows_rejected"] == 1
+    warning = next(r for r in records if r.get("level") == "WARNING")
+    assert warning["message"] == (
+        "1 row rejected: design_id not in dim_design (kept, and replayed when it arrives) "
+        "(e.g. sales_order_id 3)"
+    )
     file_line = next(r for r in records if r.get("message") == "file loaded")
     assert file_line["file_key"] == key
     assert file_line["rejects_key"] == (

@@ -206,7 +206,7 @@ def test_a_currency_outside_iso_4217_gets_a_placeholder_name_and_a_warning(
     }
     assert names["GBP"] == "Pound Sterling"
     assert names["XTQ"] == "Unknown currency (XTQ)"
-    assert results["dim_currency"].warnings == [
+    assert [finding.detail for finding in results["dim_currency"].findings] == [
         "currency code 'XTQ' is not in ISO 4217: named 'Unknown currency (XTQ)'"
     ]
 

@@ -152,6 +152,8 @@ def test_the_load_payload_adds_up_the_files_and_leaves_out_those_another_loader_
         "files_waiting": 1,
         "has_more": True,
         "files_remaining": 3,
+        "rows_replayed": 0,
+        "findings": [],
     }
 
 
@@ -169,6 +171,7 @@ def test_the_ingest_and_transform_payloads_carry_keys_and_counts_only() -> None:
         "remaining": 9,
         "manifest": None,
         "cursor_to": None,
+        "findings": [],
     }
     assert IngestResult("staff", "e", skipped="idle").to_payload()["skipped"] == "idle"
     transform = TransformResult(
@@ -184,4 +187,5 @@ def test_the_ingest_and_transform_payloads_carry_keys_and_counts_only() -> None:
         "has_more": True,
         "batches_remaining": 1,
         "remaining": 40,
+        "findings": [],
     }

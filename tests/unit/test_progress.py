@@ -247,3 +247,66 @@ def test_transform_takes_a_time_ordered_prefix_that_fits_its_limit(
     # And the next batch would not have fitted
     if left:
         assert rows + left[0].manifest.rows > max_rows
+
+
+def test_what_the_passes_found_is_carried_to_the_output_events_added_and_standings_updated():
+    # Given a first pass: two rows rejected by transform, a fact file waiting, a new column
+    rejected = {
+        "kind": "rows_rejected",
+        "table": "fact_sales_order",
+        "stage": "transform",
+        "detail": "agreed_delivery_date is not a YYYY-MM-DD date",
+        "count": 2,
+    }
+    waiting = {
+        "kind": "waiting_for_dimension",
+        "table": "fact_sales_order",
+        "stage": "load",
+        "detail": "design_id not in dim_design",
+        "count": 1,
+    }
+    column = {
+        "kind": "unexpected_columns",
+        "table": "design",
+        "stage": "ingest",
+        "detail": "new source column colour",
+    }
+    first = check_progress(
+        _request(
+            ingested=[{"table": "design", "rows": 1, "has_more": True, "findings": [column]}],
+            transformed=[
+                {"target": "fact_sales_order", "rows_rejected": 2, "findings": [rejected]}
+            ],
+            facts_loaded=[
+                {"target": "fact_sales_order", "files_waiting": 1, "findings": [waiting]}
+            ],
+        ),
+        BUDGET,
+        now=START + timedelta(seconds=5),
+    )
+    # When the next pass rejects one more row, applies the waiting file and sees the column
+    second = check_progress(
+        _request(
+            passes_done=1,
+            totals=first.totals,
+            findings=first.findings,
+            ingested=[{"table": "design", "findings": [column]}],
+            transformed=[
+                {
+                    "target": "fact_sales_order",
+                    "rows_rejected": 1,
+                    "findings": [rejected | {"count": 1}],
+                }
+            ],
+            facts_loaded=[{"target": "fact_sales_order", "rows_loaded": 1}],
+        ),
+        BUDGET,
+        now=START + timedelta(seconds=10),
+    )
+    # Then the output says three rows were rejected, nothing waits, and the column is new
+    assert sorted((f.kind, f.table, f.count) for f in second.findings) == [
+        ("rows_rejected", "fact_sales_order", 3),
+        ("unexpected_columns", "design", 1),
+    ]
+    assert second.rows_rejected == 3
+    assert first.rows_rejected == 2

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from totes.findings import FindingKind
 from totes.transform import shapes
 from totes.warehouse.star import STAR_SCHEMAS
 
@@ -170,8 +171,15 @@ def test_a_counterparty_without_its_address_waits_with_a_warning() -> None:
     assert row["counterparty_legal_name"] == "Hartmann, Franecki and Ratke"
     assert row["counterparty_legal_postal_code"] == "01234"
     assert row["counterparty_legal_address_line_2"] is None
-    assert shaped.warnings == (
-        "counterparty 2 has unknown legal address 9: left out until the address arrives",
+    (finding,) = shaped.findings
+    assert (finding.kind, finding.table, finding.count) == (
+        FindingKind.UNKNOWN_REFERENCE,
+        "dim_counterparty",
+        1,
+    )
+    assert finding.describe() == (
+        "1 row: counterparties whose legal address is not in address: left out until it "
+        "arrives (e.g. counterparty_id 2)"
     )
 
 
@@ -187,6 +195,12 @@ def test_currencies_are_named_from_iso_4217_and_an_unknown_code_gets_a_placehold
 
     names = [row["currency_name"] for row in shaped.table.to_pylist()]
     assert names == ["Pound Sterling", "Unknown currency (XYZ)"]
-    assert shaped.warnings == (
-        "currency code 'XYZ' is not in ISO 4217: named 'Unknown currency (XYZ)'",
+    (finding,) = shaped.findings
+    assert (finding.kind, finding.table, finding.stage) == (
+        FindingKind.UNKNOWN_CODE,
+        "dim_currency",
+        "transform",
+    )
+    assert finding.describe() == (
+        "1 row: currency code 'XYZ' is not in ISO 4217: named 'Unknown currency (XYZ)'"
     )

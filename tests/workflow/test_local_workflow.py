@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from totes.db import connect, row_counts, with_database
+from totes.failure_notice import FailedState, decode_failure
 from totes.names import (
     FACT_TABLES,
     METRICS_NAMESPACE,
@@ -54,7 +55,8 @@ FACT_SOURCES = {
     "fact_purchase_order": "purchase_order",
     "fact_payment": "payment",
 }
-END_STATES = {"NotifyFailure", "PipelineFailed"}
+#: The failure path: each task's <Task>Failed and <Task>Stopped, then the notification.
+FAILURE_PATH = {"DescribeFailure", "UseRawFailure", "NotifyFailure", "PipelineFailed"}
 #: States only a run with work left after its first pass enters.
 LOOP_STATES = {"StartNextPass"}
 
@@ -96,7 +98,9 @@ def test_one_execution_fills_every_warehouse_table_with_a_rebuild_of_the_source(
     # And every state ran except the failure path and the loop (one pass caught up),
     # with its own log lines and metrics
     outcomes = report.history.outcomes()
-    not_run = END_STATES | LOOP_STATES
+    not_run = LOOP_STATES | {
+        name for name in outcomes if name in FAILURE_PATH or name.endswith(("Failed", "Stopped"))
+    }
     assert {name for name, outcome in outcomes.items() if outcome is Outcome.NOT_RUN} == not_run
     assert all(
         outcome is Outcome.SUCCEEDED for name, outcome in outcomes.items() if name not in not_run
@@ -286,7 +290,9 @@ def test_a_fault_in_any_task_fails_the_execution_there_and_the_next_one_repairs_
     # Then the execution fails in that state, with the error the Lambda service names
     assert failed.status == "FAILED"
     assert failed.error == case.error
-    assert json.loads(failed.cause or "{}")["errorType"] == case.error
+    cause = FailedState.model_validate_json(failed.cause or "")
+    assert (cause.state, cause.item) == (fault.state, fault.item)
+    assert json.loads(cause.cause or "{}")["errorType"] == case.error
     entry = failed.failed_entry
     assert entry is not None
     assert (entry.name, entry.item, entry.error, entry.attempts) == (
@@ -304,12 +310,17 @@ def test_a_fault_in_any_task_fails_the_execution_there_and_the_next_one_repairs_
         Outcome.FAILED,
     )
     assert f"| {fault.state} | Task | failed |" in failed.markdown()
-    # And the alert topic is told which execution failed, and why
+    # And the alert topic is told which state failed, for which table, and why
     assert [note.subject for note in notifications] == [
-        "totes data platform: a pipeline execution failed"
+        f"totes: {fault.state} failed for {fault.item} ({case.error})"
     ]
-    assert failed.name in notifications[0].message
-    assert case.error in notifications[0].message
+    body = notifications[0].message
+    assert f"execution {failed.name} failed" in body
+    assert f"Error:          {case.error}\n" in body
+    assert f"Message:        {failed.cause_message}\n" in body
+    assert f"Run id:         {failed.run_id}\n" in body
+    assert f"#/express-executions/details/{failed.arn}?startDate=" in body
+    assert "stackTrace" not in body
     # And the next execution leaves exactly the warehouse a fault-free run builds
     _succeeded(repaired)
     assert repaired.local_state == "continued"
@@ -430,7 +441,9 @@ def test_totes_run_names_the_failing_state_error_and_cause_and_exits_non_zero(
     result = json.loads(line)
     assert (result["status"], result["error"]) == ("FAILED", "InjectedFaultError")
     assert (result["failed_state"], result["failed_item"]) == ("TransformTable", "dim_staff")
-    assert json.loads(result["cause"])["errorMessage"] == "the staff shapes are broken"
+    assert decode_failure(result["error"], result["cause"]).message == (
+        "the staff shapes are broken"
+    )
     assert "in state TransformTable (dim_staff)" in captured.err
     assert "error: InjectedFaultError" in captured.err
     assert "cause: the staff shapes are broken" in captured.err

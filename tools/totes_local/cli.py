@@ -29,6 +29,7 @@ from totes.names import (
 
 if TYPE_CHECKING:
     from totes_local.runtime.workflow import ExecutionReport, LocalWorkflow
+    from totes_local.stacks import StackOutputs
 
 EXIT_FAILURE = 1
 
@@ -161,6 +162,8 @@ def _executions(
 
     from totes_local.runtime.console import (  # noqa: PLC0415
         ProgressPrinter,
+        print_attention,
+        print_notification,
         print_outcome,
         rows_table,
         stages_table,
@@ -181,9 +184,10 @@ def _executions(
             print(json.dumps(report.to_json()), flush=True)
         console.print(rows_table(report))
         console.print(stages_table(report))
+        print_attention(console, report, workflow.processed_bucket)
         print_outcome(console, report)
         for notification in workflow.notifications():
-            console.print(f"  alert published to {notification.topic_arn}: {notification.subject}")
+            print_notification(console, notification)
         if args.graph:
             args.graph.parent.mkdir(parents=True, exist_ok=True)
             args.graph.write_text(report.markdown(), encoding="utf-8")
@@ -335,6 +339,59 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stack(args: argparse.Namespace) -> StackOutputs:
+    """The deployment a reading command is about: ``--stack`` on AWS, else the local one."""
+    from totes_local.stacks import deployed_stack, local_stack  # noqa: PLC0415
+
+    if args.stack:
+        return deployed_stack(args.stack, region=args.region)
+    return local_stack(args.data_dir.resolve())
+
+
+def _rejects(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from totes_local.rejects import quarantined_rows  # noqa: PLC0415
+
+    stack = _stack(args)
+    bucket = stack.output("ProcessedBucketName")
+    rows = quarantined_rows(stack.client("s3"), bucket, table=args.table, run_id=args.run)
+    if args.json:
+        count = 0
+        for row in rows:
+            print(json.dumps(row.as_json()), flush=True)
+            count += 1
+        print(f"{count} quarantined rows in s3://{bucket}/", file=sys.stderr)
+        return 0
+    table = Table(title=f"quarantined rows in s3://{bucket}/ ({stack.name})", title_justify="left")
+    for column in ("table", "stage", "run", "source row", "reason"):
+        table.add_column(column, overflow="fold")
+    listed = list(rows)
+    for row in listed:
+        table.add_row(row.table, row.stage, row.run_id, row.source_key, row.reason)
+    if listed:
+        _console.print(table)
+        kept = sorted({row.object_key for row in listed})
+        objects = "object" if len(kept) == 1 else "objects"
+        _console.print(f"{len(listed)} rows, kept in {len(kept)} {objects}: " + ", ".join(kept))
+    else:
+        _console.print(f"No quarantined rows in s3://{bucket}/ ({stack.name})")
+    return 0
+
+
+def _add_stack_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="a stack deployed to AWS (read with your AWS credentials); default: the local "
+        "deployment that `totes run` used last",
+    )
+    parser.add_argument("--region", help="the deployed stack's region (default: your AWS config)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(".totes"), help="the local data folder, as for run"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``totes`` argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(
@@ -442,6 +499,20 @@ def build_parser() -> argparse.ArgumentParser:
         "synthesising app.py (default: synthesised into DATA_DIR/cdk.out, reused while unchanged)",
     )
     run.set_defaults(handler=_run)
+
+    rejects = commands.add_parser(
+        "rejects",
+        help="list the quarantined rows: each with its reason, source row and run",
+        description="List the rows a stage kept aside, with the reason, the source row's "
+        "version and the run. Rows transform could not shape wait for a fixed source row; "
+        "fact rows load held back for a missing dimension row are replayed automatically "
+        "once it arrives (and then leave this list).",
+    )
+    rejects.add_argument("--table", help="only this warehouse table (e.g. fact_sales_order)")
+    rejects.add_argument("--run", metavar="RUN_ID", help="only rows of this run")
+    rejects.add_argument("--json", action="store_true", help="one JSON object per row on stdout")
+    _add_stack_options(rejects)
+    rejects.set_defaults(handler=_rejects)
 
     stop = commands.add_parser(
         "stop", help="stop the local AWS service and the embedded PostgreSQL that `run` started"

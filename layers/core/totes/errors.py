@@ -6,6 +6,13 @@ message text. Each carries a one-line message that names the problem and the
 thing it concerns, and never a secret.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from totes.source.columns import SchemaDrift
+
 
 class TotesError(Exception):
     """Base class of every error the platform raises on purpose."""
@@ -105,3 +112,16 @@ class ReferencedRowDeletedError(TotesError):
     The file's transaction is rolled back and the file stays pending: the next load
     applies it, quarantining the rows whose dimension row is then missing.
     """
+
+
+class SourceSchemaDriftError(TotesError):
+    """A source column a transform needs is gone or changed type.
+
+    Raised before anything is written: the watermark stays, so once the source is
+    fixed the next run extracts from where this one stopped, and nothing is lost.
+    ``drift`` (a :class:`totes.source.columns.SchemaDrift`) says which columns.
+    """
+
+    def __init__(self, message: str, drift: SchemaDrift) -> None:
+        super().__init__(message)
+        self.drift = drift

@@ -124,6 +124,13 @@ class MetricName:
     ROWS_LOADED: Final = "RowsLoaded"
     ROWS_SKIPPED_AS_DUPLICATE: Final = "RowsSkippedAsDuplicate"
     ROWS_REJECTED: Final = "RowsRejected"
+    #: Quarantined fact rows that reached the warehouse once their dimension row arrived.
+    ROWS_REPLAYED: Final = "RowsReplayed"
+    #: Source columns the pipeline does not know (kept raw, not loaded) and columns gone.
+    UNEXPECTED_COLUMNS: Final = "UnexpectedColumns"
+    MISSING_COLUMNS: Final = "MissingColumns"
+    #: Rows that carry a code the pipeline could not name (a placeholder was used).
+    UNKNOWN_CODES: Final = "UnknownCodes"
     LOAD_DURATION_MS: Final = "LoadDurationMs"
     FRESHNESS_LAG_SECONDS: Final = "FreshnessLagSeconds"
     #: Rows (and files) still waiting in any stage when an execution's pass ends: the backlog.

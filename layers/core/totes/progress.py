@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
 
 from totes.contracts import NonEmptyText, Seconds, parse_event, settings_from_environment
+from totes.findings import Finding, Stage, after_visit
 from totes.names import (
     DEFAULT_CATCH_UP_BUDGET_SECONDS,
     FACT_TABLES,
@@ -61,6 +62,13 @@ class PassTables(BaseModel):
 class _Outcome(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
+    findings: list[Finding] = Field(default_factory=list)
+
+    @property
+    def visited(self) -> tuple[str, Stage]:
+        """The table this stage result is about, and the stage."""
+        raise NotImplementedError
+
 
 class IngestOutcome(_Outcome):
     """The part of an ingest payload that progress reads."""
@@ -69,6 +77,11 @@ class IngestOutcome(_Outcome):
     rows: NonNegativeInt = 0
     has_more: bool = False
     remaining: NonNegativeInt = 0
+
+    @property
+    def visited(self) -> tuple[str, Stage]:
+        """The source table and the ingest stage."""
+        return self.table, Stage.INGEST
 
 
 class TransformOutcome(_Outcome):
@@ -80,6 +93,11 @@ class TransformOutcome(_Outcome):
     has_more: bool = False
     remaining: NonNegativeInt = 0
 
+    @property
+    def visited(self) -> tuple[str, Stage]:
+        """The warehouse table and the transform stage."""
+        return self.target, Stage.TRANSFORM
+
 
 class LoadOutcome(_Outcome):
     """The part of a load payload that progress reads."""
@@ -88,9 +106,15 @@ class LoadOutcome(_Outcome):
     rows_loaded: NonNegativeInt = 0
     rows_skipped: NonNegativeInt = 0
     rows_rejected: NonNegativeInt = 0
+    rows_replayed: NonNegativeInt = 0
     files_waiting: NonNegativeInt = 0
     has_more: bool = False
     files_remaining: NonNegativeInt = 0
+
+    @property
+    def visited(self) -> tuple[str, Stage]:
+        """The warehouse table and the load stage."""
+        return self.target, Stage.LOAD
 
 
 class TableTotals(BaseModel):
@@ -108,6 +132,7 @@ class TableTotals(BaseModel):
     loaded: NonNegativeInt = 0
     skipped: NonNegativeInt = 0
     rejected: NonNegativeInt = 0
+    replayed: NonNegativeInt = 0
     remaining: NonNegativeInt = 0
     files_remaining: NonNegativeInt = 0
     files_waiting: NonNegativeInt = 0
@@ -147,6 +172,8 @@ class ProgressRequest(BaseModel):
     longest_pass_seconds: NonNegativeFloat = 0.0
     tables: PassTables
     totals: dict[str, TableTotals] = Field(default_factory=dict)
+    #: What the passes so far found (rejected rows, unknown codes, schema drift, ...).
+    findings: list[Finding] = Field(default_factory=list)
     ingested: list[IngestOutcome] = Field(default_factory=list)
     transformed: list[TransformOutcome] = Field(default_factory=list)
     dimensions_loaded: list[LoadOutcome] = Field(default_factory=list)
@@ -216,6 +243,9 @@ class Progress(BaseModel):
     backlog_rows: NonNegativeInt
     files_remaining: NonNegativeInt
     files_waiting: NonNegativeInt
+    #: Rows rejected over every pass (transform and load), and what was found, by cause.
+    rows_rejected: NonNegativeInt
+    findings: list[Finding]
     elapsed_seconds: float
     longest_pass_seconds: float
 
@@ -271,6 +301,7 @@ def check_progress(
         target.loaded += loaded.rows_loaded
         target.skipped += loaded.rows_skipped
         target.rejected += loaded.rows_rejected
+        target.replayed += loaded.rows_replayed
         target.files_remaining = loaded.files_remaining if loaded.has_more else 0
         target.files_waiting = loaded.files_waiting
 
@@ -305,9 +336,24 @@ def check_progress(
         backlog_rows=sum(table.remaining for table in ordered.values()),
         files_remaining=sum(table.files_remaining for table in ordered.values()),
         files_waiting=sum(table.files_waiting for table in ordered.values()),
+        rows_rejected=sum(table.rejected for table in ordered.values()),
+        findings=_findings(request),
         elapsed_seconds=round(elapsed.total_seconds(), 3),
         longest_pass_seconds=round(longest.total_seconds(), 3),
     )
+
+
+def _findings(request: ProgressRequest) -> list[Finding]:
+    """The execution's findings after this pass (see :func:`totes.findings.after_visit`)."""
+    findings = list(request.findings)
+    for outcome in (
+        *request.ingested,
+        *request.transformed,
+        *request.dimensions_loaded,
+        *request.facts_loaded,
+    ):
+        findings = after_visit(findings, *outcome.visited, outcome.findings)
+    return findings
 
 
 def _next_tables(request: ProgressRequest) -> PassTables:

@@ -5,9 +5,16 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from totes.findings import FindingKind
 from totes.progress import Verdict
 from totes_local.runtime.history import Outcome
-from totes_local.runtime.workflow import ExecutionReport, LocalWorkflow, Progress, ProgressKind
+from totes_local.runtime.workflow import (
+    ExecutionReport,
+    LocalWorkflow,
+    Notification,
+    Progress,
+    ProgressKind,
+)
 
 _MARKS = {
     Outcome.SUCCEEDED: "[green]✔[/green]",
@@ -111,6 +118,8 @@ class ProgressPrinter:
 
 
 _STAGE_COLUMNS = ("ingested", "transformed", "loaded", "skipped", "rejected")
+#: Shown only when some table has such rows.
+_OCCASIONAL_COLUMNS = ("replayed",)
 
 
 def _verdict(progress: dict[str, object]) -> str:
@@ -154,18 +163,69 @@ def rows_table(report: ExecutionReport) -> Table:
     """
     passes = f", {report.passes} passes" if report.passes > 1 else ""
     table = Table(title=f"rows moved by {report.name}{passes}", title_justify="left")
+    tables = report.tables()
+    columns = [
+        *_STAGE_COLUMNS,
+        *(
+            column
+            for column in _OCCASIONAL_COLUMNS
+            if any(counts.get(column) for counts in tables.values())
+        ),
+    ]
     table.add_column("table")
-    for stage in _STAGE_COLUMNS:
+    for stage in columns:
         table.add_column(stage, justify="right")
     table.add_column("left", justify="right")
     remaining = report.remaining()
-    for name, counts in report.tables().items():
+    for name, counts in tables.items():
         table.add_row(
             name,
-            *(f"{counts[stage]:,}" if stage in counts else "" for stage in _STAGE_COLUMNS),
+            *(_count(counts, stage) for stage in columns),
             f"[yellow]{describe_remaining(remaining[name])}[/yellow]" if name in remaining else "",
         )
     return table
+
+
+def _count(counts: dict[str, int], stage: str) -> str:
+    if stage not in counts:
+        return ""
+    shown = f"{counts[stage]:,}"
+    return f"[yellow]{shown}[/yellow]" if stage == "rejected" and counts[stage] else shown
+
+
+_FINDING_MARKS = {
+    FindingKind.ROWS_REJECTED: "[red]✖[/red]",
+    FindingKind.MISSING_COLUMNS: "[red]✖[/red]",
+    FindingKind.ROWS_REPLAYED: "[green]✔[/green]",
+}
+
+
+def print_attention(console: Console, report: ExecutionReport, bucket: str | None) -> None:
+    """The "needs attention" block: what the stages found, by cause, and where the rows are.
+
+    Nothing is printed when nothing was found.
+
+    Examples
+    --------
+    >>> print_attention(Console(), report, "totes-processed")  # doctest: +SKIP
+    Needs attention
+      ✖ fact_sales_order (transform): 2 rows rejected: agreed_delivery_date is not a ...
+    """
+    findings = report.findings()
+    if not findings:
+        return
+    attention = [finding for finding in findings if finding.kind.needs_attention]
+    console.print(
+        "[bold yellow]Needs attention[/bold yellow]" if attention else "[bold]Noted[/bold]"
+    )
+    for finding in sorted(findings, key=lambda f: not f.kind.needs_attention):
+        mark = _FINDING_MARKS.get(finding.kind, "[yellow]⚠[/yellow]")
+        console.print(f"  {mark} {finding.table} ({finding.stage}): {finding.describe()}")
+        for key in finding.where:
+            where = f"s3://{bucket}/{key}" if bucket else key
+            console.print(f"      kept at {where}")
+        if finding.kind is FindingKind.ROWS_REJECTED:
+            console.print(f"      see them with: totes rejects --table {finding.table}")
 
 
 def stages_table(report: ExecutionReport) -> Table:
@@ -197,10 +257,18 @@ def print_outcome(console: Console, report: ExecutionReport) -> None:
     """
     if report.succeeded:
         passes = f" ({report.passes} passes)" if report.passes > 1 else ""
-        console.print(
-            f"[green]✔ {report.name} SUCCEEDED[/green] in "
-            f"{human_duration(report.duration_s)}{passes}"
-        )
+        rejected = report.rows_rejected
+        if rejected:
+            rows = f"{rejected:,} {'row' if rejected == 1 else 'rows'}"
+            console.print(
+                f"[yellow]⚠ {report.name} SUCCEEDED with {rows} rejected[/yellow] in "
+                f"{human_duration(report.duration_s)}{passes}"
+            )
+        else:
+            console.print(
+                f"[green]✔ {report.name} SUCCEEDED[/green] in "
+                f"{human_duration(report.duration_s)}{passes}"
+            )
         if report.caught_up:
             waiting = sum(counts.get("files_waiting", 0) for counts in report.remaining().values())
             held = (
@@ -272,3 +340,19 @@ def print_service(console: Console, workflow: LocalWorkflow) -> None:
             f"Local state of {pair}: [yellow]fresh[/yellow] (none kept for this source and "
             "warehouse): everything is ingested again; the warehouse skips what it holds"
         )
+
+
+def print_notification(console: Console, notification: Notification) -> None:
+    """A message the alert topic received, as its email reads: subject, then body.
+
+    Examples
+    --------
+    >>> print_notification(Console(), notification)  # doctest: +SKIP
+    Alert email (topic arn:aws:sns:...:TotesDataPlatform-...-AlertsTopic...)
+      Subject: totes: TransformTable failed for dim_staff (InjectedFaultError)
+      ...
+    """
+    console.print(f"\n[bold]Alert email[/bold] (topic {notification.topic_arn})")
+    console.print(f"  Subject: {notification.subject}", markup=False)
+    for line in notification.message.splitlines():
+        console.print(f"  {line}", markup=False)

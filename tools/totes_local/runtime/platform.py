@@ -14,11 +14,12 @@ local service holds one instance per source and warehouse pair.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,8 @@ class LocalPlatform:
     functions: tuple[LocalFunctionSpec, ...]
     state_machine: LocalStateMachine
     layers: tuple[LocalLayer, ...] = ()
+    #: The stack's outputs, by name, with local values (those the runtime can fill).
+    outputs: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_assembly(
@@ -214,7 +217,16 @@ class _Resolver:
             functions=tuple(self._function(i) for i in self._of_type(_FUNCTION)),
             state_machine=self._state_machine(machine_id),
             layers=tuple(self._layer(i) for i in self._of_type(_LAYER)),
+            outputs=self._outputs(),
         )
+
+    def _outputs(self) -> dict[str, str]:
+        outputs = {}
+        for name, output in self.assembly.template.get("Outputs", {}).items():
+            # An output of a resource the local runtime does not create has no local value.
+            with contextlib.suppress(UnresolvableTokenError):
+                outputs[name] = str(self.resolve(output["Value"]))
+        return outputs
 
     def _of_type(self, resource_type: str) -> list[str]:
         return [

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from totes.errors import TotesError
+from totes.failure_notice import decode_failure
+from totes.findings import Finding, Stage, after_visit
 from totes.names import METRICS_NAMESPACE, SERVICE_NAME, EnvironmentVariable, MetricName
 from totes_local.runtime.assembly import CloudAssembly
 from totes_local.runtime.deployment import DeployResult, LocalDeployment
@@ -47,6 +49,7 @@ from totes_local.runtime.service import (
     ensure_service,
     handler_log_path,
 )
+from totes_local.stacks import record_local_stack
 
 _RUNNING = "RUNNING"
 #: States that are no stage of their own: a Parallel holds the stages; the end states last no time.
@@ -140,16 +143,10 @@ class ExecutionReport:
 
     @property
     def cause_message(self) -> str | None:
-        """The cause for people: a Lambda error's ``errorMessage``, else the cause itself."""
-        if self.cause is None:
-            return None
-        try:
-            parsed = json.loads(self.cause)
-        except json.JSONDecodeError:
+        """The cause for people: the failed task's error message, without the stack trace."""
+        if self.cause is None or self.error is None:
             return self.cause
-        if isinstance(parsed, dict) and "errorMessage" in parsed:
-            return str(parsed["errorMessage"])
-        return self.cause
+        return decode_failure(self.error, self.cause).message
 
     def stage_durations(self) -> dict[str, float | None]:
         """Seconds per stage: each state that is not an item of a Map, in the order they began.
@@ -177,14 +174,15 @@ class ExecutionReport:
         """Rows per table and stage over every pass, from the handlers' results in the history.
 
         Source tables get ``ingested``; warehouse tables ``transformed``, ``loaded``,
-        ``skipped`` (rows already in the warehouse) and ``rejected`` as far as the
-        run got. Read from the history, so a failed execution reports what it did
-        before it failed.
+        ``skipped`` (rows already in the warehouse), ``rejected`` (by transform or
+        load) and ``replayed`` (quarantined rows that went in) as far as the run got.
+        Read from the history, so a failed execution reports what it did before it
+        failed.
 
         Examples
         --------
         >>> report.tables()["fact_sales_order"]  # doctest: +SKIP
-        {'transformed': 11175, 'rejected': 0, 'loaded': 11175, 'skipped': 0}
+        {'transformed': 11175, 'rejected': 0, 'loaded': 11175, 'skipped': 0, 'replayed': 0}
         """
         tables: dict[str, dict[str, int]] = {}
         for entry in self.history.entries:
@@ -199,6 +197,7 @@ class ExecutionReport:
                     "loaded": result["rows_loaded"],
                     "skipped": result.get("rows_skipped", 0),
                     "rejected": result.get("rows_rejected", 0),
+                    "replayed": result.get("rows_replayed", 0),
                 }
             elif "table" in result:
                 added = {"ingested": result.get("rows", 0)}
@@ -212,6 +211,41 @@ class ExecutionReport:
             for stage, rows in added.items():
                 counts[stage] = counts.get(stage, 0) + int(rows)
         return tables
+
+    def findings(self) -> list[Finding]:
+        """What the stages found (rejected rows by cause, schema drift, ...), as the run ended.
+
+        Read from the handlers' results in the history, visit by visit, so a failed
+        execution reports what it found before it failed.
+
+        Examples
+        --------
+        >>> [finding.describe() for finding in report.findings()]  # doctest: +SKIP
+        ["2 rows rejected: agreed_delivery_date is not a YYYY-MM-DD date (e.g. 'soon')"]
+        """
+        findings: list[Finding] = []
+        for entry in self.history.entries:
+            result = entry.output
+            if entry.outcome is not Outcome.SUCCEEDED or not isinstance(result, dict):
+                continue
+            if entry.item is None or _map_of(self.history, entry.name) is None:
+                continue
+            if "rows_loaded" in result:
+                stage = Stage.LOAD
+            elif "table" in result:
+                stage = Stage.INGEST
+            elif "target" in result:
+                stage = Stage.TRANSFORM
+            else:
+                continue
+            found = [Finding.model_validate(item) for item in result.get("findings", [])]
+            findings = after_visit(findings, entry.item, stage, found)
+        return findings
+
+    @property
+    def rows_rejected(self) -> int:
+        """Rows rejected by any stage over every pass."""
+        return sum(counts.get("rejected", 0) for counts in self.tables().values())
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -272,6 +306,8 @@ class ExecutionReport:
             "failed_state": failed.name if failed else None,
             "failed_item": failed.item if failed else None,
             "tables": self.tables(),
+            "rows_rejected": self.rows_rejected,
+            "warnings": [finding.model_dump(mode="json") for finding in self.findings()],
             "passes": self.passes,
             "caught_up": self.caught_up,
             "remaining": self.remaining(),
@@ -414,6 +450,14 @@ class LocalWorkflow:
         return handler_log_path(self.data_dir)
 
     @property
+    def processed_bucket(self) -> str | None:
+        """The processed bucket of this deployment (gold files, rejects, the lake)."""
+        for function in self.platform.functions:
+            if EnvironmentVariable.PROCESSED_BUCKET in function.environment:
+                return function.environment[EnvironmentVariable.PROCESSED_BUCKET]
+        return None
+
+    @property
     def local_state(self) -> str:
         """``continued`` when earlier local state of this pair was found, else ``fresh``."""
         return "continued" if self.deployed is not None and self.deployed.continued else "fresh"
@@ -445,6 +489,10 @@ class LocalWorkflow:
         if self.fresh:
             self._deployment.destroy()
         self.deployed = self._deployment.deploy()
+        # Like a stack's outputs: where `totes rejects` and `totes lake` find its resources.
+        record_local_stack(
+            self.data_dir, self.platform.stack_name, self.platform.outputs, self.platform.region
+        )
 
     def stop(self) -> None:
         """Forget the clients; the service and its state keep running (``totes stop`` ends them).

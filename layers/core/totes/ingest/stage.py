@@ -32,7 +32,9 @@ from totes.contracts import (
     settings_from_environment,
 )
 from totes.db import connect
-from totes.ingest.extract import plan_batch, stream_csv
+from totes.errors import SourceSchemaDriftError
+from totes.findings import Finding, FindingKind, Stage
+from totes.ingest.extract import SourceColumn, plan_batch, stream_csv
 from totes.ingest.raw_zone import Manifest, RawZoneWriter, cursor_json
 from totes.ingest.watermarks import WatermarkStore
 from totes.names import (
@@ -41,7 +43,7 @@ from totes.names import (
     SOURCE_TABLES,
     EnvironmentVariable,
 )
-from totes.source.columns import SOURCE_COLUMNS
+from totes.source.columns import SchemaDrift, schema_drift
 
 DEFAULT_LOOKBACK = timedelta(minutes=15)
 
@@ -134,6 +136,8 @@ class IngestPayload(BaseModel):
     manifest: str | None
     cursor_to: list[str | int] | None
     skipped: str | None = None
+    #: New or missing source columns (see :mod:`totes.findings`).
+    findings: list[Finding] = []
 
 
 @dataclass
@@ -152,6 +156,9 @@ class IngestResult:
     cursor_to: list[str | int] | None = None
     skipped: str | None = None
     unexpected_columns: list[str] = field(default_factory=list)
+    #: Source columns no transform reads that are gone or changed type.
+    missing_columns: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     duration_ms: float = 0.0
 
     def to_payload(self) -> dict[str, Any]:
@@ -173,7 +180,8 @@ class IngestResult:
             manifest=self.manifest_key,
             cursor_to=self.cursor_to,
             skipped=self.skipped,
-        ).model_dump(exclude=set() if self.skipped else {"skipped"})
+            findings=self.findings,
+        ).model_dump(mode="json", exclude=set() if self.skipped else {"skipped"})
 
 
 def ingest_table(
@@ -203,7 +211,14 @@ def ingest_table(
     Returns
     -------
     IngestResult
-        Rows and parts written, the new cursor, whether more rows wait.
+        Rows and parts written, the new cursor, whether more rows wait, and the
+        source columns that differ from the contract (findings).
+
+    Raises
+    ------
+    SourceSchemaDriftError
+        A column a transform needs is gone or changed type; nothing was written and
+        the watermark did not move.
 
     Examples
     --------
@@ -227,6 +242,10 @@ def ingest_table(
             plan = plan_batch(
                 conn, request.table, expected, max_rows=max_rows, lookback=settings.lookback
             )
+            drift = _checked_columns(request.table, plan.columns)
+            result.unexpected_columns = drift.unexpected
+            result.missing_columns = [*drift.missing_optional, *drift.retyped_optional]
+            result.findings = _drift_findings(drift)
             result.has_more = plan.has_more
             result.remaining = plan.remaining
             if plan.new_watermark is None:
@@ -234,7 +253,6 @@ def ingest_table(
                 return result
             writer = RawZoneWriter(s3, settings.bucket, request.table, request.run_id, extracted_at)
             parts = writer.write_csv(stream_csv(conn, plan))
-    known = SOURCE_COLUMNS.get(request.table, ())
     manifest = Manifest(
         table=request.table,
         run_id=request.run_id,
@@ -246,7 +264,7 @@ def ingest_table(
         cursor_to=cursor_json(plan.read_through),
         rereads_window=plan.rereads_window,
         parts=parts,
-        unexpected_columns=[c.name for c in plan.columns if c.name not in known],
+        unexpected_columns=drift.unexpected,
     )
     result.manifest_key = writer.write_manifest(manifest)
     watermarks.advance(request.table, expected, plan.new_watermark)
@@ -255,6 +273,49 @@ def ingest_table(
     result.bytes_written = sum(part.bytes for part in parts)
     result.rereads_window = plan.rereads_window
     result.cursor_to = manifest.cursor_to
-    result.unexpected_columns = manifest.unexpected_columns
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result
+
+
+def _checked_columns(table: str, columns: list[SourceColumn]) -> SchemaDrift:
+    """The table's drift from the column contract; stop if a transform would break."""
+    drift = schema_drift(table, {column.name: column.data_type for column in columns})
+    if drift.breaks_transforms:
+        raise SourceSchemaDriftError(
+            f"{drift.describe_breakage()}: a transform needs it; nothing was extracted and "
+            "the watermark stays. Restore the column in totesys (or change the pipeline's "
+            "column contract) and the next run continues from here",
+            drift,
+        )
+    return drift
+
+
+def _drift_findings(drift: SchemaDrift) -> list[Finding]:
+    findings = [
+        Finding(
+            kind=FindingKind.UNEXPECTED_COLUMNS,
+            table=drift.table,
+            stage=Stage.INGEST,
+            detail=f"new source column {name}: kept in the raw zone, not loaded",
+        )
+        for name in drift.unexpected
+    ]
+    findings.extend(
+        Finding(
+            kind=FindingKind.MISSING_COLUMNS,
+            table=drift.table,
+            stage=Stage.INGEST,
+            detail=f"source column {name} is gone (no transform reads it)",
+        )
+        for name in drift.missing_optional
+    )
+    findings.extend(
+        Finding(
+            kind=FindingKind.MISSING_COLUMNS,
+            table=drift.table,
+            stage=Stage.INGEST,
+            detail=f"source column {name} is {change} (no transform reads it)",
+        )
+        for name, change in drift.retyped_optional.items()
+    )
+    return findings

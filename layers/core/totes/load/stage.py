@@ -18,6 +18,12 @@ applied in one transaction:
    missing (to ``rejects/`` in the processed bucket); insert the rest;
 5. record how many rows changed the warehouse, and commit.
 
+Then, for a fact table, the quarantined rows get another chance (*replay*): each
+quarantine object is applied again like a gold file, in a transaction of its own.
+Rows whose dimension row has arrived since go in; the object is then rewritten with
+the rows still missing one, or deleted when none is left. A replay that finds nothing
+new rolls back and changes nothing.
+
 Step 4 checks and locks every reference of a fact file set-based; the foreign-key
 triggers would then do it all again one row at a time (nine checks per sales order),
 which makes a large insert about nine times slower. A session allowed to set
@@ -27,7 +33,9 @@ session keeps them. ``LOAD_FK_TRIGGERS=always`` keeps them in every case.
 
 A crash anywhere before the commit rolls everything back, ledger row included: the
 file is still unloaded and the next load applies it. A rejects object written before
-a failed commit is rewritten at the same key by that next load.
+a failed commit is rewritten at the same key by that next load. A replay that commits
+but crashes before rewriting its quarantine object leaves rows listed that are in the
+warehouse: the next replay finds them present and drops them from the object.
 """
 
 from __future__ import annotations
@@ -55,12 +63,16 @@ from totes.errors import (
     ReferencedRowDeletedError,
     WarehouseSchemaMissingError,
 )
+from totes.findings import MAX_EXAMPLES, Finding, FindingKind, Stage, merge
 from totes.load import warehouse_sql
 from totes.load.star_zone import (
+    RejectedRow,
     StarFileKey,
     binary_chunks,
     csv_chunks,
+    list_quarantined,
     list_star_files,
+    read_quarantined,
     read_star_file,
     referenced_values,
     write_rejects,
@@ -178,6 +190,10 @@ class LoadPayload(BaseModel):
     #: Files not attempted because of the per-invocation limit (the next one applies them).
     has_more: bool
     files_remaining: NonNegativeInt
+    #: Quarantined rows that went in this time, their dimension row having arrived.
+    rows_replayed: NonNegativeInt = 0
+    #: Rejected and waiting rows by cause (with where they are kept), replayed rows.
+    findings: list[Finding] = []
 
 
 @dataclass(frozen=True)
@@ -201,6 +217,8 @@ class FileOutcome:
     applied_elsewhere: bool = False
     #: Rows reference dimension rows not loaded yet: nothing applied, the file stays pending.
     deferred: bool = False
+    #: The rejected (or, for a deferred file, waiting) rows by cause.
+    findings: tuple[Finding, ...] = ()
     duration_ms: float = 0.0
 
     @property
@@ -231,6 +249,8 @@ class LoadResult:
     fk_triggers: bool = True
     newest_last_updated: datetime | None = None
     freshness_lag_seconds: float | None = None
+    #: Quarantine objects tried again (a fact table), and what went in from them.
+    replays: list[FileOutcome] = field(default_factory=list)
     duration_ms: float = 0.0
 
     @property
@@ -260,6 +280,18 @@ class LoadResult:
         """Fact rows quarantined because a dimension row they reference is missing."""
         return sum(outcome.rows_rejected for outcome in self.files)
 
+    @property
+    def rows_replayed(self) -> int:
+        """Quarantined fact rows that went into the warehouse in this step."""
+        return sum(outcome.rows_loaded for outcome in self.replays)
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Rejected and waiting rows by cause, and replayed rows, over every file."""
+        return merge(
+            finding for outcome in (*self.files, *self.replays) for finding in outcome.findings
+        )
+
     def to_payload(self) -> dict[str, Any]:
         """The handler's return value (keys and counts, never rows).
 
@@ -268,7 +300,7 @@ class LoadResult:
         >>> LoadResult("dim_staff", "exec-1").to_payload()  # doctest: +NORMALIZE_WHITESPACE
         {'target': 'dim_staff', 'run_id': 'exec-1', 'files': 0, 'rows_loaded': 0,
          'rows_skipped': 0, 'rows_rejected': 0, 'files_waiting': 0, 'has_more': False,
-         'files_remaining': 0}
+         'files_remaining': 0, 'rows_replayed': 0, 'findings': []}
         """
         return LoadPayload(
             target=self.target,
@@ -280,7 +312,9 @@ class LoadResult:
             files_waiting=len(self.deferred),
             has_more=bool(self.files_remaining),
             files_remaining=self.files_remaining,
-        ).model_dump()
+            rows_replayed=self.rows_replayed,
+            findings=self.findings,
+        ).model_dump(mode="json")
 
 
 def load_target(
@@ -366,6 +400,9 @@ def load_target(
                 )
             )
         if request.target in FACT_TABLES:
+            result.replays = _replay_quarantine(
+                conn, s3, settings, request, fk_triggers=result.fk_triggers
+            )
             result.newest_last_updated = warehouse_sql.newest_version(conn, request.target)
     if result.newest_last_updated is not None:
         newest = result.newest_last_updated.replace(tzinfo=UTC)
@@ -415,17 +452,60 @@ def _apply_file(
             fk_triggers=fk_triggers,
             may_reject=may_reject,
         )
-    except _WaitForReferencesError:
+    except _WaitForReferencesError as waiting:
         return FileOutcome(
             key=file.key,
             rows_in_file=rows.num_rows,
             deferred=True,
+            findings=_findings(
+                FindingKind.WAITING_FOR_DIMENSION, file, rows, waiting.rejected, where=file.key
+            ),
             duration_ms=(time.perf_counter() - started) * 1000,
         )
 
 
 class _WaitForReferencesError(Exception):
     """Rolls a fact file back: rows reference dimension rows that may still arrive."""
+
+    def __init__(self, rejected: list[RejectedRow]) -> None:
+        super().__init__(f"{len(rejected)} rows wait for a dimension row")
+        self.rejected = rejected
+
+
+class _NothingToReplayError(Exception):
+    """Rolls a replay back: every quarantined row still misses its dimension row."""
+
+
+def _findings(
+    kind: FindingKind,
+    file: StarFileKey,
+    rows: pa.Table,
+    rejected: list[RejectedRow],
+    *,
+    where: str,
+) -> tuple[Finding, ...]:
+    """The rejected rows of a file by cause, with the first versions of each as examples."""
+    version_key = FACT_VERSION_KEYS[file.table][0]
+    ids = rows.column(version_key).to_pylist() if rejected else []
+    by_cause: dict[str, list[int]] = {}
+    for row in rejected:
+        by_cause.setdefault(row.cause, []).append(row.position)
+    detail = {
+        FindingKind.WAITING_FOR_DIMENSION: "{} (quarantined if it has not arrived in time)",
+        FindingKind.ROWS_REJECTED: "{} (kept, and replayed when it arrives)",
+    }[kind]
+    return tuple(
+        Finding(
+            kind=kind,
+            table=file.table,
+            stage=Stage.LOAD,
+            detail=detail.format(cause),
+            count=len(positions),
+            examples=[f"{version_key} {ids[p]}" for p in positions[:MAX_EXAMPLES]],
+            where=[where],
+        )
+        for cause, positions in by_cause.items()
+    )
 
 
 def _apply_file_once(
@@ -445,7 +525,7 @@ def _apply_file_once(
         warehouse_sql.lock_target(conn, target)
         if not warehouse_sql.claim_file(conn, file.key, target, request.run_id, rows.num_rows):
             return FileOutcome(key=file.key, rows_in_file=rows.num_rows, applied_elsewhere=True)
-        rejected: list[tuple[int, str]] = []
+        rejected: list[RejectedRow] = []
         rejects_key: str | None = None
         if target in DIMENSION_TABLES:
             warehouse_sql.stage_rows(conn, target, csv_chunks(rows))
@@ -453,9 +533,9 @@ def _apply_file_once(
         else:
             loaded, rejected = _apply_facts(conn, file, rows, fk_triggers=fk_triggers)
             if rejected and not may_reject:
-                raise _WaitForReferencesError
+                raise _WaitForReferencesError(rejected)
             if rejected:
-                rejects_key = write_rejects(s3, bucket, file, rows, rejected)
+                rejects_key = write_rejects(s3, bucket, file.rejects_key, rows, rejected)
         warehouse_sql.record_applied(conn, file.key, loaded)
     return FileOutcome(
         key=file.key,
@@ -463,13 +543,73 @@ def _apply_file_once(
         rows_loaded=loaded,
         rows_rejected=len(rejected),
         rejects_key=rejects_key,
+        findings=(
+            _findings(FindingKind.ROWS_REJECTED, file, rows, rejected, where=rejects_key)
+            if rejects_key
+            else ()
+        ),
         duration_ms=(time.perf_counter() - started) * 1000,
     )
 
 
+def _replay_quarantine(
+    conn: psycopg.Connection[Any],
+    s3: Any,
+    settings: LoadSettings,
+    request: LoadRequest,
+    *,
+    fk_triggers: bool,
+) -> list[FileOutcome]:
+    """Apply the quarantined rows of a fact table whose dimension row has arrived since.
+
+    At most ``settings.max_files`` quarantine objects per invocation, oldest first.
+    """
+    outcomes = []
+    for quarantined in list_quarantined(s3, settings.bucket, request.target)[: settings.max_files]:
+        rows = read_quarantined(s3, settings.bucket, quarantined)
+        started = time.perf_counter()
+        try:
+            with conn.transaction():
+                warehouse_sql.lock_target(conn, request.target)
+                loaded, still_missing = _apply_facts(
+                    conn, quarantined, rows, fk_triggers=fk_triggers
+                )
+                if len(still_missing) == rows.num_rows:
+                    raise _NothingToReplayError
+        except _NothingToReplayError:
+            continue
+        # Committed: the object now keeps only the rows still missing a dimension row.
+        if still_missing:
+            write_rejects(s3, settings.bucket, quarantined.key, rows, still_missing)
+        else:
+            s3.delete_object(Bucket=settings.bucket, Key=quarantined.key)
+        outcomes.append(
+            FileOutcome(
+                key=quarantined.key,
+                rows_in_file=rows.num_rows,
+                rows_loaded=loaded,
+                rows_rejected=len(still_missing),
+                findings=(
+                    Finding(
+                        kind=FindingKind.ROWS_REPLAYED,
+                        table=request.target,
+                        stage=Stage.LOAD,
+                        detail="quarantined rows whose dimension row has arrived",
+                        count=loaded,
+                        where=[quarantined.key],
+                    ),
+                )
+                if loaded
+                else (),
+                duration_ms=(time.perf_counter() - started) * 1000,
+            )
+        )
+    return outcomes
+
+
 def _apply_facts(
     conn: psycopg.Connection[Any], file: StarFileKey, rows: pa.Table, *, fk_triggers: bool
-) -> tuple[int, list[tuple[int, str]]]:
+) -> tuple[int, list[RejectedRow]]:
     """Insert a fact file's new versions; return how many went in and the rejected rows.
 
     Unless the fact table is empty, only the version keys are copied first, to count
@@ -493,12 +633,14 @@ def _apply_facts(
     references = referenced_values(new, target)
     dates = (warehouse_sql.DATE_DIMENSION, DIMENSION_KEYS[warehouse_sql.DATE_DIMENSION])
     warehouse_sql.extend_dim_date(conn, references[dates])
-    rejected: list[tuple[int, str]] = []
+    rejected: list[RejectedRow] = []
     if warehouse_sql.lock_references(conn, target, references):
         rejected = warehouse_sql.quarantine_missing_references(conn, target)
         # Rows that appeared since the first lock are locked now; none may be missing.
         kept = pc.invert(
-            pc.is_in(new_positions, value_set=pa.array([row for row, _ in rejected], pa.int64()))
+            pc.is_in(
+                new_positions, value_set=pa.array([row.position for row in rejected], pa.int64())
+            )
         )
         references = referenced_values(new.filter(kept), target)
         vanished = warehouse_sql.lock_references(conn, target, references)

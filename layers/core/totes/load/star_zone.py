@@ -17,10 +17,10 @@ import io
 import re
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,6 +43,21 @@ REJECT_REASON: Final = "reject_reason"
 #: Rows rendered per COPY write (CSV or binary): bounds memory whatever the file size.
 _ROWS_PER_CHUNK = 65_536
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+#: What ends the stem of a quarantine object: the rows load held back from a gold file.
+_QUARANTINE_SUFFIX = ".load"
+
+
+class RejectedRow(NamedTuple):
+    """A staged fact row that cannot be applied: its position in the file and why.
+
+    ``reason`` names each missing reference with its value (``design_id 9 not in
+    dim_design``); ``cause`` says the same without the values, so rows of one cause
+    can be counted together (``design_id not in dim_design``).
+    """
+
+    position: int
+    reason: str
+    cause: str
 
 
 @dataclass(frozen=True, order=True)
@@ -91,7 +106,8 @@ class StarFileKey:
         >>> StarFileKey.parse("fact_payment/run=exec-1/3f2a.parquet").rejects_key
         'rejects/fact_payment/run=exec-1/3f2a.load.parquet'
         """
-        return f"{REJECTS_PREFIX}/{self.table}/run={self.run_id}/{self.stem}.load.parquet"
+        name = f"{self.stem}{_QUARANTINE_SUFFIX}.parquet"
+        return f"{REJECTS_PREFIX}/{self.table}/run={self.run_id}/{name}"
 
 
 def fact_references(target: str) -> dict[tuple[str, str], list[str]]:
@@ -329,35 +345,76 @@ def binary_chunks(table: pa.Table, positions: pa.Array | None = None) -> Iterato
 
 
 def write_rejects(
-    s3: Any, bucket: str, file: StarFileKey, table: pa.Table, rejected: list[tuple[int, str]]
+    s3: Any, bucket: str, key: str, table: pa.Table, rejected: Sequence[RejectedRow]
 ) -> str:
-    """Quarantine the rejected rows of a file, each with the reason it was not applied.
+    """Quarantine the rejected rows of a file at ``key``, each with the reason it was not applied.
 
     Parameters
     ----------
+    key
+        Where: the file's :attr:`StarFileKey.rejects_key`, or the key of the quarantine
+        object being replayed (rewritten with the rows still missing a dimension row).
     table
         The file's rows, as :func:`read_star_file` returned them.
     rejected
-        ``(position in the file, reason)`` of each rejected row.
+        The rejected rows (position in ``table``, reason).
 
     Returns
     -------
     str
-        The key of the rejects object (:attr:`StarFileKey.rejects_key`).
+        ``key``.
 
     Examples
     --------
-    >>> write_rejects(s3, "processed", file, table, [(3, "design_id 9 not in dim_design")])
-    ... # doctest: +SKIP
+    >>> write_rejects(s3, "processed", file.rejects_key, table,  # doctest: +SKIP
+    ...               [RejectedRow(3, "design_id 9 not in dim_design", "design_id not ...")])
     'rejects/fact_sales_order/run=exec-1/part-0.load.parquet'
     """
     ordered = sorted(rejected)
-    rows = table.take(pa.array([position for position, _ in ordered], pa.int64()))
+    rows = table.take(pa.array([row.position for row in ordered], pa.int64()))
     rows = rows.append_column(
         pa.field(REJECT_REASON, pa.string(), nullable=False),
-        pa.array([reason for _, reason in ordered], pa.string()),
+        pa.array([row.reason for row in ordered], pa.string()),
     )
     sink = io.BytesIO()
     pq.write_table(rows, sink)
-    s3.put_object(Bucket=bucket, Key=file.rejects_key, Body=sink.getvalue())
-    return file.rejects_key
+    s3.put_object(Bucket=bucket, Key=key, Body=sink.getvalue())
+    return key
+
+
+def list_quarantined(s3: Any, bucket: str, table: str) -> list[StarFileKey]:
+    """The quarantine objects of a fact table (rows load held back), oldest run first.
+
+    Each is named after the gold file its rows came from; rejects that transform wrote
+    (rows it could not shape) live beside them without the ``.load`` suffix and are not
+    listed: a new version of the source row is what brings those back.
+
+    Examples
+    --------
+    >>> [f.key for f in list_quarantined(s3, "processed", "fact_sales_order")]  # doctest: +SKIP
+    ['rejects/fact_sales_order/run=exec-1/part-0.load.parquet']
+    """
+    prefix = f"{REJECTS_PREFIX}/{table}/"
+    found = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            gold = StarFileKey.parse(item["Key"][len(REJECTS_PREFIX) + 1 :])
+            if gold is not None and gold.stem.endswith(_QUARANTINE_SUFFIX):
+                found.append(replace(gold, key=item["Key"]))
+    return sorted(found, key=lambda file: (file.run_id, file.stem))
+
+
+def read_quarantined(s3: Any, bucket: str, file: StarFileKey) -> pa.Table:
+    """The rows of a quarantine object, with exactly the star schema of its table.
+
+    Raises
+    ------
+    StarFileUnreadableError, StarFileSchemaError
+        As :func:`read_star_file`.
+    """
+    body = s3.get_object(Bucket=bucket, Key=file.key)["Body"].read()
+    try:
+        table = pq.read_table(pa.BufferReader(body))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StarFileUnreadableError(f"{file.key} is not a readable Parquet file") from exc
+    return conform(table.drop_columns([REJECT_REASON]), file.table, where=file.key)

@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 from totes.db import identifiers
-from totes.load.star_zone import FILE_ROW, fact_references
+from totes.load.star_zone import FILE_ROW, RejectedRow, fact_references
 from totes.names import FACT_TABLES, LOAD_LEDGER_TABLE
 from totes.warehouse.star import (
     DIMENSION_KEYS,
@@ -441,8 +441,9 @@ def extend_dim_date(conn: psycopg.Connection[Any], dates: list[date]) -> int:
 def missing_references_statement(target: str) -> sql.Composed:
     """Find the staged fact rows whose dimension row is missing, with the reason why.
 
-    Returns ``(file_row, reason)``; the reason names each missing reference, e.g.
-    ``design_id 9 not in dim_design``. Every join is on a dimension's primary key.
+    Returns ``(file_row, reason, cause)``; the reason names each missing reference,
+    e.g. ``design_id 9 not in dim_design``, the cause the same without the value. Every
+    join is on a dimension's primary key.
 
     Examples
     --------
@@ -454,6 +455,7 @@ def missing_references_statement(target: str) -> sql.Composed:
     """
     joins: list[sql.Composable] = []
     reasons: list[sql.Composable] = []
+    causes: list[sql.Composable] = []
     missing: list[sql.Composable] = []
     for (dimension, key), columns in fact_references(target).items():
         for column in columns:
@@ -476,22 +478,27 @@ def missing_references_statement(target: str) -> sql.Composed:
                     suffix=sql.Literal(f" not in {dimension}"),
                 )
             )
+            causes.append(
+                sql.SQL("CASE WHEN {absent} THEN {cause} END").format(
+                    absent=absent, cause=sql.Literal(f"{column} not in {dimension}")
+                )
+            )
     return sql.SQL(
-        "SELECT candidate.{file_row}, concat_ws({separator}, {reasons}) "
+        "SELECT candidate.{file_row}, concat_ws({separator}, {reasons}), "
+        "concat_ws({separator}, {causes}) "
         "FROM {stage} AS candidate {joins} WHERE {missing} ORDER BY candidate.{file_row}"
     ).format(
         file_row=sql.Identifier(FILE_ROW),
         separator=sql.Literal("; "),
         reasons=sql.SQL(", ").join(reasons),
+        causes=sql.SQL(", ").join(causes),
         stage=sql.Identifier(STAGE_TABLE),
         joins=sql.SQL(" ").join(joins),
         missing=sql.SQL(" OR ").join(missing),
     )
 
 
-def quarantine_missing_references(
-    conn: psycopg.Connection[Any], target: str
-) -> list[tuple[int, str]]:
+def quarantine_missing_references(conn: psycopg.Connection[Any], target: str) -> list[RejectedRow]:
     """Take out of the stage the fact rows whose dimension row is missing.
 
     Run when :func:`lock_references` found a reference missing: one anti-join over the
@@ -499,24 +506,24 @@ def quarantine_missing_references(
 
     Returns
     -------
-    list of (int, str)
-        Each removed row's position in the file and the reason, in file order.
+    list of RejectedRow
+        Each removed row's position in the file, the reason and its cause, in file order.
 
     Examples
     --------
     >>> quarantine_missing_references(conn, "fact_sales_order")  # doctest: +SKIP
-    [(3, 'design_id 9 not in dim_design')]
+    [RejectedRow(position=3, reason='design_id 9 not in dim_design', cause='design_id not ...')]
     """
     rejected = [
-        (int(position), str(reason))
-        for position, reason in conn.execute(missing_references_statement(target))
+        RejectedRow(int(position), str(reason), str(cause))
+        for position, reason, cause in conn.execute(missing_references_statement(target))
     ]
     if rejected:
         conn.execute(
             sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(
                 sql.Identifier(STAGE_TABLE), sql.Identifier(FILE_ROW)
             ),
-            ([position for position, _ in rejected],),
+            ([row.position for row in rejected],),
         )
     return rejected
 

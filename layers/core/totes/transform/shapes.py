@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from totes.findings import Finding, FindingKind, Stage, examples_of
 from totes.transform.currencies import currency_name
 from totes.warehouse.star import STAR_SCHEMAS, TIME_MS
 
@@ -39,11 +40,25 @@ def unknown_currency_name(code: str) -> str:
 
 @dataclass
 class Shaped:
-    """A star table and the source rows that could not be shaped, with their reasons."""
+    """A star table, the source rows that could not be shaped (with their reasons), and
+    what a person should know about the rest (rejected rows by cause, placeholders used)."""
 
     table: pa.Table
     rejects: pa.Table | None = None
-    warnings: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()
+
+
+def _finding(
+    kind: FindingKind, target: str, detail: str, count: int, examples: Iterable[str] = ()
+) -> Finding:
+    return Finding(
+        kind=kind,
+        table=target,
+        stage=Stage.TRANSFORM,
+        detail=detail,
+        count=count,
+        examples=list(examples),
+    )
 
 
 def _with_index(table: pa.Table) -> pa.Table:
@@ -128,9 +143,21 @@ def _fact(
     }
     bad = pa.array([False] * versions.num_rows)
     reasons: list[pa.Array] = []
+    findings: list[Finding] = []
     for name in text_dates:
         parsed, invalid = _parse_iso_dates(versions.column(name))
         columns[name] = parsed
+        invalid_count = pc.sum(invalid).as_py() or 0
+        if invalid_count:
+            findings.append(
+                _finding(
+                    FindingKind.ROWS_REJECTED,
+                    target,
+                    f"{name} is not a YYYY-MM-DD date",
+                    invalid_count,
+                    examples_of(versions.column(name).filter(invalid).to_pylist()),
+                )
+            )
         reasons.append(
             pc.if_else(
                 invalid,
@@ -158,7 +185,7 @@ def _fact(
             reason = pc.coalesce(reason, more)
         rejected = versions.filter(bad)
         rejects = rejected.append_column("reject_reason", pc.filter(reason, bad))
-    return Shaped(shaped.filter(good).cast(STAR_SCHEMAS[target]), rejects)
+    return Shaped(shaped.filter(good).cast(STAR_SCHEMAS[target]), rejects, tuple(findings))
 
 
 def fact_sales_order(sales_orders: pa.Table) -> Shaped:
@@ -209,9 +236,11 @@ def dim_staff(staff: pa.Table, departments: pa.Table) -> Shaped:
     by_id = {
         row["department_id"]: row for row in _rows(latest_versions(departments, "department_id"))
     }
-    rows = []
+    rows, orphans = [], []
     for person in _rows(latest_versions(staff, "staff_id")):
         department = by_id.get(person["department_id"], {})
+        if not department:
+            orphans.append(person["department_id"])
         rows.append(
             {
                 "staff_id": person["staff_id"],
@@ -224,7 +253,19 @@ def dim_staff(staff: pa.Table, departments: pa.Table) -> Shaped:
                 "email_address": person["email_address"],
             }
         )
-    return Shaped(_star("dim_staff", rows))
+    findings: tuple[Finding, ...] = ()
+    if orphans:
+        findings = (
+            _finding(
+                FindingKind.UNKNOWN_REFERENCE,
+                "dim_staff",
+                f"staff whose department is not in department: named {UNKNOWN_DEPARTMENT!r} "
+                "until it arrives",
+                len(orphans),
+                (f"department_id {department_id}" for department_id in orphans),
+            ),
+        )
+    return Shaped(_star("dim_staff", rows), findings=findings)
 
 
 _LOCATION_FIELDS = (
@@ -250,14 +291,11 @@ def dim_location(addresses: pa.Table) -> Shaped:
 def dim_counterparty(counterparties: pa.Table, addresses: pa.Table) -> Shaped:
     """Counterparties with their legal address spelled out (type 1)."""
     by_id = {row["address_id"]: row for row in _rows(latest_versions(addresses, "address_id"))}
-    rows, warnings = [], []
+    rows, orphans = [], []
     for party in _rows(latest_versions(counterparties, "counterparty_id")):
         address = by_id.get(party["legal_address_id"])
         if address is None:
-            warnings.append(
-                f"counterparty {party['counterparty_id']} has unknown legal address "
-                f"{party['legal_address_id']}: left out until the address arrives"
-            )
+            orphans.append(party["counterparty_id"])
             continue
         rows.append(
             {
@@ -272,22 +310,40 @@ def dim_counterparty(counterparties: pa.Table, addresses: pa.Table) -> Shaped:
                 "counterparty_legal_phone_number": address["phone"],
             }
         )
-    return Shaped(_star("dim_counterparty", rows), warnings=tuple(warnings))
+    findings: tuple[Finding, ...] = ()
+    if orphans:
+        findings = (
+            _finding(
+                FindingKind.UNKNOWN_REFERENCE,
+                "dim_counterparty",
+                "counterparties whose legal address is not in address: left out until it arrives",
+                len(orphans),
+                (f"counterparty_id {counterparty_id}" for counterparty_id in orphans),
+            ),
+        )
+    return Shaped(_star("dim_counterparty", rows), findings=findings)
 
 
 def dim_currency(currencies: pa.Table) -> Shaped:
     """Currencies named from ISO 4217; a code ISO does not list gets a placeholder and a warning."""
-    rows, warnings = [], []
+    rows, findings = [], []
     for row in _rows(latest_versions(currencies, "currency_id")):
         code = row["currency_code"]
         name = currency_name(code)
         if name is None:
             name = unknown_currency_name(code)
-            warnings.append(f"currency code {code!r} is not in ISO 4217: named {name!r}")
+            findings.append(
+                _finding(
+                    FindingKind.UNKNOWN_CODE,
+                    "dim_currency",
+                    f"currency code {code!r} is not in ISO 4217: named {name!r}",
+                    1,
+                )
+            )
         rows.append(
             {"currency_id": row["currency_id"], "currency_code": code, "currency_name": name}
         )
-    return Shaped(_star("dim_currency", rows), warnings=tuple(warnings))
+    return Shaped(_star("dim_currency", rows), findings=tuple(findings))
 
 
 def dim_design(designs: pa.Table) -> Shaped:

@@ -51,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 from totes.conditional_writes import exists, put_content_named, put_if
 from totes.contracts import GoldTable, NonEmptyText, parse_event, settings_from_environment
 from totes.errors import StagedFileMissingError, TransformStateConflictError
+from totes.findings import Finding, FindingKind
 from totes.ingest.raw_zone import Manifest, read_manifest, read_rows
 from totes.names import (
     DEFAULT_TRANSFORM_MAX_ROWS,
@@ -169,6 +170,8 @@ class TransformPayload(BaseModel):
     has_more: bool
     batches_remaining: NonNegativeInt
     remaining: NonNegativeInt
+    #: Rejected rows by cause (with where they are kept), placeholders used.
+    findings: list[Finding] = []
 
 
 @dataclass
@@ -182,7 +185,8 @@ class TransformResult:
     batches: int = 0
     rows_rejected: int = 0
     gold_key: str | None = None
-    warnings: list[str] = field(default_factory=list)
+    rejects_key: str | None = None
+    findings: list[Finding] = field(default_factory=list)
     #: Rows of the batches consumed, and of those left for the next invocation.
     rows_consumed: int = 0
     batches_remaining: int = 0
@@ -206,7 +210,8 @@ class TransformResult:
             has_more=bool(self.batches_remaining),
             batches_remaining=self.batches_remaining,
             remaining=self.remaining,
-        ).model_dump()
+            findings=self.findings,
+        ).model_dump(mode="json")
 
 
 class TransformState(BaseModel):
@@ -451,8 +456,8 @@ def transform_target(
     Returns
     -------
     TransformResult
-        Rows written to the gold file, batches consumed, rows rejected, warnings, and
-        the batches and rows left for the next invocation.
+        Rows written to the gold file, batches consumed, rows rejected (and where they
+        are kept), findings, and the batches and rows left for the next invocation.
 
     Raises
     ------
@@ -531,10 +536,16 @@ def transform_target(
         put_content_named(s3, settings.processed_bucket, staged, _parquet_bytes(shaped.rejects))
         state.pending.append([staged, rejects_key])
         result.rows_rejected = shaped.rejects.num_rows
+        result.rejects_key = rejects_key
     for source, keys in fresh.items():
         state.consumed[source] = _remembered(state.consumed.get(source, []) + keys, source)
     _write_state(s3, settings.processed_bucket, request.target, state)
     _publish(s3, settings.processed_bucket, state.pending)
     result.batches = len(all_new)
-    result.warnings = list(shaped.warnings)
+    result.findings = [
+        finding.model_copy(update={"where": [result.rejects_key]})
+        if finding.kind is FindingKind.ROWS_REJECTED and result.rejects_key
+        else finding
+        for finding in shaped.findings
+    ]
     return result
