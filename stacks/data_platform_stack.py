@@ -7,6 +7,7 @@ from constructs import Construct
 
 from stacks.alerts import AlertTopic
 from stacks.functions import PipelineFunctions, StageLimits
+from stacks.lake import Lakehouse
 from stacks.monitoring import PipelineMonitoring
 from stacks.packaging import PipelinePackaging
 from stacks.schedule import PipelineSchedule
@@ -42,6 +43,8 @@ class DataPlatformStack(Stack):
         Raw, processed and access-log buckets.
     watermarks : WatermarkTable
         Extraction high-water marks.
+    lakehouse : Lakehouse
+        The Glue database and Athena workgroup of the lake zone.
     alerts : AlertTopic
         The topic every alert goes to.
     functions : PipelineFunctions
@@ -78,6 +81,14 @@ class DataPlatformStack(Stack):
             access_log_retention_days=settings.access_log_retention_days,
         )
         self.watermarks = WatermarkTable(self, "Watermarks")
+        self.lakehouse = Lakehouse(
+            self,
+            "Lakehouse",
+            buckets=self.buckets,
+            database_name=settings.lake_database,
+            workgroup_name=settings.athena_workgroup,
+            results_retention_days=settings.athena_results_retention_days,
+        )
         # First, because both the workflow and the alarms report to it.
         self.alerts = AlertTopic(self, "Alerts", email=settings.alarm_email)
         self.functions = PipelineFunctions(
@@ -90,6 +101,8 @@ class DataPlatformStack(Stack):
             warehouse_secret_name=settings.warehouse_secret_name,
             log_retention_days=settings.log_retention_days,
             powertools_version=settings.powertools_version,
+            aws_sdk_pandas_version=settings.aws_sdk_pandas_version,
+            lake_database_name=self.lakehouse.database.ref,
             limits=StageLimits(
                 ingest_max_rows=settings.ingest_max_rows,
                 transform_max_rows=settings.transform_max_rows,
@@ -97,6 +110,7 @@ class DataPlatformStack(Stack):
                 catch_up_budget_seconds=settings.catch_up_budget_seconds,
             ),
         )
+        self.lakehouse.grant_cataloguing(self.functions.catalog)
         self.workflow = PipelineWorkflow(
             self,
             "Workflow",
@@ -150,6 +164,24 @@ class DataPlatformStack(Stack):
             "AlertTopicArn",
             value=self.alerts.topic.topic_arn,
             description="Alarms and failed executions are published here",
+        )
+        CfnOutput(
+            self,
+            "LakeDatabaseName",
+            value=self.lakehouse.database.ref,
+            description="Glue database of the lake: one table per warehouse table",
+        )
+        CfnOutput(
+            self,
+            "LakeWorkgroupName",
+            value=self.lakehouse.workgroup.ref,
+            description="Athena workgroup to query the lake with (results encrypted, expiring)",
+        )
+        CfnOutput(
+            self,
+            "LakeQueryPolicyArn",
+            value=self.lakehouse.query_policy.managed_policy_arn,
+            description="Attach to a role to let it query the lake through the workgroup",
         )
         CfnOutput(
             self,

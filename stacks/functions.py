@@ -18,6 +18,7 @@ from stacks.log_groups import operational_log_group
 from stacks.packaging import PipelinePackaging
 from stacks.storage import DataBuckets
 from totes.names import (
+    LAKE_PREFIX,
     METRICS_NAMESPACE,
     RAW_MANIFEST_PREFIX,
     REJECTS_PREFIX,
@@ -33,6 +34,8 @@ HANDLER = "handler.handler"
 # Public SSM parameter, published by the Powertools team in every region they
 # publish the layer to, whose value is the ARN of that release's layer.
 _POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/x86_64/python3.12/{version}"
+# Likewise for the AWS-managed AWS SDK for pandas layer (awswrangler, pandas, pyarrow).
+_AWS_SDK_PANDAS_LAYER_PARAMETER = "/aws/service/aws-sdk-pandas/{version}/py3.12/x86_64/layer-arn"
 
 _CODE_EXCLUDES = ["__pycache__", "*.pyc", ".keep"]
 
@@ -52,6 +55,8 @@ _LOAD = _Sizing(memory_mb=1024, timeout=Duration.seconds(120))
 _PROGRESS = _Sizing(memory_mb=256, timeout=Duration.seconds(10))
 # Writes the failure email from the error: text only.
 _FAILURE = _Sizing(memory_mb=256, timeout=Duration.seconds(10))
+# Merges a dimension's changes into a new snapshot: the largest (dim_transaction) in memory.
+_CATALOG = _Sizing(memory_mb=1024, timeout=Duration.seconds(120))
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,9 @@ class PipelineFunctions(Construct):
       once replayed, deletes) quarantined rows;
     - progress (the check after each pass) reaches nothing but its own logs;
     - describe-failure (the failure email's text) reaches nothing but its own logs too:
-      the state machine publishes what it returns.
+      the state machine publishes what it returns;
+    - catalog reads and writes the lake zone of the processed bucket (its Glue rights
+      come from :meth:`stacks.lake.Lakehouse.grant_cataloguing`).
 
     Metrics go out as CloudWatch embedded metric format in the logs, so no
     function needs ``cloudwatch:PutMetricData``.
@@ -121,10 +128,14 @@ class PipelineFunctions(Construct):
 
     Attributes
     ----------
-    ingest, transform, load, progress, describe_failure : aws_cdk.aws_lambda.Function
+    ingest, transform, load, progress, describe_failure, catalog : Function
         The functions.
     layers : list of aws_cdk.aws_lambda.ILayerVersion
-        Dependencies, core package and Powertools, in that order.
+        Dependencies, core package and Powertools, in that order: every function's
+        layers, but the catalog's.
+    catalog_layers : list of aws_cdk.aws_lambda.ILayerVersion
+        Core package, Powertools and AWS SDK for pandas: the catalog function's layers
+        (the dependencies layer's pyarrow would clash with the SDK's).
     """
 
     def __init__(
@@ -139,12 +150,23 @@ class PipelineFunctions(Construct):
         warehouse_secret_name: str,
         log_retention_days: int,
         powertools_version: str,
+        aws_sdk_pandas_version: str,
+        lake_database_name: str,
         limits: StageLimits,
     ) -> None:
         super().__init__(scope, construct_id)
         packaging.check()
         self._log_retention_days = log_retention_days
         self.layers = self._layers(packaging, powertools_version)
+        aws_sdk_pandas = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "AwsSdkPandasLayer",
+            ssm.StringParameter.value_for_string_parameter(
+                self, _AWS_SDK_PANDAS_LAYER_PARAMETER.format(version=aws_sdk_pandas_version)
+            ),
+        )
+        _, core, powertools = self.layers
+        self.catalog_layers = [core, powertools, aws_sdk_pandas]
 
         self.ingest = self._function(
             "Ingest",
@@ -217,6 +239,8 @@ class PipelineFunctions(Construct):
             ["s3:PutObject", "s3:DeleteObject"],
             f"{REJECTS_PREFIX}/*",
         )
+        # What it committed goes to the lake zone: fact rows, dimension changes, watermarks.
+        _allow_objects(self.load, buckets.processed, ["s3:PutObject"], f"{LAKE_PREFIX}/*")
 
         self.progress = self._function(
             "Progress",
@@ -236,6 +260,26 @@ class PipelineFunctions(Construct):
             environment={},
         )
 
+        self.catalog = self._function(
+            "Catalog",
+            code=packaging.catalog_code,
+            sizing=_CATALOG,
+            description="Keeps the lake's Glue tables current: partitions, dimension snapshots",
+            environment={
+                EnvironmentVariable.PROCESSED_BUCKET: buckets.processed.bucket_name,
+                EnvironmentVariable.LAKE_DATABASE: lake_database_name,
+            },
+            layers=self.catalog_layers,
+        )
+        _allow_listing(self.catalog, buckets.processed)
+        # Snapshots replace the dimensions' older ones, which it then deletes.
+        _allow_objects(
+            self.catalog,
+            buckets.processed,
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            f"{LAKE_PREFIX}/*",
+        )
+
     @property
     def by_stage(self) -> Mapping[str, lambda_.Function]:
         """The functions by stage name, in pipeline order."""
@@ -245,6 +289,7 @@ class PipelineFunctions(Construct):
             "load": self.load,
             "progress": self.progress,
             "describe_failure": self.describe_failure,
+            "catalog": self.catalog,
         }
 
     def _layers(
@@ -284,6 +329,7 @@ class PipelineFunctions(Construct):
         sizing: _Sizing,
         description: str,
         environment: Mapping[str, str],
+        layers: list[lambda_.ILayerVersion] | None = None,
     ) -> lambda_.Function:
         log_group = operational_log_group(
             self, f"{construct_id}Logs", retention_days=self._log_retention_days
@@ -304,7 +350,7 @@ class PipelineFunctions(Construct):
             architecture=ARCHITECTURE,
             handler=HANDLER,
             code=lambda_.Code.from_asset(str(code), exclude=_CODE_EXCLUDES),
-            layers=self.layers,
+            layers=layers or self.layers,
             memory_size=sizing.memory_mb,
             timeout=sizing.timeout,
             description=description,

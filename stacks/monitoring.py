@@ -129,6 +129,7 @@ class PipelineMonitoring(Construct):
             *((stage.title, stage.function) for stage in stages),
             ("Progress", functions.progress),
             ("DescribeFailure", functions.describe_failure),
+            ("Catalog", functions.catalog),
         ):
             self._alarm(
                 f"{title}Errors",

@@ -26,7 +26,7 @@ class PipelinePackaging:
 
     Attributes
     ----------
-    ingest_code, transform_code, load_code, progress_code, failure_code : pathlib.Path
+    ingest_code, transform_code, load_code, progress_code, failure_code, catalog_code : Path
         Handler folders; each holds ``handler.py`` with a ``handler`` function.
     dependencies_layer : pathlib.Path
         Zip of the third-party layer (psycopg, pyarrow) built for Python 3.12 on x86_64.
@@ -39,6 +39,7 @@ class PipelinePackaging:
     load_code: Path
     progress_code: Path
     failure_code: Path
+    catalog_code: Path
     dependencies_layer: Path
     core_layer: Path
 
@@ -63,6 +64,7 @@ class PipelinePackaging:
             load_code=root / "lambdas" / "load",
             progress_code=root / "lambdas" / "progress",
             failure_code=root / "lambdas" / "failure",
+            catalog_code=root / "lambdas" / "catalog",
             dependencies_layer=layers / "dependencies.zip",
             core_layer=layers / "core.zip",
         )
@@ -76,6 +78,7 @@ class PipelinePackaging:
             self.load_code,
             self.progress_code,
             self.failure_code,
+            self.catalog_code,
         )
 
     def check(self) -> None:

@@ -32,6 +32,14 @@ _EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # "latest" or a release of Powertools v3: the public layer is published per major
 # version (AWSLambdaPowertoolsPythonV3-...), and the handlers are written for v3.
 _POWERTOOLS_VERSION_PATTERN = re.compile(r"latest|3\.\d+\.\d+")
+# A release of AWS SDK for pandas v3: its managed layer is published per release.
+_AWS_SDK_PANDAS_VERSION_PATTERN = re.compile(r"3\.\d+\.\d+")
+# Glue's rule for database names (lower case, as Athena folds them), and Athena's for
+# workgroup names.
+_GLUE_DATABASE_PATTERN = re.compile(r"[a-z0-9_]{1,255}")
+_WORKGROUP_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+#: The AWS SDK for pandas release the local tooling is verified with (pyproject.toml).
+DEFAULT_AWS_SDK_PANDAS_VERSION = "3.16.1"
 
 #: Retention periods CloudWatch Logs accepts, in days.
 LOG_RETENTION_DAYS_ALLOWED: tuple[int, ...] = (
@@ -103,6 +111,16 @@ class PlatformSettings:
         of the execution's start; otherwise it ends and the next one continues.
         Below the 300-second Express limit: the difference is the headroom for a
         pass slower than the one before it.
+    lake_database_name : str
+        The Glue database of the lake; by default the stack's name in lower case with
+        ``_lake`` (``totesdataplatform_lake``).
+    athena_workgroup_name : str
+        The Athena workgroup that queries the lake; by default ``<stack>-lake``.
+    athena_results_retention_days : int
+        Days Athena query results are kept.
+    aws_sdk_pandas_version : str
+        Release of the AWS-managed AWS SDK for pandas layer the catalog function uses;
+        keep it the release ``pyproject.toml`` pins, which the tests verify.
     """
 
     stack_name: str = DEFAULT_STACK_NAME
@@ -120,8 +138,12 @@ class PlatformSettings:
     transform_max_rows: int = DEFAULT_TRANSFORM_MAX_ROWS
     load_max_files: int = DEFAULT_LOAD_MAX_FILES
     catch_up_budget_seconds: int = DEFAULT_CATCH_UP_BUDGET_SECONDS
+    lake_database_name: str = ""
+    athena_workgroup_name: str = ""
+    athena_results_retention_days: int = 30
+    aws_sdk_pandas_version: str = DEFAULT_AWS_SDK_PANDAS_VERSION
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: PLR0912 (one check per setting, in order)
         if not _STACK_NAME_PATTERN.fullmatch(self.stack_name):
             raise InvalidSettingError(
                 f"stack_name {self.stack_name!r} is not a valid CloudFormation stack name: "
@@ -140,6 +162,7 @@ class PlatformSettings:
             "transform_max_rows",
             "load_max_files",
             "catch_up_budget_seconds",
+            "athena_results_retention_days",
         ):
             if getattr(self, name) < 1:
                 raise InvalidSettingError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -171,6 +194,43 @@ class PlatformSettings:
                 f"powertools_version must be 'latest' or a 3.x.y release, "
                 f"got {self.powertools_version!r}"
             )
+        if not _AWS_SDK_PANDAS_VERSION_PATTERN.fullmatch(self.aws_sdk_pandas_version):
+            raise InvalidSettingError(
+                f"aws_sdk_pandas_version must be a 3.x.y release, "
+                f"got {self.aws_sdk_pandas_version!r}"
+            )
+        if not _GLUE_DATABASE_PATTERN.fullmatch(self.lake_database):
+            raise InvalidSettingError(
+                f"lake_database_name {self.lake_database!r} is not a Glue database name: "
+                "lower-case letters, digits and underscores (at most 255)"
+            )
+        if not _WORKGROUP_PATTERN.fullmatch(self.athena_workgroup):
+            raise InvalidSettingError(
+                f"athena_workgroup_name {self.athena_workgroup!r} is not an Athena workgroup "
+                "name: letters, digits, '.', '_' and '-' (at most 128)"
+            )
+
+    @property
+    def lake_database(self) -> str:
+        """The Glue database of the lake: as set, or derived from the stack's name.
+
+        Examples
+        --------
+        >>> PlatformSettings(stack_name="Totes-Prod").lake_database
+        'totes_prod_lake'
+        """
+        return self.lake_database_name or f"{self.stack_name.lower().replace('-', '_')}_lake"
+
+    @property
+    def athena_workgroup(self) -> str:
+        """The Athena workgroup of the lake: as set, or derived from the stack's name.
+
+        Examples
+        --------
+        >>> PlatformSettings(stack_name="Totes-Prod").athena_workgroup
+        'Totes-Prod-lake'
+        """
+        return self.athena_workgroup_name or f"{self.stack_name}-lake"
 
     @classmethod
     def from_context(cls, scope: Construct) -> PlatformSettings:
@@ -227,6 +287,12 @@ class PlatformSettings:
             catch_up_budget_seconds=whole_number(
                 "catch_up_budget_seconds", defaults.catch_up_budget_seconds
             ),
+            lake_database_name=text("lake_database_name", defaults.lake_database_name),
+            athena_workgroup_name=text("athena_workgroup_name", defaults.athena_workgroup_name),
+            athena_results_retention_days=whole_number(
+                "athena_results_retention_days", defaults.athena_results_retention_days
+            ),
+            aws_sdk_pandas_version=text("aws_sdk_pandas_version", defaults.aws_sdk_pandas_version),
         )
 
 

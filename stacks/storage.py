@@ -64,7 +64,7 @@ class DataBuckets(Construct):
         # Not logged itself: logging the log bucket would write a log object per
         # log object. AwsSolutions-S1 recognises a log destination, so this needs
         # no acknowledgement.
-        self.access_logs = _locked_down_bucket(
+        self.access_logs = locked_down_bucket(
             self,
             "AccessLogs",
             lifecycle_rules=[
@@ -76,7 +76,7 @@ class DataBuckets(Construct):
             ],
         )
 
-        self.ingested = _locked_down_bucket(
+        self.ingested = locked_down_bucket(
             self,
             "Ingested",
             versioned=True,
@@ -101,7 +101,7 @@ class DataBuckets(Construct):
             ],
         )
 
-        self.processed = _locked_down_bucket(
+        self.processed = locked_down_bucket(
             self,
             "Processed",
             access_logs=self.access_logs,
@@ -121,7 +121,7 @@ class DataBuckets(Construct):
         )
 
 
-def _locked_down_bucket(
+def locked_down_bucket(
     scope: Construct,
     construct_id: str,
     *,
@@ -129,6 +129,11 @@ def _locked_down_bucket(
     versioned: bool = False,
     access_logs: s3.IBucket | None = None,
 ) -> s3.Bucket:
+    """A bucket as every bucket of the platform is: private, TLS only, encrypted, retained.
+
+    Its server access logs (if ``access_logs`` is given) go under a prefix named after
+    ``construct_id``.
+    """
     return s3.Bucket(
         scope,
         construct_id,

@@ -6,7 +6,7 @@ The execution graph reads as the story of a run::
         Plan -> IngestTables -> TransformTables -> LoadDimensions -> LoadFacts
              -> CheckProgress -> MoreToCatchUp?
                   yes: StartNextPass -> IngestTables (the loop, for the tables with work left)
-                  no:  Summarise
+                  no:  CatalogLake -> Summarise
     -> Succeeded
     any error -> DescribeFailure -> NotifyFailure (SNS) -> PipelineFailed
 
@@ -241,8 +241,25 @@ class PipelineWorkflow(Construct):
                 "files_waiting": sfn.JsonPath.number_at("$.files_waiting"),
                 "rows_rejected": sfn.JsonPath.number_at("$.rows_rejected"),
                 "findings": sfn.JsonPath.list_at("$.findings"),
+                "lake": sfn.JsonPath.object_at("$.lake"),
             },
         )
+        catalog_lake = tasks.LambdaInvoke(
+            self,
+            "CatalogLake",
+            comment="Brings the lake's Glue tables up to date with what the loads wrote: new "
+            "partitions of the facts, new snapshots of the dimensions",
+            lambda_function=functions.catalog,
+            payload=sfn.TaskInput.from_object({"run_id": sfn.JsonPath.string_at("$.run_id")}),
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path="$.lake",
+        )
+        self._retry_service_errors(catalog_lake)
+        catalog_lake.add_catch(
+            self._failed("CatalogLake"), errors=[sfn.Errors.ALL], result_path=_FAILURE_PATH
+        )
+        catalog_lake.next(summarise)
         more_to_catch_up = (
             sfn.Choice(
                 self,
@@ -250,7 +267,7 @@ class PipelineWorkflow(Construct):
                 comment="Another pass while work remains and it fits in the catch-up budget",
             )
             .when(sfn.Condition.boolean_equals("$.next_pass", True), start_next_pass)
-            .otherwise(summarise)
+            .otherwise(catalog_lake)
         )
         start_next_pass.next(ingest_tables)
 

@@ -43,8 +43,8 @@ def test_app_py_synthesises_the_platform_into_a_cloud_assembly(cdk_json_context,
     assert stack_artifact["environment"] == "aws://123456789012/eu-west-2"
     template = json.loads((tmp_path / "TotesDataPlatform.template.json").read_text("utf-8"))
     resource_types = sorted(resource["Type"] for resource in template["Resources"].values())
-    assert resource_types.count("AWS::S3::Bucket") == 3
+    assert resource_types.count("AWS::S3::Bucket") == 4
     assert resource_types.count("AWS::DynamoDB::Table") == 1
-    assert resource_types.count("AWS::Lambda::Function") == 5
+    assert resource_types.count("AWS::Lambda::Function") == 6
     assert resource_types.count("AWS::StepFunctions::StateMachine") == 1
     assert resource_types.count("AWS::Scheduler::Schedule") == 1

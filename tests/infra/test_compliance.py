@@ -70,10 +70,15 @@ def test_only_wildcards_without_a_narrower_form_and_the_pinned_runtime_are_ackno
 
     # Then the waivers are of two kinds only: the Python runtime the layers are
     # built for, and IAM wildcards that name no more than one bucket's objects,
-    # one function's versions, or actions with no resource-level permissions
+    # one function's versions, the tables of the lake's one database, or actions
+    # with no resource-level permissions
     assert rules
     assert {rule.split("[")[0] for rule in rules} == {"AwsSolutions-L1", "AwsSolutions-IAM5"}
+    lake_tables = "AwsSolutions-IAM5[Resource::arn:aws:glue:eu-west-2:123456789012:table/"
     for rule in rules - {"AwsSolutions-L1", "AwsSolutions-IAM5[Resource::*]"}:
+        if rule.startswith(lake_tables):
+            assert rule == f"{lake_tables}{platform.stack.settings.lake_database}/*]"
+            continue
         assert rule.startswith("AwsSolutions-IAM5[Resource::<"), rule
         assert rule.endswith(("/*]", "/_manifests/*]", ".Arn>:*]")), rule
 

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from stacks.settings import DEFAULT_AWS_SDK_PANDAS_VERSION
+
 from tests.infra.template_reading import allowed_actions, logical_id, role_statements
 from totes.names import METRICS_NAMESPACE, SERVICE_NAME
 
@@ -109,6 +111,18 @@ def test_each_function_is_told_only_the_resources_its_stage_uses(platform, templ
     assert variables(functions.progress) == {"CATCH_UP_BUDGET_SECONDS": "180"}
     # And the failure email's writer needs nothing at all: the state machine mails it
     assert variables(functions.describe_failure) == {}
+    # And the catalog step knows the processed bucket and the lake's Glue database
+    assert variables(functions.catalog) == {
+        "PROCESSED_BUCKET": {"Ref": logical_id(platform.stack.buckets.processed)},
+        "LAKE_DATABASE": {"Ref": platform.stack.get_logical_id(platform.stack.lakehouse.database)},
+    }
+
+
+def _parameter(template, default: str) -> str:
+    parameters = template.to_json()["Parameters"]
+    (name,) = [name for name, value in parameters.items() if value.get("Default") == default]
+    assert parameters[name]["Type"] == "AWS::SSM::Parameter::Value<String>"
+    return name
 
 
 def test_every_function_has_the_dependency_core_and_powertools_layers(template, functions):
@@ -119,19 +133,34 @@ def test_every_function_has_the_dependency_core_and_powertools_layers(template, 
     for layer in own_layers.values():
         assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
         assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
-    parameters = template.to_json()["Parameters"]
-    (powertools,) = [
-        name for name, value in parameters.items() if value.get("Default") == POWERTOOLS_PARAMETER
-    ]
-    assert parameters[powertools]["Type"] == "AWS::SSM::Parameter::Value<String>"
+    powertools = _parameter(template, POWERTOOLS_PARAMETER)
 
-    # Then every function uses the three, in an order of the CDK's choosing (the
+    # Then every pipeline function uses the three, in an order of the CDK's choosing (the
     # layers share no package the handlers depend on a particular release of)
-    for function in functions.by_stage.values():
+    for stage, function in functions.by_stage.items():
+        if stage == "catalog":
+            continue
         layers = _function(template, function)["Layers"]
         assert sorted(layer["Ref"] for layer in layers) == sorted(
             [logical_id(dependencies), logical_id(core), powertools]
         )
+
+
+def test_the_catalog_function_takes_awswrangler_from_the_managed_layer_not_ours(
+    template, functions
+):
+    # Given the public parameter of the AWS SDK for pandas release the project pins
+    pandas = _parameter(
+        template,
+        f"/aws/service/aws-sdk-pandas/{DEFAULT_AWS_SDK_PANDAS_VERSION}/py3.12/x86_64/layer-arn",
+    )
+    _, core, _ = functions.layers
+    # Then the catalog function has it, the core package and Powertools, and not the
+    # dependencies layer, whose pyarrow would clash with the SDK's
+    layers = _function(template, functions.catalog)["Layers"]
+    assert sorted(layer["Ref"] for layer in layers) == sorted(
+        [logical_id(core), _parameter(template, POWERTOOLS_PARAMETER), pandas]
+    )
 
 
 def test_powertools_version_comes_from_context(synthesise_platform):
@@ -203,9 +232,12 @@ def test_load_reads_the_processed_zone_and_writes_only_rejects(platform, allowed
     # Then it reads processed files only
     assert load["s3:GetObject"] == {f"{_arn(buckets.processed)}/*"}
     assert load["s3:ListBucket"] == {_arn(buckets.processed)}
-    # And it writes (and, once replayed, deletes) nothing but quarantined rows, and never
-    # touches the raw zone
-    assert load["s3:PutObject"] == {f"{_arn(buckets.processed)}/rejects/*"}
+    # And it writes (and, once replayed, deletes) quarantined rows, writes what it
+    # committed to the lake, and never touches the raw zone
+    assert load["s3:PutObject"] == {
+        f"{_arn(buckets.processed)}/rejects/*",
+        f"{_arn(buckets.processed)}/lake/*",
+    }
     assert load["s3:DeleteObject"] == {f"{_arn(buckets.processed)}/rejects/*"}
     assert {action for action in load if action.startswith(("s3:Put", "s3:Delete"))} == {
         "s3:PutObject",

@@ -129,9 +129,24 @@ def test_the_run_loops_back_for_another_pass_while_work_remains_and_time_allows(
     assert carried["totals.$"] == "$.totals"
     assert carried["tables.$"] == "$.tables"
     assert carried["pass_started.$"] == "$$.State.EnteredTime"
-    # And otherwise the run ends with its summary
-    assert choice["Default"] == "Summarise"
+    assert carried["findings.$"] == "$.findings"
+    # And otherwise the run catalogues the lake, then ends with its summary
+    assert choice["Default"] == "CatalogLake"
+    assert stages["CatalogLake"]["Next"] == "Summarise"
     assert stages["Summarise"]["End"] is True
+
+
+def test_the_lake_is_catalogued_once_the_passes_are_done_and_its_failure_is_named(platform, stages):
+    # Given the catalog step
+    catalog = stages["CatalogLake"]
+    # Then it runs the catalog function for the run, keeping its counts under $.lake
+    assert catalog["Resource"] == f"<{logical_id(platform.stack.functions.catalog)}.Arn>"
+    assert catalog["Parameters"] == {"run_id.$": "$.run_id"}
+    assert catalog["ResultPath"] == "$.lake"
+    # And a failure of it is named like any task's, and ends the run there (the loads
+    # are done by then, and stay done)
+    assert [c["Next"] for c in catalog["Catch"]] == ["CatalogLakeFailed"]
+    assert stages["Summarise"]["Parameters"]["lake.$"] == "$.lake"
 
 
 def test_check_progress_is_told_the_pass_and_the_execution_start(stages):
@@ -258,6 +273,7 @@ def test_every_lambda_task_retries_lambda_service_errors_with_jittered_backoff(d
         "LoadDimension",
         "LoadFact",
         "CheckProgress",
+        "CatalogLake",
         "DescribeFailure",
     }
 
@@ -354,6 +370,7 @@ def test_any_failure_is_described_notified_then_fails_the_execution_with_its_err
         ("LoadDimension", "target"),
         ("LoadFact", "target"),
         ("CheckProgress", None),
+        ("CatalogLake", None),
     ],
 )
 def test_a_task_that_fails_for_good_names_itself_and_its_table_in_the_cause(
@@ -403,6 +420,7 @@ def test_the_execution_output_is_a_small_summary_of_counts(definition, stages):
         "files_waiting.$": "$.files_waiting",
         "rows_rejected.$": "$.rows_rejected",
         "findings.$": "$.findings",
+        "lake.$": "$.lake",
     }
     # And that summary (the one branch's output) is what the execution returns
     assert definition["States"]["RunPipeline"]["OutputPath"] == "$[0]"

@@ -34,10 +34,11 @@ def _policy_statements_of(template: Template, bucket_logical_id: str) -> list[di
     return statements
 
 
-def test_the_platform_has_exactly_three_buckets(template):
+def test_the_platform_has_exactly_four_buckets(template):
     # Given the synthesised platform
-    # Then it holds raw data, processed data, and the access logs of both: no stray buckets
-    template.resource_count_is("AWS::S3::Bucket", 3)
+    # Then it holds raw data, processed data (with the lake), Athena's query results, and
+    # the access logs of the three: no stray buckets
+    template.resource_count_is("AWS::S3::Bucket", 4)
 
 
 def test_no_bucket_can_be_made_public(template):
@@ -81,7 +82,7 @@ def test_every_bucket_encrypts_objects_at_rest(template):
                 ]
             }
         },
-        3,
+        4,
     )
 
 

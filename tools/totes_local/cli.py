@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -379,6 +379,59 @@ def _rejects(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_value(value: object) -> object:
+    """A query result's value as JSON: numbers as they are, decimals, dates and times as text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _lake_tables(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from totes_local.lake import lake_tables  # noqa: PLC0415
+
+    stack = _stack(args)
+    tables = lake_tables(stack)
+    if args.json:
+        for found in tables:
+            print(json.dumps(found.as_json()), flush=True)
+        return 0
+    database = stack.output("LakeDatabaseName")
+    listing = Table(title=f"lake tables in Glue database {database} ({stack.name})")
+    for column in ("table", "columns", "partitioned by", "partitions", "location"):
+        listing.add_column(column, overflow="fold")
+    for found in tables:
+        listing.add_row(
+            found.name,
+            ", ".join(f"{name} {kind}" for name, kind in found.columns),
+            ", ".join(name for name, _ in found.partition_keys) or "(current rows)",
+            f"{len(found.partitions):,}" if found.partitioned else "",
+            found.location,
+        )
+    _console.print(listing)
+    return 0
+
+
+def _lake_query(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from totes_local.lake import query  # noqa: PLC0415
+
+    result = query(_stack(args), args.sql)
+    if args.json:
+        for row in result.to_pylist():
+            print(json.dumps({key: _json_value(value) for key, value in row.items()}), flush=True)
+        return 0
+    listing = Table(title=f"{result.num_rows:,} rows")
+    for field in result.schema:
+        listing.add_column(f"{field.name}\n{field.type}", justify="right")
+    for row in result.to_pylist():
+        listing.add_row(*("NULL" if value is None else str(value) for value in row.values()))
+    _console.print(listing)
+    return 0
+
+
 def _add_stack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stack",
@@ -390,6 +443,46 @@ def _add_stack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir", type=Path, default=Path(".totes"), help="the local data folder, as for run"
     )
+
+
+def _add_reading_commands(commands: Any) -> None:
+    """``totes rejects`` and ``totes lake``: what a deployment keeps, read back."""
+    rejects = commands.add_parser(
+        "rejects",
+        help="list the quarantined rows: each with its reason, source row and run",
+        description="List the rows a stage kept aside, with the reason, the source row's "
+        "version and the run. Rows transform could not shape wait for a fixed source row; "
+        "fact rows load held back for a missing dimension row are replayed automatically "
+        "once it arrives (and then leave this list).",
+    )
+    rejects.add_argument("--table", help="only this warehouse table (e.g. fact_sales_order)")
+    rejects.add_argument("--run", metavar="RUN_ID", help="only rows of this run")
+    rejects.add_argument("--json", action="store_true", help="one JSON object per row on stdout")
+    _add_stack_options(rejects)
+    rejects.set_defaults(handler=_rejects)
+
+    lake = commands.add_parser(
+        "lake", help="the lakehouse: its tables, and SQL over them (DuckDB here, Athena on AWS)"
+    )
+    lake_commands = lake.add_subparsers(dest="lake_command", required=True, metavar="COMMAND")
+    tables = lake_commands.add_parser(
+        "tables", help="the lake's tables in the Glue catalog: columns, partitions, location"
+    )
+    tables.add_argument("--json", action="store_true", help="one JSON object per table")
+    _add_stack_options(tables)
+    tables.set_defaults(handler=_lake_tables)
+    lake_query = lake_commands.add_parser(
+        "query",
+        help="run SQL over the lake",
+        description="Run SQL over the lake's tables as the Glue catalog describes them: with "
+        "DuckDB over the local service's Parquet files, or with Athena (--stack) in the "
+        "stack's workgroup. Facts hold every version, dimensions their current rows; times "
+        "of day are text (HH:MM:SS.mmm), as Athena has no TIME column type.",
+    )
+    lake_query.add_argument("sql", help='the statement, e.g. "SELECT count(*) FROM fact_payment"')
+    lake_query.add_argument("--json", action="store_true", help="one JSON object per row")
+    _add_stack_options(lake_query)
+    lake_query.set_defaults(handler=_lake_query)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -500,19 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
-    rejects = commands.add_parser(
-        "rejects",
-        help="list the quarantined rows: each with its reason, source row and run",
-        description="List the rows a stage kept aside, with the reason, the source row's "
-        "version and the run. Rows transform could not shape wait for a fixed source row; "
-        "fact rows load held back for a missing dimension row are replayed automatically "
-        "once it arrives (and then leave this list).",
-    )
-    rejects.add_argument("--table", help="only this warehouse table (e.g. fact_sales_order)")
-    rejects.add_argument("--run", metavar="RUN_ID", help="only rows of this run")
-    rejects.add_argument("--json", action="store_true", help="one JSON object per row on stdout")
-    _add_stack_options(rejects)
-    rejects.set_defaults(handler=_rejects)
+    _add_reading_commands(commands)
 
     stop = commands.add_parser(
         "stop", help="stop the local AWS service and the embedded PostgreSQL that `run` started"

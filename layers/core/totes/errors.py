@@ -125,3 +125,10 @@ class SourceSchemaDriftError(TotesError):
     def __init__(self, message: str, drift: SchemaDrift) -> None:
         super().__init__(message)
         self.drift = drift
+
+
+class LakeCatalogError(TotesError):
+    """Tables of the lake could not be brought up to date in the Glue catalog.
+
+    The warehouse is loaded; the next run brings the catalog up to date from the bucket.
+    """

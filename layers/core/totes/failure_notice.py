@@ -24,7 +24,11 @@ from typing import Any, Final
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from totes.contracts import NonEmptyText, parse_event
-from totes.names import TRANSFORM_STATE_CONFLICT_ERROR, WATERMARK_CONFLICT_ERROR
+from totes.names import (
+    LAKE_CATALOG_ERROR,
+    TRANSFORM_STATE_CONFLICT_ERROR,
+    WATERMARK_CONFLICT_ERROR,
+)
 
 #: SNS refuses a longer subject.
 SUBJECT_LIMIT: Final = 100
@@ -73,6 +77,10 @@ ADVICE: Final[dict[str, str]] = {
     "RawPartCorruptError": (
         "A raw part does not match its manifest's checksum: restore it from a previous "
         "version of the object (the raw bucket is versioned)."
+    ),
+    LAKE_CATALOG_ERROR: (
+        "The warehouse is loaded, but the lake's Glue catalog is behind for the tables "
+        "named: see the catalog function's log. The next run brings it up to date."
     ),
     WATERMARK_CONFLICT_ERROR: (
         "Two executions overlapped and one gave way; nothing is lost, the next run continues."

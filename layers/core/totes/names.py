@@ -106,6 +106,8 @@ class EnvironmentVariable:
     TRANSFORM_MAX_ROWS: Final = "TRANSFORM_MAX_ROWS"
     LOAD_MAX_FILES: Final = "LOAD_MAX_FILES"
     CATCH_UP_BUDGET_SECONDS: Final = "CATCH_UP_BUDGET_SECONDS"
+    #: The Glue database of the lake, which the catalog step keeps current.
+    LAKE_DATABASE: Final = "LAKE_DATABASE"
 
 
 #: CloudWatch namespace of every metric the handlers emit (Powertools EMF).
@@ -152,12 +154,17 @@ FRESHNESS_LAG_ALARM_SECONDS: Final = 30 * 60
 RAW_MANIFEST_PREFIX: Final = "_manifests"
 MIRROR_PREFIX: Final = "mirror"
 REJECTS_PREFIX: Final = "rejects"
+#: The lakehouse zone of the processed bucket: what the Glue catalog describes.
+LAKE_PREFIX: Final = "lake"
 #: Where transform stages gold and rejects files until its state write commits them;
 #: load never reads it, and the processed bucket expires what a lost race left there.
 TRANSFORM_STAGING_PREFIX: Final = "_staging/transform"
 #: Days a staged file is kept: far longer than a commit takes to be published.
 TRANSFORM_STAGING_RETENTION_DAYS: Final = 30
 
+
+#: The error the catalog step raises when a table of the lake could not be brought up to date.
+LAKE_CATALOG_ERROR: Final = "LakeCatalogError"
 
 #: Error types a Step Functions Retry may safely repeat: another execution got there
 #: first, and a retry re-reads the newer state. The runtime raises exceptions of

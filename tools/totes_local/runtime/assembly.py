@@ -33,6 +33,9 @@ from totes.errors import TotesError
 _INPUT_FILES = ("app.py", "cdk.json", "layers/core/totes/names.py")
 #: Folders whose Python files shape the template or are deployed as function code.
 _INPUT_FOLDERS = ("stacks", "lambdas")
+#: The built layers, which synthesis copies into the assembly as assets: a changed core
+#: package must reach the functions even when no file of the app changed.
+_LAYER_ZIPS = "build/layers/*.zip"
 _FINGERPRINT_FILE = ".totes-inputs.sha256"
 #: Installed packages whose version changes what the app synthesises.
 _SYNTH_DISTRIBUTIONS = ("aws-cdk-lib", "constructs", "cdk-nag")
@@ -122,6 +125,7 @@ def _input_paths(project_root: Path) -> Iterable[Path]:
             for path in (project_root / folder).rglob("*.py")
             if "__pycache__" not in path.parts
         )
+    yield from project_root.glob(_LAYER_ZIPS)
 
 
 @dataclass(frozen=True)

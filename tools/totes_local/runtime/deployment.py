@@ -1,16 +1,19 @@
 """Deploy the synthesised stack into the local AWS service, through the AWS APIs only.
 
 :class:`LocalDeployment` does locally what CloudFormation does on ``cdk
-deploy``: it creates the buckets, the watermark table, the topic, the layers,
-the functions and the state machine of the template under local names, and on
+deploy``: it creates the buckets, the watermark table, the topic, the lake's Glue
+database, the layers, the functions and the state machine of the template under
+local names, and on
 the next run updates what changed (a function's code or configuration, the
 definition) and keeps everything else, data included. ``destroy`` deletes it
 all, data included (``totes run --fresh``).
 
 Layers: a layer whose zip holds compiled extensions built for Lambda's Python
 (the dependencies layer) is not uploaded; the workers take third-party packages
-from the local environment instead. The public Powertools layer is not an asset
-of the assembly and is likewise taken from the local environment.
+from the local environment instead. The public Powertools layer and the AWS-managed
+AWS SDK for pandas layer are not assets of the assembly and are likewise taken from
+the local environment. Athena has no local service: the lake is queried locally with
+DuckDB (``totes lake query``).
 """
 
 from __future__ import annotations
@@ -127,6 +130,8 @@ class LocalDeployment:
         for table in self.platform.tables:
             self._table(table.name, table.key_schema, table.attribute_definitions)
         self._topics()
+        for database in self.platform.glue_databases:
+            self._glue_database(database)
         layer_arns = {layer.logical_id: self._layer(layer) for layer in self.platform.layers}
         updated = tuple(
             function.name
@@ -204,6 +209,16 @@ class LocalDeployment:
             subscribed = sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]
             if not any(s["Endpoint"] == queue_arn for s in subscribed):
                 sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
+
+    def _glue_database(self, name: str) -> None:
+        glue = self.client("glue")
+        with contextlib.suppress(glue.exceptions.AlreadyExistsException):
+            glue.create_database(
+                DatabaseInput={
+                    "Name": name,
+                    "Description": f"The lake of {self.platform.stack_name}",
+                }
+            )
 
     def _layer(self, layer: LocalLayer) -> str | None:
         if not runs_locally(layer.zip_path):
@@ -305,6 +320,10 @@ class LocalDeployment:
                 dynamodb.delete_table(TableName=table.name)
         for bucket in self.platform.buckets:
             self._delete_bucket(bucket.name)
+        glue = self.client("glue")
+        for database in self.platform.glue_databases:
+            with contextlib.suppress(glue.exceptions.EntityNotFoundException):
+                glue.delete_database(Name=database)
         sns = self.client("sns")
         for topic in self.platform.topics:
             sns.delete_topic(TopicArn=topic.arn)

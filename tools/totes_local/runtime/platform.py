@@ -37,6 +37,8 @@ _FUNCTION = "AWS::Lambda::Function"
 _STATE_MACHINE = "AWS::StepFunctions::StateMachine"
 _LOG_GROUP = "AWS::Logs::LogGroup"
 _LAYER = "AWS::Lambda::LayerVersion"
+_GLUE_DATABASE = "AWS::Glue::Database"
+_WORKGROUP = "AWS::Athena::WorkGroup"
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 _DEFAULT_MEMORY_MB = 128
 _DEFAULT_TIMEOUT_S = 3
@@ -145,6 +147,8 @@ class LocalPlatform:
     functions: tuple[LocalFunctionSpec, ...]
     state_machine: LocalStateMachine
     layers: tuple[LocalLayer, ...] = ()
+    #: Glue databases of the stack, under names of this instance (the lake's catalog).
+    glue_databases: tuple[str, ...] = ()
     #: The stack's outputs, by name, with local values (those the runtime can fill).
     outputs: dict[str, str] = field(default_factory=dict)
 
@@ -217,6 +221,7 @@ class _Resolver:
             functions=tuple(self._function(i) for i in self._of_type(_FUNCTION)),
             state_machine=self._state_machine(machine_id),
             layers=tuple(self._layer(i) for i in self._of_type(_LAYER)),
+            glue_databases=tuple(self._name(i) for i in self._of_type(_GLUE_DATABASE)),
             outputs=self._outputs(),
         )
 
@@ -251,8 +256,13 @@ class _Resolver:
             _STATE_MACHINE: "StateMachineName",
             _LOG_GROUP: "LogGroupName",
             _LAYER: "LayerName",
+            _WORKGROUP: "Name",
         }.get(resource_type)
         properties = self._properties(logical_id)
+        if resource_type == _GLUE_DATABASE:
+            # Its name is explicit in the template, but one local service holds a deployment
+            # per source and warehouse pair: each gets a database of its own.
+            return _bounded(f"{self.stack}_lake".lower().replace("-", "_"), 255)
         if explicit and explicit in properties:
             return str(self.resolve(properties[explicit]))
         generated = f"{self.stack}-{logical_id}"
@@ -299,7 +309,7 @@ class _Resolver:
         resource_type = self.resources[name]["Type"]
         if resource_type in (_TOPIC, _STATE_MACHINE, _LAYER):
             return self._arn(name)
-        if resource_type in (_BUCKET, _TABLE, _FUNCTION, _LOG_GROUP):
+        if resource_type in (_BUCKET, _TABLE, _FUNCTION, _LOG_GROUP, _GLUE_DATABASE, _WORKGROUP):
             return self._name(name)
         raise UnresolvableTokenError(f"Ref to {name} ({resource_type}) has no local value")
 

@@ -65,6 +65,12 @@ from totes.errors import (
 )
 from totes.findings import MAX_EXAMPLES, Finding, FindingKind, Stage, merge
 from totes.load import warehouse_sql
+from totes.load.lake_export import (
+    export_dim_date,
+    export_facts,
+    start_dimension,
+    write_dimension_change,
+)
 from totes.load.star_zone import (
     RejectedRow,
     StarFileKey,
@@ -251,6 +257,8 @@ class LoadResult:
     freshness_lag_seconds: float | None = None
     #: Quarantine objects tried again (a fact table), and what went in from them.
     replays: list[FileOutcome] = field(default_factory=list)
+    #: Fact rows (and dim_date rows) written to the lake after they committed.
+    rows_exported: int = 0
     duration_ms: float = 0.0
 
     @property
@@ -377,6 +385,10 @@ def load_target(
             or request.target not in FACT_TABLES
             or not warehouse_sql.may_skip_fk_triggers(conn)
         )
+        if request.target in DIMENSION_TABLES:
+            with conn.transaction():
+                warehouse_sql.lock_target(conn, request.target)
+                result.rows_exported = start_dimension(conn, s3, settings.bucket, request.target)
         done = warehouse_sql.loaded_keys(conn, [file.key for file in listed])
         unloaded = [file for file in listed if file.key not in done]
         for position, file in enumerate(unloaded):
@@ -403,6 +415,7 @@ def load_target(
             result.replays = _replay_quarantine(
                 conn, s3, settings, request, fk_triggers=result.fk_triggers
             )
+            result.rows_exported = _export_to_lake(conn, s3, settings.bucket, request.target)
             result.newest_last_updated = warehouse_sql.newest_version(conn, request.target)
     if result.newest_last_updated is not None:
         newest = result.newest_last_updated.replace(tzinfo=UTC)
@@ -530,6 +543,8 @@ def _apply_file_once(
         if target in DIMENSION_TABLES:
             warehouse_sql.stage_rows(conn, target, csv_chunks(rows))
             loaded = warehouse_sql.upsert_dimension(conn, target)
+            # Written before the commit: a retry that applies the file rewrites it.
+            write_dimension_change(s3, bucket, target, file.stem, rows)
         else:
             loaded, rejected = _apply_facts(conn, file, rows, fk_triggers=fk_triggers)
             if rejected and not may_reject:
@@ -550,6 +565,17 @@ def _apply_file_once(
         ),
         duration_ms=(time.perf_counter() - started) * 1000,
     )
+
+
+def _export_to_lake(conn: psycopg.Connection[Any], s3: Any, bucket: str, target: str) -> int:
+    """Write to the lake the fact rows (and dim_date rows) it lacks, after they committed."""
+    with conn.transaction():
+        warehouse_sql.lock_target(conn, target)
+        exported = export_facts(conn, s3, bucket, target)
+    with conn.transaction():
+        warehouse_sql.lock_target(conn, warehouse_sql.DATE_DIMENSION)
+        exported += export_dim_date(conn, s3, bucket)
+    return exported
 
 
 def _replay_quarantine(

@@ -1,0 +1,33 @@
+"""Catalog Lambda: the lake's Glue tables brought up to date after the loads (CatalogLake).
+
+Its layers are the core package, Powertools and the AWS-managed AWS SDK for pandas
+(awswrangler, pandas, pyarrow): not the pipeline's dependencies layer, whose pyarrow
+would clash. Hence no psycopg, and clients made here rather than by ``totes.aws``.
+"""
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from totes.lake.catalog import CatalogRequest, CatalogSettings, catalog_lake
+from totes.observability import logger
+
+# One session and its clients per container, reused by warm invocations.
+_SESSION = boto3.Session()
+_S3 = _SESSION.client("s3")
+_GLUE = _SESSION.client("glue")
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Catalog the lake for run ``event["run_id"]``."""
+    request = CatalogRequest.from_event(event)
+    logger.set_correlation_id(request.run_id)
+    result = catalog_lake(
+        request, CatalogSettings.from_environment(), s3=_S3, glue=_GLUE, session=_SESSION
+    )
+    for table in result.tables:
+        logger.info("table catalogued", extra={"catalogued": table.model_dump()})
+    logger.info("lake catalogued", extra=result.to_payload())
+    return result.to_payload()

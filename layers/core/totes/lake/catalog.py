@@ -1,0 +1,320 @@
+"""The catalog step: one Glue table per warehouse table, kept current with awswrangler.
+
+Load writes the lake (see :mod:`totes.lake.layout`); this step describes it:
+
+- a fact table is a Glue table over ``lake/<fact>/``, partitioned by the month of
+  ``last_updated``; each month folder load has written is added as a partition;
+- a dimension (and dim_date) is a Glue table over its current snapshot: the changes
+  load wrote since the last snapshot are merged into a new one (the latest row per
+  key, in commit order), and the table is pointed at it, with the newest change it
+  holds recorded in the table's parameters.
+
+Column types come from the Parquet files themselves (``wr.s3.read_parquet_metadata``),
+so the catalog always says what the files hold.
+
+Every table is brought up to date on every run from what is in the bucket, so a run
+whose catalog step failed is repaired by the next one. A table that fails does not stop
+the others; the step then raises :class:`LakeCatalogError`, naming each.
+
+This module imports awswrangler, which comes from the AWS-managed AWS SDK for pandas
+layer: only the catalog function loads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import awswrangler as wr
+import boto3
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+
+from totes.contracts import NonEmptyText, parse_event, settings_from_environment
+from totes.errors import LakeCatalogError
+from totes.lake.layout import (
+    PARTITION_COLUMN,
+    changes_prefix,
+    key_of,
+    parquet_bytes,
+    read_parquet,
+    table_prefix,
+)
+from totes.names import FACT_TABLES, WAREHOUSE_TABLES, EnvironmentVariable
+
+#: Table parameters the catalog step keeps on each dimension's Glue table.
+CHANGES_THROUGH: Final = "totes_changes_through"
+#: Snapshots older than the one before the current are deleted: a query that started on
+#: the previous one still finds its files.
+_SNAPSHOTS_KEPT: Final = 2
+_SNAPSHOT_FILE: Final = "data.parquet"
+
+
+class CatalogRequest(BaseModel):
+    """The event of ``CatalogLake``: the run it belongs to."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    run_id: NonEmptyText
+
+    @classmethod
+    def from_event(cls, event: Any) -> CatalogRequest:
+        """Validate the event.
+
+        Raises
+        ------
+        InvalidEventError
+            ``run_id`` is missing or empty.
+        """
+        return parse_event(cls, event, what="catalog event")
+
+
+class CatalogSettings(BaseModel):
+    """The processed bucket and the Glue database (environment variables in Lambda).
+
+    Examples
+    --------
+    >>> CatalogSettings.from_environment({"PROCESSED_BUCKET": "p"})
+    Traceback (most recent call last):
+    ...
+    totes.errors.InvalidSettingError: environment variable LAKE_DATABASE is not set
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    bucket: NonEmptyText = Field(alias=EnvironmentVariable.PROCESSED_BUCKET)
+    database: NonEmptyText = Field(alias=EnvironmentVariable.LAKE_DATABASE)
+
+    @classmethod
+    def from_environment(cls, environment: Mapping[str, str] | None = None) -> CatalogSettings:
+        """Read ``PROCESSED_BUCKET`` and ``LAKE_DATABASE``.
+
+        Raises
+        ------
+        InvalidSettingError
+            One of them is not set.
+        """
+        return settings_from_environment(cls, environment)
+
+
+class TableCatalogued(BaseModel):
+    """What the step did to one table."""
+
+    model_config = ConfigDict(frozen=True)
+
+    table: str
+    created: bool = False
+    partitions_added: NonNegativeInt = 0
+    changes_merged: NonNegativeInt = 0
+    rows: NonNegativeInt | None = None
+
+
+class CatalogPayload(BaseModel):
+    """What the catalog handler returns to the state machine (counts only)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    database: str
+    tables: NonNegativeInt
+    tables_created: NonNegativeInt
+    partitions_added: NonNegativeInt
+    snapshots_written: NonNegativeInt
+
+
+@dataclass
+class CatalogResult:
+    """What the catalog step did, table by table."""
+
+    run_id: str
+    database: str
+    tables: list[TableCatalogued] = field(default_factory=list)
+
+    def to_payload(self) -> dict[str, Any]:
+        """The handler's return value.
+
+        Examples
+        --------
+        >>> CatalogResult("r", "lake", [TableCatalogued(table="dim_staff", changes_merged=2)]
+        ...               ).to_payload()["snapshots_written"]
+        1
+        """
+        return CatalogPayload(
+            run_id=self.run_id,
+            database=self.database,
+            tables=len(self.tables),
+            tables_created=sum(table.created for table in self.tables),
+            partitions_added=sum(table.partitions_added for table in self.tables),
+            snapshots_written=sum(bool(table.changes_merged) for table in self.tables),
+        ).model_dump()
+
+
+def _keys(s3: Any, bucket: str, prefix: str, *, after: str | None = None) -> Iterator[str]:
+    paginator = s3.get_paginator("list_objects_v2")
+    options = {"StartAfter": after} if after else {}
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, **options):
+        yield from (item["Key"] for item in page.get("Contents", []))
+
+
+def _folders(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        yield from (item["Prefix"] for item in page.get("CommonPrefixes", []))
+
+
+def _glue_table(glue: Any, database: str, table: str) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = glue.get_table(DatabaseName=database, Name=table)["Table"]
+    except glue.exceptions.EntityNotFoundException:
+        return None
+    return found
+
+
+def _columns_types(bucket: str, key: str, session: boto3.Session) -> dict[str, str]:
+    """The Athena types of a Parquet object's columns, as awswrangler reads them."""
+    columns, _ = wr.s3.read_parquet_metadata(path=f"s3://{bucket}/{key}", boto3_session=session)
+    return dict(columns)
+
+
+def _catalog_fact(
+    s3: Any, glue: Any, settings: CatalogSettings, table: str, session: boto3.Session
+) -> TableCatalogued:
+    months = list(_folders(s3, settings.bucket, f"{table_prefix(table)}{PARTITION_COLUMN}="))
+    if not months:
+        return TableCatalogued(table=table)
+    location = f"s3://{settings.bucket}/{table_prefix(table)}"
+    created = _glue_table(glue, settings.database, table) is None
+    if created:
+        first = next(_keys(s3, settings.bucket, months[0]))
+        columns = _columns_types(settings.bucket, first, session)
+        wr.catalog.create_parquet_table(
+            database=settings.database,
+            table=table,
+            path=location,
+            columns_types=columns,
+            partitions_types={PARTITION_COLUMN: "string"},
+            compression="zstd",
+            description=f"{table}: every version the warehouse holds, by month of last_updated",
+            boto3_session=session,
+        )
+    registered = set(
+        wr.catalog.get_parquet_partitions(
+            database=settings.database, table=table, boto3_session=session
+        )
+    )
+    missing = {
+        f"s3://{settings.bucket}/{folder}": [folder.rstrip("/").rsplit("=", 1)[1]]
+        for folder in months
+        if f"s3://{settings.bucket}/{folder}" not in registered
+    }
+    if missing:
+        wr.catalog.add_parquet_partitions(
+            database=settings.database,
+            table=table,
+            partitions_values=missing,
+            compression="zstd",
+            boto3_session=session,
+        )
+    return TableCatalogued(table=table, created=created, partitions_added=len(missing))
+
+
+def latest_rows(tables: list[pa.Table], key: str) -> pa.Table:
+    """The last row of each key over ``tables`` in order (later tables win), sorted by key.
+
+    Examples
+    --------
+    >>> old = pa.table({"k": [1, 2], "v": ["a", "b"]})
+    >>> new = pa.table({"k": [2], "v": ["c"]})
+    >>> latest_rows([old, new], "k").column("v").to_pylist()
+    ['a', 'c']
+    """
+    combined = pa.concat_tables(tables, promote_options="permissive")
+    order = "__totes_order"
+    numbered = combined.append_column(order, pa.array(range(combined.num_rows), pa.int64()))
+    last = numbered.group_by(key, use_threads=False).aggregate([(order, "max")])
+    picked = combined.take(last.column(f"{order}_max"))
+    return picked.take(pc.sort_indices(picked.column(key)))
+
+
+def _catalog_dimension(
+    s3: Any, glue: Any, settings: CatalogSettings, table: str, session: boto3.Session
+) -> TableCatalogued:
+    described = _glue_table(glue, settings.database, table)
+    through = (described or {}).get("Parameters", {}).get(CHANGES_THROUGH)
+    changes = list(_keys(s3, settings.bucket, changes_prefix(table), after=through))
+    if not changes:
+        return TableCatalogued(table=table)
+    # The snapshot the table points at now (a failed run may have left a newer folder).
+    location = str((described or {}).get("StorageDescriptor", {}).get("Location", ""))
+    bucket_root = f"s3://{settings.bucket}/"
+    current = (
+        [f"{location.removeprefix(bucket_root)}{_SNAPSHOT_FILE}"]
+        if through and location.startswith(bucket_root)
+        else []
+    )
+    rows = latest_rows(
+        [read_parquet(s3, settings.bucket, key) for key in (*current, *changes)], key_of(table)
+    )
+    newest = changes[-1]
+    folder = f"{table_prefix(table)}version={newest.rsplit('/', 1)[1].removesuffix('.parquet')}/"
+    s3.put_object(Bucket=settings.bucket, Key=f"{folder}{_SNAPSHOT_FILE}", Body=parquet_bytes(rows))
+    wr.catalog.create_parquet_table(
+        database=settings.database,
+        table=table,
+        path=f"s3://{settings.bucket}/{folder}",
+        columns_types=_columns_types(settings.bucket, f"{folder}{_SNAPSHOT_FILE}", session),
+        compression="zstd",
+        description=f"{table}: the current rows, as in the warehouse",
+        parameters={CHANGES_THROUGH: newest},
+        mode="overwrite",
+        boto3_session=session,
+    )
+    snapshots = sorted({*_folders(s3, settings.bucket, table_prefix(table)), folder})
+    for old in snapshots[:-_SNAPSHOTS_KEPT]:
+        for key in _keys(s3, settings.bucket, old):
+            s3.delete_object(Bucket=settings.bucket, Key=key)
+    return TableCatalogued(
+        table=table, created=described is None, changes_merged=len(changes), rows=rows.num_rows
+    )
+
+
+def catalog_lake(
+    request: CatalogRequest,
+    settings: CatalogSettings,
+    *,
+    s3: Any,
+    glue: Any,
+    session: boto3.Session | None = None,
+) -> CatalogResult:
+    """Bring every table of the lake up to date in the Glue catalog.
+
+    Raises
+    ------
+    LakeCatalogError
+        Some tables could not be brought up to date (named, with why); the others were.
+
+    Examples
+    --------
+    >>> catalog_lake(CatalogRequest(run_id="r"), settings, s3=s3, glue=glue)  # doctest: +SKIP
+    CatalogResult(run_id='r', database='totes_lake', tables=[...])
+    """
+    session = session or boto3.Session()
+    result = CatalogResult(run_id=request.run_id, database=settings.database)
+    failures: dict[str, Exception] = {}
+    for table in WAREHOUSE_TABLES:
+        catalog = _catalog_fact if table in FACT_TABLES else _catalog_dimension
+        try:
+            result.tables.append(catalog(s3, glue, settings, table, session))
+        except Exception as exc:
+            failures[table] = exc
+    if failures:
+        named = "; ".join(
+            f"{table}: {type(exc).__name__}: {exc}" for table, exc in failures.items()
+        )
+        raise LakeCatalogError(
+            f"{len(failures)} of {len(WAREHOUSE_TABLES)} lake tables were not brought up to "
+            f"date (the warehouse is loaded; the next run tries again): {named}"
+        ) from next(iter(failures.values()))
+    return result
