@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from stacks.settings import DEFAULT_AWS_SDK_PANDAS_VERSION
-
 from tests.infra.template_reading import allowed_actions, logical_id, role_statements
 from totes.names import METRICS_NAMESPACE, SERVICE_NAME
 

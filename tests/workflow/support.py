@@ -87,7 +87,7 @@ class Fault:
 
     state: str
     attribute: str
-    item: str
+    item: str | None
     #: The body run for ``item`` instead of the core function (``request`` is in scope).
     misbehaviour: str
     #: Template properties of the function to change too (e.g. a short ``Timeout``).

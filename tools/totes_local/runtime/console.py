@@ -64,7 +64,8 @@ class ProgressPrinter:
         if entry.type == "Parallel":
             return
         if progress.map_state is not None:
-            if progress.kind is ProgressKind.FINISHED:
+            # An item's task is its story; the states that name a failure add nothing here.
+            if progress.kind is ProgressKind.FINISHED and entry.type == "Task":
                 self._item(progress)
             return
         if progress.kind is ProgressKind.ENTERED:

@@ -134,6 +134,8 @@ def _copy_out(conn: psycopg.Connection[Any], query: sql.Composable, table: str) 
     with conn.cursor() as cursor, cursor.copy(statement) as copy:
         for chunk in copy:
             buffer.write(chunk)
+    if not buffer.tell():
+        return schema.empty_table()
     buffer.seek(0)
     return pa_csv.read_csv(
         buffer,

@@ -1,0 +1,153 @@
+"""The lakehouse through the whole workflow: after each run the lake, queried with SQL over its
+Glue catalog, answers exactly like the warehouse, and a catalog failure costs the lake a
+run, never the warehouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import sql
+
+from totes.db import connect
+from totes.lake.layout import lake_schema
+from totes.names import WAREHOUSE_TABLES
+from totes.warehouse.reconcile import reconcile
+from totes_local.lake import lake_tables, query
+from totes_local.runtime.assembly import CloudAssembly
+from totes_local.source.mutate import mutate
+from totes_local.stacks import local_stack
+
+from .support import Fault, WorkflowFactory, faulty_assembly
+
+pytestmark = pytest.mark.slow
+
+
+def _warehouse_rows(dsn: str, table: str) -> list[tuple[Any, ...]]:
+    """Every row of a warehouse table as the lake keeps it: times of day as HH:MM:SS.mmm."""
+    columns = [
+        sql.SQL("to_char({}, 'HH24:MI:SS.MS')").format(sql.Identifier(field.name))
+        if field.name.endswith("_time")
+        else sql.Identifier(field.name)
+        for field in lake_schema(table)
+    ]
+    with connect(dsn) as conn:
+        return sorted(
+            tuple(row)
+            for row in conn.execute(
+                sql.SQL("SELECT {} FROM {}").format(
+                    sql.SQL(", ").join(columns), sql.Identifier(table)
+                )
+            )
+        )
+
+
+def _lake_rows(service_dir: Path, table: str) -> list[tuple[Any, ...]]:
+    names = ", ".join(lake_schema(table).names)
+    result = query(local_stack(service_dir), f"SELECT {names} FROM {table}")
+    return sorted(tuple(row.values()) for row in result.to_pylist())
+
+
+def _assert_lake_answers_like_the_warehouse(service_dir: Path, warehouse_dsn: str) -> None:
+    for table in WAREHOUSE_TABLES:
+        lake, warehouse = _lake_rows(service_dir, table), _warehouse_rows(warehouse_dsn, table)
+        assert lake == warehouse, table
+        # Equal values of equal types, column by column: decimals, dates, integers, text
+        for column, (lake_value, warehouse_value) in enumerate(
+            zip(lake[0], warehouse[0], strict=True)
+        ):
+            assert type(lake_value) is type(warehouse_value), (table, column)
+
+
+def _partitions(service_dir: Path) -> dict[str, list[tuple[list[str], str]]]:
+    return {
+        table.name: table.partitions
+        for table in lake_tables(local_stack(service_dir))
+        if table.partitioned
+    }
+
+
+def test_the_lake_answers_like_the_warehouse_after_every_run(
+    seeded_source_dsn: str,
+    warehouse_dsn: str,
+    local_workflow: WorkflowFactory,
+    service_dir: Path,
+) -> None:
+    # Given a first run of the product
+    with local_workflow(seeded_source_dsn, warehouse_dsn) as workflow:
+        first = workflow.execute()
+        # Then every warehouse table has a Glue table, facts partitioned by month
+        tables = {table.name: table for table in lake_tables(local_stack(service_dir))}
+        assert set(tables) == set(WAREHOUSE_TABLES)
+        assert {name for name, table in tables.items() if table.partitioned} == {
+            "fact_sales_order",
+            "fact_purchase_order",
+            "fact_payment",
+        }
+        assert first.succeeded
+        assert first.summary["lake"]["tables"] == len(WAREHOUSE_TABLES)
+        # And each answers a query with exactly the warehouse's rows and types
+        _assert_lake_answers_like_the_warehouse(service_dir, warehouse_dsn)
+        before = _partitions(service_dir)
+
+        # When the source changes (new orders, amendments, a department moving city) and
+        # the product runs again
+        with connect(seeded_source_dsn) as conn:
+            mutate(conn, seed=7, changes=60)
+        second = workflow.execute()
+
+    # Then the lake still answers like the warehouse: dimensions current, facts with history
+    assert second.succeeded
+    _assert_lake_answers_like_the_warehouse(service_dir, warehouse_dsn)
+    # And the catalog gained the partitions of the new versions' month, each once
+    after = _partitions(service_dir)
+    for table, partitions in after.items():
+        assert set(map(str, before[table])) <= set(map(str, partitions)), table
+        assert len(partitions) == len({str(p) for p in partitions}), table
+    assert sum(map(len, after.values())) > sum(map(len, before.values()))
+    # And the same SQL over the star schema runs on the lake as on the warehouse
+    revenue = (
+        "SELECT c.currency_code, d.year, count(*) AS orders, sum(f.units_sold * f.unit_price) "
+        "AS revenue FROM fact_sales_order f JOIN dim_currency c USING (currency_id) "
+        "JOIN dim_date d ON d.date_id = f.created_date GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    with connect(warehouse_dsn) as conn:
+        expected = [tuple(row) for row in conn.execute(revenue)]
+    assert [
+        tuple(row.values()) for row in query(local_stack(service_dir), revenue).to_pylist()
+    ] == (expected)
+
+
+def test_a_failed_catalog_step_leaves_the_loads_done_and_the_next_run_repairs_the_lake(
+    seeded_source_dsn: str,
+    warehouse_dsn: str,
+    local_workflow: WorkflowFactory,
+    cloud_assembly: CloudAssembly,
+    service_dir: Path,
+    tmp_path: Path,
+) -> None:
+    # Given a deployment whose catalog step fails
+    fault = Fault("CatalogLake", "catalog_lake", None, "raise InjectedFaultError('Glue is down')")
+    broken = faulty_assembly(cloud_assembly, fault, tmp_path / "faulty-cdk.out")
+    with local_workflow(seeded_source_dsn, warehouse_dsn, assembly=broken) as workflow:
+        # When the product runs
+        failed = workflow.execute()
+        notifications = workflow.notifications()
+    # Then the execution fails there, saying so, and the warehouse is loaded all the same
+    assert (failed.status, failed.error) == ("FAILED", "InjectedFaultError")
+    entry = failed.failed_entry
+    assert entry is not None
+    assert entry.name == "CatalogLake"
+    assert [note.subject for note in notifications] == [
+        "totes: CatalogLake failed (InjectedFaultError)"
+    ]
+    with connect(seeded_source_dsn) as source, connect(warehouse_dsn) as warehouse:
+        assert reconcile(source, warehouse) == []
+    assert lake_tables(local_stack(service_dir)) == []
+    # When the catalog works again and the next run comes, with nothing new to load
+    with local_workflow(seeded_source_dsn, warehouse_dsn) as workflow:
+        repaired = workflow.execute()
+    # Then the lake is brought up to date from what the loads wrote
+    assert repaired.succeeded
+    _assert_lake_answers_like_the_warehouse(service_dir, warehouse_dsn)
