@@ -6,9 +6,12 @@ missing, as in the infrastructure tier). It is kept in pytest's cache folder wit
 fingerprint of its inputs, so a session synthesises only when the CDK app or the
 handlers changed since the last one.
 
-Every test gets its own source and warehouse databases, so its workflow is a deployment
-of its own in the shared service (the service keeps one per source and warehouse pair).
-The service, and every Lambda worker it started, is stopped when the session ends.
+The tests share one source and one warehouse database, recreated for each test, so
+their workflows are one deployment in the shared service (which keeps one per source and
+warehouse pair), and its Lambda workers stay warm from test to test, as a deployed
+stack's do between runs. Each test starts with none of that deployment's state, as
+``totes run --fresh`` would. The service, and every Lambda worker it started, is
+stopped when the session ends.
 """
 
 from __future__ import annotations
@@ -20,13 +23,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
+from totes.db import connect, create_database, drop_database, with_database
+from totes.warehouse.schema import init_warehouse
 from totes_local.runtime.assembly import CloudAssembly, synthesise
-from totes_local.runtime.service import stop_service
-from totes_local.runtime.workflow import LocalWorkflow
+from totes_local.runtime.deployment import LocalDeployment
+from totes_local.runtime.platform import LOCAL_REGION, LocalPlatform
+from totes_local.runtime.postgres import PostgresServer
+from totes_local.runtime.service import (
+    LOCAL_CREDENTIALS,
+    find_service,
+    handler_log_path,
+    stop_service,
+)
+from totes_local.runtime.workflow import LocalWorkflow, pair_id
 
-from .support import REPO_ROOT, WorkflowFactory
+from .support import REPO_ROOT, WorkflowFactory, mark_log_start
 
 LAYERS = REPO_ROOT / "build" / "layers"
 
@@ -65,6 +79,65 @@ def service_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     data_dir = tmp_path_factory.mktemp("local-aws")
     yield data_dir
     stop_service(data_dir)
+
+
+#: The databases of the tier's one source and warehouse pair.
+SOURCE_DATABASE, WAREHOUSE_DATABASE = "totes_workflow_source", "totes_workflow_warehouse"
+
+
+@pytest.fixture
+def seeded_source_dsn(pg_server: PostgresServer, small_source_template: str) -> Iterator[str]:
+    """The pair's source, seeded at scale 0.01 with seed 42 (a copy of the session's seed)."""
+    drop_database(pg_server.admin_dsn, SOURCE_DATABASE)
+    create_database(pg_server.admin_dsn, SOURCE_DATABASE, template=small_source_template)
+    yield with_database(pg_server.admin_dsn, SOURCE_DATABASE)
+    drop_database(pg_server.admin_dsn, SOURCE_DATABASE)
+
+
+@pytest.fixture
+def warehouse_dsn(pg_server: PostgresServer) -> Iterator[str]:
+    """The pair's warehouse: the star schema, no rows."""
+    drop_database(pg_server.admin_dsn, WAREHOUSE_DATABASE)
+    create_database(pg_server.admin_dsn, WAREHOUSE_DATABASE)
+    dsn = with_database(pg_server.admin_dsn, WAREHOUSE_DATABASE)
+    with connect(dsn) as conn:
+        init_warehouse(conn)
+    yield dsn
+    drop_database(pg_server.admin_dsn, WAREHOUSE_DATABASE)
+
+
+@pytest.fixture(autouse=True)
+def no_local_state_of_earlier_tests(
+    cloud_assembly: CloudAssembly, service_dir: Path, pg_server: PostgresServer
+) -> None:
+    """Discard what an earlier test left in the pair's deployment (``--fresh`` would too).
+
+    Its functions are deleted with the rest; recreated with the same code and settings,
+    they find their warm workers again.
+    """
+    mark_log_start(handler_log_path(service_dir))
+    service = find_service(service_dir)
+    if service is None:
+        return
+    source, warehouse = (
+        with_database(pg_server.admin_dsn, name) for name in (SOURCE_DATABASE, WAREHOUSE_DATABASE)
+    )
+    platform = LocalPlatform.from_assembly(
+        cloud_assembly,
+        region=LOCAL_REGION,
+        instance_name=f"{cloud_assembly.stack_name}-{pair_id(source, warehouse)}",
+    )
+
+    def client(name: str) -> Any:
+        return boto3.client(
+            name,
+            region_name=LOCAL_REGION,
+            endpoint_url=service.endpoint,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    LocalDeployment(platform, client, {}).destroy()
 
 
 @pytest.fixture

@@ -56,11 +56,26 @@ def warehouse_digest(dsn: str) -> dict[str, tuple[int, str]]:
     return digest
 
 
+#: Where each log file stood when the running test began (tests share the functions).
+_LOG_STARTS: dict[Path, int] = {}
+
+
+def mark_log_start(log_path: Path) -> None:
+    """Remember the log file's size: :func:`log_records` reads only what comes after."""
+    _LOG_STARTS[log_path] = log_path.stat().st_size if log_path.exists() else 0
+
+
 def log_records(workflow: LocalWorkflow) -> list[dict[str, Any]]:
-    """The log lines of this workflow's functions (the service's log file holds every pair's)."""
+    """The log lines of this workflow's functions since the test began.
+
+    The service's log file holds every pair's lines, and every earlier test's.
+    """
     names = {function.name for function in workflow.platform.functions}
     records = []
-    for line in workflow.log_path.read_text(encoding="utf-8").splitlines():
+    with workflow.log_path.open("rb") as log:
+        log.seek(_LOG_STARTS.get(workflow.log_path, 0))
+        text = log.read().decode("utf-8")
+    for line in text.splitlines():
         record = json.loads(line)
         if record.get("function_name") in names:
             records.append(record)
