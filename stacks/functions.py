@@ -16,6 +16,7 @@ from constructs import Construct
 
 from stacks.log_groups import operational_log_group
 from stacks.packaging import PipelinePackaging
+from stacks.settings import CATALOG_TIMEOUT_SECONDS
 from stacks.storage import DataBuckets
 from totes.names import (
     LAKE_PREFIX,
@@ -56,7 +57,8 @@ _PROGRESS = _Sizing(memory_mb=256, timeout=Duration.seconds(10))
 # Writes the failure email from the error: text only.
 _FAILURE = _Sizing(memory_mb=256, timeout=Duration.seconds(10))
 # Merges a dimension's changes into a new snapshot: the largest (dim_transaction) in memory.
-_CATALOG = _Sizing(memory_mb=1024, timeout=Duration.seconds(120))
+# Its timeout is what an execution keeps aside after its passes (settings: the budget).
+_CATALOG = _Sizing(memory_mb=1024, timeout=Duration.seconds(CATALOG_TIMEOUT_SECONDS))
 
 
 @dataclass(frozen=True)

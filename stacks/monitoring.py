@@ -212,6 +212,9 @@ class PipelineMonitoring(Construct):
                 label="Source columns unexpected, missing or retyped",
                 period=_ALARM_PERIOD,
             ),
+            # Every ingest publishes both counts, zeros included: a period without an
+            # execution says nothing about the schema, so the alarm keeps its state.
+            missing_data=cloudwatch.TreatMissingData.IGNORE,
             description="The totesys schema changed: a source column appeared (it is kept "
             "in the raw zone but not loaded), or one disappeared or changed type. If a "
             "transform needs it, ingest of that table stops with SourceSchemaDriftError "

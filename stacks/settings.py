@@ -51,6 +51,8 @@ LOG_RETENTION_DAYS_ALLOWED: tuple[int, ...] = (
 MAP_CONCURRENCY_LIMIT = 40
 #: An Express execution is stopped after five minutes.
 EXPRESS_LIMIT_SECONDS = 300
+#: The catalog step runs after the last pass, within the same five minutes.
+CATALOG_TIMEOUT_SECONDS = 60
 
 _TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "off", "0"})
@@ -172,10 +174,12 @@ class PlatformSettings:
                 f"ingest_max_rows ({self.ingest_max_rows}): a raw batch is never split, so a "
                 "smaller transform bite would not bound its memory"
             )
-        if self.catch_up_budget_seconds >= EXPRESS_LIMIT_SECONDS:
+        if self.catch_up_budget_seconds > EXPRESS_LIMIT_SECONDS - CATALOG_TIMEOUT_SECONDS:
             raise InvalidSettingError(
-                f"catch_up_budget_seconds must be below the {EXPRESS_LIMIT_SECONDS}-second "
-                f"Express limit, got {self.catch_up_budget_seconds}"
+                f"catch_up_budget_seconds must leave the catalog step's "
+                f"{CATALOG_TIMEOUT_SECONDS} seconds within the {EXPRESS_LIMIT_SECONDS}-second "
+                f"Express limit: at most {EXPRESS_LIMIT_SECONDS - CATALOG_TIMEOUT_SECONDS}, "
+                f"got {self.catch_up_budget_seconds}"
             )
         if not 1 <= self.ingest_max_concurrency <= MAP_CONCURRENCY_LIMIT:
             # 0 would mean "unlimited" to Step Functions: the opposite of protecting the source.

@@ -329,8 +329,8 @@ class PipelineWorkflow(Construct):
                     "state_machine": sfn.JsonPath.string_at("$$.StateMachine.Name"),
                     "started": sfn.JsonPath.string_at("$$.Execution.StartTime"),
                     "run_id": RUN_ID,
-                    "error": sfn.JsonPath.string_at("$.failure.Error"),
-                    "cause": sfn.JsonPath.string_at("$.failure.Cause"),
+                    # Whole, as the Catch recorded it: a cause is not always there.
+                    "failure": sfn.JsonPath.object_at("$.failure"),
                 }
             ),
             payload_response_only=True,
@@ -348,10 +348,9 @@ class PipelineWorkflow(Construct):
                 "notice": {
                     "subject": "totes data platform: a pipeline execution failed",
                     "message": sfn.JsonPath.format(
-                        "Execution {} of the totes pipeline failed. Error: {}. Cause: {}",
+                        "Execution {} of the totes pipeline failed: {}",
                         sfn.JsonPath.string_at("$$.Execution.Name"),
-                        sfn.JsonPath.string_at("$.failure.Error"),
-                        sfn.JsonPath.string_at("$.failure.Cause"),
+                        sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.failure")),
                     ),
                 },
             },

@@ -37,17 +37,16 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         )
     except SourceSchemaDriftError as exc:
         # The SchemaDrift alarm watches this; the error itself fails the execution.
-        broken = len(exc.drift.missing) + len(exc.drift.retyped)
-        publish_for_alarm(MetricName.MISSING_COLUMNS, broken)
+        publish_for_alarm(MetricName.MISSING_COLUMNS, exc.drift.broken)
         raise
     metrics.add_dimension("table", request.table)
     metrics.add_metric(MetricName.ROWS_INGESTED, MetricUnit.Count, result.rows)
     metrics.add_metric(MetricName.BYTES_WRITTEN, MetricUnit.Bytes, result.bytes_written)
     metrics.add_metric(MetricName.INGEST_DURATION_MS, MetricUnit.Milliseconds, result.duration_ms)
-    if result.unexpected_columns:
-        publish_for_alarm(MetricName.UNEXPECTED_COLUMNS, len(result.unexpected_columns))
-    if result.missing_columns:
-        publish_for_alarm(MetricName.MISSING_COLUMNS, len(result.missing_columns))
+    # Published on every run, zeros included: SchemaDrift describes how things stand, and
+    # its alarm clears when a run finds no drift.
+    publish_for_alarm(MetricName.UNEXPECTED_COLUMNS, len(result.unexpected_columns))
+    publish_for_alarm(MetricName.MISSING_COLUMNS, len(result.missing_columns))
     for finding in result.findings:
         logger.warning(finding.describe(), extra={"finding": finding.model_dump(mode="json")})
     logger.info(

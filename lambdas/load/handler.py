@@ -67,6 +67,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "rows_skipped": result.rows_skipped,
             "rows_rejected": result.rows_rejected,
             "rows_replayed": result.rows_replayed,
+            "rows_exported_to_lake": result.rows_exported,
             "newest_last_updated": (
                 result.newest_last_updated.isoformat() if result.newest_last_updated else None
             ),

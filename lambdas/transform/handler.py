@@ -6,7 +6,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from totes.aws import client
-from totes.findings import FindingKind
 from totes.names import MetricName
 from totes.observability import logger, metrics, publish_for_alarm
 from totes.transform.stage import TransformRequest, TransformSettings, transform_target
@@ -25,11 +24,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(MetricName.ROWS_REJECTED, MetricUnit.Count, result.rows_rejected)
     if result.rows_rejected:
         publish_for_alarm(MetricName.ROWS_REJECTED, result.rows_rejected)
-    unknown_codes = sum(
-        finding.count for finding in result.findings if finding.kind is FindingKind.UNKNOWN_CODE
-    )
-    if unknown_codes:
-        publish_for_alarm(MetricName.UNKNOWN_CODES, unknown_codes)
+    if result.unknown_codes:
+        publish_for_alarm(MetricName.UNKNOWN_CODES, result.unknown_codes)
     for finding in result.findings:
         logger.warning(finding.describe(), extra={"finding": finding.model_dump(mode="json")})
     logger.info(

@@ -331,8 +331,7 @@ def test_any_failure_is_described_notified_then_fails_the_execution_with_its_err
         "state_machine.$": "$$.StateMachine.Name",
         "started.$": "$$.Execution.StartTime",
         "run_id.$": "States.Format('{}-{}', $$.Execution.StartTime, $$.Execution.Name)",
-        "error.$": "$.failure.Error",
-        "cause.$": "$.failure.Cause",
+        "failure.$": "$.failure",
     }
     assert (describe["ResultPath"], describe["Next"]) == ("$.notice", "NotifyFailure")
     # And should it fail, the raw error and cause are mailed instead
@@ -341,7 +340,8 @@ def test_any_failure_is_described_notified_then_fails_the_execution_with_its_err
     ]
     raw = states["UseRawFailure"]
     assert raw["Parameters"]["failure.$"] == "$.failure"
-    for path in ("$$.Execution.Name", "$.failure.Error", "$.failure.Cause"):
+    # (the failure record whole, as text: its cause may be missing)
+    for path in ("$$.Execution.Name", "States.JsonToString($.failure)"):
         assert path in raw["Parameters"]["notice"]["message.$"]
     assert raw["Next"] == "NotifyFailure"
     # And NotifyFailure publishes the described subject and body to the alert topic

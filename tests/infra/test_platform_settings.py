@@ -79,6 +79,7 @@ def test_an_empty_alarm_email_means_no_subscription():
         ("load_max_files", "many"),
         ("catch_up_budget_seconds", 0),
         ("catch_up_budget_seconds", "300"),
+        ("catch_up_budget_seconds", "241"),
     ],
 )
 def test_a_value_that_cannot_be_deployed_is_rejected_before_deployment(key, value):

@@ -637,9 +637,13 @@ def test_quarantined_facts_are_replayed_as_soon_as_their_dimension_rows_arrive(
     kept = warehouse.read(quarantine)
     # When facts load again while nothing has arrived
     idle = warehouse.load(FACT, "exec-2")
-    # Then nothing is replayed and the quarantine is left as it was
-    assert (idle.rows_replayed, idle.findings) == (0, [])
+    # Then nothing is replayed, the quarantine is left as it was, and it is still reported
+    assert idle.rows_replayed == 0
     assert warehouse.read(quarantine) == kept
+    assert [(f.kind, f.count, f.examples, f.where) for f in idle.findings] == [
+        ("quarantined", 1, ["sales_order_id 2"], [quarantine]),
+        ("quarantined", 1, ["sales_order_id 3"], [quarantine]),
+    ]
     # When design 9 arrives and facts load again
     warehouse.put("dim_design", "run-3", [design(9)])
     warehouse.load("dim_design", "run-3")
@@ -648,7 +652,8 @@ def test_quarantined_facts_are_replayed_as_soon_as_their_dimension_rows_arrive(
     assert [row["sales_order_id"] for row in warehouse.rows(FACT)] == [1, 2]
     assert first.to_payload()["rows_replayed"] == 1
     assert [(f.kind, f.count, f.where) for f in first.findings] == [
-        ("rows_replayed", 1, [quarantine])
+        ("rows_replayed", 1, [quarantine]),
+        ("quarantined", 1, [quarantine]),
     ]
     assert warehouse.read(quarantine) == [
         {**rows[2], "reject_reason": "sales_staff_id 7 not in dim_staff"}
@@ -664,6 +669,30 @@ def test_quarantined_facts_are_replayed_as_soon_as_their_dimension_rows_arrive(
     assert _orphans(warehouse.dsn) == 0
     # And the gold file is still loaded exactly once
     assert len(warehouse.ledger(FACT)) == 1
+
+
+def test_an_unreadable_quarantine_object_is_reported_and_the_others_are_still_replayed(
+    warehouse: Warehouse,
+) -> None:
+    # Given two quarantined orders, and one of the two quarantine objects damaged
+    warehouse.load_dimensions()
+    warehouse.put(FACT, "exec-1", [sales_order(1, design_id=9)])
+    warehouse.put(FACT, "exec-2", [sales_order(2, design_id=9)])
+    warehouse.load(FACT, "exec-3")
+    damaged, intact = warehouse.keys(f"{REJECTS_PREFIX}/")
+    warehouse.s3.put_object(Bucket=BUCKET, Key=damaged, Body=b"not parquet")
+    # When the design arrives and facts load again
+    warehouse.put("dim_design", "run-4", [design(9)])
+    warehouse.load("dim_design", "run-4")
+    result = warehouse.load(FACT, "exec-5")
+    # Then the intact one is replayed, and the damaged one is reported, not a failure
+    assert [row["sales_order_id"] for row in warehouse.rows(FACT)] == [2]
+    assert result.rows_replayed == 1
+    (problem,) = [f for f in result.findings if f.kind == "quarantined"]
+    assert problem.where == [damaged]
+    assert "cannot be replayed" in problem.detail
+    assert warehouse.keys(f"{REJECTS_PREFIX}/") == [damaged]
+    assert intact not in warehouse.keys(f"{REJECTS_PREFIX}/")
 
 
 def test_a_quarantined_version_the_warehouse_holds_by_now_leaves_the_quarantine(

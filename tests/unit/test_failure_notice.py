@@ -13,6 +13,7 @@ from totes.errors import InvalidEventError
 from totes.failure_notice import (
     ADVICE,
     SUBJECT_LIMIT,
+    CaughtError,
     DecodedFailure,
     FailedState,
     FailureEvent,
@@ -43,8 +44,7 @@ def _event(error: str, cause: str | None) -> FailureEvent:
         state_machine="TotesDataPlatform-pipeline",
         started=STARTED,
         run_id="2024-11-14T09:00:01.250Z-run-1",
-        error=error,
-        cause=cause,
+        failure=CaughtError(Error=error, Cause=cause),
     )
 
 
@@ -99,9 +99,9 @@ def test_a_lambda_error_that_reached_the_catch_unnamed_still_loses_its_stack_tra
     item=st.none() | st.text(max_size=80),
     error=st.text(min_size=1, max_size=200),
 )
-def test_every_subject_is_at_most_100_printable_ascii_characters(state, item, error) -> None:
+def test_every_subject_is_shorter_than_100_printable_ascii_characters(state, item, error) -> None:
     subject = subject_line(DecodedFailure(state=state, item=item, error=error, message=""))
-    assert len(subject) <= SUBJECT_LIMIT
+    assert len(subject) <= SUBJECT_LIMIT < 100
     assert all(" " <= character <= "~" for character in subject)
     assert subject.startswith("totes: ")
 
@@ -113,6 +113,14 @@ def test_a_long_error_name_is_dropped_from_the_subject_before_the_table() -> Non
 
 def test_an_event_without_the_error_is_refused_naming_the_field() -> None:
     event = json.loads(_event("E", None).model_dump_json())
-    del event["error"]
-    with pytest.raises(InvalidEventError, match="failure event: error is not set"):
+    del event["failure"]["Error"]
+    with pytest.raises(InvalidEventError, match=r"failure event: failure\.Error is not set"):
         FailureEvent.from_event(event)
+
+
+def test_a_failure_the_catch_recorded_without_a_cause_is_still_mailed() -> None:
+    event = json.loads(_event("States.Runtime", None).model_dump_json())
+    del event["failure"]["Cause"]
+    notice = describe_failure(FailureEvent.from_event(event))
+    assert notice.subject == "totes: the pipeline failed (States.Runtime)"
+    assert "Message:        (no cause given)" in notice.message

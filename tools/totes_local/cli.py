@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from totes.db import connect, create_database, describe, row_counts, with_database
@@ -368,7 +369,8 @@ def _rejects(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold")
     listed = list(rows)
     for row in listed:
-        table.add_row(row.table, row.stage, row.run_id, row.source_key, row.reason)
+        # Reasons quote source values, which may look like markup.
+        table.add_row(row.table, row.stage, row.run_id, escape(row.source_key), escape(row.reason))
     if listed:
         _console.print(table)
         kept = sorted({row.object_key for row in listed})
@@ -427,7 +429,9 @@ def _lake_query(args: argparse.Namespace) -> int:
     for field in result.schema:
         listing.add_column(f"{field.name}\n{field.type}", justify="right")
     for row in result.to_pylist():
-        listing.add_row(*("NULL" if value is None else str(value) for value in row.values()))
+        listing.add_row(
+            *("NULL" if value is None else escape(str(value)) for value in row.values())
+        )
     _console.print(listing)
     return 0
 

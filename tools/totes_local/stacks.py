@@ -146,6 +146,10 @@ def deployed_stack(name: str, region: str | None = None) -> StackOutputs:
     try:
         (stack,) = cloudformation.describe_stacks(StackName=name)["Stacks"]
     except ClientError as exc:
+        # CloudFormation answers a stack that does not exist with a ValidationError; any
+        # other error (no access, no credentials) is not that, and is reported as itself.
+        if exc.response["Error"]["Code"] != "ValidationError":
+            raise
         raise StackNotFoundError(f"no stack {name} in CloudFormation: {exc}") from exc
     outputs = {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
     return StackOutputs(name=name, outputs=outputs, region=region)

@@ -132,3 +132,7 @@ class LakeCatalogError(TotesError):
 
     The warehouse is loaded; the next run brings the catalog up to date from the bucket.
     """
+
+
+class LakeExportConflictError(TotesError):
+    """The lake's export watermark of a table moved during an export that held its lock."""

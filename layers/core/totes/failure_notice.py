@@ -30,8 +30,8 @@ from totes.names import (
     WATERMARK_CONFLICT_ERROR,
 )
 
-#: SNS refuses a longer subject.
-SUBJECT_LIMIT: Final = 100
+#: SNS wants a subject shorter than 100 characters.
+SUBJECT_LIMIT: Final = 99
 _SUBJECT_PREFIX = "totes"
 
 #: What to do, for the errors a person can act on (by the error's name, as Lambda reports it).
@@ -123,8 +123,21 @@ class FailedState(BaseModel):
     cause: str | None = None
 
 
+class CaughtError(BaseModel):
+    """What a Step Functions Catch records: the error's name and, usually, its cause."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    Error: NonEmptyText
+    Cause: str | None = None
+
+
 class FailureEvent(BaseModel):
-    """The event of ``DescribeFailure``: the execution and the error that ended it."""
+    """The event of ``DescribeFailure``: the execution and the error that ended it.
+
+    ``failure`` is the Catch's record as it is: a failure of a state of the workflow
+    itself may come without a cause.
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -133,8 +146,17 @@ class FailureEvent(BaseModel):
     state_machine: NonEmptyText
     started: AwareDatetime
     run_id: NonEmptyText
-    error: NonEmptyText
-    cause: str | None = None
+    failure: CaughtError
+
+    @property
+    def error(self) -> str:
+        """The error's name."""
+        return self.failure.Error
+
+    @property
+    def cause(self) -> str | None:
+        """The error's cause, if the Catch recorded one."""
+        return self.failure.Cause
 
     @classmethod
     def from_event(cls, event: Any) -> FailureEvent:
@@ -223,7 +245,7 @@ def console_url(execution_arn: str, started: datetime) -> str:
 
 
 def subject_line(decoded: DecodedFailure) -> str:
-    """The email subject: state, table and error, in at most 100 printable ASCII characters.
+    """The email subject: state, table and error, in fewer than 100 printable ASCII characters.
 
     Examples
     --------
@@ -253,7 +275,7 @@ def describe_failure(event: FailureEvent) -> FailureNotice:
     ...     execution_arn="arn:aws:states:eu-west-2:1:express:sm:run-1:abc",
     ...     execution_name="run-1", state_machine="sm",
     ...     started=datetime(2024, 11, 14, 9, 0, tzinfo=UTC), run_id="2024-11-14T09:00Z-run-1",
-    ...     error="E", cause="boom"))
+    ...     failure=CaughtError(Error="E", Cause="boom")))
     >>> notice.subject
     'totes: the pipeline failed (E)'
     >>> print(notice.message.splitlines()[0])

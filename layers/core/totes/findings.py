@@ -23,6 +23,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeIn
 
 #: Example values and object keys one finding keeps: enough to act on, never the rows.
 MAX_EXAMPLES: Final = 3
+#: An example longer than this is cut (a source value can be any length).
+MAX_EXAMPLE_LENGTH: Final = 80
 #: Findings one stage result or one execution output carries at most (the payload limit).
 MAX_FINDINGS: Final = 40
 
@@ -57,6 +59,8 @@ class FindingKind(StrEnum):
     MISSING_COLUMNS = "missing_columns"
     WAITING_FOR_DIMENSION = "waiting_for_dimension"
     UNKNOWN_REFERENCE = "unknown_reference"
+    #: Rows still held in the quarantine (reported by every load of the table).
+    QUARANTINED = "quarantined"
     ROWS_REPLAYED = "rows_replayed"
 
     @property
@@ -85,6 +89,7 @@ class FindingKind(StrEnum):
         """
         return self in (
             FindingKind.WAITING_FOR_DIMENSION,
+            FindingKind.QUARANTINED,
             FindingKind.UNEXPECTED_COLUMNS,
             FindingKind.MISSING_COLUMNS,
         )
@@ -125,6 +130,7 @@ class Finding(BaseModel):
             FindingKind.ROWS_REJECTED: f"{rows} rejected: ",
             FindingKind.ROWS_REPLAYED: f"{rows} replayed into the warehouse: ",
             FindingKind.WAITING_FOR_DIMENSION: f"{rows} waiting: ",
+            FindingKind.QUARANTINED: f"{rows} held back: ",
             FindingKind.UNKNOWN_CODE: f"{rows}: ",
             FindingKind.UNKNOWN_REFERENCE: f"{rows}: ",
         }.get(self.kind, "")
@@ -198,6 +204,8 @@ def examples_of(values: Iterable[object]) -> list[str]:
     shown: list[str] = []
     for value in values:
         text = "NULL" if value is None else repr(value) if isinstance(value, str) else str(value)
+        if len(text) > MAX_EXAMPLE_LENGTH:
+            text = f"{text[: MAX_EXAMPLE_LENGTH - 1]}…"
         if text not in shown:
             shown.append(text)
         if len(shown) == MAX_EXAMPLES:

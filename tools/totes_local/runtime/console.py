@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from totes.findings import FindingKind
@@ -221,7 +222,8 @@ def print_attention(console: Console, report: ExecutionReport, bucket: str | Non
     )
     for finding in sorted(findings, key=lambda f: not f.kind.needs_attention):
         mark = _FINDING_MARKS.get(finding.kind, "[yellow]⚠[/yellow]")
-        console.print(f"  {mark} {finding.table} ({finding.stage}): {finding.describe()}")
+        # Details quote source values, which may look like markup.
+        console.print(f"  {mark} {finding.table} ({finding.stage}): {escape(finding.describe())}")
         for key in finding.where:
             where = f"s3://{bucket}/{key}" if bucket else key
             console.print(f"      kept at {where}")

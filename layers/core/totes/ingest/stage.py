@@ -33,7 +33,7 @@ from totes.contracts import (
 )
 from totes.db import connect
 from totes.errors import SourceSchemaDriftError
-from totes.findings import Finding, FindingKind, Stage
+from totes.findings import Finding, FindingKind, Stage, merge
 from totes.ingest.extract import SourceColumn, plan_batch, stream_csv
 from totes.ingest.raw_zone import Manifest, RawZoneWriter, cursor_json
 from totes.ingest.watermarks import WatermarkStore
@@ -180,7 +180,7 @@ class IngestResult:
             manifest=self.manifest_key,
             cursor_to=self.cursor_to,
             skipped=self.skipped,
-            findings=self.findings,
+            findings=merge(self.findings),
         ).model_dump(mode="json", exclude=set() if self.skipped else {"skipped"})
 
 

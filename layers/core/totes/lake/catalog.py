@@ -5,9 +5,11 @@ Load writes the lake (see :mod:`totes.lake.layout`); this step describes it:
 - a fact table is a Glue table over ``lake/<fact>/``, partitioned by the month of
   ``last_updated``; each month folder load has written is added as a partition;
 - a dimension (and dim_date) is a Glue table over its current snapshot: the changes
-  load wrote since the last snapshot are merged into a new one (the latest row per
-  key, in commit order), and the table is pointed at it, with the newest change it
-  holds recorded in the table's parameters.
+  load wrote since the last snapshot (the lake's export state says how many there are)
+  are merged into a new one (the latest row per key, in commit order), and the table
+  is pointed at it, with the generation and the number of changes it holds recorded
+  in the table's parameters. A new generation, or a snapshot gone missing, is rebuilt
+  from the generation's first change.
 
 Column types come from the Parquet files themselves (``wr.s3.read_parquet_metadata``),
 so the catalog always says what the files hold.
@@ -30,26 +32,41 @@ import awswrangler as wr
 import boto3
 import pyarrow as pa
 import pyarrow.compute as pc
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 from totes.contracts import NonEmptyText, parse_event, settings_from_environment
 from totes.errors import LakeCatalogError
 from totes.lake.layout import (
     PARTITION_COLUMN,
-    changes_prefix,
+    change_key,
     key_of,
     parquet_bytes,
     read_parquet,
+    read_state,
+    snapshot_prefix,
     table_prefix,
 )
 from totes.names import FACT_TABLES, WAREHOUSE_TABLES, EnvironmentVariable
 
-#: Table parameters the catalog step keeps on each dimension's Glue table.
-CHANGES_THROUGH: Final = "totes_changes_through"
-#: Snapshots older than the one before the current are deleted: a query that started on
-#: the previous one still finds its files.
-_SNAPSHOTS_KEPT: Final = 2
+#: Table parameters the catalog step keeps on each dimension's Glue table: the generation
+#: of changes its snapshot holds, and how many of them.
+GENERATION: Final = "totes_generation"
+CHANGES_MERGED: Final = "totes_changes_merged"
 _SNAPSHOT_FILE: Final = "data.parquet"
+#: What can go wrong with one table and not the others: AWS, awswrangler, a Parquet file.
+_TABLE_FAILURES: Final = (
+    BotoCoreError,
+    ClientError,
+    pa.ArrowException,
+    OSError,
+    wr.exceptions.InvalidFile,
+    wr.exceptions.NoFilesFound,
+    wr.exceptions.UnsupportedType,
+    wr.exceptions.UndetectedType,
+    wr.exceptions.InvalidTable,
+    wr.exceptions.ServiceApiError,
+)
 
 
 class CatalogRequest(BaseModel):
@@ -238,27 +255,46 @@ def latest_rows(tables: list[pa.Table], key: str) -> pa.Table:
     return picked.take(pc.sort_indices(picked.column(key)))
 
 
+def _snapshot_rows(
+    s3: Any, bucket: str, table: str, generation: str, *, merged: int, changes: int
+) -> pa.Table:
+    """The table's current rows: the last snapshot, if it can be built on, and the changes since."""
+    bases: list[pa.Table] = []
+    if merged:
+        snapshot = f"{snapshot_prefix(table, generation, merged)}{_SNAPSHOT_FILE}"
+        try:
+            bases = [read_parquet(s3, bucket, snapshot)]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+                raise
+            merged = 0  # the snapshot is gone: rebuild from the generation's first change
+    changes_read = [
+        read_parquet(s3, bucket, change_key(table, generation, number))
+        for number in range(merged, changes)
+    ]
+    return latest_rows([*bases, *changes_read], key_of(table))
+
+
 def _catalog_dimension(
     s3: Any, glue: Any, settings: CatalogSettings, table: str, session: boto3.Session
 ) -> TableCatalogued:
+    state = read_state(s3, settings.bucket, table)
+    if state.generation is None:
+        return TableCatalogued(table=table)  # nothing of it in the lake yet
     described = _glue_table(glue, settings.database, table)
-    through = (described or {}).get("Parameters", {}).get(CHANGES_THROUGH)
-    changes = list(_keys(s3, settings.bucket, changes_prefix(table), after=through))
-    if not changes:
+    parameters = (described or {}).get("Parameters", {})
+    # A new generation (a lake begun again) is built from its first change.
+    merged = (
+        int(parameters.get(CHANGES_MERGED, 0))
+        if parameters.get(GENERATION) == state.generation
+        else 0
+    )
+    if merged >= state.changes:
         return TableCatalogued(table=table)
-    # The snapshot the table points at now (a failed run may have left a newer folder).
-    location = str((described or {}).get("StorageDescriptor", {}).get("Location", ""))
-    bucket_root = f"s3://{settings.bucket}/"
-    current = (
-        [f"{location.removeprefix(bucket_root)}{_SNAPSHOT_FILE}"]
-        if through and location.startswith(bucket_root)
-        else []
+    rows = _snapshot_rows(
+        s3, settings.bucket, table, state.generation, merged=merged, changes=state.changes
     )
-    rows = latest_rows(
-        [read_parquet(s3, settings.bucket, key) for key in (*current, *changes)], key_of(table)
-    )
-    newest = changes[-1]
-    folder = f"{table_prefix(table)}version={newest.rsplit('/', 1)[1].removesuffix('.parquet')}/"
+    folder = snapshot_prefix(table, state.generation, state.changes)
     s3.put_object(Bucket=settings.bucket, Key=f"{folder}{_SNAPSHOT_FILE}", Body=parquet_bytes(rows))
     wr.catalog.create_parquet_table(
         database=settings.database,
@@ -267,17 +303,33 @@ def _catalog_dimension(
         columns_types=_columns_types(settings.bucket, f"{folder}{_SNAPSHOT_FILE}", session),
         compression="zstd",
         description=f"{table}: the current rows, as in the warehouse",
-        parameters={CHANGES_THROUGH: newest},
+        parameters={GENERATION: state.generation, CHANGES_MERGED: str(state.changes)},
         mode="overwrite",
         boto3_session=session,
     )
-    snapshots = sorted({*_folders(s3, settings.bucket, table_prefix(table)), folder})
-    for old in snapshots[:-_SNAPSHOTS_KEPT]:
-        for key in _keys(s3, settings.bucket, old):
-            s3.delete_object(Bucket=settings.bucket, Key=key)
+    _prune_snapshots(s3, settings.bucket, table, described)
     return TableCatalogued(
-        table=table, created=described is None, changes_merged=len(changes), rows=rows.num_rows
+        table=table,
+        created=described is None,
+        changes_merged=state.changes - merged,
+        rows=rows.num_rows,
     )
+
+
+def _prune_snapshots(s3: Any, bucket: str, table: str, before: dict[str, Any] | None) -> None:
+    """Delete the snapshots older than the one the table pointed at before this step.
+
+    That one stays (a query that began on it still finds its files), and so does any
+    newer one: an overlapping step may have written it, or pointed the table at it.
+    """
+    location = str((before or {}).get("StorageDescriptor", {}).get("Location", ""))
+    previous = location.removeprefix(f"s3://{bucket}/")
+    if not previous.startswith(table_prefix(table)):
+        return
+    for folder in _folders(s3, bucket, table_prefix(table)):
+        if folder < previous:
+            for key in _keys(s3, bucket, folder):
+                s3.delete_object(Bucket=bucket, Key=key)
 
 
 def catalog_lake(
@@ -307,7 +359,7 @@ def catalog_lake(
         catalog = _catalog_fact if table in FACT_TABLES else _catalog_dimension
         try:
             result.tables.append(catalog(s3, glue, settings, table, session))
-        except Exception as exc:
+        except _TABLE_FAILURES as exc:  # every table gets its turn; all are reported
             failures[table] = exc
     if failures:
         named = "; ".join(

@@ -4,17 +4,16 @@ The lake answers like the warehouse: a fact table holds every version the wareho
 holds (with its surrogate key), a dimension its current rows. Load writes what it
 commits, so the lake never runs ahead of the warehouse nor misses what it took::
 
+    lake/_state/<table>.json
+        how far the lake holds each table: its export watermark (load writes it)
     lake/<fact>/last_updated_month=<YYYY-MM>/<first record id>.parquet
-        the fact rows load inserted, exported after the commit by surrogate key (an
-        export watermark per fact: lake/_state/<fact>.json), split by month of
-        last_updated; Glue partitions them by that month
-    lake/_changes/<dimension>/<gold file stem>.parquet
-        the rows of each dimension file load applied (sorted names: commit order),
-        after, the first time, the whole dimension as the warehouse held it
-        (0000000000-warehouse.parquet: a lake started beside a loaded warehouse)
-    lake/_changes/dim_date/<rows>.parquet
-        all of dim_date, each time it grew (named after its row count)
-    lake/<table>/version=<newest change>/data.parquet
+        the fact rows the warehouse committed, exported after the commit by surrogate
+        key, split by month of last_updated; Glue partitions them by that month
+    lake/_changes/<dimension>/<generation>/<number>.parquet
+        a dimension's changes in commit order: number 0 is the whole table as the
+        warehouse held it when the generation began, then the rows of each gold file
+        load applied (dim_date: the whole of it each time it grew)
+    lake/<dimension>/version=<generation>-<changes>/data.parquet
         the current rows of a dimension, compacted from its changes by the catalog step
 
 Types are the warehouse's, but for the time of day: Athena has no TIME column type,
@@ -30,6 +29,8 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from botocore.exceptions import ClientError
+from pydantic import AwareDatetime, BaseModel, Field, NonNegativeInt
 
 from totes.names import FACT_TABLES, LAKE_PREFIX
 from totes.warehouse.star import DIMENSION_KEYS, STAR_SCHEMAS
@@ -107,19 +108,29 @@ def table_prefix(table: str) -> str:
     return f"{LAKE_PREFIX}/{table}/"
 
 
-def changes_prefix(table: str) -> str:
-    """The folder of a dimension's change files.
+def change_key(table: str, generation: str, number: int) -> str:
+    """The key of a dimension's change in a generation.
 
     Examples
     --------
-    >>> changes_prefix("dim_staff")
-    'lake/_changes/dim_staff/'
+    >>> change_key("dim_staff", "20241114T090000000000Z-ab12cd", 3)
+    'lake/_changes/dim_staff/20241114T090000000000Z-ab12cd/000000000003.parquet'
     """
-    return f"{CHANGES_PREFIX}/{table}/"
+    return f"{CHANGES_PREFIX}/{table}/{generation}/{number:012d}.parquet"
 
 
-#: The first change of a dimension: all of it, as the warehouse held it when the lake began.
-INITIAL_CHANGE: Final = "0000000000-warehouse"
+def snapshot_prefix(table: str, generation: str, changes: int) -> str:
+    """The folder of a dimension's snapshot holding its first ``changes`` changes.
+
+    Named after what it holds, so two catalog steps merging the same changes write the
+    same object, and names sort in the order the snapshots were made.
+
+    Examples
+    --------
+    >>> snapshot_prefix("dim_staff", "20241114T090000000000Z-ab12cd", 4)
+    'lake/dim_staff/version=20241114T090000000000Z-ab12cd-000000000004/'
+    """
+    return f"{table_prefix(table)}version={generation}-{changes:012d}/"
 
 
 def state_key(table: str) -> str:
@@ -131,6 +142,35 @@ def state_key(table: str) -> str:
     'lake/_state/fact_payment.json'
     """
     return f"{STATE_PREFIX}/{table}.json"
+
+
+class ExportState(BaseModel):
+    """How far the lake holds a table.
+
+    A fact uses ``exported_through`` (the last surrogate key exported); a dimension its
+    ``generation``, the ``changes`` written in it, and ``loaded_through`` (the ledger
+    time of the last file exported; for dim_date, which has no files, ``rows``).
+    """
+
+    exported_through: NonNegativeInt = 0
+    generation: str | None = None
+    changes: NonNegativeInt = 0
+    loaded_through: AwareDatetime | None = None
+    rows: NonNegativeInt = 0
+    etag: str | None = Field(default=None, exclude=True)
+
+
+def read_state(s3: Any, bucket: str, table: str) -> ExportState:
+    """A table's export watermark (an empty one if the lake has none)."""
+    try:
+        response = s3.get_object(Bucket=bucket, Key=state_key(table))
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return ExportState()
+        raise
+    state = ExportState.model_validate_json(response["Body"].read())
+    state.etag = response["ETag"]
+    return state
 
 
 def fact_files(table: str, rows: pa.Table, first_record: int) -> dict[str, pa.Table]:

@@ -1,22 +1,23 @@
-"""Load's half of the lake: what the warehouse committed, written to the lake zone.
+"""Load's half of the lake: what the warehouse committed, written to the lake zone after it did.
 
-- A dimension file's rows are written as a change file in the transaction that applies
-  the file, before its commit (:func:`write_dimension_change`). A retry of a file that
-  did not commit rewrites the same object with the same rows, which it then applies.
-- Fact rows are exported after they commit, by surrogate key: each load of a fact table
-  ends by writing the rows whose key lies above the table's export watermark
-  (``lake/_state/<fact>.json``) and moving the watermark (:func:`export_facts`). Loads
-  of a table take its lock, which numbers its rows in commit order, so "above the
-  watermark" is exactly what the lake lacks. A crash between the files and the
-  watermark rewrites the same objects next time (they are named after the first key).
-- dim_date only grows: it is written whole when it has more rows than last time
-  (:func:`export_dim_date`).
-- A dimension the lake has never seen (a lake started beside a loaded warehouse, or
-  a bucket lost) is first written whole, as the warehouse holds it
-  (:func:`start_dimension`); its changes follow.
+Every export runs after the commit it follows, holding the table's lock, from a
+watermark kept in the lake (``lake/_state/<table>.json``, an :class:`ExportState`), and
+writes objects whose names follow from the watermark: a crash between the objects and
+the watermark makes the next export rewrite the same objects, never add others.
 
-The watermarks live in the lake itself: losing the bucket loses them too, and the next
-loads export the warehouse's facts from the first row.
+- Facts (:func:`export_facts`): the rows whose surrogate key lies above the watermark.
+  Loads of a table hold its lock, which numbers its rows in commit order, so "above the
+  watermark" is exactly what the lake lacks.
+- Dimensions (:func:`export_dimension`): one *change* per gold file the ledger records
+  since the watermark (``loaded_at``, stamped after the lock: commit order), holding
+  that file's rows, numbered in order within a *generation*.
+- dim_date (:func:`export_dimension` too) only grows: when it has more rows than the
+  watermark says, it is written whole as its next change.
+
+A generation begins with the whole table as the warehouse holds it (change 0), the
+first time the lake sees the table: a lake started beside a loaded warehouse, or one
+whose state was lost with its bucket. Generations are named by time, so a newer one
+sorts after an older one and the catalog knows to rebuild from it.
 
 Examples
 --------
@@ -29,6 +30,8 @@ Examples
 from __future__ import annotations
 
 import io
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -36,80 +39,35 @@ import pyarrow as pa
 from botocore.exceptions import ClientError
 from psycopg import sql
 from pyarrow import csv as pa_csv
-from pydantic import BaseModel, Field, NonNegativeInt
 
 from totes.conditional_writes import put_if
+from totes.errors import LakeExportConflictError
 from totes.lake.layout import (
     FACT_RECORD_KEYS,
-    INITIAL_CHANGE,
     TIME_TEXT_PATTERN,
-    changes_prefix,
+    ExportState,
+    change_key,
     fact_files,
     key_of,
     lake_schema,
     parquet_bytes,
+    read_state,
     state_key,
-    to_lake,
 )
+from totes.load import warehouse_sql
+from totes.load.star_zone import StarFileKey, read_star_file
 from totes.warehouse.star import STAR_SCHEMAS
 
-DATE_DIMENSION = "dim_date"
 
-
-class ExportState(BaseModel):
-    """How far a table is in the lake: the last record id (a fact) or row count (dim_date)."""
-
-    exported_through: NonNegativeInt = 0
-    etag: str | None = Field(default=None, exclude=True)
-
-
-def _read_state(s3: Any, bucket: str, table: str) -> ExportState:
-    try:
-        response = s3.get_object(Bucket=bucket, Key=state_key(table))
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-            return ExportState()
-        raise
-    state = ExportState.model_validate_json(response["Body"].read())
-    state.etag = response["ETag"]
-    return state
-
-
-def _save_state(s3: Any, bucket: str, table: str, state: ExportState, through: int) -> None:
-    # The table's lock keeps other exporters out; a lost compare-and-set can only mean a
-    # load that ran without it, and the next export catches up from whichever mark stands.
-    body = ExportState(exported_through=through).model_dump_json().encode()
-    put_if(s3, bucket, state_key(table), body, etag=state.etag, ContentType="application/json")
-
-
-def write_dimension_change(s3: Any, bucket: str, table: str, file_stem: str, rows: pa.Table) -> str:
-    """Write the rows of a dimension file about to be applied as one of its lake changes.
-
-    Returns
-    -------
-    str
-        The change object's key, named after the gold file (sorted: commit order).
-    """
-    key = f"{changes_prefix(table)}{file_stem}.parquet"
-    s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes(to_lake(rows, table)))
-    return key
-
-
-def start_dimension(conn: psycopg.Connection[Any], s3: Any, bucket: str, table: str) -> int:
-    """Write a dimension whole as its first lake change, unless the lake has it; return rows.
-
-    Call it holding the table's lock, in a transaction, before applying files: their
-    changes then follow it.
-    """
-    state = _read_state(s3, bucket, table)
-    if state.exported_through:
-        return 0
-    rows = _copy_out(conn, _select_as_lake(table, sql.SQL("true")), table)
-    key = f"{changes_prefix(table)}{INITIAL_CHANGE}.parquet"
-    s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes(rows))
-    _save_state(s3, bucket, table, state, 1)
-    started: int = rows.num_rows
-    return started
+def _save_state(s3: Any, bucket: str, table: str, state: ExportState) -> None:
+    body = state.model_dump_json().encode()
+    if not put_if(s3, bucket, state_key(table), body, etag=state.etag):
+        # Exports of a table hold its lock: another one got here meanwhile only if a load
+        # ran without it. Its objects and ours have the same names: nothing is doubled.
+        raise LakeExportConflictError(
+            f"the lake's watermark of {table} changed during an export that held the "
+            "table's lock; the next load exports again from the watermark that stands"
+        )
 
 
 def _select_as_lake(table: str, where: sql.Composable) -> sql.Composed:
@@ -120,9 +78,11 @@ def _select_as_lake(table: str, where: sql.Composable) -> sql.Composed:
         else sql.Identifier(name)
         for name in lake_schema(table).names
     ]
-    key = sql.Identifier(key_of(table))
     return sql.SQL("SELECT {columns} FROM {table} WHERE {where} ORDER BY {key}").format(
-        columns=sql.SQL(", ").join(columns), table=sql.Identifier(table), where=where, key=key
+        columns=sql.SQL(", ").join(columns),
+        table=sql.Identifier(table),
+        where=where,
+        key=sql.Identifier(key_of(table)),
     )
 
 
@@ -152,18 +112,27 @@ def _copy_out(conn: psycopg.Connection[Any], query: sql.Composable, table: str) 
     ).cast(schema)
 
 
+def _put(s3: Any, bucket: str, key: str, rows: pa.Table) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes(rows))
+
+
 def export_facts(conn: psycopg.Connection[Any], s3: Any, bucket: str, table: str) -> int:
     """Write the rows of a fact table the lake lacks; return how many.
 
     Call it holding the table's lock (:func:`totes.load.warehouse_sql.lock_target`), in
-    a transaction.
+    a transaction, after the loads it follows committed.
+
+    Raises
+    ------
+    LakeExportConflictError
+        The watermark changed meanwhile (a load without the lock).
     """
     key = sql.Identifier(FACT_RECORD_KEYS[table])
     row = conn.execute(
         sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(key, sql.Identifier(table))
     ).fetchone()
     newest = int(row[0]) if row else 0
-    state = _read_state(s3, bucket, table)
+    state = read_state(s3, bucket, table)
     if newest <= state.exported_through:
         return 0
     above = sql.SQL("{key} > {after} AND {key} <= {through}").format(
@@ -171,27 +140,98 @@ def export_facts(conn: psycopg.Connection[Any], s3: Any, bucket: str, table: str
     )
     rows = _copy_out(conn, _select_as_lake(table, above), table)
     for file_key, part in fact_files(table, rows, state.exported_through + 1).items():
-        s3.put_object(Bucket=bucket, Key=file_key, Body=parquet_bytes(part))
-    _save_state(s3, bucket, table, state, newest)
+        _put(s3, bucket, file_key, part)
+    _save_state(s3, bucket, table, state.model_copy(update={"exported_through": newest}))
     exported: int = rows.num_rows
     return exported
 
 
-def export_dim_date(conn: psycopg.Connection[Any], s3: Any, bucket: str) -> int:
-    """Write dim_date whole when it has grown since it was last written; return its rows.
+def _new_generation() -> str:
+    """A generation's name: the time it began (so newer ones sort after) and a nonce."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}"
 
-    Call it holding dim_date's lock, in a transaction.
+
+def export_dimension(conn: psycopg.Connection[Any], s3: Any, bucket: str, table: str) -> int:
+    """Write a dimension's (or dim_date's) changes the lake lacks; return their rows.
+
+    Call it holding the table's lock, in a transaction, after the loads it follows
+    committed.
+
+    Raises
+    ------
+    LakeExportConflictError
+        The watermark changed meanwhile (a load without the lock).
     """
-    row = conn.execute(
-        sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(DATE_DIMENSION))
-    ).fetchone()
-    rows_now = int(row[0]) if row else 0
-    state = _read_state(s3, bucket, DATE_DIMENSION)
-    if rows_now <= state.exported_through:
-        return 0
-    rows = _copy_out(conn, _select_as_lake(DATE_DIMENSION, sql.SQL("true")), DATE_DIMENSION)
-    key = f"{changes_prefix(DATE_DIMENSION)}{rows_now:012d}.parquet"
-    s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes(rows))
-    _save_state(s3, bucket, DATE_DIMENSION, state, rows_now)
-    exported: int = rows.num_rows
+    state = read_state(s3, bucket, table)
+    everything = _select_as_lake(table, sql.SQL("true"))
+    if state.generation is None:
+        return _begin_generation(conn, s3, bucket, table, state=state, everything=everything)
+    if table == warehouse_sql.DATE_DIMENSION:
+        return _export_dates(conn, s3, bucket, state=state, everything=everything)
+    exported = 0
+    for file_key, loaded_at in warehouse_sql.files_loaded_after(conn, table, state.loaded_through):
+        gold = StarFileKey.parse(file_key)
+        if gold is None:  # pragma: no cover - the ledger holds only gold files' keys
+            continue
+        try:
+            rows = read_star_file(s3, bucket, gold)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+                raise
+            # A gold file the ledger has is gone (removed by hand): the lake starts over
+            # from the table as the warehouse holds it.
+            return _begin_generation(conn, s3, bucket, table, state=state, everything=everything)
+        _put(s3, bucket, change_key(table, str(state.generation), state.changes), rows)
+        state = state.model_copy(update={"changes": state.changes + 1, "loaded_through": loaded_at})
+        exported += rows.num_rows
+    if exported:
+        _save_state(s3, bucket, table, state)
     return exported
+
+
+def _begin_generation(
+    conn: psycopg.Connection[Any],
+    s3: Any,
+    bucket: str,
+    table: str,
+    *,
+    state: ExportState,
+    everything: sql.Composable,
+) -> int:
+    """Write the whole table, as the warehouse holds it, as change 0 of a new generation."""
+    files = warehouse_sql.files_loaded_after(conn, table, None)
+    rows = _copy_out(conn, everything, table)
+    begun = state.model_copy(
+        update={
+            "generation": _new_generation(),
+            "changes": 1,
+            "loaded_through": files[-1][1] if files else None,
+            "rows": rows.num_rows,
+        }
+    )
+    _put(s3, bucket, change_key(table, str(begun.generation), 0), rows)
+    _save_state(s3, bucket, table, begun)
+    return int(rows.num_rows)
+
+
+def _export_dates(
+    conn: psycopg.Connection[Any],
+    s3: Any,
+    bucket: str,
+    *,
+    state: ExportState,
+    everything: sql.Composable,
+) -> int:
+    table = warehouse_sql.DATE_DIMENSION
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    if (int(row[0]) if row else 0) <= state.rows:
+        return 0
+    rows = _copy_out(conn, everything, table)
+    _put(s3, bucket, change_key(table, str(state.generation), state.changes), rows)
+    _save_state(
+        s3,
+        bucket,
+        table,
+        state.model_copy(update={"changes": state.changes + 1, "rows": rows.num_rows}),
+    )
+    return int(rows.num_rows)

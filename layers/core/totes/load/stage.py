@@ -61,16 +61,13 @@ from totes.contracts import (
 from totes.db import connect
 from totes.errors import (
     ReferencedRowDeletedError,
+    StarFileSchemaError,
+    StarFileUnreadableError,
     WarehouseSchemaMissingError,
 )
 from totes.findings import MAX_EXAMPLES, Finding, FindingKind, Stage, merge
 from totes.load import warehouse_sql
-from totes.load.lake_export import (
-    export_dim_date,
-    export_facts,
-    start_dimension,
-    write_dimension_change,
-)
+from totes.load.lake_export import export_dimension, export_facts
 from totes.load.star_zone import (
     RejectedRow,
     StarFileKey,
@@ -385,10 +382,6 @@ def load_target(
             or request.target not in FACT_TABLES
             or not warehouse_sql.may_skip_fk_triggers(conn)
         )
-        if request.target in DIMENSION_TABLES:
-            with conn.transaction():
-                warehouse_sql.lock_target(conn, request.target)
-                result.rows_exported = start_dimension(conn, s3, settings.bucket, request.target)
         done = warehouse_sql.loaded_keys(conn, [file.key for file in listed])
         unloaded = [file for file in listed if file.key not in done]
         for position, file in enumerate(unloaded):
@@ -413,9 +406,15 @@ def load_target(
             )
         if request.target in FACT_TABLES:
             result.replays = _replay_quarantine(
-                conn, s3, settings, request, fk_triggers=result.fk_triggers
+                conn,
+                s3,
+                settings,
+                request,
+                fk_triggers=result.fk_triggers,
+                written_now={file.rejects_key for file in result.files if file.rejects_key},
             )
-            result.rows_exported = _export_to_lake(conn, s3, settings.bucket, request.target)
+        result.rows_exported = _export_to_lake(conn, s3, settings.bucket, request.target)
+        if request.target in FACT_TABLES:
             result.newest_last_updated = warehouse_sql.newest_version(conn, request.target)
     if result.newest_last_updated is not None:
         newest = result.newest_last_updated.replace(tzinfo=UTC)
@@ -485,10 +484,6 @@ class _WaitForReferencesError(Exception):
         self.rejected = rejected
 
 
-class _NothingToReplayError(Exception):
-    """Rolls a replay back: every quarantined row still misses its dimension row."""
-
-
 def _findings(
     kind: FindingKind,
     file: StarFileKey,
@@ -506,6 +501,7 @@ def _findings(
     detail = {
         FindingKind.WAITING_FOR_DIMENSION: "{} (quarantined if it has not arrived in time)",
         FindingKind.ROWS_REJECTED: "{} (kept, and replayed when it arrives)",
+        FindingKind.QUARANTINED: "{} (replayed when it arrives)",
     }[kind]
     return tuple(
         Finding(
@@ -543,8 +539,6 @@ def _apply_file_once(
         if target in DIMENSION_TABLES:
             warehouse_sql.stage_rows(conn, target, csv_chunks(rows))
             loaded = warehouse_sql.upsert_dimension(conn, target)
-            # Written before the commit: a retry that applies the file rewrites it.
-            write_dimension_change(s3, bucket, target, file.stem, rows)
         else:
             loaded, rejected = _apply_facts(conn, file, rows, fk_triggers=fk_triggers)
             if rejected and not may_reject:
@@ -568,13 +562,17 @@ def _apply_file_once(
 
 
 def _export_to_lake(conn: psycopg.Connection[Any], s3: Any, bucket: str, target: str) -> int:
-    """Write to the lake the fact rows (and dim_date rows) it lacks, after they committed."""
-    with conn.transaction():
-        warehouse_sql.lock_target(conn, target)
-        exported = export_facts(conn, s3, bucket, target)
-    with conn.transaction():
-        warehouse_sql.lock_target(conn, warehouse_sql.DATE_DIMENSION)
-        exported += export_dim_date(conn, s3, bucket)
+    """Write to the lake what it lacks of the table (and of dim_date, which facts extend)."""
+    exports = (
+        [(target, export_facts), (warehouse_sql.DATE_DIMENSION, export_dimension)]
+        if target in FACT_TABLES
+        else [(target, export_dimension)]
+    )
+    exported = 0
+    for table, export in exports:
+        with conn.transaction():
+            warehouse_sql.lock_target(conn, table)
+            exported += export(conn, s3, bucket, table)
     return exported
 
 
@@ -585,52 +583,80 @@ def _replay_quarantine(
     request: LoadRequest,
     *,
     fk_triggers: bool,
+    written_now: set[str],
 ) -> list[FileOutcome]:
     """Apply the quarantined rows of a fact table whose dimension row has arrived since.
 
-    At most ``settings.max_files`` quarantine objects per invocation, oldest first.
+    Every quarantine object is tried, but those this invocation wrote (their rows just
+    failed). An object that cannot be read is reported, and the others are still tried.
     """
     outcomes = []
-    for quarantined in list_quarantined(s3, settings.bucket, request.target)[: settings.max_files]:
-        rows = read_quarantined(s3, settings.bucket, quarantined)
+    for quarantined in list_quarantined(s3, settings.bucket, request.target):
+        if quarantined.key in written_now:
+            continue
         started = time.perf_counter()
         try:
-            with conn.transaction():
-                warehouse_sql.lock_target(conn, request.target)
-                loaded, still_missing = _apply_facts(
-                    conn, quarantined, rows, fk_triggers=fk_triggers
-                )
-                if len(still_missing) == rows.num_rows:
-                    raise _NothingToReplayError
-        except _NothingToReplayError:
+            rows = read_quarantined(s3, settings.bucket, quarantined)
+        except (StarFileUnreadableError, StarFileSchemaError) as exc:
+            outcomes.append(_unreadable(quarantined, exc))
             continue
-        # Committed: the object now keeps only the rows still missing a dimension row.
-        if still_missing:
-            write_rejects(s3, settings.bucket, quarantined.key, rows, still_missing)
-        else:
-            s3.delete_object(Bucket=settings.bucket, Key=quarantined.key)
+        loaded: int = 0
+        still_missing: list[RejectedRow] = []
+        with conn.transaction():
+            warehouse_sql.lock_target(conn, request.target)
+            loaded, still_missing = _apply_facts(conn, quarantined, rows, fk_triggers=fk_triggers)
+            if len(still_missing) == rows.num_rows:
+                raise psycopg.Rollback  # nothing can go in yet: leave everything as it was
+        if len(still_missing) < rows.num_rows:
+            # Committed: the object now keeps only the rows still missing a dimension row.
+            if still_missing:
+                write_rejects(s3, settings.bucket, quarantined.key, rows, still_missing)
+            else:
+                s3.delete_object(Bucket=settings.bucket, Key=quarantined.key)
+        replayed = (
+            Finding(
+                kind=FindingKind.ROWS_REPLAYED,
+                table=request.target,
+                stage=Stage.LOAD,
+                detail="quarantined rows whose dimension row has arrived",
+                count=loaded,
+                where=[quarantined.key],
+            ),
+        )
         outcomes.append(
             FileOutcome(
                 key=quarantined.key,
                 rows_in_file=rows.num_rows,
                 rows_loaded=loaded,
-                rows_rejected=len(still_missing),
-                findings=(
-                    Finding(
-                        kind=FindingKind.ROWS_REPLAYED,
-                        table=request.target,
-                        stage=Stage.LOAD,
-                        detail="quarantined rows whose dimension row has arrived",
-                        count=loaded,
-                        where=[quarantined.key],
-                    ),
-                )
-                if loaded
-                else (),
+                findings=(replayed if loaded else ())
+                + _findings(
+                    FindingKind.QUARANTINED,
+                    quarantined,
+                    rows,
+                    still_missing,
+                    where=quarantined.key,
+                ),
                 duration_ms=(time.perf_counter() - started) * 1000,
             )
         )
     return outcomes
+
+
+def _unreadable(quarantined: StarFileKey, exc: Exception) -> FileOutcome:
+    return FileOutcome(
+        key=quarantined.key,
+        rows_in_file=0,
+        findings=(
+            Finding(
+                kind=FindingKind.QUARANTINED,
+                table=quarantined.table,
+                stage=Stage.LOAD,
+                detail=f"a quarantine object cannot be replayed: {exc}",
+                count=0,
+                where=[quarantined.key],
+            ),
+        ),
+    )
 
 
 def _apply_facts(

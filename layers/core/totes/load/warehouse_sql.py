@@ -134,15 +134,38 @@ def lock_target(conn: psycopg.Connection[Any], target: str) -> None:
 def claim_file_statement() -> sql.Composed:
     """``INSERT`` of a file's ledger row that does nothing if the file is already there.
 
+    ``loaded_at`` is the clock when the row is written, after the table's lock: the
+    files of a table are then stamped in the order they commit (``now()``, the
+    transaction's start, could be earlier for a transaction that waited for the lock),
+    which is the order the lake export follows.
+
     Examples
     --------
     >>> claim_file_statement().as_string()[:26]
     'INSERT INTO "load_ledger" '
     """
     return sql.SQL(
-        "INSERT INTO {} (file_key, warehouse_table, run_id, rows_in_file, rows_applied) "
-        "VALUES (%s, %s, %s, %s, 0) ON CONFLICT (file_key) DO NOTHING RETURNING file_key"
+        "INSERT INTO {} (file_key, warehouse_table, run_id, rows_in_file, rows_applied, "
+        "loaded_at) VALUES (%s, %s, %s, %s, 0, clock_timestamp()) "
+        "ON CONFLICT (file_key) DO NOTHING RETURNING file_key"
     ).format(sql.Identifier(LOAD_LEDGER_TABLE))
+
+
+def files_loaded_after(
+    conn: psycopg.Connection[Any], target: str, after: datetime | None
+) -> list[tuple[str, datetime]]:
+    """The files of a table the ledger records after ``after`` (all if None), in commit order.
+
+    Examples
+    --------
+    >>> files_loaded_after(conn, "dim_staff", None)  # doctest: +SKIP
+    [('dim_staff/run=exec-1/0000000001-ab.parquet', datetime.datetime(2024, 11, 14, ...))]
+    """
+    statement = sql.SQL(
+        "SELECT file_key, loaded_at FROM {} WHERE warehouse_table = %s "
+        "AND loaded_at > coalesce(%s, '-infinity'::timestamptz) ORDER BY loaded_at, file_key"
+    ).format(sql.Identifier(LOAD_LEDGER_TABLE))
+    return [(str(key), stamp) for key, stamp in conn.execute(statement, (target, after))]
 
 
 def claim_file(

@@ -192,9 +192,14 @@ class SchemaDrift:
     retyped_optional: dict[str, str] = field(default_factory=dict)
 
     @property
+    def broken(self) -> int:
+        """How many columns a transform needs are gone or of another kind."""
+        return len(self.missing) + len(self.retyped)
+
+    @property
     def breaks_transforms(self) -> bool:
         """Whether a column a transform needs is gone or of another kind."""
-        return bool(self.missing or self.retyped)
+        return bool(self.broken)
 
     def describe_breakage(self) -> str:
         """What breaks, for the error message: which columns, and what changed.

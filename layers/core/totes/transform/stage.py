@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 from totes.conditional_writes import exists, put_content_named, put_if
 from totes.contracts import GoldTable, NonEmptyText, parse_event, settings_from_environment
 from totes.errors import StagedFileMissingError, TransformStateConflictError
-from totes.findings import Finding, FindingKind
+from totes.findings import Finding, FindingKind, merge
 from totes.ingest.raw_zone import Manifest, read_manifest, read_rows
 from totes.names import (
     DEFAULT_TRANSFORM_MAX_ROWS,
@@ -187,6 +187,12 @@ class TransformResult:
     gold_key: str | None = None
     rejects_key: str | None = None
     findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def unknown_codes(self) -> int:
+        """Rows named with a placeholder because their code is unknown."""
+        return sum(f.count for f in self.findings if f.kind is FindingKind.UNKNOWN_CODE)
+
     #: Rows of the batches consumed, and of those left for the next invocation.
     rows_consumed: int = 0
     batches_remaining: int = 0
@@ -210,7 +216,7 @@ class TransformResult:
             has_more=bool(self.batches_remaining),
             batches_remaining=self.batches_remaining,
             remaining=self.remaining,
-            findings=self.findings,
+            findings=merge(self.findings),
         ).model_dump(mode="json")
 
 
