@@ -54,7 +54,7 @@ def test_the_handler_returns_counts_and_emits_metrics_and_a_correlated_log(
     assert payload["manifest"].startswith("_manifests/sales_order/")
     assert len(json.dumps(payload)) < 1_000  # keys and counts, never rows
 
-    emf = next(r for r in records if "_aws" in r)
+    emf = next(r for r in records if "_aws" in r and "table" in r)
     directive = emf["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == METRICS_NAMESPACE
     assert sorted(directive["Dimensions"][0]) == ["service", "table"]
@@ -68,6 +68,11 @@ def test_the_handler_returns_counts_and_emits_metrics_and_a_correlated_log(
         MetricName.INGEST_DURATION_MS,
     }
 
+    # And the schema drift counts go out for the alarm, zeros included, so that it clears
+    assert _alarm_metrics(records) == {
+        MetricName.UNEXPECTED_COLUMNS: 0.0,
+        MetricName.MISSING_COLUMNS: 0.0,
+    }
     log = next(r for r in records if r.get("message") == "ingested")
     assert log["correlation_id"] == "exec-42"
     assert log["table"] == "sales_order"
@@ -150,7 +155,10 @@ def test_schema_drift_is_published_for_the_alarm_and_a_breaking_one_fails_the_in
     payload = handler({"table": "design", "run_id": "exec-1"}, context)
     records = stdout_records()
     assert [f["kind"] for f in payload["findings"]] == ["unexpected_columns"]
-    assert _alarm_metrics(records) == {MetricName.UNEXPECTED_COLUMNS: 1.0}
+    assert _alarm_metrics(records) == {
+        MetricName.UNEXPECTED_COLUMNS: 1.0,
+        MetricName.MISSING_COLUMNS: 0.0,
+    }
     warning = next(r for r in records if r.get("level") == "WARNING")
     assert warning["message"] == "new source column colour: kept in the raw zone, not loaded"
     # Given a column the facts need, retyped
