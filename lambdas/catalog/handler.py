@@ -5,6 +5,7 @@ Its layers are the core package, Powertools and the AWS-managed AWS SDK for pand
 would clash. Hence no psycopg, and clients made here rather than by ``totes.aws``.
 """
 
+from functools import cache
 from typing import Any
 
 import boto3
@@ -13,10 +14,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from totes.lake.catalog import CatalogRequest, CatalogSettings, catalog_lake
 from totes.observability import logger
 
-# One session and its clients per container, reused by warm invocations.
-_SESSION = boto3.Session()
-_S3 = _SESSION.client("s3")
-_GLUE = _SESSION.client("glue")
+
+@cache
+def _session() -> boto3.Session:
+    """One session per container, reused by warm invocations (with its clients)."""
+    return boto3.Session()
+
+
+@cache
+def _client(service: str) -> Any:
+    return _session().client(service)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -25,7 +32,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = CatalogRequest.from_event(event)
     logger.set_correlation_id(request.run_id)
     result = catalog_lake(
-        request, CatalogSettings.from_environment(), s3=_S3, glue=_GLUE, session=_SESSION
+        request,
+        CatalogSettings.from_environment(),
+        s3=_client("s3"),
+        glue=_client("glue"),
+        session=_session(),
     )
     for table in result.tables:
         logger.info("table catalogued", extra={"catalogued": table.model_dump()})

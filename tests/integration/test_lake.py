@@ -9,8 +9,8 @@ from typing import Any
 import boto3
 import pyarrow as pa
 import pytest
-from psycopg import sql
 
+from tests.lake_reading import warehouse_rows_as_lake
 from totes.db import connect
 from totes.lake.catalog import (
     CHANGES_MERGED,
@@ -74,24 +74,12 @@ def _lake_rows(pipeline: Pipeline, table: str) -> list[tuple[Any, ...]]:
     return sorted(tuple(row.values()) for row in rows)
 
 
-def _warehouse_rows(dsn: str, table: str) -> list[tuple[Any, ...]]:
-    columns = [
-        sql.SQL("to_char({}, 'HH24:MI:SS.MS')").format(sql.Identifier(field.name))
-        if field.name.endswith("_time")
-        else sql.Identifier(field.name)
-        for field in lake_schema(table)
-    ]
-    with connect(dsn) as conn:
-        statement = sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(columns), sql.Identifier(table)
-        )
-        return sorted(tuple(row) for row in conn.execute(statement))
-
-
 def _assert_lake_equals_warehouse(pipeline: Pipeline) -> None:
     assert pipeline.warehouse_dsn is not None
     for table in WAREHOUSE_TABLES:
-        assert _lake_rows(pipeline, table) == _warehouse_rows(pipeline.warehouse_dsn, table), table
+        assert _lake_rows(pipeline, table) == warehouse_rows_as_lake(
+            pipeline.warehouse_dsn, table
+        ), table
 
 
 def test_the_catalogued_lake_holds_what_the_warehouse_committed_run_after_run(
@@ -180,7 +168,9 @@ def test_exports_repeated_after_a_crash_rewrite_the_same_objects(lake: Pipeline)
     assert lake.keys("lake/fact_payment/") == written
     _catalog(lake)
     assert lake.warehouse_dsn is not None
-    assert _lake_rows(lake, "fact_payment") == _warehouse_rows(lake.warehouse_dsn, "fact_payment")
+    assert _lake_rows(lake, "fact_payment") == warehouse_rows_as_lake(
+        lake.warehouse_dsn, "fact_payment"
+    )
 
 
 def test_the_times_of_day_are_text_and_every_other_column_keeps_the_warehouse_type(

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from psycopg import sql
 
+from tests.lake_reading import warehouse_rows_as_lake
 from totes.db import connect
 from totes.lake.layout import lake_schema
 from totes.names import WAREHOUSE_TABLES
@@ -25,25 +25,6 @@ from .support import REPO_ROOT, Fault, WorkflowFactory, faulty_assembly
 pytestmark = pytest.mark.slow
 
 
-def _warehouse_rows(dsn: str, table: str) -> list[tuple[Any, ...]]:
-    """Every row of a warehouse table as the lake keeps it: times of day as HH:MM:SS.mmm."""
-    columns = [
-        sql.SQL("to_char({}, 'HH24:MI:SS.MS')").format(sql.Identifier(field.name))
-        if field.name.endswith("_time")
-        else sql.Identifier(field.name)
-        for field in lake_schema(table)
-    ]
-    with connect(dsn) as conn:
-        return sorted(
-            tuple(row)
-            for row in conn.execute(
-                sql.SQL("SELECT {} FROM {}").format(
-                    sql.SQL(", ").join(columns), sql.Identifier(table)
-                )
-            )
-        )
-
-
 def _lake_rows(service_dir: Path, table: str) -> list[tuple[Any, ...]]:
     names = ", ".join(lake_schema(table).names)
     result = query(local_stack(service_dir), f"SELECT {names} FROM {table}")
@@ -52,7 +33,10 @@ def _lake_rows(service_dir: Path, table: str) -> list[tuple[Any, ...]]:
 
 def _assert_lake_answers_like_the_warehouse(service_dir: Path, warehouse_dsn: str) -> None:
     for table in WAREHOUSE_TABLES:
-        lake, warehouse = _lake_rows(service_dir, table), _warehouse_rows(warehouse_dsn, table)
+        lake, warehouse = (
+            _lake_rows(service_dir, table),
+            warehouse_rows_as_lake(warehouse_dsn, table),
+        )
         assert lake == warehouse, table
         # Equal values of equal types, column by column: decimals, dates, integers, text
         for column, (lake_value, warehouse_value) in enumerate(

@@ -99,6 +99,23 @@ def put_content_named(s3: Any, bucket: str, key: str, body: bytes, **options: An
     raise RuntimeError(f"s3://{bucket}/{key} could neither be written nor found")
 
 
+def get_if_present(s3: Any, bucket: str, key: str) -> tuple[bytes, str] | None:
+    """An object's body and ETag (the condition of a later :func:`put_if`), or None if absent.
+
+    Examples
+    --------
+    >>> get_if_present(s3, "totes-example", "no-such-key") is None  # doctest: +SKIP
+    True
+    """
+    try:
+        response = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return None
+        raise
+    return response["Body"].read(), str(response["ETag"])
+
+
 def exists(s3: Any, bucket: str, key: str) -> bool:
     """Whether ``key`` exists; any answer but "not found" is raised.
 

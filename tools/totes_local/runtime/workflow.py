@@ -21,7 +21,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -185,32 +185,40 @@ class ExecutionReport:
         {'transformed': 11175, 'rejected': 0, 'loaded': 11175, 'skipped': 0, 'replayed': 0}
         """
         tables: dict[str, dict[str, int]] = {}
-        for entry in self.history.entries:
-            result = entry.output
-            if entry.outcome is not Outcome.SUCCEEDED or not isinstance(result, dict):
-                continue
-            if entry.item is None or _map_of(self.history, entry.name) is None:
-                continue
-            counts = tables.setdefault(entry.item, {})
-            if "rows_loaded" in result:
+        for item, stage, result in self._item_results():
+            counts = tables.setdefault(item, {})
+            if stage is Stage.LOAD:
                 added = {
                     "loaded": result["rows_loaded"],
                     "skipped": result.get("rows_skipped", 0),
                     "rejected": result.get("rows_rejected", 0),
                     "replayed": result.get("rows_replayed", 0),
                 }
-            elif "table" in result:
+            elif stage is Stage.INGEST:
                 added = {"ingested": result.get("rows", 0)}
-            elif "target" in result:
+            else:
                 added = {
                     "transformed": result.get("rows", 0),
                     "rejected": result.get("rows_rejected", 0),
                 }
-            else:
-                continue
-            for stage, rows in added.items():
-                counts[stage] = counts.get(stage, 0) + int(rows)
+            for column, rows in added.items():
+                counts[column] = counts.get(column, 0) + int(rows)
         return tables
+
+    def _item_results(self) -> Iterator[tuple[str, Stage, dict[str, Any]]]:
+        """Each Map item's result that a stage handler returned, with its table and stage."""
+        for entry in self.history.entries:
+            result = entry.output
+            if entry.outcome is not Outcome.SUCCEEDED or not isinstance(result, dict):
+                continue
+            if entry.item is None or _map_of(self.history, entry.name) is None:
+                continue
+            if "rows_loaded" in result:
+                yield entry.item, Stage.LOAD, result
+            elif "table" in result:
+                yield entry.item, Stage.INGEST, result
+            elif "target" in result:
+                yield entry.item, Stage.TRANSFORM, result
 
     def findings(self) -> list[Finding]:
         """What the stages found (rejected rows by cause, schema drift, ...), as the run ended.
@@ -224,22 +232,9 @@ class ExecutionReport:
         ["2 rows rejected: agreed_delivery_date is not a YYYY-MM-DD date (e.g. 'soon')"]
         """
         findings: list[Finding] = []
-        for entry in self.history.entries:
-            result = entry.output
-            if entry.outcome is not Outcome.SUCCEEDED or not isinstance(result, dict):
-                continue
-            if entry.item is None or _map_of(self.history, entry.name) is None:
-                continue
-            if "rows_loaded" in result:
-                stage = Stage.LOAD
-            elif "table" in result:
-                stage = Stage.INGEST
-            elif "target" in result:
-                stage = Stage.TRANSFORM
-            else:
-                continue
-            found = [Finding.model_validate(item) for item in result.get("findings", [])]
-            findings = after_visit(findings, entry.item, stage, found)
+        for item, stage, result in self._item_results():
+            found = [Finding.model_validate(finding) for finding in result.get("findings", [])]
+            findings = after_visit(findings, item, stage, found)
         return findings
 
     @property

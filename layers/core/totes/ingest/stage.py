@@ -291,31 +291,27 @@ def _checked_columns(table: str, columns: list[SourceColumn]) -> SchemaDrift:
 
 
 def _drift_findings(drift: SchemaDrift) -> list[Finding]:
-    findings = [
-        Finding(
-            kind=FindingKind.UNEXPECTED_COLUMNS,
-            table=drift.table,
-            stage=Stage.INGEST,
-            detail=f"new source column {name}: kept in the raw zone, not loaded",
-        )
-        for name in drift.unexpected
+    details = [
+        *(
+            (
+                FindingKind.UNEXPECTED_COLUMNS,
+                f"new source column {name}: kept in the raw zone, not loaded",
+            )
+            for name in drift.unexpected
+        ),
+        *(
+            (FindingKind.MISSING_COLUMNS, f"source column {name} is gone (no transform reads it)")
+            for name in drift.missing_optional
+        ),
+        *(
+            (
+                FindingKind.MISSING_COLUMNS,
+                f"source column {name} is {change} (no transform reads it)",
+            )
+            for name, change in drift.retyped_optional.items()
+        ),
     ]
-    findings.extend(
-        Finding(
-            kind=FindingKind.MISSING_COLUMNS,
-            table=drift.table,
-            stage=Stage.INGEST,
-            detail=f"source column {name} is gone (no transform reads it)",
-        )
-        for name in drift.missing_optional
-    )
-    findings.extend(
-        Finding(
-            kind=FindingKind.MISSING_COLUMNS,
-            table=drift.table,
-            stage=Stage.INGEST,
-            detail=f"source column {name} is {change} (no transform reads it)",
-        )
-        for name, change in drift.retyped_optional.items()
-    )
-    return findings
+    return [
+        Finding(kind=kind, table=drift.table, stage=Stage.INGEST, detail=detail)
+        for kind, detail in details
+    ]

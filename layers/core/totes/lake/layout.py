@@ -29,9 +29,9 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from botocore.exceptions import ClientError
 from pydantic import AwareDatetime, BaseModel, Field, NonNegativeInt
 
+from totes.conditional_writes import get_if_present
 from totes.names import FACT_TABLES, LAKE_PREFIX
 from totes.warehouse.star import DIMENSION_KEYS, STAR_SCHEMAS
 
@@ -162,14 +162,12 @@ class ExportState(BaseModel):
 
 def read_state(s3: Any, bucket: str, table: str) -> ExportState:
     """A table's export watermark (an empty one if the lake has none)."""
-    try:
-        response = s3.get_object(Bucket=bucket, Key=state_key(table))
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-            return ExportState()
-        raise
-    state = ExportState.model_validate_json(response["Body"].read())
-    state.etag = response["ETag"]
+    found = get_if_present(s3, bucket, state_key(table))
+    if found is None:
+        return ExportState()
+    body, etag = found
+    state = ExportState.model_validate_json(body)
+    state.etag = etag
     return state
 
 

@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
-from totes.conditional_writes import exists, put_content_named, put_if
+from totes.conditional_writes import exists, get_if_present, put_content_named, put_if
 from totes.contracts import GoldTable, NonEmptyText, parse_event, settings_from_environment
 from totes.errors import StagedFileMissingError, TransformStateConflictError
 from totes.findings import Finding, FindingKind, merge
@@ -248,14 +248,12 @@ def _state_key(target: str) -> str:
 
 
 def _read_state(s3: Any, bucket: str, target: str) -> TransformState:
-    try:
-        response = s3.get_object(Bucket=bucket, Key=_state_key(target))
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-            return TransformState()
-        raise
-    state = TransformState.model_validate_json(response["Body"].read())
-    state.etag = response["ETag"]
+    found = get_if_present(s3, bucket, _state_key(target))
+    if found is None:
+        return TransformState()
+    body, etag = found
+    state = TransformState.model_validate_json(body)
+    state.etag = etag
     return state
 
 
