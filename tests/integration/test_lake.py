@@ -26,6 +26,7 @@ from totes.lake.layout import (
     read_state,
     state_key,
 )
+from totes.load import lake_export
 from totes.names import WAREHOUSE_TABLES
 from totes_local.source.mutate import mutate
 
@@ -191,3 +192,22 @@ def test_the_times_of_day_are_text_and_every_other_column_keeps_the_warehouse_ty
     sample = read_parquet(lake.s3, PROCESSED, lake.keys("lake/fact_sales_order/")[0])
     assert sample.schema.field("unit_price").type == pa.decimal128(10, 2)
     assert len(sample.column("created_time")[0].as_py()) == len("09:00:00.000")
+
+
+def test_exports_take_a_bite_at_a_time_and_the_lake_still_equals_the_warehouse(
+    lake: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given exports that read at most 50 rows at a time
+    monkeypatch.setattr(lake_export, "EXPORT_BITE", 50)
+    # When a first run loads more than that into a dimension and a fact, and the catalog follows
+    lake.run()
+    _catalog(lake)
+    # Then each was written in bites (the dimension's first changes, the fact's files)
+    assert lake.warehouse_dsn is not None
+    transactions = len(warehouse_rows_as_lake(lake.warehouse_dsn, "dim_transaction"))
+    assert transactions > 100
+    assert read_state(lake.s3, PROCESSED, "dim_transaction").changes == -(-transactions // 50)
+    first_records = {key.rsplit("/", 1)[1] for key in lake.keys("lake/fact_payment/")}
+    assert len(first_records) > 2
+    # And the lake holds exactly the warehouse's rows
+    _assert_lake_equals_warehouse(lake)

@@ -4,6 +4,7 @@ run, never the warehouse."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from totes.db import connect
 from totes.lake.layout import lake_schema
 from totes.names import WAREHOUSE_TABLES
 from totes.warehouse.reconcile import reconcile
+from totes_local.cli import main
 from totes_local.lake import lake_tables, query
 from totes_local.runtime.assembly import CloudAssembly
 from totes_local.source.mutate import mutate
@@ -65,6 +67,7 @@ def test_the_lake_answers_like_the_warehouse_after_every_run(
     warehouse_dsn: str,
     local_workflow: WorkflowFactory,
     service_dir: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Given a first run of the product
     with local_workflow(seeded_source_dsn, warehouse_dsn) as workflow:
@@ -98,6 +101,14 @@ def test_the_lake_answers_like_the_warehouse_after_every_run(
         assert set(map(str, before[table])) <= set(map(str, partitions)), table
         assert len(partitions) == len({str(p) for p in partitions}), table
     assert sum(map(len, after.values())) > sum(map(len, before.values()))
+    # And `totes lake` lists the tables and answers SQL on the command line, in JSON too
+    assert main(["lake", "tables", "--data-dir", str(service_dir), "--json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {table["table"] for table in listed} == set(WAREHOUSE_TABLES)
+    count = "SELECT count(*) AS versions FROM fact_sales_order"
+    assert main(["lake", "query", count, "--data-dir", str(service_dir), "--json"]) == 0
+    (answer,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert answer == {"versions": len(warehouse_rows_as_lake(warehouse_dsn, "fact_sales_order"))}
     # And the README's example runs as written, and gives what the warehouse gives
     revenue = _readme_lake_query()
     with connect(warehouse_dsn) as conn:

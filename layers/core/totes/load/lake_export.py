@@ -70,7 +70,7 @@ def _save_state(s3: Any, bucket: str, table: str, state: ExportState) -> None:
         )
 
 
-def _select_as_lake(table: str, where: sql.Composable) -> sql.Composed:
+def _select_as_lake(table: str, where: sql.Composable, *, limit: int | None = None) -> sql.Composed:
     star = STAR_SCHEMAS[table]
     columns = [
         sql.SQL("to_char({}, {})").format(sql.Identifier(name), sql.Literal(TIME_TEXT_PATTERN))
@@ -78,11 +78,12 @@ def _select_as_lake(table: str, where: sql.Composable) -> sql.Composed:
         else sql.Identifier(name)
         for name in lake_schema(table).names
     ]
-    return sql.SQL("SELECT {columns} FROM {table} WHERE {where} ORDER BY {key}").format(
+    return sql.SQL("SELECT {columns} FROM {table} WHERE {where} ORDER BY {key} {limit}").format(
         columns=sql.SQL(", ").join(columns),
         table=sql.Identifier(table),
         where=where,
         key=sql.Identifier(key_of(table)),
+        limit=sql.SQL("LIMIT {}").format(sql.Literal(limit)) if limit else sql.SQL(""),
     )
 
 
@@ -112,6 +113,10 @@ def _copy_out(conn: psycopg.Connection[Any], query: sql.Composable, table: str) 
     ).cast(schema)
 
 
+#: Rows one export reads at a time (a fact's surrogate keys, a dimension's rows).
+EXPORT_BITE = 200_000
+
+
 def _put(s3: Any, bucket: str, key: str, rows: pa.Table) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes(rows))
 
@@ -133,16 +138,20 @@ def export_facts(conn: psycopg.Connection[Any], s3: Any, bucket: str, table: str
     ).fetchone()
     newest = int(row[0]) if row else 0
     state = read_state(s3, bucket, table)
-    if newest <= state.exported_through:
-        return 0
-    above = sql.SQL("{key} > {after} AND {key} <= {through}").format(
-        key=key, after=sql.Literal(state.exported_through), through=sql.Literal(newest)
-    )
-    rows = _copy_out(conn, _select_as_lake(table, above), table)
-    for file_key, part in fact_files(table, rows, state.exported_through + 1).items():
-        _put(s3, bucket, file_key, part)
-    _save_state(s3, bucket, table, state.model_copy(update={"exported_through": newest}))
-    exported: int = rows.num_rows
+    exported = 0
+    # A bite at a time, each followed by its watermark: memory is bounded by the bite,
+    # whatever the lake lacks (a whole warehouse, when the lake begins beside it).
+    while state.exported_through < newest:
+        through = min(newest, state.exported_through + EXPORT_BITE)
+        above = sql.SQL("{key} > {after} AND {key} <= {through}").format(
+            key=key, after=sql.Literal(state.exported_through), through=sql.Literal(through)
+        )
+        rows = _copy_out(conn, _select_as_lake(table, above), table)
+        for file_key, part in fact_files(table, rows, state.exported_through + 1).items():
+            _put(s3, bucket, file_key, part)
+        _save_state(s3, bucket, table, state.model_copy(update={"exported_through": through}))
+        state = read_state(s3, bucket, table)  # its new ETag: the next bite's condition
+        exported += rows.num_rows
     return exported
 
 
@@ -198,20 +207,35 @@ def _begin_generation(
     state: ExportState,
     everything: sql.Composable,
 ) -> int:
-    """Write the whole table, as the warehouse holds it, as change 0 of a new generation."""
+    """Write the whole table, as the warehouse holds it, as the first changes of a new generation.
+
+    A bite of rows per change, in key order, so memory is bounded by the bite.
+    """
     files = warehouse_sql.files_loaded_after(conn, table, None)
-    rows = _copy_out(conn, everything, table)
+    generation = _new_generation()
+    key = sql.Identifier(key_of(table))
+    written = changes = 0
+    after: sql.Composable = sql.SQL("true")
+    while True:
+        rows = _copy_out(conn, _select_as_lake(table, after, limit=EXPORT_BITE), table)
+        if rows.num_rows or not changes:
+            _put(s3, bucket, change_key(table, generation, changes), rows)
+            changes += 1
+            written += rows.num_rows
+        if rows.num_rows < EXPORT_BITE:
+            break
+        last = rows.column(key_of(table))[-1].as_py()
+        after = sql.SQL("{} > {}").format(key, sql.Literal(last))
     begun = state.model_copy(
         update={
-            "generation": _new_generation(),
-            "changes": 1,
+            "generation": generation,
+            "changes": changes,
             "loaded_through": files[-1][1] if files else None,
-            "rows": rows.num_rows,
+            "rows": written,
         }
     )
-    _put(s3, bucket, change_key(table, str(begun.generation), 0), rows)
     _save_state(s3, bucket, table, begun)
-    return int(rows.num_rows)
+    return written
 
 
 def _export_dates(
