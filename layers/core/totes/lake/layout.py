@@ -188,11 +188,20 @@ def fact_files(table: str, rows: pa.Table, first_record: int) -> dict[str, pa.Ta
     """
     if table not in FACT_TABLES:
         raise ValueError(f"{table!r} is not a fact table")
-    months = pc.strftime(rows.column("last_updated_date"), format="%Y-%m")
-    files = {}
-    for month in pc.unique(months).to_pylist():
-        key = f"{table_prefix(table)}{PARTITION_COLUMN}={month}/{first_record:012d}.parquet"
-        files[key] = rows.filter(pc.equal(months, month))
+    dates = rows.column("last_updated_date")
+    # yyyymm as a number: one sort by it, then a slice per month (a filter per month would
+    # read every row once for each month of the export).
+    months = pc.add(pc.multiply(pc.year(dates), 100), pc.month(dates))
+    order = pc.sort_indices(months)
+    months, rows = months.take(order), rows.take(order)
+    counts = pc.value_counts(months)
+    files, start = {}, 0
+    for month, count in zip(
+        counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
+    ):
+        name = f"{PARTITION_COLUMN}={month // 100:04d}-{month % 100:02d}"
+        files[f"{table_prefix(table)}{name}/{first_record:012d}.parquet"] = rows.slice(start, count)
+        start += count
     return files
 
 
