@@ -22,12 +22,12 @@ from totes.lake.catalog import (
 from totes.lake.layout import (
     PARTITION_COLUMN,
     lake_schema,
-    read_parquet,
     read_state,
     state_key,
 )
 from totes.load import lake_export
 from totes.names import WAREHOUSE_TABLES
+from totes.parquet_objects import read_parquet
 from totes_local.source.mutate import mutate
 
 from .pipeline_harness import PROCESSED, Pipeline, create_resources

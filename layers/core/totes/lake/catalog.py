@@ -41,13 +41,12 @@ from totes.lake.layout import (
     PARTITION_COLUMN,
     change_key,
     key_of,
-    parquet_bytes,
-    read_parquet,
     read_state,
     snapshot_prefix,
     table_prefix,
 )
 from totes.names import FACT_TABLES, WAREHOUSE_TABLES, EnvironmentVariable
+from totes.parquet_objects import parquet_bytes, read_parquet
 
 #: Table parameters the catalog step keeps on each dimension's Glue table: the generation
 #: of changes its snapshot holds, and how many of them.

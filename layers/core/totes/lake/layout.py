@@ -23,12 +23,10 @@ and ``CAST(... AS time)`` where a time is wanted).
 
 from __future__ import annotations
 
-import io
 from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import AwareDatetime, BaseModel, Field, NonNegativeInt
 
 from totes.conditional_writes import get_if_present
@@ -203,15 +201,3 @@ def fact_files(table: str, rows: pa.Table, first_record: int) -> dict[str, pa.Ta
         files[f"{table_prefix(table)}{name}/{first_record:012d}.parquet"] = rows.slice(start, count)
         start += count
     return files
-
-
-def parquet_bytes(rows: pa.Table) -> bytes:
-    """A table as a Parquet object (zstd, as the star zone)."""
-    sink = io.BytesIO()
-    pq.write_table(rows, sink, compression="zstd")
-    return sink.getvalue()
-
-
-def read_parquet(s3: Any, bucket: str, key: str) -> pa.Table:
-    """One Parquet object of the lake, whole."""
-    return pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))

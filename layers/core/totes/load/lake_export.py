@@ -50,12 +50,12 @@ from totes.lake.layout import (
     fact_files,
     key_of,
     lake_schema,
-    parquet_bytes,
     read_state,
     state_key,
 )
 from totes.load import warehouse_sql
 from totes.load.star_zone import StarFileKey, read_star_file
+from totes.parquet_objects import parquet_bytes
 from totes.warehouse.star import STAR_SCHEMAS
 
 

@@ -36,7 +36,6 @@ Load lists only final keys, so it applies exactly the committed files, once each
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,7 +43,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
@@ -62,6 +60,7 @@ from totes.names import (
     WAREHOUSE_TABLE_SOURCES,
     EnvironmentVariable,
 )
+from totes.parquet_objects import parquet_bytes, read_parquet
 from totes.transform import shapes
 from totes.warehouse.star import star_prefix
 
@@ -381,16 +380,6 @@ def _read_batches(s3: Any, bucket: str, batches: list[_Batch]) -> pa.Table | Non
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue()
-
-
-def _read_parquet(s3: Any, bucket: str, key: str) -> pa.Table:
-    return pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
-
-
 def _merge_mirror(
     s3: Any,
     bucket: str,
@@ -402,7 +391,7 @@ def _merge_mirror(
     digest: str,
 ) -> tuple[str | None, pa.Table | None]:
     """The mirror of ``source`` after merging ``new_rows``: its key and its rows."""
-    previous = _read_parquet(s3, bucket, previous_key) if previous_key else None
+    previous = read_parquet(s3, bucket, previous_key) if previous_key else None
     if new_rows is None:
         return previous_key, previous
     combined = (
@@ -412,7 +401,7 @@ def _merge_mirror(
     )
     current = shapes.latest_versions(combined, f"{source}_id")
     key = f"{MIRROR_PREFIX}/{target}/{source}/{digest}.parquet"
-    put_content_named(s3, bucket, key, _parquet_bytes(current))
+    put_content_named(s3, bucket, key, parquet_bytes(current))
     return key, current
 
 
@@ -531,13 +520,13 @@ def transform_target(
         stem = f"{state.sequence:010d}-{digest}"
         gold_key = f"{star_prefix(request.target, request.run_id)}{stem}.parquet"
         staged = _staging_key(request.target, stem)
-        put_content_named(s3, settings.processed_bucket, staged, _parquet_bytes(shaped.table))
+        put_content_named(s3, settings.processed_bucket, staged, parquet_bytes(shaped.table))
         state.pending.append([staged, gold_key])
         result.gold_key, result.files, result.rows = gold_key, 1, shaped.table.num_rows
     if shaped.rejects is not None and shaped.rejects.num_rows:
         rejects_key = f"{REJECTS_PREFIX}/{request.target}/run={request.run_id}/{digest}.parquet"
         staged = _staging_key(request.target, f"{digest}.rejects")
-        put_content_named(s3, settings.processed_bucket, staged, _parquet_bytes(shaped.rejects))
+        put_content_named(s3, settings.processed_bucket, staged, parquet_bytes(shaped.rejects))
         state.pending.append([staged, rejects_key])
         result.rows_rejected = shaped.rejects.num_rows
         result.rejects_key = rejects_key
