@@ -33,5 +33,6 @@ def test_a_rebuilt_layer_makes_the_assembly_stale_like_a_changed_handler(tmp_pat
     (project / "lambdas/load/handler.py").write_text("handler v2")
     assert inputs_fingerprint(project) != layer_changed
     assert inputs_fingerprint(project, {"ingest_max_rows": "10"}) != inputs_fingerprint(project)
+    unchanged = inputs_fingerprint(project)
     (project / "README.md").write_text("docs")
-    assert inputs_fingerprint(project) == inputs_fingerprint(project)
+    assert inputs_fingerprint(project) == unchanged

@@ -12,9 +12,10 @@ a race.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
 
 _CONDITION_FAILED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -97,6 +98,33 @@ def put_content_named(s3: Any, bucket: str, key: str, body: bytes, **options: An
         if put_if(s3, bucket, key, body, **options) or exists(s3, bucket, key):
             return
     raise RuntimeError(f"s3://{bucket}/{key} could neither be written nor found")
+
+
+class VersionedDocument(BaseModel):
+    """A JSON document in S3 replaced only by compare-and-set on the ETag it was read with."""
+
+    #: The ETag the document had when read (not stored): the condition of the next write.
+    etag: str | None = Field(default=None, exclude=True)
+
+
+Document = TypeVar("Document", bound=VersionedDocument)
+
+
+def read_document(s3: Any, bucket: str, key: str, model: type[Document]) -> Document:
+    """The document at ``key`` with its ETag, or an empty one (no ETag) if there is none.
+
+    Examples
+    --------
+    >>> read_document(s3, "totes-example", "absent.json", VersionedDocument)  # doctest: +SKIP
+    VersionedDocument(etag=None)
+    """
+    found = get_if_present(s3, bucket, key)
+    if found is None:
+        return model()
+    body, etag = found
+    document = model.model_validate_json(body)
+    document.etag = etag
+    return document
 
 
 def get_if_present(s3: Any, bucket: str, key: str) -> tuple[bytes, str] | None:

@@ -167,10 +167,9 @@ class CatalogResult:
         ).model_dump()
 
 
-def _keys(s3: Any, bucket: str, prefix: str, *, after: str | None = None) -> Iterator[str]:
+def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
     paginator = s3.get_paginator("list_objects_v2")
-    options = {"StartAfter": after} if after else {}
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, **options):
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         yield from (item["Key"] for item in page.get("Contents", []))
 
 

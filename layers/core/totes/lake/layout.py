@@ -27,9 +27,9 @@ from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import AwareDatetime, BaseModel, Field, NonNegativeInt
+from pydantic import AwareDatetime, NonNegativeInt
 
-from totes.conditional_writes import get_if_present
+from totes.conditional_writes import VersionedDocument, read_document
 from totes.names import FACT_TABLES, LAKE_PREFIX
 from totes.warehouse.star import DIMENSION_KEYS, STAR_SCHEMAS
 
@@ -142,7 +142,7 @@ def state_key(table: str) -> str:
     return f"{STATE_PREFIX}/{table}.json"
 
 
-class ExportState(BaseModel):
+class ExportState(VersionedDocument):
     """How far the lake holds a table.
 
     A fact uses ``exported_through`` (the last surrogate key exported); a dimension its
@@ -155,18 +155,11 @@ class ExportState(BaseModel):
     changes: NonNegativeInt = 0
     loaded_through: AwareDatetime | None = None
     rows: NonNegativeInt = 0
-    etag: str | None = Field(default=None, exclude=True)
 
 
 def read_state(s3: Any, bucket: str, table: str) -> ExportState:
     """A table's export watermark (an empty one if the lake has none)."""
-    found = get_if_present(s3, bucket, state_key(table))
-    if found is None:
-        return ExportState()
-    body, etag = found
-    state = ExportState.model_validate_json(body)
-    state.etag = etag
-    return state
+    return read_document(s3, bucket, state_key(table), ExportState)
 
 
 def fact_files(table: str, rows: pa.Table, first_record: int) -> dict[str, pa.Table]:

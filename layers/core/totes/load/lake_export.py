@@ -172,11 +172,10 @@ def export_dimension(conn: psycopg.Connection[Any], s3: Any, bucket: str, table:
         The watermark changed meanwhile (a load without the lock).
     """
     state = read_state(s3, bucket, table)
-    everything = _select_as_lake(table, sql.SQL("true"))
     if state.generation is None:
-        return _begin_generation(conn, s3, bucket, table, state=state, everything=everything)
+        return _begin_generation(conn, s3, bucket, table, state)
     if table == warehouse_sql.DATE_DIMENSION:
-        return _export_dates(conn, s3, bucket, state=state, everything=everything)
+        return _export_dates(conn, s3, bucket, state)
     exported = 0
     for file_key, loaded_at in warehouse_sql.files_loaded_after(conn, table, state.loaded_through):
         gold = StarFileKey.parse(file_key)
@@ -189,7 +188,7 @@ def export_dimension(conn: psycopg.Connection[Any], s3: Any, bucket: str, table:
                 raise
             # A gold file the ledger has is gone (removed by hand): the lake starts over
             # from the table as the warehouse holds it.
-            return _begin_generation(conn, s3, bucket, table, state=state, everything=everything)
+            return _begin_generation(conn, s3, bucket, table, state)
         _put(s3, bucket, change_key(table, str(state.generation), state.changes), rows)
         state = state.model_copy(update={"changes": state.changes + 1, "loaded_through": loaded_at})
         exported += rows.num_rows
@@ -199,19 +198,14 @@ def export_dimension(conn: psycopg.Connection[Any], s3: Any, bucket: str, table:
 
 
 def _begin_generation(
-    conn: psycopg.Connection[Any],
-    s3: Any,
-    bucket: str,
-    table: str,
-    *,
-    state: ExportState,
-    everything: sql.Composable,
+    conn: psycopg.Connection[Any], s3: Any, bucket: str, table: str, state: ExportState
 ) -> int:
     """Write the whole table, as the warehouse holds it, as the first changes of a new generation.
 
     A bite of rows per change, in key order, so memory is bounded by the bite.
     """
-    files = warehouse_sql.files_loaded_after(conn, table, None)
+    # The files applied so far are in what is written now: changes follow the newest.
+    loaded_through = warehouse_sql.newest_loaded_at(conn, table)
     generation = _new_generation()
     key = sql.Identifier(key_of(table))
     written = changes = 0
@@ -230,7 +224,7 @@ def _begin_generation(
         update={
             "generation": generation,
             "changes": changes,
-            "loaded_through": files[-1][1] if files else None,
+            "loaded_through": loaded_through,
             "rows": written,
         }
     )
@@ -238,19 +232,12 @@ def _begin_generation(
     return written
 
 
-def _export_dates(
-    conn: psycopg.Connection[Any],
-    s3: Any,
-    bucket: str,
-    *,
-    state: ExportState,
-    everything: sql.Composable,
-) -> int:
+def _export_dates(conn: psycopg.Connection[Any], s3: Any, bucket: str, state: ExportState) -> int:
     table = warehouse_sql.DATE_DIMENSION
     row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
     if (int(row[0]) if row else 0) <= state.rows:
         return 0
-    rows = _copy_out(conn, everything, table)
+    rows = _copy_out(conn, _select_as_lake(table, sql.SQL("true")), table)
     _put(s3, bucket, change_key(table, str(state.generation), state.changes), rows)
     _save_state(
         s3,

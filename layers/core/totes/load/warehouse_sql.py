@@ -151,6 +151,21 @@ def claim_file_statement() -> sql.Composed:
     ).format(sql.Identifier(LOAD_LEDGER_TABLE))
 
 
+def newest_loaded_at(conn: psycopg.Connection[Any], target: str) -> datetime | None:
+    """When the ledger recorded the newest file of a table (None: no file yet).
+
+    Examples
+    --------
+    >>> newest_loaded_at(conn, "dim_staff")  # doctest: +SKIP
+    datetime.datetime(2024, 11, 14, 9, 0, 1, 250000, tzinfo=datetime.timezone.utc)
+    """
+    statement = sql.SQL("SELECT max(loaded_at) FROM {} WHERE warehouse_table = %s").format(
+        sql.Identifier(LOAD_LEDGER_TABLE)
+    )
+    row = conn.execute(statement, (target,)).fetchone()
+    return row[0] if row else None
+
+
 def files_loaded_after(
     conn: psycopg.Connection[Any], target: str, after: datetime | None
 ) -> list[tuple[str, datetime]]:

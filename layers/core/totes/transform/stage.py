@@ -46,7 +46,13 @@ import pyarrow.compute as pc
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
-from totes.conditional_writes import exists, get_if_present, put_content_named, put_if
+from totes.conditional_writes import (
+    VersionedDocument,
+    exists,
+    put_content_named,
+    put_if,
+    read_document,
+)
 from totes.contracts import GoldTable, NonEmptyText, parse_event, settings_from_environment
 from totes.errors import StagedFileMissingError, TransformStateConflictError
 from totes.findings import Finding, FindingKind, merge
@@ -219,7 +225,7 @@ class TransformResult:
         ).model_dump(mode="json")
 
 
-class TransformState(BaseModel):
+class TransformState(VersionedDocument):
     """The state document of one target, ``_state/transform/<target>.json``.
 
     Examples
@@ -238,8 +244,6 @@ class TransformState(BaseModel):
     sequence: NonNegativeInt = 0
     #: Committed files not yet known to be published: ``[staged key, final key]`` pairs.
     pending: list[list[str]] = Field(default_factory=list)
-    #: The ETag the document had when read (not stored): the compare-and-set condition.
-    etag: str | None = Field(default=None, exclude=True)
 
 
 def _state_key(target: str) -> str:
@@ -247,13 +251,7 @@ def _state_key(target: str) -> str:
 
 
 def _read_state(s3: Any, bucket: str, target: str) -> TransformState:
-    found = get_if_present(s3, bucket, _state_key(target))
-    if found is None:
-        return TransformState()
-    body, etag = found
-    state = TransformState.model_validate_json(body)
-    state.etag = etag
-    return state
+    return read_document(s3, bucket, _state_key(target), TransformState)
 
 
 def _put_state(s3: Any, bucket: str, target: str, state: TransformState) -> bool:
