@@ -121,3 +121,27 @@ def test_a_handler_that_fails_to_import_is_reported_and_its_environment_not_reus
     assert payload["errorType"] == "Runtime.ImportModuleError"
     assert "Unable to import module 'handler'" in payload["errorMessage"]
     assert workers.worker_pids() == []
+
+
+def test_a_slow_init_phase_does_not_count_against_the_timeout_and_is_reported_apart(
+    pool: tuple[WorkerPool, list[MetricDatum], Path],
+) -> None:
+    workers, _, log = pool
+    # Given a function whose import takes longer than its timeout (Lambda gives init 10 s)
+    snapshot = _snapshot("import time\ntime.sleep(1.5)\n" + HANDLER, timeout_s=1)
+
+    # When it is invoked cold
+    payload, headers = _invoke(workers, snapshot, {})
+
+    # Then the invocation succeeds with its whole timeout left to the handler
+    assert "x-amz-function-error" not in headers
+    assert 500 < payload["remaining"] <= 1000
+    # And the report gives the init phase apart from the invocation's duration
+    reports = [
+        json.loads(line)
+        for line in log.read_text(encoding="utf-8").splitlines()
+        if '"platform.report"' in line
+    ]
+    assert len(reports) == 1
+    assert reports[0]["init_duration_ms"] >= 1500
+    assert reports[0]["duration_ms"] < 1000

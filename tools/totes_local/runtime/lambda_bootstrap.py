@@ -8,8 +8,10 @@ handler once (the cold start) and then answers invocations one at a time:
 
 - a request is one JSON line on stdin: ``{"request_id", "payload", "deadline_ms",
   "function_arn"}``;
-- the answer is one JSON line on the response pipe (file descriptor in argv):
-  ``{"request_id", "ok", "payload", "init_ms"}``; an exception of the handler is
+- once the handler is imported (the init phase) the runtime says so on the
+  response pipe (file descriptor in argv): ``{"init_ms"}``;
+- the answer is one JSON line on the response pipe:
+  ``{"request_id", "ok", "payload"}``; an exception of the handler is
   ``ok: false`` with the payload the Lambda service gives (``errorType``,
   ``errorMessage``, ``stackTrace``);
 - the handler's stdout and stderr are the worker's own: the service reads them
@@ -98,11 +100,10 @@ def main(argv: list[str]) -> int:
     sys.path[:0] = [task_root, *layers]
     started = time.perf_counter()
     handler, init_error = _load_handler()
-    init_ms: float | None = (time.perf_counter() - started) * 1000
+    responses.write(json.dumps({"init_ms": (time.perf_counter() - started) * 1000}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)
-        answer: dict[str, Any] = {"request_id": request["request_id"], "init_ms": init_ms}
-        init_ms = None
+        answer: dict[str, Any] = {"request_id": request["request_id"]}
         if init_error is not None:
             # Lambda resets an environment whose init failed: the service ends this worker.
             answer |= {"ok": False, "payload": json.dumps(init_error), "init_failed": True}

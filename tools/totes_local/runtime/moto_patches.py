@@ -18,7 +18,24 @@ loudly at start-up instead of quietly behaving differently:
     Functions does, so that a client reads each event once. While the execution
     runs, the last page also carries a token: it continues from the next event
     that will be written (AWS offers no history for Express executions at all;
-    see ADR 7).
+    see ADR 7). moto also deep-copies every event on each call, which made a
+    client that follows a long execution cost the service time in the square of
+    its events; the page is cut from the recorded events first and only its
+    events are written, straight to JSON (moto's generic response serializer
+    took 5 ms per event). A page that would be empty while the execution runs is
+    held until an event arrives or the execution ends, for at most a second
+    (:data:`_EMPTY_PAGE_HELD_S`): a client that follows an execution then asks
+    once per event instead of twenty times a second, which on two cores took
+    as much CPU as a stage's handler.
+``host-backends``
+    moto's dispatcher finds the backend of every request anew: it lists moto's
+    package folder and tries the URL patterns of every service in turn. The
+    service remembers the backend of each host name it has seen (the patterns
+    are fixed for the life of the process).
+``parsed-json-paths``
+    moto's interpreter builds a JSONPath parser (a yacc table) for every path it
+    evaluates, a few per state; the service keeps each path's parsed form, which
+    is immutable, and reuses it.
 ``lambda-client-reuse``
     moto's interpreter builds a new boto3 client for every Lambda invoke (about
     5 ms each); the service keeps one per region, as a long-lived Step Functions
@@ -42,9 +59,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import inspect
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -59,6 +78,11 @@ SUPPORTED_MOTO = ((5, 2), (5, 3))
 #: What Step Functions allows per page of GetExecutionHistory, and its default.
 _MAX_PAGE = 1000
 _DEFAULT_PAGE = 100
+#: How long a history page with no event yet is held for one to arrive, and how often it looks.
+_EMPTY_PAGE_HELD_S = 1.0
+_EVENT_WAIT_S = 0.005
+#: Parsed JSONPath expressions kept (a definition holds a few dozen).
+_PARSED_JSON_PATHS_KEPT = 1024
 #: Parsed definitions kept (one per deployment: a few source and warehouse pairs).
 _PARSED_DEFINITIONS_KEPT = 16
 
@@ -200,6 +224,8 @@ def install(dispatch: InvokeDispatcher) -> None:
     _patch_lambda_invoke(dispatch)
     _patch_execution_start_time()
     _patch_history_pages()
+    _patch_host_backends()
+    _patch_parsed_json_paths()
     _patch_lambda_client_reuse()
     _patch_parsed_definitions()
 
@@ -278,20 +304,57 @@ def _patch_execution_start_time() -> None:
     Execution.get_start_execution_details = start_execution_details  # type: ignore[method-assign, assignment]
 
 
+def _epoch_seconds(value: Any) -> float:
+    """A history timestamp as Step Functions' JSON protocol writes one: seconds since the epoch.
+
+    Examples
+    --------
+    >>> _epoch_seconds("2019-03-26T20:14:13.192Z")
+    1553631253.192
+    """
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    raise TypeError(f"a history event holds {type(value).__name__}, not JSON: moto changed")
+
+
+def _recorded_events(execution: Any) -> list[Any]:
+    """The events recorded so far, in order: the list itself copied, not each event."""
+    worker = execution.exec_worker
+    env = worker.env if worker is not None else None
+    if env is None:  # not started yet
+        return []
+    manager = env.event_manager
+    with manager._mutex:
+        return list(manager._history_event_list)
+
+
 def _patch_history_pages() -> None:
-    from moto.core.responses import ActionResult  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import (  # noqa: PLC0415
+        EventManager,
+    )
+    from moto.stepfunctions.parser.backend.execution import Execution  # noqa: PLC0415
     from moto.stepfunctions.responses import StepFunctionResponse  # noqa: PLC0415
 
     def get_execution_history(response: Any) -> Any:
         arn = response._get_param("executionArn")
         backend = response.stepfunction_backend
         # Status first: events written after a RUNNING look are fetched with the token.
-        status = getattr(backend.describe_execution(arn).exec_status, "value", None)
-        events = list(backend.get_execution_history(arn)["events"])
+        execution = backend.describe_execution(arn)
+        token = response._get_param("nextToken")
         try:
+            start = page_offset(token)
+            held_until = time.monotonic() + _EMPTY_PAGE_HELD_S
+            while True:
+                status = getattr(execution.exec_status, "value", None)
+                events = _recorded_events(execution)
+                if len(events) > start or status != "RUNNING" or time.monotonic() > held_until:
+                    break
+                time.sleep(_EVENT_WAIT_S)
             page = history_page(
                 events,
-                token=response._get_param("nextToken"),
+                token=token,
                 max_results=int(response._get_param("maxResults") or 0),
                 running=status == "RUNNING",
             )
@@ -299,11 +362,47 @@ def _patch_history_pages() -> None:
             from moto.stepfunctions.exceptions import InvalidToken  # noqa: PLC0415
 
             raise InvalidToken(str(exc)) from exc
-        return ActionResult(page)
+        return json.dumps(page, default=_epoch_seconds)
 
     if not hasattr(StepFunctionResponse, "get_execution_history"):
         raise UnsupportedMotoError("moto's Step Functions has no get_execution_history: changed")
+    for method, needed in (
+        (EventManager.get_event_history, ("self._mutex", "self._history_event_list")),
+        (Execution.to_history_output, ("self.exec_worker.env", "env.event_manager")),
+    ):
+        if not all(name in inspect.getsource(method) for name in needed):
+            raise UnsupportedMotoError(
+                f"moto's {method.__qualname__} no longer reads {', '.join(needed)}: changed"
+            )
     StepFunctionResponse.get_execution_history = get_execution_history  # type: ignore[method-assign, assignment]
+
+
+def _patch_host_backends() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication  # noqa: PLC0415
+
+    original = DomainDispatcherApplication.get_backend_for_host
+    _require_parameters(original, ("self", "host"), "get_backend_for_host")
+    found: dict[str | None, Any] = {}
+
+    def get_backend_for_host(app: Any, host: str | None) -> Any:
+        # Called under the dispatcher's lock; a host that matched nothing is asked again.
+        if host not in found:
+            backend = original(app, host)
+            if backend is None:
+                return None
+            found[host] = backend
+        return found[host]
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign, assignment]
+
+
+def _patch_parsed_json_paths() -> None:
+    from moto.stepfunctions.parser.asl.utils import json_path  # noqa: PLC0415
+
+    parse = getattr(json_path, "parse", None)
+    if parse is None or "parse(path)" not in inspect.getsource(json_path.extract_json):
+        raise UnsupportedMotoError("moto's extract_json no longer parses with json_path.parse")
+    json_path.parse = functools.lru_cache(maxsize=_PARSED_JSON_PATHS_KEPT)(parse)  # type: ignore[attr-defined]
 
 
 def _patch_lambda_client_reuse() -> None:
