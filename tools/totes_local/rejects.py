@@ -12,17 +12,15 @@ Rows a stage could not apply are kept in the processed bucket, each with its rea
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from totes.load.star_zone import REJECT_REASON
 from totes.names import REJECTS_PREFIX
+from totes.parquet_objects import parquet_table
 from totes.warehouse.star import FACT_VERSION_KEYS
 
 _KEY = re.compile(
@@ -81,7 +79,7 @@ def quarantined_rows(
         if match is None or (run_id and match["run"] != run_id):
             continue
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        for row in pq.read_table(io.BytesIO(body)).to_pylist():
+        for row in parquet_table(body).to_pylist():
             yield QuarantinedRow(
                 table=match["table"],
                 stage="load" if match["load"] else "transform",

@@ -13,7 +13,6 @@ object instead of adding another.
 from __future__ import annotations
 
 import array
-import io
 import re
 import struct
 import sys
@@ -24,11 +23,11 @@ from typing import Any, Final, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pyarrow import csv as pa_csv
 
 from totes.errors import StarFileSchemaError, StarFileUnreadableError
 from totes.names import REJECTS_PREFIX
+from totes.parquet_objects import parquet_bytes, parquet_table
 from totes.warehouse.star import (
     DIMENSION_KEYS,
     FACT_DATE_COLUMNS,
@@ -194,7 +193,7 @@ def read_star_file(s3: Any, bucket: str, file: StarFileKey) -> pa.Table:
     """
     body = s3.get_object(Bucket=bucket, Key=file.key)["Body"].read()
     try:
-        table = pq.read_table(pa.BufferReader(body))
+        table = parquet_table(body)
     except (pa.ArrowInvalid, OSError) as exc:
         raise StarFileUnreadableError(f"{file.key} is not a readable Parquet file") from exc
     return conform(table, file.table, where=file.key)
@@ -376,9 +375,7 @@ def write_rejects(
         pa.field(REJECT_REASON, pa.string(), nullable=False),
         pa.array([row.reason for row in ordered], pa.string()),
     )
-    sink = io.BytesIO()
-    pq.write_table(rows, sink)
-    s3.put_object(Bucket=bucket, Key=key, Body=sink.getvalue())
+    s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes(rows))
     return key
 
 
@@ -414,7 +411,7 @@ def read_quarantined(s3: Any, bucket: str, file: StarFileKey) -> pa.Table:
     """
     body = s3.get_object(Bucket=bucket, Key=file.key)["Body"].read()
     try:
-        table = pq.read_table(pa.BufferReader(body))
+        table = parquet_table(body)
     except (pa.ArrowInvalid, OSError) as exc:
         raise StarFileUnreadableError(f"{file.key} is not a readable Parquet file") from exc
     return conform(table.drop_columns([REJECT_REASON]), file.table, where=file.key)
