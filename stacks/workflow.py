@@ -45,6 +45,7 @@ from totes.names import (
     SOURCE_TABLES,
     TRANSFORM_STATE_CONFLICT_ERROR,
     WATERMARK_CONFLICT_ERROR,
+    largest_first,
 )
 
 #: Errors of the Lambda service itself (not of the handler), worth a retry.
@@ -121,11 +122,12 @@ class PipelineWorkflow(Construct):
                 "passes_done": 0,
                 "pass_started": sfn.JsonPath.string_at("$$.State.EnteredTime"),
                 "longest_pass_seconds": 0,  # nosec B105 (a duration, not a password)
+                # Each Map starts its largest tables first (see largest_first).
                 "tables": {
-                    "source": list(SOURCE_TABLES),
-                    "warehouse": list(GOLD_TABLES),
-                    "dimensions": list(GOLD_DIMENSIONS),
-                    "facts": list(FACT_TABLES),
+                    "source": largest_first(SOURCE_TABLES),
+                    "warehouse": largest_first(GOLD_TABLES),
+                    "dimensions": largest_first(GOLD_DIMENSIONS),
+                    "facts": largest_first(FACT_TABLES),
                 },
                 "totals": {},
                 "findings": [],

@@ -19,7 +19,7 @@ from tests.infra.template_reading import (
     state_machine_definition,
 )
 from totes.failure_notice import FailedState
-from totes.names import FACT_TABLES, GOLD_DIMENSIONS, GOLD_TABLES, SOURCE_TABLES
+from totes.names import FACT_TABLES, GOLD_DIMENSIONS, GOLD_TABLES, SOURCE_TABLES, largest_first
 
 pytestmark = pytest.mark.infra
 
@@ -179,17 +179,18 @@ def test_plan_names_the_run_after_its_start_and_execution_and_lists_the_shared_t
     plan = stages["Plan"]
 
     # Then the run id starts with the start time (run folders sort by time), then the
-    # execution's name; and the table lists are the shared ones
+    # execution's name; and the table lists are the shared ones, the largest tables first
     assert plan["Type"] == "Pass"
     assert plan["Parameters"]["run_id.$"] == (
         "States.Format('{}-{}', $$.Execution.StartTime, $$.Execution.Name)"
     )
     assert plan["Parameters"]["tables"] == {
-        "source": list(SOURCE_TABLES),
-        "warehouse": list(GOLD_TABLES),
-        "dimensions": list(GOLD_DIMENSIONS),
-        "facts": list(FACT_TABLES),
+        "source": largest_first(SOURCE_TABLES),
+        "warehouse": largest_first(GOLD_TABLES),
+        "dimensions": largest_first(GOLD_DIMENSIONS),
+        "facts": largest_first(FACT_TABLES),
     }
+    assert plan["Parameters"]["tables"]["dimensions"][0] == "dim_transaction"
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from totes.names import (
     SOURCE_TABLES,
     WAREHOUSE_TABLE_SOURCES,
     EnvironmentVariable,
+    largest_first,
 )
 
 #: Elapsed time by which an execution's last pass should end; the Express limit is 5 min.
@@ -48,10 +49,10 @@ class PassTables(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    source: list[str] = Field(default_factory=lambda: list(SOURCE_TABLES))
-    warehouse: list[str] = Field(default_factory=lambda: list(GOLD_TABLES))
-    dimensions: list[str] = Field(default_factory=lambda: list(GOLD_DIMENSIONS))
-    facts: list[str] = Field(default_factory=lambda: list(FACT_TABLES))
+    source: list[str] = Field(default_factory=lambda: largest_first(SOURCE_TABLES))
+    warehouse: list[str] = Field(default_factory=lambda: largest_first(GOLD_TABLES))
+    dimensions: list[str] = Field(default_factory=lambda: largest_first(GOLD_DIMENSIONS))
+    facts: list[str] = Field(default_factory=lambda: largest_first(FACT_TABLES))
 
     @property
     def empty(self) -> bool:
@@ -375,8 +376,8 @@ def _next_tables(request: ProgressRequest) -> PassTables:
     if any(outcome.rows_loaded for outcome in request.dimensions_loaded):
         loads |= {outcome.target for outcome in request.facts_loaded if outcome.files_waiting}
     return PassTables(
-        source=[table for table in SOURCE_TABLES if table in source],
-        warehouse=[table for table in GOLD_TABLES if table in warehouse],
-        dimensions=[table for table in GOLD_DIMENSIONS if table in loads],
-        facts=[table for table in FACT_TABLES if table in loads],
+        source=largest_first(source),
+        warehouse=largest_first(warehouse),
+        dimensions=largest_first(loads.intersection(GOLD_DIMENSIONS)),
+        facts=largest_first(loads.intersection(FACT_TABLES)),
     )
