@@ -468,9 +468,34 @@ def test_a_changed_dimension_row_is_updated_and_unchanged_rows_are_not_rewritten
     assert (result.rows_loaded, result.rows_skipped) == (2, 3)
 
 
+def test_an_empty_dimension_takes_a_file_whole_and_a_key_it_holds_twice_once(
+    warehouse: Warehouse,
+) -> None:
+    # Given an empty dim_staff, and a first file whose last row repeats a key with a change
+    warehouse.put("dim_staff", "exec-1", [staff(1), staff(2), staff(2, location="Leeds")])
+    # When it is loaded
+    result = warehouse.load("dim_staff", "exec-1")
+    # Then every key is there once, the last row of the repeated one winning
+    assert warehouse.rows("dim_staff") == [staff(1), staff(2, location="Leeds")]
+    assert (result.rows_loaded, result.rows_skipped) == (2, 1)
+    # And a second file into the table, now not empty, is upserted as before
+    warehouse.put("dim_staff", "exec-2", [staff(1, last_name="Moved"), staff(3)])
+    second = warehouse.load("dim_staff", "exec-2")
+    assert warehouse.rows("dim_staff") == [
+        staff(1, last_name="Moved"),
+        staff(2, location="Leeds"),
+        staff(3),
+    ]
+    assert (second.rows_loaded, second.rows_skipped) == (2, 0)
+
+
 @pytest.mark.parametrize(
     ("target", "step"),
-    [("fact_sales_order", "insert_facts"), ("dim_staff", "upsert_dimension")],
+    [
+        ("fact_sales_order", "copy_rows"),
+        ("fact_sales_order", "insert_facts"),
+        ("dim_staff", "upsert_dimension"),
+    ],
 )
 def test_a_crash_between_the_copy_and_the_commit_leaves_nothing_and_the_next_load_completes_it(
     warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch, target: str, step: str
@@ -478,6 +503,8 @@ def test_a_crash_between_the_copy_and_the_commit_leaves_nothing_and_the_next_loa
     # Given dimensions in place and a new file whose load dies after its rows were written
     warehouse.load_dimensions()
     rows = [sales_order(n, agreed_payment_date=date(2031, 1, 1)) for n in (1, 2)]
+    if step == "insert_facts":  # a version twice: the rows go through the stage
+        rows = [*rows, rows[-1]]
     if target == "dim_staff":
         rows = [staff(1, last_name="Moved"), staff(9)]
     key = warehouse.put(target, "exec-1", rows)
@@ -782,16 +809,16 @@ def test_of_two_loaders_racing_on_one_file_exactly_one_applies_it(
     warehouse.load_dimensions()
     warehouse.put("fact_sales_order", "exec-1", [sales_order(n) for n in (1, 2, 3)])
     inside, release = threading.Event(), threading.Event()
-    real_insert = warehouse_sql.insert_facts
+    real_copy = warehouse_sql.copy_rows
 
     def held(*args: Any, **kwargs: Any) -> int:
-        inserted = real_insert(*args, **kwargs)
+        inserted = real_copy(*args, **kwargs)
         if not inside.is_set():
             inside.set()
             release.wait(timeout=30)
         return inserted
 
-    monkeypatch.setattr(warehouse_sql, "insert_facts", held)
+    monkeypatch.setattr(warehouse_sql, "copy_rows", held)
     with ThreadPoolExecutor(max_workers=2) as pool:
         first = pool.submit(warehouse.load, "fact_sales_order", "exec-a")
         assert inside.wait(timeout=30)

@@ -10,12 +10,15 @@ applied in one transaction:
 2. insert the file's ledger row (with the run that loads it); if it is already there,
    another loader applied the file since the listing: skip it;
 3. dimensions: COPY the rows into a temporary table and upsert them, rewriting
-   changed rows only;
+   changed rows only (into an empty table, COPY them straight in);
 4. facts: COPY the version keys alone into a temporary table and count those the
-   warehouse already holds; COPY the other rows whole; extend dim_date with every
-   date they reference; lock the dimension rows they reference (``FOR KEY SHARE``,
-   as the foreign-key triggers would) and quarantine the rows whose dimension row is
-   missing (to ``rejects/`` in the processed bucket); insert the rest;
+   warehouse already holds; extend dim_date with every date the other rows
+   reference; lock the dimension rows they reference (``FOR KEY SHARE``, as the
+   foreign-key triggers would). When every one is there, COPY the rows straight into
+   the table; otherwise COPY them into a temporary table, quarantine the rows whose
+   dimension row is missing (to ``rejects/`` in the processed bucket) and insert the
+   rest. A file that holds a version twice takes the second way too, and the version
+   goes in once;
 5. record how many rows changed the warehouse, and commit.
 
 Then, for a fact table, the quarantined rows get another chance (*replay*): each
@@ -78,6 +81,7 @@ from totes.load.star_zone import (
     read_quarantined,
     read_star_file,
     referenced_values,
+    rows_as_csv,
     write_rejects,
 )
 from totes.names import (
@@ -537,8 +541,11 @@ def _apply_file_once(
         rejected: list[RejectedRow] = []
         rejects_key: str | None = None
         if target in DIMENSION_TABLES:
-            warehouse_sql.stage_rows(conn, target, csv_chunks(rows))
-            loaded = warehouse_sql.upsert_dimension(conn, target)
+            if warehouse_sql.has_rows(conn, target) or _repeats(rows, [DIMENSION_KEYS[target]]):
+                warehouse_sql.stage_rows(conn, target, csv_chunks(rows))
+                loaded = warehouse_sql.upsert_dimension(conn, target)
+            else:  # every row is new
+                loaded = warehouse_sql.copy_rows(conn, target, rows_as_csv(rows))
         else:
             loaded, rejected = _apply_facts(conn, file, rows, fk_triggers=fk_triggers)
             if rejected and not may_reject:
@@ -659,14 +666,19 @@ def _unreadable(quarantined: StarFileKey, exc: Exception) -> FileOutcome:
     )
 
 
+def _repeats(rows: pa.Table, key: list[str]) -> bool:
+    """Whether two rows share ``key``: a file holding a version (or a dimension key) twice."""
+    return bool(rows.group_by(key, use_threads=False).aggregate([]).num_rows < rows.num_rows)
+
+
 def _apply_facts(
     conn: psycopg.Connection[Any], file: StarFileKey, rows: pa.Table, *, fk_triggers: bool
 ) -> tuple[int, list[RejectedRow]]:
     """Insert a fact file's new versions; return how many went in and the rejected rows.
 
     Unless the fact table is empty, only the version keys are copied first, to count
-    the versions the warehouse already holds; only the rows it lacks are copied whole
-    and checked.
+    the versions the warehouse already holds; only the rows it lacks are checked and
+    copied whole: straight into the table when nothing is missing, else through a stage.
     """
     target = file.table
     present = 0
@@ -681,12 +693,21 @@ def _apply_facts(
         new = rows.take(new_positions)
     else:
         new_positions, new = pa.array(range(rows.num_rows), pa.int64()), rows
-    warehouse_sql.stage_rows(conn, target, csv_chunks(new, new_positions))
     references = referenced_values(new, target)
     dates = (warehouse_sql.DATE_DIMENSION, DIMENSION_KEYS[warehouse_sql.DATE_DIMENSION])
     warehouse_sql.extend_dim_date(conn, references[dates])
+    missing = warehouse_sql.lock_references(conn, target, references)
+    version = list(FACT_VERSION_KEYS[target])
+    if not missing and not _repeats(new, version):
+        # Every row goes in: straight into the table, in the order a staged insert takes.
+        in_order = new.sort_by([(column, "ascending") for column in version])
+        copied = warehouse_sql.copy_rows(
+            conn, target, rows_as_csv(in_order), fk_triggers=fk_triggers
+        )
+        return copied, []
+    warehouse_sql.stage_rows(conn, target, csv_chunks(new, new_positions))
     rejected: list[RejectedRow] = []
-    if warehouse_sql.lock_references(conn, target, references):
+    if missing:
         rejected = warehouse_sql.quarantine_missing_references(conn, target)
         # Rows that appeared since the first lock are locked now; none may be missing.
         kept = pc.invert(

@@ -262,10 +262,22 @@ def csv_chunks(table: pa.Table, positions: pa.Array | None = None) -> Iterator[p
     """
     if positions is None:
         positions = pa.array(range(table.num_rows), pa.int64())
-    with_rows = table.append_column(FILE_ROW, positions)
-    for start in range(0, with_rows.num_rows, _ROWS_PER_CHUNK):
+    return rows_as_csv(table.append_column(FILE_ROW, positions))
+
+
+def rows_as_csv(table: pa.Table) -> Iterator[pa.Buffer]:
+    """Render the rows as they are, as COPY CSV chunks (the forms :func:`csv_chunks` uses).
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> print(b"".join(bytes(c) for c in rows_as_csv(pa.table({"k": [1], "v": [None]}))).decode())
+    1,
+    <BLANKLINE>
+    """
+    for start in range(0, table.num_rows, _ROWS_PER_CHUNK):
         sink = pa.BufferOutputStream()
-        pa_csv.write_csv(with_rows.slice(start, _ROWS_PER_CHUNK), sink, _CSV_OPTIONS)
+        pa_csv.write_csv(table.slice(start, _ROWS_PER_CHUNK), sink, _CSV_OPTIONS)
         yield sink.getvalue()
 
 
