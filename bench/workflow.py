@@ -352,10 +352,12 @@ def _print_figures(runs: list[dict[str, Any]], rows: int) -> None:
             f"(init {statistics.median(init):.2f}), "
             f"peak worker RSS MB {statistics.median(rss):.0f} (max {max(rss):.0f})"
         )
-    ratios = [r["backfill"]["execution_s"] / r["floor_s"] for r in runs]
     overhead_share = [r["backfill"]["overhead_s"] / r["backfill"]["execution_s"] for r in runs]
-    print(f"  backfill / floor                   {_summary(ratios)}")
     print(f"  backfill overhead share            {_summary(overhead_share)}")
+    # Last, each execution in floors: the goals read the same on a faster or slower machine.
+    for kind in ("backfill", "idle", "one_percent"):
+        ratios = [r[kind]["execution_s"] / r["floor_s"] for r in runs]
+        print(f"  {kind + ' / floor':<34} {_summary(ratios)}")
 
 
 if __name__ == "__main__":
