@@ -113,6 +113,34 @@ def test_moto_returns_the_whole_history_at_once_and_no_page_token(moto: None) ->
     assert "nextToken" not in page
 
 
+def test_moto_copies_every_recorded_event_for_each_history_request() -> None:
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import (  # noqa: PLC0415
+        EventManager,
+    )
+
+    # The history-pages patch cuts the page from this list before copying anything
+    source = inspect.getsource(EventManager.get_event_history)
+    assert "copy.deepcopy(self._history_event_list)" in source
+    assert "self._mutex" in source
+
+
+def test_moto_finds_the_backend_of_every_request_by_listing_its_package() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication  # noqa: PLC0415
+
+    # The host-backends patch remembers what this method finds for each host
+    source = inspect.getsource(DomainDispatcherApplication.get_backend_for_host)
+    assert "list_of_moto_modules()" in source
+    assert "backend_url_patterns" in source
+
+
+def test_moto_parses_a_json_path_anew_each_time_it_evaluates_one() -> None:
+    from moto.stepfunctions.parser.asl.utils import json_path  # noqa: PLC0415
+
+    # The parsed-json-paths patch keeps each path's parse, which this builds every time
+    assert json_path.parse("$.tables.source") is not json_path.parse("$.tables.source")
+    assert json_path.parse("$.tables.source") == json_path.parse("$.tables.source")
+
+
 @pytest.mark.parametrize("token", ["not-a-token", "eyJvZmZzZXQiOiAtMX0="])
 def test_a_page_token_the_service_did_not_make_is_refused(token: str) -> None:
     with pytest.raises(ValueError, match="not a history page token"):
