@@ -362,7 +362,11 @@ def _patch_history_pages() -> None:
             from moto.stepfunctions.exceptions import InvalidToken  # noqa: PLC0415
 
             raise InvalidToken(str(exc)) from exc
-        return json.dumps(page, default=_epoch_seconds)
+        # moto keeps timestamps as ISO text; the JSON protocol writes seconds since the epoch.
+        events = [
+            event | {"timestamp": _epoch_seconds(event["timestamp"])} for event in page["events"]
+        ]
+        return json.dumps(page | {"events": events})
 
     if not hasattr(StepFunctionResponse, "get_execution_history"):
         raise UnsupportedMotoError("moto's Step Functions has no get_execution_history: changed")
