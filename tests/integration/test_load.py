@@ -518,8 +518,16 @@ def test_a_crash_between_the_copy_and_the_commit_leaves_nothing_and_the_next_loa
     monkeypatch.setattr(warehouse_sql, step, crash)
     with pytest.raises(SystemExit, match="crash injected"):
         warehouse.load(target, "exec-1")
-    # Then the warehouse, dim_date and the ledger are exactly as before
-    assert warehouse.snapshot() == before
+    # Then the warehouse and the ledger are exactly as before, but for the file's dates,
+    # committed to dim_date before its load began (its retry adds the same ones)
+    after = warehouse.snapshot()
+    added = {row["date_id"] for row in warehouse.rows("dim_date")} - {
+        row["date_id"] for row in before["tables"]["dim_date"][0]
+    }
+    assert added <= {value for row in rows for value in row.values() if type(value) is date}
+    for snapshot in (before, after):
+        del snapshot["tables"]["dim_date"]
+    assert after == before
     # When the next execution loads the table
     monkeypatch.setattr(warehouse_sql, step, real_step)
     result = warehouse.load(target, "exec-2")
@@ -845,6 +853,41 @@ def test_of_two_loaders_racing_on_one_file_exactly_one_applies_it(
     assert [outcome.applied_elsewhere for outcome in lost.files] == [True]
     assert warehouse.count("fact_sales_order") == 3
     assert [row["run_id"] for row in warehouse.ledger(FACT)] == ["exec-a"]
+
+
+def test_a_fact_load_does_not_wait_for_another_fact_load_that_added_the_same_new_date(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a sales order and a payment on a date dim_date lacks, and the sales order's
+    # load held inside its transaction after its rows went in
+    warehouse.load_dimensions()
+    new_day = date(2031, 3, 3)
+    warehouse.put("fact_sales_order", "exec-1", [sales_order(1, agreed_payment_date=new_day)])
+    warehouse.put("fact_payment", "exec-1", [payment(1, payment_date=new_day)])
+    inside, release = threading.Event(), threading.Event()
+    real_copy = warehouse_sql.copy_rows
+
+    def held(conn: Any, target: str, *args: Any, **kwargs: Any) -> int:
+        inserted = real_copy(conn, target, *args, **kwargs)
+        if target == "fact_sales_order":
+            inside.set()
+            release.wait(timeout=30)
+        return inserted
+
+    monkeypatch.setattr(warehouse_sql, "copy_rows", held)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        orders = pool.submit(warehouse.load, "fact_sales_order", "exec-1")
+        assert inside.wait(timeout=30)
+        try:
+            # When the payment loads meanwhile
+            payments = pool.submit(warehouse.load, "fact_payment", "exec-1")
+            # Then it commits while the sales order's load still holds its transaction
+            assert payments.result(timeout=10).rows_loaded == 1
+        finally:
+            release.set()
+        assert orders.result(timeout=30).rows_loaded == 1
+    assert new_day in {row["date_id"] for row in warehouse.rows("dim_date")}
+    assert warehouse.count("fact_payment") == warehouse.count("fact_sales_order") == 1
 
 
 def _wait_for_a_blocked_session(dsn: str) -> None:

@@ -3,7 +3,9 @@
 Load lists *all* gold files of the table (not only the current run's), drops those the
 ledger records, and applies the oldest of the rest in commit order, at most
 ``LOAD_MAX_FILES`` per invocation (the others wait for the next one: ``has_more``), so
-files an earlier failed run left behind are picked up by the next one. Each file is
+files an earlier failed run left behind are picked up by the next one. Before a fact
+file, the dates it references are added to dim_date and committed at once (loads of
+several facts would otherwise wait on each other's new dates). Each file is then
 applied in one transaction:
 
 1. take the table's advisory lock (two loaders of one table apply files in turn);
@@ -12,13 +14,12 @@ applied in one transaction:
 3. dimensions: COPY the rows into a temporary table and upsert them, rewriting
    changed rows only (into an empty table, COPY them straight in);
 4. facts: COPY the version keys alone into a temporary table and count those the
-   warehouse already holds; extend dim_date with every date the other rows
-   reference; lock the dimension rows they reference (``FOR KEY SHARE``, as the
-   foreign-key triggers would). When every one is there, COPY the rows straight into
-   the table; otherwise COPY them into a temporary table, quarantine the rows whose
-   dimension row is missing (to ``rejects/`` in the processed bucket) and insert the
-   rest. A file that holds a version twice takes the second way too, and the version
-   goes in once;
+   warehouse already holds; lock the dimension rows the other rows reference
+   (``FOR KEY SHARE``, as the foreign-key triggers would). When every one is there,
+   COPY the rows straight into the table; otherwise COPY them into a temporary
+   table, quarantine the rows whose dimension row is missing (to ``rejects/`` in the
+   processed bucket) and insert the rest. A file that holds a version twice takes
+   the second way too, and the version goes in once;
 5. record how many rows changed the warehouse, and commit.
 
 Then, for a fact table, the quarantined rows get another chance (*replay*): each
@@ -534,6 +535,8 @@ def _apply_file_once(
 ) -> FileOutcome:
     started = time.perf_counter()
     target = request.target
+    if target in FACT_TABLES:
+        _extend_dim_date(conn, target, rows)
     with conn.transaction():
         warehouse_sql.lock_target(conn, target)
         if not warehouse_sql.claim_file(conn, file.key, target, request.run_id, rows.num_rows):
@@ -541,7 +544,8 @@ def _apply_file_once(
         rejected: list[RejectedRow] = []
         rejects_key: str | None = None
         if target in DIMENSION_TABLES:
-            if warehouse_sql.has_rows(conn, target) or _repeats(rows, [DIMENSION_KEYS[target]]):
+            key = [DIMENSION_KEYS[target]]
+            if warehouse_sql.has_rows(conn, target) or _repeats(rows, key):
                 warehouse_sql.stage_rows(conn, target, csv_chunks(rows))
                 loaded = warehouse_sql.upsert_dimension(conn, target)
             else:  # every row is new
@@ -609,6 +613,7 @@ def _replay_quarantine(
             continue
         loaded: int = 0
         still_missing: list[RejectedRow] = []
+        _extend_dim_date(conn, request.target, rows)
         with conn.transaction():
             warehouse_sql.lock_target(conn, request.target)
             loaded, still_missing = _apply_facts(conn, quarantined, rows, fk_triggers=fk_triggers)
@@ -671,6 +676,20 @@ def _repeats(rows: pa.Table, key: list[str]) -> bool:
     return bool(rows.group_by(key, use_threads=False).aggregate([]).num_rows < rows.num_rows)
 
 
+def _extend_dim_date(conn: psycopg.Connection[Any], target: str, rows: pa.Table) -> None:
+    """Add the dates a fact file references to dim_date, committed before the file's load.
+
+    In a transaction of its own: inserted inside a load, a new date would make every
+    other load that references it wait for that whole load to commit (the unique index
+    holds the second insert until the first commits), so concurrent loads of facts
+    would go one after another. dim_date only grows, and a load that fails leaves
+    dates its retry adds anyway.
+    """
+    dates = (warehouse_sql.DATE_DIMENSION, DIMENSION_KEYS[warehouse_sql.DATE_DIMENSION])
+    with conn.transaction():
+        warehouse_sql.extend_dim_date(conn, referenced_values(rows, target)[dates])
+
+
 def _apply_facts(
     conn: psycopg.Connection[Any], file: StarFileKey, rows: pa.Table, *, fk_triggers: bool
 ) -> tuple[int, list[RejectedRow]]:
@@ -694,8 +713,6 @@ def _apply_facts(
     else:
         new_positions, new = pa.array(range(rows.num_rows), pa.int64()), rows
     references = referenced_values(new, target)
-    dates = (warehouse_sql.DATE_DIMENSION, DIMENSION_KEYS[warehouse_sql.DATE_DIMENSION])
-    warehouse_sql.extend_dim_date(conn, references[dates])
     missing = warehouse_sql.lock_references(conn, target, references)
     version = list(FACT_VERSION_KEYS[target])
     if not missing and not _repeats(new, version):
