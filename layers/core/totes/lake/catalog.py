@@ -31,12 +31,12 @@ from typing import Any, Final
 import awswrangler as wr
 import boto3
 import pyarrow as pa
-import pyarrow.compute as pc
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 from totes.contracts import NonEmptyText, parse_event, settings_from_environment
 from totes.errors import LakeCatalogError
+from totes.key_runs import last_of_each_key
 from totes.lake.layout import (
     PARTITION_COLUMN,
     change_key,
@@ -246,11 +246,8 @@ def latest_rows(tables: list[pa.Table], key: str) -> pa.Table:
     ['a', 'c']
     """
     combined = pa.concat_tables(tables, promote_options="permissive")
-    order = "__totes_order"
-    numbered = combined.append_column(order, pa.array(range(combined.num_rows), pa.int64()))
-    last = numbered.group_by(key, use_threads=False).aggregate([(order, "max")])
-    picked = combined.take(last.column(f"{order}_max"))
-    return picked.take(pc.sort_indices(picked.column(key)))
+    ordered = combined.sort_by([(key, "ascending")])  # stable: later rows stay later
+    return ordered.filter(last_of_each_key(ordered, [key]))
 
 
 def _snapshot_rows(

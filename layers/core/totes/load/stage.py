@@ -70,6 +70,7 @@ from totes.errors import (
     WarehouseSchemaMissingError,
 )
 from totes.findings import MAX_EXAMPLES, Finding, FindingKind, Stage, merge
+from totes.key_runs import has_repeated_key
 from totes.load import warehouse_sql
 from totes.load.lake_export import export_dimension, export_facts
 from totes.load.star_zone import (
@@ -545,7 +546,7 @@ def _apply_file_once(
         rejects_key: str | None = None
         if target in DIMENSION_TABLES:
             key = [DIMENSION_KEYS[target]]
-            if warehouse_sql.has_rows(conn, target) or _repeats(rows, key):
+            if warehouse_sql.has_rows(conn, target) or has_repeated_key(rows, key):
                 warehouse_sql.stage_rows(conn, target, csv_chunks(rows))
                 loaded = warehouse_sql.upsert_dimension(conn, target)
             else:  # every row is new
@@ -671,11 +672,6 @@ def _unreadable(quarantined: StarFileKey, exc: Exception) -> FileOutcome:
     )
 
 
-def _repeats(rows: pa.Table, key: list[str]) -> bool:
-    """Whether two rows share ``key``: a file holding a version (or a dimension key) twice."""
-    return bool(rows.group_by(key, use_threads=False).aggregate([]).num_rows < rows.num_rows)
-
-
 def _extend_dim_date(conn: psycopg.Connection[Any], target: str, rows: pa.Table) -> None:
     """Add the dates a fact file references to dim_date, committed before the file's load.
 
@@ -715,7 +711,7 @@ def _apply_facts(
     references = referenced_values(new, target)
     missing = warehouse_sql.lock_references(conn, target, references)
     version = list(FACT_VERSION_KEYS[target])
-    if not missing and not _repeats(new, version):
+    if not missing and not has_repeated_key(new, version):
         # Every row goes in: straight into the table, in the order a staged insert takes.
         in_order = new.sort_by([(column, "ascending") for column in version])
         copied = warehouse_sql.copy_rows(

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from totes.findings import Finding, FindingKind, Stage, examples_of
+from totes.key_runs import first_of_each_key, last_of_each_key
 from totes.transform.currencies import currency_name
 from totes.warehouse.star import STAR_SCHEMAS, TIME_MS
 
@@ -24,7 +25,6 @@ UNKNOWN_LOCATION = "Unknown location"
 #: dim_staff.department_name when the staff row's department is not known.
 UNKNOWN_DEPARTMENT = "Unknown department"
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
-_INDEX = "__row_index"
 
 
 def unknown_currency_name(code: str) -> str:
@@ -61,10 +61,6 @@ def _finding(
     )
 
 
-def _with_index(table: pa.Table) -> pa.Table:
-    return table.append_column(_INDEX, pa.array(range(table.num_rows), pa.int64()))
-
-
 def latest_versions(table: pa.Table, key: str) -> pa.Table:
     """Keep the newest version (by ``last_updated``) of each ``key``, ordered by key.
 
@@ -76,14 +72,14 @@ def latest_versions(table: pa.Table, key: str) -> pa.Table:
     """
     if table.num_rows == 0:
         return table
-    ordered = _with_index(table.sort_by([(key, "ascending"), ("last_updated", "ascending")]))
-    newest = ordered.group_by(key, use_threads=False).aggregate([(_INDEX, "max")])
-    picked = ordered.take(newest.column(f"{_INDEX}_max")).drop_columns([_INDEX])
-    return picked.sort_by([(key, "ascending")])
+    ordered = table.sort_by([(key, "ascending"), ("last_updated", "ascending")])
+    return ordered.filter(last_of_each_key(ordered, [key]))
 
 
 def distinct_versions(table: pa.Table, key: str) -> pa.Table:
     """Drop repeated ``(key, last_updated)`` versions (a look-back re-read brings some).
+
+    The first of equal versions is kept (the sort is stable).
 
     Examples
     --------
@@ -93,11 +89,8 @@ def distinct_versions(table: pa.Table, key: str) -> pa.Table:
     """
     if table.num_rows == 0:
         return table
-    indexed = _with_index(table)
-    first = indexed.group_by([key, "last_updated"], use_threads=False).aggregate([(_INDEX, "min")])
-    kept = first.column(f"{_INDEX}_min")
-    picked = indexed.take(pc.take(kept, pc.sort_indices(kept))).drop_columns([_INDEX])
-    return picked.sort_by([(key, "ascending"), ("last_updated", "ascending")])
+    ordered = table.sort_by([(key, "ascending"), ("last_updated", "ascending")])
+    return ordered.filter(first_of_each_key(ordered, [key, "last_updated"]))
 
 
 def split_timestamp(stamps: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, pa.Array]:
