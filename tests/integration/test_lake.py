@@ -110,6 +110,54 @@ def test_the_catalogued_lake_holds_what_the_warehouse_committed_run_after_run(
     _assert_lake_equals_warehouse(lake)
 
 
+def test_an_idle_catalog_step_reads_one_page_of_tables_and_one_state_per_table(
+    lake: Pipeline,
+) -> None:
+    # Given a catalogued lake and a run that loads nothing new
+    lake.run()
+    _catalog(lake)
+    lake.run()
+    glue = boto3.client("glue", region_name="eu-west-2")
+    calls: list[str] = []
+    for client in (lake.s3, glue):
+        client.meta.events.register(
+            "before-call", lambda model, **_: calls.append(model.name), unique_id="count"
+        )
+    # When the catalog step runs
+    try:
+        idle = catalog_lake(
+            CatalogRequest(run_id=lake.run_id),
+            CatalogSettings(bucket=PROCESSED, database=DATABASE),
+            s3=lake.s3,
+            glue=glue,
+            session=boto3.Session(region_name="eu-west-2"),
+        )
+    finally:
+        lake.s3.meta.events.unregister("before-call", unique_id="count")
+    # Then it changes nothing, with one request for the tables and one state read per table
+    assert idle.to_payload()["partitions_added"] == idle.to_payload()["snapshots_written"] == 0
+    assert sorted(calls) == sorted(["GetTables"] + ["GetObject"] * len(WAREHOUSE_TABLES))
+    _assert_lake_equals_warehouse(lake)
+
+
+def test_a_glue_table_deleted_by_hand_is_made_again_by_the_next_step(lake: Pipeline) -> None:
+    # Given a catalogued lake, then a fact's and a dimension's Glue tables deleted
+    lake.run()
+    _catalog(lake)
+    glue = boto3.client("glue", region_name="eu-west-2")
+    for table in ("fact_sales_order", "dim_staff"):
+        glue.delete_table(DatabaseName=DATABASE, Name=table)
+    # When a run with nothing new to load is catalogued
+    lake.run()
+    again = _catalog(lake)
+    # Then both are made again, with every partition, and the lake equals the warehouse
+    assert {table.table for table in again.tables if table.created} == {
+        "fact_sales_order",
+        "dim_staff",
+    }
+    _assert_lake_equals_warehouse(lake)
+
+
 def test_a_lake_whose_state_was_lost_begins_again_from_the_warehouse(lake: Pipeline) -> None:
     # Given a catalogued lake, then its export state and files lost (a bucket restored bare)
     lake.run()
