@@ -5,7 +5,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from totes.aws import client, database_dsn
+from totes.aws import client
+from totes.credentials import database_dsn
 from totes.errors import SourceSchemaDriftError
 from totes.ingest.stage import IngestRequest, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore

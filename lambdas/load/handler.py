@@ -5,7 +5,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from totes.aws import client, database_dsn
+from totes.aws import client
+from totes.credentials import database_dsn
 from totes.load.stage import LoadRequest, LoadSettings, load_target
 from totes.names import WAREHOUSE_SECRET_NAME, EnvironmentVariable, MetricName
 from totes.observability import logger, metrics, publish_for_alarm

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from totes.errors import ManifestFormatError, RawObjectExistsError
-from totes.ingest.extract import SourceColumn
+from totes.ingest.columns import SourceColumn
 from totes.ingest.raw_zone import Manifest, RawZoneWriter
 
 EXTRACTED = datetime(2024, 11, 14, 9, 30, tzinfo=UTC)

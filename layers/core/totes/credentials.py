@@ -8,6 +8,7 @@ keeps. For local runs and tests, an explicit DSN replaces the secret.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
@@ -87,3 +88,17 @@ def dsn_from_secrets_manager(secret_name: str) -> str:
     if not isinstance(secret, dict):
         raise SecretFormatError(f"secret {secret_name!r} is not a JSON object")
     return dsn_from_secret(secret, name=f"secret {secret_name!r}")
+
+
+def database_dsn(override_variable: str, secret_variable: str, default_secret: str) -> str:
+    """The DSN from ``override_variable`` if set (local runs), else from Secrets Manager.
+
+    Examples
+    --------
+    >>> database_dsn("TOTES_SOURCE_DSN", "SOURCE_SECRET_NAME", SOURCE_SECRET_NAME)  # doctest: +SKIP
+    'host=... dbname=totesys ...'
+    """
+    override = os.environ.get(override_variable)
+    if override:
+        return override
+    return dsn_from_secrets_manager(os.environ.get(secret_variable) or default_secret)

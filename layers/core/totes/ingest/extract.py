@@ -25,35 +25,12 @@ import psycopg
 from psycopg import sql
 
 from totes.errors import NullLastUpdatedError, SourceTableMissingError
+from totes.ingest.columns import SourceColumn
 from totes.ingest.watermarks import Watermark
 from totes.names import SOURCE_PRIMARY_KEYS
 
 #: Larger than any serial key: ``(ts, _AFTER_EVERY_KEY)`` sorts after every row stamped ts.
 _AFTER_EVERY_KEY = 2**31
-
-
-@dataclass(frozen=True)
-class SourceColumn:
-    """A source column as the catalog describes it (recorded in every manifest)."""
-
-    name: str
-    data_type: str
-    numeric_precision: int | None = None
-    numeric_scale: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the manifest."""
-        return {
-            "name": self.name,
-            "type": self.data_type,
-            "precision": self.numeric_precision,
-            "scale": self.numeric_scale,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SourceColumn:
-        """Inverse of :meth:`as_dict`."""
-        return cls(data["name"], data["type"], data.get("precision"), data.get("scale"))
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, NonNegativeInt, ValidationError
 
 from totes.conditional_writes import put_if
 from totes.errors import ManifestFormatError, RawObjectExistsError, RawPartCorruptError
-from totes.ingest.extract import SourceColumn
+from totes.ingest.columns import SourceColumn
 from totes.names import RAW_MANIFEST_PREFIX
 
 #: A part is closed once this much CSV went into it; bounds memory whatever the table size.

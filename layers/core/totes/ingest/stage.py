@@ -34,7 +34,8 @@ from totes.contracts import (
 from totes.db import connect
 from totes.errors import SourceSchemaDriftError
 from totes.findings import Finding, FindingKind, Stage, merge
-from totes.ingest.extract import SourceColumn, plan_batch, stream_csv
+from totes.ingest.columns import SourceColumn
+from totes.ingest.extract import plan_batch, stream_csv
 from totes.ingest.raw_zone import Manifest, RawZoneWriter, cursor_json
 from totes.ingest.watermarks import WatermarkStore
 from totes.names import (
