@@ -170,6 +170,21 @@ def test_moto_parses_the_definition_at_the_start_of_every_execution() -> None:
     assert "_get_evaluation_entrypoint()" in inspect.getsource(ExecutionWorker)
 
 
+def test_moto_parses_a_definition_to_validate_it_on_create_and_throws_the_parse_away(
+    moto: None,
+) -> None:
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend  # noqa: PLC0415
+
+    # The parsed-definitions patch keeps the parse this validation makes
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    broken = {"StartAt": "Here", "States": {"Here": {"Type": "Wander", "End": True}}}
+    with pytest.raises(sfn.exceptions.InvalidDefinition):
+        sfn.create_state_machine(name="broken", definition=json.dumps(broken), roleArn=ROLE)
+    validate = inspect.getsource(StepFunctionsParserBackend._validate_definition)
+    assert "AmazonStateLanguageParser.parse(definition)" in validate
+    assert "return" not in validate
+
+
 def test_metric_values_put_in_process_are_what_cloudwatch_answers(moto: None) -> None:
     # Given one EMF value put straight into moto's CloudWatch backend
     now = datetime.now(UTC)

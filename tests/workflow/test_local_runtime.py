@@ -5,6 +5,7 @@ EMF lines into metrics, and the coloured graph."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -332,3 +333,41 @@ def test_the_service_pages_an_execution_history_so_each_event_is_read_once(
     # their last events may follow the execution's end, after the pages were read.)
     assert [int(event["id"]) for event in whole["events"]][: len(ids)] == ids
     assert "nextToken" not in whole
+
+
+def test_the_service_refuses_a_broken_definition_and_runs_each_definition_it_was_given(
+    local_workflow: WorkflowFactory,
+) -> None:
+    # Given the local service, holding the parse of each definition it validated
+    with local_workflow("host=unused", "host=unused") as workflow:
+        sfn = workflow.client("stepfunctions")
+        role = workflow.client("iam").list_roles()["Roles"][0]["Arn"]
+
+        def passing(result: str) -> str:
+            states = {"Answer": {"Type": "Pass", "Result": {"answer": result}, "End": True}}
+            return json.dumps({"StartAt": "Answer", "States": states})
+
+        def output_of(machine: str, name: str) -> Any:
+            arn = sfn.start_execution(stateMachineArn=machine, name=name, input="{}")[
+                "executionArn"
+            ]
+            deadline = time.monotonic() + 30
+            while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+                assert time.monotonic() < deadline, "the execution did not end"
+                time.sleep(0.05)
+            assert described["status"] == "SUCCEEDED", described
+            return json.loads(described["output"])["answer"]
+
+        # When a definition with a state of no known type is created
+        broken = {"StartAt": "Here", "States": {"Here": {"Type": "Wander", "End": True}}}
+        # Then it is refused, as Step Functions refuses it
+        with pytest.raises(sfn.exceptions.InvalidDefinition):
+            sfn.create_state_machine(name="broken", definition=json.dumps(broken), roleArn=role)
+        # When a valid one is created, run, updated and run again
+        machine = sfn.create_state_machine(
+            name="answers", definition=passing("first"), roleArn=role
+        )["stateMachineArn"]
+        first = output_of(machine, "before")
+        sfn.update_state_machine(stateMachineArn=machine, definition=passing("second"))
+        # Then each execution runs the definition the machine had when it started
+        assert (first, output_of(machine, "after")) == ("first", "second")

@@ -325,7 +325,7 @@ def serve(data_dir: Path, port: int = 0) -> None:
             "AWS_ENDPOINT_URL": endpoint,
         },
     )
-    moto_patches.install(pool.invoke)
+    moto_patches.install(pool.invoke, region=LOCAL_REGION)
     # One line per HTTP request would drown the service's own log.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address=_HOST, port=port, verbose=False)
