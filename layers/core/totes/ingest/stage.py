@@ -31,7 +31,7 @@ from totes.contracts import (
     parse_event,
     settings_from_environment,
 )
-from totes.db import connect
+from totes.db import kept_connection
 from totes.errors import SourceSchemaDriftError
 from totes.findings import Finding, FindingKind, Stage, merge
 from totes.ingest.columns import SourceColumn
@@ -236,7 +236,7 @@ def ingest_table(
     expected = watermarks.read(request.table)
     max_rows = request.max_rows or settings.max_rows
     extracted_at = clock()
-    with connect(source_dsn()) as conn:
+    with kept_connection(source_dsn()) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         with conn.transaction():

@@ -62,7 +62,7 @@ from totes.contracts import (
     parse_event,
     settings_from_environment,
 )
-from totes.db import connect
+from totes.db import kept_connection
 from totes.errors import (
     ReferencedRowDeletedError,
     StarFileSchemaError,
@@ -380,7 +380,7 @@ def load_target(
     result = LoadResult(target=request.target, run_id=request.run_id)
     listed = list_star_files(s3, settings.bucket, request.target)
     result.files_listed = len(listed)
-    with connect(warehouse_dsn(), autocommit=True, client_encoding="UTF8") as conn:
+    with kept_connection(warehouse_dsn(), autocommit=True, client_encoding="UTF8") as conn:
         warehouse_sql.prepare_session(conn)
         _require_tables(conn, request.target)
         result.fk_triggers = (
