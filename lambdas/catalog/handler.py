@@ -2,7 +2,8 @@
 
 Its layers are the core package, Powertools and the AWS-managed AWS SDK for pandas
 (awswrangler, pandas, pyarrow): not the pipeline's dependencies layer, whose pyarrow
-would clash. Hence no psycopg, and clients made here rather than by ``totes.aws``.
+would clash. Hence no psycopg (``totes.aws`` imports only boto3). Its clients come from one
+session per container, which awswrangler is given too and which makes each client once.
 """
 
 from functools import cache
@@ -11,14 +12,15 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from totes.aws import ReusingSession
 from totes.lake.catalog import CatalogRequest, CatalogSettings, catalog_lake
 from totes.observability import logger
 
 
 @cache
 def _session() -> boto3.Session:
-    """One session per container, reused by warm invocations (with its clients)."""
-    return boto3.Session()
+    """One session per container, whose clients warm invocations and awswrangler reuse."""
+    return ReusingSession()
 
 
 @cache

@@ -39,6 +39,7 @@ import pyarrow as pa
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
+from totes.aws import ReusingSession
 from totes.contracts import NonEmptyText, parse_event, settings_from_environment
 from totes.errors import LakeCatalogError
 from totes.key_runs import last_of_each_key
@@ -375,7 +376,7 @@ def catalog_lake(
     >>> catalog_lake(CatalogRequest(run_id="r"), settings, s3=s3, glue=glue)  # doctest: +SKIP
     CatalogResult(run_id='r', database='totes_lake', tables=[...])
     """
-    session = session or boto3.Session()
+    session = session or ReusingSession()
     result = CatalogResult(run_id=request.run_id, database=settings.database)
     failures: dict[str, Exception] = {}
     try:

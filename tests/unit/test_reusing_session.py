@@ -1,0 +1,27 @@
+"""A boto3 session that makes each client once: what awswrangler's calls then cost."""
+
+from __future__ import annotations
+
+from botocore.config import Config
+
+from totes.aws import ReusingSession
+
+
+def test_clients_asked_for_with_equal_arguments_are_made_once() -> None:
+    # Given a session, and two Config objects with the same options (awswrangler makes a
+    # new one for every call)
+    session = ReusingSession(region_name="eu-west-2")
+    first = session.client("glue", config=Config(retries={"max_attempts": 5}))
+    # When a client is asked for again with equal arguments
+    again = session.client("glue", config=Config(retries={"max_attempts": 5}))
+    # Then it is the same client
+    assert again is first
+
+
+def test_clients_of_other_services_options_or_endpoints_are_their_own() -> None:
+    session = ReusingSession(region_name="eu-west-2")
+    glue = session.client("glue", config=Config(retries={"max_attempts": 5}))
+    assert session.client("s3", config=Config(retries={"max_attempts": 5})) is not glue
+    assert session.client("glue", config=Config(retries={"max_attempts": 1})) is not glue
+    assert session.client("glue", endpoint_url="http://127.0.0.1:9") is not glue
+    assert session.client("glue", region_name="us-east-1").meta.region_name == "us-east-1"
