@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from totes.db import connect, row_counts
-from totes.ingest.raw_zone import read_batch
+from totes.ingest.raw_rows import read_batch
 from totes.names import GOLD_DIMENSIONS, SOURCE_TABLES
 from totes.warehouse.reconcile import reconcile
 from totes.warehouse.schema import init_warehouse

@@ -22,7 +22,7 @@ from totes.errors import (
     SourceTableMissingError,
     WatermarkConflictError,
 )
-from totes.ingest.raw_zone import read_batch
+from totes.ingest.raw_rows import read_batch
 from totes.ingest.stage import IngestRequest, IngestResult, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore, Watermark
 from totes.names import RAW_MANIFEST_PREFIX, SOURCE_PRIMARY_KEYS, SOURCE_TABLES

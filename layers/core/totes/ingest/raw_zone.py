@@ -23,12 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
-import pyarrow as pa
-from pyarrow import csv as pa_csv
 from pydantic import BaseModel, NonNegativeInt, ValidationError
 
 from totes.conditional_writes import put_if
-from totes.errors import ManifestFormatError, RawObjectExistsError, RawPartCorruptError
+from totes.errors import ManifestFormatError, RawObjectExistsError
 from totes.ingest.columns import SourceColumn
 from totes.names import RAW_MANIFEST_PREFIX
 
@@ -286,51 +284,6 @@ class RawZoneWriter:
 # -- reading --------------------------------------------------------------------------------
 
 
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "integer": pa.int32(),
-    "bigint": pa.int64(),
-    "smallint": pa.int16(),
-    "boolean": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp without time zone": pa.timestamp("us"),
-    "timestamp with time zone": pa.timestamp("us", tz="UTC"),
-}
-
-
-def _arrow_type(column: SourceColumn) -> pa.DataType:
-    if column.data_type == "numeric":
-        return pa.decimal128(column.numeric_precision or 38, column.numeric_scale or 0)
-    # Text, varchar, enums and anything unforeseen stay strings: nothing is lost.
-    return _ARROW_TYPES.get(column.data_type, pa.string())
-
-
-def read_part(body: bytes, columns: list[SourceColumn]) -> pa.Table:
-    """Decode one gzip CSV part into an Arrow table typed like the source.
-
-    Quoted empty fields are empty strings; unquoted empty fields are NULL.
-
-    Examples
-    --------
-    >>> table = read_part(s3_body, manifest.columns)  # doctest: +SKIP
-    >>> table.to_pylist()[0]["unit_price"]  # doctest: +SKIP
-    Decimal('3.94')
-    """
-    data = zlib.decompress(body, 31)
-    return pa_csv.read_csv(
-        io.BytesIO(data),
-        read_options=pa_csv.ReadOptions(use_threads=False),
-        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-        convert_options=pa_csv.ConvertOptions(
-            column_types={column.name: _arrow_type(column) for column in columns},
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-            null_values=[""],
-            true_values=["t"],
-            false_values=["f"],
-        ),
-    )
-
-
 def read_manifest(s3: Any, bucket: str, manifest_key: str) -> Manifest:
     """Read one batch's manifest (its columns, row count and parts), not its rows.
 
@@ -340,34 +293,6 @@ def read_manifest(s3: Any, bucket: str, manifest_key: str) -> Manifest:
         The object is not a manifest of this format.
     """
     return Manifest.from_json(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
-
-
-def read_rows(s3: Any, bucket: str, manifest: Manifest) -> pa.Table:
-    """Read the rows of a batch through its manifest, checking each part's SHA-256.
-
-    Raises
-    ------
-    RawPartCorruptError
-        A part's bytes do not match the checksum its manifest records.
-    """
-    tables = []
-    for part in manifest.parts:
-        body = s3.get_object(Bucket=bucket, Key=part.key)["Body"].read()
-        if hashlib.sha256(body).hexdigest() != part.sha256:
-            raise RawPartCorruptError(
-                f"s3://{bucket}/{part.key} does not match the SHA-256 in its manifest"
-            )
-        tables.append(read_part(body, manifest.columns))
-    if not tables:
-        schema = pa.schema([(c.name, _arrow_type(c)) for c in manifest.columns])
-        return schema.empty_table()
-    return pa.concat_tables(tables)
-
-
-def read_batch(s3: Any, bucket: str, manifest_key: str) -> tuple[Manifest, pa.Table]:
-    """Read a whole batch: its manifest, then its rows (:func:`read_rows`)."""
-    manifest = read_manifest(s3, bucket, manifest_key)
-    return manifest, read_rows(s3, bucket, manifest)
 
 
 def cursor_json(cursor: tuple[datetime, int] | None) -> list[str | int] | None:

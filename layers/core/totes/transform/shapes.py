@@ -2,7 +2,7 @@
 
 No I/O here: :mod:`totes.transform.stage` reads the raw zone and the mirrors,
 calls these, and writes the results. Inputs are Arrow tables typed like the
-source (see :func:`totes.ingest.raw_zone.read_part`); outputs have exactly the
+source (see :func:`totes.ingest.raw_rows.read_part`); outputs have exactly the
 schemas of :data:`totes.warehouse.star.STAR_SCHEMAS`.
 """
 

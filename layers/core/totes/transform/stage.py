@@ -56,7 +56,8 @@ from totes.conditional_writes import (
 from totes.contracts import GoldTable, NonEmptyText, parse_event, settings_from_environment
 from totes.errors import StagedFileMissingError, TransformStateConflictError
 from totes.findings import Finding, FindingKind, merge
-from totes.ingest.raw_zone import Manifest, read_manifest, read_rows
+from totes.ingest.raw_rows import read_rows
+from totes.ingest.raw_zone import Manifest, read_manifest
 from totes.names import (
     DEFAULT_TRANSFORM_MAX_ROWS,
     MIRROR_PREFIX,
