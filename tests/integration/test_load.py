@@ -810,23 +810,34 @@ def test_dim_date_gains_every_date_the_facts_reference_by_the_iso_convention(
     assert by_day[date(2024, 9, 30)]["quarter"] == 3
 
 
+def _hold_first_copy_into(
+    monkeypatch: pytest.MonkeyPatch, table: str
+) -> tuple[threading.Event, threading.Event]:
+    """Hold the first load that copies rows into ``table`` inside its transaction.
+
+    Returns the event set once it is held, and the event that lets it go on.
+    """
+    inside, release = threading.Event(), threading.Event()
+    real_copy = warehouse_sql.copy_rows
+
+    def held(conn: Any, target: str, *args: Any, **kwargs: Any) -> int:
+        inserted = real_copy(conn, target, *args, **kwargs)
+        if target == table and not inside.is_set():
+            inside.set()
+            release.wait(timeout=30)
+        return inserted
+
+    monkeypatch.setattr(warehouse_sql, "copy_rows", held)
+    return inside, release
+
+
 def test_of_two_loaders_racing_on_one_file_exactly_one_applies_it(
     warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a new fact file, and a first loader held inside its transaction after inserting
     warehouse.load_dimensions()
     warehouse.put("fact_sales_order", "exec-1", [sales_order(n) for n in (1, 2, 3)])
-    inside, release = threading.Event(), threading.Event()
-    real_copy = warehouse_sql.copy_rows
-
-    def held(*args: Any, **kwargs: Any) -> int:
-        inserted = real_copy(*args, **kwargs)
-        if not inside.is_set():
-            inside.set()
-            release.wait(timeout=30)
-        return inserted
-
-    monkeypatch.setattr(warehouse_sql, "copy_rows", held)
+    inside, release = _hold_first_copy_into(monkeypatch, "fact_sales_order")
     with ThreadPoolExecutor(max_workers=2) as pool:
         first = pool.submit(warehouse.load, "fact_sales_order", "exec-a")
         assert inside.wait(timeout=30)
@@ -864,17 +875,7 @@ def test_a_fact_load_does_not_wait_for_another_fact_load_that_added_the_same_new
     new_day = date(2031, 3, 3)
     warehouse.put("fact_sales_order", "exec-1", [sales_order(1, agreed_payment_date=new_day)])
     warehouse.put("fact_payment", "exec-1", [payment(1, payment_date=new_day)])
-    inside, release = threading.Event(), threading.Event()
-    real_copy = warehouse_sql.copy_rows
-
-    def held(conn: Any, target: str, *args: Any, **kwargs: Any) -> int:
-        inserted = real_copy(conn, target, *args, **kwargs)
-        if target == "fact_sales_order":
-            inside.set()
-            release.wait(timeout=30)
-        return inserted
-
-    monkeypatch.setattr(warehouse_sql, "copy_rows", held)
+    inside, release = _hold_first_copy_into(monkeypatch, "fact_sales_order")
     with ThreadPoolExecutor(max_workers=2) as pool:
         orders = pool.submit(warehouse.load, "fact_sales_order", "exec-1")
         assert inside.wait(timeout=30)

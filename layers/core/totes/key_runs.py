@@ -31,8 +31,14 @@ def _same_key_as_next(sorted_rows: pa.Table, key: Sequence[str]) -> pa.Array:
     return pc.fill_null(same, False)
 
 
-def _chunks(mask: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
-    return list(mask.chunks) if isinstance(mask, pa.ChunkedArray) else [mask]
+def _run_edges(sorted_rows: pa.Table, key: Sequence[str], *, first: bool) -> pa.ChunkedArray:
+    """True at the first (or last) row of each run: where the key differs from the next row's."""
+    if sorted_rows.num_rows == 0:
+        return pa.chunked_array([], pa.bool_())
+    changes = pc.invert(_same_key_as_next(sorted_rows, key))
+    between = list(changes.chunks) if isinstance(changes, pa.ChunkedArray) else [changes]
+    edge = [pa.array([True])]
+    return pa.chunked_array(edge + between if first else between + edge, pa.bool_())
 
 
 def last_of_each_key(sorted_rows: pa.Table, key: Sequence[str]) -> pa.ChunkedArray:
@@ -47,10 +53,7 @@ def last_of_each_key(sorted_rows: pa.Table, key: Sequence[str]) -> pa.ChunkedArr
     >>> rows.filter(last_of_each_key(rows, ["k"])).column("v").to_pylist()
     ['b', 'c']
     """
-    if sorted_rows.num_rows == 0:
-        return pa.chunked_array([], pa.bool_())
-    ends = _chunks(pc.invert(_same_key_as_next(sorted_rows, key)))
-    return pa.chunked_array([*ends, pa.array([True])], pa.bool_())
+    return _run_edges(sorted_rows, key, first=False)
 
 
 def first_of_each_key(sorted_rows: pa.Table, key: Sequence[str]) -> pa.ChunkedArray:
@@ -62,10 +65,7 @@ def first_of_each_key(sorted_rows: pa.Table, key: Sequence[str]) -> pa.ChunkedAr
     >>> rows.filter(first_of_each_key(rows, ["k"])).column("v").to_pylist()
     ['a', 'c']
     """
-    if sorted_rows.num_rows == 0:
-        return pa.chunked_array([], pa.bool_())
-    starts = _chunks(pc.invert(_same_key_as_next(sorted_rows, key)))
-    return pa.chunked_array([pa.array([True]), *starts], pa.bool_())
+    return _run_edges(sorted_rows, key, first=True)
 
 
 def has_repeated_key(rows: pa.Table, key: Sequence[str]) -> bool:
