@@ -91,3 +91,51 @@ def test_a_connection_idle_for_longer_than_allowed_is_not_used_again(
         # Then it gets a new connection, and the old one is closed
         assert conn is not old
     assert old.closed
+
+
+def test_connections_idle_too_long_are_closed_by_the_next_block_whatever_its_dsn(
+    fresh_database: Callable[..., str],
+) -> None:
+    # Given a connection kept for one DSN (a secret since rotated, say)
+    old_dsn, new_dsn = fresh_database("kept"), fresh_database("kept")
+    with kept_connection(old_dsn, autocommit=True) as conn:
+        forgotten = conn
+    # When a block on another DSN starts after it has been idle too long
+    with kept_connection(new_dsn, max_idle_s=0.0, autocommit=True):
+        pass
+    # Then the forgotten connection is closed, not left open on its server
+    assert forgotten.closed
+
+
+def test_a_reused_connection_takes_the_settings_of_its_next_block(
+    fresh_database: Callable[..., str],
+) -> None:
+    # Given a kept connection that is not in autocommit mode
+    dsn = fresh_database("kept")
+    with kept_connection(dsn) as conn:
+        conn.execute("SELECT 1")
+        conn.commit()
+        first = conn.info.backend_pid
+    # When the next block sets its isolation level and reads in a transaction
+    with kept_connection(dsn) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        with conn.transaction():
+            level = conn.execute("SHOW transaction_isolation").fetchone()
+    # Then it is the same session, and the read ran at that level
+    assert conn.info.backend_pid == first
+    assert level == ("repeatable read",)
+
+
+def test_of_two_threads_keeping_one_key_the_displaced_connection_is_closed(
+    fresh_database: Callable[..., str],
+) -> None:
+    # Given two blocks on the same DSN running at once
+    dsn = fresh_database("kept")
+    with (
+        kept_connection(dsn, autocommit=True) as first,
+        kept_connection(dsn, autocommit=True) as second,
+    ):
+        assert first is not second
+    # Then one is kept and the other closed: none is left open unreferenced
+    assert sorted([first.closed, second.closed]) == [False, True]

@@ -12,6 +12,7 @@ import pytest
 
 from tests.lake_reading import warehouse_rows_as_lake
 from totes.db import connect
+from totes.errors import LakeCatalogError
 from totes.lake.catalog import (
     CHANGES_MERGED,
     GENERATION,
@@ -156,6 +157,22 @@ def test_a_glue_table_deleted_by_hand_is_made_again_by_the_next_step(lake: Pipel
         "dim_staff",
     }
     _assert_lake_equals_warehouse(lake)
+
+
+def test_a_malformed_lake_state_fails_its_table_and_the_others_are_still_catalogued(
+    lake: Pipeline,
+) -> None:
+    # Given a loaded lake whose export state of fact_sales_order was overwritten by hand
+    lake.run()
+    lake.s3.put_object(Bucket=PROCESSED, Key=state_key("fact_sales_order"), Body=b"[1, 2]")
+    # When the catalog step runs
+    with pytest.raises(LakeCatalogError, match="1 of 11 lake tables") as failed:
+        _catalog(lake)
+    # Then the error names the table and why, and every other table is catalogued
+    assert "fact_sales_order: ValidationError" in str(failed.value)
+    glue = boto3.client("glue", region_name="eu-west-2")
+    catalogued = {table["Name"] for table in glue.get_tables(DatabaseName=DATABASE)["TableList"]}
+    assert catalogued == set(WAREHOUSE_TABLES) - {"fact_sales_order"}
 
 
 def test_a_lake_whose_state_was_lost_begins_again_from_the_warehouse(lake: Pipeline) -> None:

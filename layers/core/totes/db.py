@@ -9,6 +9,7 @@ address, and whether the same credentials open the maintenance database.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -91,12 +92,17 @@ def connect(dsn: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Con
         raise _classify_connection_failure(dsn, exc) from exc
 
 
-#: How long a warm Lambda environment keeps a connection it is not using: long enough
-#: for the invocations of one execution (a Map hands an environment item after item),
-#: shorter than the idle timeouts on the way to a database (a NAT gateway drops a
-#: silent TCP connection after 350 s), so that a kept connection is never a dead one.
+#: How long a warm Lambda environment may use a connection again after its last use:
+#: long enough for the invocations of one execution (a Map hands an environment item
+#: after item), shorter than the idle timeouts on the way to a database (a NAT gateway
+#: drops a silent TCP connection after 350 s), so that a kept connection is not a dead one.
 KEEP_IDLE_CONNECTION_S = 60.0
+#: A kept connection's unacknowledged data is given up on after this many milliseconds
+#: (libpq's ``tcp_user_timeout``): a probe of a connection whose server vanished without
+#: a reset fails in seconds instead of waiting out the kernel's retransmissions.
+_KEPT_TCP_USER_TIMEOUT_MS = 10_000
 _kept: dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[psycopg.Connection[Any], float]] = {}
+_kept_lock = threading.Lock()
 
 
 @contextmanager
@@ -107,17 +113,19 @@ def kept_connection(
 
     Opening a connection costs a round trip or more and a fresh session's catalog
     cache (about 11 ms on one machine, on every invocation of a small table). The
-    connection is kept after the block succeeds and is idle (no transaction open), for
-    at most ``max_idle_s``; a kept one that the server closed meanwhile is replaced,
-    and one whose block raised is closed. Settings made on it (isolation level,
-    ``SET``) stay with it: a caller sets what it needs each time.
+    connection is kept after the block succeeds and is idle (no transaction open),
+    and used again by a block that starts within ``max_idle_s`` of its last use, once
+    it answers a probe; kept connections idle for longer are closed by the next block
+    of the process, whatever its DSN (a rotated secret leaves none behind). One whose
+    block raised is closed. Settings made on it (isolation level, ``SET``) stay with
+    it: a caller sets what it needs each time.
 
     Parameters
     ----------
     dsn, **kwargs
         As for :func:`connect`; a connection is kept per DSN and arguments.
     max_idle_s
-        Oldest idle connection to use again.
+        Longest idle time after which a kept connection is used again.
 
     Examples
     --------
@@ -128,26 +136,38 @@ def kept_connection(
     True
     """
     key = (dsn, tuple(sorted(kwargs.items())))
-    conn, idle_since = _kept.pop(key, (None, 0.0))
-    if conn is not None and not _still_open(conn, time.monotonic() - idle_since, max_idle_s):
+    now = time.monotonic()
+    with _kept_lock:
+        stale = [k for k, (_, idle_since) in _kept.items() if now - idle_since > max_idle_s]
+        closing = [_kept.pop(k)[0] for k in stale]
+        conn = _kept.pop(key, (None, 0.0))[0]
+    for old in closing:
+        old.close()
+    if conn is not None and not _still_open(conn):
         conn.close()
         conn = None
     if conn is None:
-        conn = connect(dsn, **kwargs)
+        conn = connect(dsn, tcp_user_timeout=_KEPT_TCP_USER_TIMEOUT_MS, **kwargs)
     try:
         yield conn
     except BaseException:
         conn.close()
         raise
-    if conn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE:
-        _kept[key] = (conn, time.monotonic())
-    else:
+    if conn.info.transaction_status is not psycopg.pq.TransactionStatus.IDLE:
         conn.close()
+        return
+    with _kept_lock:
+        # Another thread of this process may have kept one meanwhile (tests run loads
+        # side by side; Lambda runs one invocation at a time): keep one, close the other.
+        displaced = _kept.get(key, (None, 0.0))[0]
+        _kept[key] = (conn, time.monotonic())
+    if displaced is not None:
+        displaced.close()
 
 
-def _still_open(conn: psycopg.Connection[Any], idle_s: float, max_idle_s: float) -> bool:
-    """Whether a kept connection is young enough and still answers."""
-    if idle_s > max_idle_s or conn.closed or conn.broken:
+def _still_open(conn: psycopg.Connection[Any]) -> bool:
+    """Whether a kept connection still answers."""
+    if conn.closed or conn.broken:
         return False
     try:
         conn.execute("SELECT 1")

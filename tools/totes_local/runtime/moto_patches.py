@@ -45,8 +45,9 @@ loudly at start-up instead of quietly behaving differently:
     moto parses the state machine's definition with its ANTLR grammar at the
     start of every execution (about 45 ms of CPU, 80 ms the first time, holding
     the interpreter's lock), and once more to validate it on CreateStateMachine
-    and UpdateStateMachine, throwing that parse away. The service keeps the parse
-    of the validation and gives every execution a deep copy of it (about 4 ms),
+    and UpdateStateMachine, throwing that parse away. The service validates by
+    parsing once and keeping the parse (a definition that does not parse gets
+    moto's own error), and gives every execution a deep copy of it (about 4 ms),
     as isolated as a new parse.
 ``emf-metrics``
     CloudWatch Logs turns EMF lines into metrics inside AWS; the service puts
@@ -497,8 +498,11 @@ def _patch_parsed_definitions() -> None:
             return parsed[definition]
 
     def validate_definition(definition: str) -> None:
-        validate(definition=definition)  # moto's errors, as CreateStateMachine gives them
-        parse(definition)  # cannot fail now; kept for the executions of this definition
+        try:
+            parse(definition)  # kept for the executions of this definition
+        except Exception:  # a definition moto cannot parse: its own error, as it words it
+            validate(definition=definition)
+            raise
 
     def entrypoint(worker: Any) -> Any:
         definition = worker._evaluation_details.state_machine_details.definition

@@ -37,7 +37,7 @@ import awswrangler as wr
 import boto3
 import pyarrow as pa
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
 from totes.aws import ReusingSession
 from totes.contracts import NonEmptyText, parse_event, settings_from_environment
@@ -62,12 +62,14 @@ CHANGES_MERGED: Final = "totes_changes_merged"
 #: exported) when the step last registered the table's partitions.
 EXPORTED_THROUGH: Final = "totes_exported_through"
 _SNAPSHOT_FILE: Final = "data.parquet"
-#: What can go wrong with one table and not the others: AWS, awswrangler, a Parquet file.
+#: What can go wrong with one table and not the others: AWS, awswrangler, a Parquet file,
+#: a lake state document.
 _TABLE_FAILURES: Final = (
     BotoCoreError,
     ClientError,
     pa.ArrowException,
     OSError,
+    ValidationError,  # a lake state document that is not one
     wr.exceptions.InvalidFile,
     wr.exceptions.NoFilesFound,
     wr.exceptions.UnsupportedType,

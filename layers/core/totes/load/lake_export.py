@@ -130,8 +130,13 @@ def _put(s3: Any, bucket: str, key: str, rows: pa.Table) -> None:
 def _put_all(s3: Any, bucket: str, files: dict[str, pa.Table]) -> None:
     """Write every file, a few at once; return when all are written (or raise the first error)."""
     with ThreadPoolExecutor(max_workers=PARALLEL_PUTS) as pool:
-        for written in [pool.submit(_put, s3, bucket, key, rows) for key, rows in files.items()]:
-            written.result()
+        writes = [pool.submit(_put, s3, bucket, key, rows) for key, rows in files.items()]
+        try:
+            for written in writes:
+                written.result()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the export fails: write no more of it
+            raise
 
 
 def export_facts(conn: psycopg.Connection[Any], s3: Any, bucket: str, table: str) -> int:
