@@ -70,7 +70,7 @@ from totes.errors import (
     WarehouseSchemaMissingError,
 )
 from totes.findings import MAX_EXAMPLES, Finding, FindingKind, Stage, merge
-from totes.key_runs import has_repeated_key
+from totes.key_runs import has_repeated_key, last_of_each_key
 from totes.load import warehouse_sql
 from totes.load.lake_export import export_dimension, export_facts
 from totes.load.star_zone import (
@@ -82,6 +82,7 @@ from totes.load.star_zone import (
     list_star_files,
     read_quarantined,
     read_star_file,
+    referenced_keys,
     referenced_values,
     rows_as_csv,
     write_rejects,
@@ -683,7 +684,7 @@ def _extend_dim_date(conn: psycopg.Connection[Any], target: str, rows: pa.Table)
     """
     dates = (warehouse_sql.DATE_DIMENSION, DIMENSION_KEYS[warehouse_sql.DATE_DIMENSION])
     with conn.transaction():
-        warehouse_sql.extend_dim_date(conn, referenced_values(rows, target)[dates])
+        warehouse_sql.extend_dim_date(conn, referenced_keys(rows, target, dates))
 
 
 def _apply_facts(
@@ -711,13 +712,14 @@ def _apply_facts(
     references = referenced_values(new, target)
     missing = warehouse_sql.lock_references(conn, target, references)
     version = list(FACT_VERSION_KEYS[target])
-    if not missing and not has_repeated_key(new, version):
-        # Every row goes in: straight into the table, in the order a staged insert takes.
+    if not missing:
         in_order = new.sort_by([(column, "ascending") for column in version])
-        copied = warehouse_sql.copy_rows(
-            conn, target, rows_as_csv(in_order), fk_triggers=fk_triggers
-        )
-        return copied, []
+        if pc.all(last_of_each_key(in_order, version)).as_py():
+            # Every row goes in: straight into the table, in the order a staged insert takes.
+            copied = warehouse_sql.copy_rows(
+                conn, target, rows_as_csv(in_order), fk_triggers=fk_triggers
+            )
+            return copied, []
     warehouse_sql.stage_rows(conn, target, csv_chunks(new, new_positions))
     rejected: list[RejectedRow] = []
     if missing:

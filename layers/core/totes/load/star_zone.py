@@ -142,14 +142,30 @@ def referenced_values(table: pa.Table, target: str) -> dict[tuple[str, str], lis
     >>> referenced_values(rows, "fact_payment")[("dim_date", "date_id")]
     [datetime.date(2024, 1, 2), datetime.date(2024, 1, 3)]
     """
-    values: dict[tuple[str, str], list[Any]] = {}
-    for dimension, columns in fact_references(target).items():
-        column = pa.chunked_array(
-            [chunk for name in columns for chunk in table.column(name).chunks],
-            type=table.schema.field(columns[0]).type,
-        )
-        values[dimension] = pc.unique(column).sort().to_pylist()
-    return values
+    return {
+        dimension: referenced_keys(table, target, dimension)
+        for dimension in fact_references(target)
+    }
+
+
+def referenced_keys(table: pa.Table, target: str, dimension: tuple[str, str]) -> list[Any]:
+    """The distinct keys of one dimension that fact rows reference, in ascending order.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> from datetime import date
+    >>> rows = pa.table({"created_date": [date(2024, 1, 2)], "last_updated_date":
+    ...     [date(2024, 1, 3)], "payment_date": [date(2024, 1, 2)]})
+    >>> referenced_keys(rows, "fact_payment", ("dim_date", "date_id"))
+    [datetime.date(2024, 1, 2), datetime.date(2024, 1, 3)]
+    """
+    columns = fact_references(target)[dimension]
+    column = pa.chunked_array(
+        [chunk for name in columns for chunk in table.column(name).chunks],
+        type=table.schema.field(columns[0]).type,
+    )
+    return list(pc.unique(column).sort().to_pylist())
 
 
 def list_star_files(s3: Any, bucket: str, table: str) -> list[StarFileKey]:
