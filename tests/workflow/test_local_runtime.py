@@ -4,8 +4,10 @@ EMF lines into metrics, and the coloured graph."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -371,3 +373,29 @@ def test_the_service_refuses_a_broken_definition_and_runs_each_definition_it_was
         sfn.update_state_machine(stateMachineArn=machine, definition=passing("second"))
         # Then each execution runs the definition the machine had when it started
         assert (first, output_of(machine, "after")) == ("first", "second")
+
+
+def test_the_service_keeps_a_clients_connection_open_between_requests(
+    local_workflow: WorkflowFactory,
+) -> None:
+    # Given the local service, and one HTTP connection to it
+    with local_workflow("host=unused", "host=unused") as workflow:
+        endpoint = urllib.parse.urlsplit(workflow.service.service.endpoint)
+        connection = http.client.HTTPConnection(endpoint.hostname or "", endpoint.port)
+        try:
+            # When a client sends three requests over it, one after the other
+            answers, sockets = [], []
+            for _ in range(3):
+                connection.request("GET", "/")  # S3's ListBuckets
+                response = connection.getresponse()
+                response.read()
+                answers.append((response.status, response.getheader("Connection")))
+                sockets.append(connection.sock)
+        finally:
+            connection.close()
+
+    # Then each is answered over the same socket, none closing it: as an AWS endpoint,
+    # the service does not make each request of a handler pay for a new connection
+    assert answers == [(200, None)] * 3
+    assert sockets[0] is not None
+    assert all(sock is sockets[0] for sock in sockets)

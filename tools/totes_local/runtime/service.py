@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import signal
 import socket
@@ -46,6 +45,18 @@ _HOST = "127.0.0.1"
 _STATE_FILE = "service.json"
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 10.0
+#: Requests served at once. Some are held while they wait (a Lambda invoke for its
+#: worker, a history page for its next event) and the Lambda workers' own requests
+#: must still be served meanwhile. A Map runs all its items at once (11 tables at
+#: most), so two overlapping executions hold about 25 threads.
+_HTTP_THREADS = 64
+#: Connections kept open at once: a few per warm Lambda worker, the CLI's, Step Functions'.
+_HTTP_CONNECTIONS = 256
+#: Request and response bodies stay in memory, where moto keeps objects anyway (waitress
+#: spools a body over 1 MB to a temporary file), and move in large reads and writes.
+_HTTP_BODY_IN_MEMORY = 1 << 30
+_HTTP_RECV_BYTES = 1 << 20
+_HTTP_SEND_BYTES = 1 << 22
 #: moto with its Step Functions interpreter on and Lambda answered without Docker.
 _MOTO_CONFIG = {
     "stepfunctions": {"execute_state_machine": True},
@@ -302,7 +313,11 @@ def serve(data_dir: Path, port: int = 0) -> None:
     """
     from importlib import metadata  # noqa: PLC0415
 
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+    from moto.moto_server.werkzeug_app import (  # noqa: PLC0415
+        DomainDispatcherApplication,
+        create_backend_app,
+    )
+    from waitress.server import create_server  # noqa: PLC0415
 
     from totes_local.runtime import moto_patches  # noqa: PLC0415
     from totes_local.runtime.lambda_workers import LogSink, WorkerPool  # noqa: PLC0415
@@ -326,10 +341,23 @@ def serve(data_dir: Path, port: int = 0) -> None:
         },
     )
     moto_patches.install(pool.invoke, region=LOCAL_REGION)
-    # One line per HTTP request would drown the service's own log.
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address=_HOST, port=port, verbose=False)
-    server.start()
+    # moto's own server is Werkzeug's development server, which closes the connection
+    # after every response and starts a thread for each: every request of every
+    # handler paid a new TCP connection and a thread. Waitress keeps connections
+    # alive, as AWS endpoints do, and serves them from a pool of threads.
+    server = create_server(
+        DomainDispatcherApplication(create_backend_app),
+        host=_HOST,
+        port=port,
+        threads=_HTTP_THREADS,
+        connection_limit=_HTTP_CONNECTIONS,
+        inbuf_overflow=_HTTP_BODY_IN_MEMORY,
+        outbuf_overflow=_HTTP_BODY_IN_MEMORY,
+        recv_bytes=_HTTP_RECV_BYTES,
+        send_bytes=_HTTP_SEND_BYTES,
+        ident="local-aws",
+    )
+    threading.Thread(target=server.run, name="local-aws-http", daemon=True).start()
     stopping = threading.Event()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: stopping.set())
@@ -356,8 +384,8 @@ def serve(data_dir: Path, port: int = 0) -> None:
         while not stopping.wait(0.5):
             pass
     finally:
-        # No new invocation once the pool is ending: the server stops first.
-        server.stop()
+        # No new invocation once the pool is ending: the server stops accepting first.
+        server.close()
         pool.shutdown()
         sink.close()
         info = _read_state(data_dir)
