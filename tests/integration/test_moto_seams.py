@@ -147,16 +147,44 @@ def test_a_page_token_the_service_did_not_make_is_refused(token: str) -> None:
         moto_patches.page_offset(token)
 
 
-def test_moto_builds_a_new_lambda_client_for_every_invoke_of_its_interpreter(moto: None) -> None:
+def test_moto_invokes_a_task_function_through_a_new_lambda_client_over_http(moto: None) -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import (  # noqa: PLC0415
         lambda_eval_utils,
     )
 
-    # The lambda-client-reuse patch replaces exactly this function, called per invoke
+    # The lambda-invoke-in-process patch replaces exactly this function, which makes a
+    # client for every invoke and calls the Lambda API with it
     first = lambda_eval_utils.boto_client_for(REGION, "lambda")  # type: ignore[attr-defined]
     second = lambda_eval_utils.boto_client_for(REGION, "lambda")  # type: ignore[attr-defined]
     assert first is not second
-    assert "boto_client_for" in inspect.getsource(lambda_eval_utils._invoke_lambda_function)
+    invoke = inspect.getsource(lambda_eval_utils._invoke_lambda_function)
+    assert "boto_client_for" in invoke
+    assert "lambda_client.invoke(**parameters)" in invoke
+    # and every Lambda task, of either resource form, goes through it
+    integration = inspect.getsource(lambda_eval_utils.execute_lambda_function_integration)
+    assert "_invoke_lambda_function(" in integration
+
+
+def test_moto_names_a_lambda_api_error_of_a_function_arn_task_plain_exception() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import (  # noqa: PLC0415
+        StateTaskLambda,
+    )
+
+    # The lambda-invoke-in-process patch names such an error Lambda.<code>, as AWS does and
+    # as moto's own lambda:invoke integration does; moto's function-ARN task says Exception
+    source = inspect.getsource(StateTaskLambda._from_error)
+    assert 'error = "Exception"' in source
+    assert "isinstance(ex, ClientError)" in source
+
+
+def test_moto_places_a_task_result_with_a_json_path_parsed_anew_each_time() -> None:
+    from moto.stepfunctions.parser.asl.component.common.path import (  # noqa: PLC0415
+        result_path,
+    )
+
+    # The parsed-json-paths patch keeps this parse too
+    assert result_path.parse("$.ingested") is not result_path.parse("$.ingested")
+    assert "parse(self.result_path_src)" in inspect.getsource(result_path.ResultPath._eval_body)
 
 
 def test_moto_parses_the_definition_at_the_start_of_every_execution() -> None:

@@ -34,13 +34,22 @@ loudly at start-up instead of quietly behaving differently:
     are fixed for the life of the process).
 ``parsed-json-paths``
     moto's interpreter builds a JSONPath parser (a yacc table) for every path it
-    evaluates, a few per state; the service keeps each path's parsed form, which
-    is immutable, and reuses it.
-``lambda-client-reuse``
-    moto's interpreter builds a new boto3 client for every Lambda invoke (about
-    5 ms each, 0.1 s for the first); the service makes one per region when it
-    starts and keeps it, as a long-lived Step Functions service would keep its
-    connections.
+    evaluates, a few per state, and one more to place each task's result
+    (``ResultPath``); the service keeps each path's parsed form, which is
+    immutable, and reuses it.
+``lambda-invoke-in-process``
+    moto's interpreter invokes a task's function through a new boto3 client for
+    every invoke (about 5 ms each, 0.1 s for the first), that is over HTTP to the
+    service itself: signing, a request, moto's dispatch, a held server thread. The
+    service calls its Lambda backend directly, as Step Functions calls Lambda
+    inside AWS, and answers as the Invoke API would: the payload and
+    ``FunctionError``, an oversized response as ``Function.ResponseSizeTooLarge``,
+    a Lambda API error (an unknown function, say) under its own code
+    (``Lambda.ResourceNotFoundException``), and a failure of the service itself
+    as ``Lambda.ServiceException``, which the state machine retries. (moto named
+    every Lambda API error of a task whose resource is a function ARN plain
+    ``Exception``, so such a retry never applied; it names them as its
+    ``arn:aws:states:::lambda:invoke`` integration does, as AWS names both.)
 ``parsed-definitions``
     moto parses the state machine's definition with its ANTLR grammar at the
     start of every execution (about 45 ms of CPU, 80 ms the first time, holding
@@ -68,6 +77,7 @@ import inspect
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -87,6 +97,8 @@ _EMPTY_PAGE_HELD_S = 1.0
 _EVENT_WAIT_S = 0.005
 #: Parsed JSONPath expressions kept (a definition holds a few dozen).
 _PARSED_JSON_PATHS_KEPT = 1024
+#: The largest response of a synchronous invoke, as the Lambda service counts it.
+_MAX_RESPONSE_BYTES = 6_291_556
 #: Parsed definitions kept (one per deployment: a few source and warehouse pairs).
 _PARSED_DEFINITIONS_KEPT = 16
 
@@ -212,11 +224,8 @@ def history_page(
     return answer
 
 
-def install(dispatch: InvokeDispatcher, *, region: str) -> None:
+def install(dispatch: InvokeDispatcher) -> None:
     """Apply the patches to moto in this process (the service's, before it serves).
-
-    ``region`` is the service's: its Lambda client is made now, so that the first
-    execution does not wait for it.
 
     Raises
     ------
@@ -225,7 +234,7 @@ def install(dispatch: InvokeDispatcher, *, region: str) -> None:
 
     Examples
     --------
-    >>> install(lambda function, payload, headers: payload, region="eu-west-2")  # doctest: +SKIP
+    >>> install(lambda function, payload, headers: payload)  # doctest: +SKIP
     """
     check_moto_version()
     _patch_lambda_invoke(dispatch)
@@ -233,7 +242,7 @@ def install(dispatch: InvokeDispatcher, *, region: str) -> None:
     _patch_history_pages()
     _patch_host_backends()
     _patch_parsed_json_paths()
-    _patch_lambda_client_reuse(region)
+    _patch_lambda_invoke_in_process()
     _patch_parsed_definitions()
 
 
@@ -408,34 +417,120 @@ def _patch_host_backends() -> None:
 
 
 def _patch_parsed_json_paths() -> None:
+    from moto.stepfunctions.parser.asl.component.common.path import (  # noqa: PLC0415
+        result_path,
+    )
     from moto.stepfunctions.parser.asl.utils import json_path  # noqa: PLC0415
 
-    parse = getattr(json_path, "parse", None)
-    if parse is None or "parse(path)" not in inspect.getsource(json_path.extract_json):
-        raise UnsupportedMotoError("moto's extract_json no longer parses with json_path.parse")
-    json_path.parse = functools.lru_cache(maxsize=_PARSED_JSON_PATHS_KEPT)(parse)  # type: ignore[attr-defined]
+    for module, user in (
+        (json_path, json_path.extract_json),
+        (result_path, result_path.ResultPath._eval_body),
+    ):
+        parse = getattr(module, "parse", None)
+        if parse is None or "parse(" not in inspect.getsource(user):
+            raise UnsupportedMotoError(
+                f"moto's {user.__qualname__} no longer parses with {module.__name__}.parse"
+            )
+        module.parse = functools.lru_cache(maxsize=_PARSED_JSON_PATHS_KEPT)(parse)  # type: ignore[attr-defined]
 
 
-def _patch_lambda_client_reuse(region: str) -> None:
+def _patch_lambda_invoke_in_process() -> None:
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+    from moto.awslambda.utils import get_backend  # noqa: PLC0415
+    from moto.core.exceptions import JsonRESTError  # noqa: PLC0415
+    from moto.core.models import DEFAULT_ACCOUNT_ID  # noqa: PLC0415
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import (  # noqa: PLC0415
         lambda_eval_utils,
     )
 
-    original = getattr(lambda_eval_utils, "boto_client_for", None)
-    if original is None:
-        raise UnsupportedMotoError("moto's Lambda integration no longer uses boto_client_for")
-    _require_parameters(original, ("region", "service", "state_credentials"), "boto_client_for")
-    clients: dict[tuple[str, str], Any] = {}
-    lock = threading.Lock()
+    original = getattr(lambda_eval_utils, "_invoke_lambda_function", None)
+    if original is None or "lambda_client.invoke(" not in inspect.getsource(original):
+        raise UnsupportedMotoError("moto's Lambda integration no longer invokes through a client")
+    _require_parameters(
+        original, ("parameters", "region", "state_credentials"), "_invoke_lambda_function"
+    )
 
-    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-        with lock:
-            if (region, service) not in clients:
-                clients[(region, service)] = original(region, service, state_credentials)
-            return clients[(region, service)]
+    def failure(code: str, message: str, status: int) -> ClientError:
+        return ClientError(
+            {
+                "Error": {"Code": code, "Message": message},
+                "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": str(uuid.uuid4())},
+            },
+            "Invoke",
+        )
 
-    lambda_eval_utils.boto_client_for = boto_client_for  # type: ignore[attr-defined]
-    boto_client_for(region, "lambda")  # about 0.1 s: botocore loads the service's model
+    def invoke(parameters: dict[str, Any], region: str, state_credentials: Any) -> dict[str, Any]:
+        name = str(parameters["FunctionName"])
+        # A function ARN names its account; a bare name is the caller's (moto's default).
+        account = name.split(":")[4] if name.startswith("arn:") else DEFAULT_ACCOUNT_ID
+        headers: dict[str, str] = {}
+        try:
+            answer = get_backend(account, region).invoke(
+                name, parameters.get("Qualifier"), parameters.get("Payload") or b"", {}, headers
+            )
+        except JsonRESTError as exc:  # the Lambda API's own error: an unknown function, say
+            raise failure(exc.error_type, exc.message, exc.code) from exc
+        except Exception as exc:  # the service itself failed: Lambda calls that a ServiceException
+            raise failure("ServiceException", str(exc), 500) from exc
+        payload = answer if isinstance(answer, bytes) else (answer or "").encode()
+        response: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
+        if len(payload) > _MAX_RESPONSE_BYTES:
+            headers["x-amz-function-error"] = "Unhandled"
+            payload = json.dumps(
+                {
+                    "errorType": "Function.ResponseSizeTooLarge",
+                    "errorMessage": "Response payload size exceeded maximum allowed payload "
+                    f"size ({_MAX_RESPONSE_BYTES} bytes).",
+                }
+            ).encode()
+        if "x-amz-function-error" in headers:
+            response["FunctionError"] = headers["x-amz-function-error"]
+        try:
+            response["Payload"] = json.loads(payload)
+        except ValueError:  # not JSON: Step Functions hands the text on as it is
+            response["Payload"] = payload.decode("utf-8", errors="replace")
+        return response
+
+    lambda_eval_utils._invoke_lambda_function = invoke
+    _patch_lambda_task_errors()
+
+
+def _patch_lambda_task_errors() -> None:
+    """Name a Lambda API error of a function-ARN task ``Lambda.<code>``, as AWS does."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import (  # noqa: PLC0415
+        state_task_lambda,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (  # noqa: PLC0415
+        state_task_service_lambda,
+    )
+
+    # Read as untyped: the names below are moto's module imports, not its exports.
+    module: Any = state_task_lambda
+    task = module.StateTaskLambda
+    named_by_service = state_task_service_lambda.StateTaskServiceLambda
+    original = task._from_error
+    _require_parameters(original, ("self", "env", "ex"), "StateTaskLambda._from_error")
+    if 'error = "Exception"' not in inspect.getsource(original) or not hasattr(
+        named_by_service, "_error_cause_from_client_error"
+    ):
+        raise UnsupportedMotoError("moto's Lambda task no longer names a client error Exception")
+
+    def from_error(state: Any, env: Any, ex: Exception) -> Any:
+        if not isinstance(ex, module.ClientError):
+            return original(state, env, ex)
+        error, cause = named_by_service._error_cause_from_client_error(ex)
+        return module.FailureEvent(
+            env=env,
+            error_name=module.CustomErrorName(error),
+            event_type=module.HistoryEventType.LambdaFunctionFailed,
+            event_details=module.EventDetails(
+                lambdaFunctionFailedEventDetails=module.LambdaFunctionFailedEventDetails(
+                    error=error, cause=cause
+                )
+            ),
+        )
+
+    task._from_error = from_error
 
 
 def metric_sink(account: str, region: str) -> Callable[[Sequence[MetricDatum]], None]:

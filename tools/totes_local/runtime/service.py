@@ -340,7 +340,7 @@ def serve(data_dir: Path, port: int = 0) -> None:
             "AWS_ENDPOINT_URL": endpoint,
         },
     )
-    moto_patches.install(pool.invoke, region=LOCAL_REGION)
+    moto_patches.install(pool.invoke)
     # moto's own server is Werkzeug's development server, which closes the connection
     # after every response and starts a thread for each: every request of every
     # handler paid a new TCP connection and a thread. Waitress keeps connections

@@ -1,0 +1,173 @@
+"""A Lambda task of the local service, invoked in process: each answer of the Lambda service
+reaches the state machine as it would on AWS (a result, a function error, an unknown
+function, a failure of the service itself, a response too large)."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from totes_local.runtime import moto_patches
+from totes_local.runtime.lambda_workers import FunctionSnapshot
+
+REGION = "eu-west-2"
+ROLE = "arn:aws:iam::123456789012:role/local"
+Dispatch = Callable[[FunctionSnapshot, bytes, dict[str, str]], bytes]
+
+
+@pytest.fixture
+def lambda_tasks(
+    aws_credentials: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[Dispatch], None]]:
+    """moto with the service's two invoke patches, each undone after the test."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import (  # noqa: PLC0415
+        lambda_eval_utils,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import (  # noqa: PLC0415
+        StateTaskLambda,
+    )
+
+    # Set to what they are, so that monkeypatch puts them back afterwards.
+    monkeypatch.setattr(LambdaSimpleBackend, "invoke", LambdaSimpleBackend.invoke)
+    monkeypatch.setattr(
+        lambda_eval_utils, "_invoke_lambda_function", lambda_eval_utils._invoke_lambda_function
+    )
+    monkeypatch.setattr(StateTaskLambda, "_from_error", StateTaskLambda._from_error)
+
+    def install(dispatch: Dispatch) -> None:
+        moto_patches._patch_lambda_invoke(dispatch)
+        moto_patches._patch_lambda_invoke_in_process()
+
+    with mock_aws(
+        config={
+            "stepfunctions": {"execute_state_machine": True},
+            "lambda": {"use_docker": False},
+        }
+    ):
+        boto3.client("iam", region_name=REGION).create_role(
+            RoleName="local", AssumeRolePolicyDocument="{}"
+        )
+        yield install
+
+
+def _function() -> str:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as code:
+        code.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    return str(
+        boto3.client("lambda", region_name=REGION).create_function(
+            FunctionName="work",
+            Runtime="python3.12",
+            Role=ROLE,
+            Handler="handler.handler",
+            Code={"ZipFile": archive.getvalue()},
+        )["FunctionArn"]
+    )
+
+
+def _run_task(resource: str) -> dict[str, Any]:
+    """Run a one-task state machine on ``{"table": "staff"}``; its description when it ends."""
+    definition = {
+        "StartAt": "Work",
+        "States": {"Work": {"Type": "Task", "Resource": resource, "End": True}},
+    }
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    machine = sfn.create_state_machine(
+        name="task", definition=json.dumps(definition), roleArn=ROLE
+    )["stateMachineArn"]
+    arn = sfn.start_execution(stateMachineArn=machine, input='{"table": "staff"}')["executionArn"]
+    deadline = time.monotonic() + 30
+    while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not end"
+        time.sleep(0.02)
+    return dict(described)
+
+
+def test_a_task_gets_the_function_payload_and_the_function_its_input(
+    lambda_tasks: Callable[[Dispatch], None],
+) -> None:
+    # Given a function that answers with the table it was given and a row count
+    received: list[tuple[str, bytes]] = []
+
+    def answer(function: FunctionSnapshot, payload: bytes, headers: dict[str, str]) -> bytes:
+        received.append((function.name, payload))
+        return json.dumps({**json.loads(payload), "rows": 3}).encode()
+
+    lambda_tasks(answer)
+    arn = _function()
+    # When a task invokes it
+    described = _run_task(arn)
+    # Then the function ran once on the state's input and its answer is the task's output
+    assert received == [("work", b'{"table": "staff"}')]
+    assert described["status"] == "SUCCEEDED"
+    assert json.loads(described["output"]) == {"table": "staff", "rows": 3}
+
+
+def test_a_function_error_fails_the_task_with_the_functions_error_type(
+    lambda_tasks: Callable[[Dispatch], None],
+) -> None:
+    # Given a function whose handler raised, as the Lambda service reports it
+    def raised(function: FunctionSnapshot, payload: bytes, headers: dict[str, str]) -> bytes:
+        headers["x-amz-function-error"] = "Unhandled"
+        return json.dumps({"errorType": "WatermarkConflictError", "errorMessage": "moved"}).encode()
+
+    lambda_tasks(raised)
+    # When a task invokes it
+    described = _run_task(_function())
+    # Then the execution fails with the handler's error type and its message in the cause
+    assert (described["status"], described["error"]) == ("FAILED", "WatermarkConflictError")
+    assert json.loads(described["cause"])["errorMessage"] == "moved"
+
+
+def test_an_unknown_function_fails_the_task_as_the_lambda_service_names_it(
+    lambda_tasks: Callable[[Dispatch], None],
+) -> None:
+    # Given no function of that name
+    lambda_tasks(lambda function, payload, headers: payload)
+    missing = _function().replace(":function:work", ":function:no-such-function")
+    # When a task invokes it
+    described = _run_task(missing)
+    # Then the error is the Lambda API's, named as Step Functions names it
+    assert (described["status"], described["error"]) == (
+        "FAILED",
+        "Lambda.ResourceNotFoundException",
+    )
+    assert "no-such-function" in described["cause"]
+
+
+def test_a_failure_of_the_local_lambda_service_reads_as_a_lambda_service_exception(
+    lambda_tasks: Callable[[Dispatch], None],
+) -> None:
+    # Given a service that cannot run the function (it is shutting down, say)
+    def broken(function: FunctionSnapshot, payload: bytes, headers: dict[str, str]) -> bytes:
+        raise RuntimeError("the local Lambda service is shutting down")
+
+    lambda_tasks(broken)
+    # When a task invokes it
+    described = _run_task(_function())
+    # Then the error is the one the state machine retries for Lambda's own failures
+    assert (described["status"], described["error"]) == ("FAILED", "Lambda.ServiceException")
+    assert "shutting down" in described["cause"]
+
+
+def test_a_response_larger_than_lambda_returns_fails_the_task(
+    lambda_tasks: Callable[[Dispatch], None],
+) -> None:
+    # Given a function whose answer exceeds the synchronous response limit
+    lambda_tasks(lambda function, payload, headers: b'"' + b"x" * 6_300_000 + b'"')
+    # When a task invokes it
+    described = _run_task(_function())
+    # Then the task fails as Lambda reports an oversized response
+    assert (described["status"], described["error"]) == (
+        "FAILED",
+        "Function.ResponseSizeTooLarge",
+    )
