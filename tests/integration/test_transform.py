@@ -12,7 +12,7 @@ import pytest
 
 from totes.db import connect, row_counts
 from totes.errors import TransformStateConflictError
-from totes.names import SOURCE_TABLES
+from totes.names import SOURCE_TABLES, TRANSFORM_STAGING_PREFIX
 from totes.warehouse.star import STAR_SCHEMAS
 
 from .pipeline_harness import PROCESSED, Pipeline, create_resources
@@ -87,6 +87,18 @@ class _RecordingS3:
         return method
 
 
+class _ReadsRecorded(_RecordingS3):
+    """The S3 client, recording every call and the key of every object read."""
+
+    def __init__(self, s3: Any) -> None:
+        super().__init__(s3)
+        self.keys_read: list[str] = []
+
+    def get_object(self, **arguments: Any) -> Any:
+        self.keys_read.append(arguments["Key"])
+        return self._s3.get_object(**arguments)
+
+
 def test_idle_runs_after_a_commit_read_no_gold_file_and_then_write_nothing(
     pipeline: Pipeline,
 ) -> None:
@@ -112,6 +124,29 @@ def test_idle_runs_after_a_commit_read_no_gold_file_and_then_write_nothing(
     assert second_idle.calls.count("get_object") == 2
     assert "head_object" not in second_idle.calls
     assert "put_object" not in second_idle.calls
+
+
+def test_a_transform_publishes_the_file_it_wrote_without_reading_it_back(
+    pipeline: Pipeline,
+) -> None:
+    # Given new batches of the sales orders
+    pipeline.runs += 1
+    for table in SOURCE_TABLES:
+        pipeline.ingest(table)
+
+    # When their target is transformed
+    recording = _ReadsRecorded(pipeline.s3)
+    pipeline.s3 = recording
+    result = pipeline.transform("fact_sales_order")
+    pipeline.s3 = recording._s3
+
+    # Then the gold file is published from the bytes in hand: nothing is read back from
+    # staging, and no HEAD asks whether it is published yet
+    assert result.gold_key
+    assert pipeline.parquet(result.gold_key).num_rows == result.rows > 0
+    assert recording.keys_read
+    assert not [key for key in recording.keys_read if key.startswith(TRANSFORM_STAGING_PREFIX)]
+    assert "head_object" not in recording.calls
 
 
 def test_a_department_move_re_emits_every_staff_row_of_that_department(

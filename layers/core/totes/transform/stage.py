@@ -274,8 +274,14 @@ def _staging_key(target: str, name: str) -> str:
     return f"{_STAGING_PREFIX}/{target}/{name}.parquet"
 
 
-def _publish(s3: Any, bucket: str, pending: list[list[str]]) -> None:
+def _publish(
+    s3: Any, bucket: str, pending: list[list[str]], written: Mapping[str, bytes] | None = None
+) -> None:
     """Write every committed file at its final key (idempotent: names derive from content).
+
+    ``written`` holds the bodies this invocation staged, by staged key: those are put
+    from memory. Others (committed by a run that stopped before publishing) are read
+    back from staging unless already published.
 
     Raises
     ------
@@ -284,19 +290,21 @@ def _publish(s3: Any, bucket: str, pending: list[list[str]]) -> None:
         pipeline did not run for longer than the staging prefix keeps files.
     """
     for staged, final in pending:
-        if exists(s3, bucket, final):
-            continue
-        try:
-            body = s3.get_object(Bucket=bucket, Key=staged)["Body"].read()
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
-                raise
-            if not exists(s3, bucket, final):
-                raise StagedFileMissingError(
-                    f"s3://{bucket}/{staged} was committed but is gone, and {final} was "
-                    "never published: re-ingest the target's sources (reset its state)"
-                ) from exc
-            continue
+        body = (written or {}).get(staged)
+        if body is None:
+            if exists(s3, bucket, final):
+                continue
+            try:
+                body = s3.get_object(Bucket=bucket, Key=staged)["Body"].read()
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+                    raise
+                if not exists(s3, bucket, final):
+                    raise StagedFileMissingError(
+                        f"s3://{bucket}/{staged} was committed but is gone, and {final} was "
+                        "never published: re-ingest the target's sources (reset its state)"
+                    ) from exc
+                continue
         put_content_named(s3, bucket, final, body)
 
 
@@ -514,25 +522,28 @@ def transform_target(
                 everything=request.target in CASCADING_TARGETS,
             )
     shaped = _BUILDERS[request.target](inputs)
+    written: dict[str, bytes] = {}
     if shaped.table.num_rows:
         state.sequence += 1
         stem = f"{state.sequence:010d}-{digest}"
         gold_key = f"{star_prefix(request.target, request.run_id)}{stem}.parquet"
         staged = _staging_key(request.target, stem)
-        put_content_named(s3, settings.processed_bucket, staged, parquet_bytes(shaped.table))
+        written[staged] = parquet_bytes(shaped.table)
+        put_content_named(s3, settings.processed_bucket, staged, written[staged])
         state.pending.append([staged, gold_key])
         result.gold_key, result.files, result.rows = gold_key, 1, shaped.table.num_rows
     if shaped.rejects is not None and shaped.rejects.num_rows:
         rejects_key = f"{REJECTS_PREFIX}/{request.target}/run={request.run_id}/{digest}.parquet"
         staged = _staging_key(request.target, f"{digest}.rejects")
-        put_content_named(s3, settings.processed_bucket, staged, parquet_bytes(shaped.rejects))
+        written[staged] = parquet_bytes(shaped.rejects)
+        put_content_named(s3, settings.processed_bucket, staged, written[staged])
         state.pending.append([staged, rejects_key])
         result.rows_rejected = shaped.rejects.num_rows
         result.rejects_key = rejects_key
     for source, keys in fresh.items():
         state.consumed[source] = _remembered(state.consumed.get(source, []) + keys, source)
     _write_state(s3, settings.processed_bucket, request.target, state)
-    _publish(s3, settings.processed_bucket, state.pending)
+    _publish(s3, settings.processed_bucket, state.pending, written)
     result.batches = len(all_new)
     result.findings = [
         finding.model_copy(update={"where": [result.rejects_key]})
