@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from totes.aws import ReusingSession
 from totes.lake.catalog import CatalogRequest, CatalogSettings, catalog_lake
+from totes.lake.reusing_session import ReusingSession
 from totes.observability import logger
 
 

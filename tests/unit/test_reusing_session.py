@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from botocore.config import Config
 
-from totes.aws import ReusingSession
+from totes.lake.reusing_session import ReusingSession
 
 
 def test_clients_asked_for_with_equal_arguments_are_made_once() -> None:

@@ -1,56 +1,32 @@
 """AWS clients shared by the handlers, created once per Lambda container.
 
-Database credentials are in :mod:`totes.credentials`: transform, which uses no
-database, does not import psycopg (0.15-0.2 s of every cold start).
+The clients are botocore's: boto3 adds resources and S3 transfer helpers that the
+handlers do not use, and importing it (with s3transfer) cost 80-90 ms of every cold
+start. The catalog step, whose awswrangler needs a boto3 session, has its own
+(:mod:`totes.lake.reusing_session`). Database credentials are in
+:mod:`totes.credentials`: transform, which uses no database, does not import psycopg
+(0.15-0.2 s of every cold start).
 """
 
 from __future__ import annotations
 
-import threading
 from functools import cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
+import botocore.session
 
 
 @cache
 def client(service: str) -> Any:
-    """A boto3 client for ``service``, reused across invocations of a warm container."""
-    return boto3.client(service)
+    """A client for ``service``, reused across invocations of a warm container.
 
-
-class ReusingSession(boto3.Session):  # type: ignore[misc]  # boto3 ships no types
-    """A boto3 session that makes each client once and hands it out again.
-
-    awswrangler asks the session it is given for a new client on every call (about
-    14 ms each: the catalog step of a backfill made 38); through this session it
-    gets the client made for the same arguments before. Clients are thread-safe;
-    a :class:`botocore.config.Config` argument counts by its options.
+    Region, credentials and endpoint come from the environment, as for ``boto3.client``.
 
     Examples
     --------
-    >>> session = ReusingSession(region_name="eu-west-2")
-    >>> session.client("s3") is session.client("s3")
-    True
-    >>> session.client("s3") is session.client("s3", endpoint_url="http://127.0.0.1:9")
-    False
+    >>> from moto import mock_aws
+    >>> with mock_aws():
+    ...     client("s3").list_buckets()["Buckets"]
+    []
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._clients: dict[str, Any] = {}
-        self._clients_lock = threading.Lock()
-
-    def client(self, *args: Any, **kwargs: Any) -> Any:
-        """The client ``boto3.Session.client`` makes for these arguments, made once."""
-        key = repr((args, sorted((name, _comparable(value)) for name, value in kwargs.items())))
-        with self._clients_lock:
-            if key not in self._clients:
-                self._clients[key] = super().client(*args, **kwargs)
-            return self._clients[key]
-
-
-def _comparable(value: Any) -> Any:
-    """A botocore ``Config`` by its options (it has no equality of its own)."""
-    return sorted(vars(value).items()) if isinstance(value, Config) else value
+    return botocore.session.get_session().create_client(service)

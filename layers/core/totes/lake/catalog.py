@@ -39,7 +39,6 @@ import pyarrow as pa
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
-from totes.aws import ReusingSession
 from totes.contracts import NonEmptyText, parse_event, settings_from_environment
 from totes.errors import LakeCatalogError
 from totes.key_runs import last_of_each_key
@@ -51,6 +50,7 @@ from totes.lake.layout import (
     snapshot_prefix,
     table_prefix,
 )
+from totes.lake.reusing_session import ReusingSession
 from totes.names import FACT_TABLES, WAREHOUSE_TABLES, EnvironmentVariable
 from totes.parquet_objects import parquet_bytes, read_parquet
 
