@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import gc
 import json
 import os
 import signal
@@ -357,6 +358,12 @@ def serve(data_dir: Path, port: int = 0) -> None:
         send_bytes=_HTTP_SEND_BYTES,
         ident="local-aws",
     )
+    # What is loaded by now (moto, botocore's service models, the patches) lives as long as
+    # the process: kept out of the collector's full passes, which walked all of it (about
+    # 176,000 objects, 180 ms under the interpreter lock, holding every request) once or
+    # twice an execution; such a pass now walks what executions add (50 ms).
+    gc.collect()
+    gc.freeze()
     threading.Thread(target=server.run, name="local-aws-http", daemon=True).start()
     stopping = threading.Event()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
