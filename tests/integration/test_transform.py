@@ -99,16 +99,15 @@ class _ReadsRecorded(_RecordingS3):
         return self._s3.get_object(**arguments)
 
 
-def test_idle_runs_after_a_commit_read_no_gold_file_and_then_write_nothing(
+def test_idle_runs_after_a_commit_touch_nothing_but_the_state_documents(
     pipeline: Pipeline,
 ) -> None:
     # Given a run that transformed every target (its files committed and published)
     pipeline.run()
 
     # When the next runs find no new batch
-    first_idle = _RecordingS3(pipeline.s3)
-    second_idle = _RecordingS3(pipeline.s3)
-    for recording in (first_idle, second_idle):
+    idle_runs = [_RecordingS3(pipeline.s3), _RecordingS3(pipeline.s3)]
+    for recording in idle_runs:
         pipeline.s3 = recording
         for table in SOURCE_TABLES:
             pipeline.ingest(table)
@@ -116,14 +115,56 @@ def test_idle_runs_after_a_commit_read_no_gold_file_and_then_write_nothing(
             pipeline.transform(target)
         pipeline.s3 = recording._s3
 
-    # Then the first only checks the published files exist and clears the pending list
-    assert "get_object" in first_idle.calls  # the state documents
-    assert first_idle.calls.count("head_object") == 2
-    assert first_idle.calls.count("put_object") == 2
-    # And the second touches nothing but the state documents (no file read, none written)
-    assert second_idle.calls.count("get_object") == 2
-    assert "head_object" not in second_idle.calls
-    assert "put_object" not in second_idle.calls
+    # Then each reads the two targets' state documents and nothing else: the run that
+    # published the files cleared its pending list, so no HEAD and no write follow
+    for recording in idle_runs:
+        assert recording.calls.count("get_object") == 2
+        assert "head_object" not in recording.calls
+        assert "put_object" not in recording.calls
+
+
+def test_a_run_that_stopped_before_clearing_its_pending_list_is_finished_by_the_next(
+    pipeline: Pipeline,
+) -> None:
+    # Given a transform that published its file and stopped before clearing the list
+    pipeline.runs += 1
+    for table in SOURCE_TABLES:
+        pipeline.ingest(table)
+    real = pipeline.s3
+    pipeline.s3 = _StopsAtSecondStateWrite(real)
+    with pytest.raises(SystemExit):
+        pipeline.transform("fact_sales_order")
+    pipeline.s3 = real
+
+    # When the next run finds nothing new
+    recording = _RecordingS3(real)
+    pipeline.s3 = recording
+    nothing_new = pipeline.transform("fact_sales_order")
+    pipeline.s3 = real
+
+    # Then it checks the published file once and clears the list; one file, once
+    assert nothing_new.rows == 0
+    assert recording.calls.count("head_object") == 1
+    assert recording.calls.count("put_object") == 1
+    assert len(pipeline.keys("fact_sales_order/")) == 1
+
+
+class _StopsAtSecondStateWrite:
+    """The S3 client, dying at the second write of a transform state document."""
+
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+        self.state_writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    def put_object(self, **arguments: Any) -> Any:
+        if arguments["Key"].startswith("_state/transform/"):
+            self.state_writes += 1
+            if self.state_writes == 2:
+                raise SystemExit("crash injected after publishing, before clearing the list")
+        return self._s3.put_object(**arguments)
 
 
 def test_a_transform_publishes_the_file_it_wrote_without_reading_it_back(

@@ -30,7 +30,7 @@ def put_if(
     *,
     etag: str | None = None,
     **options: Any,
-) -> bool:
+) -> str | None:
     """Write ``key`` if it does not exist (``etag`` None) or still has ``etag``.
 
     Parameters
@@ -46,8 +46,9 @@ def put_if(
 
     Returns
     -------
-    bool
-        ``False`` when the condition failed: the object exists, or changed meanwhile.
+    str or None
+        The ETag of the object written (the condition of the next write), or ``None``
+        when the condition failed: the object exists, or changed meanwhile.
 
     Examples
     --------
@@ -58,20 +59,20 @@ def put_if(
     ...     _ = s3.create_bucket(Bucket="totes-example")
     ...     first = put_if(s3, "totes-example", "k", b"1")
     ...     again = put_if(s3, "totes-example", "k", b"2")
-    ...     etag = s3.head_object(Bucket="totes-example", Key="k")["ETag"]
-    ...     replaced = put_if(s3, "totes-example", "k", b"3", etag=etag)
-    ...     stale = put_if(s3, "totes-example", "k", b"4", etag=etag)
-    >>> first, again, replaced, stale
-    (True, False, True, False)
+    ...     replaced = put_if(s3, "totes-example", "k", b"3", etag=first)
+    ...     stale = put_if(s3, "totes-example", "k", b"4", etag=first)
+    ...     current = s3.head_object(Bucket="totes-example", Key="k")["ETag"]
+    >>> first is not None, again, replaced == current, stale
+    (True, None, True, None)
     """
     condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
     try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, **condition, **options)
+        response = s3.put_object(Bucket=bucket, Key=key, Body=body, **condition, **options)
     except ClientError as exc:
         if exc.response["Error"]["Code"] in _CONDITION_FAILED:
-            return False
+            return None
         raise
-    return True
+    return str(response["ETag"])
 
 
 def put_content_named(s3: Any, bucket: str, key: str, body: bytes, **options: Any) -> None:

@@ -60,15 +60,18 @@ from totes.parquet_objects import parquet_bytes
 from totes.warehouse.star import STAR_SCHEMAS
 
 
-def _save_state(s3: Any, bucket: str, table: str, state: ExportState) -> None:
+def _save_state(s3: Any, bucket: str, table: str, state: ExportState) -> ExportState:
+    """Compare-and-set the watermark; return it with its new ETag (the next write's condition)."""
     body = state.model_dump_json().encode()
-    if not put_if(s3, bucket, state_key(table), body, etag=state.etag):
+    etag = put_if(s3, bucket, state_key(table), body, etag=state.etag)
+    if etag is None:
         # Exports of a table hold its lock: another one got here meanwhile only if a load
         # ran without it. Its objects and ours have the same names: nothing is doubled.
         raise LakeExportConflictError(
             f"the lake's watermark of {table} changed during an export that held the "
             "table's lock; the next load exports again from the watermark that stands"
         )
+    return state.model_copy(update={"etag": etag})
 
 
 def _select_as_lake(table: str, where: sql.Composable, *, limit: int | None = None) -> sql.Composed:
@@ -166,8 +169,9 @@ def export_facts(conn: psycopg.Connection[Any], s3: Any, bucket: str, table: str
         )
         rows = _copy_out(conn, _select_as_lake(table, above), table)
         _put_all(s3, bucket, fact_files(table, rows, state.exported_through + 1))
-        _save_state(s3, bucket, table, state.model_copy(update={"exported_through": through}))
-        state = read_state(s3, bucket, table)  # its new ETag: the next bite's condition
+        state = _save_state(
+            s3, bucket, table, state.model_copy(update={"exported_through": through})
+        )
         exported += rows.num_rows
     return exported
 

@@ -27,8 +27,10 @@ what transform committed:
    lifecycle rule for the staging prefix;
 5. publish: write each pending file at its final key,
    ``<target>/run=<run_id>/<sequence>-<digest>.parquet`` (gold) or under
-   ``rejects/``; the next run finds them published (one HEAD each) and clears the
-   pending list, so the runs after it touch nothing but the state and the listing.
+   ``rejects/``, then clear the pending list (a second compare-and-set), so the runs
+   after it touch nothing but the state and the listing. A run that stopped before
+   clearing it is finished by the next run, which publishes what is not (one HEAD
+   each) and clears the list.
 
 Load lists only final keys, so it applies exactly the committed files, once each.
 """
@@ -256,11 +258,18 @@ def _read_state(s3: Any, bucket: str, target: str) -> TransformState:
 
 
 def _put_state(s3: Any, bucket: str, target: str, state: TransformState) -> bool:
-    """Compare-and-set the state document on the ETag it was read with; False if it changed."""
+    """Compare-and-set the state document on the ETag it was read with; False if it changed.
+
+    Written, ``state`` takes the new ETag: it can be written again.
+    """
     body = state.model_dump_json(indent=1).encode()
-    return put_if(
+    etag = put_if(
         s3, bucket, _state_key(target), body, etag=state.etag, ContentType="application/json"
     )
+    if etag is None:
+        return False
+    state.etag = etag
+    return True
 
 
 def _write_state(s3: Any, bucket: str, target: str, state: TransformState) -> None:
@@ -314,6 +323,16 @@ def _forget_published(s3: Any, bucket: str, target: str, state: TransformState) 
     A lost race is harmless: the execution that won wrote a newer state of its own.
     """
     _put_state(s3, bucket, target, state)
+
+
+def _publish_committed(
+    s3: Any, bucket: str, target: str, state: TransformState, written: Mapping[str, bytes]
+) -> None:
+    """Publish the files the state write just committed, then clear its pending list."""
+    _publish(s3, bucket, state.pending, written)
+    if state.pending:
+        state.pending = []
+        _forget_published(s3, bucket, target, state)
 
 
 def _listing_start(source: str, consumed: list[str]) -> str:
@@ -543,7 +562,7 @@ def transform_target(
     for source, keys in fresh.items():
         state.consumed[source] = _remembered(state.consumed.get(source, []) + keys, source)
     _write_state(s3, settings.processed_bucket, request.target, state)
-    _publish(s3, settings.processed_bucket, state.pending, written)
+    _publish_committed(s3, settings.processed_bucket, request.target, state, written)
     result.batches = len(all_new)
     result.findings = [
         finding.model_copy(update={"where": [result.rejects_key]})
