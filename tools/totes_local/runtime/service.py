@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from totes.errors import TotesError
 from totes_local.runtime.platform import LOCAL_ACCOUNT, LOCAL_REGION
@@ -46,13 +47,15 @@ _HOST = "127.0.0.1"
 _STATE_FILE = "service.json"
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 10.0
-#: Requests served at once. Some are held while they wait (a Lambda invoke for its
-#: worker, a history page for its next event) and the Lambda workers' own requests
-#: must still be served meanwhile. A Map runs all its items at once (11 tables at
-#: most), so two overlapping executions hold about 25 threads.
+#: Requests served at once. Some are held while they wait (a history page for its next
+#: event, an invoke through the Lambda API) and the Lambda workers' own requests must
+#: still be served meanwhile.
 _HTTP_THREADS = 64
-#: Connections kept open at once: a few per warm Lambda worker, the CLI's, Step Functions'.
+#: Connections kept open at once: a few per warm Lambda worker, the CLI's and the tests'.
+#: A connection idle this long is closed (a client reconnects), so a full server makes
+#: a new client wait at most that long.
 _HTTP_CONNECTIONS = 256
+_HTTP_IDLE_TIMEOUT_S = 30
 #: Request and response bodies stay in memory, where moto keeps objects anyway (waitress
 #: spools a body over 1 MB to a temporary file), and move in large reads and writes.
 _HTTP_BODY_IN_MEMORY = 1 << 30
@@ -318,7 +321,6 @@ def serve(data_dir: Path, port: int = 0) -> None:
         DomainDispatcherApplication,
         create_backend_app,
     )
-    from waitress.server import create_server  # noqa: PLC0415
 
     from totes_local.runtime import moto_patches  # noqa: PLC0415
     from totes_local.runtime.lambda_workers import LogSink, WorkerPool  # noqa: PLC0415
@@ -326,7 +328,7 @@ def serve(data_dir: Path, port: int = 0) -> None:
     data_dir = data_dir.resolve()
     port = port or _free_port()
     endpoint = f"http://{_HOST}:{port}"
-    # moto's Step Functions interpreter invokes Lambda through this port.
+    # moto's Step Functions interpreter calls other services (SNS) through this port.
     os.environ["MOTO_PORT"] = str(port)
     os.environ.update(LOCAL_CREDENTIALS)
     sink = LogSink(
@@ -342,29 +344,14 @@ def serve(data_dir: Path, port: int = 0) -> None:
         },
     )
     moto_patches.install(pool.invoke)
-    # moto's own server is Werkzeug's development server, which closes the connection
-    # after every response and starts a thread for each: every request of every
-    # handler paid a new TCP connection and a thread. Waitress keeps connections
-    # alive, as AWS endpoints do, and serves them from a pool of threads.
-    server = create_server(
-        DomainDispatcherApplication(create_backend_app),
-        host=_HOST,
-        port=port,
-        threads=_HTTP_THREADS,
-        connection_limit=_HTTP_CONNECTIONS,
-        inbuf_overflow=_HTTP_BODY_IN_MEMORY,
-        outbuf_overflow=_HTTP_BODY_IN_MEMORY,
-        recv_bytes=_HTTP_RECV_BYTES,
-        send_bytes=_HTTP_SEND_BYTES,
-        ident="local-aws",
-    )
+    server = _HttpServer(DomainDispatcherApplication(create_backend_app), port)
     # What is loaded by now (moto, botocore's service models, the patches) lives as long as
     # the process: kept out of the collector's full passes, which walked all of it (about
     # 176,000 objects, 180 ms under the interpreter lock, holding every request) once or
     # twice an execution; such a pass now walks what executions add (50 ms).
     gc.collect()
     gc.freeze()
-    threading.Thread(target=server.run, name="local-aws-http", daemon=True).start()
+    server.start()
     stopping = threading.Event()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: stopping.set())
@@ -391,14 +378,73 @@ def serve(data_dir: Path, port: int = 0) -> None:
         while not stopping.wait(0.5):
             pass
     finally:
-        # No new invocation once the pool is ending: the server stops accepting first.
-        server.close()
+        # No new request once the pool is ending: the server stops first. An invoke of a
+        # running execution then fails as the Lambda service's own failure would.
+        server.stop()
         pool.shutdown()
         sink.close()
         info = _read_state(data_dir)
         if info is not None and info.pid == os.getpid():
             _state_path(data_dir).unlink(missing_ok=True)
         print(f"{datetime.now(UTC).isoformat(timespec='seconds')} stopped", flush=True)
+
+
+class _HttpServer:
+    """moto's application served by waitress on 127.0.0.1, from a thread of its own.
+
+    moto's own server is Werkzeug's development server, which closes the connection
+    after every response and starts a thread for each: every request of every handler
+    paid a new TCP connection and a thread. Waitress keeps connections alive, as AWS
+    endpoints do, and serves them from a pool of threads.
+    """
+
+    def __init__(self, app: Any, port: int) -> None:
+        from waitress.server import create_server  # noqa: PLC0415
+
+        self._connections: dict[int, Any] = {}
+        self._server = create_server(
+            _with_raw_uri(app),
+            map=self._connections,
+            host=_HOST,
+            port=port,
+            threads=_HTTP_THREADS,
+            connection_limit=_HTTP_CONNECTIONS,
+            channel_timeout=_HTTP_IDLE_TIMEOUT_S,
+            inbuf_overflow=_HTTP_BODY_IN_MEMORY,
+            outbuf_overflow=_HTTP_BODY_IN_MEMORY,
+            recv_bytes=_HTTP_RECV_BYTES,
+            send_bytes=_HTTP_SEND_BYTES,
+            ident="local-aws",
+        )
+        self._thread = threading.Thread(target=self._server.run, name="local-aws-http", daemon=True)
+
+    def start(self) -> None:
+        """Serve from now on."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Close the listening socket and every connection, then end the request threads."""
+        from waitress import wasyncore  # noqa: PLC0415
+
+        # Sockets belong to the server's thread: closed there, between two of its polls.
+        self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._connections))
+        self._thread.join(_STOP_TIMEOUT_S)
+        self._server.task_dispatcher.shutdown(timeout=_STOP_TIMEOUT_S)
+
+
+def _with_raw_uri(app: Any) -> Any:
+    """``app`` given the request's path as it arrived, where moto looks for it.
+
+    moto reads the undecoded path from ``RAW_URI``, which Werkzeug's server sets and
+    waitress calls ``REQUEST_URI``; without it, an S3 key holding ``?`` or an escaped
+    ``%`` would be decoded twice.
+    """
+
+    def application(environ: dict[str, Any], start_response: Any) -> Any:
+        environ.setdefault("RAW_URI", environ.get("REQUEST_URI", ""))
+        return app(environ, start_response)
+
+    return application
 
 
 def main(argv: Sequence[str] | None = None) -> int:
