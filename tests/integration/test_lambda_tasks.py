@@ -16,7 +16,7 @@ import pytest
 from moto import mock_aws
 
 from totes_local.runtime import moto_patches
-from totes_local.runtime.lambda_workers import FunctionSnapshot
+from totes_local.runtime.lambda_workers import FunctionSnapshot, WorkerPoolClosedError
 
 REGION = "eu-west-2"
 ROLE = "arn:aws:iam::123456789012:role/local"
@@ -46,6 +46,7 @@ def lambda_tasks(
     def install(dispatch: Dispatch) -> None:
         moto_patches._patch_lambda_invoke(dispatch)
         moto_patches._patch_lambda_invoke_in_process()
+        moto_patches._patch_lambda_task_errors()
 
     with mock_aws(
         config={
@@ -74,11 +75,11 @@ def _function() -> str:
     )
 
 
-def _run_task(resource: str) -> dict[str, Any]:
+def _run_task(resource: str, **task: Any) -> dict[str, Any]:
     """Run a one-task state machine on ``{"table": "staff"}``; its description when it ends."""
     definition = {
         "StartAt": "Work",
-        "States": {"Work": {"Type": "Task", "Resource": resource, "End": True}},
+        "States": {"Work": {"Type": "Task", "Resource": resource, "End": True, **task}},
     }
     sfn = boto3.client("stepfunctions", region_name=REGION)
     machine = sfn.create_state_machine(
@@ -149,7 +150,7 @@ def test_a_failure_of_the_local_lambda_service_reads_as_a_lambda_service_excepti
 ) -> None:
     # Given a service that cannot run the function (it is shutting down, say)
     def broken(function: FunctionSnapshot, payload: bytes, headers: dict[str, str]) -> bytes:
-        raise RuntimeError("the local Lambda service is shutting down")
+        raise WorkerPoolClosedError("the local Lambda service is shutting down")
 
     lambda_tasks(broken)
     # When a task invokes it
@@ -171,3 +172,41 @@ def test_a_response_larger_than_lambda_returns_fails_the_task(
         "FAILED",
         "Function.ResponseSizeTooLarge",
     )
+
+
+def test_a_task_retried_on_lambda_service_errors_gets_past_a_failed_service(
+    lambda_tasks: Callable[[Dispatch], None],
+) -> None:
+    # Given a service that fails the first invoke and answers the second
+    calls: list[bytes] = []
+
+    def flaky(function: FunctionSnapshot, payload: bytes, headers: dict[str, str]) -> bytes:
+        calls.append(payload)
+        if len(calls) == 1:
+            raise WorkerPoolClosedError("the local Lambda service is restarting")
+        return b'{"rows": 1}'
+
+    lambda_tasks(flaky)
+    # When a task that retries Lambda's service errors, as the pipeline's do, invokes it
+    retry = [{"ErrorEquals": ["Lambda.ServiceException"], "IntervalSeconds": 1, "MaxAttempts": 2}]
+    described = _run_task(_function(), Retry=retry)
+    # Then the retry applies and the task succeeds with the second answer
+    assert len(calls) == 2
+    assert (described["status"], json.loads(described["output"])) == ("SUCCEEDED", {"rows": 1})
+
+
+def test_the_lambda_invoke_integration_gets_the_whole_invoke_response(
+    lambda_tasks: Callable[[Dispatch], None],
+) -> None:
+    # Given a function that answers
+    lambda_tasks(lambda function, payload, headers: b'{"rows": 2}')
+    # When a task invokes it through arn:aws:states:::lambda:invoke
+    described = _run_task(
+        "arn:aws:states:::lambda:invoke",
+        Parameters={"FunctionName": _function(), "Payload.$": "$"},
+    )
+    # Then its output is the Invoke API's response: status, version and the payload
+    output = json.loads(described["output"])
+    assert described["status"] == "SUCCEEDED"
+    assert (output["StatusCode"], output["ExecutedVersion"]) == (200, "$LATEST")
+    assert output["Payload"] == {"rows": 2}

@@ -399,3 +399,23 @@ def test_the_service_keeps_a_clients_connection_open_between_requests(
     assert answers == [(200, None)] * 3
     assert sockets[0] is not None
     assert all(sock is sockets[0] for sock in sockets)
+
+
+def test_an_s3_key_holding_characters_a_url_escapes_is_kept_as_written(
+    local_workflow: WorkflowFactory,
+) -> None:
+    # Given the local service's S3 and keys holding "?", an escaped-looking "%41" and "+"
+    keys = ["run=a?b/%41.parquet", "x/y z+1.csv"]
+    with local_workflow("host=unused", "host=unused") as workflow:
+        s3 = workflow.client("s3")
+        bucket = workflow.processed_bucket
+        assert bucket
+        # When each is written and read back, and the bucket listed
+        for key in keys:
+            s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+        bodies = [s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys]
+        listed = {item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+
+    # Then each key is the one written, as S3 keeps it
+    assert bodies == [key.encode() for key in keys]
+    assert set(keys) <= listed

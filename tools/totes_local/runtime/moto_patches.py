@@ -46,7 +46,8 @@ loudly at start-up instead of quietly behaving differently:
     ``FunctionError``, an oversized response as ``Function.ResponseSizeTooLarge``,
     a Lambda API error (an unknown function, say) under its own code
     (``Lambda.ResourceNotFoundException``), and a failure of the service itself
-    as ``Lambda.ServiceException``, which the state machine retries. (moto named
+    as ``Lambda.ServiceException``, which the state machine retries (any other
+    exception is a bug of the service and fails the task). (moto named
     every Lambda API error of a task whose resource is a function ARN plain
     ``Exception``, so such a retry never applied; it names them as its
     ``arn:aws:states:::lambda:invoke`` integration does, as AWS names both.)
@@ -85,7 +86,7 @@ from typing import Any
 
 from totes.errors import TotesError
 from totes_local.runtime.emf import MetricDatum
-from totes_local.runtime.lambda_workers import FunctionSnapshot
+from totes_local.runtime.lambda_workers import FunctionSnapshot, WorkerPoolClosedError
 
 #: The moto releases these patches were written for and verified with (pyproject pins it).
 SUPPORTED_MOTO = ((5, 2), (5, 3))
@@ -243,6 +244,7 @@ def install(dispatch: InvokeDispatcher) -> None:
     _patch_host_backends()
     _patch_parsed_json_paths()
     _patch_lambda_invoke_in_process()
+    _patch_lambda_task_errors()
     _patch_parsed_definitions()
 
 
@@ -460,20 +462,25 @@ def _patch_lambda_invoke_in_process() -> None:
         )
 
     def invoke(parameters: dict[str, Any], region: str, state_credentials: Any) -> dict[str, Any]:
+        """A synchronous invoke, the only kind a Step Functions task makes."""
         name = str(parameters["FunctionName"])
         # A function ARN names its account; a bare name is the caller's (moto's default).
-        account = name.split(":")[4] if name.startswith("arn:") else DEFAULT_ACCOUNT_ID
+        arn_parts = name.split(":")
+        account = arn_parts[4] if name.startswith("arn:") and len(arn_parts) > 4 else None
         headers: dict[str, str] = {}
         try:
-            answer = get_backend(account, region).invoke(
+            answer = get_backend(account or DEFAULT_ACCOUNT_ID, region).invoke(
                 name, parameters.get("Qualifier"), parameters.get("Payload") or b"", {}, headers
             )
         except JsonRESTError as exc:  # the Lambda API's own error: an unknown function, say
             raise failure(exc.error_type, exc.message, exc.code) from exc
-        except Exception as exc:  # the service itself failed: Lambda calls that a ServiceException
+        except (WorkerPoolClosedError, OSError) as exc:  # the service could not run it
             raise failure("ServiceException", str(exc), 500) from exc
         payload = answer if isinstance(answer, bytes) else (answer or "").encode()
-        response: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
+        response: dict[str, Any] = {
+            "StatusCode": 200,
+            "ExecutedVersion": headers.get("x-amz-executed-version", "$LATEST"),
+        }
         if len(payload) > _MAX_RESPONSE_BYTES:
             headers["x-amz-function-error"] = "Unhandled"
             payload = json.dumps(
@@ -492,7 +499,6 @@ def _patch_lambda_invoke_in_process() -> None:
         return response
 
     lambda_eval_utils._invoke_lambda_function = invoke
-    _patch_lambda_task_errors()
 
 
 def _patch_lambda_task_errors() -> None:
