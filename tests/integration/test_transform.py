@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from botocore.exceptions import ClientError
 
 from totes.db import connect, row_counts
 from totes.errors import TransformStateConflictError
@@ -149,12 +150,41 @@ def test_a_run_that_stopped_before_clearing_its_pending_list_is_finished_by_the_
     assert len(pipeline.keys("fact_sales_order/")) == 1
 
 
-class _StopsAtSecondStateWrite:
-    """The S3 client, dying at the second write of a transform state document."""
+def test_a_failed_clearing_of_the_pending_list_does_not_fail_the_transform(
+    pipeline: Pipeline,
+) -> None:
+    # Given S3 failing the write that clears a transform's pending list
+    pipeline.runs += 1
+    for table in SOURCE_TABLES:
+        pipeline.ingest(table)
+    real = pipeline.s3
+    unavailable = ClientError(
+        {"Error": {"Code": "ServiceUnavailable", "Message": "try again"}}, "PutObject"
+    )
+    pipeline.s3 = _StopsAtSecondStateWrite(real, unavailable)
 
-    def __init__(self, s3: Any) -> None:
+    # When the target is transformed
+    result = pipeline.transform("fact_sales_order")
+    pipeline.s3 = real
+
+    # Then the invocation succeeds with its file published, and the next run clears the list
+    assert result.gold_key
+    assert pipeline.parquet(result.gold_key).num_rows == result.rows > 0
+    recording = _RecordingS3(real)
+    pipeline.s3 = recording
+    pipeline.transform("fact_sales_order")
+    pipeline.s3 = real
+    assert recording.calls.count("head_object") == 1
+    assert recording.calls.count("put_object") == 1
+
+
+class _StopsAtSecondStateWrite:
+    """The S3 client, raising ``error`` at the second write of a transform state document."""
+
+    def __init__(self, s3: Any, error: BaseException | None = None) -> None:
         self._s3 = s3
         self.state_writes = 0
+        self.error = error or SystemExit("crash injected after publishing, before clearing")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._s3, name)
@@ -163,7 +193,7 @@ class _StopsAtSecondStateWrite:
         if arguments["Key"].startswith("_state/transform/"):
             self.state_writes += 1
             if self.state_writes == 2:
-                raise SystemExit("crash injected after publishing, before clearing the list")
+                raise self.error
         return self._s3.put_object(**arguments)
 
 

@@ -37,6 +37,7 @@ Load lists only final keys, so it applies exactly the committed files, once each
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from totes.conditional_writes import (
@@ -328,11 +329,17 @@ def _forget_published(s3: Any, bucket: str, target: str, state: TransformState) 
 def _publish_committed(
     s3: Any, bucket: str, target: str, state: TransformState, written: Mapping[str, bytes]
 ) -> None:
-    """Publish the files the state write just committed, then clear its pending list."""
+    """Publish the files the state write just committed, then clear its pending list.
+
+    The work is done once the files are published: a list left uncleared (the write
+    lost a race, or failed) is cleared by the next run, after a HEAD per file, so a
+    failure here does not fail the invocation.
+    """
     _publish(s3, bucket, state.pending, written)
     if state.pending:
         state.pending = []
-        _forget_published(s3, bucket, target, state)
+        with contextlib.suppress(ClientError, BotoCoreError):
+            _forget_published(s3, bucket, target, state)
 
 
 def _listing_start(source: str, consumed: list[str]) -> str:
