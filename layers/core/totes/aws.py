@@ -1,11 +1,11 @@
 """AWS clients shared by the handlers, created once per Lambda container.
 
 The clients are botocore's: boto3 adds resources and S3 transfer helpers that the
-handlers do not use, and importing it (with s3transfer) cost 80-90 ms of every cold
-start. The catalog step, whose awswrangler needs a boto3 session, has its own
-(:mod:`totes.lake.reusing_session`). Database credentials are in
-:mod:`totes.credentials`: transform, which uses no database, does not import psycopg
-(0.15-0.2 s of every cold start).
+handlers do not use, and its session and imports cost 60-100 ms of the first
+invocation of a transform or load environment. The catalog step, whose awswrangler
+needs a boto3 session, has its own (:mod:`totes.lake.reusing_session`). Database
+credentials are in :mod:`totes.credentials`: transform, which uses no database, does
+not import psycopg (0.15-0.2 s of every cold start).
 """
 
 from __future__ import annotations
@@ -29,4 +29,10 @@ def client(service: str) -> Any:
     ...     client("s3").list_buckets()["Buckets"]
     []
     """
-    return botocore.session.get_session().create_client(service)
+    return _session().create_client(service)
+
+
+@cache
+def _session() -> botocore.session.Session:
+    """One session for every client: its loader reads the endpoints and models once."""
+    return botocore.session.get_session()
