@@ -2,8 +2,9 @@
 
 Its layers are the core package, Powertools and the AWS-managed AWS SDK for pandas
 (awswrangler, pandas, pyarrow): not the pipeline's dependencies layer, whose pyarrow
-would clash. Hence no psycopg (``totes.aws`` imports only boto3). Its clients come from one
-session per container, which awswrangler is given too and which makes each client once.
+would clash. Hence no psycopg. Its clients come from one boto3 session per container
+(:class:`~totes.lake.reusing_session.ReusingSession`), which awswrangler is given too and
+which makes each client once.
 """
 
 from functools import cache

@@ -4,10 +4,11 @@ S3 conditional writes make "create only if absent" (``If-None-Match: *``) and
 "replace only if unchanged since I read it" (``If-Match: <ETag>``) atomic; a
 failed condition is answered ``412 PreconditionFailed`` (or ``409
 ConditionalRequestConflict`` while another conditional write of the key is in
-flight). :func:`put_if` turns both into ``False`` and lets every other error
+flight). :func:`put_if` turns both into ``None`` and lets every other error
 through, so each caller decides what a lost condition means: the raw zone
 refuses to overwrite, a content-named file is already there, a state write lost
-a race.
+a race. A write that succeeded returns the object's new ETag: the condition of the
+next replacement, without reading the object back.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def put_if(
     Parameters
     ----------
     s3
-        A boto3 S3 client.
+        An S3 client.
     bucket, key, body
         What to write where.
     etag
