@@ -8,12 +8,11 @@ import io
 import json
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from totes_local.runtime import moto_patches
 from totes_local.runtime.lambda_workers import FunctionSnapshot, WorkerPoolClosedError
@@ -24,9 +23,7 @@ Dispatch = Callable[[FunctionSnapshot, bytes, dict[str, str]], bytes]
 
 
 @pytest.fixture
-def lambda_tasks(
-    aws_credentials: None, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[Dispatch], None]]:
+def lambda_tasks(moto: None, monkeypatch: pytest.MonkeyPatch) -> Callable[[Dispatch], None]:
     """moto with the service's two invoke patches, each undone after the test."""
     from moto.awslambda_simple.models import LambdaSimpleBackend  # noqa: PLC0415
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import (  # noqa: PLC0415
@@ -48,16 +45,7 @@ def lambda_tasks(
         moto_patches._patch_lambda_invoke_in_process()
         moto_patches._patch_lambda_task_errors()
 
-    with mock_aws(
-        config={
-            "stepfunctions": {"execute_state_machine": True},
-            "lambda": {"use_docker": False},
-        }
-    ):
-        boto3.client("iam", region_name=REGION).create_role(
-            RoleName="local", AssumeRolePolicyDocument="{}"
-        )
-        yield install
+    return install
 
 
 def _function() -> str:

@@ -9,33 +9,17 @@ import io
 import json
 import time
 import zipfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from totes_local.runtime import moto_patches
 from totes_local.runtime.emf import MetricDatum
 
 REGION = "eu-west-2"
 ROLE = "arn:aws:iam::123456789012:role/local"
-
-
-@pytest.fixture
-def moto(aws_credentials: None) -> Iterator[None]:
-    with mock_aws(
-        config={
-            "stepfunctions": {"execute_state_machine": True},
-            "lambda": {"use_docker": False},
-        }
-    ):
-        boto3.client("iam", region_name=REGION).create_role(
-            RoleName="local", AssumeRolePolicyDocument="{}"
-        )
-        yield
 
 
 def _code() -> bytes:

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from totes.db import connect, row_counts
 from totes.errors import TransformStateConflictError
 from totes.names import SOURCE_TABLES, TRANSFORM_STAGING_PREFIX
+from totes.transform.stage import TransformResult
 from totes.warehouse.star import STAR_SCHEMAS
 
 from .pipeline_harness import PROCESSED, Pipeline, create_resources
@@ -100,6 +101,30 @@ class _ReadsRecorded(_RecordingS3):
         return self._s3.get_object(**arguments)
 
 
+def _new_batches(pipeline: Pipeline) -> None:
+    """A new run's batches of every source table."""
+    pipeline.runs += 1
+    for table in SOURCE_TABLES:
+        pipeline.ingest(table)
+
+
+def _transform_through(pipeline: Pipeline, s3: Any, target: str) -> TransformResult:
+    """Transform ``target`` with ``s3`` in place of the bucket client, put back afterwards."""
+    real = pipeline.s3
+    pipeline.s3 = s3
+    try:
+        return pipeline.transform(target)
+    finally:
+        pipeline.s3 = real
+
+
+def _calls_of_next_transform(pipeline: Pipeline, target: str) -> list[str]:
+    """The S3 calls the next transform of ``target`` makes."""
+    recording = _RecordingS3(pipeline.s3)
+    _transform_through(pipeline, recording, target)
+    return recording.calls
+
+
 def test_idle_runs_after_a_commit_touch_nothing_but_the_state_documents(
     pipeline: Pipeline,
 ) -> None:
@@ -128,25 +153,15 @@ def test_a_run_that_stopped_before_clearing_its_pending_list_is_finished_by_the_
     pipeline: Pipeline,
 ) -> None:
     # Given a transform that published its file and stopped before clearing the list
-    pipeline.runs += 1
-    for table in SOURCE_TABLES:
-        pipeline.ingest(table)
-    real = pipeline.s3
-    pipeline.s3 = _StopsAtSecondStateWrite(real)
+    _new_batches(pipeline)
     with pytest.raises(SystemExit):
-        pipeline.transform("fact_sales_order")
-    pipeline.s3 = real
+        _transform_through(pipeline, _StopsAtSecondStateWrite(pipeline.s3), "fact_sales_order")
 
     # When the next run finds nothing new
-    recording = _RecordingS3(real)
-    pipeline.s3 = recording
-    nothing_new = pipeline.transform("fact_sales_order")
-    pipeline.s3 = real
+    calls = _calls_of_next_transform(pipeline, "fact_sales_order")
 
     # Then it checks the published file once and clears the list; one file, once
-    assert nothing_new.rows == 0
-    assert recording.calls.count("head_object") == 1
-    assert recording.calls.count("put_object") == 1
+    assert (calls.count("head_object"), calls.count("put_object")) == (1, 1)
     assert len(pipeline.keys("fact_sales_order/")) == 1
 
 
@@ -154,28 +169,20 @@ def test_a_failed_clearing_of_the_pending_list_does_not_fail_the_transform(
     pipeline: Pipeline,
 ) -> None:
     # Given S3 failing the write that clears a transform's pending list
-    pipeline.runs += 1
-    for table in SOURCE_TABLES:
-        pipeline.ingest(table)
-    real = pipeline.s3
+    _new_batches(pipeline)
     unavailable = ClientError(
         {"Error": {"Code": "ServiceUnavailable", "Message": "try again"}}, "PutObject"
     )
-    pipeline.s3 = _StopsAtSecondStateWrite(real, unavailable)
 
     # When the target is transformed
-    result = pipeline.transform("fact_sales_order")
-    pipeline.s3 = real
+    failing = _StopsAtSecondStateWrite(pipeline.s3, unavailable)
+    result = _transform_through(pipeline, failing, "fact_sales_order")
 
     # Then the invocation succeeds with its file published, and the next run clears the list
     assert result.gold_key
     assert pipeline.parquet(result.gold_key).num_rows == result.rows > 0
-    recording = _RecordingS3(real)
-    pipeline.s3 = recording
-    pipeline.transform("fact_sales_order")
-    pipeline.s3 = real
-    assert recording.calls.count("head_object") == 1
-    assert recording.calls.count("put_object") == 1
+    calls = _calls_of_next_transform(pipeline, "fact_sales_order")
+    assert (calls.count("head_object"), calls.count("put_object")) == (1, 1)
 
 
 class _StopsAtSecondStateWrite:
@@ -201,15 +208,11 @@ def test_a_transform_publishes_the_file_it_wrote_without_reading_it_back(
     pipeline: Pipeline,
 ) -> None:
     # Given new batches of the sales orders
-    pipeline.runs += 1
-    for table in SOURCE_TABLES:
-        pipeline.ingest(table)
+    _new_batches(pipeline)
 
     # When their target is transformed
     recording = _ReadsRecorded(pipeline.s3)
-    pipeline.s3 = recording
-    result = pipeline.transform("fact_sales_order")
-    pipeline.s3 = recording._s3
+    result = _transform_through(pipeline, recording, "fact_sales_order")
 
     # Then the gold file is published from the bytes in hand: nothing is read back from
     # staging, and no HEAD asks whether it is published yet
@@ -336,14 +339,9 @@ def test_a_crash_before_the_state_is_saved_repeats_the_work_without_a_second_fil
     pipeline: Pipeline,
 ) -> None:
     # Given a transform that dies just before its state write
-    pipeline.runs += 1
-    for table in SOURCE_TABLES:
-        pipeline.ingest(table)
-    real = pipeline.s3
-    pipeline.s3 = FailingStateWrite(real)
+    _new_batches(pipeline)
     with pytest.raises(SystemExit):
-        pipeline.transform("fact_sales_order")
-    pipeline.s3 = real
+        _transform_through(pipeline, FailingStateWrite(pipeline.s3), "fact_sales_order")
     staged = pipeline.keys("_staging/transform/fact_sales_order/")
 
     # Then nothing reached the gold zone: the staged file is not committed
@@ -371,14 +369,9 @@ class FailingPublish(FailingStateWrite):
 
 def test_a_crash_after_the_commit_is_published_by_the_next_run(pipeline: Pipeline) -> None:
     # Given a transform that committed its state and died before publishing its file
-    pipeline.runs += 1
-    for table in SOURCE_TABLES:
-        pipeline.ingest(table)
-    real = pipeline.s3
-    pipeline.s3 = FailingPublish(real)
+    _new_batches(pipeline)
     with pytest.raises(SystemExit):
-        pipeline.transform("fact_sales_order")
-    pipeline.s3 = real
+        _transform_through(pipeline, FailingPublish(pipeline.s3), "fact_sales_order")
     assert pipeline.keys("fact_sales_order/") == []
 
     # When the next run of that target finds nothing new to transform
