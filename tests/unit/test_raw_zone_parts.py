@@ -21,7 +21,10 @@ MIB = 1 << 20
 
 
 class RecordingS3:
-    """Keeps what is put; refuses a second put of a key, as If-None-Match does."""
+    """Keeps what is put; refuses a second put of a key, as If-None-Match does.
+
+    Answers with the object's ETag, as S3 does: its MD5 in quotes.
+    """
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
@@ -32,7 +35,7 @@ class RecordingS3:
 
             raise ClientError({"Error": {"Code": "PreconditionFailed"}}, "PutObject")
         self.objects[Key] = Body
-        return {}
+        return {"ETag": f'"{hashlib.md5(Body, usedforsecurity=False).hexdigest()}"'}
 
 
 def _rows(count: int, width: int) -> list[bytes]:
