@@ -56,6 +56,9 @@ _HTTP_THREADS = 64
 #: a new client wait at most that long.
 _HTTP_CONNECTIONS = 256
 _HTTP_IDLE_TIMEOUT_S = 30
+#: What a stopping server gives the requests in flight (a held history page waits up
+#: to a second); a request still running then ends with the process.
+_HTTP_DRAIN_S = 1.5
 #: Request and response bodies stay in memory, where moto keeps objects anyway (waitress
 #: spools a body over 1 MB to a temporary file), and move in large reads and writes.
 _HTTP_BODY_IN_MEMORY = 1 << 30
@@ -429,7 +432,7 @@ class _HttpServer:
         # Sockets belong to the server's thread: closed there, between two of its polls.
         self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._connections))
         self._thread.join(_STOP_TIMEOUT_S)
-        self._server.task_dispatcher.shutdown(timeout=_STOP_TIMEOUT_S)
+        self._server.task_dispatcher.shutdown(timeout=_HTTP_DRAIN_S)
 
 
 def _with_raw_uri(app: Any) -> Any:
