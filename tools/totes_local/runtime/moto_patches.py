@@ -466,10 +466,11 @@ def _patch_lambda_invoke_in_process() -> None:
         name = str(parameters["FunctionName"])
         # A function ARN names its account; a bare name is the caller's (moto's default).
         arn_parts = name.split(":")
-        account = arn_parts[4] if name.startswith("arn:") and len(arn_parts) > 4 else None
+        is_arn = name.startswith("arn:") and len(arn_parts) > 4
+        account = arn_parts[4] if is_arn else DEFAULT_ACCOUNT_ID
         headers: dict[str, str] = {}
         try:
-            answer = get_backend(account or DEFAULT_ACCOUNT_ID, region).invoke(
+            answer = get_backend(account, region).invoke(
                 name, parameters.get("Qualifier"), parameters.get("Payload") or b"", {}, headers
             )
         except JsonRESTError as exc:  # the Lambda API's own error: an unknown function, say
@@ -481,8 +482,9 @@ def _patch_lambda_invoke_in_process() -> None:
             "StatusCode": 200,
             "ExecutedVersion": headers.get("x-amz-executed-version", "$LATEST"),
         }
+        function_error = headers.get("x-amz-function-error")
         if len(payload) > _MAX_RESPONSE_BYTES:
-            headers["x-amz-function-error"] = "Unhandled"
+            function_error = "Unhandled"
             payload = json.dumps(
                 {
                     "errorType": "Function.ResponseSizeTooLarge",
@@ -490,8 +492,8 @@ def _patch_lambda_invoke_in_process() -> None:
                     f"size ({_MAX_RESPONSE_BYTES} bytes).",
                 }
             ).encode()
-        if "x-amz-function-error" in headers:
-            response["FunctionError"] = headers["x-amz-function-error"]
+        if function_error:
+            response["FunctionError"] = function_error
         try:
             response["Payload"] = json.loads(payload)
         except ValueError:  # not JSON: Step Functions hands the text on as it is
