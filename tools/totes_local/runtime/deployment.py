@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import io
 import json
+import time
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ _ROLE_TRUST = {
 }
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _NOT_FOUND = ("ResourceNotFoundException", "NoSuchEntity", "404", "NoSuchBucket", "NotFound")
+#: A bucket still written to while it is deleted is emptied again, this often, this far apart.
+_BUCKET_DELETE_ATTEMPTS = 5
+_BUCKET_DELETE_PAUSE_S = 0.5
 
 
 def zip_folder(folder: Path) -> bytes:
@@ -74,10 +78,13 @@ def runs_locally(layer_zip: Path) -> bool:
         return not any(name.endswith((".so", ".pyd")) for name in archive.namelist())
 
 
-def _missing(error: Exception) -> bool:
+def _error_code(error: Exception) -> str:
     response = getattr(error, "response", None)
-    code = str((response or {}).get("Error", {}).get("Code", ""))
-    return code in _NOT_FOUND
+    return str((response or {}).get("Error", {}).get("Code", ""))
+
+
+def _missing(error: Exception) -> bool:
+    return _error_code(error) in _NOT_FOUND
 
 
 @dataclass(frozen=True)
@@ -333,21 +340,35 @@ class LocalDeployment:
             sqs.delete_queue(QueueUrl=url["QueueUrl"])
 
     def _delete_bucket(self, name: str) -> None:
+        """Empty the bucket and delete it, emptying again while something still writes.
+
+        An invocation of an execution that already ended (a Map item still running when
+        its Map failed) may put an object between the emptying and the deletion.
+        """
         s3 = self.client("s3")
-        try:
-            pages = s3.get_paginator("list_object_versions").paginate(Bucket=name)
-            for page in pages:
-                doomed = [
-                    {"Key": item["Key"], "VersionId": item["VersionId"]}
-                    for kind in ("Versions", "DeleteMarkers")
-                    for item in page.get(kind, [])
-                ]
-                if doomed:
-                    s3.delete_objects(Bucket=name, Delete={"Objects": doomed, "Quiet": True})
-            s3.delete_bucket(Bucket=name)
-        except Exception as exc:
-            if not _missing(exc):
-                raise
+        for attempt in range(1, _BUCKET_DELETE_ATTEMPTS + 1):
+            try:
+                self._empty_bucket(s3, name)
+                s3.delete_bucket(Bucket=name)
+                return
+            except Exception as exc:
+                if _missing(exc):
+                    return
+                if _error_code(exc) != "BucketNotEmpty" or attempt == _BUCKET_DELETE_ATTEMPTS:
+                    raise
+                time.sleep(_BUCKET_DELETE_PAUSE_S)
+
+    @staticmethod
+    def _empty_bucket(s3: Any, name: str) -> None:
+        pages = s3.get_paginator("list_object_versions").paginate(Bucket=name)
+        for page in pages:
+            doomed = [
+                {"Key": item["Key"], "VersionId": item["VersionId"]}
+                for kind in ("Versions", "DeleteMarkers")
+                for item in page.get(kind, [])
+            ]
+            if doomed:
+                s3.delete_objects(Bucket=name, Delete={"Objects": doomed, "Quiet": True})
 
 
 def _sha256_b64(content: bytes) -> str:
