@@ -26,6 +26,7 @@ from totes.lake.layout import (
     read_state,
     state_key,
 )
+from totes.lake.reusing_session import ReusingSession
 from totes.load import lake_export
 from totes.names import WAREHOUSE_TABLES
 from totes.parquet_objects import read_parquet
@@ -49,7 +50,7 @@ def _catalog(pipeline: Pipeline) -> Any:
         CatalogSettings(bucket=PROCESSED, database=DATABASE),
         s3=pipeline.s3,
         glue=boto3.client("glue", region_name="eu-west-2"),
-        session=boto3.Session(region_name="eu-west-2"),
+        session=ReusingSession(region_name="eu-west-2"),
     )
 
 
@@ -131,7 +132,7 @@ def test_an_idle_catalog_step_reads_one_page_of_tables_and_one_state_per_table(
             CatalogSettings(bucket=PROCESSED, database=DATABASE),
             s3=lake.s3,
             glue=glue,
-            session=boto3.Session(region_name="eu-west-2"),
+            session=ReusingSession(region_name="eu-west-2"),
         )
     finally:
         lake.s3.meta.events.unregister("before-call", unique_id="count")

@@ -22,6 +22,8 @@ once its partitions are registered). A run whose catalog step failed is therefor
 repaired by the next one, and a Glue table deleted by hand is made again; a partition
 deleted by hand comes back when its fact next exports a row. A table that fails does
 not stop the others; the step then raises :class:`LakeCatalogError`, naming each.
+Tables are brought up to date a few at once, the largest first: each one mostly waits
+for S3 and Glue, and merging a snapshot runs in Arrow without the GIL.
 
 This module imports awswrangler, which comes from the AWS-managed AWS SDK for pandas
 layer: only the catalog function loads it.
@@ -30,6 +32,7 @@ layer: only the catalog function loads it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -51,7 +54,7 @@ from totes.lake.layout import (
     table_prefix,
 )
 from totes.lake.reusing_session import ReusingSession
-from totes.names import FACT_TABLES, WAREHOUSE_TABLES, EnvironmentVariable
+from totes.names import FACT_TABLES, WAREHOUSE_TABLES, EnvironmentVariable, largest_first
 from totes.parquet_objects import parquet_bytes, read_parquet
 
 #: Table parameters the catalog step keeps on each dimension's Glue table: the generation
@@ -62,6 +65,8 @@ CHANGES_MERGED: Final = "totes_changes_merged"
 #: exported) when the step last registered the table's partitions.
 EXPORTED_THROUGH: Final = "totes_exported_through"
 _SNAPSHOT_FILE: Final = "data.parquet"
+#: Tables brought up to date at once.
+TABLES_AT_ONCE: Final = 4
 #: What can go wrong with one table and not the others: AWS, awswrangler, a Parquet file,
 #: a lake state document.
 _TABLE_FAILURES: Final = (
@@ -364,9 +369,13 @@ def catalog_lake(
     *,
     s3: Any,
     glue: Any,
-    session: boto3.Session | None = None,
+    session: ReusingSession | None = None,
 ) -> CatalogResult:
     """Bring every table of the lake up to date in the Glue catalog.
+
+    ``session`` is shared by the threads that catalogue tables at once: a
+    :class:`~totes.lake.reusing_session.ReusingSession` makes its clients under a lock
+    (a plain boto3 session is not safe to make clients from in several threads).
 
     Raises
     ------
@@ -378,9 +387,8 @@ def catalog_lake(
     >>> catalog_lake(CatalogRequest(run_id="r"), settings, s3=s3, glue=glue)  # doctest: +SKIP
     CatalogResult(run_id='r', database='totes_lake', tables=[...])
     """
-    session = session or ReusingSession()
+    shared = session or ReusingSession()
     result = CatalogResult(run_id=request.run_id, database=settings.database)
-    failures: dict[str, Exception] = {}
     try:
         described = _glue_tables(glue, settings.database)
     except (BotoCoreError, ClientError) as exc:
@@ -388,10 +396,22 @@ def catalog_lake(
             f"the Glue database {settings.database} cannot be read (the warehouse is "
             f"loaded; the next run tries again): {type(exc).__name__}: {exc}"
         ) from exc
+    with ThreadPoolExecutor(max_workers=TABLES_AT_ONCE) as pool:
+        started = {
+            table: pool.submit(
+                _catalog_fact if table in FACT_TABLES else _catalog_dimension,
+                s3,
+                settings,
+                table,
+                described.get(table),
+                shared,
+            )
+            for table in largest_first(WAREHOUSE_TABLES)
+        }
+    failures: dict[str, Exception] = {}
     for table in WAREHOUSE_TABLES:
-        catalog = _catalog_fact if table in FACT_TABLES else _catalog_dimension
         try:
-            result.tables.append(catalog(s3, settings, table, described.get(table), session))
+            result.tables.append(started[table].result())
         except _TABLE_FAILURES as exc:  # every table gets its turn; all are reported
             failures[table] = exc
     if failures:
