@@ -21,6 +21,7 @@ from totes.lake.catalog import (
     catalog_lake,
 )
 from totes.lake.layout import (
+    CHANGES_PREFIX,
     PARTITION_COLUMN,
     lake_schema,
     read_state,
@@ -28,7 +29,7 @@ from totes.lake.layout import (
 )
 from totes.lake.reusing_session import ReusingSession
 from totes.load import lake_export
-from totes.names import WAREHOUSE_TABLES
+from totes.names import DIMENSION_TABLES, WAREHOUSE_TABLES
 from totes.parquet_objects import read_parquet
 from totes_local.source.mutate import mutate
 
@@ -263,8 +264,10 @@ def test_the_times_of_day_are_text_and_every_other_column_keeps_the_warehouse_ty
 def test_exports_take_a_bite_at_a_time_and_the_lake_still_equals_the_warehouse(
     lake: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given exports that read at most 50 rows at a time
+    # Given exports that read at most 50 rows at a time, and new generations read back
+    # from the warehouse rather than from gold files
     monkeypatch.setattr(lake_export, "EXPORT_BITE", 50)
+    monkeypatch.setattr(lake_export, "GOLD_FILES_PER_NEW_GENERATION", 0)
     # When a first run loads more than that into a dimension and a fact, and the catalog follows
     lake.run()
     _catalog(lake)
@@ -276,4 +279,82 @@ def test_exports_take_a_bite_at_a_time_and_the_lake_still_equals_the_warehouse(
     first_records = {key.rsplit("/", 1)[1] for key in lake.keys("lake/fact_payment/")}
     assert len(first_records) > 2
     # And the lake holds exactly the warehouse's rows
+    _assert_lake_equals_warehouse(lake)
+
+
+def _ledger_files(pipeline: Pipeline) -> dict[str, int]:
+    assert pipeline.warehouse_dsn is not None
+    with connect(pipeline.warehouse_dsn) as conn:
+        counted = conn.execute(
+            "SELECT warehouse_table, count(*) FROM load_ledger GROUP BY warehouse_table"
+        ).fetchall()
+    return {table: int(files) for table, files in counted}
+
+
+def _lose_the_lake(pipeline: Pipeline) -> None:
+    for key in pipeline.keys("lake/"):
+        pipeline.s3.delete_object(Bucket=PROCESSED, Key=key)
+
+
+def test_a_new_generation_is_written_from_the_gold_files_a_change_per_file(
+    lake: Pipeline,
+) -> None:
+    # Given a warehouse loaded by two runs (the source changed in between), then the lake lost
+    lake.run()
+    with connect(lake.source_dsn) as conn:
+        mutate(conn, seed=3, changes=40)
+    lake.run()
+    files = _ledger_files(lake)
+    assert max(files[table] for table in DIMENSION_TABLES if table in files) >= 2
+    _lose_the_lake(lake)
+    # When the next run loads nothing new, and the catalog step follows
+    lake.run()
+    _catalog(lake)
+    # Then each dimension's new generation holds a change per gold file the ledger records
+    for table in DIMENSION_TABLES:
+        if table in files:
+            assert read_state(lake.s3, PROCESSED, table).changes == files[table], table
+    # And the lake equals the warehouse
+    _assert_lake_equals_warehouse(lake)
+
+
+def test_rows_the_gold_files_do_not_account_for_make_a_new_generation_read_the_warehouse(
+    lake: Pipeline,
+) -> None:
+    # Given a loaded warehouse with a currency added by hand (no gold file holds it), and
+    # the lake lost
+    lake.run()
+    assert lake.warehouse_dsn is not None
+    with connect(lake.warehouse_dsn) as conn:
+        conn.execute(
+            "INSERT INTO dim_currency (currency_id, currency_code, currency_name) "
+            "VALUES (999, 'XTS', 'Testing code')"
+        )
+    _lose_the_lake(lake)
+    # When the next run loads nothing new, and the catalog step follows
+    lake.run()
+    _catalog(lake)
+    # Then dim_currency's new generation was read back from the warehouse: the lake holds
+    # the added currency, and nothing of the abandoned attempt is left in its changes
+    state = read_state(lake.s3, PROCESSED, "dim_currency")
+    assert state.changes == 1
+    assert lake.keys(f"{CHANGES_PREFIX}/dim_currency/") == [
+        f"{CHANGES_PREFIX}/dim_currency/{state.generation}/{0:012d}.parquet"
+    ]
+    assert (999, "XTS", "Testing code") in _lake_rows(lake, "dim_currency")
+    _assert_lake_equals_warehouse(lake)
+
+
+def test_a_gold_file_gone_makes_a_new_generation_read_the_warehouse(lake: Pipeline) -> None:
+    # Given a loaded warehouse, then dim_staff's gold file removed by hand and the lake lost
+    lake.run()
+    for key in lake.keys("dim_staff/"):
+        lake.s3.delete_object(Bucket=PROCESSED, Key=key)
+    _lose_the_lake(lake)
+    # When the next run loads nothing new, and the catalog step follows
+    lake.run()
+    _catalog(lake)
+    # Then dim_staff's new generation was read back from the warehouse, and the lake
+    # equals the warehouse
+    assert read_state(lake.s3, PROCESSED, "dim_staff").generation is not None
     _assert_lake_equals_warehouse(lake)

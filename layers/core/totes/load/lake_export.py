@@ -14,10 +14,14 @@ the watermark makes the next export rewrite the same objects, never add others.
 - dim_date (:func:`export_dimension` too) only grows: when it has more rows than the
   watermark says, it is written whole as its next change.
 
-A generation begins with the whole table as the warehouse holds it (change 0), the
-first time the lake sees the table: a lake started beside a loaded warehouse, or one
-whose state was lost with its bucket. Generations are named by time, so a newer one
-sorts after an older one and the catalog knows to rebuild from it.
+A generation begins with the whole table as the warehouse holds it, the first time the
+lake sees the table (a first load, a lake started beside a loaded warehouse, or one
+whose state was lost with its bucket): from the gold files the ledger records, a
+change per file, when there are few, all still there, and their keys are exactly the
+table's rows (a Parquet read, where reading the table back costs a ``COPY`` of every
+row); else read back from the warehouse, a bite of rows per change. Generations are
+named by time, so a newer one sorts after an older one and the catalog knows to
+rebuild from it.
 
 Examples
 --------
@@ -37,6 +41,7 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 from botocore.exceptions import ClientError
 from psycopg import sql
 from pyarrow import csv as pa_csv
@@ -119,6 +124,11 @@ def _copy_out(conn: psycopg.Connection[Any], query: sql.Composable, table: str) 
 
 #: Rows one export reads at a time (a fact's surrogate keys, a dimension's rows).
 EXPORT_BITE = 200_000
+
+
+#: A new generation is written from the ledger's gold files when it records at most this
+#: many (a request each); from more, the table is read back from the warehouse.
+GOLD_FILES_PER_NEW_GENERATION = 16
 
 
 #: Month files of one bite encoded and uploaded at once: Parquet encoding runs in C++
@@ -221,13 +231,70 @@ def export_dimension(conn: psycopg.Connection[Any], s3: Any, bucket: str, table:
 def _begin_generation(
     conn: psycopg.Connection[Any], s3: Any, bucket: str, table: str, state: ExportState
 ) -> int:
-    """Write the whole table, as the warehouse holds it, as the first changes of a new generation.
-
-    A bite of rows per change, in key order, so memory is bounded by the bite.
-    """
+    """Write the whole table, as the warehouse holds it, as a new generation's first changes."""
     # The files applied so far are in what is written now: changes follow the newest.
     loaded_through = warehouse_sql.newest_loaded_at(conn, table)
     generation = _new_generation()
+    written = _generation_from_gold_files(conn, s3, bucket, table, generation)
+    if written is None:
+        written = _generation_from_warehouse(conn, s3, bucket, table, generation)
+    changes, rows = written
+    begun = state.model_copy(
+        update={
+            "generation": generation,
+            "changes": changes,
+            "loaded_through": loaded_through,
+            "rows": rows,
+        }
+    )
+    _save_state(s3, bucket, table, begun)
+    return rows
+
+
+def _generation_from_gold_files(
+    conn: psycopg.Connection[Any], s3: Any, bucket: str, table: str, generation: str
+) -> tuple[int, int] | None:
+    """Write a change per gold file the ledger records, in its order; (changes, rows) or None.
+
+    None, with nothing of it left in the lake, unless every file is there and their keys
+    are exactly as many as the table's rows: then the table holds what upserting the
+    files in order gives, which the catalog's merge of the changes gives too.
+    """
+    if table == warehouse_sql.DATE_DIMENSION:  # no gold files: load derives it
+        return None
+    ledger = warehouse_sql.files_loaded_after(conn, table, None)
+    files = [file for key, _ in ledger if (file := StarFileKey.parse(key)) is not None]
+    if not files or len(files) != len(ledger) or len(files) > GOLD_FILES_PER_NEW_GENERATION:
+        return None
+    written: list[str] = []
+    keys: list[pa.Array] = []
+    rows = 0
+    for number, file in enumerate(files):
+        try:
+            gold = read_star_file(s3, bucket, file)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+                raise
+            break  # a gold file removed by hand
+        written.append(change_key(table, generation, number))
+        _put(s3, bucket, written[-1], gold)
+        keys.extend(gold.column(key_of(table)).chunks)
+        rows += gold.num_rows
+    else:
+        distinct = pc.count_distinct(pa.chunked_array(keys, gold.schema.field(key_of(table)).type))
+        # Rows that came or went outside the ledger: only the warehouse knows them.
+        if distinct.as_py() == warehouse_sql.count_rows(conn, table):
+            return len(files), rows
+    for key in written:
+        s3.delete_object(Bucket=bucket, Key=key)
+    return None
+
+
+def _generation_from_warehouse(
+    conn: psycopg.Connection[Any], s3: Any, bucket: str, table: str, generation: str
+) -> tuple[int, int]:
+    """Write the table read back from the warehouse, a bite of rows per change, in key order,
+    so memory is bounded by the bite; (changes, rows)."""
     key = sql.Identifier(key_of(table))
     written = changes = 0
     after: sql.Composable = sql.SQL("true")
@@ -241,22 +308,12 @@ def _begin_generation(
             break
         last = rows.column(key_of(table))[-1].as_py()
         after = sql.SQL("{} > {}").format(key, sql.Literal(last))
-    begun = state.model_copy(
-        update={
-            "generation": generation,
-            "changes": changes,
-            "loaded_through": loaded_through,
-            "rows": written,
-        }
-    )
-    _save_state(s3, bucket, table, begun)
-    return written
+    return changes, written
 
 
 def _export_dates(conn: psycopg.Connection[Any], s3: Any, bucket: str, state: ExportState) -> int:
     table = warehouse_sql.DATE_DIMENSION
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
-    if (int(row[0]) if row else 0) <= state.rows:
+    if warehouse_sql.count_rows(conn, table) <= state.rows:
         return 0
     rows = _copy_out(conn, _select_as_lake(table, sql.SQL("true")), table)
     _put(s3, bucket, change_key(table, str(state.generation), state.changes), rows)

@@ -411,6 +411,18 @@ def has_rows(conn: psycopg.Connection[Any], table: str) -> bool:
     return bool(row and row[0])
 
 
+def count_rows(conn: psycopg.Connection[Any], table: str) -> int:
+    """The rows ``table`` holds.
+
+    Examples
+    --------
+    >>> count_rows(conn, "dim_currency")  # doctest: +SKIP
+    3
+    """
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _same_version(target: str) -> sql.Composed:
     return sql.SQL(" AND ").join(
         sql.SQL("{} = {}").format(sql.Identifier("staged", key), sql.Identifier("present", key))
