@@ -7,7 +7,9 @@ the watermark makes the next export rewrite the same objects, never add others.
 
 - Facts (:func:`export_facts`): the rows whose surrogate key lies above the watermark.
   Loads of a table hold its lock, which numbers its rows in commit order, so "above the
-  watermark" is exactly what the lake lacks.
+  watermark" is exactly what the lake lacks. Rows a load numbered itself and just
+  committed are written from memory when they are exactly what the lake lacks next
+  (:func:`export_committed_facts`): the same objects, without reading them back.
 - Dimensions (:func:`export_dimension`): one *change* per gold file the ledger records
   since the watermark (``loaded_at``, stamped after the lock: commit order), holding
   that file's rows, numbered in order within a *generation*.
@@ -58,6 +60,7 @@ from totes.lake.layout import (
     lake_schema,
     read_state,
     state_key,
+    to_lake,
 )
 from totes.load import warehouse_sql
 from totes.load.star_zone import StarFileKey, read_star_file
@@ -184,6 +187,48 @@ def export_facts(conn: psycopg.Connection[Any], s3: Any, bucket: str, table: str
         )
         exported += rows.num_rows
     return exported
+
+
+def export_committed_facts(
+    conn: psycopg.Connection[Any], s3: Any, bucket: str, table: str, rows: pa.Table
+) -> int:
+    """Write fact rows a load numbered and just committed, if the lake lacks exactly them next.
+
+    ``rows`` hold the star columns and consecutive surrogate keys (see
+    :func:`totes.load.warehouse_sql.reserve_record_keys`). When the lake's watermark is
+    the newest key below them, they are written in the bites, and under the names,
+    :func:`export_facts` would read them back in; otherwise nothing is written (0) and
+    :func:`export_facts` catches up from the warehouse. Call it holding the table's lock,
+    in a transaction, after the commit of the rows.
+
+    Raises
+    ------
+    LakeExportConflictError
+        The watermark changed meanwhile (a load without the lock).
+    """
+    key = FACT_RECORD_KEYS[table]
+    first = int(rows.column(key)[0].as_py())
+    last = first + rows.num_rows - 1
+    row = conn.execute(
+        sql.SQL("SELECT coalesce(max({key}), 0) FROM {table} WHERE {key} < %s").format(
+            key=sql.Identifier(key), table=sql.Identifier(table)
+        ),
+        (first,),
+    ).fetchone()
+    state = read_state(s3, bucket, table)
+    if row is None or state.exported_through != row[0]:
+        return 0
+    lake_rows = to_lake(rows, table).select(lake_schema(table).names).cast(lake_schema(table))
+    written = 0
+    while state.exported_through < last:
+        through = min(last, state.exported_through + EXPORT_BITE)
+        bite = lake_rows.slice(written, through - first + 1 - written)
+        _put_all(s3, bucket, fact_files(table, bite, state.exported_through + 1))
+        state = _save_state(
+            s3, bucket, table, state.model_copy(update={"exported_through": through})
+        )
+        written += bite.num_rows
+    return written
 
 
 def _new_generation() -> str:

@@ -71,8 +71,9 @@ from totes.errors import (
 )
 from totes.findings import MAX_EXAMPLES, Finding, FindingKind, Stage, merge
 from totes.key_runs import has_repeated_key, last_of_each_key
+from totes.lake.layout import FACT_RECORD_KEYS
 from totes.load import warehouse_sql
-from totes.load.lake_export import export_dimension, export_facts
+from totes.load.lake_export import export_committed_facts, export_dimension, export_facts
 from totes.load.star_zone import (
     RejectedRow,
     StarFileKey,
@@ -230,6 +231,8 @@ class FileOutcome:
     #: The rejected (or, for a deferred file, waiting) rows by cause.
     findings: tuple[Finding, ...] = ()
     duration_ms: float = 0.0
+    #: Rows written to the lake right after the commit, from memory.
+    rows_exported: int = 0
 
     @property
     def rows_skipped(self) -> int:
@@ -420,7 +423,9 @@ def load_target(
                 fk_triggers=result.fk_triggers,
                 written_now={file.rejects_key for file in result.files if file.rejects_key},
             )
-        result.rows_exported = _export_to_lake(conn, s3, settings.bucket, request.target)
+        result.rows_exported = sum(file.rows_exported for file in result.files) + _export_to_lake(
+            conn, s3, settings.bucket, request.target
+        )
         if request.target in FACT_TABLES:
             result.newest_last_updated = warehouse_sql.newest_version(conn, request.target)
     if result.newest_last_updated is not None:
@@ -545,26 +550,33 @@ def _apply_file_once(
             return FileOutcome(key=file.key, rows_in_file=rows.num_rows, applied_elsewhere=True)
         rejected: list[RejectedRow] = []
         rejects_key: str | None = None
+        numbered: pa.Table | None = None
         if target in DIMENSION_TABLES:
             key = [DIMENSION_KEYS[target]]
             if warehouse_sql.has_rows(conn, target) or has_repeated_key(rows, key):
                 warehouse_sql.stage_rows(conn, target, csv_chunks(rows))
                 loaded = warehouse_sql.upsert_dimension(conn, target)
             else:  # every row is new
-                loaded = warehouse_sql.copy_rows(conn, target, rows_as_csv(rows))
+                loaded = warehouse_sql.copy_rows(conn, target, rows.column_names, rows_as_csv(rows))
         else:
-            loaded, rejected = _apply_facts(conn, file, rows, fk_triggers=fk_triggers)
+            loaded, rejected, numbered = _apply_facts(conn, file, rows, fk_triggers=fk_triggers)
             if rejected and not may_reject:
                 raise _WaitForReferencesError(rejected)
             if rejected:
                 rejects_key = write_rejects(s3, bucket, file.rejects_key, rows, rejected)
         warehouse_sql.record_applied(conn, file.key, loaded)
+    exported = 0
+    if numbered is not None:
+        with conn.transaction():
+            warehouse_sql.lock_target(conn, target)
+            exported = export_committed_facts(conn, s3, bucket, target, numbered)
     return FileOutcome(
         key=file.key,
         rows_in_file=rows.num_rows,
         rows_loaded=loaded,
         rows_rejected=len(rejected),
         rejects_key=rejects_key,
+        rows_exported=exported,
         findings=(
             _findings(FindingKind.ROWS_REJECTED, file, rows, rejected, where=rejects_key)
             if rejects_key
@@ -618,7 +630,9 @@ def _replay_quarantine(
         _extend_dim_date(conn, request.target, rows)
         with conn.transaction():
             warehouse_sql.lock_target(conn, request.target)
-            loaded, still_missing = _apply_facts(conn, quarantined, rows, fk_triggers=fk_triggers)
+            loaded, still_missing, _ = _apply_facts(
+                conn, quarantined, rows, fk_triggers=fk_triggers
+            )
             if len(still_missing) == rows.num_rows:
                 raise psycopg.Rollback  # nothing can go in yet: leave everything as it was
         if len(still_missing) < rows.num_rows:
@@ -689,12 +703,14 @@ def _extend_dim_date(conn: psycopg.Connection[Any], target: str, rows: pa.Table)
 
 def _apply_facts(
     conn: psycopg.Connection[Any], file: StarFileKey, rows: pa.Table, *, fk_triggers: bool
-) -> tuple[int, list[RejectedRow]]:
-    """Insert a fact file's new versions; return how many went in and the rejected rows.
+) -> tuple[int, list[RejectedRow], pa.Table | None]:
+    """Insert a fact file's new versions; return how many went in, the rejected rows, and the
+    rows copied straight in with the surrogate keys they were given (None if staged).
 
     Unless the fact table is empty, only the version keys are copied first, to count
     the versions the warehouse already holds; only the rows it lacks are checked and
-    copied whole: straight into the table when nothing is missing, else through a stage.
+    copied whole: straight into the table, numbered, when nothing is missing, else
+    through a stage.
     """
     target = file.table
     present = 0
@@ -703,7 +719,7 @@ def _apply_facts(
         warehouse_sql.stage_rows(conn, target, binary_chunks(keys), keys_only=True)
         present = warehouse_sql.count_present_versions(conn, target)
     if present == rows.num_rows:
-        return 0, []
+        return 0, [], None
     if present:
         new_positions = pa.array(warehouse_sql.new_positions(conn, target), pa.int64())
         new = rows.take(new_positions)
@@ -715,11 +731,21 @@ def _apply_facts(
     if not missing:
         in_order = new.sort_by([(column, "ascending") for column in version])
         if pc.all(last_of_each_key(in_order, version)).as_py():
-            # Every row goes in: straight into the table, in the order a staged insert takes.
-            copied = warehouse_sql.copy_rows(
-                conn, target, rows_as_csv(in_order), fk_triggers=fk_triggers
+            # Every row goes in: straight into the table, in the order a staged insert
+            # takes, numbered here so that the lake export need not read them back.
+            first = warehouse_sql.reserve_record_keys(conn, target, in_order.num_rows)
+            record_key = pa.field(FACT_RECORD_KEYS[target], pa.int32(), nullable=False)
+            numbered = in_order.add_column(
+                0, record_key, pa.array(range(first, first + in_order.num_rows), pa.int32())
             )
-            return copied, []
+            copied = warehouse_sql.copy_rows(
+                conn,
+                target,
+                numbered.column_names,
+                rows_as_csv(numbered),
+                fk_triggers=fk_triggers,
+            )
+            return copied, [], numbered
     warehouse_sql.stage_rows(conn, target, csv_chunks(new, new_positions))
     rejected: list[RejectedRow] = []
     if missing:
@@ -737,4 +763,5 @@ def _apply_facts(
                 f"rows of {', '.join(vanished)} that {file.key} references were deleted "
                 "during the load; the file stays pending"
             )
-    return warehouse_sql.insert_facts(conn, target, fk_triggers=fk_triggers), rejected
+    loaded = warehouse_sql.insert_facts(conn, target, fk_triggers=fk_triggers)
+    return loaded, rejected, None

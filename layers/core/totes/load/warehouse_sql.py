@@ -14,7 +14,7 @@ is set-based SQL over these tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, Final
 
@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 from totes.db import identifiers
+from totes.lake.layout import FACT_RECORD_KEYS
 from totes.load.star_zone import FILE_ROW, RejectedRow, fact_references
 from totes.names import FACT_TABLES, LOAD_LEDGER_TABLE
 from totes.warehouse.star import (
@@ -295,21 +296,54 @@ def stage_rows(
         return cursor.rowcount
 
 
-def copy_rows_statement(target: str) -> sql.Composed:
-    """``COPY ... FROM STDIN`` of rows straight into the target (its star columns, as CSV).
+def copy_rows_statement(target: str, columns: Sequence[str]) -> sql.Composed:
+    """``COPY ... FROM STDIN`` of rows straight into the target (``columns``, as CSV).
 
     Examples
     --------
-    >>> copy_rows_statement("dim_payment_type").as_string()
+    >>> copy_rows_statement("dim_payment_type", ["payment_type_id", "payment_type_name"]
+    ...                     ).as_string()
     'COPY "dim_payment_type" ("payment_type_id", "payment_type_name") FROM STDIN (FORMAT csv)'
     """
     return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-        sql.Identifier(target), identifiers(_columns(target))
+        sql.Identifier(target), identifiers(columns)
     )
 
 
+def reserve_record_keys(conn: psycopg.Connection[Any], target: str, count: int) -> int:
+    """Take ``count`` consecutive surrogate keys from a fact table's sequence; return the first.
+
+    Rows copied with these keys are numbered before they go in, so the load knows each
+    row's key without reading it back. Call it holding the table's lock: the other
+    users of the sequence are loads of the table, which wait for it.
+
+    Examples
+    --------
+    >>> reserve_record_keys(conn, "fact_sales_order", 3)  # doctest: +SKIP
+    11176
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    sequence = sql.SQL("pg_get_serial_sequence({}, {})").format(
+        sql.Literal(target), sql.Literal(FACT_RECORD_KEYS[target])
+    )
+    row = conn.execute(
+        sql.SQL("SELECT setval({seq}, nextval({seq}) + {more})").format(
+            seq=sequence, more=sql.Literal(count - 1)
+        )
+    ).fetchone()
+    if row is None:
+        raise RuntimeError("setval gave no row")
+    return int(row[0]) - count + 1
+
+
 def copy_rows(
-    conn: psycopg.Connection[Any], target: str, chunks: Iterable[Any], *, fk_triggers: bool = True
+    conn: psycopg.Connection[Any],
+    target: str,
+    columns: Sequence[str],
+    chunks: Iterable[Any],
+    *,
+    fk_triggers: bool = True,
 ) -> int:
     """COPY rows straight into the target table, without a stage; return how many went in.
 
@@ -319,20 +353,24 @@ def copy_rows(
 
     Parameters
     ----------
+    columns
+        The columns of the rows, in order: the star columns, and a fact's surrogate key
+        when :func:`reserve_record_keys` numbered them.
     chunks
-        The star columns, as :func:`~totes.load.star_zone.rows_as_csv` renders them.
+        The rows, as :func:`~totes.load.star_zone.rows_as_csv` renders them.
     fk_triggers
         As :func:`insert_facts`.
 
     Examples
     --------
-    >>> copy_rows(conn, "dim_staff", rows_as_csv(rows))  # doctest: +SKIP
+    >>> copy_rows(conn, "dim_staff", rows.column_names, rows_as_csv(rows))  # doctest: +SKIP
     20
     """
     if not fk_triggers:
         conn.execute("SET LOCAL session_replication_role = replica")
     with conn.cursor() as cursor:
-        with cursor.copy(copy_rows_statement(target), writer=QueuedLibpqWriter(cursor)) as copy:
+        statement = copy_rows_statement(target, columns)
+        with cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
             for chunk in chunks:
                 copy.write(chunk)
         copied = cursor.rowcount
