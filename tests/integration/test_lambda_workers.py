@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from totes_local.runtime.emf import MetricDatum
+from totes_local.runtime.lambda_bootstrap import ABSENT_PACKAGES_VARIABLE
 from totes_local.runtime.lambda_workers import FunctionSnapshot, LogSink, WorkerPool
 
 HANDLER = textwrap.dedent(
@@ -36,7 +37,9 @@ HANDLER = textwrap.dedent(
 )
 
 
-def _snapshot(source: str, *, timeout_s: float = 5.0) -> FunctionSnapshot:
+def _snapshot(
+    source: str, *, timeout_s: float = 5.0, environment: dict[str, str] | None = None
+) -> FunctionSnapshot:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("handler.py", source)
@@ -47,7 +50,7 @@ def _snapshot(source: str, *, timeout_s: float = 5.0) -> FunctionSnapshot:
         handler="handler.handler",
         timeout_s=timeout_s,
         memory_mb=128,
-        environment={},
+        environment=environment or {},
         code=code,
         code_sha256=hashlib.sha256(code).hexdigest(),
         layers=(),
@@ -145,3 +148,39 @@ def test_a_slow_init_phase_does_not_count_against_the_timeout_and_is_reported_ap
     assert len(reports) == 1
     assert reports[0]["init_duration_ms"] >= 1500
     assert reports[0]["duration_ms"] < 1000
+
+
+CONVERTING_HANDLER = textwrap.dedent(
+    """
+    import sys
+
+    import pyarrow as pa
+
+    def handler(event, context):
+        pa.array([1, 2, None])  # pyarrow imports pandas here, when it can
+        return {"imported": sorted({"numpy", "pandas"} & set(sys.modules))}
+    """
+)
+
+
+def test_packages_the_layers_would_not_hold_cannot_be_imported_and_are_not_imported_by_others(
+    pool: tuple[WorkerPool, list[MetricDatum], Path],
+) -> None:
+    workers, _, _ = pool
+    hidden = {ABSENT_PACKAGES_VARIABLE: "pandas,numpy"}
+    # Given a function whose layers hold pyarrow but not pandas nor numpy, which the local
+    # environment has
+    converting = _snapshot(CONVERTING_HANDLER, environment=hidden)
+    # When it converts Python values to Arrow, as every transform does
+    payload, headers = _invoke(workers, converting, {})
+    # Then it works without them, as in Lambda, and neither was imported
+    assert "x-amz-function-error" not in headers
+    assert payload == {"imported": []}
+    # And a function that imports one outright fails to import, as Lambda reports it
+    importing = _snapshot("import pandas.core.api\n" + HANDLER, environment=hidden)
+    failed, headers = _invoke(workers, importing, {})
+    assert failed["errorType"] == "Runtime.ImportModuleError"
+    assert "No module named 'pandas'" in failed["errorMessage"]
+    # While a function whose layers hold them (no variable) imports them as before
+    unhidden, _ = _invoke(workers, _snapshot(CONVERTING_HANDLER), {})
+    assert unhidden == {"imported": ["numpy", "pandas"]}

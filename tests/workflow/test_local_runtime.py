@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 
 from totes_local.runtime.assembly import CloudAssembly
+from totes_local.runtime.deployment import SDK_FOR_PANDAS_ONLY, absent_packages
 from totes_local.runtime.emf import parse_emf
 from totes_local.runtime.graph import markdown_report, mermaid_flowchart
 from totes_local.runtime.history import HistoryFollower, Outcome, read_history, state_tree
+from totes_local.runtime.lambda_bootstrap import ABSENT_PACKAGES_VARIABLE
 from totes_local.runtime.moto_patches import aws_timestamp
 from totes_local.runtime.platform import LocalPlatform
 
@@ -47,6 +49,25 @@ def test_every_token_of_the_template_points_at_a_local_resource(
     assert ingest.environment["WATERMARK_TABLE"] in tables
     assert (ingest.code / "handler.py").is_file()
     assert any(bucket.versioned for bucket in platform.buckets)
+
+
+def test_only_the_function_with_the_sdk_for_pandas_layer_may_import_what_only_it_holds(
+    cloud_assembly: CloudAssembly,
+) -> None:
+    platform = LocalPlatform.from_assembly(cloud_assembly)
+    # When the functions of the template are deployed locally
+    hidden = {
+        function.logical_id.removeprefix("Functions")[:-8]: absent_packages(function)
+        for function in platform.functions
+    }
+    # Then the catalog step (AWS SDK for pandas layer) imports awswrangler, pandas, numpy;
+    # no other function can, as in Lambda, where their layers do not hold them
+    assert hidden.pop("Catalog") == {}
+    assert hidden.keys() >= {"Ingest", "Transform", "Load", "Progress"}
+    assert all(
+        variables == {ABSENT_PACKAGES_VARIABLE: ",".join(SDK_FOR_PANDAS_ONLY)}
+        for variables in hidden.values()
+    )
 
 
 def test_a_handler_exception_comes_back_as_the_lambda_service_reports_it(

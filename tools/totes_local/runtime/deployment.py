@@ -12,8 +12,9 @@ Layers: a layer whose zip holds compiled extensions built for Lambda's Python
 (the dependencies layer) is not uploaded; the workers take third-party packages
 from the local environment instead. The public Powertools layer and the AWS-managed
 AWS SDK for pandas layer are not assets of the assembly and are likewise taken from
-the local environment. Athena has no local service: the lake is queried locally with
-DuckDB (``totes lake query``).
+the local environment; what only the latter holds (awswrangler, pandas, numpy) a
+function without that layer cannot import (see :data:`SDK_FOR_PANDAS_ONLY`). Athena
+has no local service: the lake is queried locally with DuckDB (``totes lake query``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from totes_local.runtime.lambda_bootstrap import ABSENT_PACKAGES_VARIABLE
 from totes_local.runtime.platform import LocalFunctionSpec, LocalLayer, LocalPlatform
 
 _ROLE_TRUST = {
@@ -42,10 +44,32 @@ _ROLE_TRUST = {
     ],
 }
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+#: The SSM parameters naming the AWS SDK for pandas layer start so.
+_SDK_FOR_PANDAS_LAYER = "/aws/service/aws-sdk-pandas/"
+#: Packages of the local environment that stand in for the AWS SDK for pandas layer
+#: alone: the pipeline's own layers do not ship them. A function without that layer
+#: cannot import them, as in Lambda (pyarrow would import numpy, and pandas on its
+#: first conversion of Python objects: 0.4 s of each cold start, and memory, that
+#: Lambda does not spend).
+SDK_FOR_PANDAS_ONLY = ("awswrangler", "pandas", "numpy")
 _NOT_FOUND = ("ResourceNotFoundException", "NoSuchEntity", "404", "NoSuchBucket", "NotFound")
 #: A bucket still written to while it is deleted is emptied again, this often, this far apart.
 _BUCKET_DELETE_ATTEMPTS = 5
 _BUCKET_DELETE_PAUSE_S = 0.5
+
+
+def absent_packages(spec: LocalFunctionSpec) -> dict[str, str]:
+    """The variable that hides from a function's workers what its layers would not hold.
+
+    Examples
+    --------
+    >>> absent_packages(LocalFunctionSpec("F", "f", "arn", "handler.handler", Path("."), {},
+    ...                                   128, 3, "/aws/lambda/f"))
+    {'TOTES_LOCAL_ABSENT_PACKAGES': 'awswrangler,pandas,numpy'}
+    """
+    if any(layer.startswith(_SDK_FOR_PANDAS_LAYER) for layer in spec.public_layers):
+        return {}
+    return {ABSENT_PACKAGES_VARIABLE: ",".join(SDK_FOR_PANDAS_ONLY)}
 
 
 def zip_folder(folder: Path) -> bytes:
@@ -258,6 +282,7 @@ class LocalDeployment:
                 "Variables": {
                     **spec.environment,
                     **self.function_environment.get(spec.logical_id, {}),
+                    **absent_packages(spec),
                 }
             },
             "Layers": [arn for arn in (layer_arns.get(i) for i in spec.layers) if arn],

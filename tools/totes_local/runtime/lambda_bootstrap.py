@@ -16,7 +16,9 @@ handler once (the cold start) and then answers invocations one at a time:
   ``errorMessage``, ``stackTrace``);
 - the handler's stdout and stderr are the worker's own: the service reads them
   into the log file. After each invocation a marker line on both streams tells
-  the service that the invocation's output is complete.
+  the service that the invocation's output is complete;
+- the packages named in ``TOTES_LOCAL_ABSENT_PACKAGES`` (comma-separated) cannot be
+  imported: the local environment holds them, the function's layers would not.
 
 Nothing here imports from ``totes_local``: the process holds what Lambda would.
 """
@@ -24,6 +26,8 @@ Nothing here imports from ``totes_local``: the process holds what Lambda would.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import json
 import os
 import sys
@@ -35,6 +39,28 @@ from typing import Any
 
 #: Written on stdout and stderr after each invocation, followed by the request id.
 END_OF_OUTPUT = "\x1etotes-local-end-of-invocation "
+#: Top-level packages the function cannot import (comma-separated).
+ABSENT_PACKAGES_VARIABLE = "TOTES_LOCAL_ABSENT_PACKAGES"
+
+
+class AbsentPackages(importlib.abc.MetaPathFinder):
+    """Makes packages the function's layers would not hold fail to import, as in Lambda.
+
+    Some packages import others when they can: pyarrow imports numpy, and pandas on
+    its first conversion of Python objects. Hidden, they are not imported, as in an
+    environment without them.
+    """
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+
+    def find_spec(
+        self, fullname: str, path: Any = None, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        """Refuse a hidden package and its modules; leave every other name to the next finder."""
+        if fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named '{fullname}'", name=fullname)
+        return None
 
 
 class LambdaContext:
@@ -98,6 +124,9 @@ def main(argv: list[str]) -> int:
     task_root = os.environ["LAMBDA_TASK_ROOT"]
     layers = [p for p in os.environ.get("TOTES_LOCAL_LAYER_PATHS", "").split(os.pathsep) if p]
     sys.path[:0] = [task_root, *layers]
+    absent = frozenset(filter(None, os.environ.get(ABSENT_PACKAGES_VARIABLE, "").split(",")))
+    if absent:
+        sys.meta_path.insert(0, AbsentPackages(absent))
     started = time.perf_counter()
     handler, init_error = _load_handler()
     responses.write(json.dumps({"init_ms": (time.perf_counter() - started) * 1000}) + "\n")

@@ -111,6 +111,9 @@ class LocalFunctionSpec:
     #: Logical ids of the stack's layers the function uses, in the template's order.
     layers: tuple[str, ...] = ()
     runtime: str = "python3.12"
+    #: The public SSM parameters naming the layers the function uses that are not the
+    #: stack's own (``/aws/service/powertools/...``, ``/aws/service/aws-sdk-pandas/...``).
+    public_layers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -398,6 +401,12 @@ class _Resolver:
             if isinstance(layer, dict)
             and self.resources.get(str(layer.get("Ref")), {}).get("Type") == _LAYER
         )
+        parameters = self.assembly.template.get("Parameters", {})
+        public_layers = tuple(
+            str(parameters[layer["Ref"]].get("Default", ""))
+            for layer in properties.get("Layers", [])
+            if isinstance(layer, dict) and layer.get("Ref") in parameters
+        )
         log_group = properties.get("LoggingConfig", {}).get("LogGroup")
         name = self._name(logical_id)
         return LocalFunctionSpec(
@@ -412,6 +421,7 @@ class _Resolver:
             log_group=str(self.resolve(log_group)) if log_group else f"/aws/lambda/{name}",
             layers=layers,
             runtime=str(properties.get("Runtime", "python3.12")),
+            public_layers=public_layers,
         )
 
     def _layer(self, logical_id: str) -> LocalLayer:
