@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -654,6 +654,26 @@ def test_a_fresh_fact_file_waits_for_a_dimension_row_that_may_still_arrive(
     assert later.rows_loaded == 2
     assert later.rows_rejected == 0
     assert [row["sales_order_id"] for row in warehouse.rows("fact_sales_order")] == [1, 2]
+
+
+def test_the_freshness_lag_counts_the_rows_that_went_in_and_not_those_rejected(
+    warehouse: Warehouse,
+) -> None:
+    # Given facts loaded, then a file whose newest row references a design that does not exist
+    warehouse.load_dimensions()
+    warehouse.put("fact_sales_order", "exec-1", [sales_order(1), sales_order(2, version=1)])
+    first = warehouse.load("fact_sales_order", "exec-1")
+    warehouse.put(
+        "fact_sales_order", "exec-2", [sales_order(3, version=2), sales_order(4, 5, design_id=9)]
+    )
+    # When it is loaded, and a run with nothing new follows
+    second = warehouse.load("fact_sales_order", "exec-2")
+    idle = warehouse.load("fact_sales_order", "exec-3")
+    # Then the newest version is that of the newest row in the warehouse, run after run
+    newest = datetime.combine(UPDATED[0], UPDATED[1])
+    assert first.newest_last_updated == newest + timedelta(days=1)
+    assert second.rows_rejected == 1
+    assert second.newest_last_updated == idle.newest_last_updated == newest + timedelta(days=2)
 
 
 def test_quarantined_facts_are_replayed_as_soon_as_their_dimension_rows_arrive(

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import date, datetime, time
 from decimal import Decimal
 
 import psycopg
 import pytest
 
 from totes.db import connect
-from totes.names import DIMENSION_TABLES, FACT_TABLES, LOAD_LEDGER_TABLE, WAREHOUSE_TABLES
+from totes.names import (
+    DIMENSION_TABLES,
+    FACT_TABLES,
+    LOAD_LEDGER_TABLE,
+    NEWEST_VERSIONS_TABLE,
+    WAREHOUSE_TABLES,
+)
 from totes.warehouse.schema import init_warehouse
 
 DAY = date(2024, 11, 14)
@@ -50,7 +56,7 @@ def test_init_creates_every_warehouse_table_and_the_ledger(warehouse_dsn: str) -
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
             )
         }
-    assert tables == {*WAREHOUSE_TABLES, LOAD_LEDGER_TABLE}
+    assert tables == {*WAREHOUSE_TABLES, LOAD_LEDGER_TABLE, NEWEST_VERSIONS_TABLE}
     assert len(DIMENSION_TABLES) == 8
     assert len(FACT_TABLES) == 3
 
@@ -100,3 +106,32 @@ def test_time_columns_keep_milliseconds(warehouse_dsn: str) -> None:
         _insert_sales_fact(conn, time(23, 59, 59, 999_000))
         stored = conn.execute("SELECT last_updated_time FROM fact_sales_order").fetchone()
     assert stored == (time(23, 59, 59, 999_000),)
+
+
+def test_init_gives_a_warehouse_made_before_newest_versions_its_facts_newest_version(
+    warehouse_dsn: str,
+) -> None:
+    # Given a warehouse as an earlier release made it: facts, an index on their
+    # last_updated, and no record of the newest version
+    with connect(warehouse_dsn) as conn:
+        _seed_dimensions(conn)
+        _insert_sales_fact(conn, time(10, 0, 0, 123_000))
+        _insert_sales_fact(conn, time(11, 30, 0, 250_000))
+        conn.execute(f"DROP TABLE {NEWEST_VERSIONS_TABLE}")
+        conn.execute(
+            "CREATE INDEX fact_sales_order_newest "
+            "ON fact_sales_order (last_updated_date DESC, last_updated_time DESC)"
+        )
+    # When init runs
+    with connect(warehouse_dsn) as conn:
+        created = init_warehouse(conn)
+        newest = conn.execute(f"SELECT fact_table, last_updated FROM {NEWEST_VERSIONS_TABLE}")
+        kept = newest.fetchall()
+        indexes = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'fact_sales_order'"
+        ).fetchall()
+    # Then the newest version of each fact table that has rows is recorded, and the index,
+    # which every load paid for, is gone
+    assert created == [NEWEST_VERSIONS_TABLE]
+    assert kept == [("fact_sales_order", datetime.combine(DAY, time(11, 30, 0, 250_000)))]
+    assert ("fact_sales_order_newest",) not in indexes

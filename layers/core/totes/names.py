@@ -127,6 +127,8 @@ WATERMARK_PARTITION_KEY: Final = "table_name"
 
 #: The warehouse table that records every loaded gold file (exactly-once loads).
 LOAD_LEDGER_TABLE: Final = "load_ledger"
+#: The warehouse table that keeps each fact table's newest ``last_updated`` (freshness).
+NEWEST_VERSIONS_TABLE: Final = "newest_versions"
 
 #: Secrets Manager names of the database credentials (JSON: host, port, user,
 #: password, database).

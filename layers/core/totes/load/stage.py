@@ -93,6 +93,7 @@ from totes.names import (
     DIMENSION_TABLES,
     FACT_TABLES,
     LOAD_LEDGER_TABLE,
+    NEWEST_VERSIONS_TABLE,
     EnvironmentVariable,
 )
 from totes.warehouse.star import DIMENSION_KEYS, FACT_REFERENCES, FACT_VERSION_KEYS
@@ -438,7 +439,7 @@ def load_target(
 def _require_tables(conn: psycopg.Connection[Any], target: str) -> None:
     needed = [target, LOAD_LEDGER_TABLE]
     if target in FACT_TABLES:
-        needed.append(warehouse_sql.DATE_DIMENSION)
+        needed.extend([NEWEST_VERSIONS_TABLE, warehouse_sql.DATE_DIMENSION])
         needed.extend(dimension for dimension, _ in FACT_REFERENCES[target].values())
     missing = warehouse_sql.missing_tables(conn, dict.fromkeys(needed))
     if missing:
@@ -745,9 +746,11 @@ def _apply_facts(
                 rows_as_csv(numbered),
                 fk_triggers=fk_triggers,
             )
+            warehouse_sql.raise_newest_version(conn, target, in_order)
             return copied, [], numbered
     warehouse_sql.stage_rows(conn, target, csv_chunks(new, new_positions))
     rejected: list[RejectedRow] = []
+    going_in = new
     if missing:
         rejected = warehouse_sql.quarantine_missing_references(conn, target)
         # Rows that appeared since the first lock are locked now; none may be missing.
@@ -756,7 +759,8 @@ def _apply_facts(
                 new_positions, value_set=pa.array([row.position for row in rejected], pa.int64())
             )
         )
-        references = referenced_values(new.filter(kept), target)
+        going_in = new.filter(kept)
+        references = referenced_values(going_in, target)
         vanished = warehouse_sql.lock_references(conn, target, references)
         if vanished:
             raise ReferencedRowDeletedError(
@@ -764,4 +768,5 @@ def _apply_facts(
                 "during the load; the file stays pending"
             )
     loaded = warehouse_sql.insert_facts(conn, target, fk_triggers=fk_triggers)
+    warehouse_sql.raise_newest_version(conn, target, going_in)
     return loaded, rejected, None

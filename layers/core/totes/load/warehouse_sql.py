@@ -20,13 +20,14 @@ from typing import Any, Final
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 from totes.db import identifiers
 from totes.lake.layout import FACT_RECORD_KEYS
 from totes.load.star_zone import FILE_ROW, RejectedRow, fact_references
-from totes.names import FACT_TABLES, LOAD_LEDGER_TABLE
+from totes.names import FACT_TABLES, LOAD_LEDGER_TABLE, NEWEST_VERSIONS_TABLE
 from totes.warehouse.star import (
     DIMENSION_KEYS,
     FACT_VERSION_KEYS,
@@ -801,6 +802,31 @@ def insert_facts(conn: psycopg.Connection[Any], target: str, *, fk_triggers: boo
     return inserted
 
 
+def raise_newest_version(conn: psycopg.Connection[Any], target: str, rows: pa.Table) -> None:
+    """Raise a fact table's newest version to the newest of ``rows``, which went in.
+
+    Call it in the transaction that inserts the rows: the freshness lag then never
+    counts a row that is not committed, nor misses one that is.
+
+    Examples
+    --------
+    >>> raise_newest_version(conn, "fact_sales_order", rows)  # doctest: +SKIP
+    """
+    if not rows.num_rows:
+        return
+    dates = rows.column("last_updated_date")
+    newest_date = pc.max(dates)
+    newest_time = pc.max(rows.column("last_updated_time").filter(pc.equal(dates, newest_date)))
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {table} AS kept (fact_table, last_updated) VALUES (%s, %s) "
+            "ON CONFLICT (fact_table) DO UPDATE "
+            "SET last_updated = greatest(kept.last_updated, EXCLUDED.last_updated)"
+        ).format(table=sql.Identifier(NEWEST_VERSIONS_TABLE)),
+        (target, datetime.combine(newest_date.as_py(), newest_time.as_py())),
+    )
+
+
 def newest_version(conn: psycopg.Connection[Any], target: str) -> datetime | None:
     """The newest ``last_updated`` (date and time) in a fact table, or None when it is empty.
 
@@ -812,9 +838,9 @@ def newest_version(conn: psycopg.Connection[Any], target: str) -> datetime | Non
     if target not in FACT_TABLES:
         raise ValueError(f"{target!r} is not a fact table")
     row = conn.execute(
-        sql.SQL(
-            "SELECT last_updated_date + last_updated_time FROM {} "
-            "ORDER BY last_updated_date DESC, last_updated_time DESC LIMIT 1"
-        ).format(sql.Identifier(target))
+        sql.SQL("SELECT last_updated FROM {} WHERE fact_table = %s").format(
+            sql.Identifier(NEWEST_VERSIONS_TABLE)
+        ),
+        (target,),
     ).fetchone()
     return row[0] if row else None
