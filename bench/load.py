@@ -63,9 +63,14 @@ STEPS = (
     (warehouse_sql, "new_positions"),
     (warehouse_sql, "extend_dim_date"),
     (warehouse_sql, "lock_references"),
+    (warehouse_sql, "reserve_record_keys"),
+    (warehouse_sql, "copy_rows"),
     (warehouse_sql, "quarantine_missing_references"),
     (warehouse_sql, "insert_facts"),
     (warehouse_sql, "upsert_dimension"),
+    (warehouse_sql, "raise_newest_version"),
+    (load_stage, "export_committed_facts"),
+    (load_stage, "_export_to_lake"),
     (warehouse_sql, "newest_version"),
 )
 

@@ -10,7 +10,6 @@ which makes each client once.
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from totes.lake.catalog import CatalogRequest, CatalogSettings, catalog_lake
@@ -19,7 +18,7 @@ from totes.observability import logger
 
 
 @cache
-def _session() -> boto3.Session:
+def _session() -> ReusingSession:
     """One session per container, whose clients warm invocations and awswrangler reuse."""
     return ReusingSession()
 

@@ -8,6 +8,7 @@ import http.client
 import json
 import time
 import urllib.parse
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,6 +69,13 @@ def test_only_the_function_with_the_sdk_for_pandas_layer_may_import_what_only_it
         variables == {ABSENT_PACKAGES_VARIABLE: ",".join(SDK_FOR_PANDAS_ONLY)}
         for variables in hidden.values()
     )
+    # And the layer given by its ARN rather than its public parameter counts the same
+    catalog = next(f for f in platform.functions if f.logical_id.startswith("FunctionsCatalog"))
+    by_arn = replace(
+        catalog,
+        public_layers=("arn:aws:lambda:eu-west-2:336392948345:layer:AWSSDKPandas-Python312:18",),
+    )
+    assert absent_packages(by_arn) == {}
 
 
 def test_a_handler_exception_comes_back_as_the_lambda_service_reports_it(

@@ -44,8 +44,8 @@ _ROLE_TRUST = {
     ],
 }
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-#: The SSM parameters naming the AWS SDK for pandas layer start so.
-_SDK_FOR_PANDAS_LAYER = "/aws/service/aws-sdk-pandas/"
+#: What names the AWS SDK for pandas layer: its public SSM parameters, or its ARN.
+_SDK_FOR_PANDAS_LAYER = ("/aws/service/aws-sdk-pandas/", ":layer:AWSSDKPandas-")
 #: Packages of the local environment that stand in for the AWS SDK for pandas layer
 #: alone: the pipeline's own layers do not ship them. A function without that layer
 #: cannot import them, as in Lambda (pyarrow would import numpy, and pandas on its
@@ -67,7 +67,7 @@ def absent_packages(spec: LocalFunctionSpec) -> dict[str, str]:
     ...                                   128, 3, "/aws/lambda/f"))
     {'TOTES_LOCAL_ABSENT_PACKAGES': 'awswrangler,pandas,numpy'}
     """
-    if any(layer.startswith(_SDK_FOR_PANDAS_LAYER) for layer in spec.public_layers):
+    if any(name in layer for layer in spec.public_layers for name in _SDK_FOR_PANDAS_LAYER):
         return {}
     return {ABSENT_PACKAGES_VARIABLE: ",".join(SDK_FOR_PANDAS_ONLY)}
 

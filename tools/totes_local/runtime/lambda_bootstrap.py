@@ -57,7 +57,11 @@ class AbsentPackages(importlib.abc.MetaPathFinder):
     def find_spec(
         self, fullname: str, path: Any = None, target: Any = None
     ) -> importlib.machinery.ModuleSpec | None:
-        """Refuse a hidden package and its modules; leave every other name to the next finder."""
+        """Refuse a hidden package and its modules; leave every other name to the next finder.
+
+        It raises rather than answering None, so that the finders after it (which would
+        find the package) are not asked: ``importlib.util.find_spec`` raises too.
+        """
         if fullname.partition(".")[0] in self.names:
             raise ModuleNotFoundError(f"No module named '{fullname}'", name=fullname)
         return None
@@ -124,7 +128,8 @@ def main(argv: list[str]) -> int:
     task_root = os.environ["LAMBDA_TASK_ROOT"]
     layers = [p for p in os.environ.get("TOTES_LOCAL_LAYER_PATHS", "").split(os.pathsep) if p]
     sys.path[:0] = [task_root, *layers]
-    absent = frozenset(filter(None, os.environ.get(ABSENT_PACKAGES_VARIABLE, "").split(",")))
+    named = os.environ.get(ABSENT_PACKAGES_VARIABLE, "").split(",")
+    absent = frozenset(name.strip() for name in named if name.strip())
     if absent:
         sys.meta_path.insert(0, AbsentPackages(absent))
     started = time.perf_counter()

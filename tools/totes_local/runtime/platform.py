@@ -111,8 +111,8 @@ class LocalFunctionSpec:
     #: Logical ids of the stack's layers the function uses, in the template's order.
     layers: tuple[str, ...] = ()
     runtime: str = "python3.12"
-    #: The public SSM parameters naming the layers the function uses that are not the
-    #: stack's own (``/aws/service/powertools/...``, ``/aws/service/aws-sdk-pandas/...``).
+    #: The layers the function uses that are not the stack's own: the public SSM
+    #: parameters naming them (``/aws/service/aws-sdk-pandas/...``) or their ARNs.
     public_layers: tuple[str, ...] = ()
 
 
@@ -403,9 +403,10 @@ class _Resolver:
         )
         parameters = self.assembly.template.get("Parameters", {})
         public_layers = tuple(
-            str(parameters[layer["Ref"]].get("Default", ""))
+            str(parameters[layer["Ref"]].get("Default", "")) if isinstance(layer, dict) else layer
             for layer in properties.get("Layers", [])
-            if isinstance(layer, dict) and layer.get("Ref") in parameters
+            if isinstance(layer, str)
+            or (isinstance(layer, dict) and layer.get("Ref") in parameters)
         )
         log_group = properties.get("LoggingConfig", {}).get("LogGroup")
         name = self._name(logical_id)

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import awswrangler as wr
-import boto3
 import pyarrow as pa
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
@@ -205,7 +204,7 @@ def _glue_tables(glue: Any, database: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def _columns_types(bucket: str, key: str, session: boto3.Session) -> dict[str, str]:
+def _columns_types(bucket: str, key: str, session: ReusingSession) -> dict[str, str]:
     """The Athena types of a Parquet object's columns, as awswrangler reads them."""
     columns, _ = wr.s3.read_parquet_metadata(path=f"s3://{bucket}/{key}", boto3_session=session)
     return dict(columns)
@@ -216,7 +215,7 @@ def _catalog_fact(
     settings: CatalogSettings,
     table: str,
     described: dict[str, Any] | None,
-    session: boto3.Session,
+    session: ReusingSession,
 ) -> TableCatalogued:
     exported_through = read_state(s3, settings.bucket, table).exported_through
     parameters = (described or {}).get("Parameters", {})
@@ -308,7 +307,7 @@ def _catalog_dimension(
     settings: CatalogSettings,
     table: str,
     described: dict[str, Any] | None,
-    session: boto3.Session,
+    session: ReusingSession,
 ) -> TableCatalogued:
     state = read_state(s3, settings.bucket, table)
     if state.generation is None:

@@ -10,9 +10,10 @@ commits, so the lake never runs ahead of the warehouse nor misses what it took::
         the fact rows the warehouse committed, exported after the commit by surrogate
         key, split by month of last_updated; Glue partitions them by that month
     lake/_changes/<dimension>/<generation>/<number>.parquet
-        a dimension's changes in commit order: number 0 is the whole table as the
-        warehouse held it when the generation began, then the rows of each gold file
-        load applied (dim_date: the whole of it each time it grew)
+        a dimension's changes in commit order: first the whole table as the warehouse
+        held it when the generation began (its gold files, or the table read back),
+        then the rows of each gold file load applied (dim_date: the whole of it each
+        time it grew)
     lake/<dimension>/version=<generation>-<changes>/data.parquet
         the current rows of a dimension, compacted from its changes by the catalog step
 

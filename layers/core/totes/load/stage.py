@@ -16,11 +16,15 @@ applied in one transaction:
 4. facts: COPY the version keys alone into a temporary table and count those the
    warehouse already holds; lock the dimension rows the other rows reference
    (``FOR KEY SHARE``, as the foreign-key triggers would). When every one is there,
-   COPY the rows straight into the table; otherwise COPY them into a temporary
-   table, quarantine the rows whose dimension row is missing (to ``rejects/`` in the
-   processed bucket) and insert the rest. A file that holds a version twice takes
-   the second way too, and the version goes in once;
-5. record how many rows changed the warehouse, and commit.
+   COPY the rows straight into the table, numbered with surrogate keys reserved from
+   the table's sequence; otherwise COPY them into a temporary table, quarantine the
+   rows whose dimension row is missing (to ``rejects/`` in the processed bucket) and
+   insert the rest. A file that holds a version twice takes the second way too, and
+   the version goes in once. Either way, raise the table's newest version
+   (``newest_versions``, the freshness lag) to the newest row that went in;
+5. record how many rows changed the warehouse, and commit; rows copied straight in
+   are then written to the lake from memory when they are what it lacks (else the
+   lake export reads them back at the end of the invocation).
 
 Then, for a fact table, the quarantined rows get another chance (*replay*): each
 quarantine object is applied again like a gold file, in a transaction of its own.
@@ -36,7 +40,8 @@ session_replication_role``) therefore inserts facts with the triggers off; any o
 session keeps them. ``LOAD_FK_TRIGGERS=always`` keeps them in every case.
 
 A crash anywhere before the commit rolls everything back, ledger row included: the
-file is still unloaded and the next load applies it. A rejects object written before
+file is still unloaded and the next load applies it (surrogate keys it reserved are not
+given back: a sequence never is, and keys may have gaps). A rejects object written before
 a failed commit is rewritten at the same key by that next load. A replay that commits
 but crashes before rewriting its quarantine object leaves rows listed that are in the
 warehouse: the next replay finds them present and drops them from the object.
@@ -44,6 +49,7 @@ warehouse: the next replay finds them present and drops them from the object.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +59,7 @@ from typing import Any, Final, Literal
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
 
 from totes.contracts import (
@@ -568,7 +575,9 @@ def _apply_file_once(
         warehouse_sql.record_applied(conn, file.key, loaded)
     exported = 0
     if numbered is not None:
-        with conn.transaction():
+        # The file is committed; its rows reach the lake now, or from the warehouse at the
+        # end of the invocation (or the next one) if S3 fails them here.
+        with contextlib.suppress(ClientError, BotoCoreError), conn.transaction():
             warehouse_sql.lock_target(conn, target)
             exported = export_committed_facts(conn, s3, bucket, target, numbered)
     return FileOutcome(

@@ -462,6 +462,26 @@ def count_rows(conn: psycopg.Connection[Any], table: str) -> int:
     return int(row[0]) if row else 0
 
 
+def key_summary(
+    conn: psycopg.Connection[Any], table: str, key: str
+) -> tuple[int, int, int | None, int | None]:
+    """The rows of ``table`` and the sum, minimum and maximum of its integer ``key``.
+
+    Examples
+    --------
+    >>> key_summary(conn, "dim_currency", "currency_id")  # doctest: +SKIP
+    (3, 6, 1, 3)
+    """
+    row = conn.execute(
+        sql.SQL(
+            "SELECT count(*), coalesce(sum({key}), 0), min({key}), max({key}) FROM {table}"
+        ).format(key=sql.Identifier(key), table=sql.Identifier(table))
+    ).fetchone()
+    if row is None:
+        raise RuntimeError("an aggregate gave no row")
+    return int(row[0]), int(row[1]), row[2], row[3]
+
+
 def _same_version(target: str) -> sql.Composed:
     return sql.SQL(" AND ").join(
         sql.SQL("{} = {}").format(sql.Identifier("staged", key), sql.Identifier("present", key))
@@ -828,7 +848,8 @@ def raise_newest_version(conn: psycopg.Connection[Any], target: str, rows: pa.Ta
 
 
 def newest_version(conn: psycopg.Connection[Any], target: str) -> datetime | None:
-    """The newest ``last_updated`` (date and time) in a fact table, or None when it is empty.
+    """The newest ``last_updated`` (date and time) of a fact table, as ``newest_versions``
+    records it (None until a load, or ``init`` on a warehouse holding facts, records one).
 
     Examples
     --------

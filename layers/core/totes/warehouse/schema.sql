@@ -137,16 +137,23 @@ CREATE TABLE IF NOT EXISTS newest_versions (
 INSERT INTO newest_versions (fact_table, last_updated)
 SELECT fact_table, last_updated
 FROM (
-    SELECT 'fact_sales_order' AS fact_table, max(last_updated_date + last_updated_time) AS last_updated
-    FROM fact_sales_order
+    -- Ordered, not max(): an upgraded warehouse still has the index on last_updated here.
+    SELECT 'fact_sales_order' AS fact_table, (
+        SELECT last_updated_date + last_updated_time FROM fact_sales_order
+        ORDER BY last_updated_date DESC, last_updated_time DESC LIMIT 1
+    ) AS last_updated
     WHERE NOT EXISTS (SELECT FROM newest_versions WHERE fact_table = 'fact_sales_order')
     UNION ALL
-    SELECT 'fact_purchase_order', max(last_updated_date + last_updated_time)
-    FROM fact_purchase_order
+    SELECT 'fact_purchase_order', (
+        SELECT last_updated_date + last_updated_time FROM fact_purchase_order
+        ORDER BY last_updated_date DESC, last_updated_time DESC LIMIT 1
+    )
     WHERE NOT EXISTS (SELECT FROM newest_versions WHERE fact_table = 'fact_purchase_order')
     UNION ALL
-    SELECT 'fact_payment', max(last_updated_date + last_updated_time)
-    FROM fact_payment
+    SELECT 'fact_payment', (
+        SELECT last_updated_date + last_updated_time FROM fact_payment
+        ORDER BY last_updated_date DESC, last_updated_time DESC LIMIT 1
+    )
     WHERE NOT EXISTS (SELECT FROM newest_versions WHERE fact_table = 'fact_payment')
 ) AS newest
 WHERE last_updated IS NOT NULL
