@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, ArnFormat, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, ArnFormat, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -31,6 +31,10 @@ from totes.names import (
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.X86_64
 HANDLER = "handler.handler"
+#: The alias the state machine invokes: the function's current version, published by
+#: each deployment that changes the function, from whose snapshot (SnapStart) new
+#: execution environments are restored instead of importing the handler again.
+LIVE_ALIAS = "live"
 
 # Public SSM parameter, published by the Powertools team in every region they
 # publish the layer to, whose value is the ARN of that release's layer.
@@ -159,6 +163,7 @@ class PipelineFunctions(Construct):
         super().__init__(scope, construct_id)
         packaging.check()
         self._log_retention_days = log_retention_days
+        self._live: dict[str, lambda_.Alias] = {}
         self.layers = self._layers(packaging, powertools_version)
         aws_sdk_pandas = lambda_.LayerVersion.from_layer_version_arn(
             self,
@@ -260,6 +265,8 @@ class PipelineFunctions(Construct):
             sizing=_FAILURE,
             description="Writes the email about a failed execution: state, table, error, advice",
             environment={},
+            # Runs only when an execution failed: a cold start there costs nobody a wait.
+            snap_start=False,
         )
 
         self.catalog = self._function(
@@ -293,6 +300,10 @@ class PipelineFunctions(Construct):
             "describe_failure": self.describe_failure,
             "catalog": self.catalog,
         }
+
+    def live(self, function: lambda_.Function) -> lambda_.IFunction:
+        """What the state machine invokes: the function's ``live`` alias, if it has one."""
+        return self._live.get(function.node.id, function)
 
     def _layers(
         self, packaging: PipelinePackaging, powertools_version: str
@@ -332,6 +343,7 @@ class PipelineFunctions(Construct):
         description: str,
         environment: Mapping[str, str],
         layers: list[lambda_.ILayerVersion] | None = None,
+        snap_start: bool = True,
     ) -> lambda_.Function:
         log_group = operational_log_group(
             self, f"{construct_id}Logs", retention_days=self._log_retention_days
@@ -364,7 +376,18 @@ class PipelineFunctions(Construct):
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
+            # A replaced version is deleted, and its snapshot's cache charge ends with it.
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
         )
+        if snap_start:
+            self._live[construct_id] = lambda_.Alias(
+                self,
+                f"{construct_id}Live",
+                alias_name=LIVE_ALIAS,
+                version=function.current_version,
+                description="The current version, which the state machine invokes",
+            )
         Validations.of(function).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-L1",

@@ -143,7 +143,7 @@ class PipelineWorkflow(Construct):
             max_concurrency=ingest_max_concurrency,
             task=self._invoke(
                 "IngestTable",
-                functions.ingest,
+                functions.live(functions.ingest),
                 item_key="table",
                 also_retry=[WATERMARK_CONFLICT_ERROR],
             ),
@@ -157,7 +157,7 @@ class PipelineWorkflow(Construct):
             result_path="$.transformed",
             task=self._invoke(
                 "TransformTable",
-                functions.transform,
+                functions.live(functions.transform),
                 item_key="target",
                 also_retry=[TRANSFORM_STATE_CONFLICT_ERROR],
             ),
@@ -170,7 +170,7 @@ class PipelineWorkflow(Construct):
             items_path="$.tables.dimensions",
             item_key="target",
             result_path="$.dimensions_loaded",
-            task=self._invoke("LoadDimension", functions.load, item_key="target"),
+            task=self._invoke("LoadDimension", functions.live(functions.load), item_key="target"),
         )
         load_facts = self._map(
             "LoadFacts",
@@ -178,14 +178,14 @@ class PipelineWorkflow(Construct):
             items_path="$.tables.facts",
             item_key="target",
             result_path="$.facts_loaded",
-            task=self._invoke("LoadFact", functions.load, item_key="target"),
+            task=self._invoke("LoadFact", functions.live(functions.load), item_key="target"),
         )
         check_progress = tasks.LambdaInvoke(
             self,
             "CheckProgress",
             comment="Adds this pass to the totals, says what remains and whether another "
             "pass fits in the catch-up budget",
-            lambda_function=functions.progress,
+            lambda_function=functions.live(functions.progress),
             payload=sfn.TaskInput.from_object(
                 {
                     "run_id": sfn.JsonPath.string_at("$.run_id"),
@@ -251,7 +251,7 @@ class PipelineWorkflow(Construct):
             "CatalogLake",
             comment="Brings the lake's Glue tables up to date with what the loads wrote: new "
             "partitions of the facts, new snapshots of the dimensions",
-            lambda_function=functions.catalog,
+            lambda_function=functions.live(functions.catalog),
             payload=sfn.TaskInput.from_object({"run_id": sfn.JsonPath.string_at("$.run_id")}),
             payload_response_only=True,
             retry_on_service_exceptions=False,
@@ -497,6 +497,8 @@ class PipelineWorkflow(Construct):
         stack = Stack.of(self)
         acknowledge = Validations.of(self.state_machine).acknowledge
         for function in functions.by_stage.values():
+            if functions.live(function) is not function:
+                continue  # invoked through its alias, whose ARN is granted as it is
             function_id = stack.get_logical_id(_cfn_function(function))
             acknowledge(
                 Acknowledgment(

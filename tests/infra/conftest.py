@@ -127,6 +127,8 @@ def template(platform: SynthesisedPlatform) -> Template:
 
 _ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 ASSET_HASH_PLACEHOLDER = "<asset-hash>"
+#: A function version's logical id ends with a digest of the function's properties.
+_VERSION_DIGEST = re.compile(r"(CurrentVersion[0-9A-F]{8})[0-9a-f]{32}")
 
 
 def _mask_machine_dependent(value: Any) -> Any:
@@ -136,18 +138,19 @@ def _mask_machine_dependent(value: Any) -> Any:
     between machines and change with every code edit; a snapshot of the
     infrastructure must not. They appear inside values (``S3Key``) and keys
     (asset parameters, ``cdk-hnb659fds-assets-...`` object names), so both are
-    masked.
+    masked, and so is the digest in a function version's logical id, which covers them.
     """
     if isinstance(value, dict):
-        return {
-            _ASSET_HASH.sub(ASSET_HASH_PLACEHOLDER, key): _mask_machine_dependent(item)
-            for key, item in value.items()
-        }
+        return {_mask_text(key): _mask_machine_dependent(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_mask_machine_dependent(item) for item in value]
     if isinstance(value, str):
-        return _ASSET_HASH.sub(ASSET_HASH_PLACEHOLDER, value)
+        return _mask_text(value)
     return value
+
+
+def _mask_text(text: str) -> str:
+    return _VERSION_DIGEST.sub(r"\1<version-digest>", _ASSET_HASH.sub(ASSET_HASH_PLACEHOLDER, text))
 
 
 @pytest.fixture

@@ -140,7 +140,8 @@ def test_the_lake_is_catalogued_once_the_passes_are_done_and_its_failure_is_name
     # Given the catalog step
     catalog = stages["CatalogLake"]
     # Then it runs the catalog function for the run, keeping its counts under $.lake
-    assert catalog["Resource"] == f"<{logical_id(platform.stack.functions.catalog)}.Arn>"
+    functions = platform.stack.functions
+    assert catalog["Resource"] == f"<{logical_id(functions.live(functions.catalog))}>"
     assert catalog["Parameters"] == {"run_id.$": "$.run_id"}
     assert catalog["ResultPath"] == "$.lake"
     # And a failure of it is named like any task's, and ends the run there (the loads
@@ -239,8 +240,9 @@ def test_each_stage_maps_its_tables_onto_its_function(platform, stages, case):
     }
     # And each item invokes the stage's function, getting back only the handler's result
     invoke = stage["ItemProcessor"]["States"][case.task]
-    target = getattr(platform.stack.functions, case.function)
-    assert invoke["Resource"] == f"<{logical_id(target)}.Arn>"
+    functions = platform.stack.functions
+    target = functions.live(getattr(functions, case.function))
+    assert invoke["Resource"] == f"<{logical_id(target)}>", "its live alias"
     assert "Parameters" not in invoke, "the item is the payload, unchanged"
     # And the results land beside the run id, which later stages still need
     assert stage["ResultPath"] == case.result_path
@@ -431,12 +433,18 @@ def test_the_state_machine_may_invoke_only_the_pipeline_functions(platform, temp
     # Given the state machine's role
     allowed = allowed_actions(role_statements(template, platform.stack.workflow.state_machine.role))
 
-    # Then it invokes the pipeline's functions (and their versions), nothing else
+    # Then it invokes the pipeline's functions through their live aliases (the failure's
+    # describer, which has none, and its versions), nothing else
     functions = platform.stack.functions
     expected = set()
     for function in functions.by_stage.values():
-        expected |= {f"<{logical_id(function)}.Arn>", f"<{logical_id(function)}.Arn>:*"}
+        live = functions.live(function)
+        if live is function:
+            expected |= {f"<{logical_id(function)}.Arn>", f"<{logical_id(function)}.Arn>:*"}
+        else:
+            expected |= {f"<{logical_id(live)}>"}
     assert allowed["lambda:InvokeFunction"] == expected
+    assert any(functions.live(f) is f for f in functions.by_stage.values())
     # And publishes only to the alert topic, with its key
     assert allowed["sns:Publish"] == {f"<{logical_id(platform.stack.alerts.topic)}>"}
     assert allowed["kms:GenerateDataKey"] == {f"<{logical_id(platform.stack.alerts.key)}.Arn>"}

@@ -150,7 +150,7 @@ def faulty_assembly(assembly: CloudAssembly, fault: Fault, folder: Path) -> Clou
     platform = LocalPlatform.from_assembly(assembly)
     tree = state_tree(platform.state_machine.definition_json)
     resource = tree[fault.state].definition.get("Resource", "")
-    function = next(f for f in platform.functions if f.arn == resource)
+    function = next(f for f in platform.functions if f.invoked_arn == resource)
     folder.mkdir(parents=True, exist_ok=True)
     for entry in assembly.directory.iterdir():
         if entry.name.endswith(".template.json") or entry == function.code:

@@ -4,6 +4,7 @@ EMF lines into metrics, and the coloured graph."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import json
 import time
@@ -33,7 +34,7 @@ def test_every_token_of_the_template_points_at_a_local_resource(
 
     buckets = {bucket.name for bucket in platform.buckets}
     tables = {table.name for table in platform.tables}
-    functions = {function.arn: function for function in platform.functions}
+    functions = {function.invoked_arn: function for function in platform.functions}
     by_stage = {
         state.name: str(state.definition.get("Resource"))
         for state in state_tree(platform.state_machine.definition_json).values()
@@ -100,6 +101,45 @@ def test_a_handler_exception_comes_back_as_the_lambda_service_reports_it(
     # And the platform report of the invocation names the error
     assert reports[-1]["error_type"] == "InvalidEventError"
     assert reports[-1]["function_request_id"] == payload["requestId"]
+
+
+def test_the_deployment_publishes_snapstart_versions_whose_environments_are_restored(
+    local_workflow: WorkflowFactory,
+) -> None:
+    # Given the stack deployed in the local service (which waits for its versions)
+    with local_workflow("host=unused", "host=unused") as workflow:
+        lambda_ = workflow.client("lambda")
+        name = workflow.function_name("FunctionsIngest")
+        # Then the live alias points at a published version, Active, with SnapStart on
+        alias = lambda_.get_alias(FunctionName=name, Name="live")
+        version = lambda_.get_function_configuration(
+            FunctionName=name, Qualifier=alias["FunctionVersion"]
+        )
+        assert alias["FunctionVersion"] != "$LATEST"
+        assert version["State"] == "Active"
+        assert version["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "On"}
+        # When the alias is invoked twice at once (two new environments)
+        earlier = {r["worker_pid"] for r in invocation_reports(workflow, "FunctionsIngest")}
+        with concurrent.futures.ThreadPoolExecutor(2) as callers:
+            list(
+                callers.map(
+                    lambda _: lambda_.invoke(
+                        FunctionName=alias["AliasArn"], Payload=b'{"run_id": "r1"}'
+                    ),
+                    range(2),
+                )
+            )
+        reports = [
+            r
+            for r in invocation_reports(workflow, "FunctionsIngest")
+            if r["worker_pid"] not in earlier
+        ]
+
+    # Then both were restored from the version's snapshot, not initialised again
+    assert len(reports) == 2
+    assert len({report["worker_pid"] for report in reports}) == 2
+    assert all(report["init_duration_ms"] is None for report in reports)
+    assert all(report["restore_duration_ms"] is not None for report in reports)
 
 
 def _event(

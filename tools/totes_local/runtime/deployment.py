@@ -8,6 +8,12 @@ the next run updates what changed (a function's code or configuration, the
 definition) and keeps everything else, data included. ``destroy`` deletes it
 all, data included (``totes run --fresh``).
 
+Versions: a function with an alias in the template (which the state machine invokes)
+gets a version published whenever its code or configuration changed, and the alias
+moved to it; as CloudFormation does, the deployment waits until each such version is
+``Active`` (with SnapStart, until its snapshot has initialised) and fails if one is
+``Failed``.
+
 Layers: a layer whose zip holds compiled extensions built for Lambda's Python
 (the dependencies layer) is not uploaded; the workers take third-party packages
 from the local environment instead. The public Powertools layer and the AWS-managed
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from totes.errors import TotesError
 from totes_local.runtime.lambda_bootstrap import ABSENT_PACKAGES_VARIABLE
 from totes_local.runtime.platform import LocalFunctionSpec, LocalLayer, LocalPlatform
 
@@ -56,6 +63,14 @@ _NOT_FOUND = ("ResourceNotFoundException", "NoSuchEntity", "404", "NoSuchBucket"
 #: A bucket still written to while it is deleted is emptied again, this often, this far apart.
 _BUCKET_DELETE_ATTEMPTS = 5
 _BUCKET_DELETE_PAUSE_S = 0.5
+#: How long a published version may stay ``Pending``: Lambda gives a snapshot's init
+#: 130 seconds (or the function's timeout if longer, at most 15 minutes).
+_VERSION_ACTIVE_WITHIN_S = 130.0
+_VERSION_STATE_POLL_S = 0.05
+
+
+class VersionNotActiveError(TotesError):
+    """A published version did not become Active (its snapshot's init failed or hung)."""
 
 
 def absent_packages(spec: LocalFunctionSpec) -> dict[str, str]:
@@ -169,6 +184,13 @@ class LocalDeployment:
             for function in self.platform.functions
             if self._function(function, layer_arns)
         )
+        published = {
+            function.name: self._publish(function)
+            for function in self.platform.functions
+            if function.alias is not None
+        }
+        for name, version in published.items():
+            self._await_active(name, version)
         self._state_machine()
         return DeployResult(continued=continued, functions_updated=updated)
 
@@ -286,6 +308,7 @@ class LocalDeployment:
                 }
             },
             "Layers": [arn for arn in (layer_arns.get(i) for i in spec.layers) if arn],
+            "SnapStart": {"ApplyOn": "PublishedVersions" if spec.snap_start else "None"},
         }
         try:
             current = lambda_.get_function(FunctionName=spec.name)["Configuration"]
@@ -304,11 +327,41 @@ class LocalDeployment:
             "MemorySize": current.get("MemorySize"),
             "Environment": {"Variables": current.get("Environment", {}).get("Variables", {})},
             "Layers": [layer["Arn"] for layer in current.get("Layers", [])],
+            "SnapStart": {"ApplyOn": current.get("SnapStart", {}).get("ApplyOn", "None")},
         }
         if present != configuration:
             lambda_.update_function_configuration(FunctionName=spec.name, **configuration)
             changed = True
         return changed
+
+    def _publish(self, spec: LocalFunctionSpec) -> str:
+        """Publish a version if the function changed since the last, and point the alias at it."""
+        lambda_ = self.client("lambda")
+        version = str(lambda_.publish_version(FunctionName=spec.name)["Version"])
+        try:
+            current = lambda_.get_alias(FunctionName=spec.name, Name=spec.alias)
+        except lambda_.exceptions.ResourceNotFoundException:
+            lambda_.create_alias(FunctionName=spec.name, Name=spec.alias, FunctionVersion=version)
+        else:
+            if current["FunctionVersion"] != version:
+                lambda_.update_alias(
+                    FunctionName=spec.name, Name=spec.alias, FunctionVersion=version
+                )
+        return version
+
+    def _await_active(self, name: str, version: str) -> None:
+        lambda_ = self.client("lambda")
+        deadline = time.monotonic() + _VERSION_ACTIVE_WITHIN_S
+        while True:
+            state = lambda_.get_function_configuration(FunctionName=name, Qualifier=version)
+            if state.get("State") == "Active":
+                return
+            if state.get("State") == "Failed" or time.monotonic() > deadline:
+                raise VersionNotActiveError(
+                    f"version {version} of {name} is {state.get('State')}: its init failed "
+                    "while its snapshot was taken (the function's log has the error)"
+                )
+            time.sleep(_VERSION_STATE_POLL_S)
 
     def _state_machine(self) -> None:
         machine = self.platform.state_machine

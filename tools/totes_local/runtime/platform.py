@@ -37,6 +37,7 @@ _FUNCTION = "AWS::Lambda::Function"
 _STATE_MACHINE = "AWS::StepFunctions::StateMachine"
 _LOG_GROUP = "AWS::Logs::LogGroup"
 _LAYER = "AWS::Lambda::LayerVersion"
+_ALIAS = "AWS::Lambda::Alias"
 _GLUE_DATABASE = "AWS::Glue::Database"
 _WORKGROUP = "AWS::Athena::WorkGroup"
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
@@ -114,6 +115,16 @@ class LocalFunctionSpec:
     #: The layers the function uses that are not the stack's own: the public SSM
     #: parameters naming them (``/aws/service/aws-sdk-pandas/...``) or their ARNs.
     public_layers: tuple[str, ...] = ()
+    #: SnapStart applies to the function's published versions.
+    snap_start: bool = False
+    #: The alias pointing at the function's current version, which the template invokes
+    #: (each deployment publishes a version when the function changed and moves it).
+    alias: str | None = None
+
+    @property
+    def invoked_arn(self) -> str:
+        """What the state machine invokes: the alias's ARN, or the function's without one."""
+        return f"{self.arn}:{self.alias}" if self.alias else self.arn
 
 
 @dataclass(frozen=True)
@@ -279,6 +290,14 @@ class _Resolver:
 
     def _arn(self, logical_id: str) -> str:
         resource_type = self.resources[logical_id]["Type"]
+        if resource_type == _ALIAS:  # the function's ARN qualified by the alias's name
+            properties = self._properties(logical_id)
+            function = properties.get("FunctionName")
+            if not isinstance(function, dict) or function.get("Ref") not in self.resources:
+                raise UnresolvableTokenError(
+                    f"alias {logical_id} is not of a function of the stack"
+                )
+            return f"{self._arn(str(function['Ref']))}:{properties['Name']}"
         name = self._name(logical_id)
         prefix = f"arn:aws:{{}}:{self.region}:{self.account}"
         arns = {
@@ -310,7 +329,7 @@ class _Resolver:
         if name not in self.resources:
             raise UnresolvableTokenError(f"Ref to {name}, which is not a resource of {self.stack}")
         resource_type = self.resources[name]["Type"]
-        if resource_type in (_TOPIC, _STATE_MACHINE, _LAYER):
+        if resource_type in (_TOPIC, _STATE_MACHINE, _LAYER, _ALIAS):
             return self._arn(name)
         if resource_type in (_BUCKET, _TABLE, _FUNCTION, _LOG_GROUP, _GLUE_DATABASE, _WORKGROUP):
             return self._name(name)
@@ -410,6 +429,15 @@ class _Resolver:
         )
         log_group = properties.get("LoggingConfig", {}).get("LogGroup")
         name = self._name(logical_id)
+        aliases = [
+            str(self._properties(alias)["Name"])
+            for alias in self._of_type(_ALIAS)
+            if self._properties(alias).get("FunctionName") == {"Ref": logical_id}
+        ]
+        if len(aliases) > 1:
+            raise AssemblyFormatError(
+                f"function {logical_id} has {len(aliases)} aliases; the local runtime keeps one"
+            )
         return LocalFunctionSpec(
             logical_id=logical_id,
             name=name,
@@ -423,6 +451,8 @@ class _Resolver:
             layers=layers,
             runtime=str(properties.get("Runtime", "python3.12")),
             public_layers=public_layers,
+            snap_start=properties.get("SnapStart", {}).get("ApplyOn") == "PublishedVersions",
+            alias=aliases[0] if aliases else None,
         )
 
     def _layer(self, logical_id: str) -> LocalLayer:

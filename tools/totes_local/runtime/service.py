@@ -346,7 +346,7 @@ def serve(data_dir: Path, port: int = 0) -> None:
             "AWS_ENDPOINT_URL": endpoint,
         },
     )
-    moto_patches.install(pool.invoke)
+    moto_patches.install(pool.invoke, pool)
     server = _HttpServer(DomainDispatcherApplication(create_backend_app), port)
     # What is loaded by now (moto, botocore's service models, the patches) lives as long as
     # the process: kept out of the collector's full passes, which walked all of it (about
