@@ -184,13 +184,16 @@ class LocalDeployment:
             for function in self.platform.functions
             if self._function(function, layer_arns)
         )
-        published = {
-            function.name: self._publish(function)
+        published = [
+            (function, self._publish(function))
             for function in self.platform.functions
             if function.alias is not None
-        }
-        for name, version in published.items():
-            self._await_active(name, version)
+        ]
+        # As CloudFormation: an alias moves only to a version that became Active.
+        for function, version in published:
+            self._await_active(function.name, version)
+        for function, version in published:
+            self._point_alias(function, version)
         self._state_machine()
         return DeployResult(continued=continued, functions_updated=updated)
 
@@ -335,9 +338,11 @@ class LocalDeployment:
         return changed
 
     def _publish(self, spec: LocalFunctionSpec) -> str:
-        """Publish a version if the function changed since the last, and point the alias at it."""
+        """Publish a version if the function changed since the last; its number."""
+        return str(self.client("lambda").publish_version(FunctionName=spec.name)["Version"])
+
+    def _point_alias(self, spec: LocalFunctionSpec, version: str) -> None:
         lambda_ = self.client("lambda")
-        version = str(lambda_.publish_version(FunctionName=spec.name)["Version"])
         try:
             current = lambda_.get_alias(FunctionName=spec.name, Name=spec.alias)
         except lambda_.exceptions.ResourceNotFoundException:
@@ -347,7 +352,6 @@ class LocalDeployment:
                 lambda_.update_alias(
                     FunctionName=spec.name, Name=spec.alias, FunctionVersion=version
                 )
-        return version
 
     def _await_active(self, name: str, version: str) -> None:
         lambda_ = self.client("lambda")
@@ -359,7 +363,8 @@ class LocalDeployment:
             if state.get("State") == "Failed" or time.monotonic() > deadline:
                 raise VersionNotActiveError(
                     f"version {version} of {name} is {state.get('State')}: its init failed "
-                    "while its snapshot was taken (the function's log has the error)"
+                    "while its snapshot was taken (the log file has the error); its alias "
+                    "was left where it was"
                 )
             time.sleep(_VERSION_STATE_POLL_S)
 

@@ -185,6 +185,8 @@ def _restore(handler: Any, descriptors: list[int]) -> None:
     status = 0
     try:
         _serve(handler, None, responses)
+    except SystemExit as exc:  # sys.exit in a handler: its status, as a cold start's
+        status = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # the runtime's own failure: its exit status tells the service
         traceback.print_exc()
         status = 1

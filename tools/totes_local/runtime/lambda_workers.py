@@ -506,6 +506,11 @@ class _SnapshotProcess:
             thread.start()
 
     @property
+    def ended_unexpectedly(self) -> bool:
+        """The process ended after a successful init (killed): a new snapshot is needed."""
+        return self._closed and self.ready.is_set() and self.init_error is None
+
+    @property
     def state(self) -> str:
         """The version's state as Lambda reports it: Pending, Active or Failed."""
         if not self.ready.is_set():
@@ -525,6 +530,8 @@ class _SnapshotProcess:
                 if "init_ms" in message:
                     self.init_ms = float(message["init_ms"])
                     self.init_error = message.get("init_error")
+                    if self.init_error is not None:
+                        self._log_init_error(self.init_error)
                     self.ready.set()
                 elif "restored" in message:
                     self._restored.put(int(message["restored"]))
@@ -537,6 +544,20 @@ class _SnapshotProcess:
             self._changed.notify_all()
         self._restored.put(None)
         self.ready.set()
+
+    def _log_init_error(self, error: Mapping[str, Any]) -> None:
+        self.sink.record(
+            {
+                "timestamp": _now_text(),
+                "level": "ERROR",
+                "function_name": self.snapshot.name,
+                "function_version": self.snapshot.version,
+                "message": f"snapshot init failed: {error.get('errorType')}: "
+                f"{error.get('errorMessage')}",
+                "errorType": error.get("errorType"),
+                "stackTrace": error.get("stackTrace"),
+            }
+        )
 
     def restore(self) -> tuple[_RestoredProcess, int]:
         """A new environment forked from the snapshot, and the read end of its responses.
@@ -611,13 +632,11 @@ class _SnapshotProcess:
 
 
 def _exists(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie has ended: only its parent has not reaped it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -683,7 +702,8 @@ class WorkerPool:
         A function error sets ``x-amz-function-error: Unhandled`` in
         ``response_headers`` and answers ``{"errorType", "errorMessage", ...}``.
         """
-        workers = self._workers_of(snapshot.arn)
+        # Per function, whichever version: another version's idle environments retire.
+        workers = self._workers_of(snapshot.name)
         with workers.slots:
             worker = self._take(workers, snapshot)
             with self._lock:
@@ -741,14 +761,22 @@ class WorkerPool:
         (or ``Failed`` if its init failed); ``Active`` for any other version."""
         if not snapshot.snap_start:
             return "Active"
-        return self._snapshot_of(snapshot).state
+        with self._lock:
+            current = self._snapshots.get(snapshot.name)
+        if current is None or current.snapshot.fingerprint != snapshot.fingerprint:
+            return "Active"  # an older version, or one not snapshotted since a restart
+        return current.state
 
     def _snapshot_of(self, snapshot: FunctionSnapshot) -> _SnapshotProcess:
         with self._lock:
             if self._closed:
                 raise WorkerPoolClosedError("the local Lambda service is shutting down")
             current = self._snapshots.get(snapshot.name)
-            if current is not None and current.snapshot.fingerprint == snapshot.fingerprint:
+            if (
+                current is not None
+                and current.snapshot.fingerprint == snapshot.fingerprint
+                and not current.ended_unexpectedly
+            ):
                 return current
             # One version's snapshot per function: an older version's is deleted with it.
             self._snapshots[snapshot.name] = _SnapshotProcess(

@@ -91,8 +91,10 @@ class ServiceInfo:
         return f"http://{_HOST}:{self.port}"
 
     def worker_pids(self) -> list[int]:
-        """The Lambda worker processes the service runs now."""
-        return _children_of(self.pid)
+        """The Lambda worker processes the service runs now: its children, and the
+        environments forked from its SnapStart snapshot processes (theirs)."""
+        children = _children_of(self.pid)
+        return sorted({*children, *(pid for child in children for pid in _children_of(child))})
 
 
 def service_folder(data_dir: Path) -> Path:
