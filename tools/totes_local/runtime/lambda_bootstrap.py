@@ -91,7 +91,8 @@ class LambdaContext:
         self.aws_request_id = str(request.get("request_id") or uuid.uuid4())
         self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
         self.log_stream_name = (
-            f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{self.aws_request_id.replace('-', '')}"
+            f"{datetime.now(UTC):%Y/%m/%d}/[{self.function_version}]"
+            f"{self.aws_request_id.replace('-', '')}"
         )
         self.identity: Any = None
         self.client_context: Any = None

@@ -479,6 +479,9 @@ class _SnapshotProcess:
             self.process = _popen(
                 ["--snapshot", str(theirs.fileno())], environment, (theirs.fileno(),)
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         if self.process.stdin is not None:
@@ -620,11 +623,12 @@ class _SnapshotProcess:
                 self._changed.wait(0.1 if left is None else min(left, 0.1))
 
     def close(self) -> None:
-        """End the snapshot process (environments restored from it end on their own)."""
+        """End the snapshot process, once (the pool ends the environments restored from it)."""
         with contextlib.suppress(OSError):
             self._socket.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        if self.process.returncode is None:  # never a process id that was reused since
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         for thread in self._threads:
             thread.join(timeout=1)
@@ -685,6 +689,7 @@ class WorkerPool:
         self._closed = False
         #: The snapshot of each function's newest published version with SnapStart.
         self._snapshots: dict[str, _SnapshotProcess] = {}
+        self._snapshotting = threading.Lock()
 
     def _workers_of(self, arn: str) -> _FunctionWorkers:
         with self._lock:
@@ -768,21 +773,27 @@ class WorkerPool:
         return current.state
 
     def _snapshot_of(self, snapshot: FunctionSnapshot) -> _SnapshotProcess:
-        with self._lock:
-            if self._closed:
+        # Snapshots start one at a time, outside the pool's lock: invocations go on meanwhile.
+        with self._snapshotting:
+            with self._lock:
+                if self._closed:
+                    raise WorkerPoolClosedError("the local Lambda service is shutting down")
+                current = self._snapshots.get(snapshot.name)
+                if (
+                    current is not None
+                    and current.snapshot.fingerprint == snapshot.fingerprint
+                    and not current.ended_unexpectedly
+                ):
+                    return current
+            taken = _SnapshotProcess(snapshot, self._environment(snapshot), self.sink)
+            with self._lock:
+                closed = self._closed
+                if not closed:
+                    # One version's snapshot per function: an older version's goes with it.
+                    self._snapshots[snapshot.name] = taken
+            if closed:
+                taken.close()
                 raise WorkerPoolClosedError("the local Lambda service is shutting down")
-            current = self._snapshots.get(snapshot.name)
-            if (
-                current is not None
-                and current.snapshot.fingerprint == snapshot.fingerprint
-                and not current.ended_unexpectedly
-            ):
-                return current
-            # One version's snapshot per function: an older version's is deleted with it.
-            self._snapshots[snapshot.name] = _SnapshotProcess(
-                snapshot, self._environment(snapshot), self.sink
-            )
-            taken = self._snapshots[snapshot.name]
         if current is not None:
             current.close()
         return taken
