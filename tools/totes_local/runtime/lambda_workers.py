@@ -614,8 +614,7 @@ class _SnapshotProcess:
         with self._changed:
             while True:
                 status = self.exit_status(pid)
-                if status is not None:
-                    self._statuses.pop(pid, None)
+                if status is not None:  # kept: poll() must go on saying it has ended
                     return status
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
