@@ -130,6 +130,13 @@ def _load_handler() -> tuple[Any, dict[str, Any] | None]:
     return handler, None
 
 
+def _initialise() -> tuple[Any, dict[str, Any] | None, float]:
+    """The init phase: the handler (or the error importing it) and its milliseconds."""
+    started = time.perf_counter()
+    handler, init_error = _load_handler()
+    return handler, init_error, (time.perf_counter() - started) * 1000
+
+
 def _end_of_output(request_id: str) -> None:
     for stream in (sys.stdout, sys.stderr):
         stream.write(f"\n{END_OF_OUTPUT}{request_id}\n")
@@ -199,10 +206,8 @@ def _restore(handler: Any, descriptors: list[int]) -> None:
 
 def _serve_snapshot(control: socket.socket) -> int:
     """Initialise once, then fork an environment for each request until the socket closes."""
-    started = time.perf_counter()
-    handler, init_error = _load_handler()
-    report: dict[str, Any] = {"init_ms": (time.perf_counter() - started) * 1000}
-    _send(control, report | ({"init_error": init_error} if init_error else {}))
+    handler, init_error, init_ms = _initialise()
+    _send(control, {"init_ms": init_ms} | ({"init_error": init_error} if init_error else {}))
     if init_error is not None:
         return 1
     wake_read, wake_write = os.pipe()
@@ -251,9 +256,8 @@ def main(argv: list[str]) -> int:
     if argv[1] == "--snapshot":
         return _serve_snapshot(socket.socket(fileno=int(argv[2])))
     responses = os.fdopen(int(argv[1]), "w", encoding="utf-8", buffering=1)
-    started = time.perf_counter()
-    handler, init_error = _load_handler()
-    responses.write(json.dumps({"init_ms": (time.perf_counter() - started) * 1000}) + "\n")
+    handler, init_error, init_ms = _initialise()
+    responses.write(json.dumps({"init_ms": init_ms}) + "\n")
     _serve(handler, init_error, responses)
     return 0
 

@@ -309,14 +309,18 @@ def _snapshot(backend: Any, function: Any) -> FunctionSnapshot:
         layers=tuple(layers),
         log_group=str(logging_config.get("LogGroup") or f"/aws/lambda/{function.function_name}"),
         version=str(function.version),
-        snap_start=_snap_start_of(function) == _ON_PUBLISHED_VERSIONS
-        and str(function.version) != "$LATEST",
+        snap_start=_snapshotted(function),
     )
 
 
 def _snap_start_of(function: Any) -> str:
     """The function's SnapStart ``ApplyOn``, which moto does not keep (hence the patch)."""
     return str(getattr(function, "totes_snap_start", None) or "None")
+
+
+def _snapshotted(function: Any) -> bool:
+    """Whether moto's function model is a published version that SnapStart applies to."""
+    return _snap_start_of(function) == _ON_PUBLISHED_VERSIONS and str(function.version) != "$LATEST"
 
 
 def _patch_snap_start(versions: PublishedVersions) -> None:
@@ -360,10 +364,9 @@ def _patch_snap_start(versions: PublishedVersions) -> None:
 
     def get_configuration(function: Any, on_create: bool = False) -> dict[str, Any]:
         configuration: dict[str, Any] = described(function, on_create)
-        apply_on = _snap_start_of(function)
-        on = apply_on == _ON_PUBLISHED_VERSIONS and str(function.version) != "$LATEST"
+        on = _snapshotted(function)
         configuration["SnapStart"] = {
-            "ApplyOn": apply_on,
+            "ApplyOn": _snap_start_of(function),
             "OptimizationStatus": "On" if on else "Off",
         }
         if on:
