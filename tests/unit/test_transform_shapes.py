@@ -15,7 +15,8 @@ from totes.findings import FindingKind
 from totes.transform import shapes
 from totes.warehouse.star import STAR_SCHEMAS
 
-STAMP = datetime(2024, 11, 14, 9, 30, 15, 123_456)
+#: The source's timestamps are timestamp(3): milliseconds at most.
+STAMP = datetime(2024, 11, 14, 9, 30, 15, 123_000)
 
 
 def _table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -79,7 +80,7 @@ def test_a_sales_order_version_becomes_one_fact_row_with_dates_times_and_exact_m
     assert shaped.rejects is None
 
 
-@pytest.mark.parametrize("bad", ["2024-13-45", "soon", "", None, "2024-1-5"])
+@pytest.mark.parametrize("bad", ["31/12/2024", "soon", "", None, "2024-1-5", " 2024-01-05"])
 def test_an_order_whose_agreed_date_is_not_a_date_is_rejected_with_its_reason(
     bad: str | None,
 ) -> None:
@@ -91,8 +92,114 @@ def test_an_order_whose_agreed_date_is_not_a_date_is_rejected_with_its_reason(
     assert shaped.rejects is not None
     (reject,) = shaped.rejects.to_pylist()
     assert reject["sales_order_id"] == 2
-    shown = "NULL" if bad is None else bad
-    assert reject["reject_reason"] == f"agreed_payment_date '{shown}' is not a YYYY-MM-DD date"
+    shown = "NULL" if bad is None else f"'{bad}'"
+    assert reject["reject_reason"] == f"agreed_payment_date {shown} is not a YYYY-MM-DD date"
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        ("2024-02-30", "February 2024 has 29 days"),
+        ("2023-02-29", "February 2023 has 28 days"),
+        ("2024-04-31", "April 2024 has 30 days"),
+        ("2024-00-10", "there is no month 0"),
+        ("2024-13-45", "there is no month 13"),
+        ("2024-01-00", "there is no day 0"),
+        ("0000-01-01", "there is no year 0"),
+    ],
+)
+def test_an_agreed_date_that_names_no_calendar_day_is_rejected_not_moved(
+    bad: str, why: str
+) -> None:
+    # Given an order whose agreed delivery date is well formed but no day of the calendar
+    orders = _table([_order(1, STAMP), _order(2, STAMP, agreed_delivery_date=bad)])
+
+    # When it is shaped
+    shaped = shapes.fact_sales_order(orders)
+
+    # Then that order is rejected with a reason that quotes the value and says why
+    assert [row["sales_order_id"] for row in shaped.table.to_pylist()] == [1]
+    assert shaped.rejects is not None
+    (reject,) = shaped.rejects.to_pylist()
+    assert (reject["sales_order_id"], reject["agreed_delivery_date"]) == (2, bad)
+    assert reject["reject_reason"] == f"agreed_delivery_date '{bad}' is not a date: {why}"
+    (finding,) = shaped.findings
+    assert (finding.kind, finding.count, finding.examples) == (
+        FindingKind.ROWS_REJECTED,
+        1,
+        [f"'{bad}'"],
+    )
+
+
+def test_a_timestamp_with_microseconds_is_rejected_rather_than_cut_to_milliseconds() -> None:
+    # Given two versions of one order a few microseconds apart (a source column retyped to
+    # timestamp(6)): cut to milliseconds they would be one version, and one would be lost
+    finer = STAMP.replace(microsecond=123_456)
+    orders = _table([_order(1, STAMP), _order(1, finer)])
+
+    # When they are shaped
+    shaped = shapes.fact_sales_order(orders)
+
+    # Then the millisecond version loads and the finer one is rejected with its value
+    assert [row["last_updated_time"] for row in shaped.table.to_pylist()] == [
+        time(9, 30, 15, 123_000)
+    ]
+    assert shaped.rejects is not None
+    (reject,) = shaped.rejects.to_pylist()
+    assert reject["reject_reason"] == (
+        "last_updated '2024-11-14 09:30:15.123456' does not fit the warehouse's time(3)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "kind", "value", "shown"),
+    [
+        ("unit_price", pa.decimal128(12, 3), Decimal("2.505"), "2.505"),
+        ("unit_price", pa.decimal128(14, 2), Decimal("123456789.00"), "123456789.00"),
+        ("units_sold", pa.int64(), 2**31, "2147483648"),
+        # The raw zone keeps numerics as the source's text; a numeric column may hold NaN
+        ("unit_price", pa.string(), "NaN", "NaN"),
+        ("unit_price", pa.string(), "2.505", "2.505"),
+    ],
+)
+def test_a_number_the_star_type_cannot_hold_exactly_is_rejected_with_its_value(
+    column: str, kind: pa.DataType, value: object, shown: str
+) -> None:
+    # Given a source column retyped within its kind (a wider numeric, a bigint) and one
+    # order whose value the warehouse's column cannot hold exactly
+    rows = [_order(1, STAMP), _order(2, STAMP)]
+    values = [rows[0][column], value]
+    orders = _table(rows).set_column(
+        list(rows[0]).index(column),
+        column,
+        pa.array([str(v) for v in values] if kind == pa.string() else values, kind),
+    )
+
+    # When they are shaped
+    shaped = shapes.fact_sales_order(orders)
+
+    # Then the other order loads exactly, and this one is rejected, never rounded
+    (loaded,) = shaped.table.to_pylist()
+    assert (loaded["sales_order_id"], loaded["unit_price"]) == (1, Decimal("2.50"))
+    assert shaped.rejects is not None
+    (reject,) = shaped.rejects.to_pylist()
+    target = "numeric(10,2)" if column == "unit_price" else "integer"
+    assert reject["reject_reason"] == (f"{column} '{shown}' does not fit the warehouse's {target}")
+
+
+def test_a_null_where_the_warehouse_needs_a_value_is_rejected_not_a_failed_batch() -> None:
+    # Given an order without units (a source that dropped its NOT NULL)
+    orders = _table([_order(1, STAMP), _order(2, STAMP, units_sold=None)])
+
+    # When they are shaped
+    shaped = shapes.fact_sales_order(orders)
+
+    # Then the good order loads and the other is rejected with the reason
+    assert [row["sales_order_id"] for row in shaped.table.to_pylist()] == [1]
+    assert shaped.rejects is not None
+    assert shaped.rejects.column("reject_reason").to_pylist() == [
+        "units_sold NULL where the warehouse needs a value"
+    ]
 
 
 def test_staff_take_their_department_and_a_placeholder_only_for_null() -> None:

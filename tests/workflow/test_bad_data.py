@@ -5,6 +5,7 @@ warehouse once the cause is fixed."""
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,10 @@ import pytest
 from totes.db import connect
 from totes.warehouse.reconcile import reconcile
 from totes_local.cli import EXIT_FAILURE, main
+from totes_local.lake import query
 from totes_local.rejects import quarantined_rows
 from totes_local.runtime.assembly import CloudAssembly
+from totes_local.stacks import local_stack
 
 from .support import WorkflowFactory
 
@@ -46,6 +49,20 @@ def _run(
     return status, json.loads(line), err
 
 
+def _lake_delivery_dates(service_dir: Path) -> dict[int, list[date]]:
+    """The agreed delivery dates of orders 1 and 2 in the lake, in the versions made today."""
+    rows = query(
+        local_stack(service_dir),
+        "SELECT sales_order_id, agreed_delivery_date FROM fact_sales_order "
+        "WHERE sales_order_id IN (1, 2) AND last_updated_date = current_date "
+        "ORDER BY sales_order_id",
+    ).to_pylist()
+    dates: dict[int, list[date]] = {}
+    for row in rows:
+        dates.setdefault(row["sales_order_id"], []).append(row["agreed_delivery_date"])
+    return dates
+
+
 def _reconciled(source_dsn: str, warehouse_dsn: str) -> None:
     with connect(source_dsn) as source, connect(warehouse_dsn) as warehouse:
         problems = reconcile(source, warehouse)
@@ -59,11 +76,12 @@ def test_bad_dates_an_unknown_currency_and_a_new_column_are_told_kept_and_recove
     service_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Given two orders whose agreed dates are not dates, a new currency code and a new column
+    # Given two orders whose agreed dates are not dates (the 30th of February is well
+    # formed but no day of the calendar), a new currency code and a new column
     with connect(seeded_source_dsn) as conn:
         conn.execute(
             "UPDATE sales_order SET agreed_delivery_date = CASE sales_order_id "
-            "WHEN 1 THEN '2024-13-45' ELSE 'soon' END, last_updated = now() "
+            "WHEN 1 THEN '2024-02-30' ELSE 'soon' END, last_updated = now() "
             "WHERE sales_order_id IN (1, 2)"
         )
         conn.execute("INSERT INTO currency (currency_code, last_updated) VALUES ('XYZ', now())")
@@ -83,7 +101,7 @@ def test_bad_dates_an_unknown_currency_and_a_new_column_are_told_kept_and_recove
     dates = warnings[("rows_rejected", "fact_sales_order")]
     assert (dates["stage"], dates["count"]) == ("transform", 2)
     assert dates["detail"] == "agreed_delivery_date is not a YYYY-MM-DD date"
-    assert sorted(dates["examples"]) == ["'2024-13-45'", "'soon'"]
+    assert sorted(dates["examples"]) == ["'2024-02-30'", "'soon'"]
     (rejects_key,) = dates["where"]
     currency = warnings[("unknown_code", "dim_currency")]
     assert "'XYZ'" in currency["detail"]
@@ -100,13 +118,17 @@ def test_bad_dates_an_unknown_currency_and_a_new_column_are_told_kept_and_recove
     listed = [json.loads(line) for line in out.splitlines()]
     assert status == 0
     assert sorted((row["source_key"].split(",")[0], row["reason"]) for row in listed) == [
-        ("sales_order_id 1", "agreed_delivery_date '2024-13-45' is not a YYYY-MM-DD date"),
+        (
+            "sales_order_id 1",
+            "agreed_delivery_date '2024-02-30' is not a date: February 2024 has 29 days",
+        ),
         ("sales_order_id 2", "agreed_delivery_date 'soon' is not a YYYY-MM-DD date"),
     ]
     assert {(row["table"], row["stage"], row["run_id"], row["object_key"]) for row in listed} == {
         ("fact_sales_order", "transform", result["run_id"], rejects_key)
     }
-    # And the new column is not loaded, the unknown currency is, under its placeholder
+    # And the new column is not loaded, the unknown currency is, under its placeholder, and
+    # no other date stands in for the impossible one, in the warehouse or in the lake
     with connect(warehouse_dsn) as conn:
         assert conn.execute(
             "SELECT currency_name FROM dim_currency WHERE currency_code = 'XYZ'"
@@ -115,6 +137,7 @@ def test_bad_dates_an_unknown_currency_and_a_new_column_are_told_kept_and_recove
             "SELECT count(*) FROM fact_sales_order WHERE sales_order_id IN (1, 2) "
             "AND last_updated_date = current_date"
         ).fetchone() == (0,)
+    assert _lake_delivery_dates(service_dir) == {}
 
     # When the orders are fixed in the source (a new version of each) and the product runs
     with connect(seeded_source_dsn) as conn:
@@ -132,6 +155,7 @@ def test_bad_dates_an_unknown_currency_and_a_new_column_are_told_kept_and_recove
         2,
     )
     _reconciled(seeded_source_dsn, warehouse_dsn)
+    assert _lake_delivery_dates(service_dir) == {1: [date(2024, 12, 1)], 2: [date(2024, 12, 1)]}
     # And the column is still reported while it is there, but nothing else is
     assert [(w["kind"], w["table"]) for w in fixed["warnings"]] == [
         ("unexpected_columns", "design")

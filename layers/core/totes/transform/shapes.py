@@ -9,8 +9,8 @@ schemas of :data:`totes.warehouse.star.STAR_SCHEMAS`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,13 +18,13 @@ import pyarrow.compute as pc
 from totes.findings import Finding, FindingKind, Stage, examples_of
 from totes.key_runs import first_of_each_key, last_of_each_key
 from totes.transform.currencies import currency_name
+from totes.transform.values import exact_cast, parse_iso_dates, quoted, type_name
 from totes.warehouse.star import STAR_SCHEMAS, TIME_MS
 
 #: dim_staff.location when the department has none (the source allows NULL, the star does not).
 UNKNOWN_LOCATION = "Unknown location"
 #: dim_staff.department_name when the staff row's department is not known.
 UNKNOWN_DEPARTMENT = "Unknown department"
-_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
 def unknown_currency_name(code: str) -> str:
@@ -93,27 +93,46 @@ def distinct_versions(table: pa.Table, key: str) -> pa.Table:
     return ordered.filter(first_of_each_key(ordered, [key, "last_updated"]))
 
 
-def split_timestamp(stamps: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, pa.Array]:
-    """Split timestamps into a date column and a time column with milliseconds."""
-    dates = pc.cast(stamps, pa.date32())
-    times = pc.cast(
-        pc.cast(stamps, pa.time64("us")),
-        options=pc.CastOptions(target_type=TIME_MS, allow_time_truncate=True),
-    )
-    return dates, times
+#: The star's date and time columns, each the date or the time of day of a source timestamp.
+_STAMP_PARTS: Final = {
+    "created_date": "created_at",
+    "created_time": "created_at",
+    "last_updated_date": "last_updated",
+    "last_updated_time": "last_updated",
+}
 
 
-def _parse_iso_dates(texts: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
-    """Dates from ``YYYY-MM-DD`` text, and a mask of the values that are not such a date."""
-    well_formed = pc.fill_null(pc.match_substring_regex(texts, _ISO_DATE), False)
-    parsed = pc.strptime(
-        pc.if_else(well_formed, texts, pa.scalar(None, pa.string())),
-        format="%Y-%m-%d",
-        unit="s",
-        error_is_null=True,
-    )
-    dates = pc.cast(parsed, pa.date32())
-    return dates, pc.is_null(dates)
+@dataclass
+class _Rejections:
+    """The reasons a fact's rows cannot be shaped, gathered column by column."""
+
+    target: str
+    reasons: list[pa.Array] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(
+        self, name: str, detail: str, problems: pa.Array, values: pa.ChunkedArray | pa.Array
+    ) -> None:
+        """Reject the rows whose ``problems`` entry is set: ``<name> '<value>' <problem>``."""
+        bad = pc.is_valid(problems)
+        count = pc.sum(bad).as_py() or 0
+        if not count:
+            return
+        examples = examples_of(pc.filter(values, bad).to_pylist())
+        self.findings.append(
+            _finding(FindingKind.ROWS_REJECTED, self.target, detail, count, examples)
+        )
+        self.reasons.append(pc.binary_join_element_wise(quoted(name, values), problems, " "))
+
+    def reason(self) -> pa.Array | None:
+        """Each row's first reason (null for a row with none), or None when no row has one."""
+        if not self.reasons:
+            return None
+        return pc.coalesce(*self.reasons)
+
+
+def _problem_where(mask: pa.Array, problem: str) -> pa.Array:
+    return pc.if_else(mask, pa.scalar(problem), pa.scalar(None, pa.string()))
 
 
 def _fact(
@@ -122,63 +141,45 @@ def _fact(
     renames: Mapping[str, str],
     text_dates: Iterable[str],
 ) -> Shaped:
-    """Shape fact rows: split stamps, parse text dates, reject rows whose dates are not dates."""
+    """Shape fact rows: split stamps, parse text dates, and convert every other column to
+    the star's type; a row any of whose values does not convert exactly is rejected."""
+    schema = STAR_SCHEMAS[target]
     if versions.num_rows == 0:
-        return Shaped(STAR_SCHEMAS[target].empty_table())
-    columns: dict[str, Any] = {}
-    created_date, created_time = split_timestamp(versions.column("created_at"))
-    updated_date, updated_time = split_timestamp(versions.column("last_updated"))
-    stamps = {
-        "created_date": created_date,
-        "created_time": created_time,
-        "last_updated_date": updated_date,
-        "last_updated_time": updated_time,
-    }
-    bad = pa.array([False] * versions.num_rows)
-    reasons: list[pa.Array] = []
-    findings: list[Finding] = []
-    for name in text_dates:
-        parsed, invalid = _parse_iso_dates(versions.column(name))
-        columns[name] = parsed
-        invalid_count = pc.sum(invalid).as_py() or 0
-        if invalid_count:
-            findings.append(
-                _finding(
-                    FindingKind.ROWS_REJECTED,
-                    target,
-                    f"{name} is not a YYYY-MM-DD date",
-                    invalid_count,
-                    examples_of(versions.column(name).filter(invalid).to_pylist()),
-                )
+        return Shaped(schema.empty_table())
+    rejections = _Rejections(target)
+    columns: dict[str, pa.Array] = {}
+    for star in schema:
+        if star.name in text_dates:
+            texts = versions.column(star.name)
+            columns[star.name], problems = parse_iso_dates(texts)
+            rejections.add(star.name, f"{star.name} is not a YYYY-MM-DD date", problems, texts)
+            continue
+        name = _STAMP_PARTS.get(star.name) or renames.get(star.name, star.name)
+        values = versions.column(name)
+        if star.name in _STAMP_PARTS:
+            # The date part never loses anything; the time of day may (microseconds).
+            to_convert = pc.cast(values, pa.time64("us") if star.type == TIME_MS else pa.date32())
+        else:
+            to_convert = values
+        columns[star.name], lost = exact_cast(to_convert, star.type)
+        unfit = f"does not fit the warehouse's {type_name(star.type)}"
+        if lost is not None:
+            rejections.add(name, f"{name} {unfit}", _problem_where(lost, unfit), values)
+        if not star.nullable:
+            missing = pc.is_null(values)
+            rejections.add(
+                name,
+                f"{name} is NULL: the warehouse needs a value",
+                _problem_where(missing, "where the warehouse needs a value"),
+                values,
             )
-        reasons.append(
-            pc.if_else(
-                invalid,
-                pc.binary_join_element_wise(
-                    f"{name} '",
-                    pc.fill_null(versions.column(name), "NULL"),
-                    "' is not a YYYY-MM-DD date",
-                    "",
-                ),
-                pa.scalar(None, pa.string()),
-            )
-        )
-        bad = pc.or_(bad, invalid)
-    for star_name in STAR_SCHEMAS[target].names:
-        if star_name in stamps:
-            columns[star_name] = stamps[star_name]
-        elif star_name not in columns:
-            columns[star_name] = versions.column(renames.get(star_name, star_name))
-    shaped = pa.table(columns).select(STAR_SCHEMAS[target].names)
-    good = pc.invert(bad)
-    rejects = None
-    if pc.any(bad).as_py():
-        reason = reasons[0]
-        for more in reasons[1:]:
-            reason = pc.coalesce(reason, more)
-        rejected = versions.filter(bad)
-        rejects = rejected.append_column("reject_reason", pc.filter(reason, bad))
-    return Shaped(shaped.filter(good).cast(STAR_SCHEMAS[target]), rejects, tuple(findings))
+    reason = rejections.reason()
+    shaped = pa.table(columns)
+    if reason is None:
+        return Shaped(shaped.cast(schema))
+    bad = pc.is_valid(reason)
+    rejects = versions.filter(bad).append_column("reject_reason", pc.filter(reason, bad))
+    return Shaped(shaped.filter(pc.invert(bad)).cast(schema), rejects, tuple(rejections.findings))
 
 
 def fact_sales_order(sales_orders: pa.Table) -> Shaped:
