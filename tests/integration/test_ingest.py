@@ -20,6 +20,7 @@ from totes.errors import (
     NullLastUpdatedError,
     SourceSchemaDriftError,
     SourceTableMissingError,
+    TimestampOutOfRangeError,
     WatermarkConflictError,
 )
 from totes.ingest.raw_rows import read_batch
@@ -231,13 +232,17 @@ def test_values_come_back_from_the_raw_zone_identical_to_the_source(
     # When the tables are ingested and read back
     for table in ("address", "sales_order", "payment", "transaction"):
         lake.ingest(seeded_source_dsn, table)
-        # Then every value is identical: NULL vs '', Decimal, microseconds, quotes, newlines
+        # Then every value is identical: NULL vs '', numerics as the source's text,
+        # microseconds, quotes, newlines
         assert lake.rows(table) == [
-            {k: (str(v) if k == "transaction_type" else v) for k, v in row.items()}
+            {
+                k: (str(v) if k == "transaction_type" or isinstance(v, Decimal) else v)
+                for k, v in row.items()
+            }
             for row in _source_rows(seeded_source_dsn, table)
         ]
     by_key = {row["sales_order_id"]: row for row in lake.rows("sales_order")}
-    assert by_key[1]["unit_price"] == Decimal("0.10")
+    assert by_key[1]["unit_price"] == "0.10"
     assert by_key[1]["last_updated"] == datetime(2030, 1, 2, 9, 26, 10)
     assert by_key[2]["last_updated"] == datetime(2030, 1, 2, 9, 26, 10, 123_000)
 
@@ -326,6 +331,38 @@ def test_rows_without_last_updated_stop_the_table_and_keep_the_watermark(
         lake.ingest(seeded_source_dsn, "department")
     assert lake.store.read("department") == mark
     assert lake.manifests("department") == written
+
+
+@pytest.mark.parametrize("stamp", ["infinity", "-infinity", "0044-03-15 BC", "12000-01-01"])
+def test_rows_with_a_timestamp_nothing_downstream_reads_stop_the_table_and_keep_the_watermark(
+    lake: Lake, seeded_source_dsn: str, stamp: str
+) -> None:
+    # Given a table ingested once, then a row whose created_at PostgreSQL stores but no
+    # later stage can read (Arrow, Python and the warehouse's dates stop at 9999)
+    lake.ingest(seeded_source_dsn, "department")
+    mark, written = lake.store.read("department"), lake.manifests("department")
+    with connect(seeded_source_dsn) as conn:
+        conn.execute(
+            "UPDATE department SET created_at = %s, last_updated = now() WHERE department_id = 1",
+            (stamp,),
+        )
+
+    # When it is ingested, then the named error says how many rows and why, and nothing moved
+    with pytest.raises(
+        TimestampOutOfRangeError,
+        match="1 rows of department have a timestamp outside years 1 to 9999",
+    ):
+        lake.ingest(seeded_source_dsn, "department")
+    assert lake.store.read("department") == mark
+    assert lake.manifests("department") == written
+
+    # When the row is fixed, then the next ingest carries it and the watermark moves on
+    with connect(seeded_source_dsn) as conn:
+        conn.execute("UPDATE department SET created_at = now() WHERE department_id = 1")
+    lake.ingest(seeded_source_dsn, "department")
+    fixed = [row for row in lake.rows("department") if row["department_id"] == 1]
+    assert fixed[-1]["created_at"].year == datetime.now().year
+    assert lake.store.read("department") != mark
 
 
 def test_a_table_missing_from_the_source_is_named_and_nothing_moves(

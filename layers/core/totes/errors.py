@@ -66,6 +66,10 @@ class NullLastUpdatedError(TotesError):
     """Source rows have no last_updated, so no watermark can place them."""
 
 
+class TimestampOutOfRangeError(TotesError):
+    """Source rows hold a timestamp outside years 1 to 9999, which no later stage can read."""
+
+
 class RawObjectExistsError(TotesError):
     """The raw zone already holds an object at a key this batch would write (never overwritten)."""
 

@@ -62,6 +62,11 @@ ADVICE: Final[dict[str, str]] = {
         "Give the rows named in the message a last_updated in totesys; the watermark stays "
         "until then."
     ),
+    "TimestampOutOfRangeError": (
+        "Give the rows named in the message a timestamp between the years 1 and 9999 in "
+        "totesys (PostgreSQL also stores infinity and years BC, which nothing downstream "
+        "reads); the watermark stays until then."
+    ),
     "StagedFileMissingError": (
         "A committed star-zone file expired before it was published: reset the target's "
         "transform state so that its sources are transformed again."

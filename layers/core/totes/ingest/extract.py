@@ -24,13 +24,20 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from totes.errors import NullLastUpdatedError, SourceTableMissingError
+from totes.errors import (
+    NullLastUpdatedError,
+    SourceTableMissingError,
+    TimestampOutOfRangeError,
+)
 from totes.ingest.columns import SourceColumn
 from totes.ingest.watermarks import Watermark
 from totes.names import SOURCE_PRIMARY_KEYS
 
 #: Larger than any serial key: ``(ts, _AFTER_EVERY_KEY)`` sorts after every row stamped ts.
 _AFTER_EVERY_KEY = 2**31
+#: The timestamps the pipeline can carry: years 1 to 9999, as Python, Arrow's CSV reader and
+#: the warehouse's dates all read them (PostgreSQL also stores infinity and years BC).
+_CARRIED_TIMESTAMPS = ("0001-01-01", "9999-12-31 23:59:59.999999")
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,19 @@ def _row_hash(table: str) -> sql.Composable:
     )
 
 
+def _out_of_range(columns: list[SourceColumn]) -> sql.Composable:
+    """A condition true for a row any of whose timestamps the pipeline cannot carry."""
+    stamps = [column.name for column in columns if column.data_type.startswith("timestamp")]
+    if not stamps:
+        return sql.SQL("false")
+    return sql.SQL(" OR ").join(
+        sql.SQL("{} NOT BETWEEN {} AND {}").format(
+            sql.Identifier(name), *(sql.Literal(bound) for bound in _CARRIED_TIMESTAMPS)
+        )
+        for name in stamps
+    )
+
+
 def _window_fingerprint(
     conn: psycopg.Connection[Any], table: str, cursor: tuple[datetime, int], lookback: timedelta
 ) -> tuple[int, int]:
@@ -117,18 +137,22 @@ def plan_batch(
     NullLastUpdatedError
         Rows without ``last_updated`` exist: no cursor can place them, so the batch
         stops rather than silently leaving them behind.
+    TimestampOutOfRangeError
+        Rows hold a timestamp outside years 1 to 9999 (``infinity``, a year BC): no
+        later stage could read it, so the batch stops before it is written.
     """
     if max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, got {max_rows}")
     columns = source_columns(conn, table)
     ids = _table_and_key(table)
     cursor = watermark.cursor
-    # One scan answers the questions of an idle run: rows without a timestamp, the
-    # look-back fingerprint, and whether anything lies beyond the cursor.
+    # One scan answers the questions of an idle run: rows without a timestamp or with one
+    # out of range, the look-back fingerprint, and whether anything lies beyond the cursor.
     window_start = cursor[0] - lookback if cursor else datetime.min
     state = conn.execute(
         sql.SQL(
             "SELECT count(*) FILTER (WHERE last_updated IS NULL), "
+            "count(*) FILTER (WHERE {out_of_range}), "
             "count(*) FILTER (WHERE {in_window}), "
             "coalesce(sum({row_hash}) FILTER (WHERE {in_window}), 0), "
             "count(*) FILTER (WHERE (last_updated, {key}) > (%(ts)s, %(key)s)) "
@@ -138,6 +162,7 @@ def plan_batch(
                 "last_updated > %(window_start)s AND (last_updated, {key}) <= (%(ts)s, %(key)s)"
             ).format(**ids),
             row_hash=_row_hash(table),
+            out_of_range=_out_of_range(columns),
             **ids,
         ),
         {
@@ -148,11 +173,16 @@ def plan_batch(
     ).fetchone()
     if state is None:
         raise RuntimeError("table state query gave no row")
-    unplaceable, window_rows, window_checksum, newer = (int(value) for value in state)
+    unplaceable, out_of_range, window_rows, window_checksum, newer = (int(value) for value in state)
     if unplaceable:
         raise NullLastUpdatedError(
             f"{unplaceable} rows of {table} have no last_updated; fix them in the source "
             "(the watermark stays where it is)"
+        )
+    if out_of_range:
+        raise TimestampOutOfRangeError(
+            f"{out_of_range} rows of {table} have a timestamp outside years 1 to 9999 "
+            "(infinity or a year BC); fix them in the source (the watermark stays where it is)"
         )
 
     rereads_window = (
