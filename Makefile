@@ -3,31 +3,41 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+LOCK := requirements.txt
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
+#: pip itself is pinned too: it decides how the lock is read.
+PIP_VERSION := 26.3
 NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
 PYTEST_FLAGS ?=
 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install build run test test-fast lint format synth bench bench-seed bench-ingest bench-transform bench-load bench-workflow clean help
+.PHONY: install lock build run test test-fast lint format synth bench bench-seed bench-ingest bench-transform bench-load bench-workflow clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Exactly the locked versions, each checked against its recorded SHA-256; then the project
+# itself, editable, without resolving anything again.
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet 'pip==$(PIP_VERSION)'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
 $(NODE_STAMP): package.json package-lock.json
-	@command -v npm >/dev/null || { echo "Node.js 20+ with npm is needed for the CDK CLI"; exit 1; }
+	@command -v npm >/dev/null || { echo "Node.js 22 or newer, with npm, is needed for the CDK CLI"; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
 	@rm -f node_modules/.installed-* && touch $@
 
-install: $(STAMP) $(NODE_STAMP)  ## create .venv and node_modules if missing or stale
+install: $(STAMP) $(NODE_STAMP)  ## create .venv and node_modules if missing or stale, from the locks
+
+lock: $(STAMP)  ## resolve every Python dependency again, newest within pyproject's ranges, into requirements.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+		--generate-hashes --upgrade --quiet --custom-compile-command 'make lock' -o $(LOCK)
 
 build: $(STAMP)  ## build the Lambda layers into build/layers (pip wheels for Lambda, no Docker)
 	$(BIN)/python scripts/build_layers.py

@@ -5,9 +5,10 @@ dependencies change:
 
 ``dependencies``
     The third-party runtime dependencies from ``pyproject.toml`` that the Lambda
-    runtime does not already provide: psycopg (binary) and pyarrow. Installed with
-    ``pip install --platform manylinux... --only-binary=:all:``, which fetches the
-    Linux x86_64 CPython 3.12 wheels whatever machine runs the build.
+    runtime does not already provide: psycopg (binary) and pyarrow, at the versions
+    ``requirements.txt`` locks. Installed with ``pip install --platform manylinux...
+    --only-binary=:all:``, which fetches the Linux x86_64 CPython 3.12 wheels whatever
+    machine runs the build; a package the lock does not pin stops the build.
 ``core``
     The ``totes`` package itself (``layers/core/totes``), installed without its
     dependencies.
@@ -19,8 +20,8 @@ the public Powertools layer). See ``docs/adr/0004-lambda-packaging-without-docke
 Each layer becomes ``build/layers/<name>/python/...`` and a reproducible
 ``build/layers/<name>.zip`` (sorted entries, fixed timestamps) that the CDK app
 uploads as is, plus ``build/layers/<name>.json`` with its inputs' fingerprint and
-its sizes. A layer whose inputs have not changed is not rebuilt; ``--force``
-rebuilds it anyway (e.g. to pick up a newer release within the version ranges).
+its sizes. A layer whose inputs (the lock included) have not changed is not rebuilt;
+``--force`` rebuilds it anyway.
 
 Usage::
 
@@ -48,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+LOCK = REPOSITORY_ROOT / "requirements.txt"
 DEFAULT_OUTPUT = REPOSITORY_ROOT / "build" / "layers"
 CORE_PACKAGE = REPOSITORY_ROOT / "layers" / "core" / "totes"
 
@@ -56,6 +58,17 @@ LAMBDA_PYTHON_VERSION = "3.12"
 #: Amazon Linux 2023 (glibc 2.34) runs python3.12 functions, so wheels for either
 #: manylinux baseline load there; recent pyarrow releases publish only the newer one.
 LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+#: The Lambda runtime as environment markers see it, to read the lock's conditional pins.
+LAMBDA_MARKER_ENVIRONMENT = {
+    "python_version": LAMBDA_PYTHON_VERSION,
+    "python_full_version": f"{LAMBDA_PYTHON_VERSION}.0",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+}
 
 #: Runtime dependencies that do not go into the dependencies layer, and why.
 NOT_IN_LAYER = {
@@ -74,7 +87,9 @@ _TRIMMED_INSIDE_PACKAGE = {"pyarrow": frozenset({"include", "src"})}
 _TRIMMED_SUFFIXES = (".pyc", ".pyx", ".pxd", ".pxi")
 
 #: Bumped when this script changes what it produces, so stale builds are redone.
-_BUILD_FORMAT = "2"
+_BUILD_FORMAT = "3"
+#: A pinned line of the lock: ``name==version`` and, after `` ; ``, an environment marker.
+_LOCKED_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)(?:\s*;\s*([^\\]+?))?\s*\\?$")
 #: Date of every zip entry: the earliest a zip can hold, so that identical
 #: content always gives identical bytes (and an unchanged CDK asset hash).
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -120,6 +135,35 @@ def layer_requirements(pyproject: Path) -> list[str]:
     ]
 
 
+class UnlockedPackageError(RuntimeError):
+    """The layer would hold a package, or a version of one, that the lock does not pin."""
+
+
+def locked_versions(lock: Path, environment: Mapping[str, str]) -> dict[str, str]:
+    """The version the lock pins for each package, in the given environment.
+
+    A universal lock may pin a package twice under exclusive markers (numpy for Python
+    3.11 and for 3.12); only the pin whose marker holds in ``environment`` counts.
+
+    Examples
+    --------
+    >>> pins = locked_versions(LOCK, LAMBDA_MARKER_ENVIRONMENT)
+    >>> pins["pyarrow"] == locked_versions(LOCK, {"python_version": "3.11"})["pyarrow"]
+    True
+    """
+    from packaging.markers import Marker  # noqa: PLC0415 (the lock's reader, not the layer's)
+
+    pins: dict[str, str] = {}
+    for line in lock.read_text(encoding="utf-8").splitlines():
+        match = _LOCKED_LINE.match(line)
+        if match is None:
+            continue
+        name, version, marker = match.groups()
+        if marker is None or Marker(marker).evaluate(dict(environment)):
+            pins[_canonical_name(name)] = version
+    return pins
+
+
 def build_layers(output: Path = DEFAULT_OUTPUT, *, force: bool = False) -> list[LayerReport]:
     """Build (or reuse) both layers under ``output``.
 
@@ -136,8 +180,10 @@ def build_layers(output: Path = DEFAULT_OUTPUT, *, force: bool = False) -> list[
     """
     output.mkdir(parents=True, exist_ok=True)
     requirements = layer_requirements(REPOSITORY_ROOT / "pyproject.toml")
+    pins = locked_versions(LOCK, LAMBDA_MARKER_ENVIRONMENT)
+    constraints = [f"{name}=={version}" for name, version in sorted(pins.items())]
     dependencies_inputs = _fingerprint(
-        [_BUILD_FORMAT, LAMBDA_PYTHON_VERSION, *LAMBDA_PLATFORMS, *requirements]
+        [_BUILD_FORMAT, LAMBDA_PYTHON_VERSION, *LAMBDA_PLATFORMS, *requirements, *constraints]
     )
     core_inputs = _fingerprint(
         [_BUILD_FORMAT, (REPOSITORY_ROOT / "pyproject.toml").read_text(encoding="utf-8")],
@@ -148,21 +194,7 @@ def build_layers(output: Path = DEFAULT_OUTPUT, *, force: bool = False) -> list[
             output,
             "dependencies",
             dependencies_inputs,
-            lambda target: _pip_install(
-                [
-                    "--platform",
-                    LAMBDA_PLATFORMS[0],
-                    "--platform",
-                    LAMBDA_PLATFORMS[1],
-                    "--implementation",
-                    "cp",
-                    "--python-version",
-                    LAMBDA_PYTHON_VERSION,
-                    "--only-binary=:all:",
-                    *requirements,
-                ],
-                target,
-            ),
+            lambda target: _install_locked(requirements, constraints, pins, target),
             force=force,
         ),
         _build_layer(output, "core", core_inputs, _install_core_package, force=force),
@@ -215,6 +247,35 @@ def _pip_install(arguments: Sequence[str], target: Path) -> None:
     print("$", " ".join(command), flush=True)
     # Our own pip, arguments built from pyproject: no shell, no outside input.
     subprocess.run(command, check=True)  # noqa: S603  # nosec B603
+
+
+def _install_locked(
+    requirements: Sequence[str], constraints: Sequence[str], pins: Mapping[str, str], target: Path
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="totes-layer-constraints-") as scratch:
+        constraints_file = Path(scratch) / "constraints.txt"
+        constraints_file.write_text("\n".join(constraints) + "\n", encoding="utf-8")
+        _pip_install(
+            [
+                *("--platform", LAMBDA_PLATFORMS[0], "--platform", LAMBDA_PLATFORMS[1]),
+                *("--implementation", "cp", "--python-version", LAMBDA_PYTHON_VERSION),
+                "--only-binary=:all:",
+                *("--constraint", str(constraints_file)),
+                *requirements,
+            ],
+            target,
+        )
+    unlocked = {
+        name: version
+        for name, version in _installed_distributions(target).items()
+        if pins.get(_canonical_name(name)) != version
+    }
+    if unlocked:
+        raise UnlockedPackageError(
+            "the layer would hold packages requirements.txt does not pin at these versions: "
+            + ", ".join(f"{name} {version}" for name, version in sorted(unlocked.items()))
+            + "; run `make lock`"
+        )
 
 
 def _install_core_package(target: Path) -> None:
@@ -341,6 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         reports = build_layers(options.output, force=options.force)
     except subprocess.CalledProcessError as error:
         print(f"build_layers: pip failed with exit status {error.returncode}", file=sys.stderr)
+        return 1
+    except UnlockedPackageError as error:
+        print(f"build_layers: {error}", file=sys.stderr)
         return 1
     for report in reports:
         print(report.describe())
