@@ -13,6 +13,7 @@ from typing import Any
 
 from constructs import Construct
 
+from stacks.managed_layers import AWS_SDK_PANDAS, POWERTOOLS
 from totes.names import (
     DEFAULT_CATCH_UP_BUDGET_SECONDS,
     DEFAULT_INGEST_MAX_ROWS,
@@ -38,8 +39,6 @@ _AWS_SDK_PANDAS_VERSION_PATTERN = re.compile(r"3\.\d+\.\d+")
 # workgroup names.
 _GLUE_DATABASE_PATTERN = re.compile(r"[a-z0-9_]{1,255}")
 _WORKGROUP_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
-#: The AWS SDK for pandas release the local tooling is verified with (pyproject.toml).
-DEFAULT_AWS_SDK_PANDAS_VERSION = "3.16.1"
 
 #: Retention periods CloudWatch Logs accepts, in days.
 LOG_RETENTION_DAYS_ALLOWED: tuple[int, ...] = (
@@ -97,9 +96,10 @@ class PlatformSettings:
         of the periods CloudWatch Logs accepts.
     powertools_version : str
         Release of the public Powertools for AWS Lambda (Python) v3 layer the
-        functions use, e.g. ``"3.37.0"``, or ``"latest"``. Resolved through the
-        public SSM parameter of the deployment region when CloudFormation
-        deploys.
+        functions use; by default the release ``requirements.txt`` locks
+        (:data:`stacks.managed_layers.POWERTOOLS`). ``"latest"`` follows every new
+        release, unchecked against Lambda's size limit. Resolved through the public
+        SSM parameter of the deployment region when CloudFormation deploys.
     ingest_max_rows : int
         Source rows one ingest invocation extracts from one table.
     transform_max_rows : int
@@ -122,7 +122,8 @@ class PlatformSettings:
         Days Athena query results are kept.
     aws_sdk_pandas_version : str
         Release of the AWS-managed AWS SDK for pandas layer the catalog function uses;
-        keep it the release ``pyproject.toml`` pins, which the tests verify.
+        by default the release ``requirements.txt`` locks
+        (:data:`stacks.managed_layers.AWS_SDK_PANDAS`).
     """
 
     stack_name: str = DEFAULT_STACK_NAME
@@ -135,7 +136,7 @@ class PlatformSettings:
     schedule_enabled: bool = True
     ingest_max_concurrency: int = 3
     log_retention_days: int = 30
-    powertools_version: str = "latest"
+    powertools_version: str = POWERTOOLS.version
     ingest_max_rows: int = DEFAULT_INGEST_MAX_ROWS
     transform_max_rows: int = DEFAULT_TRANSFORM_MAX_ROWS
     load_max_files: int = DEFAULT_LOAD_MAX_FILES
@@ -143,7 +144,7 @@ class PlatformSettings:
     lake_database_name: str = ""
     athena_workgroup_name: str = ""
     athena_results_retention_days: int = 30
-    aws_sdk_pandas_version: str = DEFAULT_AWS_SDK_PANDAS_VERSION
+    aws_sdk_pandas_version: str = AWS_SDK_PANDAS.version
 
     def __post_init__(self) -> None:  # noqa: PLR0912 (one check per setting, in order)
         if not _STACK_NAME_PATTERN.fullmatch(self.stack_name):

@@ -34,6 +34,7 @@ from aws_cdk.assertions import Template  # noqa: E402
 
 from stacks.application import build_application  # noqa: E402
 from stacks.data_platform_stack import DataPlatformStack  # noqa: E402
+from stacks.managed_layers import POWERTOOLS  # noqa: E402
 
 TEST_ACCOUNT = "123456789012"
 TEST_REGION = "eu-west-2"
@@ -50,7 +51,7 @@ FIXED_PRODUCT_CONTEXT: Mapping[str, Any] = {
     "schedule_enabled": True,
     "ingest_max_concurrency": 3,
     "log_retention_days": 30,
-    "powertools_version": "latest",
+    "powertools_version": POWERTOOLS.version,
 }
 
 

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from stacks.settings import DEFAULT_AWS_SDK_PANDAS_VERSION
+from stacks.managed_layers import AWS_SDK_PANDAS, POWERTOOLS
 from tests.infra.template_reading import allowed_actions, logical_id, role_statements
 from totes.names import METRICS_NAMESPACE, SERVICE_NAME
 
 pytestmark = pytest.mark.infra
 
-POWERTOOLS_PARAMETER = "/aws/service/powertools/python/x86_64/python3.12/latest"
+POWERTOOLS_PARAMETER = f"/aws/service/powertools/python/x86_64/python3.12/{POWERTOOLS.version}"
 
 
 def _function(template, function) -> dict[str, Any]:
@@ -175,7 +175,7 @@ def test_the_catalog_function_takes_awswrangler_from_the_managed_layer_not_ours(
     # Given the public parameter of the AWS SDK for pandas release the project pins
     pandas = _parameter(
         template,
-        f"/aws/service/aws-sdk-pandas/{DEFAULT_AWS_SDK_PANDAS_VERSION}/py3.12/x86_64/layer-arn",
+        f"/aws/service/aws-sdk-pandas/{AWS_SDK_PANDAS.version}/py3.12/x86_64/layer-arn",
     )
     _, core, _ = functions.layers
     # Then the catalog function has it, the core package and Powertools, and not the
@@ -187,14 +187,14 @@ def test_the_catalog_function_takes_awswrangler_from_the_managed_layer_not_ours(
 
 
 def test_powertools_version_comes_from_context(synthesise_platform):
-    # Given `cdk deploy -c powertools_version=3.37.0`
-    platform = synthesise_platform(powertools_version="3.37.0")
+    # Given `cdk deploy -c powertools_version=3.36.0`
+    platform = synthesise_platform(powertools_version="3.36.0")
 
     # Then the layer is resolved through that release's public parameter
     defaults = {
         value.get("Default") for value in platform.template.to_json()["Parameters"].values()
     }
-    assert "/aws/service/powertools/python/x86_64/python3.12/3.37.0" in defaults
+    assert "/aws/service/powertools/python/x86_64/python3.12/3.36.0" in defaults
 
 
 def test_ingest_reads_only_the_source_secret(allowed):

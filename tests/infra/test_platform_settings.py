@@ -6,6 +6,7 @@ import pytest
 from aws_cdk import App
 
 from stacks.log_groups import retention_period
+from stacks.managed_layers import POWERTOOLS
 from stacks.settings import LOG_RETENTION_DAYS_ALLOWED, InvalidSettingError, PlatformSettings
 from totes.names import SOURCE_SECRET_NAME, WAREHOUSE_SECRET_NAME
 
@@ -26,7 +27,8 @@ def test_without_context_the_platform_uses_the_shared_names():
     assert settings.schedule_enabled is True
     assert settings.ingest_max_concurrency == 3
     assert settings.log_retention_days == 30
-    assert settings.powertools_version == "latest"
+    # And the Powertools layer is the release the lock pins, never whatever is newest
+    assert settings.powertools_version == POWERTOOLS.version
 
 
 def test_cdk_json_names_the_same_secrets_as_the_handlers(cdk_json_context):
