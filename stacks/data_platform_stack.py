@@ -6,6 +6,7 @@ from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
 from stacks.alerts import AlertTopic
+from stacks.credentials_check import CredentialsCheck
 from stacks.functions import PipelineFunctions, StageLimits
 from stacks.lake import Lakehouse
 from stacks.monitoring import PipelineMonitoring
@@ -126,6 +127,16 @@ class DataPlatformStack(Stack):
             rate_minutes=settings.schedule_rate_minutes,
             enabled=settings.schedule_enabled,
         )
+        if settings.schedule_enabled:
+            # Nothing is scheduled until both secrets are there: without them every run
+            # would fail and mail the topic (see README, First deployment).
+            self.credentials_check = CredentialsCheck(
+                self,
+                "CredentialsCheck",
+                function=self.functions.credentials_check,
+                secret_names=(settings.source_secret_name, settings.warehouse_secret_name),
+            )
+            self.schedule.node.add_dependency(self.credentials_check)
         self.monitoring = PipelineMonitoring(
             self,
             "Monitoring",

@@ -63,6 +63,8 @@ _FAILURE = _Sizing(memory_mb=256, timeout=Duration.seconds(10))
 # Merges a dimension's changes into a new snapshot: the largest (dim_transaction) in memory.
 # Its timeout is what an execution keeps aside after its passes (settings: the budget).
 _CATALOG = _Sizing(memory_mb=1024, timeout=Duration.seconds(CATALOG_TIMEOUT_SECONDS))
+# Reads two secrets when the stack is deployed, then answers CloudFormation.
+_CREDENTIALS_CHECK = _Sizing(memory_mb=256, timeout=Duration.seconds(30))
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,9 @@ class PipelineFunctions(Construct):
     - describe-failure (the failure email's text) reaches nothing but its own logs too:
       the state machine publishes what it returns;
     - catalog reads and writes the lake zone of the processed bucket (its Glue rights
-      come from :meth:`stacks.lake.Lakehouse.grant_cataloguing`).
+      come from :meth:`stacks.lake.Lakehouse.grant_cataloguing`);
+    - credentials-check (run by CloudFormation when the stack is deployed, see
+      :class:`stacks.credentials_check.CredentialsCheck`) reads both secrets.
 
     Metrics go out as CloudWatch embedded metric format in the logs, so no
     function needs ``cloudwatch:PutMetricData``.
@@ -288,6 +292,18 @@ class PipelineFunctions(Construct):
             ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
             f"{LAKE_PREFIX}/*",
         )
+
+        self.credentials_check = self._function(
+            "CredentialsCheck",
+            code=packaging.credentials_check_code,
+            sizing=_CREDENTIALS_CHECK,
+            description="At deployment: both credentials secrets readable and complete, or why not",
+            environment={},
+            # Runs once per deployment that creates it: nothing waits on a cold start.
+            snap_start=False,
+        )
+        _allow_reading_secret(self.credentials_check, source_secret_name)
+        _allow_reading_secret(self.credentials_check, warehouse_secret_name)
 
     @property
     def by_stage(self) -> Mapping[str, lambda_.Function]:

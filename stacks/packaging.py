@@ -28,6 +28,8 @@ class PipelinePackaging:
     ----------
     ingest_code, transform_code, load_code, progress_code, failure_code, catalog_code : Path
         Handler folders; each holds ``handler.py`` with a ``handler`` function.
+    credentials_check_code : Path
+        Handler folder of the deployment's check of the credentials secrets.
     dependencies_layer : pathlib.Path
         Zip of the third-party layer (psycopg, pyarrow) built for Python 3.12 on x86_64.
     core_layer : pathlib.Path
@@ -40,6 +42,7 @@ class PipelinePackaging:
     progress_code: Path
     failure_code: Path
     catalog_code: Path
+    credentials_check_code: Path
     dependencies_layer: Path
     core_layer: Path
 
@@ -65,6 +68,7 @@ class PipelinePackaging:
             progress_code=root / "lambdas" / "progress",
             failure_code=root / "lambdas" / "failure",
             catalog_code=root / "lambdas" / "catalog",
+            credentials_check_code=root / "lambdas" / "credentials_check",
             dependencies_layer=layers / "dependencies.zip",
             core_layer=layers / "core.zip",
         )
@@ -79,6 +83,7 @@ class PipelinePackaging:
             self.progress_code,
             self.failure_code,
             self.catalog_code,
+            self.credentials_check_code,
         )
 
     def check(self) -> None:

@@ -45,6 +45,7 @@ def test_app_py_synthesises_the_platform_into_a_cloud_assembly(cdk_json_context,
     resource_types = sorted(resource["Type"] for resource in template["Resources"].values())
     assert resource_types.count("AWS::S3::Bucket") == 4
     assert resource_types.count("AWS::DynamoDB::Table") == 1
-    assert resource_types.count("AWS::Lambda::Function") == 6
+    assert resource_types.count("AWS::Lambda::Function") == 7
+    assert resource_types.count("Custom::CredentialsReadable") == 1
     assert resource_types.count("AWS::StepFunctions::StateMachine") == 1
     assert resource_types.count("AWS::Scheduler::Schedule") == 1
