@@ -3,12 +3,22 @@
 libpq reports connection failures as one generic ``OperationalError`` whose only
 detail is a localised message. Rather than parse that text, :func:`connect`
 finds out *which* step failed by behaviour: whether anything listens at the
-address, and whether the same credentials open the maintenance database.
+address, the SQLSTATE with which the server refuses a new session before it asks
+for a password (starting up, shutting down, too many connections), and whether the
+same credentials open the maintenance database.
+
+Faults that a retry a few seconds later absorbs, at connection time or on a session
+already open (:func:`kept_connection`), become :class:`~totes.errors.DatabaseTransientError`
+or :class:`~totes.errors.DatabaseUnreachableError`, which the state machine retries;
+everything else stays permanent and named (ADR 3).
 """
 
 from __future__ import annotations
 
+import getpass
+import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -23,11 +33,19 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from totes.errors import (
     AuthenticationFailedError,
     DatabaseNotFoundError,
+    DatabaseTransientError,
     DatabaseUnreachableError,
 )
 
 DEFAULT_CONNECT_TIMEOUT_S = 10
 MAINTENANCE_DATABASE = "postgres"
+#: SQLSTATEs of faults that pass: the server shutting down (an administrator, a crash, a
+#: failover) or starting up, too many connections, and a transaction that lost a
+#: serialization race or a deadlock and may simply run again.
+TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
+#: Protocol 3.0, as a startup message states it.
+_PROTOCOL_3 = 196608
+_STARTUP_PROBE_TIMEOUT_S = 5.0
 
 
 def describe(dsn: str) -> str:
@@ -89,7 +107,31 @@ def connect(dsn: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Con
     try:
         return psycopg.connect(dsn, autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
-        raise _classify_connection_failure(dsn, exc) from exc
+        raise _classify_connection_failure(dsn) from exc
+
+
+def transient_fault(dsn: str, exc: psycopg.Error, *, connection_lost: bool) -> Exception | None:
+    """The named transient error for a fault on an open session, or None if it is permanent.
+
+    Transient: the session was lost (the server or a proxy dropped it), or the server
+    answered with one of :data:`TRANSIENT_SQLSTATES`. The message is the error's class and
+    first line: a psycopg message's later lines (``DETAIL``) may quote row values.
+
+    Examples
+    --------
+    >>> fault = psycopg.errors.AdminShutdown("terminating connection")
+    >>> print(transient_fault("postgresql://etl@db/warehouse", fault, connection_lost=False))
+    PostgreSQL at etl@db:5432/warehouse: AdminShutdown: terminating connection
+    >>> unique = psycopg.errors.UniqueViolation("duplicate key\\nDETAIL: Key (id)=(7)")
+    >>> transient_fault("postgresql://etl@db/warehouse", unique, connection_lost=False) is None
+    True
+    """
+    if not connection_lost and exc.sqlstate not in TRANSIENT_SQLSTATES:
+        return None
+    first_line = (str(exc).splitlines() or ["connection lost"])[0]
+    return DatabaseTransientError(
+        f"PostgreSQL at {describe(dsn)}: {type(exc).__name__}: {first_line}"
+    )
 
 
 #: How long a warm Lambda environment may use a connection again after its last use:
@@ -150,8 +192,13 @@ def kept_connection(
         conn = connect(dsn, tcp_user_timeout=_KEPT_TCP_USER_TIMEOUT_MS, **kwargs)
     try:
         yield conn
-    except BaseException:
+    except BaseException as exc:
+        connection_lost = conn.broken
         conn.close()
+        if isinstance(exc, psycopg.Error):
+            transient = transient_fault(dsn, exc, connection_lost=connection_lost)
+            if transient is not None:
+                raise transient from exc
         raise
     if conn.info.transaction_status is not psycopg.pq.TransactionStatus.IDLE:
         conn.close()
@@ -178,11 +225,17 @@ def _still_open(conn: psycopg.Connection[Any]) -> bool:
     return True
 
 
-def _classify_connection_failure(dsn: str, exc: psycopg.OperationalError) -> Exception:
+def _classify_connection_failure(dsn: str) -> Exception:
     where = describe(dsn)
     if not _server_listens(dsn):
         return DatabaseUnreachableError(
             f"cannot reach PostgreSQL at {where}: nothing listens there"
+        )
+    refusal = _refused_at_startup(dsn)
+    if refusal in TRANSIENT_SQLSTATES:
+        return DatabaseTransientError(
+            f"PostgreSQL at {where} accepts no new session now: "
+            f"{psycopg.errors.lookup(refusal).__name__} (SQLSTATE {refusal})"
         )
     params = conninfo_to_dict(dsn)
     if params.get("dbname") not in (None, MAINTENANCE_DATABASE):
@@ -203,18 +256,76 @@ def _server_listens(dsn: str) -> bool:
     params = conninfo_to_dict(dsn)
     host = str(params.get("host") or "/var/run/postgresql")
     port = int(params.get("port") or 5432)
-    timeout = float(params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT_S)
     for one_host in host.split(","):
         if one_host.startswith("/"):
             if Path(one_host, f".s.PGSQL.{port}").exists():
                 return True
             continue
         try:
-            with socket.create_connection((one_host, port), timeout=timeout):
+            with _open(dsn, one_host):
                 return True
         except OSError:
             continue
     return False
+
+
+def _open(dsn: str, host: str) -> socket.socket:
+    params = conninfo_to_dict(dsn)
+    port = int(params.get("port") or 5432)
+    timeout = float(params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT_S)
+    if host.startswith("/"):
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        unix.settimeout(timeout)
+        try:
+            unix.connect(str(Path(host, f".s.PGSQL.{port}")))
+        except OSError:
+            unix.close()
+            raise
+        return unix
+    return socket.create_connection((host, port), timeout=timeout)
+
+
+def _refused_at_startup(dsn: str) -> str | None:
+    """The SQLSTATE with which the server refuses a new session before authentication.
+
+    A startup message (no password, no TLS) is what a server answers first with
+    "starting up", "shutting down" or "too many connections", whatever the credentials;
+    a server that is accepting sessions asks for authentication instead (None).
+    """
+    params = conninfo_to_dict(dsn)
+    user = str(params.get("user") or os.environ.get("PGUSER") or getpass.getuser())
+    database = str(params.get("dbname") or user)
+    body = struct.pack("!i", _PROTOCOL_3) + b"".join(
+        key.encode() + b"\0" + value.encode() + b"\0"
+        for key, value in (("user", user), ("database", database))
+    )
+    body += b"\0"
+    host = str(params.get("host") or "/var/run/postgresql").split(",")[0]
+    try:
+        with _open(dsn, host) as probe:
+            probe.settimeout(_STARTUP_PROBE_TIMEOUT_S)
+            probe.sendall(struct.pack("!i", len(body) + 4) + body)
+            header = _read_exactly(probe, 5)
+            if header[:1] != b"E":
+                return None
+            (length,) = struct.unpack("!i", header[1:])
+            fields = _read_exactly(probe, length - 4)
+    except (OSError, ValueError):
+        return None
+    for field in fields.split(b"\0"):
+        if field[:1] == b"C":
+            return field[1:].decode("ascii", "replace")
+    return None
+
+
+def _read_exactly(stream: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = stream.recv(size - len(data))
+        if not chunk:
+            raise ValueError("the server closed the connection")
+        data += chunk
+    return data
 
 
 def database_exists(admin: psycopg.Connection[Any], name: str) -> bool:

@@ -22,6 +22,17 @@ class DatabaseUnreachableError(TotesError):
     """Nothing accepts connections at the configured host and port."""
 
 
+class DatabaseTransientError(TotesError):
+    """A database fault that a retry a few seconds later absorbs: a connection dropped or
+    refused mid-run, a server shutting down or starting, too many connections, a
+    serialization failure or a deadlock. The connection it happened on is discarded."""
+
+
+class AwsTransientError(TotesError):
+    """An AWS call throttled, or failed by the service (5xx) or the network, on every one
+    of botocore's own attempts."""
+
+
 class AuthenticationFailedError(TotesError):
     """The server is up but refused the user name or password."""
 

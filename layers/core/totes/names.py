@@ -186,6 +186,9 @@ class MetricName:
     #: Rows (and files) still waiting in any stage when an execution's pass ends: the backlog.
     BACKLOG_ROWS: Final = "BacklogRows"
     CATCH_UP_PASSES: Final = "CatchUpPasses"
+    #: Invocations that failed with a transient fault, by stage and error: each is retried
+    #: by the state machine unless its retries are spent.
+    RETRIES: Final = "Retries"
 
 
 #: Default bite of each stage per invocation, and the time an execution may keep catching
@@ -219,3 +222,19 @@ LAKE_CATALOG_ERROR: Final = "LakeCatalogError"
 #: these class names (the Lambda service reports the class name as the error).
 WATERMARK_CONFLICT_ERROR: Final = "WatermarkConflictError"
 TRANSFORM_STATE_CONFLICT_ERROR: Final = "TransformStateConflictError"
+
+#: Faults a retry a few seconds later absorbs (a failover, a restart, throttling): the
+#: state machine retries every task that raises one, with this policy (ADR 3), and only
+#: a fault that outlasts it fails the execution.
+TRANSIENT_ERRORS: Final = (
+    "DatabaseTransientError",
+    "DatabaseUnreachableError",
+    "AwsTransientError",
+)
+TRANSIENT_RETRY_ATTEMPTS: Final = 5
+TRANSIENT_RETRY_FIRST_INTERVAL_SECONDS: Final = 3
+TRANSIENT_RETRY_BACKOFF_RATE: Final = 2
+TRANSIENT_RETRY_MAX_DELAY_SECONDS: Final = 30
+#: Attempts every AWS client makes of one call (botocore's ``standard`` retry mode)
+#: before the handler gives up on it with ``AwsTransientError``.
+AWS_CALL_ATTEMPTS: Final = 5

@@ -236,7 +236,8 @@ def ingest_table(
     expected = watermarks.read(request.table)
     max_rows = request.max_rows or settings.max_rows
     extracted_at = clock()
-    with kept_connection(source_dsn()) as conn:
+    # Named, so the source's operators see which sessions are the pipeline's.
+    with kept_connection(source_dsn(), application_name="totes ingest") as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         with conn.transaction():

@@ -392,7 +392,9 @@ def load_target(
     result = LoadResult(target=request.target, run_id=request.run_id)
     listed = list_star_files(s3, settings.bucket, request.target)
     result.files_listed = len(listed)
-    with kept_connection(warehouse_dsn(), autocommit=True, client_encoding="UTF8") as conn:
+    with kept_connection(
+        warehouse_dsn(), autocommit=True, client_encoding="UTF8", application_name="totes load"
+    ) as conn:
         warehouse_sql.prepare_session(conn)
         _require_tables(conn, request.target)
         result.fk_triggers = (
