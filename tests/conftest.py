@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from moto import mock_aws
 
+from totes.credentials import forget_cached_secrets
 from totes.db import connect, create_database, drop_database, with_database
 from totes.observability import logger
 from totes.warehouse.schema import init_warehouse
@@ -196,9 +197,12 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def aws(aws_credentials: None) -> Iterator[None]:
-    """Every AWS call inside the test goes to moto's in-memory services."""
+    """Every AWS call inside the test goes to moto's in-memory services; secrets are read
+    afresh, as in a new Lambda container."""
+    forget_cached_secrets()
     with mock_aws():
         yield
+    forget_cached_secrets()
 
 
 def _client(service: str) -> Any:

@@ -8,10 +8,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from totes.aws import client
 from totes.credentials import database_dsn
 from totes.errors import SourceSchemaDriftError
+from totes.findings import Stage
 from totes.ingest.stage import IngestRequest, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore
 from totes.names import SOURCE_SECRET_NAME, EnvironmentVariable, MetricName
 from totes.observability import logger, metrics, publish_for_alarm
+from totes.transient import retried_when_transient
 
 
 def _source_dsn() -> str:
@@ -22,6 +24,7 @@ def _source_dsn() -> str:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@retried_when_transient(Stage.INGEST)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Extract one batch of ``event["table"]`` for run ``event["run_id"]``."""
     request = IngestRequest.from_event(event)

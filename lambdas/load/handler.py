@@ -7,9 +7,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from totes.aws import client
 from totes.credentials import database_dsn
+from totes.findings import Stage
 from totes.load.stage import LoadRequest, LoadSettings, load_target
 from totes.names import WAREHOUSE_SECRET_NAME, EnvironmentVariable, MetricName
 from totes.observability import logger, metrics, publish_for_alarm
+from totes.transient import retried_when_transient
 
 
 def _warehouse_dsn() -> str:
@@ -22,6 +24,7 @@ def _warehouse_dsn() -> str:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@retried_when_transient(Stage.LOAD)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Load the gold files of ``event["target"]`` that the ledger lacks, for ``event["run_id"]``."""
     request = LoadRequest.from_event(event)

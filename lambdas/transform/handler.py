@@ -6,13 +6,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from totes.aws import client
+from totes.findings import Stage
 from totes.names import MetricName
 from totes.observability import logger, metrics, publish_for_alarm
 from totes.transform.stage import TransformRequest, TransformSettings, transform_target
+from totes.transient import retried_when_transient
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@retried_when_transient(Stage.TRANSFORM)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Transform ``event["target"]`` for run ``event["run_id"]``."""
     request = TransformRequest.from_event(event)

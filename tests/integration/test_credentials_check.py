@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities import parameters
 
 from lambdas.credentials_check.handler import handler
 from tests.lambda_context import FakeContext
@@ -64,14 +63,6 @@ def cloudformation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     endpoint.server.shutdown()
     endpoint.server.server_close()
     endpoint.thread.join(timeout=5)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_secret_cache() -> Iterator[None]:
-    # A Lambda container caches fetched secrets; each test is a new container.
-    parameters.clear_caches()
-    yield
-    parameters.clear_caches()
 
 
 def _request(url: str, request_type: str = "Create") -> dict[str, Any]:

@@ -22,6 +22,16 @@ def test_clients_of_other_services_options_or_endpoints_are_their_own() -> None:
     session = ReusingSession(region_name="eu-west-2")
     glue = session.client("glue", config=Config(retries={"max_attempts": 5}))
     assert session.client("s3", config=Config(retries={"max_attempts": 5})) is not glue
-    assert session.client("glue", config=Config(retries={"max_attempts": 1})) is not glue
+    assert session.client("glue", config=Config(connect_timeout=3)) is not glue
     assert session.client("glue", endpoint_url="http://127.0.0.1:9") is not glue
     assert session.client("glue", region_name="us-east-1").meta.region_name == "us-east-1"
+
+
+def test_every_client_retries_as_the_handlers_do_whatever_config_it_is_given() -> None:
+    # Given a session, asked for a client with awswrangler's own retry settings
+    session = ReusingSession(region_name="eu-west-2")
+    glue = session.client("glue", config=Config(retries={"max_attempts": 2}, connect_timeout=3))
+
+    # Then it retries in botocore's standard mode, five attempts a call, and keeps the rest
+    assert glue.meta.config.retries == {"mode": "standard", "total_max_attempts": 5}
+    assert glue.meta.config.connect_timeout == 3

@@ -14,6 +14,15 @@ from functools import cache
 from typing import Any
 
 import botocore.session
+from botocore.config import Config
+
+from totes.names import AWS_CALL_ATTEMPTS
+
+#: Every client retries a throttled or failed call itself first: botocore's ``standard``
+#: mode (exponential backoff with jitter, throttling and 5xx and connection errors), at
+#: most :data:`~totes.names.AWS_CALL_ATTEMPTS` attempts a call; what outlasts them becomes
+#: :class:`~totes.errors.AwsTransientError`, which the state machine retries.
+RETRYING = Config(retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS})
 
 
 @cache
@@ -29,7 +38,7 @@ def client(service: str) -> Any:
     ...     client("s3").list_buckets()["Buckets"]
     []
     """
-    return _session().create_client(service)
+    return _session().create_client(service, config=RETRYING)
 
 
 @cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
@@ -16,7 +17,9 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from botocore.exceptions import ClientError
 from psycopg.conninfo import make_conninfo
 
+from totes.aws import RETRYING
 from totes.errors import SecretFormatError, SecretNotFoundError
+from totes.transient import aws_transient_fault
 
 #: Seconds a fetched secret is reused: rotation reaches running containers within this.
 SECRET_CACHE_SECONDS = 300
@@ -58,6 +61,17 @@ def dsn_from_secret(secret: dict[str, Any], *, name: str = "secret") -> str:
     )
 
 
+@cache
+def _secrets() -> parameters.SecretsProvider:
+    """Powertools' secrets provider, cached per container, retrying as every client does."""
+    return parameters.SecretsProvider(boto_config=RETRYING)
+
+
+def forget_cached_secrets() -> None:
+    """Drop every cached secret: the next read fetches it again (a new container does)."""
+    _secrets().clear_cache()  # type: ignore[no-untyped-call]  # Powertools leaves it untyped
+
+
 def dsn_from_secrets_manager(secret_name: str) -> str:
     """Fetch a credentials secret (cached per container) and turn it into a DSN.
 
@@ -67,9 +81,11 @@ def dsn_from_secrets_manager(secret_name: str) -> str:
         No secret of that name exists (or it may not be read).
     SecretFormatError
         The secret is not a JSON object with the needed fields.
+    AwsTransientError
+        Secrets Manager throttled or failed the call on every attempt.
     """
     try:
-        raw = parameters.get_secret(secret_name, max_age=SECRET_CACHE_SECONDS)
+        raw = _secrets().get(secret_name, max_age=SECRET_CACHE_SECONDS)
     except GetParameterError as exc:
         # Powertools wraps the SDK error without `from`, so it is the implicit context.
         cause = exc.__cause__ or exc.__context__
@@ -80,9 +96,12 @@ def dsn_from_secrets_manager(secret_name: str) -> str:
             raise SecretNotFoundError(
                 f"secret {secret_name!r} does not exist or may not be read"
             ) from exc
+        transient = aws_transient_fault(cause) if isinstance(cause, Exception) else None
+        if transient is not None:
+            raise transient from exc
         raise
     try:
-        secret = json.loads(raw if isinstance(raw, str) else bytes(raw).decode())
+        secret = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SecretFormatError(f"secret {secret_name!r} is not JSON") from exc
     if not isinstance(secret, dict):

@@ -8,6 +8,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from totes.aws import RETRYING
+
 
 class ReusingSession(boto3.Session):  # type: ignore[misc]  # boto3 ships no types
     """A boto3 session that makes each client once and hands it out again.
@@ -15,7 +17,9 @@ class ReusingSession(boto3.Session):  # type: ignore[misc]  # boto3 ships no typ
     awswrangler asks the session it is given for a new client on every call (about
     14 ms each: the catalog step of a backfill made 38); through this session it
     gets the client made for the same arguments before. Clients are thread-safe;
-    a :class:`botocore.config.Config` argument counts by its options.
+    a :class:`botocore.config.Config` argument counts by its options. Every client
+    retries as the handlers' do (:data:`totes.aws.RETRYING`), whatever config
+    awswrangler passes.
 
     Examples
     --------
@@ -33,6 +37,7 @@ class ReusingSession(boto3.Session):  # type: ignore[misc]  # boto3 ships no typ
 
     def client(self, *args: Any, **kwargs: Any) -> Any:
         """The client ``boto3.Session.client`` makes for these arguments, made once."""
+        kwargs["config"] = (kwargs.get("config") or Config()).merge(RETRYING)
         key = repr((args, sorted((name, _comparable(value)) for name, value in kwargs.items())))
         with self._clients_lock:
             if key not in self._clients:
