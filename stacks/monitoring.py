@@ -308,6 +308,27 @@ class PipelineMonitoring(Construct):
                 ],
             ),
         )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title=(
+                    "Retries: invocations that met a transient fault (failover, restart, "
+                    "throttling), by stage and error"
+                ),
+                width=24,
+                left=[
+                    cloudwatch.MathExpression(
+                        # One line per stage and error that occurred: SEARCH finds them.
+                        expression=(
+                            f"SEARCH('{{{METRICS_NAMESPACE},error,service,stage}} "
+                            f'MetricName="{MetricName.RETRIES}"\', '
+                            f"'Sum', {int(_ALARM_PERIOD.to_seconds())})"
+                        ),
+                        label="",
+                        period=_ALARM_PERIOD,
+                    )
+                ],
+            ),
+        )
 
     def _alarm(
         self,

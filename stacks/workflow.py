@@ -44,6 +44,11 @@ from totes.names import (
     GOLD_TABLES,
     SOURCE_TABLES,
     TRANSFORM_STATE_CONFLICT_ERROR,
+    TRANSIENT_ERRORS,
+    TRANSIENT_RETRY_ATTEMPTS,
+    TRANSIENT_RETRY_BACKOFF_RATE,
+    TRANSIENT_RETRY_FIRST_INTERVAL_SECONDS,
+    TRANSIENT_RETRY_MAX_DELAY_SECONDS,
     WATERMARK_CONFLICT_ERROR,
     largest_first,
 )
@@ -447,6 +452,16 @@ class PipelineWorkflow(Construct):
                 max_attempts=2,
                 jitter_strategy=sfn.JitterType.FULL,
             )
+        # A failover, a restart or throttling: the same item again after a few seconds,
+        # then longer, with jitter; only a fault that outlasts this fails the execution.
+        task.add_retry(
+            errors=list(TRANSIENT_ERRORS),
+            interval=Duration.seconds(TRANSIENT_RETRY_FIRST_INTERVAL_SECONDS),
+            backoff_rate=TRANSIENT_RETRY_BACKOFF_RATE,
+            max_attempts=TRANSIENT_RETRY_ATTEMPTS,
+            max_delay=Duration.seconds(TRANSIENT_RETRY_MAX_DELAY_SECONDS),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
         task.add_catch(
             self._failed(construct_id, item_key=item_key),
             errors=[sfn.Errors.ALL],

@@ -303,6 +303,35 @@ def test_every_task_state_has_a_retry(definition):
     assert [name for name, state in tasks.items() if not state.get("Retry")] == []
 
 
+def test_every_stage_that_reaches_a_database_or_aws_retries_transient_faults(definition):
+    # Given the tasks of the stages that read or write a database, S3 or DynamoDB
+    stage_tasks = {
+        name: state
+        for name, state in _all_states(definition["States"])
+        if name in ("IngestTable", "TransformTable", "LoadDimension", "LoadFact")
+    }
+    assert len(stage_tasks) == 4
+
+    # Then a failover, a restart or throttling is retried five times: after up to 3, 6, 12,
+    # 24 and 30 s (full jitter), 75 s at most in all, before the execution fails with it
+    for name, state in stage_tasks.items():
+        assert {
+            "ErrorEquals": [
+                "DatabaseTransientError",
+                "DatabaseUnreachableError",
+                "AwsTransientError",
+            ],
+            "IntervalSeconds": 3,
+            "BackoffRate": 2,
+            "MaxAttempts": 5,
+            "MaxDelaySeconds": 30,
+            "JitterStrategy": "FULL",
+        } in state["Retry"], name
+        # And a permanent error (a refused login, a schema problem) is not retried
+        retried = {error for retry in state["Retry"] for error in retry["ErrorEquals"]}
+        assert retried.isdisjoint({"AuthenticationFailedError", "States.ALL", "States.TaskFailed"})
+
+
 def test_a_watermark_conflict_is_retried_twice_by_ingest(stages):
     # Given the ingest task, When another execution advanced the watermark first
     retries = stages["IngestTables"]["ItemProcessor"]["States"]["IngestTable"]["Retry"]

@@ -124,3 +124,27 @@ def test_a_failure_the_catch_recorded_without_a_cause_is_still_mailed() -> None:
     notice = describe_failure(FailureEvent.from_event(event))
     assert notice.subject == "totes: the pipeline failed (States.Runtime)"
     assert "Message:        (no cause given)" in notice.message
+
+
+@pytest.mark.parametrize(
+    "error", ["DatabaseTransientError", "DatabaseUnreachableError", "AwsTransientError"]
+)
+def test_a_transient_fault_that_outlasted_the_retries_is_mailed_as_transient(error: str) -> None:
+    # Given a load that met a failover longer than every retry of the state machine
+    cause = FailedState(
+        state="LoadFact",
+        item="fact_sales_order",
+        error=error,
+        cause=_lambda_error(error, "PostgreSQL at etl@db:5432/warehouse: AdminShutdown: ..."),
+    ).model_dump_json()
+
+    # When the failure is described
+    lines = describe_failure(_event(error, cause)).message.splitlines()
+
+    # Then the email says it was transient, how long it was retried, and that the next run
+    # continues: nothing for the operator to repair
+    assert lines[4] == (
+        "Transient:      yes, retried 5 times over up to 75 s, and it outlasted every retry; "
+        "the next run will continue"
+    )
+    assert "Nothing is lost: the next run continues where this one stopped." in lines[-1]

@@ -27,7 +27,25 @@ from totes.contracts import NonEmptyText, parse_event
 from totes.names import (
     LAKE_CATALOG_ERROR,
     TRANSFORM_STATE_CONFLICT_ERROR,
+    TRANSIENT_ERRORS,
+    TRANSIENT_RETRY_ATTEMPTS,
+    TRANSIENT_RETRY_BACKOFF_RATE,
+    TRANSIENT_RETRY_FIRST_INTERVAL_SECONDS,
+    TRANSIENT_RETRY_MAX_DELAY_SECONDS,
     WATERMARK_CONFLICT_ERROR,
+)
+
+#: The longest the state machine waits between a transient fault's retries, all told.
+TRANSIENT_RETRY_SECONDS: Final = sum(
+    min(
+        TRANSIENT_RETRY_FIRST_INTERVAL_SECONDS * TRANSIENT_RETRY_BACKOFF_RATE**attempt,
+        TRANSIENT_RETRY_MAX_DELAY_SECONDS,
+    )
+    for attempt in range(TRANSIENT_RETRY_ATTEMPTS)
+)
+_OUTLASTED = (
+    f"retried {TRANSIENT_RETRY_ATTEMPTS} times over up to {TRANSIENT_RETRY_SECONDS} s, and "
+    "it outlasted every retry"
 )
 
 #: SNS wants a subject shorter than 100 characters.
@@ -42,8 +60,20 @@ ADVICE: Final[dict[str, str]] = {
         "pipeline's column contract and deploy), and the next run continues from there."
     ),
     "DatabaseUnreachableError": (
-        "A database did not answer: check that it runs, and the host and port in its "
-        "credentials secret. The next run retries."
+        f"A database did not answer ({_OUTLASTED}): a failover or a restart that took "
+        "longer, or a wrong host or port in its credentials secret. Nothing is lost: the "
+        "next run continues where this one stopped."
+    ),
+    "DatabaseTransientError": (
+        f"A database dropped or refused the pipeline's sessions ({_OUTLASTED}): a failover, "
+        "a restart or too many connections. Nothing is lost: the next run continues where "
+        "this one stopped. If it keeps happening, check the database's health and its "
+        "connection limit."
+    ),
+    "AwsTransientError": (
+        f"AWS throttled or failed a call on every attempt ({_OUTLASTED}). Nothing is lost: "
+        "the next run continues where this one stopped. If it keeps happening, check the "
+        "AWS Health Dashboard and the service quotas of the account."
     ),
     "AuthenticationFailedError": (
         "A database refused the credentials: update the user name or password in its "
@@ -303,4 +333,6 @@ def describe_failure(event: FailureEvent) -> FailureNotice:
         "",
         f"What to do: {ADVICE.get(decoded.error, _DEFAULT_ADVICE)}",
     ]
+    if decoded.error in TRANSIENT_ERRORS:
+        lines[4:4] = [f"Transient:      yes, {_OUTLASTED}; the next run will continue"]
     return FailureNotice(subject=subject_line(decoded), message="\n".join(lines))
