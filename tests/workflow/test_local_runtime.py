@@ -296,6 +296,8 @@ def test_a_state_that_never_ran_is_not_run_and_a_retried_success_succeeds() -> N
     }
     assert [entry.attempts for entry in history.of_state("Work")] == [1, 2]
     assert history.failed_task() is None
+    # And the retry is told by state and by the error that caused it
+    assert history.retries() == {("Work", "Boom"): 1}
 
 
 def test_the_graph_colours_each_state_by_its_outcome_and_names_the_failure() -> None:

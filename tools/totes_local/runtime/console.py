@@ -302,6 +302,9 @@ def print_outcome(console: Console, report: ExecutionReport) -> None:
         )
         console.print(f"  error: [bold]{report.error}[/bold]")
         console.print(f"  cause: {report.cause_message}")
+    for (state, error), attempts in report.history.retries().items():
+        plural = "attempt" if attempts == 1 else "attempts"
+        console.print(f"  retried: {state}: {attempts} {plural} after {error}")
     lag = report.freshness_lag_s
     if lag is not None:
         console.print(

@@ -13,6 +13,7 @@ inner Maps and Parallels open and close like brackets, to the matching
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -133,6 +134,13 @@ class StateEntry:
     #: Whether the state has been left (exited, closed, or a Fail state reached); a Task
     #: whose attempt failed has not, while a retry may still follow.
     left: bool = False
+    #: The error of each failed attempt, in order.
+    failed_attempts: list[str] = field(default_factory=list)
+
+    @property
+    def retried_errors(self) -> list[str]:
+        """The errors of the attempts that another attempt followed (the retries' causes)."""
+        return self.failed_attempts[: max(self.attempts - 1, 0)]
 
     @property
     def duration_s(self) -> float | None:
@@ -194,6 +202,19 @@ class ExecutionHistory:
         {'P': <Outcome.NOT_RUN: 'not run'>}
         """
         return {name: self.outcome(name) for name in self.tree}
+
+    def retries(self) -> dict[tuple[str, str], int]:
+        """Attempts retried, by state and by the error that caused the retry.
+
+        Examples
+        --------
+        >>> history.retries()  # doctest: +SKIP
+        {('LoadFact', 'DatabaseTransientError'): 2}
+        """
+        counts: Counter[tuple[str, str]] = Counter()
+        for entry in self.entries:
+            counts.update((entry.name, error) for error in entry.retried_errors)
+        return dict(counts)
 
     def failed_task(self) -> StateEntry | None:
         """The entry whose failure stopped the run: the first one that failed on its own.
@@ -371,6 +392,7 @@ class HistoryFollower:
             entry.outcome = Outcome.FAILED
             entry.error, entry.cause = details.get("error"), details.get("cause")
             entry.failure_event_id = event_id
+            entry.failed_attempts.append(str(entry.error))
 
 
 def _closing(kind: str) -> tuple[str, ...]:

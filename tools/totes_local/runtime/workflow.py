@@ -304,6 +304,10 @@ class ExecutionReport:
             "rows_rejected": self.rows_rejected,
             "warnings": [finding.model_dump(mode="json") for finding in self.findings()],
             "passes": self.passes,
+            "retries": [
+                {"state": state, "error": error, "attempts": attempts}
+                for (state, error), attempts in self.history.retries().items()
+            ],
             "caught_up": self.caught_up,
             "remaining": self.remaining(),
             "stages_s": {
