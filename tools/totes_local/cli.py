@@ -305,9 +305,10 @@ def _stop(args: argparse.Namespace) -> int:
     data_dir = args.data_dir.resolve()
     stopped = stop_service(data_dir)
     if stopped is not None:
+        where = stopped.endpoint if stopped.port else "not answering yet"
         _console.print(
             f"Stopped the local AWS service of {data_dir} (pid {stopped.pid}, "
-            f"{stopped.endpoint}) and its Lambda workers; its state is gone"
+            f"{where}) and its Lambda workers; its state is gone"
         )
     else:
         _console.print(f"No local AWS service runs for {data_dir}")
@@ -320,12 +321,18 @@ def _stop(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from totes_local.runtime.postgres import embedded_status  # noqa: PLC0415
-    from totes_local.runtime.service import find_service  # noqa: PLC0415
+    from totes_local.runtime.service import find_service, unanswering_service  # noqa: PLC0415
 
     data_dir = args.data_dir.resolve()
     _console.print(f"Data folder: {data_dir}")
     service = find_service(data_dir)
-    if service is None:
+    silent = unanswering_service(data_dir) if service is None else None
+    if silent is not None:
+        _console.print(
+            f"  local AWS service: running (pid {silent or 'not yet known'}) but not answering: "
+            "starting, or hung; `totes stop` stops it"
+        )
+    elif service is None:
         _console.print("  local AWS service: not running")
     else:
         workers = service.worker_pids()

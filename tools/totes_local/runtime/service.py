@@ -1,7 +1,11 @@
 """The local AWS service: moto in server mode in a background process, with Lambda workers.
 
 ``totes run`` starts it when none is running for its data folder and leaves it
-running, like the embedded PostgreSQL; ``totes stop`` stops it. While it runs,
+running, like the embedded PostgreSQL; ``totes stop`` stops it. The service process
+holds ``<data dir>/local-aws/service.lock`` (an exclusive ``flock``, with its pid in
+it) for as long as it lives: the kernel releases it when the process ends, however it
+ends, so a service of the data folder can always be found, even one whose ``totes run``
+was killed while it started, and never two run side by side. While it runs,
 everything a deployed stack keeps persists between ``totes run`` invocations:
 buckets, watermarks, transform state, rejects, execution history, metrics and
 SNS messages. It listens on 127.0.0.1 only, on a free port recorded in
@@ -45,6 +49,7 @@ LOCAL_CREDENTIALS = dict.fromkeys(
 )
 _HOST = "127.0.0.1"
 _STATE_FILE = "service.json"
+_LOCK_FILE = "service.lock"
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 10.0
 #: Requests served at once. Some are held while they wait (a history page for its next
@@ -109,6 +114,42 @@ def handler_log_path(data_dir: Path) -> Path:
 
 def _state_path(data_dir: Path) -> Path:
     return service_folder(data_dir) / _STATE_FILE
+
+
+def _lock_holder(data_dir: Path) -> int | None:
+    """The pid of the service process of ``data_dir``, or None when none runs.
+
+    0 when a process holds the lock but has not written its pid yet (it is starting).
+    """
+    try:
+        handle = (service_folder(data_dir) / _LOCK_FILE).open(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = handle.read().strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def _hold_service_lock(data_dir: Path) -> Any | None:
+    """Take the data folder's service lock for this process's life; None if another has it."""
+    folder = service_folder(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = (folder / _LOCK_FILE).open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def _read_state(data_dir: Path) -> ServiceInfo | None:
@@ -179,6 +220,20 @@ def _lifecycle_lock(data_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def unanswering_service(data_dir: Path) -> int | None:
+    """The pid of a service of ``data_dir`` that runs but does not answer (yet), if any.
+
+    Examples
+    --------
+    >>> unanswering_service(Path("/nonexistent")) is None
+    True
+    """
+    data_dir = data_dir.resolve()
+    if find_service(data_dir) is not None:
+        return None
+    return _lock_holder(data_dir)
+
+
 def find_service(data_dir: Path) -> ServiceInfo | None:
     """The service of ``data_dir`` if one runs and answers, else ``None``.
 
@@ -222,14 +277,29 @@ def ensure_service(data_dir: Path) -> ServiceStart:
         if running is not None:
             return ServiceStart(running, started=False, replaced_dead=False)
         stale = _read_state(data_dir)
-        if stale is not None and _serves(stale):
-            # Alive but not answering: busy, or hung. Asked again before it is replaced,
-            # since replacing it discards every bucket and watermark it holds.
-            if _answers(stale.endpoint, attempts=5):
-                return ServiceStart(stale, started=False, replaced_dead=False)
-            _terminate(stale.pid)
+        holder = _lock_holder(data_dir)
+        if holder is not None:
+            # Alive but not answering: starting (the `totes run` that started it may have
+            # been killed), busy, or hung. Waited for before it is replaced, since
+            # replacing it discards every bucket and watermark it holds.
+            answering = _answering_within(data_dir, _START_TIMEOUT_S)
+            if answering is not None:
+                return ServiceStart(answering, started=False, replaced_dead=False)
+            _terminate(_lock_holder(data_dir) or holder)
         _state_path(data_dir).unlink(missing_ok=True)
         return _start(data_dir, replaced_dead=stale is not None)
+
+
+def _answering_within(data_dir: Path, seconds: float) -> ServiceInfo | None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = find_service(data_dir)
+        if found is not None:
+            return found
+        if _lock_holder(data_dir) is None:
+            return None  # it ended
+        time.sleep(0.1)
+    return None
 
 
 def _start(data_dir: Path, *, replaced_dead: bool) -> ServiceStart:
@@ -280,12 +350,20 @@ def stop_service(data_dir: Path) -> ServiceInfo | None:
     """
     data_dir = data_dir.resolve()
     with _lifecycle_lock(data_dir):
+        holder = _lock_holder(data_dir)
+        deadline = time.monotonic() + _STOP_TIMEOUT_S
+        while holder == 0 and time.monotonic() < deadline:  # it has just started
+            time.sleep(0.05)
+            holder = _lock_holder(data_dir)
         info = _read_state(data_dir)
-        if info is None or not _serves(info):
+        if not holder:
             _state_path(data_dir).unlink(missing_ok=True)
             return None
+        if info is None or info.pid != holder:
+            # Never answered: stopped all the same, by the pid it holds the lock with.
+            info = ServiceInfo(holder, port=0, data_dir=data_dir, started="", moto_version="")
         workers = info.worker_pids()
-        _terminate(info.pid)
+        _terminate(holder)
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
@@ -331,6 +409,10 @@ def serve(data_dir: Path, port: int = 0) -> None:
     from totes_local.runtime.lambda_workers import LogSink, WorkerPool  # noqa: PLC0415
 
     data_dir = data_dir.resolve()
+    held = _hold_service_lock(data_dir)
+    if held is None:
+        print(f"another local AWS service runs for {data_dir}: not starting", flush=True)
+        return
     port = port or _free_port()
     endpoint = f"http://{_HOST}:{port}"
     # moto's Step Functions interpreter calls other services (SNS) through this port.
