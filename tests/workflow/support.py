@@ -82,6 +82,14 @@ def log_records(workflow: LocalWorkflow) -> list[dict[str, Any]]:
     return records
 
 
+def emf_records(workflow: LocalWorkflow) -> list[dict[str, Any]]:
+    """The metric (EMF) lines the functions printed since the test began."""
+    with workflow.log_path.open("rb") as log:
+        log.seek(_LOG_STARTS.get(workflow.log_path, 0))
+        lines = log.read().decode("utf-8").splitlines()
+    return [record for record in map(json.loads, lines) if "_aws" in record]
+
+
 def invocation_reports(workflow: LocalWorkflow, function_prefix: str) -> list[dict[str, Any]]:
     """The platform report of every invocation of one function (by logical id prefix)."""
     name = workflow.function_name(function_prefix)

@@ -23,6 +23,8 @@ from totes_local.cli import EXIT_FAILURE, main
 from totes_local.runtime.assembly import CloudAssembly
 from totes_local.source.generator import seed_synthetic
 
+from .support import Fault, WorkflowFactory, emf_records, faulty_assembly
+
 pytestmark = pytest.mark.slow
 
 SOURCE, WAREHOUSE = "totesys", "warehouse"
@@ -173,3 +175,56 @@ def test_a_database_down_longer_than_the_retries_fails_once_as_transient_then_re
     # Then it completes, and the warehouse is exact
     assert (status, again["status"]) == (0, "SUCCEEDED")
     _reconciled(server)
+
+
+def test_a_throttled_s3_call_is_retried_by_the_state_machine_and_counted(
+    seeded_source_dsn: str,
+    warehouse_dsn: str,
+    local_workflow: WorkflowFactory,
+    cloud_assembly: CloudAssembly,
+    tmp_path: Path,
+) -> None:
+    # Given a load whose S3 read is throttled on every botocore attempt, twice in a row
+    # (an S3 prefix over its request rate), then answered
+    attempts = tmp_path / "throttled-attempts"
+    throttled = Fault(
+        "LoadDimension",
+        "load_target",
+        "dim_design",
+        f"""
+        seen = _fault_os.path.getsize({str(attempts)!r}) if _fault_os.path.exists(
+            {str(attempts)!r}) else 0
+        if seen < 2:
+            with open({str(attempts)!r}, "a") as mark:
+                mark.write("x")
+            from botocore.exceptions import ClientError
+            raise ClientError(
+                {{"Error": {{"Code": "SlowDown"}}, "ResponseMetadata": {{"HTTPStatusCode": 503}}}},
+                "GetObject",
+            )
+        """,
+    )
+    deployed = faulty_assembly(cloud_assembly, throttled, tmp_path / "throttled-cdk.out")
+
+    # When the state machine runs
+    with local_workflow(seeded_source_dsn, warehouse_dsn, assembly=deployed) as workflow:
+        report = workflow.execute()
+        # EMF lines carry no function name (as in CloudWatch, where each function's log
+        # group holds its own): every line since the test began.
+        records = emf_records(workflow)
+
+    # Then the item was retried after the named transient error, and the execution succeeded
+    assert report.status == "SUCCEEDED", json.dumps(report.to_json(), indent=1)
+    assert {"state": "LoadDimension", "error": "AwsTransientError", "attempts": 2} in (
+        report.to_json()["retries"]
+    )
+    # And each throttled attempt was counted in the Retries metric, by stage and error
+    counted = [
+        record
+        for record in records
+        if "Retries" in record and record.get("error") == "AwsTransientError"
+    ]
+    assert [(record["stage"], record["Retries"]) for record in counted] == [
+        ("load", [1.0]),
+        ("load", [1.0]),
+    ]
