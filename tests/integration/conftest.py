@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
+
+from tests.integration.pipeline_harness import Pipeline, create_resources
+from totes.db import connect
+from totes.warehouse.schema import init_warehouse
 
 
 @pytest.fixture
@@ -22,3 +27,16 @@ def moto(aws_credentials: None) -> Iterator[None]:
             RoleName="local", AssumeRolePolicyDocument="{}"
         )
         yield
+
+
+@pytest.fixture
+def warehouse_pipeline(
+    s3: Any, dynamodb: Any, seeded_source_dsn: str, warehouse_dsn: str
+) -> Pipeline:
+    """The stages in process over moto, from a seeded source into an empty star schema."""
+    create_resources(s3, dynamodb)
+    with connect(warehouse_dsn) as conn:
+        init_warehouse(conn)
+    return Pipeline(
+        s3=s3, dynamodb=dynamodb, source_dsn=seeded_source_dsn, warehouse_dsn=warehouse_dsn
+    )

@@ -11,13 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.pipeline_harness import PROCESSED, Pipeline, create_resources
+from tests.integration.pipeline_harness import PROCESSED, Pipeline
 from totes.db import connect
 from totes.errors import DatabaseTransientError
 from totes.names import FACT_TABLES, GOLD_DIMENSIONS, GOLD_TABLES, SOURCE_TABLES
 from totes.transient import aws_transient_fault
 from totes.warehouse.reconcile import reconcile
-from totes.warehouse.schema import init_warehouse
 
 
 class FailingPuts:
@@ -40,13 +39,19 @@ class FailingPuts:
 
 
 @pytest.fixture
-def pipeline(s3: Any, dynamodb: Any, seeded_source_dsn: str, warehouse_dsn: str) -> Pipeline:
-    create_resources(s3, dynamodb)
-    with connect(warehouse_dsn) as conn:
-        init_warehouse(conn)
-    return Pipeline(
-        s3=s3, dynamodb=dynamodb, source_dsn=seeded_source_dsn, warehouse_dsn=warehouse_dsn
-    )
+def pipeline(warehouse_pipeline: Pipeline) -> Pipeline:
+    return warehouse_pipeline
+
+
+def _transformed_with_dimensions_loaded(pipeline: Pipeline) -> None:
+    """One run's ingest and transform of everything, and its dimensions loaded."""
+    pipeline.runs += 1
+    for table in SOURCE_TABLES:
+        pipeline.ingest(table)
+    for target in GOLD_TABLES:
+        pipeline.transform(target)
+    for target in GOLD_DIMENSIONS:
+        pipeline.load(target)
 
 
 def _exact(pipeline: Pipeline) -> None:
@@ -131,13 +136,7 @@ def test_load_repeated_after_its_session_died_inside_the_transaction_loads_each_
 ) -> None:
     # Given everything transformed, and a warehouse whose server ends the session of the
     # first load that writes its ledger row: inside the transaction with the file's rows
-    pipeline.runs += 1
-    for table in SOURCE_TABLES:
-        pipeline.ingest(table)
-    for target in GOLD_TABLES:
-        pipeline.transform(target)
-    for target in GOLD_DIMENSIONS:
-        pipeline.load(target)
+    _transformed_with_dimensions_loaded(pipeline)
     assert pipeline.warehouse_dsn is not None
     with connect(pipeline.warehouse_dsn, autocommit=True) as conn:
         conn.execute("CREATE SEQUENCE faults")
@@ -172,13 +171,7 @@ def test_load_repeated_after_the_lake_write_failed_completes_the_lake_from_the_w
     pipeline: Pipeline,
 ) -> None:
     # Given everything transformed, and an S3 that refuses the lake's writes for a while
-    pipeline.runs += 1
-    for table in SOURCE_TABLES:
-        pipeline.ingest(table)
-    for target in GOLD_TABLES:
-        pipeline.transform(target)
-    for target in GOLD_DIMENSIONS:
-        pipeline.load(target)
+    _transformed_with_dimensions_loaded(pipeline)
     healthy_s3 = pipeline.s3
     failing = FailingPuts(healthy_s3, lambda key: key.startswith("lake/fact_sales_order/"))
     pipeline.s3 = failing

@@ -13,9 +13,8 @@ from totes.errors import TransformStateConflictError
 from totes.names import FACT_TABLES, GOLD_DIMENSIONS, LOAD_LEDGER_TABLE
 from totes.transform.stage import TransformRequest, TransformSettings, transform_target
 from totes.warehouse.reconcile import reconcile
-from totes.warehouse.schema import init_warehouse
 
-from .pipeline_harness import INGESTED, PROCESSED, Pipeline, create_resources
+from .pipeline_harness import INGESTED, PROCESSED, Pipeline
 
 #: Each target, the source table whose rows change between the racers, and the change.
 RACES = {
@@ -53,13 +52,8 @@ class RivalCommitsFirst:
 
 
 @pytest.fixture
-def pipeline(s3: Any, dynamodb: Any, seeded_source_dsn: str, warehouse_dsn: str) -> Pipeline:
-    create_resources(s3, dynamodb)
-    with connect(warehouse_dsn) as conn:
-        init_warehouse(conn)
-    return Pipeline(
-        s3=s3, dynamodb=dynamodb, source_dsn=seeded_source_dsn, warehouse_dsn=warehouse_dsn
-    )
+def pipeline(warehouse_pipeline: Pipeline) -> Pipeline:
+    return warehouse_pipeline
 
 
 @pytest.mark.parametrize("target", list(RACES))
