@@ -14,11 +14,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from totes.db import connect, create_database, describe, row_counts, with_database
+from totes.db import (
+    connect,
+    create_database,
+    describe,
+    row_counts,
+    with_database,
+    without_password,
+)
 from totes.errors import TotesError
 from totes.names import (
     LOAD_LEDGER_TABLE,
@@ -281,7 +289,9 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0915 (one linear story)
         _counts_table(f"warehouse {describe(warehouse_dsn)}", warehouse_counts, WAREHOUSE_TABLES)
     )
     console.print(f"Handlers' JSON logs and metrics: {log_path}")
-    console.print(f"Open the warehouse with: psql '{warehouse_dsn}'")
+    shown = without_password(warehouse_dsn)
+    left_out = " (its password left out)" if conninfo_to_dict(warehouse_dsn).get("password") else ""
+    console.print(f"Open the warehouse with: psql '{shown}'{left_out}")
     kept = (
         "the local AWS service and the embedded PostgreSQL keep"
         if server

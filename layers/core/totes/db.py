@@ -65,6 +65,19 @@ def describe(dsn: str) -> str:
     return f"{prefix}{host}:{port}/{database}"
 
 
+def without_password(dsn: str) -> str:
+    """The DSN with its password left out: what may be printed (psql then asks for it).
+
+    Examples
+    --------
+    >>> without_password("postgresql://ann:s3cret@db.example.com:6543/totesys")
+    'user=ann dbname=totesys host=db.example.com port=6543'
+    """
+    params = conninfo_to_dict(dsn)
+    params.pop("password", None)
+    return make_conninfo("", **params)
+
+
 def with_database(dsn: str, database: str) -> str:
     """Return the DSN pointing at another database on the same server.
 
