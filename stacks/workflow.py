@@ -349,15 +349,21 @@ class PipelineWorkflow(Construct):
         raw_notice = sfn.Pass(
             self,
             "UseRawFailure",
-            comment="The email without a description: the error and cause as they are",
+            comment=(
+                "The email without a description: the error's name and the execution, never "
+                "the failure record (its cause holds a stack trace and may quote row values)"
+            ),
             parameters={
                 "failure": sfn.JsonPath.object_at("$.failure"),
                 "notice": {
                     "subject": "totes data platform: a pipeline execution failed",
                     "message": sfn.JsonPath.format(
-                        "Execution {} of the totes pipeline failed: {}",
+                        "Execution {} of the totes pipeline failed with {}. Describing the "
+                        "failure failed too: the failed state and its message are in the "
+                        "execution's history ({}) in the Step Functions console.",
                         sfn.JsonPath.string_at("$$.Execution.Name"),
-                        sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.failure")),
+                        sfn.JsonPath.string_at("$.failure.Error"),
+                        sfn.JsonPath.string_at("$$.Execution.Id"),
                     ),
                 },
             },

@@ -148,3 +148,40 @@ def test_a_transient_fault_that_outlasted_the_retries_is_mailed_as_transient(err
         "the next run will continue"
     )
     assert "Nothing is lost: the next run continues where this one stopped." in lines[-1]
+
+
+def test_a_database_errors_row_values_never_reach_the_mail_and_a_long_message_is_cut() -> None:
+    # Given a load that failed on a constraint, whose message's later lines quote the row
+    message = (
+        'duplicate key value violates unique constraint "dim_staff_pkey"\n'
+        "DETAIL:  Key (email_address)=(ann.oconnor@example.com) already exists.\n"
+        "CONTEXT:  COPY dim_staff, line 7"
+    )
+    cause = FailedState(
+        state="LoadDimension",
+        item="dim_staff",
+        error="UniqueViolation",
+        cause=_lambda_error("UniqueViolation", message),
+    ).model_dump_json()
+
+    # When the failure is described
+    body = describe_failure(_event("UniqueViolation", cause)).message
+
+    # Then the mail has the error's first line, and nothing of the row
+    assert 'Message:        duplicate key value violates unique constraint "dim_staff_pkey"\n' in (
+        body
+    )
+    assert "ann.oconnor" not in body
+    assert "DETAIL" not in body
+    assert "CONTEXT" not in body
+
+    # And a message of any length is cut to 1,000 characters
+    long_cause = FailedState(
+        state="LoadFact", item="fact_payment", error="E", cause=_lambda_error("E", "y" * 50_000)
+    ).model_dump_json()
+    (line,) = [
+        line
+        for line in describe_failure(_event("E", long_cause)).message.splitlines()
+        if line.startswith("Message:")
+    ]
+    assert len(line.removeprefix("Message:        ")) == 1000

@@ -50,6 +50,8 @@ _OUTLASTED = (
 
 #: SNS wants a subject shorter than 100 characters.
 SUBJECT_LIMIT: Final = 99
+#: Characters of an error's message a failure email carries at most.
+MESSAGE_LIMIT: Final = 1000
 _SUBJECT_PREFIX = "totes"
 
 #: What to do, for the errors a person can act on (by the error's name, as Lambda reports it).
@@ -255,10 +257,27 @@ def _lambda_message(cause: str | None) -> str:
     try:
         payload = json.loads(cause)
     except json.JSONDecodeError:
-        return cause
+        return first_line(cause)
     if isinstance(payload, dict) and "errorMessage" in payload:
-        return str(payload["errorMessage"])
-    return cause
+        return first_line(str(payload["errorMessage"]))
+    return first_line(cause)
+
+
+def first_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """An error message fit to mail: its first line, at most ``limit`` characters.
+
+    A database error's later lines (``DETAIL``, ``CONTEXT``) quote row values; a long
+    line is cut, and says so.
+
+    Examples
+    --------
+    >>> first_line('duplicate key value\\nDETAIL:  Key (email)=(ann@example.com) exists.')
+    'duplicate key value'
+    >>> len(first_line("x" * 5000))
+    1000
+    """
+    line = (message.strip().splitlines() or [""])[0]
+    return line if len(line) <= limit else f"{line[: limit - 1]}…"
 
 
 def console_url(execution_arn: str, started: datetime) -> str:
