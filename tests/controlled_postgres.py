@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 import pytest
 
 
@@ -82,6 +83,20 @@ class ControlledServer:
 
     def dsn(self, database: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={database}"
+
+    def require_password(self, password: str) -> None:
+        """Make TCP logins need ``password`` (SCRAM), as a managed database's do."""
+        with psycopg.connect(self.dsn(), autocommit=True) as admin:
+            admin.execute(
+                psycopg.sql.SQL("ALTER ROLE postgres PASSWORD {}").format(
+                    psycopg.sql.Literal(password)
+                )
+            )
+            (self.data / "pg_hba.conf").write_text(
+                "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+                encoding="utf-8",
+            )
+            admin.execute("SELECT pg_reload_conf()")
 
     def terminate_sessions(self, database: str) -> int:
         """End every session of ``database``, as ``pg_terminate_backend`` does in a failover."""

@@ -6,7 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from totes.aws import client
-from totes.credentials import database_dsn
+from totes.credentials import database_dsn, forgetting_secrets_on_refused_login
 from totes.errors import SourceSchemaDriftError
 from totes.findings import Stage
 from totes.ingest.stage import IngestRequest, IngestSettings, ingest_table
@@ -25,6 +25,7 @@ def _source_dsn() -> str:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @retried_when_transient(Stage.INGEST)
+@forgetting_secrets_on_refused_login
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Extract one batch of ``event["table"]`` for run ``event["run_id"]``."""
     request = IngestRequest.from_event(event)

@@ -6,7 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from totes.aws import client
-from totes.credentials import database_dsn
+from totes.credentials import database_dsn, forgetting_secrets_on_refused_login
 from totes.findings import Stage
 from totes.load.stage import LoadRequest, LoadSettings, load_target
 from totes.names import WAREHOUSE_SECRET_NAME, EnvironmentVariable, MetricName
@@ -25,6 +25,7 @@ def _warehouse_dsn() -> str:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @retried_when_transient(Stage.LOAD)
+@forgetting_secrets_on_refused_login
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Load the gold files of ``event["target"]`` that the ledger lacks, for ``event["run_id"]``."""
     request = LoadRequest.from_event(event)

@@ -7,10 +7,12 @@ keeps. For local runs and tests, an explicit DSN replaces the secret.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
@@ -18,10 +20,11 @@ from botocore.exceptions import ClientError
 from psycopg.conninfo import make_conninfo
 
 from totes.aws import RETRYING
-from totes.errors import SecretFormatError, SecretNotFoundError
+from totes.errors import AuthenticationFailedError, SecretFormatError, SecretNotFoundError
 from totes.transient import aws_transient_fault
 
-#: Seconds a fetched secret is reused: rotation reaches running containers within this.
+#: Seconds a fetched secret is reused: rotation reaches running containers within this, and
+#: at once after a refused login (:func:`forgetting_secrets_on_refused_login`).
 SECRET_CACHE_SECONDS = 300
 
 _ALIASES = {"user": ("user", "username"), "database": ("database", "dbname")}
@@ -67,9 +70,38 @@ def _secrets() -> parameters.SecretsProvider:
     return parameters.SecretsProvider(boto_config=RETRYING)
 
 
+Handler = TypeVar("Handler", bound=Callable[..., object])
+
+
+def forgetting_secrets_on_refused_login(handler: Handler) -> Handler:
+    """Drop the cached secrets when a database refuses the login, so that the next attempt
+    reads the secret again: after a rotation, the first failure is the last.
+
+    Examples
+    --------
+    >>> @forgetting_secrets_on_refused_login
+    ... def handler(event, context):
+    ...     raise AuthenticationFailedError("refused")
+    >>> handler({}, None)
+    Traceback (most recent call last):
+    totes.errors.AuthenticationFailedError: refused
+    """
+
+    @functools.wraps(handler)
+    def handle(*args: object, **kwargs: object) -> object:
+        try:
+            return handler(*args, **kwargs)
+        except AuthenticationFailedError:
+            forget_cached_secrets()
+            raise
+
+    return handle  # type: ignore[return-value]
+
+
 def forget_cached_secrets() -> None:
     """Drop every cached secret: the next read fetches it again (a new container does)."""
-    _secrets().clear_cache()  # type: ignore[no-untyped-call]  # Powertools leaves it untyped
+    if _secrets.cache_info().currsize:  # nothing to forget before the first read
+        _secrets().clear_cache()  # type: ignore[no-untyped-call]  # Powertools leaves it untyped
 
 
 def dsn_from_secrets_manager(secret_name: str) -> str:
