@@ -79,6 +79,7 @@ class DataPlatformStack(Stack):
             self,
             "DataBuckets",
             raw_retention_days=settings.raw_retention_days,
+            processed_version_retention_days=settings.processed_version_retention_days,
             access_log_retention_days=settings.access_log_retention_days,
         )
         self.watermarks = WatermarkTable(self, "Watermarks")

@@ -83,6 +83,10 @@ class PlatformSettings:
         every later zone can be rebuilt from.
     access_log_retention_days : int
         Days S3 server access logs are kept before they expire.
+    processed_version_retention_days : int
+        Days an overwritten or deleted object of the processed bucket (transform state,
+        mirrors, the lake, quarantined rows) can still be restored from its previous
+        version before that version expires.
     schedule_enabled : bool
         Whether the schedule starts the pipeline. ``False`` deploys everything
         but leaves the schedule disabled (for a first deployment before the
@@ -133,6 +137,7 @@ class PlatformSettings:
     warehouse_secret_name: str = WAREHOUSE_SECRET_NAME
     raw_retention_days: int = 90
     access_log_retention_days: int = 365
+    processed_version_retention_days: int = 30
     schedule_enabled: bool = True
     ingest_max_concurrency: int = 3
     log_retention_days: int = 30
@@ -161,6 +166,7 @@ class PlatformSettings:
             "schedule_rate_minutes",
             "raw_retention_days",
             "access_log_retention_days",
+            "processed_version_retention_days",
             "ingest_max_rows",
             "transform_max_rows",
             "load_max_files",
@@ -275,6 +281,9 @@ class PlatformSettings:
             raw_retention_days=whole_number("raw_retention_days", defaults.raw_retention_days),
             access_log_retention_days=whole_number(
                 "access_log_retention_days", defaults.access_log_retention_days
+            ),
+            processed_version_retention_days=whole_number(
+                "processed_version_retention_days", defaults.processed_version_retention_days
             ),
             schedule_enabled=_parse_switch(
                 "schedule_enabled",

@@ -48,6 +48,7 @@ FIXED_PRODUCT_CONTEXT: Mapping[str, Any] = {
     "warehouse_secret_name": "postgres_db_credentials",
     "raw_retention_days": 90,
     "access_log_retention_days": 365,
+    "processed_version_retention_days": 30,
     "schedule_enabled": True,
     "ingest_max_concurrency": 3,
     "log_retention_days": 30,

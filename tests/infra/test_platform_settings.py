@@ -114,6 +114,24 @@ def test_raw_retention_days_from_the_command_line_reaches_the_lifecycle_rule(syn
     assert rule["Transitions"] == [{"StorageClass": "GLACIER_IR", "TransitionInDays": 30}]
 
 
+def test_the_processed_bucket_keeps_previous_versions_for_the_days_context_sets(
+    synthesise_platform,
+):
+    # Given `cdk deploy -c processed_version_retention_days=7`
+    platform = synthesise_platform(processed_version_retention_days="7")
+
+    # Then the processed bucket is versioned: a deleted or overwritten object (transform
+    # state, the lake, quarantined rows) can be restored for 7 days, then its version expires
+    processed_id = platform.stack.get_logical_id(
+        platform.stack.buckets.processed.node.default_child
+    )
+    processed = platform.template.find_resources("AWS::S3::Bucket")[processed_id]["Properties"]
+    assert processed["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = {rule["Id"]: rule for rule in processed["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpirePreviousVersions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 7}
+    assert rules["ExpirePreviousVersions"]["ExpiredObjectDeleteMarker"] is True
+
+
 def test_stack_name_from_context_names_the_cloudformation_stack(synthesise_platform):
     # Given `cdk deploy -c stack_name=TotesDataPlatform-Staging`
     platform = synthesise_platform(stack_name="TotesDataPlatform-Staging")
