@@ -21,6 +21,8 @@ import psycopg
 import psycopg.sql
 import pytest
 
+from tests.tls import CertificateFiles
+
 
 def _bindir() -> Path | None:
     pg_config = shutil.which("pg_config")
@@ -55,13 +57,24 @@ class ControlledServer:
             command = ["runuser", "-u", "postgres", "--", *command]
         subprocess.run(command, check=True, capture_output=True, timeout=120)  # noqa: S603
 
-    def start(self, *, max_connections: int = 40) -> None:
-        """Start (or restart) the server, waiting until it accepts sessions."""
+    def start(self, *, max_connections: int = 40, tls: CertificateFiles | None = None) -> None:
+        """Start (or restart) the server, waiting until it accepts sessions; with ``tls``,
+        it offers TLS with that certificate (and sessions may still choose plain text)."""
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} "
             f"-c max_connections={max_connections} -c superuser_reserved_connections=0 "
             "-c fsync=off"
         )
+        if tls is not None:
+            certificate, key = self.folder / "server.pem", self.folder / "server.key"
+            shutil.copyfile(tls.server_certificate, certificate)
+            shutil.copyfile(tls.server_key, key)
+            key.chmod(0o600)
+            if self._as_postgres:
+                owner = pwd.getpwnam("postgres")
+                for path in (certificate, key):
+                    os.chown(path, owner.pw_uid, owner.pw_gid)
+            options += f" -c ssl=on -c ssl_cert_file={certificate} -c ssl_key_file={key}"
         self._run(
             "pg_ctl",
             "-D",

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 
 
 @dataclass(frozen=True)
-class TestCertificates:
+class CertificateFiles:
     """PEM files: the authority's certificate, and the server's certificate and key."""
 
     authority: Path
@@ -28,9 +28,9 @@ def _name(common_name: str) -> x509.Name:
 
 
 def make_certificates(
-    folder: Path, host_names: tuple[str, ...] = ("localhost",)
-) -> TestCertificates:
-    """Write a new authority and a server certificate for ``host_names`` and 127.0.0.1."""
+    folder: Path, host_names: tuple[str, ...] = ("localhost",), *, loopback_address: bool = True
+) -> CertificateFiles:
+    """Write a new authority and a server certificate for ``host_names`` (and 127.0.0.1)."""
     now = datetime.now(UTC)
     authority_key = ec.generate_private_key(ec.SECP256R1())
     authority = (
@@ -60,7 +60,8 @@ def make_certificates(
     )
     server_key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [x509.DNSName(name) for name in host_names]
-    names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    if loopback_address:
+        names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     server = (
         x509.CertificateBuilder()
         .subject_name(_name(host_names[0]))
@@ -74,7 +75,7 @@ def make_certificates(
         .sign(authority_key, hashes.SHA256())
     )
     folder.mkdir(parents=True, exist_ok=True)
-    certificates = TestCertificates(
+    certificates = CertificateFiles(
         authority=folder / "authority.pem",
         server_certificate=folder / "server.pem",
         server_key=folder / "server.key",

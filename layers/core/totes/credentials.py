@@ -8,10 +8,13 @@ keeps. For local runs and tests, an explicit DSN replaces the secret.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities import parameters
@@ -29,21 +32,31 @@ SECRET_CACHE_SECONDS = 300
 
 _ALIASES = {"user": ("user", "username"), "database": ("database", "dbname")}
 _REQUIRED = ("host", "user", "password", "database")
+#: The TLS modes libpq knows, weakest first.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 def dsn_from_secret(secret: dict[str, Any], *, name: str = "secret") -> str:
     """Build a libpq DSN from a credentials secret.
 
+    Besides the login, a secret may carry ``sslmode`` (one of :data:`SSL_MODES`) and
+    ``sslrootcert_pem``, the certificate authority to verify the server with (PEM text,
+    written to a file of this container); given a CA and no mode, the mode is
+    ``verify-full``.
+
     Raises
     ------
     SecretFormatError
-        A required field is missing or empty.
+        A required field is missing or empty, or ``sslmode`` is not a libpq mode.
 
     Examples
     --------
     >>> dsn_from_secret({"host": "db", "port": 5432, "user": "etl", "password": "pw",
     ...                  "database": "totesys"})
     'host=db port=5432 user=etl password=pw dbname=totesys connect_timeout=10'
+    >>> dsn_from_secret({"host": "db", "user": "etl", "password": "pw", "database": "d",
+    ...                  "sslmode": "verify-full"}).endswith("sslmode=verify-full")
+    True
     """
     values: dict[str, Any] = {}
     for field_name in _REQUIRED:
@@ -54,6 +67,7 @@ def dsn_from_secret(secret: dict[str, Any], *, name: str = "secret") -> str:
     missing = [field_name for field_name in _REQUIRED if field_name not in values]
     if missing:
         raise SecretFormatError(f"{name} lacks {', '.join(missing)}")
+    tls = _tls_settings(secret, name)
     return make_conninfo(
         host=str(values["host"]),
         port=str(secret.get("port") or 5432),
@@ -61,7 +75,33 @@ def dsn_from_secret(secret: dict[str, Any], *, name: str = "secret") -> str:
         password=str(values["password"]),
         dbname=str(values["database"]),
         connect_timeout="10",
+        **tls,
     )
+
+
+def _tls_settings(secret: dict[str, Any], name: str) -> dict[str, str]:
+    mode, pem = secret.get("sslmode"), secret.get("sslrootcert_pem")
+    settings: dict[str, str] = {}
+    if pem:
+        text = str(pem)
+        path = _private_folder() / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.pem"
+        if not path.exists():
+            path.write_text(text, encoding="ascii")
+        settings["sslrootcert"] = str(path)
+        mode = mode or "verify-full"
+    if mode is not None:
+        if mode not in SSL_MODES:
+            raise SecretFormatError(
+                f"{name} has sslmode {mode!r}: one of {', '.join(SSL_MODES)} is needed"
+            )
+        settings["sslmode"] = str(mode)
+    return settings
+
+
+@cache
+def _private_folder() -> Path:
+    """A folder only this process writes (0700), for the CA files that secrets carry."""
+    return Path(tempfile.mkdtemp(prefix="totes-ca-"))
 
 
 @cache

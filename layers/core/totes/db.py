@@ -18,6 +18,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -33,6 +34,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from totes.errors import (
     AuthenticationFailedError,
     DatabaseNotFoundError,
+    DatabaseTlsError,
     DatabaseTransientError,
     DatabaseUnreachableError,
 )
@@ -43,8 +45,14 @@ MAINTENANCE_DATABASE = "postgres"
 #: failover) or starting up, too many connections, and a transaction that lost a
 #: serialization race or a deadlock and may simply run again.
 TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
-#: Protocol 3.0, as a startup message states it.
+#: Protocol 3.0, as a startup message states it; the code of a request for TLS.
 _PROTOCOL_3 = 196608
+_SSL_REQUEST = 80877103
+#: The TLS modes in which libpq refuses a connection without TLS, and those that verify.
+_TLS_REQUIRED = frozenset({"require", "verify-ca", "verify-full"})
+#: OpenSSL's verify codes of a certificate that is not for the host name, or the IP
+#: address, connected to.
+_NAME_MISMATCH = frozenset({62, 64})
 _STARTUP_PROBE_TIMEOUT_S = 5.0
 
 
@@ -244,6 +252,10 @@ def _classify_connection_failure(dsn: str) -> Exception:
         return DatabaseUnreachableError(
             f"cannot reach PostgreSQL at {where}: nothing listens there"
         )
+    tls = _tls_problem(dsn)
+    if tls is not None:
+        mode = conninfo_to_dict(dsn).get("sslmode")
+        return DatabaseTlsError(f"TLS to PostgreSQL at {where} failed: {tls} (sslmode={mode})")
     refusal = _refused_at_startup(dsn)
     if refusal in TRANSIENT_SQLSTATES:
         return DatabaseTransientError(
@@ -329,6 +341,47 @@ def _refused_at_startup(dsn: str) -> str | None:
         if field[:1] == b"C":
             return field[1:].decode("ascii", "replace")
     return None
+
+
+def _tls_problem(dsn: str) -> str | None:
+    """What is wrong with the server's TLS for this DSN's ``sslmode``, or None.
+
+    Asked of the server as libpq asks it (a TLS request, then the handshake, verified as
+    the mode says), so the answer is the same whatever language the server speaks.
+    """
+    params = conninfo_to_dict(dsn)
+    mode = str(params.get("sslmode") or "prefer")
+    host = str(params.get("host") or "").split(",")[0]
+    if mode not in _TLS_REQUIRED or not host or host.startswith("/"):
+        return None
+    address = str(params.get("hostaddr") or host).split(",")[0]
+    try:
+        with _open(dsn, address) as probe:
+            probe.settimeout(_STARTUP_PROBE_TIMEOUT_S)
+            probe.sendall(struct.pack("!ii", 8, _SSL_REQUEST))
+            if _read_exactly(probe, 1) != b"S":
+                return "the server offers no TLS"
+            if mode == "require":
+                return None
+            return _certificate_problem(probe, host, mode, params.get("sslrootcert"))
+    except (OSError, ValueError):
+        return None
+
+
+def _certificate_problem(
+    probe: socket.socket, host: str, mode: str, root_certificate: object
+) -> str | None:
+    context = ssl.create_default_context()
+    if root_certificate and root_certificate != "system":
+        context = ssl.create_default_context(cafile=str(root_certificate))
+    context.check_hostname = mode == "verify-full"
+    try:
+        with context.wrap_socket(probe, server_hostname=host):
+            return None
+    except ssl.SSLCertVerificationError as exc:
+        if exc.verify_code in _NAME_MISMATCH:
+            return f"the server's certificate is not for the host name {host!r}"
+        return "the server's certificate is not signed by a trusted authority (sslrootcert)"
 
 
 def _read_exactly(stream: socket.socket, size: int) -> bytes:

@@ -33,6 +33,11 @@ class AwsTransientError(TotesError):
     of botocore's own attempts."""
 
 
+class DatabaseTlsError(TotesError):
+    """The connection's TLS failed: the server offers none, its certificate is not signed by
+    a trusted authority, or it is not for the host name connected to."""
+
+
 class AuthenticationFailedError(TotesError):
     """The server is up but refused the user name or password."""
 

@@ -77,6 +77,11 @@ ADVICE: Final[dict[str, str]] = {
         "the next run continues where this one stopped. If it keeps happening, check the "
         "AWS Health Dashboard and the service quotas of the account."
     ),
+    "DatabaseTlsError": (
+        "A database's TLS could not be verified (the message says how): give its secret the "
+        "certificate authority that signed the server's certificate (sslrootcert_pem) and "
+        "the host name the certificate is for. The pipeline never falls back to plain text."
+    ),
     "AuthenticationFailedError": (
         "A database refused the credentials: update the user name or password in its "
         "Secrets Manager secret. The next run retries."

@@ -1,0 +1,97 @@
+"""TLS to the databases, against a server the test starts with a certificate authority of its
+own: a verified connection works, and each way verification can fail is refused with
+DatabaseTlsError saying which, never a generic login error and never plain text."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.controlled_postgres import ControlledServer, controlled_server
+from tests.tls import CertificateFiles, make_certificates
+from totes.credentials import dsn_from_secret
+from totes.db import connect
+from totes.errors import DatabaseTlsError
+from totes.names import TRANSIENT_ERRORS
+
+
+@pytest.fixture
+def certificates(tmp_path: Path) -> CertificateFiles:
+    """A certificate for ``localhost`` only, signed by the test's own authority."""
+    return make_certificates(tmp_path / "ca", ("localhost",), loopback_address=False)
+
+
+@pytest.fixture
+def server(certificates: CertificateFiles) -> Iterator[ControlledServer]:
+    with controlled_server() as running:
+        running.stop()
+        running.start(tls=certificates)
+        yield running
+
+
+def _dsn(server: ControlledServer, host: str, authority: Path, mode: str = "verify-full") -> str:
+    return (
+        f"host={host} port={server.port} user=postgres dbname=postgres "
+        f"sslmode={mode} sslrootcert={authority}"
+    )
+
+
+def test_a_secret_with_its_authority_connects_verified_over_tls(
+    server: ControlledServer, certificates: CertificateFiles
+) -> None:
+    # Given a secret that carries the authority that signed the server's certificate
+    secret = json.loads(
+        json.dumps(
+            {
+                "host": "localhost",
+                "port": server.port,
+                "user": "postgres",
+                "password": "unused",
+                "database": "postgres",
+                "sslrootcert_pem": certificates.authority.read_text(encoding="ascii"),
+            }
+        )
+    )
+
+    # When a stage connects with the DSN built from it
+    with connect(dsn_from_secret(secret)) as conn:
+        (encrypted,) = conn.execute(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        ).fetchone() or (False,)
+
+    # Then the session is encrypted, its certificate verified for the host name
+    assert encrypted is True
+    assert "sslmode=verify-full" in dsn_from_secret(secret)
+
+
+def test_a_certificate_for_another_host_name_is_refused_saying_so(
+    server: ControlledServer, certificates: CertificateFiles
+) -> None:
+    # Given a connection to 127.0.0.1, which the certificate (for localhost) does not name
+    with pytest.raises(DatabaseTlsError, match=r"not for the host name '127\.0\.0\.1'"):
+        connect(_dsn(server, "127.0.0.1", certificates.authority))
+
+
+def test_a_certificate_of_an_unknown_authority_is_refused_saying_so(
+    server: ControlledServer, tmp_path: Path
+) -> None:
+    # Given a client that trusts another authority than the one that signed the server's
+    stranger = make_certificates(tmp_path / "stranger", ("localhost",))
+    with pytest.raises(DatabaseTlsError, match="not signed by a trusted authority"):
+        connect(_dsn(server, "localhost", stranger.authority))
+
+
+def test_a_server_without_tls_is_refused_not_used_in_plain_text(
+    server: ControlledServer, certificates: CertificateFiles
+) -> None:
+    # Given the server restarted without TLS, and a client that requires it
+    server.stop()
+    server.start()
+
+    # When it connects, then it is refused, and the error is not one a retry would help
+    with pytest.raises(DatabaseTlsError, match="the server offers no TLS") as raised:
+        connect(_dsn(server, "localhost", certificates.authority))
+    assert type(raised.value).__name__ not in TRANSIENT_ERRORS
