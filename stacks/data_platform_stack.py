@@ -10,6 +10,7 @@ from stacks.credentials_check import CredentialsCheck
 from stacks.functions import PipelineFunctions, StageLimits
 from stacks.lake import Lakehouse
 from stacks.monitoring import PipelineMonitoring
+from stacks.network import DatabaseNetwork
 from stacks.packaging import PipelinePackaging
 from stacks.schedule import PipelineSchedule
 from stacks.settings import PlatformSettings
@@ -113,6 +114,16 @@ class DataPlatformStack(Stack):
             ),
         )
         self.lakehouse.grant_cataloguing(self.functions.catalog)
+        if settings.network is not None:
+            # Without it the functions run outside any VPC and reach the databases at the
+            # addresses their secrets give: those must accept TLS connections from Lambda.
+            self.network = DatabaseNetwork(self, "DatabaseNetwork", settings=settings.network)
+            for function in (
+                self.functions.ingest,
+                self.functions.load,
+                self.functions.credentials_check,
+            ):
+                self.network.place(function)
         self.workflow = PipelineWorkflow(
             self,
             "Workflow",

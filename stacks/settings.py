@@ -124,6 +124,9 @@ class PlatformSettings:
         The Athena workgroup that queries the lake; by default ``<stack>-lake``.
     athena_results_retention_days : int
         Days Athena query results are kept.
+    network : DatabaseNetworkSettings or None
+        Where the functions that reach a database run: private subnets of a VPC of the
+        client's, or (None) outside any VPC, as Lambda functions run by default.
     aws_sdk_pandas_version : str
         Release of the AWS-managed AWS SDK for pandas layer the catalog function uses;
         by default the release ``requirements.txt`` locks
@@ -150,6 +153,7 @@ class PlatformSettings:
     athena_workgroup_name: str = ""
     athena_results_retention_days: int = 30
     aws_sdk_pandas_version: str = AWS_SDK_PANDAS.version
+    network: DatabaseNetworkSettings | None = None
 
     def __post_init__(self) -> None:  # noqa: PLR0912 (one check per setting, in order)
         if not _STACK_NAME_PATTERN.fullmatch(self.stack_name):
@@ -307,6 +311,92 @@ class PlatformSettings:
                 "athena_results_retention_days", defaults.athena_results_retention_days
             ),
             aws_sdk_pandas_version=text("aws_sdk_pandas_version", defaults.aws_sdk_pandas_version),
+            network=DatabaseNetworkSettings.from_context(scope),
+        )
+
+
+_RESOURCE_ID = {
+    "vpc_id": re.compile(r"vpc-[0-9a-f]{8,17}"),
+    "subnet_ids": re.compile(r"subnet-[0-9a-f]{8,17}"),
+    "route_table_ids": re.compile(r"rtb-[0-9a-f]{8,17}"),
+    "database_security_group_ids": re.compile(r"sg-[0-9a-f]{8,17}"),
+}
+
+
+@dataclass(frozen=True)
+class DatabaseNetworkSettings:
+    """A VPC of the client's for the functions that reach a database (context values).
+
+    No look-up runs at synthesis: every id is given. Both databases are then reached
+    inside the VPC, and AWS through VPC endpoints (ADR 18).
+
+    Attributes
+    ----------
+    vpc_id : str
+        The VPC the databases are in.
+    subnet_ids : tuple of str
+        Private subnets the functions run in (two or more, in different zones, for
+        Lambda's availability).
+    route_table_ids : tuple of str
+        The route tables of those subnets, which the S3 and DynamoDB gateway endpoints
+        join.
+    database_security_group_ids : tuple of str
+        The security groups of the databases; each admits the functions on
+        ``database_port``.
+    database_port : int
+        The databases' port.
+    """
+
+    vpc_id: str
+    subnet_ids: tuple[str, ...]
+    route_table_ids: tuple[str, ...]
+    database_security_group_ids: tuple[str, ...]
+    database_port: int = 5432
+
+    def __post_init__(self) -> None:
+        for key, pattern in _RESOURCE_ID.items():
+            value = getattr(self, key)
+            values = (value,) if isinstance(value, str) else value
+            if not values:
+                raise InvalidSettingError(f"{key} is needed with vpc_id (none given)")
+            for one in values:
+                if not pattern.fullmatch(one):
+                    raise InvalidSettingError(f"{key}: {one!r} is not a {pattern.pattern} id")
+        if not 1 <= self.database_port <= 65535:
+            raise InvalidSettingError(f"database_port must be a TCP port, got {self.database_port}")
+
+    @classmethod
+    def from_context(cls, scope: Construct) -> DatabaseNetworkSettings | None:
+        """The network from context, or None when ``vpc_id`` is not set.
+
+        Raises
+        ------
+        InvalidSettingError
+            A network setting is given without ``vpc_id``, or an id is malformed.
+        """
+
+        def ids(key: str) -> tuple[str, ...]:
+            value = scope.node.try_get_context(key)
+            if value is None:
+                return ()
+            parts = value if isinstance(value, list) else str(value).split(",")
+            return tuple(str(part).strip() for part in parts if str(part).strip())
+
+        vpc_id = str(scope.node.try_get_context("vpc_id") or "").strip()
+        given = {key: ids(key) for key in _RESOURCE_ID if key != "vpc_id"}
+        if not vpc_id:
+            stray = [key for key, value in given.items() if value]
+            if stray:
+                raise InvalidSettingError(f"{', '.join(stray)} need vpc_id")
+            return None
+        return cls(
+            vpc_id=vpc_id,
+            subnet_ids=given["subnet_ids"],
+            route_table_ids=given["route_table_ids"],
+            database_security_group_ids=given["database_security_group_ids"],
+            database_port=_parse_whole_number(
+                "database_port", scope.node.try_get_context("database_port"), 5432
+            ),
         )
 
 

@@ -121,8 +121,13 @@ def test_synthesis_fails_on_an_unacknowledged_finding(cdk_json_context, tmp_path
     assert {"AwsSolutions-S1", "AwsSolutions-S10"} <= rules
 
 
-def test_cfn_lint_finds_no_errors_or_warnings(template, tmp_path):
-    # Given the synthesised template written out as `cdk synth` would
+@pytest.mark.parametrize("shape", ["default", "in a VPC"])
+def test_cfn_lint_finds_no_errors_or_warnings(template, synthesise_platform, tmp_path, shape):
+    # Given the synthesised template written out as `cdk synth` would, in either shape
+    if shape != "default":
+        from tests.infra.test_database_network import NETWORK  # noqa: PLC0415
+
+        template = synthesise_platform(**NETWORK).template
     template_path = tmp_path / "TotesDataPlatform.template.json"
     template_path.write_text(json.dumps(template.to_json(), indent=1), encoding="utf-8")
 
