@@ -165,7 +165,12 @@ def test_cdk_json_declares_every_setting_with_its_default(cdk_json_context):
     declared = PlatformSettings.from_context(App(context=cdk_json_context))
 
     # Then an operator reading cdk.json sees every setting, set to what the code assumes
+    network_keys = ("vpc_id", "subnet_ids", "route_table_ids", "database_security_group_ids")
     for name in PlatformSettings.__dataclass_fields__:
+        if name == "network":  # declared by its context keys, empty: no VPC
+            assert all(key in cdk_json_context for key in (*network_keys, "database_port"))
+            assert declared.network is None
+            continue
         assert name in cdk_json_context, f"{name} is missing from cdk.json"
         if name != "alarm_email":
             assert getattr(declared, name) == getattr(defaults, name), name
