@@ -79,6 +79,16 @@ class Pipeline:
             s3=self.s3,
         )
 
+    def run_through_dimensions(self) -> None:
+        """A new run that ingests and transforms everything and loads only the dimensions."""
+        self.runs += 1
+        for table in SOURCE_TABLES:
+            self.ingest(table)
+        for target in GOLD_TABLES:
+            self.transform(target)
+        for target in GOLD_DIMENSIONS:
+            self.load(target)
+
     def run(self) -> dict[str, TransformResult]:
         """A new run: ingest every table, transform every target, load if there is a warehouse."""
         self.runs += 1

@@ -33,9 +33,6 @@ from totes.load import lake_export
 from totes.load.star_zone import StarFileKey, read_star_file
 from totes.names import (
     DIMENSION_TABLES,
-    GOLD_DIMENSIONS,
-    GOLD_TABLES,
-    SOURCE_TABLES,
     WAREHOUSE_TABLES,
 )
 from totes.parquet_objects import read_parquet
@@ -366,13 +363,7 @@ def _lake_objects(pipeline: Pipeline, prefix: str) -> dict[str, pa.Table]:
 
 def _run_to_the_sales_orders(pipeline: Pipeline) -> Any:
     """A run whose load of fact_sales_order is returned (the other facts are not loaded)."""
-    pipeline.runs += 1
-    for table in SOURCE_TABLES:
-        pipeline.ingest(table)
-    for target in GOLD_TABLES:
-        pipeline.transform(target)
-    for target in GOLD_DIMENSIONS:
-        pipeline.load(target)
+    pipeline.run_through_dimensions()
     return pipeline.load("fact_sales_order")
 
 

@@ -43,17 +43,6 @@ def pipeline(warehouse_pipeline: Pipeline) -> Pipeline:
     return warehouse_pipeline
 
 
-def _transformed_with_dimensions_loaded(pipeline: Pipeline) -> None:
-    """One run's ingest and transform of everything, and its dimensions loaded."""
-    pipeline.runs += 1
-    for table in SOURCE_TABLES:
-        pipeline.ingest(table)
-    for target in GOLD_TABLES:
-        pipeline.transform(target)
-    for target in GOLD_DIMENSIONS:
-        pipeline.load(target)
-
-
 def _exact(pipeline: Pipeline) -> None:
     assert pipeline.warehouse_dsn is not None
     with connect(pipeline.source_dsn) as source, connect(pipeline.warehouse_dsn) as warehouse:
@@ -136,7 +125,7 @@ def test_load_repeated_after_its_session_died_inside_the_transaction_loads_each_
 ) -> None:
     # Given everything transformed, and a warehouse whose server ends the session of the
     # first load that writes its ledger row: inside the transaction with the file's rows
-    _transformed_with_dimensions_loaded(pipeline)
+    pipeline.run_through_dimensions()
     assert pipeline.warehouse_dsn is not None
     with connect(pipeline.warehouse_dsn, autocommit=True) as conn:
         conn.execute("CREATE SEQUENCE faults")
@@ -171,7 +160,7 @@ def test_load_repeated_after_the_lake_write_failed_completes_the_lake_from_the_w
     pipeline: Pipeline,
 ) -> None:
     # Given everything transformed, and an S3 that refuses the lake's writes for a while
-    _transformed_with_dimensions_loaded(pipeline)
+    pipeline.run_through_dimensions()
     healthy_s3 = pipeline.s3
     failing = FailingPuts(healthy_s3, lambda key: key.startswith("lake/fact_sales_order/"))
     pipeline.s3 = failing
