@@ -101,7 +101,21 @@ def test_sessions_ended_during_a_backfill_are_retried_and_the_warehouse_is_exact
     service_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Given a backfill during which the database ends the pipeline's working sessions
+    # Given a backfill during which the database ends the pipeline's working sessions:
+    # whichever it finds at work, and for certain the first two loads that write their
+    # ledger row (inside the transaction with the file's rows)
+    with connect(server.dsn(WAREHOUSE), autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE faults")
+        conn.execute(
+            "CREATE FUNCTION end_session() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN IF nextval('faults') <= 2 THEN PERFORM pg_terminate_backend(pg_backend_pid()); "
+            "PERFORM pg_sleep(1); END IF; RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER end_session BEFORE INSERT ON load_ledger "
+            "FOR EACH ROW EXECUTE FUNCTION end_session()"
+        )
+        conn.execute("ALTER TABLE load_ledger ENABLE ALWAYS TRIGGER end_session")
     failover = _Failover(server, times=3)
     failover.start()
 
@@ -112,13 +126,13 @@ def test_sessions_ended_during_a_backfill_are_retried_and_the_warehouse_is_exact
         failover.done.set()
         failover.join(timeout=10)
 
-    # Then sessions were ended mid-work, and the execution still succeeded
-    assert failover.ended, "no session was ended while it worked: the test proved nothing"
+    # Then the execution succeeded all the same
     assert (status, result["status"]) == (0, "SUCCEEDED"), printed
-    # And the retries are told, by state and error, in the JSON and in the summary
-    assert result["retries"], result
+    # And the retries are told, by state and error, in the JSON and in the summary: at
+    # least the two loads whose sessions ended in their transaction
     assert {retry["error"] for retry in result["retries"]} <= set(TRANSIENT_ERRORS)
-    assert sum(retry["attempts"] for retry in result["retries"]) >= 1
+    loads = [r for r in result["retries"] if r["state"] in ("LoadDimension", "LoadFact")]
+    assert sum(retry["attempts"] for retry in loads) >= 2, result["retries"]
     first = result["retries"][0]
     assert f"retried: {first['state']}: {first['attempts']} attempt" in printed
     # And the warehouse equals a rebuild from the source: nothing lost, nothing twice
