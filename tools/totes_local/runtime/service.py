@@ -135,21 +135,36 @@ def _lock_holder(data_dir: Path) -> int | None:
     return None
 
 
-def _hold_service_lock(data_dir: Path) -> Any | None:
-    """Take the data folder's service lock for this process's life; None if another has it."""
+#: The environment variable that hands the service process the lock its starter took.
+_LOCK_FD_VARIABLE = "TOTES_LOCAL_SERVICE_LOCK_FD"
+
+
+def _take_service_lock(data_dir: Path) -> Any | None:
+    """The data folder's service lock, taken; None if a service holds it.
+
+    Tried for a moment: a reader (``totes status``) holds it shared for an instant.
+    """
     folder = service_folder(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     handle = (folder / _LOCK_FILE).open("a+", encoding="utf-8")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline or _lock_holder(data_dir):
+                handle.close()
+                return None
+            time.sleep(0.02)
+        else:
+            return handle
+
+
+def _record_holder(handle: Any, pid: int) -> None:
     handle.seek(0)
     handle.truncate()
-    handle.write(str(os.getpid()))
+    handle.write(str(pid))
     handle.flush()
-    return handle
 
 
 def _read_state(data_dir: Path) -> ServiceInfo | None:
@@ -305,7 +320,17 @@ def _answering_within(data_dir: Path, seconds: float) -> ServiceInfo | None:
 def _start(data_dir: Path, *, replaced_dead: bool) -> ServiceStart:
     log_path = data_dir / "logs" / "local-aws.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("a", encoding="utf-8") as log:
+    # The lock is taken here and handed to the service process, which keeps it: from the
+    # moment it is started, a service can be found, whenever this process is killed.
+    lock = _take_service_lock(data_dir)
+    if lock is None:
+        found = _answering_within(data_dir, _START_TIMEOUT_S)
+        if found is not None:
+            return ServiceStart(found, started=False, replaced_dead=replaced_dead)
+        raise LocalServiceError(
+            f"a local AWS service of {data_dir} holds its lock but never answered"
+        )
+    with lock, log_path.open("a", encoding="utf-8") as log:
         # A fixed command: this interpreter running this module.
         process = subprocess.Popen(  # noqa: S603  # nosec B603
             [sys.executable, "-m", "totes_local.runtime.service", "--data-dir", str(data_dir)],
@@ -313,8 +338,10 @@ def _start(data_dir: Path, *, replaced_dead: bool) -> ServiceStart:
             stdout=log,
             stderr=log,
             start_new_session=True,
-            env={**os.environ, **LOCAL_CREDENTIALS},
+            pass_fds=(lock.fileno(),),
+            env={**os.environ, **LOCAL_CREDENTIALS, _LOCK_FD_VARIABLE: str(lock.fileno())},
         )
+        _record_holder(lock, process.pid)
     deadline = time.monotonic() + _START_TIMEOUT_S
     while time.monotonic() < deadline:
         info = _read_state(data_dir)
@@ -409,10 +436,13 @@ def serve(data_dir: Path, port: int = 0) -> None:
     from totes_local.runtime.lambda_workers import LogSink, WorkerPool  # noqa: PLC0415
 
     data_dir = data_dir.resolve()
-    held = _hold_service_lock(data_dir)
+    handed = os.environ.pop(_LOCK_FD_VARIABLE, None)
+    # Kept open (and so locked) for as long as this process lives.
+    held = os.fdopen(int(handed), "a+") if handed else _take_service_lock(data_dir)
     if held is None:
         print(f"another local AWS service runs for {data_dir}: not starting", flush=True)
         return
+    _record_holder(held, os.getpid())
     port = port or _free_port()
     endpoint = f"http://{_HOST}:{port}"
     # moto's Step Functions interpreter calls other services (SNS) through this port.
