@@ -156,3 +156,17 @@ def test_an_answer_url_that_is_not_https_is_refused_not_followed(
     # When the function handles it, then it refuses by name and sends nothing
     with pytest.raises(InvalidEventError, match="ResponseURL is not an https URL"):
         handler(event, FakeContext("totes-credentials-check"))
+
+
+def test_a_check_that_fails_in_an_unforeseen_way_still_answers_cloudformation(
+    secretsmanager: Any, cloudformation: _CloudFormation
+) -> None:
+    # Given a secret whose authority is not text a certificate file can hold
+    secretsmanager.create_secret(Name=SOURCE, SecretString=json.dumps(COMPLETE))
+    broken = {**COMPLETE, "sslrootcert_pem": "not a certificate: \u00e9"}
+    secretsmanager.create_secret(Name=WAREHOUSE, SecretString=json.dumps(broken))
+
+    # When CloudFormation creates the check, then it is answered, naming the secret's problem
+    answer = _check(cloudformation)
+    assert answer["Status"] == "FAILED"
+    assert f"secret {WAREHOUSE!r}'s sslrootcert_pem is not a PEM certificate" in answer["Reason"]

@@ -84,6 +84,8 @@ def _tls_settings(secret: dict[str, Any], name: str) -> dict[str, str]:
     settings: dict[str, str] = {}
     if pem:
         text = str(pem)
+        if not text.isascii() or "-----BEGIN CERTIFICATE-----" not in text:
+            raise SecretFormatError(f"{name}'s sslrootcert_pem is not a PEM certificate")
         path = _private_folder() / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.pem"
         if not path.exists():
             path.write_text(text, encoding="ascii")
@@ -93,6 +95,11 @@ def _tls_settings(secret: dict[str, Any], name: str) -> dict[str, str]:
         if mode not in SSL_MODES:
             raise SecretFormatError(
                 f"{name} has sslmode {mode!r}: one of {', '.join(SSL_MODES)} is needed"
+            )
+        if pem and SSL_MODES.index(str(mode)) < SSL_MODES.index("verify-ca"):
+            raise SecretFormatError(
+                f"{name} gives an authority to verify with but sslmode {mode!r}, which "
+                "does not verify: verify-ca or verify-full"
             )
         settings["sslmode"] = str(mode)
     return settings

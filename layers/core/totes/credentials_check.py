@@ -121,11 +121,13 @@ def check_credentials(
     >>> print(answer.reason)  # doctest: +ELLIPSIS
     The pipeline's credentials are not ready, so nothing was scheduled: secret 'source' ...
     """
-    problems = (
-        []
-        if request.request_type == "Delete"
-        else unreadable_secrets(request.properties.secret_names, read)
-    )
+    problems: list[str] = []
+    if request.request_type != "Delete":
+        try:
+            problems = unreadable_secrets(request.properties.secret_names, read)
+        # CloudFormation waits for an answer whatever went wrong: it gets one, naming it.
+        except Exception as exc:
+            problems = [f"the secrets could not be read ({type(exc).__name__})"]
     if problems:
         reason = (
             "The pipeline's credentials are not ready, so nothing was scheduled: "
