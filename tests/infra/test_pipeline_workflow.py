@@ -312,8 +312,8 @@ def test_every_stage_that_reaches_a_database_or_aws_retries_transient_faults(def
     }
     assert len(stage_tasks) == 4
 
-    # Then a failover, a restart or throttling is retried five times: after up to 3, 6, 12,
-    # 24 and 30 s (full jitter), 75 s at most in all, before the execution fails with it
+    # Then a failover, a restart or throttling is retried four times: after up to 3, 6, 12
+    # and 20 s (full jitter), 41 s at most in all, before the execution fails with it
     for name, state in stage_tasks.items():
         assert {
             "ErrorEquals": [
@@ -323,8 +323,8 @@ def test_every_stage_that_reaches_a_database_or_aws_retries_transient_faults(def
             ],
             "IntervalSeconds": 3,
             "BackoffRate": 2,
-            "MaxAttempts": 5,
-            "MaxDelaySeconds": 30,
+            "MaxAttempts": 4,
+            "MaxDelaySeconds": 20,
             "JitterStrategy": "FULL",
         } in state["Retry"], name
         # And a permanent error (a refused login, a schema problem) is not retried

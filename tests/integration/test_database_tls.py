@@ -95,3 +95,15 @@ def test_a_server_without_tls_is_refused_not_used_in_plain_text(
     with pytest.raises(DatabaseTlsError, match="the server offers no TLS") as raised:
         connect(_dsn(server, "localhost", certificates.authority))
     assert type(raised.value).__name__ not in TRANSIENT_ERRORS
+
+
+def test_require_with_an_authority_verifies_it_as_libpq_does(
+    server: ControlledServer, tmp_path: Path
+) -> None:
+    # Given sslmode=require and an authority that did not sign the server's certificate
+    # (libpq then verifies the authority, not the host name)
+    stranger = make_certificates(tmp_path / "stranger", ("localhost",))
+
+    # When a stage connects, then the refusal is named, not taken for a bad password
+    with pytest.raises(DatabaseTlsError, match="not signed by a trusted authority"):
+        connect(_dsn(server, "127.0.0.1", stranger.authority, mode="require"))

@@ -179,7 +179,7 @@ def test_a_database_down_longer_than_the_retries_fails_once_as_transient_then_re
     assert failed["error"] in TRANSIENT_ERRORS
     assert any(retry["error"] in TRANSIENT_ERRORS for retry in failed["retries"])
     # And the mail says it was transient and that the next run will continue
-    assert "Transient:      yes, retried 5 times over up to 75 s" in printed
+    assert "Transient:      yes, retried 4 times over up to 41 s" in printed
     assert "the next run will continue" in printed
 
     # When the database is back and the product runs again

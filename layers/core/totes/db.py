@@ -15,6 +15,7 @@ everything else stays permanent and named (ADR 3).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
@@ -24,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,7 @@ def without_password(dsn: str) -> str:
     """
     params = conninfo_to_dict(dsn)
     params.pop("password", None)
+    params.pop("sslpassword", None)
     return make_conninfo("", **params)
 
 
@@ -128,7 +131,7 @@ def connect(dsn: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Con
     try:
         return psycopg.connect(dsn, autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
-        raise _classify_connection_failure(dsn) from exc
+        raise _classify_connection_failure(dsn, exc) from exc
 
 
 def transient_fault(dsn: str, exc: psycopg.Error, *, connection_lost: bool) -> Exception | None:
@@ -246,17 +249,23 @@ def _still_open(conn: psycopg.Connection[Any]) -> bool:
     return True
 
 
-def _classify_connection_failure(dsn: str) -> Exception:
+def _classify_connection_failure(dsn: str, exc: psycopg.OperationalError) -> Exception:
     where = describe(dsn)
+    if isinstance(exc, psycopg.errors.ConnectionTimeout):
+        # Nothing answered in time: an address that drops packets (a failover in progress)
+        # or a server too busy to accept; probing it would only wait again.
+        return DatabaseTransientError(f"PostgreSQL at {where} did not answer in time")
     if not _server_listens(dsn):
         return DatabaseUnreachableError(
             f"cannot reach PostgreSQL at {where}: nothing listens there"
         )
-    tls = _tls_problem(dsn)
-    if tls is not None:
+    answer = _probe(dsn)
+    if answer.tls_problem is not None:
         mode = conninfo_to_dict(dsn).get("sslmode")
-        return DatabaseTlsError(f"TLS to PostgreSQL at {where} failed: {tls} (sslmode={mode})")
-    refusal = _refused_at_startup(dsn)
+        return DatabaseTlsError(
+            f"TLS to PostgreSQL at {where} failed: {answer.tls_problem} (sslmode={mode})"
+        )
+    refusal = answer.refusal
     if refusal in TRANSIENT_SQLSTATES:
         return DatabaseTransientError(
             f"PostgreSQL at {where} accepts no new session now: "
@@ -297,7 +306,9 @@ def _server_listens(dsn: str) -> bool:
 def _open(dsn: str, host: str) -> socket.socket:
     params = conninfo_to_dict(dsn)
     port = int(params.get("port") or 5432)
-    timeout = float(params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT_S)
+    timeout = min(
+        float(params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT_S), _STARTUP_PROBE_TIMEOUT_S
+    )
     if host.startswith("/"):
         unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         unix.settimeout(timeout)
@@ -310,78 +321,84 @@ def _open(dsn: str, host: str) -> socket.socket:
     return socket.create_connection((host, port), timeout=timeout)
 
 
-def _refused_at_startup(dsn: str) -> str | None:
-    """The SQLSTATE with which the server refuses a new session before authentication.
+@dataclass(frozen=True)
+class _ProbeAnswer:
+    """What the server said to a session opened as libpq opens it, before any password."""
 
-    A startup message (no password, no TLS) is what a server answers first with
-    "starting up", "shutting down" or "too many connections", whatever the credentials;
-    a server that is accepting sessions asks for authentication instead (None).
-    """
-    params = conninfo_to_dict(dsn)
-    user = str(params.get("user") or os.environ.get("PGUSER") or getpass.getuser())
-    database = str(params.get("dbname") or user)
-    body = struct.pack("!i", _PROTOCOL_3) + b"".join(
-        key.encode() + b"\0" + value.encode() + b"\0"
-        for key, value in (("user", user), ("database", database))
-    )
-    body += b"\0"
-    host = str(params.get("host") or "/var/run/postgresql").split(",")[0]
-    try:
-        with _open(dsn, host) as probe:
-            probe.settimeout(_STARTUP_PROBE_TIMEOUT_S)
-            probe.sendall(struct.pack("!i", len(body) + 4) + body)
-            header = _read_exactly(probe, 5)
-            if header[:1] != b"E":
-                return None
-            (length,) = struct.unpack("!i", header[1:])
-            fields = _read_exactly(probe, length - 4)
-    except (OSError, ValueError):
-        return None
-    for field in fields.split(b"\0"):
-        if field[:1] == b"C":
-            return field[1:].decode("ascii", "replace")
-    return None
+    #: What is wrong with its TLS for the DSN's ``sslmode`` (None: nothing, or not asked).
+    tls_problem: str | None = None
+    #: The SQLSTATE with which it refused the session before authentication, if it did.
+    refusal: str | None = None
 
 
-def _tls_problem(dsn: str) -> str | None:
-    """What is wrong with the server's TLS for this DSN's ``sslmode``, or None.
+def _probe(dsn: str) -> _ProbeAnswer:
+    """Open a session as libpq does, up to the server's first answer, without credentials.
 
-    Asked of the server as libpq asks it (a TLS request, then the handshake, verified as
-    the mode says), so the answer is the same whatever language the server speaks.
+    When the DSN requires TLS, the probe asks for it and verifies the certificate as the
+    mode says (``require`` with an ``sslrootcert`` verifies the authority, as libpq does);
+    the startup message (user and database names) then goes inside TLS. A server answers
+    it first with "starting up", "shutting down" or "too many connections" whatever the
+    credentials; one that accepts sessions asks for authentication instead. Read from the
+    protocol's codes, so the answer is the same whatever language the server speaks.
     """
     params = conninfo_to_dict(dsn)
     mode = str(params.get("sslmode") or "prefer")
-    host = str(params.get("host") or "").split(",")[0]
-    if mode not in _TLS_REQUIRED or not host or host.startswith("/"):
-        return None
+    host = str(params.get("host") or "/var/run/postgresql").split(",")[0]
     address = str(params.get("hostaddr") or host).split(",")[0]
+    user = str(params.get("user") or os.environ.get("PGUSER") or getpass.getuser())
+    body = struct.pack("!i", _PROTOCOL_3) + b"".join(
+        key.encode() + b"\0" + value.encode() + b"\0"
+        for key, value in (("user", user), ("database", str(params.get("dbname") or user)))
+    )
     try:
-        with _open(dsn, address) as probe:
-            probe.settimeout(_STARTUP_PROBE_TIMEOUT_S)
-            probe.sendall(struct.pack("!ii", 8, _SSL_REQUEST))
-            if _read_exactly(probe, 1) != b"S":
-                return "the server offers no TLS"
-            if mode == "require":
-                return None
-            return _certificate_problem(probe, host, mode, params.get("sslrootcert"))
+        with contextlib.ExitStack() as closing:
+            stream = closing.enter_context(_open(dsn, address))
+            stream.settimeout(_STARTUP_PROBE_TIMEOUT_S)
+            if mode in _TLS_REQUIRED and not host.startswith("/"):
+                stream.sendall(struct.pack("!ii", 8, _SSL_REQUEST))
+                if _read_exactly(stream, 1) != b"S":
+                    return _ProbeAnswer(tls_problem="the server offers no TLS")
+                context = _verifying(mode, params.get("sslrootcert"))
+                try:
+                    stream = closing.enter_context(
+                        context.wrap_socket(stream, server_hostname=host)
+                    )
+                except ssl.SSLCertVerificationError as exc:
+                    if exc.verify_code in _NAME_MISMATCH:
+                        problem = f"the server's certificate is not for the host name {host!r}"
+                    else:
+                        problem = (
+                            "the server's certificate is not signed by a trusted authority "
+                            "(sslrootcert)"
+                        )
+                    return _ProbeAnswer(tls_problem=problem)
+            message = body + b"\0"
+            stream.sendall(struct.pack("!i", len(message) + 4) + message)
+            header = _read_exactly(stream, 5)
+            if header[:1] != b"E":
+                return _ProbeAnswer()
+            (length,) = struct.unpack("!i", header[1:])
+            fields = _read_exactly(stream, length - 4)
     except (OSError, ValueError):
-        return None
+        return _ProbeAnswer()
+    codes = [
+        field[1:].decode("ascii", "replace") for field in fields.split(b"\0") if field[:1] == b"C"
+    ]
+    return _ProbeAnswer(refusal=codes[0] if codes else None)
 
 
-def _certificate_problem(
-    probe: socket.socket, host: str, mode: str, root_certificate: object
-) -> str | None:
-    context = ssl.create_default_context()
-    if root_certificate and root_certificate != "system":
-        context = ssl.create_default_context(cafile=str(root_certificate))
+def _verifying(mode: str, root_certificate: object) -> ssl.SSLContext:
+    """A TLS context that verifies as libpq's ``mode`` does, with its ``sslrootcert``."""
+    has_root = bool(root_certificate) and root_certificate != "system"
+    context = (
+        ssl.create_default_context(cafile=str(root_certificate))
+        if has_root
+        else ssl.create_default_context()
+    )
     context.check_hostname = mode == "verify-full"
-    try:
-        with context.wrap_socket(probe, server_hostname=host):
-            return None
-    except ssl.SSLCertVerificationError as exc:
-        if exc.verify_code in _NAME_MISMATCH:
-            return f"the server's certificate is not for the host name {host!r}"
-        return "the server's certificate is not signed by a trusted authority (sslrootcert)"
+    if mode == "require" and not has_root:
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _read_exactly(stream: socket.socket, size: int) -> bytes:

@@ -231,10 +231,10 @@ TRANSIENT_ERRORS: Final = (
     "DatabaseUnreachableError",
     "AwsTransientError",
 )
-TRANSIENT_RETRY_ATTEMPTS: Final = 5
+TRANSIENT_RETRY_ATTEMPTS: Final = 4
 TRANSIENT_RETRY_FIRST_INTERVAL_SECONDS: Final = 3
 TRANSIENT_RETRY_BACKOFF_RATE: Final = 2
-TRANSIENT_RETRY_MAX_DELAY_SECONDS: Final = 30
+TRANSIENT_RETRY_MAX_DELAY_SECONDS: Final = 20
 #: Attempts every AWS client makes of one call (botocore's ``standard`` retry mode)
 #: before the handler gives up on it with ``AwsTransientError``.
 AWS_CALL_ATTEMPTS: Final = 5
