@@ -311,3 +311,18 @@ def test_currencies_are_named_from_iso_4217_and_an_unknown_code_gets_a_placehold
     assert finding.describe() == (
         "1 row: currency code 'XYZ' is not in ISO 4217: named 'Unknown currency (XYZ)'"
     )
+
+
+def test_a_null_timestamp_is_one_rejected_row_and_one_finding_though_it_feeds_two_columns() -> None:
+    # Given an order without created_at (it becomes created_date and created_time)
+    orders = _table([_order(1, STAMP), _order(2, STAMP, created_at=None)])
+
+    # When it is shaped
+    shaped = shapes.fact_sales_order(orders)
+
+    # Then it counts once: one rejected row, one finding of one row
+    assert shaped.rejects is not None
+    assert shaped.rejects.num_rows == 1
+    assert [(finding.detail, finding.count) for finding in shaped.findings] == [
+        ("created_at is NULL: the warehouse needs a value", 1)
+    ]

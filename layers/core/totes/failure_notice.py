@@ -264,8 +264,33 @@ def _lambda_message(cause: str | None) -> str:
     except json.JSONDecodeError:
         return first_line(cause)
     if isinstance(payload, dict) and "errorMessage" in payload:
+        database_error = _database_error(str(payload.get("errorType", "")))
+        if database_error is not None:
+            return database_error
         return first_line(str(payload["errorMessage"]))
     return first_line(cause)
+
+
+def _database_error(error_type: str) -> str | None:
+    """For an error the database raised, its name and SQLSTATE instead of its message.
+
+    Even the first line of a database's message may quote a value (``invalid input
+    syntax for type integer: "…"``); the function's log has it whole.
+
+    Examples
+    --------
+    >>> print(_database_error("InvalidTextRepresentation"))
+    InvalidTextRepresentation (SQLSTATE 22P02): its message is in the function's log
+    >>> _database_error("SourceSchemaDriftError") is None
+    True
+    """
+    import psycopg.errors  # noqa: PLC0415 (only a failure's description needs it)
+
+    found = getattr(psycopg.errors, error_type, None) if error_type.isidentifier() else None
+    if not (isinstance(found, type) and issubclass(found, psycopg.Error)):
+        return None
+    code = getattr(found, "sqlstate", None) or "unknown"
+    return f"{error_type} (SQLSTATE {code}): its message is in the function's log"
 
 
 def first_line(message: str, limit: int = MESSAGE_LIMIT) -> str:

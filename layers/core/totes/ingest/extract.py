@@ -92,7 +92,11 @@ def _row_hash(table: str) -> sql.Composable:
 
 def _out_of_range(columns: list[SourceColumn]) -> sql.Composable:
     """A condition true for a row any of whose timestamps the pipeline cannot carry."""
-    stamps = [column.name for column in columns if column.data_type.startswith("timestamp")]
+    stamps = [
+        column.name
+        for column in columns
+        if column.data_type.startswith("timestamp") or column.data_type == "date"
+    ]
     if not stamps:
         return sql.SQL("false")
     return sql.SQL(" OR ").join(

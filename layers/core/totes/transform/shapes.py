@@ -148,6 +148,7 @@ def _fact(
         return Shaped(schema.empty_table())
     rejections = _Rejections(target)
     columns: dict[str, pa.Array] = {}
+    checked_for_null: set[str] = set()
     for star in schema:
         if star.name in text_dates:
             texts = versions.column(star.name)
@@ -165,7 +166,9 @@ def _fact(
         unfit = f"does not fit the warehouse's {type_name(star.type)}"
         if lost is not None:
             rejections.add(name, f"{name} {unfit}", _problem_where(lost, unfit), values)
-        if not star.nullable:
+        # A timestamp feeds two star columns (its date and its time): checked once.
+        if not star.nullable and name not in checked_for_null:
+            checked_for_null.add(name)
             missing = pc.is_null(values)
             rejections.add(
                 name,

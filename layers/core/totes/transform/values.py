@@ -161,15 +161,24 @@ def exact_cast(
         return _combined(pc.cast(values, target)), None
     except pa.ArrowInvalid:
         pass
-    unfit = [value for value in pc.unique(values) if not _fits(value, target)]
-    lost = pc.fill_null(pc.is_in(values, value_set=pa.array(unfit, values.type)), False)
+    distinct = _combined(pc.unique(values))
+    unfit = pc.take(distinct, pa.array(_unfit_positions(distinct, target), pa.int64()))
+    lost = pc.fill_null(pc.is_in(values, value_set=unfit), False)
     kept = pc.if_else(lost, pa.scalar(None, values.type), values)
     return _combined(pc.cast(kept, target)), _combined(lost)
 
 
-def _fits(value: pa.Scalar, target: pa.DataType) -> bool:
+def _unfit_positions(values: pa.Array, target: pa.DataType, offset: int = 0) -> list[int]:
+    """Where in ``values`` the ones the safe cast refuses are: halves cast whole, and only
+    a half that is refused is split again, so a few bad values among many cost a few
+    dozen casts, not one per value."""
     try:
-        value.cast(target)
+        pc.cast(values, target)
     except pa.ArrowInvalid:
-        return False
-    return True
+        if len(values) == 1:
+            return [offset]
+        half = len(values) // 2
+        return _unfit_positions(values.slice(0, half), target, offset) + _unfit_positions(
+            values.slice(half), target, offset + half
+        )
+    return []
