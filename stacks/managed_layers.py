@@ -4,7 +4,7 @@ Lambda refuses a function whose code and layers exceed 262,144,000 bytes unzippe
 with SnapStart a refused version fails the deployment. Our own layers are measured
 where they are built; these two cannot be downloaded without an AWS account, so their
 unzipped sizes are recorded here, with how each figure was obtained, and
-``tests/infra/test_function_sizes.py`` adds them up per function.
+``tests/infra/test_lambda_packaging.py`` adds them up per function.
 
 Move a release together with ``requirements.txt`` (the tests check that both name the
 same one) and record the new size in the same change: see the README's "Upgrading

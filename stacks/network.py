@@ -103,8 +103,9 @@ class DatabaseNetwork(Construct):
                 )
             ],
         )
-        for service in _GATEWAY_SERVICES:
-            ec2.CfnVPCEndpoint(
+        self.endpoints: list[ec2.CfnVPCEndpoint] = []
+        for service in (s for s in _GATEWAY_SERVICES if s in settings.endpoints):
+            endpoint = ec2.CfnVPCEndpoint(
                 self,
                 f"{service.title()}Endpoint",
                 vpc_id=settings.vpc_id,
@@ -112,8 +113,9 @@ class DatabaseNetwork(Construct):
                 vpc_endpoint_type="Gateway",
                 route_table_ids=list(settings.route_table_ids),
             )
-        for service in _INTERFACE_SERVICES:
-            ec2.CfnVPCEndpoint(
+            self.endpoints.append(endpoint)
+        for service in (s for s in _INTERFACE_SERVICES if s in settings.endpoints):
+            endpoint = ec2.CfnVPCEndpoint(
                 self,
                 "SecretsManagerEndpoint",
                 vpc_id=settings.vpc_id,
@@ -123,12 +125,17 @@ class DatabaseNetwork(Construct):
                 security_group_ids=[endpoints_group.attr_group_id],
                 private_dns_enabled=True,
             )
+            self.endpoints.append(endpoint)
 
     def place(self, function: lambda_.Function) -> None:
         """Run ``function`` in the private subnets, with the functions' security group."""
         cfn_function = function.node.default_child
         if not isinstance(cfn_function, lambda_.CfnFunction):  # pragma: no cover - an L2 has one
             raise TypeError(f"{function.node.path} has no CloudFormation function")
+        # Created after the endpoints (and so deleted before them): the credentials check
+        # runs while the stack is created and must reach Secrets Manager.
+        for endpoint in self.endpoints:
+            function.node.add_dependency(endpoint)
         cfn_function.vpc_config = lambda_.CfnFunction.VpcConfigProperty(
             security_group_ids=[self.functions_group.attr_group_id],
             subnet_ids=list(self.settings.subnet_ids),

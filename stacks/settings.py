@@ -315,6 +315,8 @@ class PlatformSettings:
         )
 
 
+#: The AWS services the functions in a VPC reach, each through an endpoint of its own.
+VPC_ENDPOINT_SERVICES = ("s3", "dynamodb", "secretsmanager")
 _RESOURCE_ID = {
     "vpc_id": re.compile(r"vpc-[0-9a-f]{8,17}"),
     "subnet_ids": re.compile(r"subnet-[0-9a-f]{8,17}"),
@@ -345,6 +347,10 @@ class DatabaseNetworkSettings:
         ``database_port``.
     database_port : int
         The databases' port.
+    endpoints : tuple of str
+        The VPC endpoints to create (``s3``, ``dynamodb``, ``secretsmanager``): all by
+        default; leave out those the VPC already has (a route table takes one gateway
+        endpoint per service, and private DNS one interface endpoint).
     """
 
     vpc_id: str
@@ -352,6 +358,7 @@ class DatabaseNetworkSettings:
     route_table_ids: tuple[str, ...]
     database_security_group_ids: tuple[str, ...]
     database_port: int = 5432
+    endpoints: tuple[str, ...] = VPC_ENDPOINT_SERVICES
 
     def __post_init__(self) -> None:
         for key, pattern in _RESOURCE_ID.items():
@@ -362,6 +369,12 @@ class DatabaseNetworkSettings:
             for one in values:
                 if not pattern.fullmatch(one):
                     raise InvalidSettingError(f"{key}: {one!r} is not a {pattern.pattern} id")
+        unknown = set(self.endpoints) - set(VPC_ENDPOINT_SERVICES)
+        if unknown:
+            raise InvalidSettingError(
+                f"vpc_endpoints: {', '.join(sorted(unknown))} not among "
+                f"{', '.join(VPC_ENDPOINT_SERVICES)}"
+            )
         if not 1 <= self.database_port <= 65535:
             raise InvalidSettingError(f"database_port must be a TCP port, got {self.database_port}")
 
@@ -396,6 +409,11 @@ class DatabaseNetworkSettings:
             database_security_group_ids=given["database_security_group_ids"],
             database_port=_parse_whole_number(
                 "database_port", scope.node.try_get_context("database_port"), 5432
+            ),
+            endpoints=(
+                VPC_ENDPOINT_SERVICES
+                if scope.node.try_get_context("vpc_endpoints") is None
+                else ids("vpc_endpoints")
             ),
         )
 

@@ -124,3 +124,23 @@ def test_an_incomplete_or_malformed_network_stops_synthesis_naming_it(
 ) -> None:
     with pytest.raises(InvalidSettingError, match=message):
         synthesise_platform(**context)
+
+
+def test_the_functions_in_the_vpc_are_created_after_the_endpoints_they_need(
+    vpc_platform: Any,
+) -> None:
+    template = vpc_platform.template
+    endpoints = set(_of_type(template, "AWS::EC2::VPCEndpoint"))
+    lambdas = _of_type(template, "AWS::Lambda::Function")
+    check = vpc_platform.stack.functions.credentials_check
+    # Then the credentials check (run while the stack is created) waits for the endpoints
+    assert endpoints <= set(lambdas[logical_id(check)]["DependsOn"])
+
+
+def test_endpoints_the_vpc_already_has_can_be_left_out(synthesise_platform: Any) -> None:
+    # Given a VPC that already has its S3 and DynamoDB gateway endpoints
+    platform = synthesise_platform(**NETWORK, vpc_endpoints="secretsmanager")
+
+    # Then only the Secrets Manager endpoint is created
+    (endpoint,) = _of_type(platform.template, "AWS::EC2::VPCEndpoint").values()
+    assert endpoint["Properties"]["VpcEndpointType"] == "Interface"
