@@ -119,8 +119,9 @@ def _refuse(client: socket.socket, sqlstate: str) -> None:
         client.sendall(b"N")
 
 
-def _refusing_server(sqlstate: str) -> tuple[socket.socket, threading.Thread]:
-    """A listener that answers any startup message with a FATAL error of ``sqlstate``."""
+def _refusing_server(sqlstate: str | None) -> tuple[socket.socket, threading.Thread]:
+    """A listener that answers any startup message with a FATAL error of ``sqlstate``, or
+    (None) closes the connection without a word, as a server going down does."""
     listener = socket.create_server(("127.0.0.1", 0))
 
     def answer() -> None:
@@ -130,7 +131,8 @@ def _refusing_server(sqlstate: str) -> tuple[socket.socket, threading.Thread]:
             except OSError:
                 return
             with client:
-                _refuse(client, sqlstate)
+                if sqlstate is not None:
+                    _refuse(client, sqlstate)
 
     thread = threading.Thread(target=answer, daemon=True)
     thread.start()
@@ -144,6 +146,20 @@ def test_a_server_starting_up_is_transient_whatever_the_credentials() -> None:
     try:
         # When a stage connects, then the refusal is read from the protocol, not the text
         with pytest.raises(DatabaseTransientError, match=r"CannotConnectNow \(SQLSTATE 57P03\)"):
+            connect(f"host=127.0.0.1 port={port} user=etl password=x dbname=warehouse")
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+
+
+def test_a_server_that_starts_no_session_is_transient_not_a_refused_login() -> None:
+    # Given something that accepts connections but closes them without an answer (a server
+    # in the middle of stopping, a proxy whose backend is gone)
+    listener, thread = _refusing_server(None)
+    port = listener.getsockname()[1]
+    try:
+        # When a stage connects, then it is a transient fault: no server asked for a login
+        with pytest.raises(DatabaseTransientError, match="did not start a session"):
             connect(f"host=127.0.0.1 port={port} user=etl password=x dbname=warehouse")
     finally:
         listener.close()

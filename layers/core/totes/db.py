@@ -265,12 +265,26 @@ def _classify_connection_failure(dsn: str, exc: psycopg.OperationalError) -> Exc
         return DatabaseTlsError(
             f"TLS to PostgreSQL at {where} failed: {answer.tls_problem} (sslmode={mode})"
         )
-    refusal = answer.refusal
-    if refusal in TRANSIENT_SQLSTATES:
-        return DatabaseTransientError(
-            f"PostgreSQL at {where} accepts no new session now: "
-            f"{psycopg.errors.lookup(refusal).__name__} (SQLSTATE {refusal})"
-        )
+    passing = _passing_refusal(answer)
+    if passing is not None:
+        return DatabaseTransientError(f"PostgreSQL at {where} {passing}")
+    return _refused_login_or_missing_database(dsn, where)
+
+
+def _passing_refusal(answer: _ProbeAnswer) -> str | None:
+    """Why the server started no session, when that passes by itself (else None)."""
+    if answer.refusal in TRANSIENT_SQLSTATES:
+        name = psycopg.errors.lookup(answer.refusal).__name__
+        return f"accepts no new session now: {name} (SQLSTATE {answer.refusal})"
+    if answer.refusal is None and not answer.accepting:
+        # Something listens but no session starts (a server shutting down or starting, a
+        # proxy without its backend): a refused login is only ever read from a server
+        # that asked for one.
+        return "did not start a session"
+    return None
+
+
+def _refused_login_or_missing_database(dsn: str, where: str) -> Exception:
     params = conninfo_to_dict(dsn)
     if params.get("dbname") not in (None, MAINTENANCE_DATABASE):
         try:
@@ -279,7 +293,7 @@ def _classify_connection_failure(dsn: str, exc: psycopg.OperationalError) -> Exc
             pass
         else:
             return DatabaseNotFoundError(
-                f"database {params['dbname']!r} does not exist on {where.split('/')[0]}"
+                f"database {params['dbname']!r} does not exist on {where.split('/', maxsplit=1)[0]}"
             )
     return AuthenticationFailedError(
         f"PostgreSQL at {where} refused the login: check the user name and password"
@@ -329,6 +343,8 @@ class _ProbeAnswer:
     tls_problem: str | None = None
     #: The SQLSTATE with which it refused the session before authentication, if it did.
     refusal: str | None = None
+    #: It asked for authentication: it accepts sessions (a refused login is then the login).
+    accepting: bool = False
 
 
 def _probe(dsn: str) -> _ProbeAnswer:
@@ -376,7 +392,7 @@ def _probe(dsn: str) -> _ProbeAnswer:
             stream.sendall(struct.pack("!i", len(message) + 4) + message)
             header = _read_exactly(stream, 5)
             if header[:1] != b"E":
-                return _ProbeAnswer()
+                return _ProbeAnswer(accepting=header[:1] == b"R")
             (length,) = struct.unpack("!i", header[1:])
             fields = _read_exactly(stream, length - 4)
     except (OSError, ValueError):
