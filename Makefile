@@ -13,7 +13,7 @@ PYTEST_FLAGS ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install lock build run test test-fast lint format synth bench bench-seed bench-ingest bench-transform bench-load bench-workflow clean help
+.PHONY: install lock build run test test-fast lint format rds-ca-bundle synth bench bench-seed bench-ingest bench-transform bench-load bench-workflow clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ lock: $(STAMP)  ## resolve every Python dependency again, newest within pyprojec
 
 build: $(STAMP)  ## build the Lambda layers into build/layers (pip wheels for Lambda, no Docker)
 	$(BIN)/python scripts/build_layers.py
+
+rds-ca-bundle: $(STAMP)  ## fetch Amazon RDS's certificate bundle again and record its SHA-256 (review the diff)
+	$(BIN)/python scripts/refresh_rds_ca_bundle.py
 
 run: $(STAMP) build  ## run the product on this machine: the synthesised workflow, in moto
 	$(BIN)/totes run

@@ -142,9 +142,11 @@ def test_the_core_layer_holds_the_totes_package_under_python(built_layers):
     with zipfile.ZipFile(built_layers / "core.zip") as zipped:
         names = set(zipped.namelist())
 
-    # Then Lambda finds the package on its path (/opt/python) with its shared names
+    # Then Lambda finds the package on its path (/opt/python) with its shared names, and
+    # the authorities the functions verify the databases against
     assert "python/totes/__init__.py" in names
     assert "python/totes/names.py" in names
+    assert "python/totes/rds-global-bundle.pem" in names
     assert not [name for name in names if "__pycache__" in name]
 
 

@@ -13,7 +13,7 @@ import pytest
 from tests.controlled_postgres import ControlledServer, controlled_server
 from tests.tls import CertificateFiles, make_certificates
 from totes.credentials import dsn_from_secret
-from totes.db import connect
+from totes.db import connect, unverified_tls
 from totes.errors import DatabaseTlsError
 from totes.names import TRANSIENT_ERRORS
 
@@ -65,6 +65,53 @@ def test_a_secret_with_its_authority_connects_verified_over_tls(
     # Then the session is encrypted, its certificate verified for the host name
     assert encrypted is True
     assert "sslmode=verify-full" in dsn_from_secret(secret)
+
+
+def test_a_secret_without_tls_settings_trusts_amazon_rds_alone(
+    server: ControlledServer,
+) -> None:
+    # Given a secret with a login and nothing about TLS, for a server whose certificate an
+    # authority other than Amazon RDS signed
+    secret = {
+        "host": "localhost",
+        "port": server.port,
+        "user": "postgres",
+        "password": "unused",
+        "database": "postgres",
+    }
+
+    # When a stage connects, then it is refused: verify-full against the RDS bundle is the
+    # default, never an unverified session
+    with pytest.raises(DatabaseTlsError, match="not signed by a trusted authority"):
+        connect(dsn_from_secret(secret))
+
+
+def test_a_secret_that_weakens_verification_still_encrypts_and_is_named(
+    server: ControlledServer,
+) -> None:
+    # Given a secret that sets sslmode=require explicitly
+    secret = {
+        "host": "localhost",
+        "port": server.port,
+        "user": "postgres",
+        "password": "unused",
+        "database": "postgres",
+        "sslmode": "require",
+    }
+
+    # When a stage connects with it
+    dsn = dsn_from_secret(secret)
+    with connect(dsn) as conn:
+        (encrypted,) = conn.execute(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        ).fetchone() or (False,)
+
+    # Then the session is encrypted, and what it does not verify is said
+    assert encrypted is True
+    assert unverified_tls(dsn) == (
+        "sslmode=require: the connection to localhost is encrypted, but the server's "
+        "certificate is not verified"
+    )
 
 
 def test_a_certificate_for_another_host_name_is_refused_saying_so(

@@ -23,10 +23,11 @@ from totes.errors import (
     TimestampOutOfRangeError,
     WatermarkConflictError,
 )
+from totes.findings import FindingKind, Stage
 from totes.ingest.raw_rows import read_batch
 from totes.ingest.stage import IngestRequest, IngestResult, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore, Watermark
-from totes.names import RAW_MANIFEST_PREFIX, SOURCE_PRIMARY_KEYS, SOURCE_TABLES
+from totes.names import RAW_MANIFEST_PREFIX, SOURCE_DATABASE, SOURCE_PRIMARY_KEYS, SOURCE_TABLES
 from totes_local.runtime.postgres import PostgresServer
 
 BUCKET = "totes-ingested"
@@ -412,6 +413,26 @@ def test_a_batch_is_read_from_one_consistent_snapshot(lake: Lake, seeded_source_
     assert datetime.fromisoformat(str(manifest.cursor_to[0])) == newest
     assert all(part.sha256 and part.key.endswith(".csv.gz") for part in manifest.parts)
     assert manifest.parts[0].key.startswith(f"transaction/{datetime.now(UTC):%Y/%m/%d}/")
+
+
+def test_a_connection_that_does_not_verify_the_source_is_named_in_every_result(
+    lake: Lake, seeded_source_dsn: str
+) -> None:
+    # Given a source DSN whose sslmode (a secret's explicit choice) verifies nothing
+    dsn = make_conninfo(seeded_source_dsn, sslmode="prefer")
+
+    # When a table is ingested, and again with nothing new
+    results = [lake.ingest(dsn, "currency") for _ in range(2)]
+
+    # Then each result names the unverified connection, for the summary and the log
+    for result in results:
+        (finding,) = result.findings
+        assert (finding.kind, finding.table, finding.stage) == (
+            FindingKind.UNVERIFIED_TLS,
+            SOURCE_DATABASE,
+            Stage.INGEST,
+        )
+        assert finding.detail.startswith("sslmode=prefer: the connection to 127.0.0.1 may")
 
 
 def test_watermark_store_refuses_to_move_backwards(lake: Lake) -> None:

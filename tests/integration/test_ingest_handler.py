@@ -110,6 +110,7 @@ def test_credentials_come_from_the_secret_when_no_dsn_is_given(
     secretsmanager: Any,
     seeded_source_dsn: str,
     monkeypatch: pytest.MonkeyPatch,
+    stdout_records: Callable[[], list[dict[str, Any]]],
 ) -> None:
     parts = conninfo_to_dict(seeded_source_dsn)
     secretsmanager.create_secret(
@@ -121,12 +122,18 @@ def test_credentials_come_from_the_secret_when_no_dsn_is_given(
                 "username": parts["user"],
                 "password": "unused-with-trust-auth",
                 "database": parts["dbname"],
+                # The test's server offers no TLS: an explicit weakening, named in the result
+                "sslmode": "prefer",
             }
         ),
     )
     monkeypatch.delenv("TOTES_SOURCE_DSN", raising=False)
     payload = handler({"table": "currency", "run_id": "exec-7"}, FakeContext("totes-ingest"))
     assert payload["rows"] == 3
+    # And the secret's weaker sslmode is named in the result (the summary) and the log
+    assert [(f["kind"], f["table"]) for f in payload["findings"]] == [("unverified_tls", "totesys")]
+    warnings = [r["message"] for r in stdout_records() if r.get("level") == "WARNING"]
+    assert any(text.startswith("1 connection not verified, sslmode=prefer") for text in warnings)
 
 
 def _alarm_metrics(records: list[dict[str, Any]]) -> dict[str, float]:

@@ -29,10 +29,17 @@ from totes.errors import (
     StarFileUnreadableError,
     WarehouseSchemaMissingError,
 )
+from totes.findings import FindingKind
 from totes.load import warehouse_sql
 from totes.load.stage import LoadRequest, LoadResult, LoadSettings, load_target
 from totes.load.star_zone import list_star_files
-from totes.names import FACT_TABLES, GOLD_DIMENSIONS, LOAD_LEDGER_TABLE, REJECTS_PREFIX
+from totes.names import (
+    FACT_TABLES,
+    GOLD_DIMENSIONS,
+    LOAD_LEDGER_TABLE,
+    REJECTS_PREFIX,
+    WAREHOUSE_DATABASE,
+)
 from totes.warehouse.star import (
     DIMENSION_KEYS,
     FACT_DATE_COLUMNS,
@@ -379,6 +386,23 @@ def test_loading_gold_files_fills_every_warehouse_table_with_identical_values(
         date(2025, 2, 28),
         date(2024, 2, 29),
     }
+
+
+def test_a_connection_that_does_not_verify_the_warehouse_is_named(
+    warehouse: Warehouse,
+) -> None:
+    # Given a warehouse DSN with sslmode=allow (a secret's explicit choice)
+    warehouse.dsn = make_conninfo(warehouse.dsn, sslmode="allow")
+
+    # When a dimension loads
+    warehouse.put("dim_currency", "exec-1", [DIMENSION_ROWS["dim_currency"](1)])
+    result = warehouse.load("dim_currency", "exec-1")
+
+    # Then the load's findings (and so the run's summary) name it
+    assert result.rows_loaded == 1
+    assert [(f.kind, f.table, f.detail.split(":")[0]) for f in result.findings] == [
+        (FindingKind.UNVERIFIED_TLS, WAREHOUSE_DATABASE, "sslmode=allow")
+    ]
 
 
 def test_loading_the_same_file_again_changes_nothing(warehouse: Warehouse) -> None:

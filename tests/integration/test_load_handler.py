@@ -316,6 +316,8 @@ def test_credentials_come_from_the_secret_when_no_dsn_is_given(
                 "username": parts["user"],
                 "password": "unused-with-trust-auth",
                 "database": parts["dbname"],
+                # The test's server offers no TLS: an explicit weakening, named in the result
+                "sslmode": "prefer",
             }
         ),
     )
@@ -323,3 +325,7 @@ def test_credentials_come_from_the_secret_when_no_dsn_is_given(
     _put(s3, "dim_staff", "exec-7", [DIMENSIONS["dim_staff"]])
     payload = handler({"target": "dim_staff", "run_id": "exec-7"}, FakeContext("totes-load"))
     assert payload["rows_loaded"] == 1
+    # And the secret's weaker sslmode is named in the result, which the summary gathers
+    assert [(f["kind"], f["table"]) for f in payload["findings"]] == [
+        ("unverified_tls", "warehouse")
+    ]

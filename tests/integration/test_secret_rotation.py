@@ -32,6 +32,7 @@ def _credentials(server: ControlledServer, password: str) -> str:
             "user": "postgres",
             "password": password,
             "database": "postgres",
+            "sslmode": "disable",  # the test's server has no TLS (test_database_tls has)
         }
     )
 

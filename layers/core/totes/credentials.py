@@ -30,6 +30,11 @@ from totes.transient import aws_transient_fault
 #: at once after a refused login (:func:`forgetting_secrets_on_refused_login`).
 SECRET_CACHE_SECONDS = 300
 
+#: Amazon RDS's root authorities for every Region (``make rds-ca-bundle`` refreshes it; the
+#: SHA-256 next to it records what was fetched): what a secret without ``sslmode`` is
+#: verified against.
+RDS_CA_BUNDLE = Path(__file__).with_name("rds-global-bundle.pem")
+
 _ALIASES = {"user": ("user", "username"), "database": ("database", "dbname")}
 _REQUIRED = ("host", "user", "password", "database")
 #: The TLS modes libpq knows, weakest first.
@@ -39,10 +44,11 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 def dsn_from_secret(secret: dict[str, Any], *, name: str = "secret") -> str:
     """Build a libpq DSN from a credentials secret.
 
-    Besides the login, a secret may carry ``sslmode`` (one of :data:`SSL_MODES`) and
-    ``sslrootcert_pem``, the certificate authority to verify the server with (PEM text,
-    written to a file of this container); given a CA and no mode, the mode is
-    ``verify-full``.
+    The connection is verified TLS unless the secret says otherwise: ``sslmode=verify-full``
+    against Amazon RDS's authorities (:data:`RDS_CA_BUNDLE`). A secret may carry
+    ``sslrootcert_pem``, the certificate authority of a server outside RDS (PEM text, written
+    to a file of this container), and ``sslmode`` (one of :data:`SSL_MODES`): a weaker mode
+    is the explicit setting that :func:`totes.db.unverified_tls` names in every run.
 
     Raises
     ------
@@ -51,11 +57,14 @@ def dsn_from_secret(secret: dict[str, Any], *, name: str = "secret") -> str:
 
     Examples
     --------
-    >>> dsn_from_secret({"host": "db", "port": 5432, "user": "etl", "password": "pw",
-    ...                  "database": "totesys"})
+    >>> dsn = dsn_from_secret({"host": "db", "port": 5432, "user": "etl", "password": "pw",
+    ...                        "database": "totesys"})
+    >>> dsn.split(" sslrootcert=")[0]
     'host=db port=5432 user=etl password=pw dbname=totesys connect_timeout=10'
+    >>> dsn.endswith("/rds-global-bundle.pem sslmode=verify-full")
+    True
     >>> dsn_from_secret({"host": "db", "user": "etl", "password": "pw", "database": "d",
-    ...                  "sslmode": "verify-full"}).endswith("sslmode=verify-full")
+    ...                  "sslmode": "require"}).endswith("sslmode=require")
     True
     """
     values: dict[str, Any] = {}
@@ -80,29 +89,30 @@ def dsn_from_secret(secret: dict[str, Any], *, name: str = "secret") -> str:
 
 
 def _tls_settings(secret: dict[str, Any], name: str) -> dict[str, str]:
-    mode, pem = secret.get("sslmode"), secret.get("sslrootcert_pem")
-    settings: dict[str, str] = {}
-    if pem:
-        text = str(pem)
-        if not text.isascii() or "-----BEGIN CERTIFICATE-----" not in text:
-            raise SecretFormatError(f"{name}'s sslrootcert_pem is not a PEM certificate")
-        path = _private_folder() / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.pem"
-        if not path.exists():
-            path.write_text(text, encoding="ascii")
-        settings["sslrootcert"] = str(path)
-        mode = mode or "verify-full"
-    if mode is not None:
-        if mode not in SSL_MODES:
-            raise SecretFormatError(
-                f"{name} has sslmode {mode!r}: one of {', '.join(SSL_MODES)} is needed"
-            )
-        if pem and SSL_MODES.index(str(mode)) < SSL_MODES.index("verify-ca"):
-            raise SecretFormatError(
-                f"{name} gives an authority to verify with but sslmode {mode!r}, which "
-                "does not verify: verify-ca or verify-full"
-            )
-        settings["sslmode"] = str(mode)
-    return settings
+    mode, pem = secret.get("sslmode") or "verify-full", secret.get("sslrootcert_pem")
+    if mode not in SSL_MODES:
+        raise SecretFormatError(
+            f"{name} has sslmode {mode!r}: one of {', '.join(SSL_MODES)} is needed"
+        )
+    verifies = SSL_MODES.index(mode) >= SSL_MODES.index("verify-ca")
+    if not pem:
+        # Without an authority of its own, a verifying mode trusts Amazon RDS's; a weaker
+        # mode is used as the secret states it (and every run names it).
+        return (
+            {"sslrootcert": str(RDS_CA_BUNDLE), "sslmode": mode} if verifies else {"sslmode": mode}
+        )
+    text = str(pem)
+    if not text.isascii() or "-----BEGIN CERTIFICATE-----" not in text:
+        raise SecretFormatError(f"{name}'s sslrootcert_pem is not a PEM certificate")
+    if not verifies:
+        raise SecretFormatError(
+            f"{name} gives an authority to verify with but sslmode {mode!r}, which "
+            "does not verify: verify-ca or verify-full"
+        )
+    path = _private_folder() / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.pem"
+    if not path.exists():
+        path.write_text(text, encoding="ascii")
+    return {"sslrootcert": str(path), "sslmode": mode}
 
 
 @cache

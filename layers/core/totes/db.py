@@ -89,6 +89,32 @@ def without_password(dsn: str) -> str:
     return make_conninfo("", **params)
 
 
+def unverified_tls(dsn: str) -> str | None:
+    """Why a connection with this DSN would not verify whom it talks to, or None.
+
+    Only a DSN that sets a weaker ``sslmode`` than ``verify-full`` is named: the deployed
+    functions build theirs from secrets, where that is an explicit choice (a DSN without
+    one is a local run's). A Unix socket never leaves the machine.
+
+    Examples
+    --------
+    >>> print(unverified_tls("host=db sslmode=require"))  # doctest: +NORMALIZE_WHITESPACE
+    sslmode=require: the connection to db is encrypted,
+    but the server's certificate is not verified
+    >>> unverified_tls("host=db.example.com sslmode=verify-full") is None
+    True
+    """
+    params = conninfo_to_dict(dsn)
+    mode, host = params.get("sslmode"), str(params.get("host") or "localhost")
+    if mode in (None, "verify-full") or host.startswith("/"):
+        return None
+    consequence = {
+        "verify-ca": "the server's certificate is checked, but not that it is for this host",
+        "require": "the connection is encrypted, but the server's certificate is not verified",
+    }.get(str(mode), "the connection may travel unencrypted, and the server is not verified")
+    return f"sslmode={mode}: {consequence.replace('the connection', f'the connection to {host}')}"
+
+
 def with_database(dsn: str, database: str) -> str:
     """Return the DSN pointing at another database on the same server.
 

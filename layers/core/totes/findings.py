@@ -62,6 +62,8 @@ class FindingKind(StrEnum):
     #: Rows still held in the quarantine (reported by every load of the table).
     QUARANTINED = "quarantined"
     ROWS_REPLAYED = "rows_replayed"
+    #: Connections to a database whose certificate was not verified (a secret's ``sslmode``).
+    UNVERIFIED_TLS = "unverified_tls"
 
     @property
     def needs_attention(self) -> bool:
@@ -133,6 +135,8 @@ class Finding(BaseModel):
             FindingKind.QUARANTINED: f"{rows} held back: ",
             FindingKind.UNKNOWN_CODE: f"{rows}: ",
             FindingKind.UNKNOWN_REFERENCE: f"{rows}: ",
+            FindingKind.UNVERIFIED_TLS: f"{self.count:,} "
+            f"{'connection' if self.count == 1 else 'connections'} not verified, ",
         }.get(self.kind, "")
         examples = f" (e.g. {', '.join(self.examples)})" if self.examples else ""
         return f"{lead}{self.detail}{examples}"
@@ -191,6 +195,22 @@ def after_visit(
         if not (finding.kind.is_standing and (finding.table, finding.stage) == (table, stage))
     ]
     return merge([*kept, *found])
+
+
+def unverified_tls_findings(why: str | None, database: str, stage: Stage) -> list[Finding]:
+    """The finding of a connection that did not verify ``database``, ``why`` being the reason
+    (:func:`totes.db.unverified_tls`); none when it did.
+
+    Examples
+    --------
+    >>> [f.describe() for f in unverified_tls_findings("sslmode=require", "warehouse", Stage.LOAD)]
+    ['1 connection not verified, sslmode=require']
+    >>> unverified_tls_findings(None, "warehouse", Stage.LOAD)
+    []
+    """
+    if why is None:
+        return []
+    return [Finding(kind=FindingKind.UNVERIFIED_TLS, table=database, stage=stage, detail=why)]
 
 
 def examples_of(values: Iterable[object]) -> list[str]:

@@ -31,9 +31,9 @@ from totes.contracts import (
     parse_event,
     settings_from_environment,
 )
-from totes.db import kept_connection
+from totes.db import kept_connection, unverified_tls
 from totes.errors import SourceSchemaDriftError
-from totes.findings import Finding, FindingKind, Stage, merge
+from totes.findings import Finding, FindingKind, Stage, merge, unverified_tls_findings
 from totes.ingest.columns import SourceColumn
 from totes.ingest.extract import plan_batch, stream_csv
 from totes.ingest.raw_zone import Manifest, RawZoneWriter, cursor_json
@@ -41,6 +41,7 @@ from totes.ingest.watermarks import WatermarkStore
 from totes.names import (
     DEFAULT_INGEST_MAX_ROWS,
     IGNORED_SOURCE_TABLES,
+    SOURCE_DATABASE,
     SOURCE_TABLES,
     EnvironmentVariable,
 )
@@ -237,7 +238,11 @@ def ingest_table(
     max_rows = request.max_rows or settings.max_rows
     extracted_at = clock()
     # Named, so the source's operators see which sessions are the pipeline's.
-    with kept_connection(source_dsn(), application_name="totes ingest") as conn:
+    dsn = source_dsn()
+    connection_findings = unverified_tls_findings(
+        unverified_tls(dsn), SOURCE_DATABASE, Stage.INGEST
+    )
+    with kept_connection(dsn, application_name="totes ingest") as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         with conn.transaction():
@@ -247,7 +252,7 @@ def ingest_table(
             drift = _checked_columns(request.table, plan.columns)
             result.unexpected_columns = drift.unexpected
             result.missing_columns = [*drift.missing_optional, *drift.retyped_optional]
-            result.findings = _drift_findings(drift)
+            result.findings = [*connection_findings, *_drift_findings(drift)]
             result.has_more = plan.has_more
             result.remaining = plan.remaining
             if plan.new_watermark is None:

@@ -69,14 +69,21 @@ from totes.contracts import (
     parse_event,
     settings_from_environment,
 )
-from totes.db import kept_connection
+from totes.db import kept_connection, unverified_tls
 from totes.errors import (
     ReferencedRowDeletedError,
     StarFileSchemaError,
     StarFileUnreadableError,
     WarehouseSchemaMissingError,
 )
-from totes.findings import MAX_EXAMPLES, Finding, FindingKind, Stage, merge
+from totes.findings import (
+    MAX_EXAMPLES,
+    Finding,
+    FindingKind,
+    Stage,
+    merge,
+    unverified_tls_findings,
+)
 from totes.key_runs import has_repeated_key, last_of_each_key
 from totes.lake.layout import FACT_RECORD_KEYS
 from totes.load import warehouse_sql
@@ -101,6 +108,7 @@ from totes.names import (
     FACT_TABLES,
     LOAD_LEDGER_TABLE,
     NEWEST_VERSIONS_TABLE,
+    WAREHOUSE_DATABASE,
     EnvironmentVariable,
 )
 from totes.warehouse.star import DIMENSION_KEYS, FACT_REFERENCES, FACT_VERSION_KEYS
@@ -275,6 +283,8 @@ class LoadResult:
     #: Fact rows (and dim_date rows) written to the lake after they committed.
     rows_exported: int = 0
     duration_ms: float = 0.0
+    #: How the connection to the warehouse fell short of verified TLS (a secret's choice).
+    connection_findings: list[Finding] = field(default_factory=list)
 
     @property
     def applied(self) -> list[FileOutcome]:
@@ -310,9 +320,17 @@ class LoadResult:
 
     @property
     def findings(self) -> list[Finding]:
-        """Rejected and waiting rows by cause, and replayed rows, over every file."""
+        """Rejected and waiting rows by cause, and replayed rows, over every file; and a
+        connection that did not verify the warehouse."""
         return merge(
-            finding for outcome in (*self.files, *self.replays) for finding in outcome.findings
+            [
+                *self.connection_findings,
+                *(
+                    finding
+                    for outcome in (*self.files, *self.replays)
+                    for finding in outcome.findings
+                ),
+            ]
         )
 
     def to_payload(self) -> dict[str, Any]:
@@ -392,8 +410,12 @@ def load_target(
     result = LoadResult(target=request.target, run_id=request.run_id)
     listed = list_star_files(s3, settings.bucket, request.target)
     result.files_listed = len(listed)
+    dsn = warehouse_dsn()
+    result.connection_findings = unverified_tls_findings(
+        unverified_tls(dsn), WAREHOUSE_DATABASE, Stage.LOAD
+    )
     with kept_connection(
-        warehouse_dsn(), autocommit=True, client_encoding="UTF8", application_name="totes load"
+        dsn, autocommit=True, client_encoding="UTF8", application_name="totes load"
     ) as conn:
         warehouse_sql.prepare_session(conn)
         _require_tables(conn, request.target)
