@@ -19,11 +19,14 @@ from stacks.packaging import PipelinePackaging
 from stacks.settings import CATALOG_TIMEOUT_SECONDS
 from stacks.storage import DataBuckets
 from totes.names import (
+    GOLD_TABLES,
     LAKE_PREFIX,
     METRICS_NAMESPACE,
-    RAW_MANIFEST_PREFIX,
+    MIRROR_PREFIX,
     REJECTS_PREFIX,
     SERVICE_NAME,
+    TRANSFORM_STAGING_PREFIX,
+    TRANSFORM_STATE_PREFIX,
     EnvironmentVariable,
 )
 
@@ -96,13 +99,14 @@ class PipelineFunctions(Construct):
     Every role is written out rather than granted broadly, so it is visible
     (and tested) that each stage reaches only what it needs:
 
-    - ingest reads the source credentials, writes raw objects but can delete
-      none (it writes only new keys, conditionally; versioning keeps any
-      accidental overwrite recoverable), lists the raw zone, reads only the
-      batch manifests, and reads and writes watermarks;
-    - transform reads the raw zone and reads and writes the processed zone;
-    - load reads the processed zone and the warehouse credentials, and writes (and,
-      once replayed, deletes) quarantined rows;
+    - ingest reads the source credentials, adds raw objects but can read, list or
+      delete none (it writes only new keys, conditionally; versioning keeps any
+      accidental overwrite recoverable), and reads and writes watermarks;
+    - transform reads the raw zone, reads its own state, staged files and mirrors, and
+      writes those, the gold files of each warehouse table and rejected rows;
+    - load reads the warehouse credentials, the gold files, the quarantine and the
+      lake's export state, and writes (and deletes what it replaced of) quarantined
+      rows and the lake's change files;
     - progress (the check after each pass) reaches nothing but its own logs;
     - describe-failure (the failure email's text) reaches nothing but its own logs too:
       the state machine publishes what it returns;
@@ -112,7 +116,9 @@ class PipelineFunctions(Construct):
       :class:`stacks.credentials_check.CredentialsCheck`) reads both secrets.
 
     Metrics go out as CloudWatch embedded metric format in the logs, so no
-    function needs ``cloudwatch:PutMetricData``.
+    function needs ``cloudwatch:PutMetricData``. The workflow tier records every call
+    the functions make and checks it against these roles, and every grant against
+    those calls (``tests/workflow/test_least_privilege.py``).
 
     Parameters
     ----------
@@ -192,20 +198,19 @@ class PipelineFunctions(Construct):
             },
         )
         _allow_reading_secret(self.ingest, source_secret_name)
-        _allow_listing(self.ingest, buckets.ingested)
-        # AbortMultipartUpload lets the SDK clean up an upload it failed to finish;
-        # no delete and no read of the CSV parts: ingest only adds to the raw zone.
+        # Conditional puts of new keys only: no read, no list, no delete (versioning keeps
+        # any accidental overwrite recoverable).
         _allow_objects(
-            self.ingest, buckets.ingested, ["s3:PutObject", "s3:AbortMultipartUpload"], "*"
-        )
-        _allow_objects(self.ingest, buckets.ingested, ["s3:GetObject"], f"{RAW_MANIFEST_PREFIX}/*")
-        # Compare-and-set is a conditional PutItem/UpdateItem: IAM cannot require the
-        # condition, the watermark store always sends one.
-        _allow(
             self.ingest,
-            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-            [watermark_table.table_arn],
+            buckets.ingested,
+            ["s3:PutObject"],
+            ["*"],
+            why="ingest adds CSV parts and manifests under keys made at run time (table, "
+            "run id, part); the raw zone is its bucket alone",
         )
+        # Compare-and-set is a conditional PutItem: IAM cannot require the condition, the
+        # watermark store always sends one.
+        _allow(self.ingest, ["dynamodb:GetItem", "dynamodb:PutItem"], [watermark_table.table_arn])
 
         self.transform = self._function(
             "Transform",
@@ -219,13 +224,32 @@ class PipelineFunctions(Construct):
             },
         )
         _allow_listing(self.transform, buckets.ingested)
-        _allow_objects(self.transform, buckets.ingested, ["s3:GetObject"], "*")
+        _allow_objects(
+            self.transform,
+            buckets.ingested,
+            ["s3:GetObject"],
+            ["*"],
+            why="transform reads the batches ingest wrote, whose keys are made at run time; "
+            "the whole raw zone is its input",
+        )
+        # Its state and staged files may not exist yet: only a role that may list the
+        # bucket is told 404 (absent) rather than 403.
         _allow_listing(self.transform, buckets.processed)
         _allow_objects(
             self.transform,
             buckets.processed,
-            ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
-            "*",
+            # Read as well as written: a put that finds its content-named key taken, or a
+            # commit resumed from staging, checks the object already there.
+            ["s3:GetObject", "s3:PutObject"],
+            [
+                f"{TRANSFORM_STATE_PREFIX}/*",
+                f"{TRANSFORM_STAGING_PREFIX}/*",
+                f"{MIRROR_PREFIX}/*",
+                f"{REJECTS_PREFIX}/*",
+                *(f"{table}/*" for table in GOLD_TABLES),
+            ],
+            why="transform writes the gold files of each warehouse table, rejected rows, "
+            "and its own state, staged files and mirrors, under keys made at run time",
         )
 
         self.load = self._function(
@@ -241,17 +265,25 @@ class PipelineFunctions(Construct):
         )
         _allow_reading_secret(self.load, warehouse_secret_name)
         _allow_listing(self.load, buckets.processed)
-        _allow_objects(self.load, buckets.processed, ["s3:GetObject"], "*")
-        # Facts whose dimension row is missing are quarantined there, with a reason; once
-        # replayed, a quarantine object is rewritten with what is left, or deleted.
+        _allow_objects(
+            self.load,
+            buckets.processed,
+            ["s3:GetObject"],
+            [*(f"{table}/*" for table in GOLD_TABLES), f"{REJECTS_PREFIX}/*", f"{LAKE_PREFIX}/*"],
+            why="load reads the gold files of each warehouse table, the quarantine it "
+            "replays and the lake's export state, under keys made at run time",
+        )
+        # Facts whose dimension row is missing are quarantined, and rewritten or deleted
+        # once replayed; what it committed goes to the lake zone, and change files it wrote
+        # for a table the warehouse then disagrees with are deleted again.
         _allow_objects(
             self.load,
             buckets.processed,
             ["s3:PutObject", "s3:DeleteObject"],
-            f"{REJECTS_PREFIX}/*",
+            [f"{REJECTS_PREFIX}/*", f"{LAKE_PREFIX}/*"],
+            why="load writes quarantined rows and the lake's change files, keyed by table "
+            "and run, and deletes those it replaced",
         )
-        # What it committed goes to the lake zone: fact rows, dimension changes, watermarks.
-        _allow_objects(self.load, buckets.processed, ["s3:PutObject"], f"{LAKE_PREFIX}/*")
 
         self.progress = self._function(
             "Progress",
@@ -290,7 +322,9 @@ class PipelineFunctions(Construct):
             self.catalog,
             buckets.processed,
             ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            f"{LAKE_PREFIX}/*",
+            [f"{LAKE_PREFIX}/*"],
+            why="the catalog step reads the lake's files, writes dimension snapshots per "
+            "table and run, and deletes the snapshots they replace",
         )
 
         self.credentials_check = self._function(
@@ -443,21 +477,23 @@ def _allow_listing(function: lambda_.Function, bucket: s3.IBucket) -> None:
 
 
 def _allow_objects(
-    function: lambda_.Function, bucket: s3.Bucket, actions: list[str], key_pattern: str
+    function: lambda_.Function,
+    bucket: s3.Bucket,
+    actions: list[str],
+    key_patterns: list[str],
+    *,
+    why: str,
 ) -> None:
-    _allow(function, actions, [bucket.arn_for_objects(key_pattern)])
+    _allow(function, actions, [bucket.arn_for_objects(pattern) for pattern in key_patterns])
     bucket_logical_id = Stack.of(function).get_logical_id(_cfn_bucket(bucket))
-    # On the role: its policy, not the function, is what the rule inspects.
-    Validations.of(_role_of(function)).acknowledge(
-        Acknowledgment(
-            id=f"AwsSolutions-IAM5[Resource::<{bucket_logical_id}.Arn>/{key_pattern}]",
-            reason=(
-                "S3 object permissions are granted by key pattern within this one bucket: "
-                "the stage reads or writes objects whose keys are only known at run time "
-                "(table, date, run id)."
-            ),
+    for pattern in key_patterns:
+        # On the role: its policy, not the function, is what the rule inspects.
+        Validations.of(_role_of(function)).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::<{bucket_logical_id}.Arn>/{pattern}]",
+                reason=f"{why} ({', '.join(actions)} within this one bucket).",
+            )
         )
-    )
 
 
 def _cfn_bucket(bucket: s3.Bucket) -> s3.CfnBucket:

@@ -173,12 +173,12 @@ class Lakehouse(Construct):
     def catalog_arns(self) -> list[str]:
         """The Data Catalog, the lake's database and its tables (Glue checks all three)."""
         stack = Stack.of(self)
+        # By reference, not by name: the grant follows the database wherever it is deployed.
+        database = self.database.ref
         return [
             stack.format_arn(service="glue", resource="catalog"),
-            stack.format_arn(service="glue", resource="database", resource_name=self.database_name),
-            stack.format_arn(
-                service="glue", resource="table", resource_name=f"{self.database_name}/*"
-            ),
+            stack.format_arn(service="glue", resource="database", resource_name=database),
+            stack.format_arn(service="glue", resource="table", resource_name=f"{database}/*"),
         ]
 
     def _tables_acknowledgment(self) -> Acknowledgment:
@@ -192,7 +192,8 @@ class Lakehouse(Construct):
                 ("AccountId", stack.account),
             )
         )
-        tables = f"arn:{partition}:glue:{region}:{account}:table/{self.database_name}/*"
+        database = f"<{stack.get_logical_id(self.database)}>"
+        tables = f"arn:{partition}:glue:{region}:{account}:table/{database}/*"
         return Acknowledgment(
             id=f"AwsSolutions-IAM5[Resource::{tables}]",
             reason="The lake's tables are created by the catalog step at run time, one per "
@@ -211,7 +212,10 @@ class Lakehouse(Construct):
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=[
-                    *_GLUE_READ,
+                    # Not GetDatabase: the step names its database, never looks it up.
+                    "glue:GetTable",
+                    "glue:GetTables",
+                    "glue:GetPartitions",
                     "glue:CreateTable",
                     "glue:UpdateTable",
                     "glue:BatchCreatePartition",

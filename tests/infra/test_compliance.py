@@ -77,7 +77,8 @@ def test_only_wildcards_without_a_narrower_form_and_the_pinned_runtime_are_ackno
     lake_tables = "AwsSolutions-IAM5[Resource::arn:aws:glue:eu-west-2:123456789012:table/"
     for rule in rules - {"AwsSolutions-L1", "AwsSolutions-IAM5[Resource::*]"}:
         if rule.startswith(lake_tables):
-            assert rule == f"{lake_tables}{platform.stack.settings.lake_database}/*]"
+            database = platform.stack.get_logical_id(platform.stack.lakehouse.database)
+            assert rule == f"{lake_tables}<{database}>/*]"
             continue
         assert rule.startswith("AwsSolutions-IAM5[Resource::<"), rule
         assert rule.endswith(("/*]", "/_manifests/*]", ".Arn>:*]")), rule

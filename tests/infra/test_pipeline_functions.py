@@ -8,7 +8,18 @@ import pytest
 
 from stacks.managed_layers import AWS_SDK_PANDAS, POWERTOOLS
 from tests.infra.template_reading import allowed_actions, logical_id, role_statements
-from totes.names import METRICS_NAMESPACE, SERVICE_NAME
+from totes.names import GOLD_TABLES, METRICS_NAMESPACE, SERVICE_NAME
+
+#: Every function of the stack, by the attribute of PipelineFunctions that holds it.
+ALL_STAGES = (
+    "ingest",
+    "transform",
+    "load",
+    "progress",
+    "describe_failure",
+    "catalog",
+    "credentials_check",
+)
 
 pytestmark = pytest.mark.infra
 
@@ -34,9 +45,10 @@ def functions(platform):
 @pytest.fixture(scope="module")
 def allowed(platform, template):
     """Allowed actions and their resources, per stage."""
+    functions = platform.stack.functions
     return {
-        stage: allowed_actions(role_statements(template, function.role))
-        for stage, function in platform.stack.functions.by_stage.items()
+        stage: allowed_actions(role_statements(template, getattr(functions, stage).role))
+        for stage in ALL_STAGES
     }
 
 
@@ -213,55 +225,62 @@ def test_ingest_adds_to_the_raw_zone_but_never_rewrites_it(platform, allowed):
     # Given ingest's rights on the ingested bucket
     ingest, ingested = allowed["ingest"], platform.stack.buckets.ingested
 
-    # Then it may list the bucket, put objects, and read only the batch manifests
-    assert ingest["s3:ListBucket"] == {_arn(ingested)}
+    # Then it may put objects there, and no more: no read, no list, no delete
     assert ingest["s3:PutObject"] == {f"{_arn(ingested)}/*"}
-    assert ingest["s3:GetObject"] == {f"{_arn(ingested)}/_manifests/*"}
-    # And it can delete nothing, anywhere
-    assert not [action for action in ingest if "Delete" in action]
+    assert {action for action in ingest if action.startswith("s3:")} == {"s3:PutObject"}
 
 
 def test_ingest_alone_reads_and_writes_watermarks(platform, allowed):
     # Given the watermark table
     table = _arn(platform.stack.watermarks.table)
 
-    # Then ingest reads and (conditionally) writes items of it, and no other stage touches it
+    # Then ingest reads and (conditionally) puts items of it, and no other stage touches it
     assert {action for action, resources in allowed["ingest"].items() if table in resources} == {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
     }
     for stage in ("transform", "load"):
         assert not [action for action in allowed[stage] if action.startswith("dynamodb:")]
 
 
-def test_transform_reads_raw_data_and_writes_only_the_processed_zone(platform, allowed):
+def _gold(bucket_arn: str) -> set[str]:
+    return {f"{bucket_arn}/{table}/*" for table in GOLD_TABLES}
+
+
+def test_transform_reads_raw_data_and_writes_only_its_prefixes_of_the_processed_zone(
+    platform, allowed
+):
     # Given transform's rights
     buckets, transform = platform.stack.buckets, allowed["transform"]
+    processed = _arn(buckets.processed)
 
-    # Then it reads the raw zone, and reads and writes the processed zone
-    assert transform["s3:GetObject"] == {
-        f"{_arn(buckets.ingested)}/*",
-        f"{_arn(buckets.processed)}/*",
-    }
-    assert transform["s3:PutObject"] == {f"{_arn(buckets.processed)}/*"}
-    assert transform["s3:ListBucket"] == {_arn(buckets.ingested), _arn(buckets.processed)}
+    # Then it reads the raw zone, and reads and writes the gold files of each warehouse
+    # table, rejected rows, and its state, staged files and mirrors: not the lake
+    own = {
+        f"{processed}/{prefix}/*"
+        for prefix in ("_state/transform", "_staging/transform", "mirror", "rejects")
+    } | _gold(processed)
+    assert transform["s3:GetObject"] == {f"{_arn(buckets.ingested)}/*"} | own
+    assert transform["s3:PutObject"] == own
+    assert transform["s3:ListBucket"] == {_arn(buckets.ingested), processed}
+    assert not [resource for resource in own if "/lake/" in resource]
 
 
-def test_load_reads_the_processed_zone_and_writes_only_rejects(platform, allowed):
+def test_load_reads_the_processed_zone_and_writes_only_rejects_and_the_lake(platform, allowed):
     # Given load's rights
     buckets, load = platform.stack.buckets, allowed["load"]
+    processed = _arn(buckets.processed)
 
-    # Then it reads processed files only
-    assert load["s3:GetObject"] == {f"{_arn(buckets.processed)}/*"}
-    assert load["s3:ListBucket"] == {_arn(buckets.processed)}
-    # And it writes (and, once replayed, deletes) quarantined rows, writes what it
-    # committed to the lake, and never touches the raw zone
-    assert load["s3:PutObject"] == {
-        f"{_arn(buckets.processed)}/rejects/*",
-        f"{_arn(buckets.processed)}/lake/*",
+    # Then it reads gold files, the quarantine and the lake's export state only
+    assert load["s3:GetObject"] == _gold(processed) | {
+        f"{processed}/rejects/*",
+        f"{processed}/lake/*",
     }
-    assert load["s3:DeleteObject"] == {f"{_arn(buckets.processed)}/rejects/*"}
+    assert load["s3:ListBucket"] == {processed}
+    # And it writes (and deletes what it replaced of) quarantined rows and the lake's
+    # change files, and never touches the raw zone or transform's state
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        assert load[action] == {f"{processed}/rejects/*", f"{processed}/lake/*"}, action
     assert {action for action in load if action.startswith(("s3:Put", "s3:Delete"))} == {
         "s3:PutObject",
         "s3:DeleteObject",
@@ -273,7 +292,7 @@ def test_load_reads_the_processed_zone_and_writes_only_rejects(platform, allowed
     ]
 
 
-@pytest.mark.parametrize("stage", ["ingest", "transform", "load", "progress", "describe_failure"])
+@pytest.mark.parametrize("stage", ALL_STAGES)
 def test_no_function_has_wildcard_actions_or_unscoped_rights_beyond_tracing(allowed, stage):
     # Given every right of a function
     rights = allowed[stage]
@@ -287,7 +306,7 @@ def test_no_function_has_wildcard_actions_or_unscoped_rights_beyond_tracing(allo
     assert "cloudwatch:PutMetricData" not in rights
 
 
-@pytest.mark.parametrize("stage", ["ingest", "transform", "load", "progress", "describe_failure"])
+@pytest.mark.parametrize("stage", ALL_STAGES)
 def test_each_function_writes_only_to_its_own_log_group(template, functions, allowed, stage):
     # Given a function and its log group
     properties = _function(template, getattr(functions, stage))

@@ -480,3 +480,28 @@ def test_the_state_machine_may_invoke_only_the_pipeline_functions(platform, temp
     # And publishes only to the alert topic, with its key
     assert allowed["sns:Publish"] == {f"<{logical_id(platform.stack.alerts.topic)}>"}
     assert allowed["kms:GenerateDataKey"] == {f"<{logical_id(platform.stack.alerts.key)}.Arn>"}
+
+
+def test_the_state_machine_role_has_no_wildcard_action_and_nothing_unscoped_but_delivery(
+    platform, template
+):
+    # Given the state machine's role
+    allowed = allowed_actions(role_statements(template, platform.stack.workflow.state_machine.role))
+
+    # Then no action is a wildcard
+    assert not [action for action in allowed if "*" in action]
+    # And only X-Ray tracing and log delivery, which support no resource-level permissions,
+    # apply to every resource
+    unscoped = {action for action, resources in allowed.items() if "*" in resources}
+    assert unscoped
+    log_delivery = {
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+    }
+    assert {a for a in unscoped if not a.startswith("xray:")} <= log_delivery

@@ -16,6 +16,7 @@ stopped when the session ends.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ import pytest
 from totes.db import connect, create_database, drop_database, with_database
 from totes.warehouse.schema import init_warehouse
 from totes_local.runtime.assembly import CloudAssembly, synthesise
+from totes_local.runtime.call_trail import CALL_TRAIL_VARIABLE
 from totes_local.runtime.deployment import LocalDeployment
 from totes_local.runtime.platform import LOCAL_REGION, LocalPlatform
 from totes_local.runtime.postgres import PostgresServer
@@ -75,11 +77,20 @@ def cloud_assembly(
 
 @pytest.fixture(scope="session")
 def service_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The data folder of the session's local AWS service; the service stops at the end."""
+    """The data folder of the session's local AWS service; the service stops at the end.
+
+    The service records every call the functions make (``call-trail.jsonl`` there), which
+    ``test_least_privilege`` evaluates against their roles.
+    """
     data_dir = tmp_path_factory.mktemp("local-aws")
+    os.environ[CALL_TRAIL_VARIABLE] = str(data_dir / CALL_TRAIL_FILE)
     yield data_dir
     stop_service(data_dir)
+    os.environ.pop(CALL_TRAIL_VARIABLE, None)
 
+
+#: Where the session's service records the functions' calls, in its data folder.
+CALL_TRAIL_FILE = "call-trail.jsonl"
 
 #: The databases of the tier's one source and warehouse pair.
 SOURCE_DATABASE, WAREHOUSE_DATABASE = "totes_workflow_source", "totes_workflow_warehouse"

@@ -210,6 +210,8 @@ LAKE_PREFIX: Final = "lake"
 #: Where transform stages gold and rejects files until its state write commits them;
 #: load never reads it, and the processed bucket expires what a lost race left there.
 TRANSFORM_STAGING_PREFIX: Final = "_staging/transform"
+#: Where transform keeps its state per warehouse table (what it has shaped so far).
+TRANSFORM_STATE_PREFIX: Final = "_state/transform"
 #: Days a staged file is kept: far longer than a commit takes to be published.
 TRANSFORM_STAGING_RETENTION_DAYS: Final = 30
 

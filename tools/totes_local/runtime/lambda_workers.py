@@ -883,6 +883,9 @@ class WorkerPool:
             **inherited,
             **self.runtime_environment,
             "AWS_DEFAULT_REGION": region,
+            # Credentials of the function's own, as its role gives it on AWS: the service
+            # tells its calls apart by them (see totes_local.runtime.call_trail).
+            "AWS_ACCESS_KEY_ID": snapshot.name,
             "AWS_LAMBDA_FUNCTION_NAME": snapshot.name,
             "AWS_LAMBDA_FUNCTION_VERSION": snapshot.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(snapshot.memory_mb),

@@ -120,6 +120,8 @@ class LocalFunctionSpec:
     #: The alias pointing at the function's current version, which the template invokes
     #: (each deployment publishes a version when the function changed and moves it).
     alias: str | None = None
+    #: Every statement of its role's policies, tokens resolved to local names and ARNs.
+    role_statements: tuple[dict[str, Any], ...] = ()
 
     @property
     def invoked_arn(self) -> str:
@@ -453,6 +455,27 @@ class _Resolver:
             public_layers=public_layers,
             snap_start=properties.get("SnapStart", {}).get("ApplyOn") == "PublishedVersions",
             alias=aliases[0] if aliases else None,
+            role_statements=self._role_statements(properties.get("Role")),
+        )
+
+    def _role_statements(self, role: Any) -> tuple[dict[str, Any], ...]:
+        """The statements of the role's inline policies and of the policies attached to it."""
+        if not (isinstance(role, dict) and isinstance(role.get("Fn::GetAtt"), list)):
+            return ()
+        role_id = role["Fn::GetAtt"][0]
+        documents = [
+            policy["PolicyDocument"] for policy in self._properties(role_id).get("Policies", [])
+        ] + [
+            self._properties(policy_id)["PolicyDocument"]
+            for policy_id in self._of_type("AWS::IAM::Policy")
+            if {"Ref": role_id} in self._properties(policy_id).get("Roles", [])
+        ]
+        if self._properties(role_id).get("ManagedPolicyArns"):
+            raise AssemblyFormatError(
+                f"role {role_id} has managed policies, whose statements the template lacks"
+            )
+        return tuple(
+            self.resolve(statement) for document in documents for statement in document["Statement"]
         )
 
     def _layer(self, logical_id: str) -> LocalLayer:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from totes.errors import TotesError
+from totes_local.runtime.call_trail import CALL_TRAIL_VARIABLE, CallTrail
 from totes_local.runtime.platform import LOCAL_ACCOUNT, LOCAL_REGION
 
 #: Credentials every client of the local service uses; moto accepts any, so they are
@@ -461,7 +462,16 @@ def serve(data_dir: Path, port: int = 0) -> None:
         },
     )
     moto_patches.install(pool.invoke, pool)
-    server = _HttpServer(DomainDispatcherApplication(create_backend_app), port)
+    app = DomainDispatcherApplication(create_backend_app)
+    trail = os.environ.get(CALL_TRAIL_VARIABLE)
+    if trail:
+        app = CallTrail(
+            app,
+            Path(trail),
+            account=LOCAL_ACCOUNT,
+            local_key=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        )
+    server = _HttpServer(app, port)
     # What is loaded by now (moto, botocore's service models, the patches) lives as long as
     # the process: kept out of the collector's full passes, which walked all of it (about
     # 176,000 objects, 180 ms under the interpreter lock, holding every request) once or

@@ -67,6 +67,7 @@ from totes.names import (
     RAW_MANIFEST_PREFIX,
     REJECTS_PREFIX,
     TRANSFORM_STAGING_PREFIX,
+    TRANSFORM_STATE_PREFIX,
     WAREHOUSE_TABLE_SOURCES,
     EnvironmentVariable,
 )
@@ -90,7 +91,6 @@ MIRRORED_TARGETS = frozenset(
 #: Dimensions that join lookup tables re-emit every row when any input changes, so a
 #: department move reaches every staff row and an address change every counterparty.
 CASCADING_TARGETS = frozenset({"dim_staff", "dim_counterparty"})
-_STATE_PREFIX = "_state/transform"
 #: Where gold and rejects files wait for the state write that commits them.
 _STAGING_PREFIX = TRANSFORM_STAGING_PREFIX
 #: Consumed manifest keys older than this behind the newest are forgotten: listing
@@ -251,7 +251,7 @@ class TransformState(VersionedDocument):
 
 
 def _state_key(target: str) -> str:
-    return f"{_STATE_PREFIX}/{target}.json"
+    return f"{TRANSFORM_STATE_PREFIX}/{target}.json"
 
 
 def _read_state(s3: Any, bucket: str, target: str) -> TransformState:
