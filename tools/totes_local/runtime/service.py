@@ -462,7 +462,7 @@ def serve(data_dir: Path, port: int = 0) -> None:
         },
     )
     moto_patches.install(pool.invoke, pool)
-    app = DomainDispatcherApplication(create_backend_app)
+    app: Any = DomainDispatcherApplication(create_backend_app)
     trail = os.environ.get(CALL_TRAIL_VARIABLE)
     if trail:
         app = CallTrail(
