@@ -135,7 +135,7 @@ def test_warehouse_init_is_idempotent_and_says_what_it_did(
 ) -> None:
     dsn = fresh_database("warehouse")
     assert main(["warehouse", "init", "--dsn", dsn]) == 0
-    assert "Created 13 warehouse tables" in capsys.readouterr().out
+    assert "Created 14 warehouse tables" in capsys.readouterr().out
     assert main(["warehouse", "init", "--dsn", dsn]) == 0
     assert "up to date: nothing to create" in capsys.readouterr().out
 

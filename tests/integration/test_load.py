@@ -46,6 +46,7 @@ from totes.warehouse.star import (
     FACT_REFERENCES,
     FACT_VERSION_KEYS,
     STAR_SCHEMAS,
+    gold_key,
     star_prefix,
 )
 from totes_local.runtime.postgres import PostgresServer
@@ -403,6 +404,60 @@ def test_a_connection_that_does_not_verify_the_warehouse_is_named(
     assert [(f.kind, f.table, f.detail.split(":")[0]) for f in result.findings] == [
         (FindingKind.UNVERIFIED_TLS, WAREHOUSE_DATABASE, "sslmode=allow")
     ]
+
+
+def _commit(warehouse: Warehouse, target: str, sequence: int, rows: list[dict[str, Any]]) -> str:
+    """A gold file as transform commits it: keyed by the table's commit sequence."""
+    key = gold_key(target, sequence, f"2026-12-06T10:{sequence:02d}:00.000Z-exec", "ab12")
+    warehouse.put_table(key, pa.Table.from_pylist(rows, schema=STAR_SCHEMAS[target]))
+    return key
+
+
+def test_a_load_lists_what_is_new_not_the_history_behind_it(warehouse: Warehouse) -> None:
+    # Given dimensions, then 20 commits of fact files, each loaded as it arrives
+    warehouse.load_dimensions()
+    listed = []
+    for sequence in range(1, 21):
+        _commit(warehouse, "fact_sales_order", sequence, [sales_order(sequence)])
+        listed.append(warehouse.load("fact_sales_order", f"exec-{sequence}").files_listed)
+    # Then each load listed the one new file, not the files before it
+    assert listed == [1] * 20
+    # And an idle load lists nothing
+    assert warehouse.load("fact_sales_order", "exec-idle").files_listed == 0
+    assert len(warehouse.rows("fact_sales_order")) == 20
+
+
+def test_a_file_that_waits_and_one_published_late_are_still_listed_until_loaded(
+    warehouse: Warehouse,
+) -> None:
+    # Given commit 1 loaded, commit 2 waiting for a design, commit 3 loaded, and commit 4
+    # published after commit 5 (a run that crashed before publishing it, resumed later)
+    warehouse.load_dimensions()
+    wait = {"reject_after": timedelta(minutes=30)}
+    _commit(warehouse, "fact_sales_order", 1, [sales_order(1)])
+    _commit(warehouse, "fact_sales_order", 2, [sales_order(2, design_id=4)])
+    _commit(warehouse, "fact_sales_order", 3, [sales_order(3)])
+    _commit(warehouse, "fact_sales_order", 5, [sales_order(5)])
+    first = warehouse.load("fact_sales_order", "exec-1", **wait)
+    assert [o.deferred for o in first.files] == [False, True, False, False]
+    _commit(warehouse, "fact_sales_order", 4, [sales_order(4)])
+
+    # When the design arrives and facts load again
+    warehouse.put("dim_design", "run-1", [design(4)])
+    warehouse.load("dim_design", "run-1")
+    later = warehouse.load("fact_sales_order", "exec-2", **wait)
+
+    # Then the waiting file and the late one are found (listing starts after commit 1)
+    assert later.files_listed == 4
+    assert sorted(row["sales_order_id"] for row in warehouse.rows("fact_sales_order")) == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
+    # And from then on the listing starts after commit 5
+    assert warehouse.load("fact_sales_order", "exec-3", **wait).files_listed == 0
 
 
 def test_loading_the_same_file_again_changes_nothing(warehouse: Warehouse) -> None:

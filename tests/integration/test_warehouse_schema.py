@@ -13,6 +13,7 @@ from totes.names import (
     DIMENSION_TABLES,
     FACT_TABLES,
     LOAD_LEDGER_TABLE,
+    LOAD_LISTING_TABLE,
     NEWEST_VERSIONS_TABLE,
     WAREHOUSE_TABLES,
 )
@@ -56,7 +57,12 @@ def test_init_creates_every_warehouse_table_and_the_ledger(warehouse_dsn: str) -
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
             )
         }
-    assert tables == {*WAREHOUSE_TABLES, LOAD_LEDGER_TABLE, NEWEST_VERSIONS_TABLE}
+    assert tables == {
+        *WAREHOUSE_TABLES,
+        LOAD_LEDGER_TABLE,
+        NEWEST_VERSIONS_TABLE,
+        LOAD_LISTING_TABLE,
+    }
     assert len(DIMENSION_TABLES) == 8
     assert len(FACT_TABLES) == 3
 

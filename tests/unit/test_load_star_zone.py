@@ -17,9 +17,10 @@ from totes.load.star_zone import (
     binary_chunks,
     conform,
     csv_chunks,
+    listed_through,
     referenced_values,
 )
-from totes.warehouse.star import STAR_SCHEMAS
+from totes.warehouse.star import STAR_SCHEMAS, gold_key
 
 
 @pytest.mark.parametrize(
@@ -223,3 +224,63 @@ def test_the_keys_fact_rows_reference_are_collected_once_per_dimension() -> None
         ("dim_currency", "currency_id"): [1, 2],
         ("dim_payment_type", "payment_type_id"): [3],
     }
+
+
+def _sequenced(sequence: int, run: str = "r") -> StarFileKey:
+    parsed = StarFileKey.parse(gold_key("fact_payment", sequence, run, "ab12"))
+    assert parsed is not None
+    return parsed
+
+
+def test_a_sequenced_key_sorts_in_commit_order_and_keeps_its_parts() -> None:
+    # Given commits 9 and 10, the later made by a run that started earlier
+    later_commit = _sequenced(10, "2026-01-01T00:00:00.000Z-a")
+    earlier_commit = _sequenced(9, "2026-01-01T00:05:00.000Z-b")
+    # Then the keys sort as the commits were made, and the parts are those of any gold key
+    assert earlier_commit.key < later_commit.key
+    assert (later_commit.table, later_commit.run_id, later_commit.stem, later_commit.sequence) == (
+        "fact_payment",
+        "2026-01-01T00:00:00.000Z-a",
+        "0000000010-ab12",
+        10,
+    )
+
+
+@given(
+    present=st.sets(st.integers(1, 30), max_size=30),
+    loaded=st.sets(st.integers(1, 30), max_size=30),
+    cursor=st.integers(0, 10),
+    hand_put_loaded=st.none() | st.booleans(),
+)
+def test_the_listing_never_starts_after_a_file_that_is_not_loaded(
+    present: set[int], loaded: set[int], cursor: int, hand_put_loaded: bool | None
+) -> None:
+    # Given commits up to the cursor all loaded (what the cursor means), the files after
+    # it that a listing found, which of them are loaded, and, before any cursor (its key
+    # sorts before every sequenced one), perhaps a file put by hand
+    listed = [_sequenced(n) for n in sorted(present) if n > cursor]
+    loaded_keys = {f.key for f in listed if f.sequence in loaded}
+    hand_put = StarFileKey.parse("fact_payment/run=manual/part-0.parquet")
+    assert hand_put is not None
+    if cursor:
+        hand_put_loaded = None
+    if hand_put_loaded is not None:
+        listed.append(hand_put)
+        if hand_put_loaded:
+            loaded_keys.add(hand_put.key)
+    start = _sequenced(cursor) if cursor else None
+
+    # When the next listing's start is worked out
+    through = listed_through(start, listed, loaded_keys)
+
+    # Then every file sorting at or before it is loaded (none is skipped by a later listing)
+    assert all(f.key in loaded_keys for f in listed if through is not None and f.key <= through.key)
+    # And it goes as far as an unbroken run of loaded commits allows, unless a file put
+    # by hand still waits
+    if hand_put_loaded is False:
+        assert through == start
+    else:
+        reached = through.sequence if through is not None else 0
+        assert reached >= cursor
+        assert reached + 1 not in present or reached + 1 not in loaded
+        assert all(n in present and n in loaded for n in range(cursor + 1, reached + 1))

@@ -127,6 +127,8 @@ WATERMARK_PARTITION_KEY: Final = "table_name"
 
 #: The warehouse table that records every loaded gold file (exactly-once loads).
 LOAD_LEDGER_TABLE: Final = "load_ledger"
+#: Where load's listing of each table's gold files starts (the last of the loaded ones).
+LOAD_LISTING_TABLE: Final = "load_listing"
 #: The warehouse table that keeps each fact table's newest ``last_updated`` (freshness).
 NEWEST_VERSIONS_TABLE: Final = "newest_versions"
 

@@ -95,6 +95,7 @@ from totes.load.star_zone import (
     csv_chunks,
     list_quarantined,
     list_star_files,
+    listed_through,
     read_quarantined,
     read_star_file,
     referenced_keys,
@@ -107,6 +108,7 @@ from totes.names import (
     DIMENSION_TABLES,
     FACT_TABLES,
     LOAD_LEDGER_TABLE,
+    LOAD_LISTING_TABLE,
     NEWEST_VERSIONS_TABLE,
     WAREHOUSE_DATABASE,
     EnvironmentVariable,
@@ -408,8 +410,6 @@ def load_target(
     """
     started = time.perf_counter()
     result = LoadResult(target=request.target, run_id=request.run_id)
-    listed = list_star_files(s3, settings.bucket, request.target)
-    result.files_listed = len(listed)
     dsn = warehouse_dsn()
     result.connection_findings = unverified_tls_findings(
         unverified_tls(dsn), WAREHOUSE_DATABASE, Stage.LOAD
@@ -419,6 +419,11 @@ def load_target(
     ) as conn:
         warehouse_sql.prepare_session(conn)
         _require_tables(conn, request.target)
+        # Only what follows the last file every predecessor of which is loaded: the
+        # listing stays as short as what is new, however long the history behind it.
+        start_after = warehouse_sql.listing_start(conn, request.target)
+        listed = list_star_files(s3, settings.bucket, request.target, start_after=start_after)
+        result.files_listed = len(listed)
         result.fk_triggers = (
             settings.fk_triggers == FK_TRIGGERS_ALWAYS
             or request.target not in FACT_TABLES
@@ -455,6 +460,14 @@ def load_target(
                 fk_triggers=result.fk_triggers,
                 written_now={file.rejects_key for file in result.files if file.rejects_key},
             )
+        _move_listing_start(
+            conn,
+            request.target,
+            start_after=start_after,
+            listed=listed,
+            done=done,
+            outcomes=result.files,
+        )
         result.rows_exported = sum(file.rows_exported for file in result.files) + _export_to_lake(
             conn, s3, settings.bucket, request.target
         )
@@ -467,8 +480,24 @@ def load_target(
     return result
 
 
+def _move_listing_start(
+    conn: psycopg.Connection[Any],
+    target: str,
+    *,
+    start_after: str | None,
+    listed: list[StarFileKey],
+    done: set[str],
+    outcomes: list[FileOutcome],
+) -> None:
+    applied = {o.key for o in outcomes if not o.deferred}  # applied here or elsewhere
+    cursor = StarFileKey.parse(start_after) if start_after else None
+    through = listed_through(cursor, listed, done | applied)
+    if through is not None and through != cursor and through.sequence is not None:
+        warehouse_sql.move_listing_start(conn, target, through.key, through.sequence)
+
+
 def _require_tables(conn: psycopg.Connection[Any], target: str) -> None:
-    needed = [target, LOAD_LEDGER_TABLE]
+    needed = [target, LOAD_LEDGER_TABLE, LOAD_LISTING_TABLE]
     if target in FACT_TABLES:
         needed.extend([NEWEST_VERSIONS_TABLE, warehouse_sql.DATE_DIMENSION])
         needed.extend(dimension for dimension, _ in FACT_REFERENCES[target].values())

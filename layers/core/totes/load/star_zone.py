@@ -2,7 +2,8 @@
 
 Layout in the processed bucket::
 
-    <warehouse_table>/run=<run_id>/<name>.parquet                 gold files
+    <warehouse_table>/seq=<n>/run=<run_id>/<n>-<digest>.parquet   gold files (sequence n)
+    <warehouse_table>/run=<run_id>/<name>.parquet                 gold files of earlier releases
     rejects/<warehouse_table>/run=<run_id>/<name>.load.parquet    fact rows load could not apply
 
 A load rejects object is named after the gold file its rows came from (the run is
@@ -77,7 +78,10 @@ class StarFileKey:
     #: When S3 received the file (from the listing); decides how long it may wait.
     written_at: datetime | None = field(default=None, compare=False)
 
-    _PATTERN = re.compile(r"(?P<table>[a-z_]+)/run=(?P<run_id>[^/]+)/(?P<stem>[^/]+)\.parquet")
+    _PATTERN = re.compile(
+        r"(?P<table>[a-z_]+)/(?:seq=\d{10}/)?run=(?P<run_id>[^/]+)/(?P<stem>[^/]+)\.parquet"
+    )
+    _SEQUENCED_STEM = re.compile(r"(?P<sequence>\d{10})-[0-9a-f]+")
 
     @classmethod
     def parse(cls, key: str) -> StarFileKey | None:
@@ -92,6 +96,20 @@ class StarFileKey:
         if match is None:
             return None
         return cls(key=key, table=match["table"], run_id=match["run_id"], stem=match["stem"])
+
+    @property
+    def sequence(self) -> int | None:
+        """Which of its table's commits the file is (transform counts them from 1), if known.
+
+        Examples
+        --------
+        >>> StarFileKey.parse("dim_staff/seq=0000000007/run=r/0000000007-9f2c.parquet").sequence
+        7
+        >>> StarFileKey.parse("dim_staff/run=exec-1/part-0.parquet").sequence is None
+        True
+        """
+        match = self._SEQUENCED_STEM.fullmatch(self.stem)
+        return int(match["sequence"]) if match else None
 
     @property
     def rejects_key(self) -> str:
@@ -168,10 +186,13 @@ def referenced_keys(table: pa.Table, target: str, dimension: tuple[str, str]) ->
     return list(pc.unique(column).sort().to_pylist())
 
 
-def list_star_files(s3: Any, bucket: str, table: str) -> list[StarFileKey]:
-    """Every gold file of ``table`` in the bucket, in the order transform wrote them.
+def list_star_files(
+    s3: Any, bucket: str, table: str, *, start_after: str | None = None
+) -> list[StarFileKey]:
+    """The gold files of ``table`` in the bucket (those after ``start_after`` when given),
+    in the order transform wrote them.
 
-    Keys under the table's folder that are not ``run=<run_id>/<name>.parquet`` are ignored.
+    Keys under the table's folder that are not a gold file's are ignored.
 
     Examples
     --------
@@ -180,13 +201,47 @@ def list_star_files(s3: Any, bucket: str, table: str) -> list[StarFileKey]:
     """
     paginator = s3.get_paginator("list_objects_v2")
     found: list[StarFileKey] = []
-    for page in paginator.paginate(Bucket=bucket, Prefix=f"{table}/"):
+    listing = {"Bucket": bucket, "Prefix": f"{table}/"}
+    if start_after is not None:
+        listing["StartAfter"] = start_after
+    for page in paginator.paginate(**listing):
         for item in page.get("Contents", []):
             parsed = StarFileKey.parse(item["Key"])
             if parsed is not None and parsed.table == table:
                 found.append(replace(parsed, written_at=item.get("LastModified")))
     # Transform names a target's files with its commit sequence first: that is the order.
     return sorted(found, key=lambda file: (file.stem, file.key))
+
+
+def listed_through(
+    cursor: StarFileKey | None, listed: Sequence[StarFileKey], loaded: set[str]
+) -> StarFileKey | None:
+    """The file after which the next listing may start: the last of an unbroken run of
+    loaded commits from ``cursor`` on (or ``cursor`` itself, when the next is not loaded).
+
+    Every commit up to the one returned is loaded, and every commit after it has a key
+    sorting after its key; so no file that is not loaded sorts before it. A file without
+    a sequence (put by hand) sorts before every sequenced key: while one is not loaded,
+    the cursor stays where it is.
+
+    Examples
+    --------
+    >>> files = [StarFileKey.parse(f"t/seq={n:010d}/run=r/{n:010d}-ab.parquet") for n in (1, 2, 4)]
+    >>> listed_through(None, files, {f.key for f in files}).sequence  # 3 is not there yet
+    2
+    """
+    if any(file.sequence is None and file.key not in loaded for file in listed):
+        return cursor
+    by_sequence: dict[int, list[StarFileKey]] = {}
+    for file in listed:
+        if file.sequence is not None:
+            by_sequence.setdefault(file.sequence, []).append(file)
+    through = cursor
+    following = (cursor.sequence or 0) + 1 if cursor is not None else 1
+    while following in by_sequence and all(f.key in loaded for f in by_sequence[following]):
+        through = max(by_sequence[following], key=lambda file: file.key)
+        following += 1
+    return through
 
 
 def read_star_file(s3: Any, bucket: str, file: StarFileKey) -> pa.Table:

@@ -27,7 +27,7 @@ from psycopg.copy import QueuedLibpqWriter
 from totes.db import identifiers
 from totes.lake.layout import FACT_RECORD_KEYS
 from totes.load.star_zone import FILE_ROW, RejectedRow, fact_references
-from totes.names import FACT_TABLES, LOAD_LEDGER_TABLE, NEWEST_VERSIONS_TABLE
+from totes.names import FACT_TABLES, LOAD_LEDGER_TABLE, LOAD_LISTING_TABLE, NEWEST_VERSIONS_TABLE
 from totes.warehouse.star import (
     DIMENSION_KEYS,
     FACT_VERSION_KEYS,
@@ -117,6 +117,42 @@ def loaded_keys(conn: psycopg.Connection[Any], keys: Iterable[str]) -> set[str]:
         sql.Identifier(LOAD_LEDGER_TABLE)
     )
     return {row[0] for row in conn.execute(statement, (list(keys),))}
+
+
+def listing_start(conn: psycopg.Connection[Any], table: str) -> str | None:
+    """The key after which load lists ``table``'s gold files (None: from the start).
+
+    Examples
+    --------
+    >>> listing_start(conn, "dim_staff")  # doctest: +SKIP
+    'dim_staff/seq=0000000042/run=2026-12-06T10:00:00.000Z-exec/0000000042-9f2c.parquet'
+    """
+    row = conn.execute(
+        sql.SQL("SELECT file_key FROM {} WHERE warehouse_table = %s").format(
+            sql.Identifier(LOAD_LISTING_TABLE)
+        ),
+        (table,),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def move_listing_start(conn: psycopg.Connection[Any], table: str, key: str, sequence: int) -> None:
+    """Start ``table``'s next listings after ``key`` (the ``sequence``-th commit), unless a
+    concurrent load has already moved further.
+
+    Examples
+    --------
+    >>> move_listing_start(conn, "dim_staff", key, 42)  # doctest: +SKIP
+    """
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {table} (warehouse_table, file_key, sequence) VALUES (%s, %s, %s) "
+            "ON CONFLICT (warehouse_table) DO UPDATE SET file_key = EXCLUDED.file_key, "
+            "sequence = EXCLUDED.sequence, updated_at = now() "
+            "WHERE {table}.sequence < EXCLUDED.sequence"
+        ).format(table=sql.Identifier(LOAD_LISTING_TABLE)),
+        (table, key, sequence),
+    )
 
 
 def lock_target(conn: psycopg.Connection[Any], target: str) -> None:

@@ -26,7 +26,7 @@ what transform committed:
    never published: they are ignored by design and expire with the bucket's
    lifecycle rule for the staging prefix;
 5. publish: write each pending file at its final key,
-   ``<target>/run=<run_id>/<sequence>-<digest>.parquet`` (gold) or under
+   ``<target>/seq=<sequence>/run=<run_id>/<sequence>-<digest>.parquet`` (gold) or under
    ``rejects/``, then clear the pending list (a second compare-and-set), so the runs
    after it touch nothing but the state and the listing. A run that stopped before
    clearing it is finished by the next run, which publishes what is not (one HEAD
@@ -73,7 +73,7 @@ from totes.names import (
 )
 from totes.parquet_objects import parquet_bytes, read_parquet
 from totes.transform import shapes
-from totes.warehouse.star import star_prefix
+from totes.warehouse.star import gold_key
 
 #: Every dimension keeps a mirror of its sources (the latest version of each row), so
 #: a batch extracted earlier but consumed later can never bring back older values.
@@ -552,12 +552,12 @@ def transform_target(
     if shaped.table.num_rows:
         state.sequence += 1
         stem = f"{state.sequence:010d}-{digest}"
-        gold_key = f"{star_prefix(request.target, request.run_id)}{stem}.parquet"
+        gold = gold_key(request.target, state.sequence, request.run_id, digest)
         staged = _staging_key(request.target, stem)
         written[staged] = parquet_bytes(shaped.table)
         put_content_named(s3, settings.processed_bucket, staged, written[staged])
-        state.pending.append([staged, gold_key])
-        result.gold_key, result.files, result.rows = gold_key, 1, shaped.table.num_rows
+        state.pending.append([staged, gold])
+        result.gold_key, result.files, result.rows = gold, 1, shaped.table.num_rows
     if shaped.rejects is not None and shaped.rejects.num_rows:
         rejects_key = f"{REJECTS_PREFIX}/{request.target}/run={request.run_id}/{digest}.parquet"
         staged = _staging_key(request.target, f"{digest}.rejects")

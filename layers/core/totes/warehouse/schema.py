@@ -7,7 +7,12 @@ from typing import Any
 
 import psycopg
 
-from totes.names import LOAD_LEDGER_TABLE, NEWEST_VERSIONS_TABLE, WAREHOUSE_TABLES
+from totes.names import (
+    LOAD_LEDGER_TABLE,
+    LOAD_LISTING_TABLE,
+    NEWEST_VERSIONS_TABLE,
+    WAREHOUSE_TABLES,
+)
 
 
 def init_warehouse(conn: psycopg.Connection[Any]) -> list[str]:
@@ -16,7 +21,7 @@ def init_warehouse(conn: psycopg.Connection[Any]) -> list[str]:
     Returns
     -------
     list of str
-        The warehouse tables (and the ledger and the newest versions) that did not exist
+        The warehouse tables (and load's ledger, listing and newest versions) that did not exist
         before the call.
 
     Examples
@@ -25,7 +30,7 @@ def init_warehouse(conn: psycopg.Connection[Any]) -> list[str]:
     ...     init_warehouse(conn)[:2]
     ['dim_date', 'dim_staff']
     """
-    wanted = [*WAREHOUSE_TABLES, LOAD_LEDGER_TABLE, NEWEST_VERSIONS_TABLE]
+    wanted = [*WAREHOUSE_TABLES, LOAD_LEDGER_TABLE, NEWEST_VERSIONS_TABLE, LOAD_LISTING_TABLE]
     with conn.transaction():
         # Two first-time inits racing would both try CREATE TABLE; serialise them.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('totes.warehouse.init'))")

@@ -172,3 +172,12 @@ CREATE TABLE IF NOT EXISTS load_ledger (
     loaded_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS load_ledger_by_table ON load_ledger (warehouse_table, loaded_at);
+
+-- Where load lists each table's gold files from: the last file of an unbroken run of
+-- loaded commits (keys sort in commit order), so a listing covers what is new only.
+CREATE TABLE IF NOT EXISTS load_listing (
+    warehouse_table text PRIMARY KEY,
+    file_key text NOT NULL,
+    sequence bigint NOT NULL CHECK (sequence > 0),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
