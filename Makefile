@@ -13,7 +13,7 @@ PYTEST_FLAGS ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install lock build run test test-fast lint format rds-ca-bundle synth bench bench-seed bench-ingest bench-transform bench-load bench-workflow clean help
+.PHONY: install lock build run test test-fast lint format rds-ca-bundle synth bench bench-seed bench-ingest bench-transform bench-load bench-workflow bench-history clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ bench-load: $(STAMP)  ## load of fact_sales_order at scale 100: first load, same
 
 bench-workflow: $(STAMP) build  ## the whole workflow vs a plain COPY: backfill, idle, 1 % changed (BENCH_ARGS="--scale 20 --repeat 3")
 	$(BIN)/python bench/workflow.py $(BENCH_ARGS)
+
+bench-history: $(STAMP) build  ## 500 executions with small changes: does the work per execution grow with history? (BENCH_ARGS="--executions 500")
+	$(BIN)/python bench/history.py $(BENCH_ARGS)
 
 clean:  ## remove build output and local data (keeps .venv)
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache .hypothesis .totes

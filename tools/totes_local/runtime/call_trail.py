@@ -6,7 +6,10 @@ function's name, as each function's role gives it credentials of its own on AWS)
 distinct ``(function, action, resource)`` that a function's request needed: the IAM
 action (``s3:GetObject``), the resource ARN the action is authorised against, and for
 S3 the key or the listed prefix. A request that needs two authorisations (a copy reads
-its source and writes its target) is two lines.
+its source and writes its target) is two lines. It also counts every request of every
+function by action (a request by the last action it needs: a copy is a put), which
+``GET /totes-local/call-counts`` answers (:func:`call_counts`): what an execution asks of
+AWS, and so what it is billed for.
 
 The tests evaluate the trail against each function's role in the synthesised template
 (``tests/workflow/test_least_privilege.py``): a call the role would refuse fails, and a
@@ -23,12 +26,16 @@ import json
 import re
 import threading
 import urllib.parse
+import urllib.request
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 #: The service records when this names a file (the workflow tier sets it).
 CALL_TRAIL_VARIABLE = "TOTES_LOCAL_CALL_TRAIL"
+#: Where the service answers the counts of the functions' requests (unsigned GET).
+CALL_COUNTS_PATH = "/totes-local/call-counts"
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 #: Signing names whose IAM prefix differs.
 _IAM_PREFIX = {"monitoring": "cloudwatch", "email": "ses"}
@@ -57,11 +64,15 @@ class CallTrail:
         self._account = account
         self._local_key = local_key
         self._seen: set[tuple[str, str, str]] = set()
+        self._counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        match = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+        authorization = environ.get("HTTP_AUTHORIZATION", "")
+        if not authorization and environ.get("PATH_INFO") == CALL_COUNTS_PATH:
+            return self._answer_counts(start_response)
+        match = _CREDENTIAL.search(authorization)
         if match is not None and match.group(1) != self._local_key:
             function, region, service = match.groups()
             body = _body(environ) if _needs_body(service, environ) else b""
@@ -71,9 +82,22 @@ class CallTrail:
             self._record(function, authorisations)
         return self._app(environ, start_response)  # type: ignore[no-any-return]
 
+    def _answer_counts(self, start_response: Any) -> list[bytes]:
+        with self._lock:
+            counts: dict[str, dict[str, int]] = {}
+            for (function, action), count in sorted(self._counts.items()):
+                counts.setdefault(function, {})[action] = count
+        body = json.dumps(counts).encode()
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
     def _record(self, function: str, authorisations: list[tuple[str, str, str | None]]) -> None:
         lines = []
         with self._lock:
+            if authorisations:  # one request, named by what it does last (a copy: its put)
+                self._counts[(function, authorisations[-1][0])] += 1
             for action, resource, key in authorisations:
                 if (function, action, resource) in self._seen:
                     continue
@@ -85,6 +109,19 @@ class CallTrail:
             if lines:
                 with self._path.open("a", encoding="utf-8") as trail:
                     trail.write("\n".join(lines) + "\n")
+
+
+def call_counts(endpoint: str) -> dict[str, dict[str, int]]:
+    """Requests each function has made so far, by IAM action (a service recording a trail).
+
+    Examples
+    --------
+    >>> call_counts("http://127.0.0.1:4566")  # doctest: +SKIP
+    {'totes-Ingest': {'dynamodb:GetItem': 11, 's3:PutObject': 22}}
+    """
+    with urllib.request.urlopen(f"{endpoint}{CALL_COUNTS_PATH}", timeout=10) as response:  # noqa: S310  # nosec B310 (the local service)
+        counts: dict[str, dict[str, int]] = json.loads(response.read())
+    return counts
 
 
 def read_trail(path: Path) -> list[dict[str, str]]:

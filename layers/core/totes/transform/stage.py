@@ -93,9 +93,11 @@ MIRRORED_TARGETS = frozenset(
 CASCADING_TARGETS = frozenset({"dim_staff", "dim_counterparty"})
 #: Where gold and rejects files wait for the state write that commits them.
 _STAGING_PREFIX = TRANSFORM_STAGING_PREFIX
-#: Consumed manifest keys older than this behind the newest are forgotten: listing
-#: starts there, so state and listing stay small however long the platform runs.
-_REMEMBERED_DAYS = 2
+#: Consumed manifest keys older than this behind the newest are forgotten, and listing
+#: starts there. Ingest writes a manifest within one invocation (its timeout is 120 s) of
+#: the extraction time its key carries, so no older one can still arrive; the state and
+#: the listing hold the last minutes of manifests, however long the platform runs.
+_REMEMBERED = timedelta(minutes=15)
 
 
 class TransformRequest(BaseModel):
@@ -239,7 +241,7 @@ class TransformState(VersionedDocument):
     (0, [], None)
     """
 
-    #: Manifest keys consumed, per source table (recent ones: see ``_REMEMBERED_DAYS``).
+    #: Manifest keys consumed, per source table (recent ones: see ``_REMEMBERED``).
     consumed: dict[str, list[str]] = Field(default_factory=dict)
     #: The current mirror object of each source table the target joins.
     mirrors: dict[str, str] = Field(default_factory=dict)
@@ -343,12 +345,18 @@ def _publish_committed(
 
 
 def _listing_start(source: str, consumed: list[str]) -> str:
-    """Where to list a source's manifests from: a couple of days before the newest consumed."""
+    """Where to list a source's manifests from: :data:`_REMEMBERED` before the newest consumed.
+
+    Examples
+    --------
+    >>> _listing_start("staff", ["_manifests/staff/2026/12/06/000501000020-exec-1.json"])
+    '_manifests/staff/2026/12/05/235001'
+    """
     prefix = f"{RAW_MANIFEST_PREFIX}/{source}/"
     if not consumed:
         return prefix
-    newest_day = datetime.strptime(max(consumed)[len(prefix) : len(prefix) + 10], "%Y/%m/%d")
-    return f"{prefix}{newest_day - timedelta(days=_REMEMBERED_DAYS):%Y/%m/%d}"
+    newest = datetime.strptime(max(consumed)[len(prefix) : len(prefix) + 17], "%Y/%m/%d/%H%M%S")
+    return f"{prefix}{newest - _REMEMBERED:%Y/%m/%d/%H%M%S}"
 
 
 def new_manifests(s3: Any, bucket: str, source: str, consumed: list[str]) -> list[str]:
