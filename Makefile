@@ -13,7 +13,7 @@ PYTEST_FLAGS ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install lock build run test test-fast lint format rds-ca-bundle synth bench bench-seed bench-ingest bench-transform bench-load bench-workflow bench-history clean help
+.PHONY: install lock build run test test-fast lint format rds-ca-bundle synth bench bench-seed bench-ingest bench-transform bench-load bench-workflow bench-history bench-cost clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ bench-workflow: $(STAMP) build  ## the whole workflow vs a plain COPY: backfill,
 
 bench-history: $(STAMP) build  ## 500 executions with small changes: does the work per execution grow with history? (BENCH_ARGS="--executions 500")
 	$(BIN)/python bench/history.py $(BENCH_ARGS)
+
+bench-cost: $(STAMP) build  ## the monthly AWS bill from executions at the client's change rate (BENCH_ARGS="--executions 48")
+	$(BIN)/python bench/cost.py $(BENCH_ARGS)
 
 clean:  ## remove build output and local data (keeps .venv)
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache .hypothesis .totes

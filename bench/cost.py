@@ -1,0 +1,244 @@
+"""The monthly AWS bill, from executions measured at the client's change rate: `make bench-cost`.
+
+Seeds a source with the generator (scale 1), runs a backfill (not billed: it happens
+once), then N executions (default 48, four hours at the five-minute schedule) with the
+client's rate of business changes between them: the 2024-11-14 snapshot holds about 42
+order, payment and design events a day, so one execution in seven follows a change. It
+measures, per execution, what AWS bills: each function's invocations, billed seconds
+(duration, init phases and SnapStart restores) and restores, the functions' requests by
+service and action (counted by the local service), the Express execution's duration and
+the log bytes the handlers wrote; then, from the whole run, the custom metrics (each
+distinct name and dimension values in the embedded metric format), and from the template
+the alarms, dashboards, keys and the functions' memory, architecture and SnapStart.
+
+It prints the bill per service at the five-minute and the one-minute schedule (prices in
+``totes_local.cost``), and last the five-minute monthly total in US dollars. Secret reads
+are one per ingest or load invocation (an upper bound: the workflow here is given DSNs),
+and X-Ray traces one per invocation (active tracing samples at most that).
+
+Usage::
+
+    python bench/cost.py [--executions 48] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from totes.db import connect, create_database, drop_database, with_database
+from totes.warehouse.schema import init_warehouse
+from totes_local.cost import (
+    ExecutionUsage,
+    FunctionUsage,
+    Standing,
+    monthly_bill,
+)
+from totes_local.runtime.assembly import CloudAssembly, find_project_root, synthesise
+from totes_local.runtime.call_trail import CALL_TRAIL_VARIABLE, call_counts
+from totes_local.runtime.postgres import find_or_start_server
+from totes_local.runtime.service import stop_service
+from totes_local.runtime.workflow import ExecutionReport, LocalWorkflow
+from totes_local.source.generator import seed_synthetic
+from totes_local.source.mutate import mutate
+
+#: One execution in this many follows a business change, at the client's rate.
+CHANGE_EVERY = 7
+#: The client's secrets: source and warehouse credentials.
+SECRETS = 2
+
+
+def _requests(endpoint: str) -> Counter[str]:
+    totals: Counter[str] = Counter()
+    for actions in call_counts(endpoint).values():
+        totals.update(actions)
+    return totals
+
+
+def _reports(log: Path, names: dict[str, str], report: ExecutionReport) -> list[dict[str, Any]]:
+    """The Lambda REPORT records of the execution's invocations."""
+    stopped = report.stopped or datetime.now(report.started.tzinfo)
+    found = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        if '"platform.report"' not in line:
+            continue
+        record = json.loads(line)
+        if record["function_name"] in names and (
+            report.started <= datetime.fromisoformat(record["started"]) <= stopped
+        ):
+            found.append(record)
+    return found
+
+
+def _custom_metrics(log: Path) -> int:
+    """Distinct metrics (namespace, name, dimension values) in the embedded metric format."""
+    metrics: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
+    for line in log.read_text(encoding="utf-8").splitlines():
+        if '"CloudWatchMetrics"' not in line:
+            continue
+        record = json.loads(line)
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            for dimensions in directive["Dimensions"]:
+                values = tuple((name, str(record.get(name))) for name in dimensions)
+                for metric in directive["Metrics"]:
+                    metrics.add((directive["Namespace"], metric["Name"], values))
+    return len(metrics)
+
+
+def _billed_seconds(record: dict[str, Any]) -> float:
+    """Duration, init phase and restore: Lambda bills all three."""
+    milliseconds = (
+        record["duration_ms"]
+        + (record["init_duration_ms"] or 0)
+        + (record.get("restore_duration_ms") or 0)
+    )
+    return float(milliseconds) / 1000
+
+
+def _standing(assembly: CloudAssembly, custom_metrics: int) -> Standing:
+    resources = assembly.template["Resources"].values()
+    count = Counter(resource["Type"] for resource in resources)
+    return Standing(
+        custom_metrics=custom_metrics,
+        alarms=count["AWS::CloudWatch::Alarm"],
+        dashboards=count["AWS::CloudWatch::Dashboard"],
+        kms_keys=count["AWS::KMS::Key"],
+        secrets=SECRETS,
+    )
+
+
+def _average(
+    measured: list[dict[str, Any]], workflow: LocalWorkflow, assembly: CloudAssembly
+) -> ExecutionUsage:
+    n = len(measured)
+    resources = assembly.template["Resources"]
+    functions: dict[str, FunctionUsage] = {}
+    for spec in workflow.platform.functions:
+        stage = spec.logical_id.removeprefix("Functions")[:-8]
+        architectures = resources[spec.logical_id]["Properties"].get("Architectures", ["x86_64"])
+        records = [r for m in measured for r in m["reports"] if r["function_name"] == spec.name]
+        functions[stage] = FunctionUsage(
+            memory_mb=spec.memory_mb,
+            invocations=len(records) / n,
+            billed_seconds=sum(
+                (
+                    r["duration_ms"]
+                    + (r["init_duration_ms"] or 0)
+                    + (r.get("restore_duration_ms") or 0)
+                )
+                / 1000
+                for r in records
+            )
+            / n,
+            restores=sum(1 for r in records if r.get("restore_duration_ms")) / n,
+            architecture=architectures[0],
+            snapstart=spec.snap_start,
+        )
+    requests: Counter[str] = Counter()
+    for m in measured:
+        requests.update(m["requests"])
+    reads = sum(functions[s].invocations for s in ("Ingest", "Load") if s in functions)
+    return ExecutionUsage(
+        functions=functions,
+        requests={action: count / n for action, count in requests.items()},
+        express_seconds=sum(m["execution_s"] for m in measured) / n,
+        log_bytes=sum(m["log_bytes"] for m in measured) / n,
+        secret_reads=reads,
+        traces=sum(f.invocations for f in functions.values()),
+    )
+
+
+def _print_bill(usage: ExecutionUsage, standing: Standing, as_json: bool) -> None:
+    print("\nan average execution:")
+    for stage, function in usage.functions.items():
+        print(
+            f"  {stage:18} {function.invocations:5.1f} invocations, "
+            f"{function.billed_seconds:6.3f} billed s at {function.memory_mb} MB "
+            f"({function.architecture}{', SnapStart' if function.snapstart else ''})"
+        )
+    print(f"  requests: {sum(usage.requests.values()):.1f}, log bytes: {usage.log_bytes:,.0f}")
+    print(
+        f"standing: {standing.custom_metrics} custom metrics, {standing.alarms} alarms, "
+        f"{standing.dashboards} dashboards, {standing.kms_keys} KMS keys, "
+        f"{standing.secrets} secrets"
+    )
+    bills = {minutes: monthly_bill(usage, standing, schedule_minutes=minutes) for minutes in (5, 1)}
+    print(f"\nmonthly bill (US$, eu-west-2)      {'5 min':>9} {'1 min':>9}")
+    for line in sorted(set(bills[5].lines) | set(bills[1].lines)):
+        print(f"  {line:32} {bills[5].lines.get(line, 0):9.2f} {bills[1].lines.get(line, 0):9.2f}")
+    print(f"  {'total':32} {bills[5].total:9.2f} {bills[1].total:9.2f}")
+    if as_json:
+        print(json.dumps({str(m): b.lines for m, b in bills.items()}))
+    print(f"monthly total at the five-minute schedule: ${bills[5].total:.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--executions", type=int, default=48)
+    parser.add_argument("--json", action="store_true", help="the bill's lines as JSON too")
+    args = parser.parse_args(argv)
+
+    assembly = synthesise(find_project_root(), Path(".totes/cdk.out"))
+    measured: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="totes-bench-cost-") as scratch:
+        os.environ[CALL_TRAIL_VARIABLE] = str(Path(scratch) / "call-trail.jsonl")
+        server = find_or_start_server(
+            Path(scratch) / "pg", environment_variable="TOTES_BENCH_PG_DSN"
+        )
+        data_dir = Path(scratch) / "data"
+        source, warehouse = "totes_bench_cost_source", "totes_bench_cost_warehouse"
+        try:
+            for database in (source, warehouse):
+                drop_database(server.admin_dsn, database)
+                create_database(server.admin_dsn, database)
+            source_dsn = with_database(server.admin_dsn, source)
+            warehouse_dsn = with_database(server.admin_dsn, warehouse)
+            with connect(source_dsn) as conn:
+                seed_synthetic(conn, scale=1.0, seed=42)
+            with connect(warehouse_dsn) as conn:
+                init_warehouse(conn)
+            with LocalWorkflow(
+                assembly, source_dsn=source_dsn, warehouse_dsn=warehouse_dsn, data_dir=data_dir
+            ) as workflow:
+                if workflow.service is None:  # pragma: no cover - entering starts it
+                    raise RuntimeError("the local AWS service did not start")
+                endpoint = workflow.service.service.endpoint
+                names = {f.name: f.logical_id for f in workflow.platform.functions}
+                print(f"backfill: {workflow.execute().status}", flush=True)
+                for number in range(1, args.executions + 1):
+                    if number % CHANGE_EVERY == 0:
+                        with connect(source_dsn) as conn:
+                            mutate(conn, seed=number, changes=1)
+                    before, log_before = _requests(endpoint), workflow.log_path.stat().st_size
+                    report = workflow.execute()
+                    if report.status != "SUCCEEDED":
+                        print(f"execution {number}: {report.status}", file=sys.stderr)
+                        return 1
+                    measured.append(
+                        {
+                            "execution_s": report.duration_s,
+                            "requests": dict(_requests(endpoint) - before),
+                            "log_bytes": workflow.log_path.stat().st_size - log_before,
+                            "reports": _reports(workflow.log_path, names, report),
+                        }
+                    )
+                usage = _average(measured, workflow, assembly)
+                standing = _standing(assembly, _custom_metrics(workflow.log_path))
+        finally:
+            stop_service(data_dir)
+            for database in (source, warehouse):
+                drop_database(server.admin_dsn, database)
+            server.stop()
+    _print_bill(usage, standing, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
