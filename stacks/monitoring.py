@@ -31,7 +31,8 @@ _LONGEST_FRESHNESS_PERIOD_MINUTES = 24 * 60 // max(FRESHNESS_TICKS_TO_ALARM, BAC
 class _Stage:
     title: str
     function: lambda_.Function
-    rows_metric: str
+    #: The field of the handler's log line that counts the rows it moved.
+    rows_field: str
 
 
 class PipelineMonitoring(Construct):
@@ -121,9 +122,9 @@ class PipelineMonitoring(Construct):
             "took too long (large backlog?). The next run continues from the watermarks.",
         )
         stages = (
-            _Stage("Ingest", functions.ingest, MetricName.ROWS_INGESTED),
-            _Stage("Transform", functions.transform, MetricName.ROWS_TRANSFORMED),
-            _Stage("Load", functions.load, MetricName.ROWS_LOADED),
+            _Stage("Ingest", functions.ingest, "rows"),
+            _Stage("Transform", functions.transform, "rows"),
+            _Stage("Load", functions.load, "rows_loaded"),
         )
         for title, function in (
             *((stage.title, stage.function) for stage in stages),
@@ -376,12 +377,6 @@ def _service_sum(name: str) -> cloudwatch.Metric:
 
 def _stage_row(stage: _Stage) -> list[cloudwatch.IWidget]:
     function = stage.function
-    # Handlers may add dimensions (e.g. the table) to row counts; a search finds
-    # the metric under whichever dimensions it is published with.
-    rows_search = (
-        f'SEARCH(\'Namespace="{METRICS_NAMESPACE}" MetricName="{stage.rows_metric}"\', '
-        f"'Sum', {int(_ALARM_PERIOD.to_seconds())})"
-    )
     return [
         cloudwatch.GraphWidget(
             title=f"{stage.title}: invocations and errors",
@@ -406,16 +401,15 @@ def _stage_row(stage: _Stage) -> list[cloudwatch.IWidget]:
                 )
             ],
         ),
-        cloudwatch.GraphWidget(
-            title=f"{stage.title}: {stage.rows_metric} (sum)",
+        # Rows per table come from the handlers' log lines (fields, not metrics).
+        cloudwatch.LogQueryWidget(
+            title=f"{stage.title}: rows per table (sum per 5 minutes)",
             width=8,
-            left=[
-                cloudwatch.MathExpression(
-                    expression=f"SUM({rows_search})",
-                    label=f"{stage.rows_metric}, all tables",
-                    period=_ALARM_PERIOD,
-                ),
-                cloudwatch.SearchExpression(expression=rows_search, label="", period=_ALARM_PERIOD),
+            log_group_names=[function.log_group.log_group_name],
+            view=cloudwatch.LogQueryVisualizationType.LINE,
+            query_lines=[
+                f"filter ispresent({stage.rows_field}) and ispresent(table)",
+                f"stats sum({stage.rows_field}) by bin(5m), table",
             ],
         ),
     ]

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from totes.aws import client
@@ -12,7 +11,7 @@ from totes.findings import Stage
 from totes.ingest.stage import IngestRequest, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore
 from totes.names import SOURCE_SECRET_NAME, EnvironmentVariable, MetricName
-from totes.observability import logger, metrics, publish_for_alarm
+from totes.observability import logger, publish_for_alarm
 from totes.transient import retried_when_transient
 
 
@@ -23,7 +22,6 @@ def _source_dsn() -> str:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
 @retried_when_transient(Stage.INGEST)
 @forgetting_secrets_on_refused_login
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -44,10 +42,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         # The SchemaDrift alarm watches this; the error itself fails the execution.
         publish_for_alarm(MetricName.MISSING_COLUMNS, exc.drift.broken)
         raise
-    metrics.add_dimension("table", request.table)
-    metrics.add_metric(MetricName.ROWS_INGESTED, MetricUnit.Count, result.rows)
-    metrics.add_metric(MetricName.BYTES_WRITTEN, MetricUnit.Bytes, result.bytes_written)
-    metrics.add_metric(MetricName.INGEST_DURATION_MS, MetricUnit.Milliseconds, result.duration_ms)
     # Published on every run, zeros included: SchemaDrift describes how things stand, and
     # its alarm clears when a run finds no drift.
     publish_for_alarm(MetricName.UNEXPECTED_COLUMNS, len(result.unexpected_columns))
@@ -57,7 +51,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.info(
         "ingested" if result.rows else "nothing new",
         extra={
+            # Per table in the log, not as metrics: Logs Insights charts them (the
+            # dashboard does) without a custom metric per table and figure.
             "rows": result.rows,
+            "bytes_written": result.bytes_written,
+            "duration_ms": round(result.duration_ms, 1),
             "parts": result.parts,
             "watermark": result.cursor_to,
             "has_more": result.has_more,

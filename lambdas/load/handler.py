@@ -10,7 +10,7 @@ from totes.credentials import database_dsn, forgetting_secrets_on_refused_login
 from totes.findings import Stage
 from totes.load.stage import LoadRequest, LoadSettings, load_target
 from totes.names import WAREHOUSE_SECRET_NAME, EnvironmentVariable, MetricName
-from totes.observability import logger, metrics, publish_for_alarm
+from totes.observability import logger, publish_for_alarm
 from totes.transient import retried_when_transient
 
 
@@ -23,7 +23,6 @@ def _warehouse_dsn() -> str:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
 @retried_when_transient(Stage.LOAD)
 @forgetting_secrets_on_refused_login
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -33,12 +32,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(table=request.target)
     settings = LoadSettings.from_environment()
     result = load_target(request, settings, warehouse_dsn=_warehouse_dsn, s3=client("s3"))
-    metrics.add_dimension("table", request.target)
-    metrics.add_metric(MetricName.ROWS_LOADED, MetricUnit.Count, result.rows_loaded)
-    metrics.add_metric(MetricName.ROWS_SKIPPED_AS_DUPLICATE, MetricUnit.Count, result.rows_skipped)
-    metrics.add_metric(MetricName.ROWS_REJECTED, MetricUnit.Count, result.rows_rejected)
-    metrics.add_metric(MetricName.ROWS_REPLAYED, MetricUnit.Count, result.rows_replayed)
-    metrics.add_metric(MetricName.LOAD_DURATION_MS, MetricUnit.Milliseconds, result.duration_ms)
     if result.rows_rejected:
         publish_for_alarm(MetricName.ROWS_REJECTED, result.rows_rejected)
     if result.freshness_lag_seconds is not None:
@@ -73,6 +66,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "rows_rejected": result.rows_rejected,
             "rows_replayed": result.rows_replayed,
             "rows_exported_to_lake": result.rows_exported,
+            "duration_ms": round(result.duration_ms, 1),
             "newest_last_updated": (
                 result.newest_last_updated.isoformat() if result.newest_last_updated else None
             ),

@@ -2,19 +2,17 @@
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from totes.aws import client
 from totes.findings import Stage
 from totes.names import MetricName
-from totes.observability import logger, metrics, publish_for_alarm
+from totes.observability import logger, publish_for_alarm
 from totes.transform.stage import TransformRequest, TransformSettings, transform_target
 from totes.transient import retried_when_transient
 
 
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
 @retried_when_transient(Stage.TRANSFORM)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Transform ``event["target"]`` for run ``event["run_id"]``."""
@@ -22,9 +20,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.set_correlation_id(request.run_id)
     logger.append_keys(table=request.target)
     result = transform_target(request, TransformSettings.from_environment(), s3=client("s3"))
-    metrics.add_dimension("table", request.target)
-    metrics.add_metric(MetricName.ROWS_TRANSFORMED, MetricUnit.Count, result.rows)
-    metrics.add_metric(MetricName.ROWS_REJECTED, MetricUnit.Count, result.rows_rejected)
     if result.rows_rejected:
         publish_for_alarm(MetricName.ROWS_REJECTED, result.rows_rejected)
     if result.unknown_codes:
@@ -33,6 +28,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.warning(finding.describe(), extra={"finding": finding.model_dump(mode="json")})
     logger.info(
         "transformed" if result.rows else "nothing new",
+        # Per table in the log, not as metrics: Logs Insights charts them.
         extra={
             "rows": result.rows,
             "batches": result.batches,

@@ -315,11 +315,11 @@ def test_the_dashboard_shows_each_stage_and_the_freshness_lag(template):
     assert dashboard["Properties"]["DashboardName"] == "TotesDataPlatform-pipeline"
     body = str(dashboard["Properties"]["DashboardBody"])
 
-    # Then it graphs every stage's row count, the executions and the freshness lag
+    # Then it graphs every stage's rows per table (from the log lines), the executions
+    # and the freshness lag
     for needle in (
-        MetricName.ROWS_INGESTED,
-        MetricName.ROWS_TRANSFORMED,
-        MetricName.ROWS_LOADED,
+        "stats sum(rows) by bin(5m), table",
+        "stats sum(rows_loaded) by bin(5m), table",
         MetricName.FRESHNESS_LAG_SECONDS,
         MetricName.BACKLOG_ROWS,
         MetricName.CATCH_UP_PASSES,

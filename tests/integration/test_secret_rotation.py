@@ -1,5 +1,5 @@
 """A rotated database password: the first refused login drops the cached secret, so the next
-attempt logs in with the new one, not five minutes later."""
+attempt logs in with the new one, not an hour later."""
 
 from __future__ import annotations
 
@@ -62,6 +62,6 @@ def test_after_a_rotation_the_first_refused_login_is_the_last(
     if drops_the_cache:
         assert handler({}, None) > 0
     else:
-        # (without that, the container would keep the old password for five minutes)
+        # (without that, the container would keep the old password for an hour)
         with pytest.raises(AuthenticationFailedError):
             handler({}, None)

@@ -107,7 +107,7 @@ class ExecutionUsage:
     log_bytes: float
     #: Secrets read (one per environment older than the secrets cache).
     secret_reads: float = 0.0
-    #: Traces X-Ray records (active tracing samples each invocation at most once).
+    #: Traces X-Ray records (see :func:`sampled_traces`).
     traces: float = 0.0
 
 
@@ -133,6 +133,19 @@ class Bill:
     def total(self) -> float:
         """The month's total."""
         return sum(self.lines.values())
+
+
+def sampled_traces(invocations: float, seconds: float) -> float:
+    """Traces X-Ray's default sampling rule records: the first request of each second, and
+    5 % of the others.
+
+    Examples
+    --------
+    >>> sampled_traces(invocations=33, seconds=0.8)  # 1 second: 1 + 5 % of 32
+    2.6
+    """
+    reservoir = min(invocations, math.ceil(seconds))
+    return round(reservoir + 0.05 * (invocations - reservoir), 6)
 
 
 def _s3_price(action: str) -> Price:

@@ -26,9 +26,11 @@ from totes.aws import RETRYING
 from totes.errors import AuthenticationFailedError, SecretFormatError, SecretNotFoundError
 from totes.transient import aws_transient_fault
 
-#: Seconds a fetched secret is reused: rotation reaches running containers within this, and
-#: at once after a refused login (:func:`forgetting_secrets_on_refused_login`).
-SECRET_CACHE_SECONDS = 300
+#: Seconds a fetched secret is reused. A refused login drops it at once
+#: (:func:`forgetting_secrets_on_refused_login`), so a rotation does not wait for this; at
+#: five-minute ticks, a shorter cache would read the secret again on every execution
+#: (Secrets Manager bills each read: ADR 20).
+SECRET_CACHE_SECONDS = 3600
 
 #: Amazon RDS's root authorities for every Region (``make rds-ca-bundle`` refreshes it; the
 #: SHA-256 next to it records what was fetched): what a secret without ``sslmode`` is
