@@ -5,7 +5,7 @@ once), then N executions (default 48, four hours at the five-minute schedule) wi
 client's rate of business changes between them: the 2024-11-14 snapshot holds about 42
 order, payment and design events a day, so one execution in seven follows a change. It
 measures, per execution, what AWS bills: each function's invocations, billed seconds
-(duration, init phases and SnapStart restores) and restores, the functions' requests by
+(duration and init phases), the functions' requests by
 service and action (counted by the local service), the Express execution's duration and
 the log bytes the handlers wrote; then, from the whole run, the custom metrics (each
 distinct name and dimension values in the embedded metric format), and from the template
@@ -96,13 +96,8 @@ def _custom_metrics(log: Path) -> int:
 
 
 def _billed_seconds(record: dict[str, Any]) -> float:
-    """Duration, init phase and restore: Lambda bills all three."""
-    milliseconds = (
-        record["duration_ms"]
-        + (record["init_duration_ms"] or 0)
-        + (record.get("restore_duration_ms") or 0)
-    )
-    return float(milliseconds) / 1000
+    """Duration and init phase: Lambda bills both."""
+    return float(record["duration_ms"] + (record["init_duration_ms"] or 0)) / 1000
 
 
 def _standing(assembly: CloudAssembly, custom_metrics: int) -> Standing:
@@ -131,18 +126,11 @@ def _average(
             memory_mb=spec.memory_mb,
             invocations=len(records) / n,
             billed_seconds=sum(
-                (
-                    r["duration_ms"]
-                    + (r["init_duration_ms"] or 0)
-                    + (r.get("restore_duration_ms") or 0)
-                )
-                / 1000
-                for r in records
+                (r["duration_ms"] + (r["init_duration_ms"] or 0)) / 1000 for r in records
             )
             / n,
-            restores=sum(1 for r in records if r.get("restore_duration_ms")) / n,
             architecture=architectures[0],
-            snapstart=spec.snap_start,
+            snapstart="SnapStart" in resources[spec.logical_id]["Properties"],
         )
     requests: Counter[str] = Counter()
     for m in measured:

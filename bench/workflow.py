@@ -16,8 +16,8 @@ scale N. Then, for each repetition (default 3), in this order:
    with the executions between them.
 
 For each execution: its seconds, seconds per stage, handler seconds per function
-(summed over invocations, the init phases of cold starts and the restores from a
-SnapStart snapshot included and also shown alone), the seconds in which at least one
+(summed over invocations, the init phases of cold starts included and also shown
+alone), the seconds in which at least one
 handler ran (the handlers' critical path, from the workers' own start and end times),
 the local runtime's overhead (execution minus that), and each function's peak worker RSS.
 Medians (min-max) are printed last, with the ratios to the floor.
@@ -220,13 +220,11 @@ def measure(workflow: LocalWorkflow, report: ExecutionReport) -> dict[str, Any]:
     for record in records:
         name = short[record["function_name"]].removeprefix("Functions")[:-8]
         figures = per_function.setdefault(
-            name, {"handler_s": 0.0, "init_s": 0.0, "restore_s": 0.0, "peak_rss_mb": 0.0}
+            name, {"handler_s": 0.0, "init_s": 0.0, "peak_rss_mb": 0.0}
         )
         init_s = (record["init_duration_ms"] or 0) / 1000
-        restore_s = (record.get("restore_duration_ms") or 0) / 1000
-        figures["handler_s"] += record["duration_ms"] / 1000 + init_s + restore_s
+        figures["handler_s"] += record["duration_ms"] / 1000 + init_s
         figures["init_s"] += init_s
-        figures["restore_s"] += restore_s
         figures["peak_rss_mb"] = max(figures["peak_rss_mb"], record["max_memory_used_mb"] or 0)
     busy = _busy_seconds(
         [
@@ -362,11 +360,10 @@ def _print_figures(runs: list[dict[str, Any]], rows: int) -> None:
     for function in runs[0]["backfill"]["functions"]:
         handler = series("backfill", "functions", function, "handler_s")
         init = series("backfill", "functions", function, "init_s")
-        restore = series("backfill", "functions", function, "restore_s")
         rss = series("backfill", "functions", function, "peak_rss_mb")
         print(
             f"  backfill {function:<10} handler s (sum) {_summary(handler)} "
-            f"(init {statistics.median(init):.2f}, restore {statistics.median(restore):.2f}), "
+            f"(init {statistics.median(init):.2f}), "
             f"peak worker RSS MB {statistics.median(rss):.0f} (max {max(rss):.0f})"
         )
     overhead_share = [r["backfill"]["overhead_s"] / r["backfill"]["execution_s"] for r in runs]

@@ -35,8 +35,8 @@ RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.X86_64
 HANDLER = "handler.handler"
 #: The alias the state machine invokes: the function's current version, published by
-#: each deployment that changes the function, from whose snapshot (SnapStart) new
-#: execution environments are restored instead of importing the handler again.
+#: each deployment that changes the function, so that an execution under way when a
+#: deployment lands runs one version of each function throughout its invocations.
 LIVE_ALIAS = "live"
 
 # Public SSM parameter, published by the Powertools team in every region they
@@ -302,7 +302,7 @@ class PipelineFunctions(Construct):
             description="Writes the email about a failed execution: state, table, error, advice",
             environment={},
             # Runs only when an execution failed: a cold start there costs nobody a wait.
-            snap_start=False,
+            invoked_through_alias=False,
         )
 
         self.catalog = self._function(
@@ -334,7 +334,7 @@ class PipelineFunctions(Construct):
             description="At deployment: both credentials secrets readable and complete, or why not",
             environment={},
             # Runs once per deployment that creates it: nothing waits on a cold start.
-            snap_start=False,
+            invoked_through_alias=False,
         )
         _allow_reading_secret(self.credentials_check, source_secret_name)
         _allow_reading_secret(self.credentials_check, warehouse_secret_name)
@@ -393,7 +393,7 @@ class PipelineFunctions(Construct):
         description: str,
         environment: Mapping[str, str],
         layers: list[lambda_.ILayerVersion] | None = None,
-        snap_start: bool = True,
+        invoked_through_alias: bool = True,
     ) -> lambda_.Function:
         log_group = operational_log_group(
             self, f"{construct_id}Logs", retention_days=self._log_retention_days
@@ -426,11 +426,12 @@ class PipelineFunctions(Construct):
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
-            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
-            # A replaced version is deleted, and its snapshot's cache charge ends with it.
+            # No SnapStart: its snapshot cache was two thirds of the monthly bill, for cold
+            # starts that a five-minute schedule rarely meets (ADR 20). A replaced version
+            # is deleted.
             current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
         )
-        if snap_start:
+        if invoked_through_alias:
             self._live[construct_id] = lambda_.Alias(
                 self,
                 f"{construct_id}Live",

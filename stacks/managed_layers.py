@@ -1,7 +1,7 @@
 """The AWS-published layers the functions use: the pinned release of each, and its size.
 
-Lambda refuses a function whose code and layers exceed 262,144,000 bytes unzipped, and
-with SnapStart a refused version fails the deployment. Our own layers are measured
+Lambda refuses a function (and so fails the deployment) whose code and layers exceed
+262,144,000 bytes unzipped. Our own layers are measured
 where they are built; these two cannot be downloaded without an AWS account, so their
 unzipped sizes are recorded here, with how each figure was obtained, and
 ``tests/infra/test_lambda_packaging.py`` adds them up per function.

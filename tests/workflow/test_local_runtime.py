@@ -103,21 +103,21 @@ def test_a_handler_exception_comes_back_as_the_lambda_service_reports_it(
     assert reports[-1]["function_request_id"] == payload["requestId"]
 
 
-def test_the_deployment_publishes_snapstart_versions_whose_environments_are_restored(
+def test_the_deployment_publishes_versions_whose_new_environments_each_initialise(
     local_workflow: WorkflowFactory,
 ) -> None:
     # Given the stack deployed in the local service (which waits for its versions)
     with local_workflow("host=unused", "host=unused") as workflow:
         lambda_ = workflow.client("lambda")
         name = workflow.function_name("FunctionsIngest")
-        # Then the live alias points at a published version, Active, with SnapStart on
+        # Then the live alias points at a published version, Active, without SnapStart
         alias = lambda_.get_alias(FunctionName=name, Name="live")
         version = lambda_.get_function_configuration(
             FunctionName=name, Qualifier=alias["FunctionVersion"]
         )
         assert alias["FunctionVersion"] != "$LATEST"
         assert version["State"] == "Active"
-        assert version["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "On"}
+        assert version.get("SnapStart", {}).get("ApplyOn", "None") == "None"
         # When the alias is invoked twice at once (two new environments)
         earlier = {r["worker_pid"] for r in invocation_reports(workflow, "FunctionsIngest")}
         with concurrent.futures.ThreadPoolExecutor(2) as callers:
@@ -135,11 +135,11 @@ def test_the_deployment_publishes_snapstart_versions_whose_environments_are_rest
             if r["worker_pid"] not in earlier
         ]
 
-    # Then both were restored from the version's snapshot, not initialised again
+    # Then each ran in an environment of its own, which imported the handler (a cold
+    # start, its init phase reported apart from the invocation's duration)
     assert len(reports) == 2
     assert len({report["worker_pid"] for report in reports}) == 2
-    assert all(report["init_duration_ms"] is None for report in reports)
-    assert all(report["restore_duration_ms"] is not None for report in reports)
+    assert all(report["init_duration_ms"] > 0 for report in reports)
 
 
 def _event(

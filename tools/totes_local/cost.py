@@ -61,7 +61,6 @@ PRICES: dict[str, Price] = {
     "lambda_x86_64": Price(0.0000166667, "Lambda GB-seconds on x86_64", _LAMBDA),
     "lambda_arm64": Price(0.0000133334, "Lambda GB-seconds on arm64", _LAMBDA),
     "snapstart_cache": Price(0.0000015046, "SnapStart cache, GB-seconds", _LAMBDA),
-    "snapstart_restore": Price(0.0001397998, "SnapStart restore, GB restored", _LAMBDA),
     "express_requests": Price(1.00, "Step Functions Express requests", _STATES, per=1_000_000),
     "express_duration": Price(0.00001667, "Express GB-seconds (64 MB, 100 ms steps)", _STATES),
     "s3_write_list": Price(0.0053, "S3 PUT, COPY, POST, LIST requests", _S3, per=1000),
@@ -87,10 +86,8 @@ class FunctionUsage:
 
     memory_mb: int
     invocations: float
-    #: Billed seconds over those invocations (duration, init phases and restores).
+    #: Billed seconds over those invocations (duration and init phases).
     billed_seconds: float
-    #: Environments restored from a SnapStart snapshot.
-    restores: float = 0.0
     architecture: str = "x86_64"
     #: Its published version keeps a SnapStart snapshot cached all month.
     snapstart: bool = False
@@ -189,7 +186,6 @@ def execution_cost(usage: ExecutionUsage) -> dict[str, float]:
             "Lambda",
             PRICES[f"lambda_{function.architecture}"].of(gigabytes * function.billed_seconds),
         )
-        add("Lambda SnapStart", PRICES["snapstart_restore"].of(gigabytes * function.restores))
     # Express bills each execution, and its duration in 100 ms steps at 64 MB.
     steps = math.ceil(usage.express_seconds * 10) / 10
     add("Step Functions", PRICES["express_requests"].of(1))

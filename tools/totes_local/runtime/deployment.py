@@ -11,8 +11,8 @@ all, data included (``totes run --fresh``).
 Versions: a function with an alias in the template (which the state machine invokes)
 gets a version published whenever its code or configuration changed, and the alias
 moved to it; as CloudFormation does, the deployment waits until each such version is
-``Active`` (with SnapStart, until its snapshot has initialised) and fails if one is
-``Failed``.
+``Active`` and fails if one is ``Failed``. SnapStart is not emulated (the stack turns it
+off).
 
 Layers: a layer whose zip holds compiled extensions built for Lambda's Python
 (the dependencies layer) is not uploaded; the workers take third-party packages
@@ -311,7 +311,6 @@ class LocalDeployment:
                 }
             },
             "Layers": [arn for arn in (layer_arns.get(i) for i in spec.layers) if arn],
-            "SnapStart": {"ApplyOn": "PublishedVersions" if spec.snap_start else "None"},
         }
         try:
             current = lambda_.get_function(FunctionName=spec.name)["Configuration"]
@@ -330,7 +329,6 @@ class LocalDeployment:
             "MemorySize": current.get("MemorySize"),
             "Environment": {"Variables": current.get("Environment", {}).get("Variables", {})},
             "Layers": [layer["Arn"] for layer in current.get("Layers", [])],
-            "SnapStart": {"ApplyOn": current.get("SnapStart", {}).get("ApplyOn", "None")},
         }
         if present != configuration:
             lambda_.update_function_configuration(FunctionName=spec.name, **configuration)

@@ -20,16 +20,6 @@ handler once (the cold start) and then answers invocations one at a time:
 - the packages named in ``TOTES_LOCAL_ABSENT_PACKAGES`` (comma-separated) cannot be
   imported: the local environment holds them, the function's layers would not.
 
-With ``--snapshot <socket fd>`` the process is instead a SnapStart snapshot of a
-published version: it imports the handler once, says so on the socket
-(``{"init_ms"}``, or ``{"init_ms", "init_error"}``) and then restores environments
-from itself. Each message the service sends on the socket carries four file
-descriptors (stdin, stdout, stderr and the response pipe of a new environment); the
-snapshot forks a child onto them, which says ``{"restored": true}`` on its response
-pipe and serves invocations as above. The snapshot answers ``{"restored": pid}`` for each,
-and ``{"exited": pid, "status": code}`` when a child ends (negative: a signal), since
-only it can wait for its children.
-
 Nothing here imports from ``totes_local``: the process holds what Lambda would.
 """
 
@@ -40,9 +30,6 @@ import importlib.abc
 import importlib.machinery
 import json
 import os
-import select
-import signal
-import socket
 import sys
 import time
 import traceback
@@ -177,84 +164,9 @@ def _prepare_environment() -> None:
         sys.meta_path.insert(0, AbsentPackages(absent))
 
 
-def _send(control: socket.socket, message: dict[str, Any]) -> None:
-    control.sendall((json.dumps(message) + "\n").encode())
-
-
-def _restore(handler: Any, descriptors: list[int]) -> None:
-    """In a forked child: become a new environment on the given descriptors; never returns."""
-    os.setsid()  # its own process group, which the service kills as a whole
-    stdin, stdout, stderr, responses_fd = descriptors
-    for source, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
-        os.dup2(source, target)
-        os.close(source)
-    responses = os.fdopen(responses_fd, "w", encoding="utf-8", buffering=1)
-    responses.write(json.dumps({"restored": True}) + "\n")
-    status = 0
-    try:
-        _serve(handler, None, responses)
-    except SystemExit as exc:  # sys.exit in a handler: its status, as a cold start's
-        status = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:  # the runtime's own failure: its exit status tells the service
-        traceback.print_exc()
-        status = 1
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os._exit(status)
-
-
-def _serve_snapshot(control: socket.socket) -> int:
-    """Initialise once, then fork an environment for each request until the socket closes."""
-    handler, init_error, init_ms = _initialise()
-    _send(control, {"init_ms": init_ms} | ({"init_error": init_error} if init_error else {}))
-    if init_error is not None:
-        return 1
-    wake_read, wake_write = os.pipe()
-    os.set_blocking(wake_write, False)
-    signal.set_wakeup_fd(wake_write)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    while True:
-        ready, _, _ = select.select([control.fileno(), wake_read], [], [])
-        if wake_read in ready:
-            os.read(wake_read, 4096)
-            _reap(control)
-        if control.fileno() not in ready:
-            continue
-        message, descriptors, _, _ = socket.recv_fds(control, 64, 4)
-        if not message:
-            return 0
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            control.close()
-            os.close(wake_read)
-            os.close(wake_write)
-            _restore(handler, descriptors)
-        for descriptor in descriptors:
-            os.close(descriptor)
-        _send(control, {"restored": pid})
-
-
-def _reap(control: socket.socket) -> None:
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        _send(control, {"exited": pid, "status": os.waitstatus_to_exitcode(status)})
-
-
 def main(argv: list[str]) -> int:
-    """Serve invocations until stdin closes (or, as a snapshot, restore environments)."""
+    """Serve invocations until stdin closes."""
     _prepare_environment()
-    if argv[1] == "--snapshot":
-        return _serve_snapshot(socket.socket(fileno=int(argv[2])))
     responses = os.fdopen(int(argv[1]), "w", encoding="utf-8", buffering=1)
     handler, init_error, init_ms = _initialise()
     responses.write(json.dumps({"init_ms": init_ms}) + "\n")

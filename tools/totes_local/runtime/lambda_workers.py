@@ -22,11 +22,10 @@ function, as Lambda runs it in an execution environment:
   (with ``exit status N`` or ``signal: killed``), as the Lambda service reports
   them;
 - what the handler prints goes to the log file, one JSON object per line with
-  the function name and request id, and every EMF line becomes metric values;
-- a published version of a function with SnapStart is initialised once, when it is
-  published, in a snapshot process; its environments are forked from that process
-  (restored) instead of importing the handler again, and report a restore duration
-  instead of an init duration.
+  the function name and request id, and every EMF line becomes metric values.
+
+SnapStart is not emulated (the stack turns it off: ADR 20): every new environment
+imports its handler, and reports its init duration.
 """
 
 from __future__ import annotations
@@ -36,10 +35,8 @@ import hashlib
 import io
 import json
 import os
-import queue
 import select
 import signal
-import socket
 import subprocess  # nosec B404
 import sys
 import tempfile
@@ -91,8 +88,6 @@ class FunctionSnapshot:
     log_group: str
     #: ``$LATEST`` or the number of a published version.
     version: str = "$LATEST"
-    #: A published version of a function whose SnapStart applies to published versions.
-    snap_start: bool = False
 
     @property
     def fingerprint(self) -> str:
@@ -106,7 +101,6 @@ class FunctionSnapshot:
             json.dumps(dict(self.environment), sort_keys=True),
             self.code_sha256,
             self.version,
-            str(self.snap_start),
             *(sha for sha, _ in self.layers),
         ):
             digest.update(part.encode())
@@ -127,8 +121,6 @@ class InvocationReport:
     error_type: str | None
     max_memory_used_mb: float | None
     worker_pid: int
-    #: Milliseconds to restore the environment from its version's snapshot (SnapStart).
-    restore_ms: float | None = None
 
     def to_record(self, snapshot: FunctionSnapshot) -> dict[str, Any]:
         """The report as one JSON-ready log record (``type: platform.report``)."""
@@ -141,9 +133,6 @@ class InvocationReport:
             "ended": self.ended.isoformat(timespec="microseconds"),
             "duration_ms": round(self.duration_ms, 1),
             "init_duration_ms": round(self.init_ms, 1) if self.init_ms is not None else None,
-            "restore_duration_ms": (
-                round(self.restore_ms, 1) if self.restore_ms is not None else None
-            ),
             "memory_size_mb": snapshot.memory_mb,
             "max_memory_used_mb": self.max_memory_used_mb,
             "timeout_s": snapshot.timeout_s,
@@ -259,31 +248,25 @@ def _popen(arguments: list[str], environment: dict[str, str], pass_fds: tuple[in
 class _Worker:
     """One execution environment: a process, its pipes, and the request it serves.
 
-    ``process`` is a :class:`subprocess.Popen` of the runtime (a cold start) or a
-    :class:`_RestoredProcess` forked from a snapshot; ``responses`` is the read end of
-    its response pipe.
+    ``process`` is a :class:`subprocess.Popen` of the runtime; ``responses`` is the read
+    end of its response pipe.
     """
 
     def __init__(
         self,
         snapshot: FunctionSnapshot,
         sink: LogSink,
-        process: Any,
+        process: subprocess.Popen[str],
         responses: int,
-        *,
-        started: float | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.sink = sink
         self.process = process
         self._responses = os.fdopen(responses, "r", encoding="utf-8", errors="replace")
-        #: When the environment was asked for (before a restore, whose time counts).
-        self.started = time.monotonic() if started is None else started
+        self.started = time.monotonic()
         self.request_id: str | None = None
         #: The init phase's milliseconds, until the first invocation's report takes them.
         self.init_ms: float | None = None
-        #: Likewise the restore from a snapshot's, for an environment restored from one.
-        self.restore_ms: float | None = None
         self._initialised = False
         #: When the current invocation's timeout began (after any init phase).
         self.invoked_at = self.started
@@ -385,11 +368,7 @@ class _Worker:
 
     def _take_init(self, line: str) -> None:
         with contextlib.suppress(json.JSONDecodeError, TypeError, KeyError, ValueError):
-            phase = json.loads(line)
-            if phase.get("restored"):
-                self.restore_ms = (time.monotonic() - self.started) * 1000
-            else:
-                self.init_ms = float(phase["init_ms"])
+            self.init_ms = float(json.loads(line)["init_ms"])
         self._initialised = True
 
     def alive(self) -> bool:
@@ -431,215 +410,6 @@ class _Worker:
             if line.startswith("VmHWM:"):
                 return round(int(line.split()[1]) / 1024, 1)
         return None
-
-
-class SnapshotFailedError(RuntimeError):
-    """A version's snapshot process ended, or could not restore an environment."""
-
-
-class _RestoredProcess:
-    """An environment forked from a snapshot process: the part of Popen's interface used.
-
-    Only the snapshot process can wait for it, so its exit status comes from there.
-    """
-
-    def __init__(self, pid: int, pipes: tuple[int, int, int], snapshot: _SnapshotProcess):
-        stdin, stdout, stderr = pipes
-        self.pid = pid
-        self.stdin: IO[str] | None = os.fdopen(stdin, "w", encoding="utf-8")
-        self.stdout: IO[str] | None = os.fdopen(stdout, "r", encoding="utf-8", errors="replace")
-        self.stderr: IO[str] | None = os.fdopen(stderr, "r", encoding="utf-8", errors="replace")
-        self._snapshot = snapshot
-
-    def poll(self) -> int | None:
-        return self._snapshot.exit_status(self.pid)
-
-    def wait(self, timeout: float | None = None) -> int:
-        status = self._snapshot.wait_for_exit(self.pid, timeout)
-        if status is None:
-            raise subprocess.TimeoutExpired(f"restored environment {self.pid}", timeout or 0)
-        return status
-
-
-class _SnapshotProcess:
-    """The snapshot of one published version: initialised once, restored per environment.
-
-    Lambda takes a snapshot of the initialised environment when a version with
-    SnapStart is published; here the initialised runtime process itself is kept, and
-    each new environment is a fork of it (see :mod:`lambda_bootstrap`).
-    """
-
-    def __init__(
-        self, snapshot: FunctionSnapshot, environment: dict[str, str], sink: LogSink
-    ) -> None:
-        self.snapshot = snapshot
-        self.sink = sink
-        ours, theirs = socket.socketpair()
-        try:
-            self.process = _popen(
-                ["--snapshot", str(theirs.fileno())], environment, (theirs.fileno(),)
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        self._socket = ours
-        self._restoring = threading.Lock()
-        self._restored: queue.Queue[int | None] = queue.Queue()
-        self._changed = threading.Condition()
-        self._statuses: dict[int, int] = {}
-        self._closed = False
-        self.ready = threading.Event()
-        self.init_ms: float | None = None
-        self.init_error: dict[str, Any] | None = None
-        self._threads = [
-            threading.Thread(target=self._read_messages, daemon=True),
-            *(
-                threading.Thread(target=self._read_output, args=(name, stream), daemon=True)
-                for name, stream in (
-                    ("stdout", self.process.stdout),
-                    ("stderr", self.process.stderr),
-                )
-            ),
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    @property
-    def ended_unexpectedly(self) -> bool:
-        """The process ended after a successful init (killed): a new snapshot is needed."""
-        return self._closed and self.ready.is_set() and self.init_error is None
-
-    @property
-    def state(self) -> str:
-        """The version's state as Lambda reports it: Pending, Active or Failed."""
-        if not self.ready.is_set():
-            return "Pending"
-        return "Failed" if self.init_error is not None or self._closed else "Active"
-
-    def _read_output(self, name: str, stream: IO[str] | None) -> None:
-        if stream is None:
-            return
-        for raw in stream:
-            self.sink.line(name, raw.rstrip("\n"), self.snapshot.name, None)
-
-    def _read_messages(self) -> None:
-        with self._socket.makefile("r", encoding="utf-8") as messages:
-            for line in messages:
-                message = json.loads(line)
-                if "init_ms" in message:
-                    self.init_ms = float(message["init_ms"])
-                    self.init_error = message.get("init_error")
-                    if self.init_error is not None:
-                        self._log_init_error(self.init_error)
-                    self.ready.set()
-                elif "restored" in message:
-                    self._restored.put(int(message["restored"]))
-                elif "exited" in message:
-                    with self._changed:
-                        self._statuses[int(message["exited"])] = int(message["status"])
-                        self._changed.notify_all()
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
-        self._restored.put(None)
-        self.ready.set()
-
-    def _log_init_error(self, error: Mapping[str, Any]) -> None:
-        self.sink.record(
-            {
-                "timestamp": _now_text(),
-                "level": "ERROR",
-                "function_name": self.snapshot.name,
-                "function_version": self.snapshot.version,
-                "message": f"snapshot init failed: {error.get('errorType')}: "
-                f"{error.get('errorMessage')}",
-                "errorType": error.get("errorType"),
-                "stackTrace": error.get("stackTrace"),
-            }
-        )
-
-    def restore(self) -> tuple[_RestoredProcess, int]:
-        """A new environment forked from the snapshot, and the read end of its responses.
-
-        Raises
-        ------
-        SnapshotFailedError
-            The snapshot process has ended or did not answer.
-        """
-        ours: list[int] = []
-        theirs: list[int] = []
-        for _ in range(4):
-            read_end, write_end = os.pipe()
-            ours.append(read_end)
-            theirs.append(write_end)
-        # stdin is written by the service; stdout, stderr and responses are read by it.
-        ours[0], theirs[0] = theirs[0], ours[0]
-        try:
-            with self._restoring:
-                if self._closed:
-                    raise SnapshotFailedError(f"the snapshot of {self.snapshot.name} has ended")
-                socket.send_fds(self._socket, [b"R"], theirs)
-                pid = self._restored.get(timeout=INIT_LIMIT_S)
-        except (OSError, queue.Empty) as exc:
-            for descriptor in ours:
-                os.close(descriptor)
-            raise SnapshotFailedError(
-                f"the snapshot of {self.snapshot.name} did not restore"
-            ) from exc
-        finally:
-            for descriptor in theirs:
-                os.close(descriptor)
-        if pid is None:
-            for descriptor in ours:
-                os.close(descriptor)
-            raise SnapshotFailedError(f"the snapshot of {self.snapshot.name} has ended")
-        return _RestoredProcess(pid, (ours[0], ours[1], ours[2]), self), ours[3]
-
-    def exit_status(self, pid: int) -> int | None:
-        """The exit status of a restored environment, ``None`` while it runs."""
-        with self._changed:
-            if pid in self._statuses:
-                return self._statuses[pid]
-            if self._closed and not _exists(pid):
-                return -signal.SIGKILL  # reaped by another parent once the snapshot ended
-            return None
-
-    def wait_for_exit(self, pid: int, timeout: float | None) -> int | None:
-        """Wait until ``pid`` has ended; its exit status, or ``None`` after ``timeout``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._changed:
-            while True:
-                status = self.exit_status(pid)
-                if status is not None:  # kept: poll() must go on saying it has ended
-                    return status
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return None
-                self._changed.wait(0.1 if left is None else min(left, 0.1))
-
-    def close(self) -> None:
-        """End the snapshot process, once (the pool ends the environments restored from it)."""
-        with contextlib.suppress(OSError):
-            self._socket.shutdown(socket.SHUT_RDWR)
-        if self.process.returncode is None:  # never a process id that was reused since
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-        for thread in self._threads:
-            thread.join(timeout=1)
-        self._socket.close()
-
-
-def _exists(pid: int) -> bool:
-    """Whether ``pid`` still runs (a zombie has ended: only its parent has not reaped it)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 @dataclass
@@ -686,9 +456,6 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._busy: set[_Worker] = set()
         self._closed = False
-        #: The snapshot of each function's newest published version with SnapStart.
-        self._snapshots: dict[str, _SnapshotProcess] = {}
-        self._snapshotting = threading.Lock()
 
     def _workers_of(self, arn: str) -> _FunctionWorkers:
         with self._lock:
@@ -737,65 +504,7 @@ class WorkerPool:
             worker.kill()
         if reusable is not None:
             return reusable
-        if snapshot.snap_start:
-            taken = self._snapshot_of(snapshot)
-            if not taken.ready.wait(max(INIT_LIMIT_S, snapshot.timeout_s)):
-                raise SnapshotFailedError(f"the snapshot of {snapshot.name} is not ready")
-            if taken.init_error is None:
-                requested = time.monotonic()
-                try:
-                    process, responses = taken.restore()
-                except SnapshotFailedError:
-                    with self._lock:  # the next invocation takes a new snapshot
-                        if self._snapshots.get(snapshot.name) is taken:
-                            del self._snapshots[snapshot.name]
-                    taken.close()
-                    raise
-                return _Worker(snapshot, self.sink, process, responses, started=requested)
-            # A version whose init fails has no snapshot: each environment fails as its own.
         return _Worker.cold(snapshot, self._environment(snapshot), self.sink)
-
-    def prepare(self, snapshot: FunctionSnapshot) -> None:
-        """Begin the snapshot of a version just published (SnapStart); no wait."""
-        if snapshot.snap_start:
-            self._snapshot_of(snapshot)
-
-    def version_state(self, snapshot: FunctionSnapshot) -> str:
-        """``Pending`` while a SnapStart version's snapshot initialises, then ``Active``
-        (or ``Failed`` if its init failed); ``Active`` for any other version."""
-        if not snapshot.snap_start:
-            return "Active"
-        with self._lock:
-            current = self._snapshots.get(snapshot.name)
-        if current is None or current.snapshot.fingerprint != snapshot.fingerprint:
-            return "Active"  # an older version, or one not snapshotted since a restart
-        return current.state
-
-    def _snapshot_of(self, snapshot: FunctionSnapshot) -> _SnapshotProcess:
-        # Snapshots start one at a time, outside the pool's lock: invocations go on meanwhile.
-        with self._snapshotting:
-            with self._lock:
-                if self._closed:
-                    raise WorkerPoolClosedError("the local Lambda service is shutting down")
-                current = self._snapshots.get(snapshot.name)
-                if (
-                    current is not None
-                    and current.snapshot.fingerprint == snapshot.fingerprint
-                    and not current.ended_unexpectedly
-                ):
-                    return current
-            taken = _SnapshotProcess(snapshot, self._environment(snapshot), self.sink)
-            with self._lock:
-                closed = self._closed
-                if not closed:
-                    # One version's snapshot per function: an older version's goes with it.
-                    self._snapshots[snapshot.name] = taken
-            if closed:
-                taken.close()
-                raise WorkerPoolClosedError("the local Lambda service is shutting down")
-        if current is not None:
-            current.close()
-        return taken
 
     def _run(
         self,
@@ -811,7 +520,6 @@ class WorkerPool:
         # Lambda's duration leaves the init phase out; it is reported as its own figure.
         duration_ms = (time.monotonic() - worker.invoked_at) * 1000
         init_ms, worker.init_ms = worker.init_ms, None
-        restore_ms, worker.restore_ms = worker.restore_ms, None
         memory = worker.peak_memory_mb()
         error_type: str | None
         if answer is None:
@@ -851,7 +559,6 @@ class WorkerPool:
             error_type=error_type,
             max_memory_used_mb=memory,
             worker_pid=worker.pid,
-            restore_ms=restore_ms,
         )
         self.sink.record(report.to_record(snapshot))
         return body
@@ -901,15 +608,10 @@ class WorkerPool:
         }
 
     def worker_pids(self) -> list[int]:
-        """The processes of every worker, idle or busy, and of every snapshot (for
-        ``totes status``)."""
+        """The processes of every worker, idle or busy (for ``totes status``)."""
         with self._lock:
             idle = [w for f in self._functions.values() for w in f.idle]
-            workers = {w.pid for w in [*idle, *self._busy] if w.alive()}
-            snapshots = {
-                s.process.pid for s in self._snapshots.values() if s.process.poll() is None
-            }
-            return sorted(workers | snapshots)
+            return sorted({w.pid for w in [*idle, *self._busy] if w.alive()})
 
     def shutdown(self) -> None:
         """End every worker, idle and busy."""
@@ -918,12 +620,8 @@ class WorkerPool:
             workers = [w for f in self._functions.values() for w in f.idle] + list(self._busy)
             for function in self._functions.values():
                 function.idle = []
-            snapshots = list(self._snapshots.values())
-            self._snapshots.clear()
         for worker in workers:
             worker.kill()
-        for snapshot in snapshots:
-            snapshot.close()
 
 
 def _default_concurrency() -> int:

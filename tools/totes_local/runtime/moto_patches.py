@@ -82,15 +82,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any, Protocol
+from typing import Any
 
 from totes.errors import TotesError
 from totes_local.runtime.emf import MetricDatum
-from totes_local.runtime.lambda_workers import (
-    FunctionSnapshot,
-    SnapshotFailedError,
-    WorkerPoolClosedError,
-)
+from totes_local.runtime.lambda_workers import FunctionSnapshot, WorkerPoolClosedError
 
 #: The moto releases these patches were written for and verified with (pyproject pins it).
 SUPPORTED_MOTO = ((5, 2), (5, 3))
@@ -109,18 +105,6 @@ _PARSED_DEFINITIONS_KEPT = 16
 
 #: ``(function, raw payload, response headers) -> payload``: how an invoke is answered.
 InvokeDispatcher = Callable[[FunctionSnapshot, bytes, dict[str, str]], bytes]
-#: What SnapStart's ``ApplyOn`` says when it applies to published versions.
-_ON_PUBLISHED_VERSIONS = "PublishedVersions"
-
-
-class PublishedVersions(Protocol):
-    """Where the snapshots of published SnapStart versions are taken (the worker pool)."""
-
-    def prepare(self, snapshot: FunctionSnapshot) -> None:
-        """Begin the snapshot of a version just published."""
-
-    def version_state(self, snapshot: FunctionSnapshot) -> str:
-        """``Pending``, ``Active`` or ``Failed``, as Lambda reports a version's state."""
 
 
 class UnsupportedMotoError(TotesError):
@@ -241,7 +225,7 @@ def history_page(
     return answer
 
 
-def install(dispatch: InvokeDispatcher, versions: PublishedVersions) -> None:
+def install(dispatch: InvokeDispatcher) -> None:
     """Apply the patches to moto in this process (the service's, before it serves).
 
     Raises
@@ -251,11 +235,10 @@ def install(dispatch: InvokeDispatcher, versions: PublishedVersions) -> None:
 
     Examples
     --------
-    >>> install(pool.invoke, pool)  # doctest: +SKIP
+    >>> install(pool.invoke)  # doctest: +SKIP
     """
     check_moto_version()
     _patch_lambda_invoke(dispatch)
-    _patch_snap_start(versions)
     _patch_execution_start_time()
     _patch_history_pages()
     _patch_host_backends()
@@ -309,81 +292,7 @@ def _snapshot(backend: Any, function: Any) -> FunctionSnapshot:
         layers=tuple(layers),
         log_group=str(logging_config.get("LogGroup") or f"/aws/lambda/{function.function_name}"),
         version=str(function.version),
-        snap_start=_snapshotted(function),
     )
-
-
-def _snap_start_of(function: Any) -> str:
-    """The function's SnapStart ``ApplyOn``, which moto does not keep (hence the patch)."""
-    return str(getattr(function, "totes_snap_start", None) or "None")
-
-
-def _snapshotted(function: Any) -> bool:
-    """Whether moto's function model is a published version that SnapStart applies to."""
-    return _snap_start_of(function) == _ON_PUBLISHED_VERSIONS and str(function.version) != "$LATEST"
-
-
-def _patch_snap_start(versions: PublishedVersions) -> None:
-    """Keep a function's SnapStart setting, and snapshot each version published with it.
-
-    moto 5.2 accepts ``SnapStart`` and forgets it, reporting ``ApplyOn: None``. Here the
-    function keeps it (created or updated), a published version reports it with its
-    ``OptimizationStatus`` and its state (``Pending`` while the snapshot initialises, as
-    Lambda reports it), and publishing begins the snapshot.
-    """
-    from moto.awslambda.models import LambdaBackend, LambdaFunction  # noqa: PLC0415
-    from moto.awslambda.utils import get_backend  # noqa: PLC0415
-
-    _require_parameters(
-        LambdaFunction.__init__, ("self", "account_id", "spec", "region", "version"), "__init__"
-    )
-    _require_parameters(
-        LambdaFunction.update_configuration, ("self", "config_updates"), "update_configuration"
-    )
-    _require_parameters(
-        LambdaFunction.get_configuration, ("self", "on_create"), "get_configuration"
-    )
-    _require_parameters(
-        LambdaBackend.publish_version, ("self", "function_name", "description"), "publish_version"
-    )
-    created = LambdaFunction.__init__
-    updated = LambdaFunction.update_configuration
-    described = LambdaFunction.get_configuration
-    published = LambdaBackend.publish_version
-
-    def init(
-        function: Any, account_id: str, spec: dict[str, Any], region: str, version: Any = 1
-    ) -> None:
-        created(function, account_id, spec, region, version)
-        function.totes_snap_start = (spec.get("SnapStart") or {}).get("ApplyOn", "None")
-
-    def update_configuration(function: Any, config_updates: dict[str, Any]) -> dict[str, Any]:
-        if "SnapStart" in config_updates:
-            function.totes_snap_start = (config_updates["SnapStart"] or {}).get("ApplyOn", "None")
-        return updated(function, config_updates)
-
-    def get_configuration(function: Any, on_create: bool = False) -> dict[str, Any]:
-        configuration: dict[str, Any] = described(function, on_create)
-        on = _snapshotted(function)
-        configuration["SnapStart"] = {
-            "ApplyOn": _snap_start_of(function),
-            "OptimizationStatus": "On" if on else "Off",
-        }
-        if on:
-            backend = get_backend(function.account_id, function.region)
-            configuration["State"] = versions.version_state(_snapshot(backend, function))
-        return configuration
-
-    def publish_version(backend: Any, function_name: str, description: str = "") -> Any:
-        version = published(backend, function_name, description)
-        if version is not None:
-            versions.prepare(_snapshot(backend, version))
-        return version
-
-    LambdaFunction.__init__ = init  # type: ignore[method-assign, assignment]
-    LambdaFunction.update_configuration = update_configuration  # type: ignore[method-assign, assignment]
-    LambdaFunction.get_configuration = get_configuration  # type: ignore[method-assign, assignment]
-    LambdaBackend.publish_version = publish_version  # type: ignore[method-assign, assignment]
 
 
 def _patch_execution_start_time() -> None:
@@ -567,7 +476,7 @@ def _patch_lambda_invoke_in_process() -> None:
             )
         except JsonRESTError as exc:  # the Lambda API's own error: an unknown function, say
             raise failure(exc.error_type, exc.message, exc.code) from exc
-        except (WorkerPoolClosedError, SnapshotFailedError, OSError) as exc:  # could not run it
+        except (WorkerPoolClosedError, OSError) as exc:  # could not run it
             raise failure("ServiceException", str(exc), 500) from exc
         payload = answer if isinstance(answer, bytes) else (answer or "").encode()
         response: dict[str, Any] = {

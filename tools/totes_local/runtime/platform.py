@@ -115,8 +115,6 @@ class LocalFunctionSpec:
     #: The layers the function uses that are not the stack's own: the public SSM
     #: parameters naming them (``/aws/service/aws-sdk-pandas/...``) or their ARNs.
     public_layers: tuple[str, ...] = ()
-    #: SnapStart applies to the function's published versions.
-    snap_start: bool = False
     #: The alias pointing at the function's current version, which the template invokes
     #: (each deployment publishes a version when the function changed and moves it).
     alias: str | None = None
@@ -453,7 +451,6 @@ class _Resolver:
             layers=layers,
             runtime=str(properties.get("Runtime", "python3.12")),
             public_layers=public_layers,
-            snap_start=properties.get("SnapStart", {}).get("ApplyOn") == "PublishedVersions",
             alias=aliases[0] if aliases else None,
             role_statements=self._role_statements(properties.get("Role")),
         )

@@ -97,8 +97,7 @@ class ServiceInfo:
         return f"http://{_HOST}:{self.port}"
 
     def worker_pids(self) -> list[int]:
-        """The Lambda worker processes the service runs now: its children, and the
-        environments forked from its SnapStart snapshot processes (theirs)."""
+        """The Lambda worker processes the service runs now: its children, and theirs."""
         children = _children_of(self.pid)
         return sorted({*children, *(pid for child in children for pid in _children_of(child))})
 
@@ -461,7 +460,7 @@ def serve(data_dir: Path, port: int = 0) -> None:
             "AWS_ENDPOINT_URL": endpoint,
         },
     )
-    moto_patches.install(pool.invoke, pool)
+    moto_patches.install(pool.invoke)
     app: Any = DomainDispatcherApplication(create_backend_app)
     trail = os.environ.get(CALL_TRAIL_VARIABLE)
     if trail:
