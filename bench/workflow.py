@@ -392,8 +392,8 @@ def _print_figures(runs: list[dict[str, Any]], rows: int) -> None:
         for r in runs
     ]
     print(f"  {'backfill handler s (sum) / floor':<34} {_summary(summed)}")
-    critical = [r["backfill"]["handlers_critical_path_s"] / r["floor_s"] for r in runs]
-    print(f"  {'backfill critical path / floor':<34} {_summary(critical)}")
+    waited = [r["backfill"]["handlers_critical_path_s"] / r["floor_s"] for r in runs]
+    print(f"  {'backfill critical path / floor':<34} {_summary(waited)}")
 
 
 if __name__ == "__main__":

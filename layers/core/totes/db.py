@@ -243,7 +243,11 @@ def kept_connection(
     try:
         yield conn
     except BaseException as exc:
-        connection_lost = conn.broken
+        # libpq may not have marked the session bad yet when the wait for its socket
+        # failed first: a session that no longer answers is lost all the same.
+        connection_lost = conn.broken or (
+            isinstance(exc, psycopg.OperationalError) and not _still_open(conn)
+        )
         conn.close()
         if isinstance(exc, psycopg.Error):
             transient = transient_fault(dsn, exc, connection_lost=connection_lost)

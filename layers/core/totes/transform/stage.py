@@ -351,12 +351,19 @@ def _listing_start(source: str, consumed: list[str]) -> str:
     --------
     >>> _listing_start("staff", ["_manifests/staff/2026/12/06/000501000020-exec-1.json"])
     '_manifests/staff/2026/12/05/235001'
+    >>> _listing_start("staff", ["_manifests/staff/2026/12/06/999999999999-by-hand.json"])
+    '_manifests/staff/2026/12/05/234500'
     """
     prefix = f"{RAW_MANIFEST_PREFIX}/{source}/"
     if not consumed:
         return prefix
-    newest = datetime.strptime(max(consumed)[len(prefix) : len(prefix) + 17], "%Y/%m/%d/%H%M%S")
-    return f"{prefix}{newest - _REMEMBERED:%Y/%m/%d/%H%M%S}"
+    newest = max(consumed)[len(prefix) :]
+    try:
+        extracted = datetime.strptime(newest[:17], "%Y/%m/%d/%H%M%S")
+    except ValueError:  # a key not named by ingest: from the start of its day, to be safe
+        day = datetime.strptime(newest[:10], "%Y/%m/%d")
+        return f"{prefix}{day - _REMEMBERED:%Y/%m/%d/%H%M%S}"
+    return f"{prefix}{extracted - _REMEMBERED:%Y/%m/%d/%H%M%S}"
 
 
 def new_manifests(s3: Any, bucket: str, source: str, consumed: list[str]) -> list[str]:
