@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,9 +14,14 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from totes.db import connect, create_database, with_database
+from totes.db import connect, create_database, drop_database, with_database
 from totes.source.schema import existing_source_tables
+from totes.warehouse.schema import init_warehouse
+from totes_local.runtime.assembly import find_project_root, synthesise
+from totes_local.runtime.call_trail import CALL_TRAIL_VARIABLE, call_counts
 from totes_local.runtime.postgres import find_or_start_server
+from totes_local.runtime.service import stop_service
+from totes_local.runtime.workflow import LocalWorkflow
 from totes_local.source.generator import seed_synthetic
 
 REGION = "eu-west-2"
@@ -70,3 +76,46 @@ def bench_aws() -> Iterator[tuple[Any, Any]]:
             BillingMode="PAY_PER_REQUEST",
         )
         yield s3, dynamodb
+
+
+@contextmanager
+def measured_workflow(name: str, scale: float) -> Iterator[tuple[LocalWorkflow, str, str]]:
+    """A workflow over a seeded source (generator at ``scale``) and an empty warehouse, in
+    a local service that counts the functions' requests: ``(workflow, source DSN,
+    service endpoint)``. Everything it started is stopped and dropped afterwards."""
+    assembly = synthesise(find_project_root(), Path(".totes/cdk.out"))
+    with tempfile.TemporaryDirectory(prefix=f"totes-bench-{name}-") as scratch:
+        os.environ[CALL_TRAIL_VARIABLE] = str(Path(scratch) / "call-trail.jsonl")
+        server = find_or_start_server(
+            Path(scratch) / "pg", environment_variable="TOTES_BENCH_PG_DSN"
+        )
+        data_dir = Path(scratch) / "data"
+        databases = (f"totes_bench_{name}_source", f"totes_bench_{name}_warehouse")
+        try:
+            for database in databases:
+                drop_database(server.admin_dsn, database)
+                create_database(server.admin_dsn, database)
+            source_dsn, warehouse_dsn = (with_database(server.admin_dsn, d) for d in databases)
+            with connect(source_dsn) as conn:
+                seed_synthetic(conn, scale=scale, seed=42)
+            with connect(warehouse_dsn) as conn:
+                init_warehouse(conn)
+            with LocalWorkflow(
+                assembly, source_dsn=source_dsn, warehouse_dsn=warehouse_dsn, data_dir=data_dir
+            ) as workflow:
+                if workflow.service is None:  # pragma: no cover - entering starts it
+                    raise RuntimeError("the local AWS service did not start")
+                yield workflow, source_dsn, workflow.service.service.endpoint
+        finally:
+            stop_service(data_dir)
+            for database in databases:
+                drop_database(server.admin_dsn, database)
+            server.stop()
+
+
+def requests_so_far(endpoint: str) -> Counter[str]:
+    """Every request the functions have made so far, by action."""
+    totals: Counter[str] = Counter()
+    for actions in call_counts(endpoint).values():
+        totals.update(actions)
+    return totals

@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from common import measured_workflow, requests_so_far
+
 from totes.credentials import SECRET_CACHE_SECONDS
-from totes.db import connect, create_database, drop_database, with_database
-from totes.warehouse.schema import init_warehouse
+from totes.db import connect
 from totes_local.cost import (
     ExecutionUsage,
     FunctionUsage,
@@ -44,25 +43,14 @@ from totes_local.cost import (
     monthly_bill,
     sampled_traces,
 )
-from totes_local.runtime.assembly import CloudAssembly, find_project_root, synthesise
-from totes_local.runtime.call_trail import CALL_TRAIL_VARIABLE, call_counts
-from totes_local.runtime.postgres import find_or_start_server
-from totes_local.runtime.service import stop_service
+from totes_local.runtime.assembly import CloudAssembly
 from totes_local.runtime.workflow import ExecutionReport, LocalWorkflow
-from totes_local.source.generator import seed_synthetic
 from totes_local.source.mutate import mutate
 
 #: One execution in this many follows a business change, at the client's rate.
 CHANGE_EVERY = 7
 #: The client's secrets: source and warehouse credentials.
 SECRETS = 2
-
-
-def _requests(endpoint: str) -> Counter[str]:
-    totals: Counter[str] = Counter()
-    for actions in call_counts(endpoint).values():
-        totals.update(actions)
-    return totals
 
 
 def _reports(log: Path, names: dict[str, str], report: ExecutionReport) -> list[dict[str, Any]]:
@@ -112,11 +100,9 @@ def _standing(assembly: CloudAssembly, custom_metrics: int) -> Standing:
     )
 
 
-def _average(
-    measured: list[dict[str, Any]], workflow: LocalWorkflow, assembly: CloudAssembly
-) -> ExecutionUsage:
+def _average(measured: list[dict[str, Any]], workflow: LocalWorkflow) -> ExecutionUsage:
     n = len(measured)
-    resources = assembly.template["Resources"]
+    resources = workflow.assembly.template["Resources"]
     functions: dict[str, FunctionUsage] = {}
     for spec in workflow.platform.functions:
         stage = spec.logical_id.removeprefix("Functions")[:-8]
@@ -183,57 +169,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="the bill's lines as JSON too")
     args = parser.parse_args(argv)
 
-    assembly = synthesise(find_project_root(), Path(".totes/cdk.out"))
     measured: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="totes-bench-cost-") as scratch:
-        os.environ[CALL_TRAIL_VARIABLE] = str(Path(scratch) / "call-trail.jsonl")
-        server = find_or_start_server(
-            Path(scratch) / "pg", environment_variable="TOTES_BENCH_PG_DSN"
-        )
-        data_dir = Path(scratch) / "data"
-        source, warehouse = "totes_bench_cost_source", "totes_bench_cost_warehouse"
-        try:
-            for database in (source, warehouse):
-                drop_database(server.admin_dsn, database)
-                create_database(server.admin_dsn, database)
-            source_dsn = with_database(server.admin_dsn, source)
-            warehouse_dsn = with_database(server.admin_dsn, warehouse)
-            with connect(source_dsn) as conn:
-                seed_synthetic(conn, scale=1.0, seed=42)
-            with connect(warehouse_dsn) as conn:
-                init_warehouse(conn)
-            with LocalWorkflow(
-                assembly, source_dsn=source_dsn, warehouse_dsn=warehouse_dsn, data_dir=data_dir
-            ) as workflow:
-                if workflow.service is None:  # pragma: no cover - entering starts it
-                    raise RuntimeError("the local AWS service did not start")
-                endpoint = workflow.service.service.endpoint
-                names = {f.name: f.logical_id for f in workflow.platform.functions}
-                print(f"backfill: {workflow.execute().status}", flush=True)
-                for number in range(1, args.executions + 1):
-                    if number % CHANGE_EVERY == 0:
-                        with connect(source_dsn) as conn:
-                            mutate(conn, seed=number, changes=1)
-                    before, log_before = _requests(endpoint), workflow.log_path.stat().st_size
-                    report = workflow.execute()
-                    if report.status != "SUCCEEDED":
-                        print(f"execution {number}: {report.status}", file=sys.stderr)
-                        return 1
-                    measured.append(
-                        {
-                            "execution_s": report.duration_s,
-                            "requests": dict(_requests(endpoint) - before),
-                            "log_bytes": workflow.log_path.stat().st_size - log_before,
-                            "reports": _reports(workflow.log_path, names, report),
-                        }
-                    )
-                usage = _average(measured, workflow, assembly)
-                standing = _standing(assembly, _custom_metrics(workflow.log_path))
-        finally:
-            stop_service(data_dir)
-            for database in (source, warehouse):
-                drop_database(server.admin_dsn, database)
-            server.stop()
+    with measured_workflow("cost", 1.0) as (workflow, source_dsn, endpoint):
+        names = {f.name: f.logical_id for f in workflow.platform.functions}
+        print(f"backfill: {workflow.execute().status}", flush=True)
+        for number in range(1, args.executions + 1):
+            if number % CHANGE_EVERY == 0:
+                with connect(source_dsn) as conn:
+                    mutate(conn, seed=number, changes=1)
+            before, log_before = requests_so_far(endpoint), workflow.log_path.stat().st_size
+            report = workflow.execute()
+            if report.status != "SUCCEEDED":
+                print(f"execution {number}: {report.status}", file=sys.stderr)
+                return 1
+            measured.append(
+                {
+                    "execution_s": report.duration_s,
+                    "requests": dict(requests_so_far(endpoint) - before),
+                    "log_bytes": workflow.log_path.stat().st_size - log_before,
+                    "reports": _reports(workflow.log_path, names, report),
+                }
+            )
+        usage = _average(measured, workflow)
+        standing = _standing(workflow.assembly, _custom_metrics(workflow.log_path))
     _print_bill(usage, standing, args.json)
     return 0
 

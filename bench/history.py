@@ -17,32 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-from totes.db import connect, create_database, drop_database, with_database
-from totes.warehouse.schema import init_warehouse
-from totes_local.runtime.assembly import find_project_root, synthesise
-from totes_local.runtime.call_trail import CALL_TRAIL_VARIABLE, call_counts
-from totes_local.runtime.postgres import find_or_start_server
-from totes_local.runtime.service import stop_service
-from totes_local.runtime.workflow import LocalWorkflow
-from totes_local.source.generator import seed_synthetic
+from common import measured_workflow, requests_so_far
+
+from totes.db import connect
 from totes_local.source.mutate import mutate
 
 WINDOW = 50
-
-
-def _requests(endpoint: str) -> Counter[str]:
-    totals: Counter[str] = Counter()
-    for actions in call_counts(endpoint).values():
-        totals.update(actions)
-    return totals
 
 
 def _summary(executions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -82,55 +67,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     window = min(WINDOW, max(1, args.executions // 2))
 
-    assembly = synthesise(find_project_root(), Path(".totes/cdk.out"))
     executions: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="totes-bench-history-") as scratch:
-        os.environ[CALL_TRAIL_VARIABLE] = str(Path(scratch) / "call-trail.jsonl")
-        server = find_or_start_server(
-            Path(scratch) / "pg", environment_variable="TOTES_BENCH_PG_DSN"
-        )
-        data_dir = Path(scratch) / "data"
-        source, warehouse = "totes_bench_history_source", "totes_bench_history_warehouse"
-        try:
-            for database in (source, warehouse):
-                drop_database(server.admin_dsn, database)
-                create_database(server.admin_dsn, database)
-            source_dsn = with_database(server.admin_dsn, source)
-            warehouse_dsn = with_database(server.admin_dsn, warehouse)
+    with measured_workflow("history", args.scale) as (workflow, source_dsn, endpoint):
+        backfill = workflow.execute()
+        print(f"backfill: {backfill.status} in {backfill.duration_s:.2f} s", flush=True)
+        for number in range(1, args.executions + 1):
             with connect(source_dsn) as conn:
-                seed_synthetic(conn, scale=args.scale, seed=42)
-            with connect(warehouse_dsn) as conn:
-                init_warehouse(conn)
-            with LocalWorkflow(
-                assembly, source_dsn=source_dsn, warehouse_dsn=warehouse_dsn, data_dir=data_dir
-            ) as workflow:
-                if workflow.service is None:  # pragma: no cover - entering starts it
-                    raise RuntimeError("the local AWS service did not start")
-                endpoint = workflow.service.service.endpoint
-                backfill = workflow.execute()
-                print(f"backfill: {backfill.status} in {backfill.duration_s:.2f} s", flush=True)
-                for number in range(1, args.executions + 1):
-                    with connect(source_dsn) as conn:
-                        mutate(conn, seed=number, changes=args.changes)
-                    before = _requests(endpoint)
-                    report = workflow.execute()
-                    if report.status != "SUCCEEDED":
-                        print(f"execution {number}: {report.status}", file=sys.stderr)
-                        return 1
-                    executions.append(
-                        {
-                            "execution_s": report.duration_s,
-                            "requests": dict(_requests(endpoint) - before),
-                        }
-                    )
-                    if number % 50 == 0:
-                        print(f"{number} executions", flush=True)
-        finally:
-            stop_service(data_dir)
-            for database in (source, warehouse):
-                drop_database(server.admin_dsn, database)
-            server.stop()
-
+                mutate(conn, seed=number, changes=args.changes)
+            before = requests_so_far(endpoint)
+            report = workflow.execute()
+            if report.status != "SUCCEEDED":
+                print(f"execution {number}: {report.status}", file=sys.stderr)
+                return 1
+            executions.append(
+                {
+                    "execution_s": report.duration_s,
+                    "requests": dict(requests_so_far(endpoint) - before),
+                }
+            )
+            if number % 50 == 0:
+                print(f"{number} executions", flush=True)
     _print_comparison(executions, window, as_json=args.json)
     return 0
 

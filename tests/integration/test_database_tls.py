@@ -67,18 +67,24 @@ def test_a_secret_with_its_authority_connects_verified_over_tls(
     assert "sslmode=verify-full" in dsn_from_secret(secret)
 
 
-def test_a_secret_without_tls_settings_trusts_amazon_rds_alone(
-    server: ControlledServer,
-) -> None:
-    # Given a secret with a login and nothing about TLS, for a server whose certificate an
-    # authority other than Amazon RDS signed
-    secret = {
+def _login(server: ControlledServer, **tls: str) -> dict[str, object]:
+    """A credentials secret for the test's server, with the TLS settings given."""
+    return {
         "host": "localhost",
         "port": server.port,
         "user": "postgres",
         "password": "unused",
         "database": "postgres",
+        **tls,
     }
+
+
+def test_a_secret_without_tls_settings_trusts_amazon_rds_alone(
+    server: ControlledServer,
+) -> None:
+    # Given a secret with a login and nothing about TLS, for a server whose certificate an
+    # authority other than Amazon RDS signed
+    secret = _login(server)
 
     # When a stage connects, then it is refused: verify-full against the RDS bundle is the
     # default, never an unverified session
@@ -90,14 +96,7 @@ def test_a_secret_that_weakens_verification_still_encrypts_and_is_named(
     server: ControlledServer,
 ) -> None:
     # Given a secret that sets sslmode=require explicitly
-    secret = {
-        "host": "localhost",
-        "port": server.port,
-        "user": "postgres",
-        "password": "unused",
-        "database": "postgres",
-        "sslmode": "require",
-    }
+    secret = _login(server, sslmode="require")
 
     # When a stage connects with it
     dsn = dsn_from_secret(secret)
