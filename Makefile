@@ -48,7 +48,7 @@ rds-ca-bundle: $(STAMP)  ## fetch Amazon RDS's certificate bundle again and reco
 run: $(STAMP) build  ## run the product on this machine: the synthesised workflow, in moto
 	$(BIN)/totes run
 
-test: install  ## the core's doctests, then every test tier: unit and integration on every core, then workflow and infra
+test: install build  ## the core's doctests, then every test tier: unit and integration on every core, then workflow and infra
 	$(BIN)/python -m pytest -q --doctest-modules layers/core/totes
 	$(BIN)/python -m pytest -n auto --dist loadfile tests/unit tests/integration $(PYTEST_FLAGS)
 	$(BIN)/python -m pytest tests/workflow tests/infra $(PYTEST_FLAGS)
