@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
 import tempfile
 from collections import Counter
@@ -25,6 +26,8 @@ from totes_local.runtime.workflow import LocalWorkflow
 from totes_local.source.generator import seed_synthetic
 
 REGION = "eu-west-2"
+#: A function's logical id in the template, ``FunctionsLoadE70802C8``: its role, ``Load``.
+_LOGICAL_NAME = re.compile(r"^Functions(\w+?)[0-9A-F]{8}$")
 INGESTED, PROCESSED, WATERMARKS = "bench-ingested", "bench-processed", "bench-watermarks"
 
 
@@ -113,9 +116,14 @@ def measured_workflow(name: str, scale: float) -> Iterator[tuple[LocalWorkflow, 
             server.stop()
 
 
-def requests_so_far(endpoint: str) -> Counter[str]:
-    """Every request the functions have made so far, by action."""
+def requests_so_far(endpoint: str, *, by_function: bool = False) -> Counter[str]:
+    """Every request the functions have made so far, by action (``"s3:GetObject"``), or
+    by function and action (``"Load s3:GetObject"``) when ``by_function``."""
     totals: Counter[str] = Counter()
-    for actions in call_counts(endpoint).values():
-        totals.update(actions)
+    for function, actions in call_counts(endpoint).items():
+        if by_function:
+            role = _LOGICAL_NAME.sub(r"\1", function.rsplit("-", 1)[-1])
+            totals.update({f"{role} {action}": count for action, count in actions.items()})
+        else:
+            totals.update(actions)
     return totals

@@ -3,7 +3,7 @@
 Seeds a source with the generator (default scale 1), runs a backfill, then N executions
 (default 500) with a few business changes in the source before each (default 5, about
 what five minutes bring at the client's rates). For the first and the last 50 it prints
-the median execution time and the mean AWS requests per execution, by service and action,
+the median execution time and the mean AWS requests per execution, by function, service and action,
 as the local service counted them for the Lambda functions; the last line compares the
 two. Growth in either is work that depends on history, which a month of five-minute
 runs (8,640 executions) would multiply.
@@ -43,7 +43,7 @@ def _summary(executions: list[dict[str, Any]]) -> dict[str, Any]:
 def _print_comparison(executions: list[dict[str, Any]], window: int, *, as_json: bool) -> None:
     first, last = _summary(executions[:window]), _summary(executions[-window:])
     print(f"\nper execution, first {window} and last {window} of {len(executions)}:")
-    print(f"  {'execution (median)':32} {first['execution_s']:8.3f} s {last['execution_s']:8.3f} s")
+    print(f"  {'execution (median)':44} {first['execution_s']:8.3f} s {last['execution_s']:8.3f} s")
     for action in sorted(set(first["requests"]) | set(last["requests"])):
         print(
             f"  {action:32} {first['requests'].get(action, 0):8.1f}   "
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(1, args.executions + 1):
             with connect(source_dsn) as conn:
                 mutate(conn, seed=number, changes=args.changes)
-            before = requests_so_far(endpoint)
+            before = requests_so_far(endpoint, by_function=True)
             report = workflow.execute()
             if report.status != "SUCCEEDED":
                 print(f"execution {number}: {report.status}", file=sys.stderr)
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             executions.append(
                 {
                     "execution_s": report.duration_s,
-                    "requests": dict(requests_so_far(endpoint) - before),
+                    "requests": dict(requests_so_far(endpoint, by_function=True) - before),
                 }
             )
             if number % 50 == 0:

@@ -216,3 +216,21 @@ def test_metric_values_put_in_process_are_what_cloudwatch_answers(moto: None) ->
 
     # Then it answers the value with its unit
     assert [(point["Sum"], point["Unit"]) for point in points] == [(7.0, "Count")]
+
+
+def test_moto_lists_a_folder_whose_every_key_is_deleted_in_a_versioned_bucket(
+    moto: None,
+) -> None:
+    # Given a versioned bucket with two folders, the one's only key deleted
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="seam", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_bucket_versioning(Bucket="seam", VersioningConfiguration={"Status": "Enabled"})
+    for key in ("t/old/x.parquet", "t/new/x.parquet"):
+        s3.put_object(Bucket="seam", Key=key, Body=b"x")
+    s3.delete_object(Bucket="seam", Key="t/old/x.parquet")
+
+    # When its folders are listed
+    listed = s3.list_objects_v2(Bucket="seam", Prefix="t/", Delimiter="/")
+
+    # Then moto still shows the emptied folder (S3 would not): the service drops it
+    assert [folder["Prefix"] for folder in listed["CommonPrefixes"]] == ["t/new/", "t/old/"]

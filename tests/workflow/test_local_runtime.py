@@ -490,3 +490,25 @@ def test_an_s3_key_holding_characters_a_url_escapes_is_kept_as_written(
     # Then each key is the one written, as S3 keeps it
     assert bodies == [key.encode() for key in keys]
     assert set(keys) <= listed
+
+
+def test_a_folder_whose_every_key_is_deleted_is_no_longer_listed(
+    local_workflow: WorkflowFactory,
+) -> None:
+    # Given the processed bucket (versioned) holding two folders of the lake
+    with local_workflow("host=unused", "host=unused") as workflow:
+        s3 = workflow.client("s3")
+        bucket = workflow.processed_bucket
+        assert bucket
+        for key in ("seam/old/x.parquet", "seam/new/x.parquet"):
+            s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+        # When the one's only key is deleted and the folders are listed
+        s3.delete_object(Bucket=bucket, Key="seam/old/x.parquet")
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix="seam/", Delimiter="/")
+        versions = s3.list_object_versions(Bucket=bucket, Prefix="seam/old/")
+
+    # Then, as S3 answers, only the folder with a current key is listed, and the deleted
+    # key's version is still kept behind its delete marker
+    assert [folder["Prefix"] for folder in listed["CommonPrefixes"]] == ["seam/new/"]
+    assert len(versions["Versions"]) == 1
+    assert len(versions["DeleteMarkers"]) == 1

@@ -59,6 +59,13 @@ loudly at start-up instead of quietly behaving differently:
     parsing once and keeping the parse (a definition that does not parse gets
     moto's own error), and gives every execution a deep copy of it (about 4 ms),
     as isolated as a new parse.
+``deleted-folders``
+    moto's S3 lists a folder (a common prefix of a ``Delimiter`` listing) when every
+    key under it is deleted in a versioned bucket: it skips the keys whose latest
+    version is a delete marker, but not the folders they make. S3 lists only what
+    has a current version, so a clean-up that lists folders and deletes the old ones
+    found each deleted folder again on every run, a request more per run for ever.
+    The service drops the folders that hold no current key.
 ``emf-metrics``
     CloudWatch Logs turns EMF lines into metrics inside AWS; the service puts
     them straight into its CloudWatch backend (:func:`metric_sink`) rather than
@@ -79,7 +86,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
@@ -246,6 +253,7 @@ def install(dispatch: InvokeDispatcher) -> None:
     _patch_lambda_invoke_in_process()
     _patch_lambda_task_errors()
     _patch_parsed_definitions()
+    _patch_deleted_folders()
 
 
 def _patch_lambda_invoke(dispatch: InvokeDispatcher) -> None:
@@ -614,3 +622,54 @@ def _patch_parsed_definitions() -> None:
 
     StepFunctionsParserBackend._validate_definition = staticmethod(validate_definition)  # type: ignore[method-assign]
     ExecutionWorker._get_evaluation_entrypoint = entrypoint  # type: ignore[method-assign, assignment]
+
+
+def live_folders(latest: Iterable[tuple[str, bool]], prefix: str, delimiter: str) -> set[str]:
+    """The folders a ``Delimiter`` listing shows: those holding a key that is not deleted.
+
+    ``latest`` gives each key's name and whether its latest version is a delete marker.
+
+    Examples
+    --------
+    >>> sorted(live_folders([("t/a/1", True), ("t/b/1", False), ("t/c", False)], "t/", "/"))
+    ['t/b/']
+    """
+    folders = set()
+    for name, deleted in latest:
+        rest = name[len(prefix) :] if name.startswith(prefix) else None
+        if not deleted and rest is not None and delimiter in rest:
+            folders.add(f"{prefix}{rest.split(delimiter, 1)[0]}{delimiter}")
+    return folders
+
+
+def _patch_deleted_folders() -> None:
+    from moto.s3.models import FakeDeleteMarker, S3Backend  # noqa: PLC0415
+
+    original = S3Backend.list_objects
+    _require_parameters(
+        original, ("self", "bucket", "prefix", "delimiter", "marker", "max_keys"), "list_objects"
+    )
+    if "FakeDeleteMarker" not in inspect.getsource(original):
+        raise UnsupportedMotoError("moto's list_objects no longer skips delete markers: changed")
+
+    def list_objects(  # noqa: PLR0917 (the signature of the method it replaces)
+        backend: Any,
+        bucket: Any,
+        prefix: str | None,
+        delimiter: str | None,
+        marker: str | None,
+        max_keys: int | None,
+    ) -> Any:
+        keys, folders, truncated, next_marker = original(
+            backend, bucket, prefix, delimiter, marker, max_keys
+        )
+        if delimiter and folders:
+            live = live_folders(
+                ((name, isinstance(key, FakeDeleteMarker)) for name, key in bucket.keys.items()),
+                prefix or "",
+                delimiter,
+            )
+            folders = [folder for folder in folders if folder in live]
+        return keys, folders, truncated, next_marker
+
+    S3Backend.list_objects = list_objects  # type: ignore[method-assign]
