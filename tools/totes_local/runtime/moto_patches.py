@@ -663,13 +663,14 @@ def _patch_deleted_folders() -> None:
         keys, folders, truncated, next_marker = original(
             backend, bucket, prefix, delimiter, marker, max_keys
         )
-        if delimiter and folders:
-            live = live_folders(
-                ((name, isinstance(key, FakeDeleteMarker)) for name, key in bucket.keys.items()),
-                prefix or "",
-                delimiter,
-            )
-            folders = [folder for folder in folders if folder in live]
-        return keys, folders, truncated, next_marker
+        if not (delimiter and folders):
+            return keys, folders, truncated, next_marker
+        live = live_folders(
+            ((name, isinstance(key, FakeDeleteMarker)) for name, key in bucket.keys.items()),
+            prefix or "",
+            delimiter,
+        )
+        # moto answers its folders sorted (a list, though it declares a set).
+        return keys, [folder for folder in folders if folder in live], truncated, next_marker
 
-    S3Backend.list_objects = list_objects  # type: ignore[method-assign]
+    S3Backend.list_objects = list_objects  # type: ignore[method-assign, assignment]
