@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import resource
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from totes_local.runtime.assembly import find_project_root, synthesise
 from totes_local.runtime.call_trail import CALL_TRAIL_VARIABLE, call_counts
 from totes_local.runtime.postgres import find_or_start_server
 from totes_local.runtime.service import stop_service
-from totes_local.runtime.workflow import LocalWorkflow
+from totes_local.runtime.workflow import ExecutionReport, LocalWorkflow
 from totes_local.source.generator import seed_synthetic
 
 REGION = "eu-west-2"
@@ -114,6 +116,76 @@ def measured_workflow(name: str, scale: float) -> Iterator[tuple[LocalWorkflow, 
             for database in databases:
                 drop_database(server.admin_dsn, database)
             server.stop()
+
+
+def _reports_of(
+    workflow: LocalWorkflow, report: ExecutionReport, log_offset: int
+) -> list[dict[str, Any]]:
+    names = {function.name for function in workflow.platform.functions}
+    stopped = report.stopped or datetime.now(report.started.tzinfo)
+    found = []
+    with workflow.log_path.open("rb") as log:
+        log.seek(log_offset)
+        lines = log.read().decode("utf-8").splitlines()
+    for line in lines:
+        if '"platform.report"' not in line:
+            continue
+        record = json.loads(line)
+        started = datetime.fromisoformat(record["started"])
+        if record["function_name"] in names and report.started <= started <= stopped:
+            found.append(record)
+    return found
+
+
+def _busy_seconds(intervals: Sequence[tuple[datetime, datetime]]) -> float:
+    """Seconds covered by at least one interval."""
+    total, end = 0.0, None
+    for start, stop in sorted(intervals):
+        if end is None or start > end:
+            total += (stop - start).total_seconds()
+            end = stop
+        elif stop > end:
+            total += (stop - end).total_seconds()
+            end = stop
+    return total
+
+
+def measure(
+    workflow: LocalWorkflow, report: ExecutionReport, *, log_offset: int = 0
+) -> dict[str, Any]:
+    """One execution's figures: its seconds, seconds per stage, handler seconds per
+    function (summed over invocations, cold starts' init phases included and also shown
+    alone), the handlers' critical path (seconds in which at least one ran, from the
+    workers' own start and end times), the local runtime's overhead (execution minus
+    that), each function's peak worker RSS. ``log_offset``: where in the local log the
+    execution's records begin (read from there only)."""
+    assert report.succeeded, json.dumps(report.to_json(), indent=1)  # noqa: S101
+    records = _reports_of(workflow, report, log_offset)
+    short = {function.name: function.logical_id for function in workflow.platform.functions}
+    per_function: dict[str, dict[str, float]] = {}
+    for record in records:
+        name = short[record["function_name"]].removeprefix("Functions")[:-8]
+        figures = per_function.setdefault(
+            name, {"handler_s": 0.0, "init_s": 0.0, "peak_rss_mb": 0.0}
+        )
+        init_s = (record["init_duration_ms"] or 0) / 1000
+        figures["handler_s"] += record["duration_ms"] / 1000 + init_s
+        figures["init_s"] += init_s
+        figures["peak_rss_mb"] = max(figures["peak_rss_mb"], record["max_memory_used_mb"] or 0)
+    busy = _busy_seconds(
+        [
+            (datetime.fromisoformat(r["started"]), datetime.fromisoformat(r["ended"]))
+            for r in records
+        ]
+    )
+    return {
+        "execution_s": report.duration_s,
+        "stages_s": report.stage_durations(),
+        "functions": per_function,
+        "handlers_critical_path_s": busy,
+        "overhead_s": report.duration_s - busy,
+        "invocations": len(records),
+    }
 
 
 def requests_so_far(endpoint: str, *, by_function: bool = False) -> Counter[str]:

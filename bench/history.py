@@ -3,10 +3,10 @@
 Seeds a source with the generator (default scale 1), runs a backfill, then N executions
 (default 500) with a few business changes in the source before each (default 5, about
 what five minutes bring at the client's rates). For the first and the last 50 it prints
-the median execution time and the mean AWS requests per execution, by function, service and action,
-as the local service counted them for the Lambda functions; the last line compares the
-two. Growth in either is work that depends on history, which a month of five-minute
-runs (8,640 executions) would multiply.
+the median execution time, the handlers' seconds and the mean AWS requests per
+execution, by function, service and action, as the local service counted them; the
+last line compares the two. Growth in either is work that depends on history, which
+a month of five-minute runs (8,640 executions) would multiply.
 
 Usage::
 
@@ -22,7 +22,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from common import measured_workflow, requests_so_far
+from common import measure, measured_workflow, requests_so_far
 
 from totes.db import connect
 from totes_local.source.mutate import mutate
@@ -32,10 +32,14 @@ WINDOW = 50
 
 def _summary(executions: list[dict[str, Any]]) -> dict[str, Any]:
     requests: Counter[str] = Counter()
+    handlers: Counter[str] = Counter()
     for execution in executions:
         requests.update(execution["requests"])
+        handlers.update(execution["handler_s"])
     return {
         "execution_s": statistics.median(e["execution_s"] for e in executions),
+        "critical_path_s": statistics.median(e["critical_path_s"] for e in executions),
+        "handler_s": {f: s / len(executions) for f, s in sorted(handlers.items())},
         "requests": {a: n / len(executions) for a, n in sorted(requests.items())},
     }
 
@@ -44,16 +48,27 @@ def _print_comparison(executions: list[dict[str, Any]], window: int, *, as_json:
     first, last = _summary(executions[:window]), _summary(executions[-window:])
     print(f"\nper execution, first {window} and last {window} of {len(executions)}:")
     print(f"  {'execution (median)':44} {first['execution_s']:8.3f} s {last['execution_s']:8.3f} s")
+    print(
+        f"  {'handlers critical path (median)':44} {first['critical_path_s']:8.3f} s "
+        f"{last['critical_path_s']:8.3f} s"
+    )
+    for function in sorted(set(first["handler_s"]) | set(last["handler_s"])):
+        print(
+            f"  {function + ' handler s (mean)':44} {first['handler_s'].get(function, 0):8.3f} s "
+            f"{last['handler_s'].get(function, 0):8.3f} s"
+        )
     for action in sorted(set(first["requests"]) | set(last["requests"])):
         print(
             f"  {action:32} {first['requests'].get(action, 0):8.1f}   "
             f"{last['requests'].get(action, 0):8.1f}"
         )
     total_first, total_last = sum(first["requests"].values()), sum(last["requests"].values())
+    summed_first, summed_last = sum(first["handler_s"].values()), sum(last["handler_s"].values())
     if as_json:
         print(json.dumps({"first": first, "last": last, "executions": executions}))
     print(
         f"last/first: execution {last['execution_s'] / first['execution_s']:.2f}, "
+        f"handler s {summed_last / summed_first:.2f} ({summed_first:.3f} -> {summed_last:.3f}), "
         f"requests {total_last / total_first:.2f} ({total_first:.1f} -> {total_last:.1f})"
     )
 
@@ -75,13 +90,20 @@ def main(argv: list[str] | None = None) -> int:
             with connect(source_dsn) as conn:
                 mutate(conn, seed=number, changes=args.changes)
             before = requests_so_far(endpoint, by_function=True)
+            log_offset = workflow.log_path.stat().st_size
             report = workflow.execute()
             if report.status != "SUCCEEDED":
                 print(f"execution {number}: {report.status}", file=sys.stderr)
                 return 1
+            figures = measure(workflow, report, log_offset=log_offset)
             executions.append(
                 {
                     "execution_s": report.duration_s,
+                    "handler_s": {
+                        name: function["handler_s"]
+                        for name, function in figures["functions"].items()
+                    },
+                    "critical_path_s": figures["handlers_critical_path_s"],
                     "requests": dict(requests_so_far(endpoint, by_function=True) - before),
                 }
             )

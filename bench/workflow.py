@@ -38,10 +38,10 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from common import measure
 from psycopg import sql
 
 from totes.db import connect, create_database, drop_database, table_columns, with_database
@@ -51,7 +51,7 @@ from totes.warehouse.schema import init_warehouse
 from totes_local.runtime.assembly import find_project_root, synthesise
 from totes_local.runtime.postgres import PostgresServer, find_or_start_server
 from totes_local.runtime.service import stop_service
-from totes_local.runtime.workflow import ExecutionReport, LocalWorkflow
+from totes_local.runtime.workflow import LocalWorkflow
 from totes_local.source.generator import seed_synthetic
 from totes_local.source.snapshot import load_snapshot
 
@@ -196,64 +196,6 @@ def floor_copy(server: PostgresServer, source_dsn: str) -> float:
         return time.perf_counter() - started
     finally:
         drop_database(server.admin_dsn, target_name)
-
-
-def _reports_of(workflow: LocalWorkflow, report: ExecutionReport) -> list[dict[str, Any]]:
-    names = {function.name for function in workflow.platform.functions}
-    stopped = report.stopped or datetime.now(report.started.tzinfo)
-    found = []
-    for line in workflow.log_path.read_text(encoding="utf-8").splitlines():
-        if '"platform.report"' not in line:
-            continue
-        record = json.loads(line)
-        started = datetime.fromisoformat(record["started"])
-        if record["function_name"] in names and report.started <= started <= stopped:
-            found.append(record)
-    return found
-
-
-def _busy_seconds(intervals: Sequence[tuple[datetime, datetime]]) -> float:
-    """Seconds covered by at least one interval."""
-    total, end = 0.0, None
-    for start, stop in sorted(intervals):
-        if end is None or start > end:
-            total += (stop - start).total_seconds()
-            end = stop
-        elif stop > end:
-            total += (stop - end).total_seconds()
-            end = stop
-    return total
-
-
-def measure(workflow: LocalWorkflow, report: ExecutionReport) -> dict[str, Any]:
-    """One execution's figures (see the module docstring)."""
-    assert report.succeeded, json.dumps(report.to_json(), indent=1)  # noqa: S101
-    records = _reports_of(workflow, report)
-    short = {function.name: function.logical_id for function in workflow.platform.functions}
-    per_function: dict[str, dict[str, float]] = {}
-    for record in records:
-        name = short[record["function_name"]].removeprefix("Functions")[:-8]
-        figures = per_function.setdefault(
-            name, {"handler_s": 0.0, "init_s": 0.0, "peak_rss_mb": 0.0}
-        )
-        init_s = (record["init_duration_ms"] or 0) / 1000
-        figures["handler_s"] += record["duration_ms"] / 1000 + init_s
-        figures["init_s"] += init_s
-        figures["peak_rss_mb"] = max(figures["peak_rss_mb"], record["max_memory_used_mb"] or 0)
-    busy = _busy_seconds(
-        [
-            (datetime.fromisoformat(r["started"]), datetime.fromisoformat(r["ended"]))
-            for r in records
-        ]
-    )
-    return {
-        "execution_s": report.duration_s,
-        "stages_s": report.stage_durations(),
-        "functions": per_function,
-        "handlers_critical_path_s": busy,
-        "overhead_s": report.duration_s - busy,
-        "invocations": len(records),
-    }
 
 
 @contextmanager
