@@ -21,7 +21,7 @@ from totes.db import connect, create_database, drop_database, with_database
 from totes.source.schema import existing_source_tables
 from totes.warehouse.schema import init_warehouse
 from totes_local.runtime.assembly import find_project_root, synthesise
-from totes_local.runtime.call_trail import CALL_TRAIL_VARIABLE, call_counts
+from totes_local.runtime.call_trail import CALL_TRAIL_VARIABLE, call_counts, call_seconds
 from totes_local.runtime.postgres import find_or_start_server
 from totes_local.runtime.service import stop_service
 from totes_local.runtime.workflow import ExecutionReport, LocalWorkflow
@@ -188,13 +188,26 @@ def measure(
     }
 
 
+def _function_role(function: str) -> str:
+    return _LOGICAL_NAME.sub(r"\1", function.rsplit("-", 1)[-1])
+
+
+def service_seconds_so_far(endpoint: str) -> Counter[str]:
+    """Seconds the local service took to answer each function's requests so far (part of
+    its handler seconds that AWS would spend instead, at its own speed), by function."""
+    totals: Counter[str] = Counter()
+    for function, actions in call_seconds(endpoint).items():
+        totals[_function_role(function)] += sum(actions.values())
+    return totals
+
+
 def requests_so_far(endpoint: str, *, by_function: bool = False) -> Counter[str]:
     """Every request the functions have made so far, by action (``"s3:GetObject"``), or
     by function and action (``"Load s3:GetObject"``) when ``by_function``."""
     totals: Counter[str] = Counter()
     for function, actions in call_counts(endpoint).items():
         if by_function:
-            role = _LOGICAL_NAME.sub(r"\1", function.rsplit("-", 1)[-1])
+            role = _function_role(function)
             totals.update({f"{role} {action}": count for action, count in actions.items()})
         else:
             totals.update(actions)

@@ -13,9 +13,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 
 from totes_local.runtime.assembly import CloudAssembly
+from totes_local.runtime.call_trail import call_counts, call_seconds
 from totes_local.runtime.deployment import SDK_FOR_PANDAS_ONLY, absent_packages
 from totes_local.runtime.emf import parse_emf
 from totes_local.runtime.graph import markdown_report, mermaid_flowchart
@@ -512,3 +514,32 @@ def test_a_folder_whose_every_key_is_deleted_is_no_longer_listed(
     assert [folder["Prefix"] for folder in listed["CommonPrefixes"]] == ["seam/new/"]
     assert len(versions["Versions"]) == 1
     assert len(versions["DeleteMarkers"]) == 1
+
+
+def test_the_service_counts_each_functions_requests_and_the_seconds_it_took_to_answer(
+    local_workflow: WorkflowFactory,
+) -> None:
+    # Given a client signing as a function does (its name as the access key id)
+    with local_workflow("host=unused", "host=unused") as workflow:
+        endpoint = workflow.service.service.endpoint
+        bucket = workflow.processed_bucket
+        function = boto3.client(
+            "s3",
+            region_name=workflow.platform.region,
+            endpoint_url=endpoint,
+            aws_access_key_id="totes-measured-function",
+            aws_secret_access_key="unused",  # the local service checks no signature
+        )
+        # When it writes one object and reads it three times, and the CLI reads it once
+        function.put_object(Bucket=bucket, Key="measured/x", Body=b"x")
+        for _ in range(3):
+            function.get_object(Bucket=bucket, Key="measured/x")["Body"].read()
+        workflow.client("s3").get_object(Bucket=bucket, Key="measured/x")["Body"].read()
+        counts = call_counts(endpoint)["totes-measured-function"]
+        seconds = call_seconds(endpoint)["totes-measured-function"]
+
+    # Then its requests are counted by action, the CLI's not at all, and the service's
+    # seconds are kept for the same actions
+    assert counts == {"s3:PutObject": 1, "s3:GetObject": 3}
+    assert set(seconds) == set(counts)
+    assert all(0 < spent < 5 for spent in seconds.values())

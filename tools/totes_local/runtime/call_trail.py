@@ -9,7 +9,10 @@ S3 the key or the listed prefix. A request that needs two authorisations (a copy
 its source and writes its target) is two lines. It also counts every request of every
 function by action (a request by the last action it needs: a copy is a put), which
 ``GET /totes-local/call-counts`` answers (:func:`call_counts`): what an execution asks of
-AWS, and so what it is billed for.
+AWS, and so what it is billed for. ``GET /totes-local/call-seconds`` answers the seconds
+the service took to answer them, by the same function and action
+(:func:`call_seconds`): the share of a handler's duration that is the local service's,
+not the handler's own work.
 
 The tests evaluate the trail against each function's role in the synthesised template
 (``tests/workflow/test_least_privilege.py``): a call the role would refuse fails, and a
@@ -25,10 +28,11 @@ import io
 import json
 import re
 import threading
+import time
 import urllib.parse
 import urllib.request
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,8 @@ from typing import Any
 CALL_TRAIL_VARIABLE = "TOTES_LOCAL_CALL_TRAIL"
 #: Where the service answers the counts of the functions' requests (unsigned GET).
 CALL_COUNTS_PATH = "/totes-local/call-counts"
+#: Where it answers the seconds it took to answer them.
+CALL_SECONDS_PATH = "/totes-local/call-seconds"
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 #: Signing names whose IAM prefix differs.
 _IAM_PREFIX = {"monitoring": "cloudwatch", "email": "ses"}
@@ -65,29 +71,37 @@ class CallTrail:
         self._local_key = local_key
         self._seen: set[tuple[str, str, str]] = set()
         self._counts: Counter[tuple[str, str]] = Counter()
+        self._seconds: defaultdict[tuple[str, str], float] = defaultdict(float)
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         authorization = environ.get("HTTP_AUTHORIZATION", "")
         if not authorization and environ.get("PATH_INFO") == CALL_COUNTS_PATH:
-            return self._answer_counts(start_response)
+            return self._answer(start_response, self._counts)
+        if not authorization and environ.get("PATH_INFO") == CALL_SECONDS_PATH:
+            return self._answer(start_response, self._seconds)
         match = _CREDENTIAL.search(authorization)
-        if match is not None and match.group(1) != self._local_key:
-            function, region, service = match.groups()
-            body = _body(environ) if _needs_body(service, environ) else b""
-            authorisations = list(
-                needed_authorisations(environ, body, service, region, self._account)
-            )
-            self._record(function, authorisations)
-        return self._app(environ, start_response)  # type: ignore[no-any-return]
+        if match is None or match.group(1) == self._local_key:
+            return self._app(environ, start_response)  # type: ignore[no-any-return]
+        function, region, service = match.groups()
+        body = _body(environ) if _needs_body(service, environ) else b""
+        authorisations = list(needed_authorisations(environ, body, service, region, self._account))
+        self._record(function, authorisations)
+        started = time.perf_counter()
+        # moto answers with a response whose body is already made: this is its work.
+        answer = self._app(environ, start_response)
+        if authorisations:
+            with self._lock:
+                self._seconds[(function, authorisations[-1][0])] += time.perf_counter() - started
+        return answer  # type: ignore[no-any-return]
 
-    def _answer_counts(self, start_response: Any) -> list[bytes]:
+    def _answer(self, start_response: Any, figures: Mapping[tuple[str, str], float]) -> list[bytes]:
         with self._lock:
-            counts: dict[str, dict[str, int]] = {}
-            for (function, action), count in sorted(self._counts.items()):
-                counts.setdefault(function, {})[action] = count
-        body = json.dumps(counts).encode()
+            answer: dict[str, dict[str, float]] = {}
+            for (function, action), figure in sorted(figures.items()):
+                answer.setdefault(function, {})[action] = figure
+        body = json.dumps(answer).encode()
         start_response(
             "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         )
@@ -122,6 +136,19 @@ def call_counts(endpoint: str) -> dict[str, dict[str, int]]:
     with urllib.request.urlopen(f"{endpoint}{CALL_COUNTS_PATH}", timeout=10) as response:  # noqa: S310  # nosec B310 (the local service)
         counts: dict[str, dict[str, int]] = json.loads(response.read())
     return counts
+
+
+def call_seconds(endpoint: str) -> dict[str, dict[str, float]]:
+    """Seconds the service took to answer each function's requests so far, by IAM action.
+
+    Examples
+    --------
+    >>> call_seconds("http://127.0.0.1:4566")  # doctest: +SKIP
+    {'totes-Ingest': {'dynamodb:GetItem': 0.021, 's3:PutObject': 0.094}}
+    """
+    with urllib.request.urlopen(f"{endpoint}{CALL_SECONDS_PATH}", timeout=10) as response:  # noqa: S310  # nosec B310 (the local service)
+        seconds: dict[str, dict[str, float]] = json.loads(response.read())
+    return seconds
 
 
 def read_trail(path: Path) -> list[dict[str, str]]:
