@@ -192,12 +192,13 @@ def _function_role(function: str) -> str:
     return _LOGICAL_NAME.sub(r"\1", function.rsplit("-", 1)[-1])
 
 
-def service_seconds_so_far(endpoint: str) -> Counter[str]:
+def service_seconds_so_far(endpoint: str) -> dict[str, float]:
     """Seconds the local service took to answer each function's requests so far (part of
     its handler seconds that AWS would spend instead, at its own speed), by function."""
-    totals: Counter[str] = Counter()
+    totals: dict[str, float] = {}
     for function, actions in call_seconds(endpoint).items():
-        totals[_function_role(function)] += sum(actions.values())
+        role = _function_role(function)
+        totals[role] = totals.get(role, 0.0) + sum(actions.values())
     return totals
 
 

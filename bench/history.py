@@ -34,11 +34,12 @@ WINDOW = 50
 def _summary(executions: list[dict[str, Any]]) -> dict[str, Any]:
     requests: Counter[str] = Counter()
     handlers: Counter[str] = Counter()
-    served: Counter[str] = Counter()
+    served: dict[str, float] = {}
     for execution in executions:
         requests.update(execution["requests"])
         handlers.update(execution["handler_s"])
-        served.update(execution["service_s"])
+        for function, seconds in execution["service_s"].items():
+            served[function] = served.get(function, 0.0) + seconds
     return {
         "execution_s": statistics.median(e["execution_s"] for e in executions),
         "critical_path_s": statistics.median(e["critical_path_s"] for e in executions),
@@ -114,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
                         for name, function in figures["functions"].items()
                     },
                     "critical_path_s": figures["handlers_critical_path_s"],
-                    "service_s": dict(service_seconds_so_far(endpoint) - served_before),
+                    "service_s": {
+                        function: seconds - served_before.get(function, 0.0)
+                        for function, seconds in service_seconds_so_far(endpoint).items()
+                    },
                     "requests": dict(requests_so_far(endpoint, by_function=True) - before),
                 }
             )
