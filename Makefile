@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
+# The workflow tier's tests wait part of the time (retries, timeouts, a service starting):
+# a third worker on two cores fills what two leave idle.
+TEST_WORKERS ?= 3
 BIN := $(VENV)/bin
 LOCK := requirements.txt
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
@@ -48,10 +51,9 @@ rds-ca-bundle: $(STAMP)  ## fetch Amazon RDS's certificate bundle again and reco
 run: $(STAMP) build  ## run the product on this machine: the synthesised workflow, in moto
 	$(BIN)/totes run
 
-test: install build  ## the core's doctests, then every test tier: unit and integration on every core, then workflow and infra
+test: install build  ## the core's doctests, then every test tier at once (TEST_WORKERS processes, a file each)
 	$(BIN)/python -m pytest -q --doctest-modules layers/core/totes
-	$(BIN)/python -m pytest -n auto --dist loadfile tests/unit tests/integration $(PYTEST_FLAGS)
-	$(BIN)/python -m pytest tests/workflow tests/infra $(PYTEST_FLAGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests/unit tests/integration tests/workflow tests/infra $(PYTEST_FLAGS)
 
 test-fast: install  ## the tiers without tests marked slow
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_FLAGS)

@@ -1,15 +1,15 @@
 """Fixtures of the workflow tier: the synthesised cloud assembly, one local AWS service for
-the session, and local workflows over it.
+the session (for each pytest-xdist worker: each has its own), and local workflows over it.
 
 The assembly is what ``app.py`` synthesises (the layers it needs are built first when
 missing, as in the infrastructure tier). It is kept in pytest's cache folder with a
 fingerprint of its inputs, so a session synthesises only when the CDK app or the
 handlers changed since the last one.
 
-The tests share one source and one warehouse database, recreated for each test, so
-their workflows are one deployment in the shared service (which keeps one per source and
-warehouse pair), and its Lambda workers stay warm from test to test, as a deployed
-stack's do between runs. Each test starts with none of that deployment's state, as
+The tests of a session share one source and one warehouse database, recreated for each
+test, so their workflows are one deployment in the shared service (which keeps one per
+source and warehouse pair), and its Lambda workers stay warm from test to test, as a
+deployed stack's do between runs. Each test starts with none of that deployment's state, as
 ``totes run --fresh`` would. The service, and every Lambda worker it started, is
 stopped when the session ends.
 """
@@ -45,6 +45,9 @@ from totes_local.runtime.workflow import LocalWorkflow, pair_id
 from .support import REPO_ROOT, WorkflowFactory, mark_log_start
 
 LAYERS = REPO_ROOT / "build" / "layers"
+#: The pytest-xdist worker running this session (``gw0``, ``gw1``; ``main`` without xdist):
+#: each has its own databases, assembly folder and local service.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +71,7 @@ def cloud_assembly(
             )
     cache = getattr(request.config, "cache", None)
     outdir = (
-        cache.mkdir("totes-workflow") / "cdk.out"
+        cache.mkdir(f"totes-workflow-{_WORKER}") / "cdk.out"
         if cache is not None
         else tmp_path_factory.mktemp("workflow") / "cdk.out"
     )
@@ -93,7 +96,8 @@ def service_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 CALL_TRAIL_FILE = "call-trail.jsonl"
 
 #: The databases of the tier's one source and warehouse pair.
-SOURCE_DATABASE, WAREHOUSE_DATABASE = "totes_workflow_source", "totes_workflow_warehouse"
+SOURCE_DATABASE = f"totes_workflow_{_WORKER}_source"
+WAREHOUSE_DATABASE = f"totes_workflow_{_WORKER}_warehouse"
 
 
 @pytest.fixture
