@@ -133,9 +133,10 @@ def call_counts(endpoint: str) -> dict[str, dict[str, int]]:
     >>> call_counts("http://127.0.0.1:4566")  # doctest: +SKIP
     {'totes-Ingest': {'dynamodb:GetItem': 11, 's3:PutObject': 22}}
     """
-    with urllib.request.urlopen(f"{endpoint}{CALL_COUNTS_PATH}", timeout=10) as response:  # noqa: S310  # nosec B310 (the local service)
-        counts: dict[str, dict[str, int]] = json.loads(response.read())
-    return counts
+    return {
+        function: {action: int(count) for action, count in actions.items()}
+        for function, actions in _figures(endpoint, CALL_COUNTS_PATH).items()
+    }
 
 
 def call_seconds(endpoint: str) -> dict[str, dict[str, float]]:
@@ -146,9 +147,13 @@ def call_seconds(endpoint: str) -> dict[str, dict[str, float]]:
     >>> call_seconds("http://127.0.0.1:4566")  # doctest: +SKIP
     {'totes-Ingest': {'dynamodb:GetItem': 0.021, 's3:PutObject': 0.094}}
     """
-    with urllib.request.urlopen(f"{endpoint}{CALL_SECONDS_PATH}", timeout=10) as response:  # noqa: S310  # nosec B310 (the local service)
-        seconds: dict[str, dict[str, float]] = json.loads(response.read())
-    return seconds
+    return _figures(endpoint, CALL_SECONDS_PATH)
+
+
+def _figures(endpoint: str, path: str) -> dict[str, dict[str, float]]:
+    with urllib.request.urlopen(f"{endpoint}{path}", timeout=10) as response:  # noqa: S310  # nosec B310 (the local service)
+        figures: dict[str, dict[str, float]] = json.loads(response.read())
+    return figures
 
 
 def read_trail(path: Path) -> list[dict[str, str]]:
