@@ -164,7 +164,7 @@ def measure(
     short = {function.name: function.logical_id for function in workflow.platform.functions}
     per_function: dict[str, dict[str, float]] = {}
     for record in records:
-        name = short[record["function_name"]].removeprefix("Functions")[:-8]
+        name = _role(short[record["function_name"]])
         figures = per_function.setdefault(
             name, {"handler_s": 0.0, "init_s": 0.0, "peak_rss_mb": 0.0}
         )
@@ -188,8 +188,14 @@ def measure(
     }
 
 
+def _role(logical_id: str) -> str:
+    """``FunctionsLoadE70802C8`` -> ``Load``."""
+    return _LOGICAL_NAME.sub(r"\1", logical_id)
+
+
 def _function_role(function: str) -> str:
-    return _LOGICAL_NAME.sub(r"\1", function.rsplit("-", 1)[-1])
+    """A deployed function's name (``<instance>-<logical id>``) -> its role."""
+    return _role(function.rsplit("-", 1)[-1])
 
 
 def service_seconds_so_far(endpoint: str) -> dict[str, float]:

@@ -65,7 +65,7 @@ def _print_comparison(executions: list[dict[str, Any]], window: int, *, as_json:
             )
     for action in sorted(set(first["requests"]) | set(last["requests"])):
         print(
-            f"  {action:32} {first['requests'].get(action, 0):8.1f}   "
+            f"  {action:44} {first['requests'].get(action, 0):8.1f}   "
             f"{last['requests'].get(action, 0):8.1f}"
         )
     total_first, total_last = sum(first["requests"].values()), sum(last["requests"].values())
