@@ -41,7 +41,13 @@ class ReusingSession(boto3.Session):  # type: ignore[misc]  # boto3 ships no typ
         key = repr((args, sorted((name, _comparable(value)) for name, value in kwargs.items())))
         with self._clients_lock:
             if key not in self._clients:
-                self._clients[key] = super().client(*args, **kwargs)
+                made = super().client(*args, **kwargs)
+                # botocore builds a client's exception classes on first use, unlocked: two
+                # threads could each build their own, and one thread's error would then
+                # escape another's ``except client.exceptions.X`` (awswrangler catches
+                # EntityNotFoundException that way). Built here, once, before sharing.
+                made.exceptions  # noqa: B018
+                self._clients[key] = made
             return self._clients[key]
 
 
