@@ -234,3 +234,24 @@ def test_moto_lists_a_folder_whose_every_key_is_deleted_in_a_versioned_bucket(
 
     # Then moto still shows the emptied folder (S3 would not): the service drops it
     assert [folder["Prefix"] for folder in listed["CommonPrefixes"]] == ["t/new/", "t/old/"]
+
+
+def test_moto_lets_an_update_made_from_an_older_glue_table_version_replace_a_newer_one(
+    moto: None,
+) -> None:
+    # Given a Glue table updated once since a writer read its version
+    glue = boto3.client("glue", region_name=REGION)
+    glue.create_database(DatabaseInput={"Name": "seam"})
+    glue.create_table(DatabaseName="seam", TableInput={"Name": "t", "Parameters": {"v": "1"}})
+    read = glue.get_table(DatabaseName="seam", Name="t")["Table"]["VersionId"]
+    glue.update_table(
+        DatabaseName="seam", TableInput={"Name": "t", "Parameters": {"v": "2"}}, VersionId=read
+    )
+
+    # When that writer updates the table from the version it read
+    glue.update_table(
+        DatabaseName="seam", TableInput={"Name": "t", "Parameters": {"v": "3"}}, VersionId=read
+    )
+
+    # Then moto takes it (Glue refuses it): the service checks the version
+    assert glue.get_table(DatabaseName="seam", Name="t")["Table"]["Parameters"] == {"v": "3"}

@@ -66,6 +66,12 @@ loudly at start-up instead of quietly behaving differently:
     has a current version, so a clean-up that lists folders and deletes the old ones
     found each deleted folder again on every run, a request more per run for ever.
     The service drops the folders that hold no current key.
+``glue-table-versions``
+    moto's Glue ignores ``UpdateTable``'s ``VersionId``: an update made from an older
+    version of a table replaces a newer one. Glue refuses it
+    (``ConcurrentModificationException``), and Iceberg's commits rely on that: a writer
+    that lost the race reads the table again instead of dropping the other's commit.
+    The service checks the version, as Glue does.
 ``emf-metrics``
     CloudWatch Logs turns EMF lines into metrics inside AWS; the service puts
     them straight into its CloudWatch backend (:func:`metric_sink`) rather than
@@ -254,6 +260,7 @@ def install(dispatch: InvokeDispatcher) -> None:
     _patch_lambda_task_errors()
     _patch_parsed_definitions()
     _patch_deleted_folders()
+    _patch_glue_table_versions()
 
 
 def _patch_lambda_invoke(dispatch: InvokeDispatcher) -> None:
@@ -674,3 +681,34 @@ def _patch_deleted_folders() -> None:
         return keys, [folder for folder in folders if folder in live], truncated, next_marker
 
     S3Backend.list_objects = list_objects  # type: ignore[method-assign, assignment]
+
+
+def _patch_glue_table_versions() -> None:
+    from moto.glue.exceptions import GlueClientError  # noqa: PLC0415
+    from moto.glue.responses import GlueResponse  # noqa: PLC0415
+
+    original = GlueResponse.update_table
+    if "self.glue_backend.update_table(database_name, table_name, table_input)" not in (
+        inspect.getsource(original)
+    ):
+        raise UnsupportedMotoError("moto's Glue update_table changed: check its VersionId")
+    updating = threading.Lock()  # the check and the update as one step, as in Glue
+
+    def update_table(response: Any) -> Any:
+        expected = response._get_param("VersionId")
+        with updating:
+            if expected is not None:
+                table = response.glue_backend.get_table(
+                    response._get_param("DatabaseName"),
+                    response._get_param("TableInput")["Name"],
+                )
+                current = str(table._current_version)
+                if expected != current:
+                    raise GlueClientError(
+                        "ConcurrentModificationException",
+                        f"Update table failed due to concurrent modifications: version "
+                        f"{expected} was asked for, the table is at version {current}",
+                    )
+            return original(response)
+
+    GlueResponse.update_table = update_table  # type: ignore[method-assign, assignment]
