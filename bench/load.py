@@ -69,8 +69,6 @@ STEPS = (
     (warehouse_sql, "insert_facts"),
     (warehouse_sql, "upsert_dimension"),
     (warehouse_sql, "raise_newest_version"),
-    (load_stage, "export_committed_facts"),
-    (load_stage, "_export_to_lake"),
     (warehouse_sql, "newest_version"),
 )
 

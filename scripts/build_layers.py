@@ -75,7 +75,6 @@ NOT_IN_LAYER = {
     "boto3": "provided by the Lambda Python runtime",
     "botocore": "provided by the Lambda Python runtime",
     "aws-lambda-powertools": "provided by the public Powertools layer",
-    "rich": "only the `totes` command prints to a terminal",
 }
 
 #: What no function imports at run time: tests, C headers and Cython sources of the

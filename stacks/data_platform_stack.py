@@ -7,7 +7,7 @@ from constructs import Construct
 
 from stacks.alerts import AlertTopic
 from stacks.credentials_check import CredentialsCheck
-from stacks.functions import PipelineFunctions, StageLimits
+from stacks.functions import LakeMaintenancePolicy, PipelineFunctions, StageLimits
 from stacks.lake import Lakehouse
 from stacks.monitoring import PipelineMonitoring
 from stacks.network import DatabaseNetwork
@@ -50,7 +50,8 @@ class DataPlatformStack(Stack):
     alerts : AlertTopic
         The topic every alert goes to.
     functions : PipelineFunctions
-        Ingest, transform, load and the progress check after each pass.
+        Ingest, transform, load, the progress check after each pass, the failure notice
+        and the lake's maintenance.
     workflow : PipelineWorkflow
         The Express state machine.
     schedule : PipelineSchedule
@@ -104,7 +105,6 @@ class DataPlatformStack(Stack):
             warehouse_secret_name=settings.warehouse_secret_name,
             log_retention_days=settings.log_retention_days,
             powertools_version=settings.powertools_version,
-            aws_sdk_pandas_version=settings.aws_sdk_pandas_version,
             lake_database_name=self.lakehouse.database.ref,
             limits=StageLimits(
                 ingest_max_rows=settings.ingest_max_rows,
@@ -112,8 +112,14 @@ class DataPlatformStack(Stack):
                 load_max_files=settings.load_max_files,
                 catch_up_budget_seconds=settings.catch_up_budget_seconds,
             ),
+            lake_maintenance=LakeMaintenancePolicy(
+                every_commits=settings.lake_maintain_every_commits,
+                snapshot_retention_hours=settings.lake_snapshot_retention_hours,
+                target_file_mb=settings.lake_target_file_mb,
+            ),
         )
-        self.lakehouse.grant_cataloguing(self.functions.catalog)
+        self.lakehouse.grant_table_writing(self.functions.load)
+        self.lakehouse.grant_maintenance(self.functions.lake_maintenance)
         if settings.network is not None:
             # Without it the functions run outside any VPC and reach the databases at the
             # addresses their secrets give: those must accept TLS connections from Lambda.
@@ -192,7 +198,7 @@ class DataPlatformStack(Stack):
             self,
             "LakeDatabaseName",
             value=self.lakehouse.database.ref,
-            description="Glue database of the lake: one table per warehouse table",
+            description="Glue database of the lake: one Iceberg table per warehouse table",
         )
         CfnOutput(
             self,

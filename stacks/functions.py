@@ -1,4 +1,5 @@
-"""The Lambda functions of the pipeline: ingest, transform, load, and the progress check."""
+"""The Lambda functions of the pipeline: ingest, transform, load, the progress check, and
+the lake's maintenance."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from constructs import Construct
 
 from stacks.log_groups import operational_log_group
 from stacks.packaging import PipelinePackaging
-from stacks.settings import CATALOG_TIMEOUT_SECONDS
+from stacks.settings import LAKE_MAINTENANCE_TIMEOUT_SECONDS
 from stacks.storage import DataBuckets
 from totes.names import (
     GOLD_TABLES,
@@ -42,8 +43,6 @@ LIVE_ALIAS = "live"
 # Public SSM parameter, published by the Powertools team in every region they
 # publish the layer to, whose value is the ARN of that release's layer.
 _POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/x86_64/python3.12/{version}"
-# Likewise for the AWS-managed AWS SDK for pandas layer (awswrangler, pandas, pyarrow).
-_AWS_SDK_PANDAS_LAYER_PARAMETER = "/aws/service/aws-sdk-pandas/{version}/py3.12/x86_64/layer-arn"
 
 _CODE_EXCLUDES = ["__pycache__", "*.pyc", ".keep"]
 
@@ -63,9 +62,11 @@ _LOAD = _Sizing(memory_mb=1024, timeout=Duration.seconds(120))
 _PROGRESS = _Sizing(memory_mb=256, timeout=Duration.seconds(10))
 # Writes the failure email from the error: text only.
 _FAILURE = _Sizing(memory_mb=256, timeout=Duration.seconds(10))
-# Merges a dimension's changes into a new snapshot: the largest (dim_transaction) in memory.
+# Compaction rewrites a partition (a fact's month, a dimension whole) from memory.
 # Its timeout is what an execution keeps aside after its passes (settings: the budget).
-_CATALOG = _Sizing(memory_mb=1024, timeout=Duration.seconds(CATALOG_TIMEOUT_SECONDS))
+_LAKE_MAINTENANCE = _Sizing(
+    memory_mb=1024, timeout=Duration.seconds(LAKE_MAINTENANCE_TIMEOUT_SECONDS)
+)
 # Reads two secrets when the stack is deployed, then answers CloudFormation.
 _CREDENTIALS_CHECK = _Sizing(memory_mb=256, timeout=Duration.seconds(30))
 
@@ -92,9 +93,28 @@ class StageLimits:
     catch_up_budget_seconds: int
 
 
+@dataclass(frozen=True)
+class LakeMaintenancePolicy:
+    """When the lake maintenance step compacts a table, and what it keeps.
+
+    Attributes
+    ----------
+    every_commits : int
+        Commits to a table since it was last maintained that make it due.
+    snapshot_retention_hours : int
+        Age past which a table's snapshots are expired.
+    target_file_mb : int
+        Size of the files compaction writes.
+    """
+
+    every_commits: int
+    snapshot_retention_hours: int
+    target_file_mb: int
+
+
 class PipelineFunctions(Construct):
-    """Ingest, transform, load, progress and the failure notice: each with its own role,
-    log group and layers.
+    """Ingest, transform, load, progress, the failure notice and the lake's maintenance:
+    each with its own role and log group, all with the same layers.
 
     Every role is written out rather than granted broadly, so it is visible
     (and tested) that each stage reaches only what it needs:
@@ -104,14 +124,18 @@ class PipelineFunctions(Construct):
       accidental overwrite recoverable), and reads and writes watermarks;
     - transform reads the raw zone, reads its own state, staged files and mirrors, and
       writes those, the gold files of each warehouse table and rejected rows;
-    - load reads the warehouse credentials, the gold files, the quarantine and the
-      lake's export state, and writes (and deletes what it replaced of) quarantined
-      rows and the lake's change files;
+    - load reads the warehouse credentials, the gold files and the quarantine, writes
+      (and deletes what it replaced of) quarantined rows, and writes the lake's Iceberg
+      tables: their data and metadata files in the lake zone, which it reads back and
+      deletes when it makes a table afresh (its Glue rights come from
+      :meth:`stacks.lake.Lakehouse.grant_table_writing`);
     - progress (the check after each pass) reaches nothing but its own logs;
     - describe-failure (the failure email's text) reaches nothing but its own logs too:
       the state machine publishes what it returns;
-    - catalog reads and writes the lake zone of the processed bucket (its Glue rights
-      come from :meth:`stacks.lake.Lakehouse.grant_cataloguing`);
+    - lake maintenance reads and writes the lake zone of the processed bucket: it
+      compacts the tables' small files, expires their old snapshots and deletes the
+      files nothing references any more (its Glue rights come from
+      :meth:`stacks.lake.Lakehouse.grant_maintenance`);
     - credentials-check (run by CloudFormation when the stack is deployed, see
       :class:`stacks.credentials_check.CredentialsCheck`) reads both secrets.
 
@@ -138,20 +162,21 @@ class PipelineFunctions(Construct):
         Days the function logs are kept.
     powertools_version : str
         Release of the public Powertools v3 layer, or ``"latest"``.
+    lake_database_name : str
+        The Glue database of the lake's tables.
     limits : StageLimits
         The bite of each stage and the catch-up budget, given to the functions as
+        environment variables.
+    lake_maintenance : LakeMaintenancePolicy
+        When the maintenance step compacts a table and what it keeps, given to it as
         environment variables.
 
     Attributes
     ----------
-    ingest, transform, load, progress, describe_failure, catalog : Function
+    ingest, transform, load, progress, describe_failure, lake_maintenance : Function
         The functions.
     layers : list of aws_cdk.aws_lambda.ILayerVersion
-        Dependencies, core package and Powertools, in that order: every function's
-        layers, but the catalog's.
-    catalog_layers : list of aws_cdk.aws_lambda.ILayerVersion
-        Core package, Powertools and AWS SDK for pandas: the catalog function's layers
-        (the dependencies layer's pyarrow would clash with the SDK's).
+        Dependencies, core package and Powertools, in that order: every function's layers.
     """
 
     def __init__(
@@ -166,24 +191,15 @@ class PipelineFunctions(Construct):
         warehouse_secret_name: str,
         log_retention_days: int,
         powertools_version: str,
-        aws_sdk_pandas_version: str,
         lake_database_name: str,
         limits: StageLimits,
+        lake_maintenance: LakeMaintenancePolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         packaging.check()
         self._log_retention_days = log_retention_days
         self._live: dict[str, lambda_.Alias] = {}
         self.layers = self._layers(packaging, powertools_version)
-        aws_sdk_pandas = lambda_.LayerVersion.from_layer_version_arn(
-            self,
-            "AwsSdkPandasLayer",
-            ssm.StringParameter.value_for_string_parameter(
-                self, _AWS_SDK_PANDAS_LAYER_PARAMETER.format(version=aws_sdk_pandas_version)
-            ),
-        )
-        _, core, powertools = self.layers
-        self.catalog_layers = [core, powertools, aws_sdk_pandas]
 
         self.ingest = self._function(
             "Ingest",
@@ -261,6 +277,7 @@ class PipelineFunctions(Construct):
                 EnvironmentVariable.PROCESSED_BUCKET: buckets.processed.bucket_name,
                 EnvironmentVariable.WAREHOUSE_SECRET_NAME: warehouse_secret_name,
                 EnvironmentVariable.LOAD_MAX_FILES: str(limits.load_max_files),
+                EnvironmentVariable.LAKE_DATABASE: lake_database_name,
             },
         )
         _allow_reading_secret(self.load, warehouse_secret_name)
@@ -271,18 +288,21 @@ class PipelineFunctions(Construct):
             ["s3:GetObject"],
             [*(f"{table}/*" for table in GOLD_TABLES), f"{REJECTS_PREFIX}/*", f"{LAKE_PREFIX}/*"],
             why="load reads the gold files of each warehouse table, the quarantine it "
-            "replays and the lake's export state, under keys made at run time",
+            "replays and the lake's Iceberg metadata and data files, under keys made at run "
+            "time",
         )
         # Facts whose dimension row is missing are quarantined, and rewritten or deleted
-        # once replayed; what it committed goes to the lake zone, and change files it wrote
-        # for a table the warehouse then disagrees with are deleted again.
+        # once replayed. What the warehouse committed is committed to the lake's tables:
+        # a table made afresh (its metadata lost, or of an earlier release's layout)
+        # replaces its folder's files, and each commit deletes the table's metadata files
+        # past the ten it keeps.
         _allow_objects(
             self.load,
             buckets.processed,
             ["s3:PutObject", "s3:DeleteObject"],
             [f"{REJECTS_PREFIX}/*", f"{LAKE_PREFIX}/*"],
-            why="load writes quarantined rows and the lake's change files, keyed by table "
-            "and run, and deletes those it replaced",
+            why="load writes quarantined rows and the lake tables' data and metadata files, "
+            "keyed by table and run, and deletes those it replaced",
         )
 
         self.progress = self._function(
@@ -305,26 +325,33 @@ class PipelineFunctions(Construct):
             invoked_through_alias=False,
         )
 
-        self.catalog = self._function(
-            "Catalog",
-            code=packaging.catalog_code,
-            sizing=_CATALOG,
-            description="Keeps the lake's Glue tables current: partitions, dimension snapshots",
+        self.lake_maintenance = self._function(
+            "LakeMaintenance",
+            code=packaging.lake_maintenance_code,
+            sizing=_LAKE_MAINTENANCE,
+            description="Compacts the lake's Iceberg tables, expires old snapshots, deletes "
+            "unreferenced files",
             environment={
                 EnvironmentVariable.PROCESSED_BUCKET: buckets.processed.bucket_name,
                 EnvironmentVariable.LAKE_DATABASE: lake_database_name,
+                EnvironmentVariable.LAKE_MAINTAIN_EVERY_COMMITS: str(
+                    lake_maintenance.every_commits
+                ),
+                EnvironmentVariable.LAKE_SNAPSHOT_RETENTION_HOURS: str(
+                    lake_maintenance.snapshot_retention_hours
+                ),
+                EnvironmentVariable.LAKE_TARGET_FILE_MB: str(lake_maintenance.target_file_mb),
             },
-            layers=self.catalog_layers,
         )
-        _allow_listing(self.catalog, buckets.processed)
-        # Snapshots replace the dimensions' older ones, which it then deletes.
+        # Orphans are found by listing a table's folder.
+        _allow_listing(self.lake_maintenance, buckets.processed)
         _allow_objects(
-            self.catalog,
+            self.lake_maintenance,
             buckets.processed,
             ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
             [f"{LAKE_PREFIX}/*"],
-            why="the catalog step reads the lake's files, writes dimension snapshots per "
-            "table and run, and deletes the snapshots they replace",
+            why="lake maintenance reads the lake tables' files, writes the compacted data "
+            "files and new metadata, and deletes the files no snapshot references any more",
         )
 
         self.credentials_check = self._function(
@@ -348,7 +375,7 @@ class PipelineFunctions(Construct):
             "load": self.load,
             "progress": self.progress,
             "describe_failure": self.describe_failure,
-            "catalog": self.catalog,
+            "lake_maintenance": self.lake_maintenance,
         }
 
     def live(self, function: lambda_.Function) -> lambda_.IFunction:
@@ -364,7 +391,8 @@ class PipelineFunctions(Construct):
             code=lambda_.Code.from_asset(str(packaging.dependencies_layer)),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
-            description="Third-party dependencies of the totes functions: psycopg, pyarrow",
+            description="Third-party dependencies of the totes functions: psycopg, pyarrow, "
+            "pyiceberg",
         )
         core = lambda_.LayerVersion(
             self,
@@ -392,7 +420,6 @@ class PipelineFunctions(Construct):
         sizing: _Sizing,
         description: str,
         environment: Mapping[str, str],
-        layers: list[lambda_.ILayerVersion] | None = None,
         invoked_through_alias: bool = True,
     ) -> lambda_.Function:
         log_group = operational_log_group(
@@ -414,7 +441,7 @@ class PipelineFunctions(Construct):
             architecture=ARCHITECTURE,
             handler=HANDLER,
             code=lambda_.Code.from_asset(str(code), exclude=_CODE_EXCLUDES),
-            layers=layers or self.layers,
+            layers=self.layers,
             memory_size=sizing.memory_mb,
             timeout=sizing.timeout,
             description=description,

@@ -1,5 +1,5 @@
-"""The lakehouse: a Glue database over the lake zone, an Athena workgroup to query it, and a
-policy that lets a person (or a tool) do so."""
+"""The lakehouse: a Glue database of the lake zone's Iceberg tables, an Athena workgroup to
+query them, and a policy that lets a person (or a tool) do so."""
 
 from __future__ import annotations
 
@@ -16,16 +16,26 @@ from totes.names import LAKE_PREFIX
 
 #: Athena cancels a query that would scan more: a runaway query costs at most this.
 BYTES_SCANNED_CUTOFF = 10 * 1024**3
-#: Athena engine version 3 (Trino): the engine the queries are written for.
+#: Athena engine version 3 (Trino): the engine the queries are written for, and the one
+#: that reads Iceberg tables.
 ATHENA_ENGINE = "Athena engine version 3"
-_GLUE_READ = ("glue:GetDatabase", "glue:GetTable", "glue:GetTables", "glue:GetPartitions")
+# What Athena reads of the catalog to query an Iceberg table: no partitions, which an
+# Iceberg table keeps in its own metadata rather than in Glue.
+_GLUE_READ = ("glue:GetDatabase", "glue:GetTable", "glue:GetTables")
+# Every commit of pyiceberg's Glue catalog reads the table (its metadata location and
+# version, for an optimistic lock) and the database (to tell an S3 Tables federation
+# apart), then updates the table.
+_GLUE_COMMIT = ("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable")
 
 
 class Lakehouse(Construct):
-    """The Glue database describing the lake zone, and Athena, set up to query it.
+    """The Glue database of the lake zone's tables, and Athena, set up to query them.
 
-    - The database holds one table per warehouse table; the catalog step of the
-      workflow creates and updates them (their schemas come from the Parquet files).
+    - The database holds one Apache Iceberg table per warehouse table, its data and
+      metadata in the lake zone. The load function creates each and commits to it what
+      the warehouse committed (:meth:`grant_table_writing`); the lake maintenance step
+      at the end of every execution compacts their files and expires their old
+      snapshots (:meth:`grant_maintenance`).
     - The workgroup enforces its configuration: every query writes its results,
       encrypted, to the results bucket (of its own, which expires them), and is
       cancelled past :data:`BYTES_SCANNED_CUTOFF`.
@@ -77,8 +87,9 @@ class Lakehouse(Construct):
             catalog_id=stack.account,
             database_input=glue.CfnDatabase.DatabaseInputProperty(
                 name=database_name,
-                description="The totes lake: one table per warehouse table (facts with every "
-                "version, dimensions current), over the lake zone of the processed bucket",
+                description="The totes lake: one Iceberg table per warehouse table (facts "
+                "with every version, dimensions current), in the lake zone of the processed "
+                "bucket",
             ),
         )
         self.results = locked_down_bucket(
@@ -196,36 +207,35 @@ class Lakehouse(Construct):
         tables = f"arn:{partition}:glue:{region}:{account}:table/{database}/*"
         return Acknowledgment(
             id=f"AwsSolutions-IAM5[Resource::{tables}]",
-            reason="The lake's tables are created by the catalog step at run time, one per "
-            "warehouse table; the grant is scoped to the lake's own database.",
+            reason="The lake's tables are created by the load function at run time, one "
+            "per warehouse table; the grant is scoped to the lake's own database.",
         )
 
-    def grant_cataloguing(self, function: lambda_.Function) -> None:
-        """Let the catalog function keep the lake's tables and partitions current.
+    def grant_table_writing(self, function: lambda_.Function) -> None:
+        """Let the load function create the lake's tables and commit to them.
 
-        Reads and writes of the lake zone's objects are granted with the function's
-        other S3 rights.
+        Besides committing, it creates a table the lake lacks, after dropping whatever
+        Glue entry held its name (an earlier release's table, or one whose metadata is
+        lost). Its rights on the lake zone's objects are granted with its other S3 rights.
         """
+        self._grant_glue(function, [*_GLUE_COMMIT, "glue:CreateTable", "glue:DeleteTable"])
+
+    def grant_maintenance(self, function: lambda_.Function) -> None:
+        """Let the lake maintenance function find the tables due and commit to them.
+
+        One ``GetTables`` per run lists every table with the properties that say which
+        are due; compaction and snapshot expiry are commits. Creating and dropping tables
+        is load's alone. Its rights on the lake zone's objects are granted with its other
+        S3 rights.
+        """
+        self._grant_glue(function, ["glue:GetTables", *_GLUE_COMMIT])
+
+    def _grant_glue(self, function: lambda_.Function, actions: list[str]) -> None:
         if function.role is None:  # pragma: no cover - every function here has its own role
             raise ValueError(f"{function.node.path} has no role")
         Validations.of(function.role).acknowledge(self._tables_acknowledgment())
         function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=[
-                    # Not GetDatabase: the step names its database, never looks it up.
-                    "glue:GetTable",
-                    "glue:GetTables",
-                    "glue:GetPartitions",
-                    "glue:CreateTable",
-                    "glue:UpdateTable",
-                    "glue:BatchCreatePartition",
-                    # awswrangler replaces a table that a concurrent run created first,
-                    # and clears a replaced table's partitions.
-                    "glue:DeleteTable",
-                    "glue:BatchDeletePartition",
-                ],
-                resources=self.catalog_arns(),
-            )
+            iam.PolicyStatement(actions=actions, resources=self.catalog_arns())
         )
 
 

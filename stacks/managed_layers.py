@@ -1,10 +1,10 @@
-"""The AWS-published layers the functions use: the pinned release of each, and its size.
+"""The AWS-published layer the functions use: its pinned release, and its size.
 
 Lambda refuses a function (and so fails the deployment) whose code and layers exceed
 262,144,000 bytes unzipped. Our own layers are measured
-where they are built; these two cannot be downloaded without an AWS account, so their
-unzipped sizes are recorded here, with how each figure was obtained, and
-``tests/infra/test_lambda_packaging.py`` adds them up per function.
+where they are built; the public Powertools layer cannot be downloaded without an AWS
+account, so its unzipped size is recorded here, with how the figure was obtained, and
+``tests/infra/test_lambda_packaging.py`` adds it up with ours per function.
 
 Move a release together with ``requirements.txt`` (the tests check that both name the
 same one) and record the new size in the same change: see the README's "Upgrading
@@ -37,15 +37,5 @@ POWERTOOLS: Final = ManagedLayer(
         "manylinux_2_28_x86_64 --python-version 3.12 --only-binary=:all: "
         "'aws-lambda-powertools[all]==3.37.0', then boto3, botocore, s3transfer, urllib3 "
         "and bin/ removed (what the public layer leaves to the runtime): du -sb L"
-    ),
-)
-
-AWS_SDK_PANDAS: Final = ManagedLayer(
-    package="awswrangler",
-    version="3.16.1",
-    unzipped_bytes=214_400_000,
-    measured=(
-        "the unzipped 3.16.1 layer measures 204 MiB (du -h, its maintainers' figure in "
-        "aws-sdk-pandas issue 3331); the upper end of that rounding, 204.5 MiB, in bytes"
     ),
 )

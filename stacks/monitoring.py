@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from aws_cdk import Duration, Stack
@@ -25,6 +26,17 @@ FRESHNESS_TICKS_TO_ALARM = 3
 BACKLOG_TICKS_TO_ALARM = 3
 # CloudWatch evaluates at most one day of data for an alarm.
 _LONGEST_FRESHNESS_PERIOD_MINUTES = 24 * 60 // max(FRESHNESS_TICKS_TO_ALARM, BACKLOG_TICKS_TO_ALARM)
+
+
+def _spoken(title: str) -> str:
+    """A construct's title as words.
+
+    Examples
+    --------
+    >>> _spoken("LakeMaintenance")
+    'lake maintenance'
+    """
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", title).lower()
 
 
 @dataclass(frozen=True)
@@ -130,12 +142,12 @@ class PipelineMonitoring(Construct):
             *((stage.title, stage.function) for stage in stages),
             ("Progress", functions.progress),
             ("DescribeFailure", functions.describe_failure),
-            ("Catalog", functions.catalog),
+            ("LakeMaintenance", functions.lake_maintenance),
         ):
             self._alarm(
                 f"{title}Errors",
                 function.metric_errors(period=_ALARM_PERIOD, statistic="Sum"),
-                description=f"The {title.lower()} function raised an error "
+                description=f"The {_spoken(title)} function raised an error "
                 "(perhaps retried successfully); see its log group.",
             )
 

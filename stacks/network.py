@@ -11,10 +11,11 @@ from constructs import Construct
 from stacks.settings import DatabaseNetworkSettings
 
 #: AWS services the functions in the VPC call: S3 and DynamoDB through gateway endpoints
-#: (free), Secrets Manager through an interface endpoint (billed per hour and zone).
+#: (free), Secrets Manager and Glue (load commits to the lake's tables) through interface
+#: endpoints (billed per hour and zone), each by the construct id given here.
 #: Logs, metrics (EMF, in the logs) and traces leave through the Lambda service itself.
 _GATEWAY_SERVICES = ("s3", "dynamodb")
-_INTERFACE_SERVICES = ("secretsmanager",)
+_INTERFACE_SERVICES = {"secretsmanager": "SecretsManagerEndpoint", "glue": "GlueEndpoint"}
 _HTTPS = 443
 #: What Lambda needs to attach a function to the subnets (its network interfaces).
 _ENI_ACTIONS = [
@@ -32,8 +33,8 @@ class DatabaseNetwork(Construct):
 
     The functions get a security group of their own, which each database's group admits
     on the database port; they reach S3 and DynamoDB through gateway endpoints on the
-    subnets' route tables and Secrets Manager through an interface endpoint with private
-    DNS. With no NAT gateway, nothing else is reachable from those subnets.
+    subnets' route tables, and Secrets Manager and Glue through interface endpoints with
+    private DNS. With no NAT gateway, nothing else is reachable from those subnets.
 
     Parameters
     ----------
@@ -114,10 +115,12 @@ class DatabaseNetwork(Construct):
                 route_table_ids=list(settings.route_table_ids),
             )
             self.endpoints.append(endpoint)
-        for service in (s for s in _INTERFACE_SERVICES if s in settings.endpoints):
+        for service, endpoint_id in _INTERFACE_SERVICES.items():
+            if service not in settings.endpoints:
+                continue
             endpoint = ec2.CfnVPCEndpoint(
                 self,
-                "SecretsManagerEndpoint",
+                endpoint_id,
                 vpc_id=settings.vpc_id,
                 service_name=f"com.amazonaws.{region}.{service}",
                 vpc_endpoint_type="Interface",

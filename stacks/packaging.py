@@ -26,12 +26,15 @@ class PipelinePackaging:
 
     Attributes
     ----------
-    ingest_code, transform_code, load_code, progress_code, failure_code, catalog_code : Path
+    ingest_code, transform_code, load_code, progress_code, failure_code : Path
         Handler folders; each holds ``handler.py`` with a ``handler`` function.
+    lake_maintenance_code : Path
+        Handler folder of the lake maintenance step.
     credentials_check_code : Path
         Handler folder of the deployment's check of the credentials secrets.
     dependencies_layer : pathlib.Path
-        Zip of the third-party layer (psycopg, pyarrow) built for Python 3.12 on x86_64.
+        Zip of the third-party layer (psycopg, pyarrow, pyiceberg) built for Python 3.12
+        on x86_64.
     core_layer : pathlib.Path
         Zip of the ``totes`` package layer.
     """
@@ -41,7 +44,7 @@ class PipelinePackaging:
     load_code: Path
     progress_code: Path
     failure_code: Path
-    catalog_code: Path
+    lake_maintenance_code: Path
     credentials_check_code: Path
     dependencies_layer: Path
     core_layer: Path
@@ -67,7 +70,7 @@ class PipelinePackaging:
             load_code=root / "lambdas" / "load",
             progress_code=root / "lambdas" / "progress",
             failure_code=root / "lambdas" / "failure",
-            catalog_code=root / "lambdas" / "catalog",
+            lake_maintenance_code=root / "lambdas" / "lake_maintenance",
             credentials_check_code=root / "lambdas" / "credentials_check",
             dependencies_layer=layers / "dependencies.zip",
             core_layer=layers / "core.zip",
@@ -82,7 +85,7 @@ class PipelinePackaging:
             self.load_code,
             self.progress_code,
             self.failure_code,
-            self.catalog_code,
+            self.lake_maintenance_code,
             self.credentials_check_code,
         )
 

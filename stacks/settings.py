@@ -13,7 +13,7 @@ from typing import Any
 
 from constructs import Construct
 
-from stacks.managed_layers import AWS_SDK_PANDAS, POWERTOOLS
+from stacks.managed_layers import POWERTOOLS
 from totes.names import (
     DEFAULT_CATCH_UP_BUDGET_SECONDS,
     DEFAULT_INGEST_MAX_ROWS,
@@ -33,8 +33,6 @@ _EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # "latest" or a release of Powertools v3: the public layer is published per major
 # version (AWSLambdaPowertoolsPythonV3-...), and the handlers are written for v3.
 _POWERTOOLS_VERSION_PATTERN = re.compile(r"latest|3\.\d+\.\d+")
-# A release of AWS SDK for pandas v3: its managed layer is published per release.
-_AWS_SDK_PANDAS_VERSION_PATTERN = re.compile(r"3\.\d+\.\d+")
 # Glue's rule for database names (lower case, as Athena folds them), and Athena's for
 # workgroup names.
 _GLUE_DATABASE_PATTERN = re.compile(r"[a-z0-9_]{1,255}")
@@ -50,8 +48,8 @@ LOG_RETENTION_DAYS_ALLOWED: tuple[int, ...] = (
 MAP_CONCURRENCY_LIMIT = 40
 #: An Express execution is stopped after five minutes.
 EXPRESS_LIMIT_SECONDS = 300
-#: The catalog step runs after the last pass, within the same five minutes.
-CATALOG_TIMEOUT_SECONDS = 60
+#: The lake maintenance step runs after the last pass, within the same five minutes.
+LAKE_MAINTENANCE_TIMEOUT_SECONDS = 60
 
 _TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "off", "0"})
@@ -124,13 +122,18 @@ class PlatformSettings:
         The Athena workgroup that queries the lake; by default ``<stack>-lake``.
     athena_results_retention_days : int
         Days Athena query results are kept.
+    lake_maintain_every_commits : int
+        The lake maintenance step compacts a table once this many commits have piled up
+        on it since it last did: at the five-minute schedule, about hourly for a table
+        that changes every run.
+    lake_snapshot_retention_hours : int
+        Hours a lake table keeps its older snapshots: how far back a query ``as of`` an
+        earlier run reaches. Older ones are expired when the table is next maintained.
+    lake_target_file_mb : int
+        Size, in megabytes, of the files compaction writes.
     network : DatabaseNetworkSettings or None
         Where the functions that reach a database run: private subnets of a VPC of the
         client's, or (None) outside any VPC, as Lambda functions run by default.
-    aws_sdk_pandas_version : str
-        Release of the AWS-managed AWS SDK for pandas layer the catalog function uses;
-        by default the release ``requirements.txt`` locks
-        (:data:`stacks.managed_layers.AWS_SDK_PANDAS`).
     """
 
     stack_name: str = DEFAULT_STACK_NAME
@@ -152,7 +155,10 @@ class PlatformSettings:
     lake_database_name: str = ""
     athena_workgroup_name: str = ""
     athena_results_retention_days: int = 30
-    aws_sdk_pandas_version: str = AWS_SDK_PANDAS.version
+    # The defaults of totes.lake.maintenance.MaintenanceSettings (a test keeps them equal).
+    lake_maintain_every_commits: int = 12
+    lake_snapshot_retention_hours: int = 24
+    lake_target_file_mb: int = 128
     network: DatabaseNetworkSettings | None = None
 
     def __post_init__(self) -> None:  # noqa: PLR0912 (one check per setting, in order)
@@ -176,6 +182,9 @@ class PlatformSettings:
             "load_max_files",
             "catch_up_budget_seconds",
             "athena_results_retention_days",
+            "lake_maintain_every_commits",
+            "lake_snapshot_retention_hours",
+            "lake_target_file_mb",
         ):
             if getattr(self, name) < 1:
                 raise InvalidSettingError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -185,11 +194,12 @@ class PlatformSettings:
                 f"ingest_max_rows ({self.ingest_max_rows}): a raw batch is never split, so a "
                 "smaller transform bite would not bound its memory"
             )
-        if self.catch_up_budget_seconds > EXPRESS_LIMIT_SECONDS - CATALOG_TIMEOUT_SECONDS:
+        latest_budget = EXPRESS_LIMIT_SECONDS - LAKE_MAINTENANCE_TIMEOUT_SECONDS
+        if self.catch_up_budget_seconds > latest_budget:
             raise InvalidSettingError(
-                f"catch_up_budget_seconds must leave the catalog step's "
-                f"{CATALOG_TIMEOUT_SECONDS} seconds within the {EXPRESS_LIMIT_SECONDS}-second "
-                f"Express limit: at most {EXPRESS_LIMIT_SECONDS - CATALOG_TIMEOUT_SECONDS}, "
+                f"catch_up_budget_seconds must leave the lake maintenance step's "
+                f"{LAKE_MAINTENANCE_TIMEOUT_SECONDS} seconds within the "
+                f"{EXPRESS_LIMIT_SECONDS}-second Express limit: at most {latest_budget}, "
                 f"got {self.catch_up_budget_seconds}"
             )
         if not 1 <= self.ingest_max_concurrency <= MAP_CONCURRENCY_LIMIT:
@@ -208,11 +218,6 @@ class PlatformSettings:
             raise InvalidSettingError(
                 f"powertools_version must be 'latest' or a 3.x.y release, "
                 f"got {self.powertools_version!r}"
-            )
-        if not _AWS_SDK_PANDAS_VERSION_PATTERN.fullmatch(self.aws_sdk_pandas_version):
-            raise InvalidSettingError(
-                f"aws_sdk_pandas_version must be a 3.x.y release, "
-                f"got {self.aws_sdk_pandas_version!r}"
             )
         if not _GLUE_DATABASE_PATTERN.fullmatch(self.lake_database):
             raise InvalidSettingError(
@@ -310,13 +315,19 @@ class PlatformSettings:
             athena_results_retention_days=whole_number(
                 "athena_results_retention_days", defaults.athena_results_retention_days
             ),
-            aws_sdk_pandas_version=text("aws_sdk_pandas_version", defaults.aws_sdk_pandas_version),
+            lake_maintain_every_commits=whole_number(
+                "lake_maintain_every_commits", defaults.lake_maintain_every_commits
+            ),
+            lake_snapshot_retention_hours=whole_number(
+                "lake_snapshot_retention_hours", defaults.lake_snapshot_retention_hours
+            ),
+            lake_target_file_mb=whole_number("lake_target_file_mb", defaults.lake_target_file_mb),
             network=DatabaseNetworkSettings.from_context(scope),
         )
 
 
 #: The AWS services the functions in a VPC reach, each through an endpoint of its own.
-VPC_ENDPOINT_SERVICES = ("s3", "dynamodb", "secretsmanager")
+VPC_ENDPOINT_SERVICES = ("s3", "dynamodb", "secretsmanager", "glue")
 _RESOURCE_ID = {
     "vpc_id": re.compile(r"vpc-[0-9a-f]{8,17}"),
     "subnet_ids": re.compile(r"subnet-[0-9a-f]{8,17}"),
@@ -348,9 +359,9 @@ class DatabaseNetworkSettings:
     database_port : int
         The databases' port.
     endpoints : tuple of str
-        The VPC endpoints to create (``s3``, ``dynamodb``, ``secretsmanager``): all by
-        default; leave out those the VPC already has (a route table takes one gateway
-        endpoint per service, and private DNS one interface endpoint).
+        The VPC endpoints to create (``s3``, ``dynamodb``, ``secretsmanager``, ``glue``):
+        all by default; leave out those the VPC already has (a route table takes one
+        gateway endpoint per service, and private DNS one interface endpoint).
     """
 
     vpc_id: str

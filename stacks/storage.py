@@ -108,8 +108,8 @@ class DataBuckets(Construct):
         self.processed = locked_down_bucket(
             self,
             "Processed",
-            # Load and the catalog step delete objects, transform rewrites its state: a
-            # mistake (or a bug) there is undone from the previous version.
+            # Load and the lake maintenance step delete objects, transform rewrites its
+            # state: a mistake (or a bug) there is undone from the previous version.
             versioned=True,
             access_logs=self.access_logs,
             lifecycle_rules=[

@@ -6,14 +6,16 @@ The execution graph reads as the story of a run::
         Plan -> IngestTables -> TransformTables -> LoadDimensions -> LoadFacts
              -> CheckProgress -> MoreToCatchUp?
                   yes: StartNextPass -> IngestTables (the loop, for the tables with work left)
-                  no:  CatalogLake -> Summarise
+                  no:  MaintainLake -> Summarise
     -> Succeeded
     any error -> DescribeFailure -> NotifyFailure (SNS) -> PipelineFailed
 
 Each stage takes a bounded bite per table. ``CheckProgress`` adds the pass's counts
 to the execution's totals and decides: another pass if work remains and the pass
 just done would fit again in the catch-up budget; otherwise the execution ends,
-caught up or saying what remains, and the next schedule tick continues.
+caught up or saying what remains, and the next schedule tick continues. The loads
+write the lake's Iceberg tables as they go; ``MaintainLake``, last, compacts those that
+enough commits have made due.
 
 A task that fails for good (its retries spent) goes to a ``<Task>Failed`` state
 that names the task and the table it was working on, then fails with the task's own
@@ -251,22 +253,22 @@ class PipelineWorkflow(Construct):
                 "lake": sfn.JsonPath.object_at("$.lake"),
             },
         )
-        catalog_lake = tasks.LambdaInvoke(
+        maintain_lake = tasks.LambdaInvoke(
             self,
-            "CatalogLake",
-            comment="Brings the lake's Glue tables up to date with what the loads wrote: new "
-            "partitions of the facts, new snapshots of the dimensions",
-            lambda_function=functions.live(functions.catalog),
+            "MaintainLake",
+            comment="Compacts the small files of the lake's Iceberg tables that enough commits "
+            "have made due, expires their old snapshots, deletes files nothing references",
+            lambda_function=functions.live(functions.lake_maintenance),
             payload=sfn.TaskInput.from_object({"run_id": sfn.JsonPath.string_at("$.run_id")}),
             payload_response_only=True,
             retry_on_service_exceptions=False,
             result_path="$.lake",
         )
-        self._retry_service_errors(catalog_lake)
-        catalog_lake.add_catch(
-            self._failed("CatalogLake"), errors=[sfn.Errors.ALL], result_path=_FAILURE_PATH
+        self._retry_service_errors(maintain_lake)
+        maintain_lake.add_catch(
+            self._failed("MaintainLake"), errors=[sfn.Errors.ALL], result_path=_FAILURE_PATH
         )
-        catalog_lake.next(summarise)
+        maintain_lake.next(summarise)
         more_to_catch_up = (
             sfn.Choice(
                 self,
@@ -274,7 +276,7 @@ class PipelineWorkflow(Construct):
                 comment="Another pass while work remains and it fits in the catch-up budget",
             )
             .when(sfn.Condition.boolean_equals("$.next_pass", True), start_next_pass)
-            .otherwise(catalog_lake)
+            .otherwise(maintain_lake)
         )
         start_next_pass.next(ingest_tables)
 

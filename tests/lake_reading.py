@@ -7,13 +7,16 @@ from typing import Any
 from psycopg import sql
 
 from totes.db import connect
-from totes.lake.layout import lake_schema
+from totes.lake.layout import PARTITION_COLUMN, lake_schema
 
 
 def warehouse_rows_as_lake(dsn: str, table: str) -> list[tuple[Any, ...]]:
-    """Every row of a warehouse table, sorted, with the lake's columns: times of day as text."""
+    """Every row of a warehouse table, sorted, with the lake's columns: times of day as text,
+    a fact's month of ``last_updated``."""
     columns = [
-        sql.SQL("to_char({}, 'HH24:MI:SS.MS')").format(sql.Identifier(field.name))
+        sql.SQL("to_char(last_updated_date, 'YYYY-MM')")
+        if field.name == PARTITION_COLUMN
+        else sql.SQL("to_char({}, 'HH24:MI:SS.MS')").format(sql.Identifier(field.name))
         if field.name.endswith("_time")
         else sql.Identifier(field.name)
         for field in lake_schema(table)

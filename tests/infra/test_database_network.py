@@ -50,7 +50,7 @@ def test_the_functions_that_reach_a_database_run_in_the_private_subnets(vpc_plat
         }
         allowed = allowed_actions(role_statements(template, function.role))
         assert "ec2:CreateNetworkInterface" in allowed
-    for function in (functions.transform, functions.progress, functions.catalog):
+    for function in (functions.transform, functions.progress, functions.lake_maintenance):
         assert "VpcConfig" not in lambdas[logical_id(function)]["Properties"]
 
 
@@ -84,13 +84,15 @@ def test_aws_is_reached_through_endpoints_gateway_where_aws_has_them(vpc_platfor
         )
     }
     # Then S3 and DynamoDB are gateway endpoints on the subnets' route tables, and Secrets
-    # Manager an interface endpoint in the subnets, with private DNS
-    assert sorted(endpoints) == ["dynamodb", "s3", "secretsmanager"]
+    # Manager and Glue (load, in the VPC, commits to the lake's tables) interface endpoints
+    # in the subnets, with private DNS
+    assert sorted(endpoints) == ["dynamodb", "glue", "s3", "secretsmanager"]
     for service in ("s3", "dynamodb"):
         assert endpoints[service]["VpcEndpointType"] == "Gateway"
         assert endpoints[service]["RouteTableIds"] == NETWORK["route_table_ids"]
-    assert endpoints["secretsmanager"]["VpcEndpointType"] == "Interface"
-    assert endpoints["secretsmanager"]["PrivateDnsEnabled"] is True
+    for service in ("secretsmanager", "glue"):
+        assert endpoints[service]["VpcEndpointType"] == "Interface"
+        assert endpoints[service]["PrivateDnsEnabled"] is True
 
 
 def test_without_a_vpc_the_stack_has_no_network_resources(template: Any) -> None:

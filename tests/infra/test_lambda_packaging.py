@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from stacks.managed_layers import AWS_SDK_PANDAS, POWERTOOLS
+from stacks.managed_layers import POWERTOOLS
 from stacks.packaging import MissingPackagingError, PipelinePackaging
 
 from .conftest import SynthesisedPlatform
@@ -31,9 +31,6 @@ SIZE_MARGIN_BYTES = 10_000_000
 #: The unzipped size of each AWS-published layer, by the public parameter that names it.
 MANAGED_LAYERS = {
     f"/aws/service/powertools/python/x86_64/python3.12/{POWERTOOLS.version}": POWERTOOLS,
-    f"/aws/service/aws-sdk-pandas/{AWS_SDK_PANDAS.version}/py3.12/x86_64/layer-arn": (
-        AWS_SDK_PANDAS
-    ),
 }
 
 
@@ -102,8 +99,8 @@ def test_each_function_with_all_its_layers_fits_lambdas_unzipped_limit_with_a_ma
     # Given every function of the synthesised template: its code, our layers as built,
     # and the AWS-published layers at the releases it pins, with their recorded sizes
     sizes = _function_sizes(platform)
-    assert any(f"awswrangler {AWS_SDK_PANDAS.version}" in parts for parts in sizes.values()), (
-        "the catalog function and its AWS SDK for pandas layer are counted"
+    assert all(f"{POWERTOOLS.package} {POWERTOOLS.version}" in parts for parts in sizes.values()), (
+        "the Powertools layer is counted"
     )
 
     # When Lambda unpacks each one
@@ -126,10 +123,10 @@ def test_the_dependencies_layer_holds_what_the_handlers_import_and_nothing_the_r
     report = json.loads((built_layers / "dependencies.json").read_text(encoding="utf-8"))
     packages = {name.lower().replace("_", "-") for name in report["packages"]}
 
-    # Then it holds the database driver (with its binary build) and pyarrow
-    assert {"psycopg", "psycopg-binary", "pyarrow"} <= packages
-    # And not what Lambda's runtime or the Powertools layer provide, nor terminal output
-    assert packages.isdisjoint({"boto3", "botocore", "aws-lambda-powertools", "rich"})
+    # Then it holds the database driver (with its binary build), pyarrow and pyiceberg
+    assert {"psycopg", "psycopg-binary", "pyarrow", "pyiceberg"} <= packages
+    # And not what Lambda's runtime or the Powertools layer provide
+    assert packages.isdisjoint({"boto3", "botocore", "s3transfer", "aws-lambda-powertools"})
     # And its files are for Linux x86_64 CPython 3.12, whatever machine built them
     with zipfile.ZipFile(built_layers / "dependencies.zip") as zipped:
         extensions = [name for name in zipped.namelist() if name.endswith(".so")]
@@ -172,34 +169,22 @@ def test_the_core_layer_holds_what_handlers_import_and_none_of_the_local_tooling
 
 
 @pytest.mark.parametrize(
-    ("stage", "absent"),
-    [
-        ("ingest", ()),
-        ("transform", ()),
-        ("load", ()),
-        ("progress", ()),
-        ("failure", ()),
-        # The catalog function has the AWS SDK for pandas layer instead of ours: nothing
-        # only our dependencies layer holds may be imported.
-        ("catalog", ("psycopg",)),
-        ("credentials_check", ()),
-    ],
+    "stage",
+    ["ingest", "transform", "load", "progress", "failure", "lake_maintenance", "credentials_check"],
 )
 def test_each_handler_imports_from_its_asset_and_the_core_layer_alone(
-    built_layers, tmp_path, stage, absent
+    built_layers, tmp_path, stage
 ):
     # Given the core layer unpacked as Lambda does (/opt), and the handler's asset
     with zipfile.ZipFile(built_layers / "core.zip") as zipped:
         zipped.extractall(tmp_path / "opt")
     asset = REPOSITORY_ROOT / "lambdas" / stage
     # Third-party packages from this interpreter's site-packages, without the editable
-    # install of this repository (no .pth files are processed with -S), and without the
-    # packages the function's layers do not hold.
+    # install of this repository (no .pth files are processed with -S).
     site_packages = sysconfig.get_paths()["purelib"]
     probe = (
         "import sys; sys.path[:0] = sys.argv[1:]; "
-        + "".join(f"sys.modules[{name!r}] = None; " for name in absent)
-        + "import handler, totes; "
+        "import handler, totes; "
         "print(totes.__file__); print(callable(handler.handler)); "
         "print(sorted(m for m in sys.modules if m.startswith('totes_local')))"
     )
@@ -250,8 +235,8 @@ def test_the_layer_takes_runtime_dependencies_from_pyproject_minus_the_provided_
     names = {requirement.split("[")[0].split(">")[0].split("=")[0] for requirement in requirements}
 
     # Then the layer installs the ones Lambda does not already provide
-    assert {"psycopg", "pyarrow"} <= names
-    assert names.isdisjoint({"boto3", "aws-lambda-powertools", "rich"})
+    assert {"psycopg", "pyarrow", "pyiceberg"} <= names
+    assert names.isdisjoint({"boto3", "aws-lambda-powertools"})
 
 
 def test_missing_handlers_or_layers_stop_synthesis_with_the_fix(tmp_path):

@@ -1,4 +1,4 @@
-"""What the three functions are, and what each may touch (and may not)."""
+"""What the functions are, and what each may touch (and may not)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from stacks.managed_layers import AWS_SDK_PANDAS, POWERTOOLS
+from stacks.managed_layers import POWERTOOLS
 from tests.infra.template_reading import allowed_actions, logical_id, role_statements
 from totes.names import GOLD_TABLES, METRICS_NAMESPACE, SERVICE_NAME
 
@@ -17,7 +17,7 @@ ALL_STAGES = (
     "load",
     "progress",
     "describe_failure",
-    "catalog",
+    "lake_maintenance",
     "credentials_check",
 )
 
@@ -54,7 +54,12 @@ def allowed(platform, template):
 
 @pytest.mark.parametrize(
     ("stage", "memory", "timeout"),
-    [("ingest", 1024, 120), ("transform", 2048, 180), ("load", 1024, 120)],
+    [
+        ("ingest", 1024, 120),
+        ("transform", 2048, 180),
+        ("load", 1024, 120),
+        ("lake_maintenance", 1024, 60),
+    ],
 )
 def test_each_function_runs_its_handler_on_python_312_with_its_own_size(
     template, functions, stage, memory, timeout
@@ -75,7 +80,7 @@ def test_functions_of_every_execution_run_their_live_version_without_snapstart(t
     # Given the functions each execution invokes, and the failure's describer
     versions = template.find_resources("AWS::Lambda::Version")
     aliases = template.find_resources("AWS::Lambda::Alias")
-    for stage in ("ingest", "transform", "load", "progress", "catalog"):
+    for stage in ("ingest", "transform", "load", "progress", "lake_maintenance"):
         function = getattr(functions, stage)
         # Then no SnapStart snapshot is cached for them (it was two thirds of the bill)
         assert "SnapStart" not in _function(template, function)
@@ -114,6 +119,7 @@ def test_every_function_names_metrics_and_service_as_the_alarms_expect(template,
 def test_each_function_is_told_only_the_resources_its_stage_uses(platform, template, functions):
     # Given the environment of each function
     buckets, table = platform.stack.buckets, platform.stack.watermarks.table
+    lake_database = {"Ref": platform.stack.get_logical_id(platform.stack.lakehouse.database)}
 
     def variables(function) -> dict[str, Any]:
         return {
@@ -138,15 +144,20 @@ def test_each_function_is_told_only_the_resources_its_stage_uses(platform, templ
         "PROCESSED_BUCKET": {"Ref": logical_id(buckets.processed)},
         "WAREHOUSE_SECRET_NAME": "postgres_db_credentials",
         "LOAD_MAX_FILES": "8",
+        "LAKE_DATABASE": lake_database,
     }
     # And the progress check knows its time budget and nothing else
     assert variables(functions.progress) == {"CATCH_UP_BUDGET_SECONDS": "180"}
     # And the failure email's writer needs nothing at all: the state machine mails it
     assert variables(functions.describe_failure) == {}
-    # And the catalog step knows the processed bucket and the lake's Glue database
-    assert variables(functions.catalog) == {
-        "PROCESSED_BUCKET": {"Ref": logical_id(platform.stack.buckets.processed)},
-        "LAKE_DATABASE": {"Ref": platform.stack.get_logical_id(platform.stack.lakehouse.database)},
+    # And the lake maintenance step knows the processed bucket, the lake's Glue database,
+    # and when a table is due, what it keeps and the size of the files it writes
+    assert variables(functions.lake_maintenance) == {
+        "PROCESSED_BUCKET": {"Ref": logical_id(buckets.processed)},
+        "LAKE_DATABASE": lake_database,
+        "LAKE_MAINTAIN_EVERY_COMMITS": "12",
+        "LAKE_SNAPSHOT_RETENTION_HOURS": "24",
+        "LAKE_TARGET_FILE_MB": "128",
     }
 
 
@@ -169,30 +180,11 @@ def test_every_function_has_the_dependency_core_and_powertools_layers(template, 
 
     # Then every pipeline function uses the three, in an order of the CDK's choosing (the
     # layers share no package the handlers depend on a particular release of)
-    for stage, function in functions.by_stage.items():
-        if stage == "catalog":
-            continue
+    for function in functions.by_stage.values():
         layers = _function(template, function)["Layers"]
         assert sorted(layer["Ref"] for layer in layers) == sorted(
             [logical_id(dependencies), logical_id(core), powertools]
         )
-
-
-def test_the_catalog_function_takes_awswrangler_from_the_managed_layer_not_ours(
-    template, functions
-):
-    # Given the public parameter of the AWS SDK for pandas release the project pins
-    pandas = _parameter(
-        template,
-        f"/aws/service/aws-sdk-pandas/{AWS_SDK_PANDAS.version}/py3.12/x86_64/layer-arn",
-    )
-    _, core, _ = functions.layers
-    # Then the catalog function has it, the core package and Powertools, and not the
-    # dependencies layer, whose pyarrow would clash with the SDK's
-    layers = _function(template, functions.catalog)["Layers"]
-    assert sorted(layer["Ref"] for layer in layers) == sorted(
-        [logical_id(core), _parameter(template, POWERTOOLS_PARAMETER), pandas]
-    )
 
 
 def test_powertools_version_comes_from_context(synthesise_platform):
@@ -268,14 +260,14 @@ def test_load_reads_the_processed_zone_and_writes_only_rejects_and_the_lake(plat
     buckets, load = platform.stack.buckets, allowed["load"]
     processed = _arn(buckets.processed)
 
-    # Then it reads gold files, the quarantine and the lake's export state only
+    # Then it reads gold files, the quarantine and the lake's tables only
     assert load["s3:GetObject"] == _gold(processed) | {
         f"{processed}/rejects/*",
         f"{processed}/lake/*",
     }
     assert load["s3:ListBucket"] == {processed}
-    # And it writes (and deletes what it replaced of) quarantined rows and the lake's
-    # change files, and never touches the raw zone or transform's state
+    # And it writes (and deletes what it replaced of) quarantined rows and the lake
+    # tables' files, and never touches the raw zone or transform's state
     for action in ("s3:PutObject", "s3:DeleteObject"):
         assert load[action] == {f"{processed}/rejects/*", f"{processed}/lake/*"}, action
     assert {action for action in load if action.startswith(("s3:Put", "s3:Delete"))} == {
@@ -287,6 +279,24 @@ def test_load_reads_the_processed_zone_and_writes_only_rejects_and_the_lake(plat
         for action, resources in load.items()
         if any(resource.startswith(_arn(buckets.ingested)) for resource in resources)
     ]
+
+
+def test_lake_maintenance_reads_writes_and_deletes_the_lake_zone_alone(platform, allowed):
+    # Given lake maintenance's rights on S3
+    buckets, maintenance = platform.stack.buckets, allowed["lake_maintenance"]
+    processed = _arn(buckets.processed)
+    s3 = {
+        action: resources for action, resources in maintenance.items() if action.startswith("s3:")
+    }
+
+    # Then it lists the processed bucket (orphans are found by listing a table's folder),
+    # and reads, writes and deletes the lake's files and nothing else
+    assert s3 == {
+        "s3:ListBucket": {processed},
+        "s3:GetObject": {f"{processed}/lake/*"},
+        "s3:PutObject": {f"{processed}/lake/*"},
+        "s3:DeleteObject": {f"{processed}/lake/*"},
+    }
 
 
 @pytest.mark.parametrize("stage", ALL_STAGES)

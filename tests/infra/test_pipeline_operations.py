@@ -160,7 +160,7 @@ def test_there_is_an_alarm_for_every_way_the_pipeline_can_go_wrong(template):
         "LoadErrors",
         "ProgressErrors",
         "DescribeFailureErrors",
-        "CatalogErrors",
+        "LakeMaintenanceErrors",
         "FreshnessLag",
         "BacklogGrowing",
         "RowsRejected",

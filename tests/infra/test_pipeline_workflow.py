@@ -130,23 +130,23 @@ def test_the_run_loops_back_for_another_pass_while_work_remains_and_time_allows(
     assert carried["tables.$"] == "$.tables"
     assert carried["pass_started.$"] == "$$.State.EnteredTime"
     assert carried["findings.$"] == "$.findings"
-    # And otherwise the run catalogues the lake, then ends with its summary
-    assert choice["Default"] == "CatalogLake"
-    assert stages["CatalogLake"]["Next"] == "Summarise"
+    # And otherwise the run maintains the lake, then ends with its summary
+    assert choice["Default"] == "MaintainLake"
+    assert stages["MaintainLake"]["Next"] == "Summarise"
     assert stages["Summarise"]["End"] is True
 
 
-def test_the_lake_is_catalogued_once_the_passes_are_done_and_its_failure_is_named(platform, stages):
-    # Given the catalog step
-    catalog = stages["CatalogLake"]
-    # Then it runs the catalog function for the run, keeping its counts under $.lake
+def test_the_lake_is_maintained_once_the_passes_are_done_and_its_failure_is_named(platform, stages):
+    # Given the lake maintenance step
+    maintenance = stages["MaintainLake"]
+    # Then it runs the lake maintenance function for the run, keeping its counts under $.lake
     functions = platform.stack.functions
-    assert catalog["Resource"] == f"<{logical_id(functions.live(functions.catalog))}>"
-    assert catalog["Parameters"] == {"run_id.$": "$.run_id"}
-    assert catalog["ResultPath"] == "$.lake"
-    # And a failure of it is named like any task's, and ends the run there (the loads
-    # are done by then, and stay done)
-    assert [c["Next"] for c in catalog["Catch"]] == ["CatalogLakeFailed"]
+    assert maintenance["Resource"] == f"<{logical_id(functions.live(functions.lake_maintenance))}>"
+    assert maintenance["Parameters"] == {"run_id.$": "$.run_id"}
+    assert maintenance["ResultPath"] == "$.lake"
+    # And a failure of it is named like any task's, and ends the run there (the loads,
+    # and with them the lake's tables, are done by then, and stay done)
+    assert [c["Next"] for c in maintenance["Catch"]] == ["MaintainLakeFailed"]
     assert stages["Summarise"]["Parameters"]["lake.$"] == "$.lake"
 
 
@@ -276,7 +276,7 @@ def test_every_lambda_task_retries_lambda_service_errors_with_jittered_backoff(d
         "LoadDimension",
         "LoadFact",
         "CheckProgress",
-        "CatalogLake",
+        "MaintainLake",
         "DescribeFailure",
     }
 
@@ -320,6 +320,7 @@ def test_every_stage_that_reaches_a_database_or_aws_retries_transient_faults(def
                 "DatabaseTransientError",
                 "DatabaseUnreachableError",
                 "AwsTransientError",
+                "LakeCommitError",
             ],
             "IntervalSeconds": 3,
             "BackoffRate": 2,
@@ -405,7 +406,7 @@ def test_any_failure_is_described_notified_then_fails_the_execution_with_its_err
         ("LoadDimension", "target"),
         ("LoadFact", "target"),
         ("CheckProgress", None),
-        ("CatalogLake", None),
+        ("MaintainLake", None),
     ],
 )
 def test_a_task_that_fails_for_good_names_itself_and_its_table_in_the_cause(

@@ -8,6 +8,7 @@ from aws_cdk import App
 from stacks.log_groups import retention_period
 from stacks.managed_layers import POWERTOOLS
 from stacks.settings import LOG_RETENTION_DAYS_ALLOWED, InvalidSettingError, PlatformSettings
+from totes.lake.maintenance import MaintenanceSettings
 from totes.names import SOURCE_SECRET_NAME, WAREHOUSE_SECRET_NAME
 
 pytestmark = pytest.mark.infra
@@ -174,6 +175,17 @@ def test_cdk_json_declares_every_setting_with_its_default(cdk_json_context):
         assert name in cdk_json_context, f"{name} is missing from cdk.json"
         if name != "alarm_email":
             assert getattr(declared, name) == getattr(defaults, name), name
+
+
+def test_the_lake_maintenance_defaults_are_the_maintenance_steps_own():
+    # Given the settings' defaults and those the maintenance step assumes when not told
+    defaults = PlatformSettings()
+    handler = MaintenanceSettings(bucket="processed", database="lake")
+
+    # Then a deployment that sets nothing maintains the lake as the step would by itself
+    assert defaults.lake_maintain_every_commits == handler.every_commits
+    assert defaults.lake_snapshot_retention_hours == handler.snapshot_retention_hours
+    assert defaults.lake_target_file_mb == handler.target_file_mb
 
 
 def test_every_accepted_log_retention_has_a_cloudwatch_retention_period():

@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from stacks.managed_layers import AWS_SDK_PANDAS, POWERTOOLS
+from stacks.managed_layers import POWERTOOLS
 
 from .conftest import REPOSITORY_ROOT, SynthesisedPlatform
 
@@ -70,16 +70,14 @@ def test_every_locked_package_carries_its_hashes():
         assert "--hash=sha256:" in block, entry
 
 
-def test_the_aws_managed_layers_are_the_releases_the_lock_installs_locally(cdk_json_context):
-    # Given the lock and the releases of the AWS-published layers
+def test_the_aws_managed_layer_is_the_release_the_lock_installs_locally(cdk_json_context):
+    # Given the lock and the release of the AWS-published Powertools layer
     pins = _locked()
 
-    # Then the functions on AWS import the Powertools and AWS SDK for pandas that the
-    # tests ran with here, and cdk.json deploys those releases
-    for layer in (POWERTOOLS, AWS_SDK_PANDAS):
-        assert pins[layer.package] == {layer.version}, layer.package
+    # Then the functions on AWS import the Powertools that the tests ran with here, and
+    # cdk.json deploys that release
+    assert pins[POWERTOOLS.package] == {POWERTOOLS.version}
     assert cdk_json_context["powertools_version"] == POWERTOOLS.version
-    assert cdk_json_context["aws_sdk_pandas_version"] == AWS_SDK_PANDAS.version
 
 
 def test_the_cdk_cli_is_pinned_and_the_library_asks_for_no_newer_one():

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from totes.ingest.stage import IngestRequest, IngestResult, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore
+from totes.lake.iceberg import Lake
 from totes.load.stage import LoadRequest, LoadResult, LoadSettings, load_target
 from totes.names import FACT_TABLES, GOLD_DIMENSIONS, GOLD_TABLES, SOURCE_TABLES
 from totes.transform.stage import (
@@ -21,6 +22,7 @@ from totes.transform.stage import (
 )
 
 INGESTED, PROCESSED, WATERMARKS, REGION = "ingested", "processed", "watermarks", "eu-west-2"
+LAKE_DATABASE = "totes_lake"
 
 
 def create_resources(s3: Any, dynamodb: Any) -> None:
@@ -37,7 +39,7 @@ def create_resources(s3: Any, dynamodb: Any) -> None:
 
 @dataclass
 class Pipeline:
-    """Ingest and transform over moto, one run at a time."""
+    """Ingest, transform and load over moto, one run at a time."""
 
     s3: Any
     dynamodb: Any
@@ -45,6 +47,8 @@ class Pipeline:
     warehouse_dsn: str | None = None
     runs: int = 0
     transformed: dict[str, TransformResult] = field(default_factory=dict)
+    #: The lake load commits to (none: the warehouse alone).
+    lake: Lake | None = None
 
     @property
     def run_id(self) -> str:
@@ -77,6 +81,7 @@ class Pipeline:
             LoadSettings(bucket=PROCESSED, **settings),
             warehouse_dsn=lambda: dsn,
             s3=self.s3,
+            lake=self.lake,
         )
 
     def run_through_dimensions(self) -> None:

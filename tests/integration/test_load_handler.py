@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from lambdas.load import handler as load_handler
 from lambdas.load.handler import handler
 from tests.lambda_context import FakeContext
+from totes import aws, credentials
+from totes.aws import client
 from totes.db import connect
 from totes.errors import (
     DatabaseUnreachableError,
@@ -105,11 +109,37 @@ DIMENSIONS: dict[str, dict[str, Any]] = {
 }
 
 
+def _forget_clients() -> None:
+    """A new container's clients and secrets: the function's, its secrets provider's and
+    the lake's are made once per process, for the endpoint of the moment."""
+    client.cache_clear()
+    aws._session.cache_clear()
+    credentials._secrets.cache_clear()
+    load_handler._lake.cache_clear()
+
+
+@pytest.fixture
+def s3(moto_server: str) -> Iterator[Any]:
+    """S3 on a moto server: the lake's writes go through pyarrow's own S3 client, which
+    moto's in-process mock does not intercept."""
+    _forget_clients()
+    yield boto3.client("s3", region_name="eu-west-2")
+    _forget_clients()
+
+
+@pytest.fixture
+def secretsmanager(s3: Any) -> Any:
+    """Secrets Manager on the same moto server."""
+    return boto3.client("secretsmanager", region_name="eu-west-2")
+
+
 @pytest.fixture
 def deployed(s3: Any, warehouse_dsn: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The resources and environment the CDK stack gives the function; returns the warehouse."""
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+    boto3.client("glue", region_name="eu-west-2").create_database(DatabaseInput={"Name": "lake"})
     monkeypatch.setenv("PROCESSED_BUCKET", BUCKET)
+    monkeypatch.setenv("LAKE_DATABASE", "lake")
     # Quarantine missing references at once rather than after the usual wait.
     monkeypatch.setenv("LOAD_REJECT_AFTER_SECONDS", "0")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE)

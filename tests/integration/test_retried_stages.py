@@ -3,15 +3,13 @@ moment, then the same invocation again, leaves the warehouse and the lake exact.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.pipeline_harness import PROCESSED, Pipeline
+from tests.integration.pipeline_harness import Pipeline
 from totes.db import connect
 from totes.errors import DatabaseTransientError
 from totes.names import FACT_TABLES, GOLD_DIMENSIONS, GOLD_TABLES, SOURCE_TABLES
@@ -154,34 +152,3 @@ def test_load_repeated_after_its_session_died_inside_the_transaction_loads_each_
 
     # Then each version is in the warehouse once: nothing of the dead transaction remained
     _exact(pipeline)
-
-
-def test_load_repeated_after_the_lake_write_failed_completes_the_lake_from_the_warehouse(
-    pipeline: Pipeline,
-) -> None:
-    # Given everything transformed, and an S3 that refuses the lake's writes for a while
-    pipeline.run_through_dimensions()
-    healthy_s3 = pipeline.s3
-    failing = FailingPuts(healthy_s3, lambda key: key.startswith("lake/fact_sales_order/"))
-    pipeline.s3 = failing
-
-    # When the fact load commits and then cannot write the lake, it fails transiently
-    _transient(lambda: pipeline.load("fact_sales_order"))
-
-    # When it runs again with S3 healthy
-    failing.healthy = True
-    again = pipeline.load("fact_sales_order")
-
-    # Then the warehouse kept the first attempt's rows (nothing loaded twice), and the lake
-    # now holds exactly the warehouse's fact rows
-    assert failing.refused
-    assert again.rows_loaded == 0
-    assert pipeline.warehouse_dsn is not None
-    with connect(pipeline.warehouse_dsn) as conn:
-        (in_warehouse,) = conn.execute("SELECT count(*) FROM fact_sales_order").fetchone() or (0,)
-    in_lake = 0
-    for key in pipeline.keys("lake/fact_sales_order/"):
-        if key.endswith(".parquet"):
-            body = healthy_s3.get_object(Bucket=PROCESSED, Key=key)["Body"].read()
-            in_lake += pq.read_metadata(io.BytesIO(body)).num_rows
-    assert in_lake == in_warehouse > 0

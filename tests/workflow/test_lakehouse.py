@@ -1,6 +1,7 @@
-"""The lakehouse through the whole workflow: after each run the lake, queried with SQL over its
-Glue catalog, answers exactly like the warehouse, and a catalog failure costs the lake a
-run, never the warehouse."""
+"""The lakehouse through the whole workflow: after each run the lake's Iceberg tables, queried
+with SQL, answer exactly like the warehouse, and as of an earlier run like the warehouse
+did then; a table lost out of band comes back with the next run, and a maintenance
+failure costs neither the warehouse nor the lake a row."""
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ from .support import REPO_ROOT, Fault, WorkflowFactory, faulty_assembly
 pytestmark = pytest.mark.slow
 
 
-def _lake_rows(service_dir: Path, table: str) -> list[tuple[Any, ...]]:
+def _lake_rows(service_dir: Path, table: str, as_of: str | None = None) -> list[tuple[Any, ...]]:
     names = ", ".join(lake_schema(table).names)
-    result = query(local_stack(service_dir), f"SELECT {names} FROM {table}")
+    result = query(local_stack(service_dir), f"SELECT {names} FROM {table}", as_of=as_of)
     return sorted(tuple(row.values()) for row in result.to_pylist())
 
 
@@ -54,15 +55,7 @@ def _readme_lake_query() -> str:
     return statement
 
 
-def _partitions(service_dir: Path) -> dict[str, list[tuple[list[str], str]]]:
-    return {
-        table.name: table.partitions
-        for table in lake_tables(local_stack(service_dir))
-        if table.partitioned
-    }
-
-
-def test_the_lake_answers_like_the_warehouse_after_every_run(
+def test_the_lake_answers_like_the_warehouse_after_every_run_and_as_of_an_earlier_one(
     seeded_source_dsn: str,
     warehouse_dsn: str,
     local_workflow: WorkflowFactory,
@@ -72,10 +65,10 @@ def test_the_lake_answers_like_the_warehouse_after_every_run(
     # Given a first run of the product
     with local_workflow(seeded_source_dsn, warehouse_dsn) as workflow:
         first = workflow.execute()
-        # Then every warehouse table has a Glue table, facts partitioned by month
+        # Then every warehouse table is an Iceberg table, facts partitioned by month
         tables = {table.name: table for table in lake_tables(local_stack(service_dir))}
         assert set(tables) == set(WAREHOUSE_TABLES)
-        assert {name for name, table in tables.items() if table.partitioned} == {
+        assert {name for name, table in tables.items() if table.partition_keys} == {
             "fact_sales_order",
             "fact_purchase_order",
             "fact_payment",
@@ -84,7 +77,9 @@ def test_the_lake_answers_like_the_warehouse_after_every_run(
         assert first.summary["lake"]["tables"] == len(WAREHOUSE_TABLES)
         # And each answers a query with exactly the warehouse's rows and types
         _assert_lake_answers_like_the_warehouse(service_dir, warehouse_dsn)
-        before = _partitions(service_dir)
+        after_first = {
+            table: warehouse_rows_as_lake(warehouse_dsn, table) for table in WAREHOUSE_TABLES
+        }
 
         # When the source changes (new orders, amendments, a department moving city) and
         # the product runs again
@@ -95,30 +90,69 @@ def test_the_lake_answers_like_the_warehouse_after_every_run(
     # Then the lake still answers like the warehouse: dimensions current, facts with history
     assert second.succeeded
     _assert_lake_answers_like_the_warehouse(service_dir, warehouse_dsn)
-    # And the catalog gained the partitions of the new versions' month, each once
-    after = _partitions(service_dir)
-    for table, partitions in after.items():
-        assert set(map(str, before[table])) <= set(map(str, partitions)), table
-        assert len(partitions) == len({str(p) for p in partitions}), table
-    assert sum(map(len, after.values())) > sum(map(len, before.values()))
-    # And `totes lake` lists the tables and answers SQL on the command line, in JSON too
+    # And as of the first run, every table answers as the warehouse did after it
+    assert first.run_id is not None
+    changed = [
+        table
+        for table in WAREHOUSE_TABLES
+        if after_first[table] != warehouse_rows_as_lake(warehouse_dsn, table)
+    ]
+    assert "fact_sales_order" in changed
+    for table in WAREHOUSE_TABLES:
+        assert _lake_rows(service_dir, table, as_of=first.run_id) == after_first[table], table
+    # And `totes lake` lists the tables with their snapshots and the runs that made
+    # them, and answers SQL on the command line, as of a run too, in JSON
     assert main(["lake", "tables", "--data-dir", str(service_dir), "--json"]) == 0
-    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert {table["table"] for table in listed} == set(WAREHOUSE_TABLES)
+    listed = {
+        table["table"]: table for table in map(json.loads, capsys.readouterr().out.splitlines())
+    }
+    assert set(listed) == set(WAREHOUSE_TABLES)
+    runs = {snapshot["run_id"] for snapshot in listed["fact_sales_order"]["snapshots"]}
+    assert {first.run_id, second.run_id} <= runs
     count = "SELECT count(*) AS versions FROM fact_sales_order"
-    assert main(["lake", "query", count, "--data-dir", str(service_dir), "--json"]) == 0
-    (answer,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert answer == {"versions": len(warehouse_rows_as_lake(warehouse_dsn, "fact_sales_order"))}
+    for as_of, expected in (
+        ([], len(warehouse_rows_as_lake(warehouse_dsn, "fact_sales_order"))),
+        (["--as-of", first.run_id], len(after_first["fact_sales_order"])),
+    ):
+        arguments = ["lake", "query", count, "--data-dir", str(service_dir), "--json", *as_of]
+        assert main(arguments) == 0
+        (answer,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert answer == {"versions": expected}
     # And the README's example runs as written, and gives what the warehouse gives
     revenue = _readme_lake_query()
     with connect(warehouse_dsn) as conn:
-        expected = [tuple(row) for row in conn.execute(revenue)]
+        expected_rows = [tuple(row) for row in conn.execute(revenue)]
     assert [
         tuple(row.values()) for row in query(local_stack(service_dir), revenue).to_pylist()
-    ] == (expected)
+    ] == (expected_rows)
 
 
-def test_a_failed_catalog_step_leaves_the_loads_done_and_the_next_run_repairs_the_lake(
+def test_lake_tables_deleted_out_of_band_are_made_again_by_the_next_execution(
+    seeded_source_dsn: str,
+    warehouse_dsn: str,
+    local_workflow: WorkflowFactory,
+    service_dir: Path,
+) -> None:
+    # Given a loaded lake whose fact table's Glue entry is deleted, and a dimension's
+    # Iceberg metadata files too (a clean-up by hand, a run killed half way)
+    with local_workflow(seeded_source_dsn, warehouse_dsn) as workflow:
+        assert workflow.execute().succeeded
+        glue, s3 = workflow.client("glue"), workflow.client("s3")
+        database = local_stack(service_dir).output("LakeDatabaseName")
+        glue.delete_table(DatabaseName=database, Name="fact_payment")
+        bucket = workflow.processed_bucket
+        assert bucket
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix="lake/dim_staff/metadata/")
+        for item in listed["Contents"]:
+            s3.delete_object(Bucket=bucket, Key=item["Key"])
+        # When the next execution runs, with nothing new to load
+        repaired = workflow.execute()
+    # Then it succeeds, and the lake answers like the warehouse again
+    assert repaired.succeeded, repaired.error
+    _assert_lake_answers_like_the_warehouse(service_dir, warehouse_dsn)
+
+
+def test_a_failed_maintenance_step_leaves_warehouse_and_lake_loaded_and_says_so(
     seeded_source_dsn: str,
     warehouse_dsn: str,
     local_workflow: WorkflowFactory,
@@ -126,27 +160,27 @@ def test_a_failed_catalog_step_leaves_the_loads_done_and_the_next_run_repairs_th
     service_dir: Path,
     tmp_path: Path,
 ) -> None:
-    # Given a deployment whose catalog step fails
-    fault = Fault("CatalogLake", "catalog_lake", None, "raise InjectedFaultError('Glue is down')")
+    # Given a deployment whose lake maintenance fails
+    fault = Fault("MaintainLake", "maintain_lake", None, "raise InjectedFaultError('Glue is down')")
     broken = faulty_assembly(cloud_assembly, fault, tmp_path / "faulty-cdk.out")
     with local_workflow(seeded_source_dsn, warehouse_dsn, assembly=broken) as workflow:
         # When the product runs
         failed = workflow.execute()
         notifications = workflow.notifications()
-    # Then the execution fails there, saying so, and the warehouse is loaded all the same
+    # Then the execution fails there, saying so
     assert (failed.status, failed.error) == ("FAILED", "InjectedFaultError")
     entry = failed.failed_entry
     assert entry is not None
-    assert entry.name == "CatalogLake"
+    assert entry.name == "MaintainLake"
     assert [note.subject for note in notifications] == [
-        "totes: CatalogLake failed (InjectedFaultError)"
+        "totes: MaintainLake failed (InjectedFaultError)"
     ]
+    # And the warehouse is loaded all the same, and the lake with it
     with connect(seeded_source_dsn) as source, connect(warehouse_dsn) as warehouse:
         assert reconcile(source, warehouse) == []
-    assert lake_tables(local_stack(service_dir)) == []
-    # When the catalog works again and the next run comes, with nothing new to load
-    with local_workflow(seeded_source_dsn, warehouse_dsn) as workflow:
-        repaired = workflow.execute()
-    # Then the lake is brought up to date from what the loads wrote
-    assert repaired.succeeded
     _assert_lake_answers_like_the_warehouse(service_dir, warehouse_dsn)
+    # When maintenance works again and the next run comes
+    with local_workflow(seeded_source_dsn, warehouse_dsn) as workflow:
+        again = workflow.execute()
+    # Then it succeeds
+    assert again.succeeded

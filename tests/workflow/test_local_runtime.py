@@ -9,16 +9,16 @@ import http.client
 import json
 import time
 import urllib.parse
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from totes_local.runtime.assembly import CloudAssembly
 from totes_local.runtime.call_trail import call_counts, call_seconds
-from totes_local.runtime.deployment import SDK_FOR_PANDAS_ONLY, absent_packages
+from totes_local.runtime.deployment import LOCAL_TOOLING_ONLY
 from totes_local.runtime.emf import parse_emf
 from totes_local.runtime.graph import markdown_report, mermaid_flowchart
 from totes_local.runtime.history import HistoryFollower, Outcome, read_history, state_tree
@@ -26,7 +26,7 @@ from totes_local.runtime.lambda_bootstrap import ABSENT_PACKAGES_VARIABLE
 from totes_local.runtime.moto_patches import aws_timestamp
 from totes_local.runtime.platform import LocalPlatform
 
-from .support import WorkflowFactory, invocation_reports
+from .support import REPO_ROOT, WorkflowFactory, invocation_reports
 
 
 def test_every_token_of_the_template_points_at_a_local_resource(
@@ -55,30 +55,29 @@ def test_every_token_of_the_template_points_at_a_local_resource(
     assert any(bucket.versioned for bucket in platform.buckets)
 
 
-def test_only_the_function_with_the_sdk_for_pandas_layer_may_import_what_only_it_holds(
-    cloud_assembly: CloudAssembly,
+def test_no_function_may_import_what_only_the_local_tooling_installs(
+    local_workflow: WorkflowFactory,
 ) -> None:
-    platform = LocalPlatform.from_assembly(cloud_assembly)
-    # When the functions of the template are deployed locally
-    hidden = {
-        function.logical_id.removeprefix("Functions")[:-8]: absent_packages(function)
-        for function in platform.functions
+    # Given the third-party packages the dependencies layer ships
+    report = REPO_ROOT / "build" / "layers" / "dependencies.json"
+    shipped = {
+        name.lower().replace("_", "-")
+        for name in json.loads(report.read_text(encoding="utf-8"))["packages"]
     }
-    # Then the catalog step (AWS SDK for pandas layer) imports awswrangler, pandas, numpy;
-    # no other function can, as in Lambda, where their layers do not hold them
-    assert hidden.pop("Catalog") == {}
-    assert hidden.keys() >= {"Ingest", "Transform", "Load", "Progress"}
-    assert all(
-        variables == {ABSENT_PACKAGES_VARIABLE: ",".join(SDK_FOR_PANDAS_ONLY)}
-        for variables in hidden.values()
-    )
-    # And the layer given by its ARN rather than its public parameter counts the same
-    catalog = next(f for f in platform.functions if f.logical_id.startswith("FunctionsCatalog"))
-    by_arn = replace(
-        catalog,
-        public_layers=("arn:aws:lambda:eu-west-2:336392948345:layer:AWSSDKPandas-Python312:18",),
-    )
-    assert absent_packages(by_arn) == {}
+    # When the stack is deployed in the local service
+    with local_workflow("host=unused", "host=unused") as workflow:
+        lambda_ = workflow.client("lambda")
+        hidden = {
+            function.logical_id: lambda_.get_function_configuration(FunctionName=function.name)[
+                "Environment"
+            ]["Variables"].get(ABSENT_PACKAGES_VARIABLE)
+            for function in workflow.platform.functions
+        }
+
+    # Then no function imports pandas, numpy or awswrangler, which the local environment
+    # holds for the local tooling: as in Lambda, where no layer of the stack ships them
+    assert shipped.isdisjoint(LOCAL_TOOLING_ONLY)
+    assert set(hidden.values()) == {",".join(LOCAL_TOOLING_ONLY)}
 
 
 def test_a_handler_exception_comes_back_as_the_lambda_service_reports_it(
@@ -514,6 +513,32 @@ def test_a_folder_whose_every_key_is_deleted_is_no_longer_listed(
     assert [folder["Prefix"] for folder in listed["CommonPrefixes"]] == ["seam/new/"]
     assert len(versions["Versions"]) == 1
     assert len(versions["DeleteMarkers"]) == 1
+
+
+def test_a_glue_table_update_made_from_an_older_version_is_refused_as_glue_refuses_it(
+    local_workflow: WorkflowFactory,
+) -> None:
+    # Given a table in the local service's Glue, updated once since a writer read it
+    with local_workflow("host=unused", "host=unused") as workflow:
+        glue = workflow.client("glue")
+        glue.create_database(DatabaseInput={"Name": "seam"})
+        glue.create_table(DatabaseName="seam", TableInput={"Name": "t", "Parameters": {"v": "1"}})
+        read = glue.get_table(DatabaseName="seam", Name="t")["Table"]["VersionId"]
+        glue.update_table(
+            DatabaseName="seam", TableInput={"Name": "t", "Parameters": {"v": "2"}}, VersionId=read
+        )
+        # When that writer updates it from the version it read
+        with pytest.raises(ClientError) as refused:
+            glue.update_table(
+                DatabaseName="seam",
+                TableInput={"Name": "t", "Parameters": {"v": "3"}},
+                VersionId=read,
+            )
+        kept = glue.get_table(DatabaseName="seam", Name="t")["Table"]["Parameters"]
+
+    # Then the update is refused as a concurrent modification and the newer one stands
+    assert refused.value.response["Error"]["Code"] == "ConcurrentModificationException"
+    assert kept == {"v": "2"}
 
 
 def test_the_service_counts_each_functions_requests_and_the_seconds_it_took_to_answer(

@@ -417,16 +417,22 @@ def _lake_tables(args: argparse.Namespace) -> int:
             print(json.dumps(found.as_json()), flush=True)
         return 0
     database = stack.output("LakeDatabaseName")
-    listing = Table(title=f"lake tables in Glue database {database} ({stack.name})")
-    for column in ("table", "columns", "partitioned by", "partitions", "location"):
-        listing.add_column(column, overflow="fold")
+    listing = Table(title=f"Iceberg tables in Glue database {database} ({stack.name})")
+    for column in ("table", "rows", "files", "partitioned by", "partitions", "snapshots"):
+        listing.add_column(column, justify="left" if column == "table" else "right")
+    listing.add_column("last commit (UTC), run", overflow="fold")
     for found in tables:
+        last = found.snapshots[-1] if found.snapshots else None
         listing.add_row(
             found.name,
-            ", ".join(f"{name} {kind}" for name, kind in found.columns),
-            ", ".join(name for name, _ in found.partition_keys) or "(current rows)",
-            f"{len(found.partitions):,}" if found.partitioned else "",
-            found.location,
+            f"{found.rows:,}",
+            f"{found.files:,}",
+            ", ".join(found.partition_keys) or "(current rows)",
+            f"{found.partitions:,}" if found.partition_keys else "",
+            f"{len(found.snapshots):,}",
+            f"{last.committed_at:%Y-%m-%d %H:%M:%S}, {last.run_id or last.operation}"
+            if last
+            else "",
         )
     _console.print(listing)
     return 0
@@ -437,7 +443,7 @@ def _lake_query(args: argparse.Namespace) -> int:
 
     from totes_local.lake import query  # noqa: PLC0415
 
-    result = query(_stack(args), args.sql)
+    result = query(_stack(args), args.sql, as_of=args.as_of)
     if args.json:
         for row in result.to_pylist():
             print(json.dumps({key: _json_value(value) for key, value in row.items()}), flush=True)
@@ -487,7 +493,9 @@ def _add_reading_commands(commands: Any) -> None:
     )
     lake_commands = lake.add_subparsers(dest="lake_command", required=True, metavar="COMMAND")
     tables = lake_commands.add_parser(
-        "tables", help="the lake's tables in the Glue catalog: columns, partitions, location"
+        "tables",
+        help="the lake's Iceberg tables: rows, files, partitions and snapshots (--json: "
+        "columns and every snapshot, with the run that made it)",
     )
     tables.add_argument("--json", action="store_true", help="one JSON object per table")
     _add_stack_options(tables)
@@ -495,12 +503,18 @@ def _add_reading_commands(commands: Any) -> None:
     lake_query = lake_commands.add_parser(
         "query",
         help="run SQL over the lake",
-        description="Run SQL over the lake's tables as the Glue catalog describes them: with "
-        "DuckDB over the local service's Parquet files, or with Athena (--stack) in the "
-        "stack's workgroup. Facts hold every version, dimensions their current rows; times "
-        "of day are text (HH:MM:SS.mmm), as Athena has no TIME column type.",
+        description="Run SQL over the lake's Iceberg tables: with DuckDB over pyiceberg scans "
+        "of the local service's tables, or with Athena (--stack) in the stack's workgroup. "
+        "Facts hold every version, dimensions their current rows; times of day are text "
+        "(HH:MM:SS.mmm), as Athena has no TIME column type.",
     )
     lake_query.add_argument("sql", help='the statement, e.g. "SELECT count(*) FROM fact_payment"')
+    lake_query.add_argument(
+        "--as-of",
+        metavar="TIME|RUN_ID",
+        help="read every table as it was at a time (ISO 8601, UTC unless it says) or when a "
+        "run last committed to the lake (its run id, as `totes run` prints it)",
+    )
     lake_query.add_argument("--json", action="store_true", help="one JSON object per row")
     _add_stack_options(lake_query)
     lake_query.set_defaults(handler=_lake_query)

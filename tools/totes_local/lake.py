@@ -1,51 +1,79 @@
-"""``totes lake``: the lake's tables, and SQL over them, on one machine or on AWS.
+"""``totes lake``: the lake's Iceberg tables, and SQL over them, now or as they were.
 
-The Glue catalog says which tables there are, where their files are and which
-partitions a table has; both engines read exactly that:
+The Glue catalog lists the tables; each is an Apache Iceberg table, read through its
+own metadata (pyiceberg), the same way on one machine and on AWS:
 
-- on one machine, DuckDB runs the SQL over pyarrow datasets that read the Parquet
-  files from the local AWS service's S3 endpoint as the query needs them (nothing is
-  downloaded first), one dataset per catalogued table, partitions as columns;
-- against a deployed stack, Athena runs it in the stack's workgroup, through
-  awswrangler.
+- on one machine, DuckDB runs the SQL over pyiceberg scans of the tables the
+  statement names (DuckDB's own Iceberg extension is downloaded at run time, which an
+  offline machine cannot do);
+- against a deployed stack, Athena (engine 3, which reads Iceberg) runs it in the
+  stack's workgroup, through awswrangler.
 
-The same simple SQL (SELECT, JOIN, GROUP BY over the star schema) runs on both.
+``--as-of`` reads every table as it was at a time, or when a run committed: locally
+each table's snapshot of that time is scanned; on Athena each table is read ``FOR
+TIMESTAMP AS OF`` that time (through a ``WITH`` clause named after it, so the same SQL
+runs unchanged). The same simple SQL (SELECT, JOIN, GROUP BY over the star schema) runs
+on both.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from totes.errors import TotesError
+from totes.lake.iceberg import RUN, Lake, LakeSettings
+from totes.lake.layout import lake_schema
+from totes.names import WAREHOUSE_TABLES
 from totes_local.stacks import StackOutputs
 
-_S3_LOCATION = re.compile(r"s3://(?P<bucket>[^/]+)/(?P<prefix>.*)")
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+_LEADING_WITH = re.compile(r"^\s*with\s+", re.IGNORECASE)
 
 
 class LakeQueryError(TotesError):
-    """The lake could not answer a query: no such table, or the SQL is not valid."""
+    """The lake could not answer a query: no such table or run, or the SQL is not valid."""
+
+
+@dataclass(frozen=True)
+class LakeSnapshot:
+    """One snapshot of a lake table: a commit, what made it, and when."""
+
+    snapshot_id: int
+    committed_at: datetime
+    operation: str
+    run_id: str | None
+    rows_added: int
+
+    def as_json(self) -> dict[str, Any]:
+        """The snapshot as ``totes lake tables --json`` prints it."""
+        return {
+            "snapshot_id": self.snapshot_id,
+            "committed_at": self.committed_at.isoformat(),
+            "operation": self.operation,
+            "run_id": self.run_id,
+            "rows_added": self.rows_added,
+        }
 
 
 @dataclass(frozen=True)
 class LakeTable:
-    """A table of the lake as the Glue catalog describes it."""
+    """A table of the lake as its current Iceberg metadata describes it."""
 
     name: str
     location: str
     columns: list[tuple[str, str]]
-    partition_keys: list[tuple[str, str]]
-    partitions: list[tuple[list[str], str]]
-
-    @property
-    def partitioned(self) -> bool:
-        """Whether the table has partition columns (the facts, by month)."""
-        return bool(self.partition_keys)
+    partition_keys: list[str]
+    rows: int
+    files: int
+    partitions: int
+    snapshots: list[LakeSnapshot]
 
     def as_json(self) -> dict[str, Any]:
         """The table as ``totes lake tables --json`` prints it."""
@@ -53,112 +81,122 @@ class LakeTable:
             "table": self.name,
             "location": self.location,
             "columns": [{"name": name, "type": kind} for name, kind in self.columns],
-            "partition_keys": [name for name, _ in self.partition_keys],
-            "partitions": len(self.partitions),
+            "partition_keys": self.partition_keys,
+            "rows": self.rows,
+            "files": self.files,
+            "partitions": self.partitions,
+            "snapshots": [snapshot.as_json() for snapshot in self.snapshots],
         }
 
 
-def _pages(glue: Any, operation: str, key: str, **arguments: Any) -> Iterator[dict[str, Any]]:
-    for page in glue.get_paginator(operation).paginate(**arguments):
-        yield from page[key]
+def stack_lake(stack: StackOutputs) -> Lake:
+    """The lake of a deployment, read with the caller's credentials (the local service's)."""
+    from totes_local.runtime.service import LOCAL_CREDENTIALS  # noqa: PLC0415
+
+    file_io = {"s3.region": stack.region} if stack.region else {}
+    if stack.endpoint_url is not None:
+        file_io |= {
+            "s3.endpoint": stack.endpoint_url,
+            "s3.access-key-id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "s3.secret-access-key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        }
+    settings = LakeSettings(
+        bucket=stack.output("ProcessedBucketName"), database=stack.output("LakeDatabaseName")
+    )
+    return Lake(settings, glue=stack.client("glue"), s3=stack.client("s3"), file_io=file_io)
+
+
+def _snapshots(table: Table) -> list[LakeSnapshot]:
+    snapshots = []
+    for snapshot in table.snapshots():
+        summary = snapshot.summary
+        snapshots.append(
+            LakeSnapshot(
+                snapshot_id=snapshot.snapshot_id,
+                committed_at=datetime.fromtimestamp(snapshot.timestamp_ms / 1000, UTC),
+                operation=str(summary.operation.value) if summary else "",
+                run_id=summary.get(RUN) if summary else None,
+                rows_added=int(summary.get("added-records", "0")) if summary else 0,
+            )
+        )
+    return snapshots
 
 
 def lake_tables(stack: StackOutputs) -> list[LakeTable]:
-    """Every table of the stack's lake database, with its columns and partitions.
+    """Every table of the stack's lake, with its files, partitions and snapshots.
 
     Examples
     --------
     >>> [table.name for table in lake_tables(local_stack(Path(".totes")))]  # doctest: +SKIP
     ['dim_counterparty', 'dim_currency', ..., 'fact_sales_order']
     """
-    glue = stack.client("glue")
-    database = stack.output("LakeDatabaseName")
-    tables = []
-    for found in _pages(glue, "get_tables", "TableList", DatabaseName=database):
-        descriptor = found["StorageDescriptor"]
-        keys = [(key["Name"], key["Type"]) for key in found.get("PartitionKeys", [])]
-        partitions = (
-            [
-                (list(partition["Values"]), partition["StorageDescriptor"]["Location"])
-                for partition in _pages(
-                    glue,
-                    "get_partitions",
-                    "Partitions",
-                    DatabaseName=database,
-                    TableName=found["Name"],
-                )
-            ]
-            if keys
-            else []
-        )
-        tables.append(
+    lake = stack_lake(stack)
+    found = []
+    for name in sorted(WAREHOUSE_TABLES):
+        table = lake.table(name)
+        if table is None:
+            continue
+        files = table.inspect.files().select(["record_count"])
+        spec = table.spec()
+        found.append(
             LakeTable(
-                name=found["Name"],
-                location=descriptor["Location"],
-                columns=[(column["Name"], column["Type"]) for column in descriptor["Columns"]],
-                partition_keys=keys,
-                partitions=sorted(partitions),
+                name=name,
+                location=table.location(),
+                columns=[(field.name, str(field.field_type)) for field in table.schema().fields],
+                partition_keys=[field.name for field in spec.fields],
+                rows=sum(files.column("record_count").to_pylist()),
+                files=files.num_rows,
+                partitions=table.inspect.partitions().num_rows if spec.fields else 0,
+                snapshots=_snapshots(table),
             )
         )
-    return sorted(tables, key=lambda table: table.name)
+    return found
 
 
-def _filesystem(stack: StackOutputs) -> Any:
-    from pyarrow import fs  # noqa: PLC0415
+def as_of_moment(stack: StackOutputs, as_of: str) -> datetime:
+    """The moment ``--as-of`` names: a time (ISO 8601, UTC if no offset), or a run's commit.
 
-    from totes_local.runtime.service import LOCAL_CREDENTIALS  # noqa: PLC0415
-
-    endpoint = urlsplit(stack.endpoint_url or "")
-    return fs.S3FileSystem(
-        access_key=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        secret_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region=stack.region,
-        scheme=endpoint.scheme,
-        endpoint_override=endpoint.netloc,
-    )
-
-
-def _files(s3: Any, location: str) -> list[str]:
-    match = _S3_LOCATION.fullmatch(location)
-    if match is None:
-        raise LakeQueryError(f"a lake table lives at {location}, which is not an S3 location")
-    paginator = s3.get_paginator("list_objects_v2")
-    return sorted(
-        f"{match['bucket']}/{item['Key']}"
-        for page in paginator.paginate(Bucket=match["bucket"], Prefix=match["prefix"])
-        for item in page.get("Contents", [])
-        if item["Key"].endswith(".parquet")
-    )
-
-
-def _dataset(stack: StackOutputs, table: LakeTable) -> Any:
-    """The table's registered files (and partitions) as one pyarrow dataset over S3."""
-    import pyarrow.dataset as ds  # noqa: PLC0415
-
-    filesystem, s3 = _filesystem(stack), stack.client("s3")
-    if not table.partitioned:
-        return ds.dataset(_files(s3, table.location), filesystem=filesystem, format="parquet")
-    base = table.location.removeprefix("s3://").rstrip("/")
-    partitioning = ds.partitioning(
-        pa.schema([(name, pa.string()) for name, _ in table.partition_keys]), flavor="hive"
-    )
-    files = [path for _, location in table.partitions for path in _files(s3, location)]
-    return ds.dataset(
-        files,
-        filesystem=filesystem,
-        format="parquet",
-        partitioning=partitioning,
-        partition_base_dir=base,
-    )
-
-
-def query(stack: StackOutputs, statement: str) -> pa.Table:
-    """Run SQL over the lake: DuckDB on one machine, Athena for a deployed stack.
+    A run's moment is that of the last lake snapshot it made.
 
     Raises
     ------
     LakeQueryError
-        The SQL does not run (a table the lake lacks, a syntax error): the engine says why.
+        Neither a time nor a run the lake holds a snapshot of (an idle run commits
+        nothing; snapshots older than the retention are gone).
+    """
+    try:
+        moment = datetime.fromisoformat(as_of)
+    except ValueError:
+        lake = stack_lake(stack)
+        made = [
+            snapshot.timestamp_ms
+            for name in WAREHOUSE_TABLES
+            if (table := lake.table(name)) is not None
+            for snapshot in table.snapshots()
+            if snapshot.summary and snapshot.summary.get(RUN) == as_of
+        ]
+        if not made:
+            raise LakeQueryError(
+                f"{as_of!r} is neither a time (ISO 8601, e.g. 2024-11-14T09:30:00Z) nor a run "
+                "that committed to the lake (an idle run commits nothing; snapshots older "
+                "than the retention are expired): give a time"
+            ) from None
+        return datetime.fromtimestamp(max(made) / 1000, UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _named_tables(statement: str) -> list[str]:
+    return [name for name in WAREHOUSE_TABLES if re.search(rf"\b{name}\b", statement)]
+
+
+def query(stack: StackOutputs, statement: str, *, as_of: str | None = None) -> pa.Table:
+    """Run SQL over the lake, now or as of a time or run: DuckDB here, Athena on AWS.
+
+    Raises
+    ------
+    LakeQueryError
+        The SQL does not run (a table the lake lacks, a syntax error): the engine says
+        why; or ``as_of`` names no time or run.
 
     Examples
     --------
@@ -167,16 +205,35 @@ def query(stack: StackOutputs, statement: str) -> pa.Table:
     pyarrow.Table
     n: int64
     """
-    return _query_locally(stack, statement) if stack.local else _query_athena(stack, statement)
+    moment = as_of_moment(stack, as_of) if as_of else None
+    if stack.local:
+        return _query_locally(stack, statement, moment)
+    return _query_athena(stack, statement, moment)
 
 
-def _query_locally(stack: StackOutputs, statement: str) -> pa.Table:
+def _scan(table: Table | None, name: str, moment: datetime | None) -> pa.Table:
+    """A table's rows now, or as of ``moment`` (none, with its columns, if it was not there)."""
+    if table is None:
+        return lake_schema(name).empty_table()
+    if moment is None:
+        return table.scan().to_arrow()
+    snapshot = table.snapshot_as_of_timestamp(int(moment.timestamp() * 1000))
+    if snapshot is None:
+        return table.schema().as_arrow().empty_table()
+    return table.scan(snapshot_id=snapshot.snapshot_id).to_arrow()
+
+
+def _query_locally(stack: StackOutputs, statement: str, moment: datetime | None) -> pa.Table:
     import duckdb  # noqa: PLC0415
 
+    lake = stack_lake(stack)
     connection = duckdb.connect()
     try:
-        for table in lake_tables(stack):
-            connection.register(table.name, _dataset(stack, table))
+        for name in _named_tables(statement):
+            found = lake.table(name)
+            if found is None and moment is None:
+                continue  # DuckDB names the missing table
+            connection.register(name, _scan(found, name, moment))
         relation = connection.sql(statement)
         # A statement that returns no rows (DDL, SET) has no relation.
         result: pa.Table = relation.to_arrow_table() if relation is not None else pa.table({})
@@ -187,14 +244,44 @@ def _query_locally(stack: StackOutputs, statement: str) -> pa.Table:
     return result
 
 
-def _query_athena(stack: StackOutputs, statement: str) -> pa.Table:
+def as_of_statement(statement: str, database: str, tables: list[str], moment: datetime) -> str:
+    """The statement with each table read ``FOR TIMESTAMP AS OF`` the moment, for Athena.
+
+    Examples
+    --------
+    >>> print(as_of_statement("SELECT count(*) FROM dim_staff", "lake", ["dim_staff"],
+    ...                       datetime(2024, 11, 14, 9, 30, tzinfo=UTC)))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    WITH dim_staff AS (SELECT * FROM "lake"."dim_staff"
+        FOR TIMESTAMP AS OF TIMESTAMP '2024-11-14 09:30:00.000 UTC')
+    SELECT count(*) FROM dim_staff
+    """
+    if not tables:
+        return statement
+    stamp = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    # Table names are the warehouse's own, the database the stack's output: nothing a
+    # user typed goes into the clause.
+    clause = (
+        '{name} AS (SELECT * FROM "{database}"."{name}" '
+        "FOR TIMESTAMP AS OF TIMESTAMP '{stamp} UTC')"
+    )
+    named = ", ".join(clause.format(name=name, database=database, stamp=stamp) for name in tables)
+    if _LEADING_WITH.match(statement):
+        return f"WITH {named},\n{_LEADING_WITH.sub('', statement, count=1)}"
+    return f"WITH {named}\n{statement}"
+
+
+def _query_athena(stack: StackOutputs, statement: str, moment: datetime | None) -> pa.Table:
     import awswrangler as wr  # noqa: PLC0415
     import boto3  # noqa: PLC0415
 
+    database = stack.output("LakeDatabaseName")
+    if moment is not None:
+        statement = as_of_statement(statement, database, _named_tables(statement), moment)
     try:
         frame = wr.athena.read_sql_query(
             statement,
-            database=stack.output("LakeDatabaseName"),
+            database=database,
             workgroup=stack.output("LakeWorkgroupName"),
             ctas_approach=False,
             dtype_backend="pyarrow",

@@ -147,12 +147,17 @@ class SourceSchemaDriftError(TotesError):
         self.drift = drift
 
 
-class LakeCatalogError(TotesError):
-    """Tables of the lake could not be brought up to date in the Glue catalog.
+class LakeCommitError(TotesError):
+    """A lake table's Iceberg commit failed: its files could not be read or written, or other
+    writers kept committing first.
 
-    The warehouse is loaded; the next run brings the catalog up to date from the bucket.
+    The warehouse's commit stands; the lake's position is where it was, so a retry (or
+    the next load) writes what the lake lacks, once. Retried by the state machine.
     """
 
 
-class LakeExportConflictError(TotesError):
-    """The lake's export watermark of a table moved during an export that held its lock."""
+class LakeMaintenanceError(TotesError):
+    """Tables of the lake could not be compacted or cleaned.
+
+    The warehouse and the lake are up to date; the next run maintains them again.
+    """

@@ -25,7 +25,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from totes.contracts import NonEmptyText, parse_event
 from totes.names import (
-    LAKE_CATALOG_ERROR,
+    LAKE_MAINTENANCE_ERROR,
     TRANSFORM_STATE_CONFLICT_ERROR,
     TRANSIENT_ERRORS,
     TRANSIENT_RETRY_ATTEMPTS,
@@ -120,9 +120,16 @@ ADVICE: Final[dict[str, str]] = {
         "A raw part does not match its manifest's checksum: restore it from a previous "
         "version of the object (the raw bucket is versioned)."
     ),
-    LAKE_CATALOG_ERROR: (
-        "The warehouse is loaded, but the lake's Glue catalog is behind for the tables "
-        "named: see the catalog function's log. The next run brings it up to date."
+    "LakeCommitError": (
+        "The warehouse is loaded, but a lake table's Iceberg commit kept failing (S3 or "
+        "Glue faults, or other writers committing first; retried): the lake is behind for "
+        "that table, and the next run writes what it lacks, once. If it persists, check the "
+        "load function's access to the processed bucket's lake/ prefix and to Glue."
+    ),
+    LAKE_MAINTENANCE_ERROR: (
+        "The warehouse and the lake are up to date, but the lake tables named could not be "
+        "compacted or cleaned: see the lake maintenance function's log. The next run tries "
+        "again; queries still answer meanwhile."
     ),
     WATERMARK_CONFLICT_ERROR: (
         "Two executions overlapped and one gave way; nothing is lost, the next run continues."

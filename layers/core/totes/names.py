@@ -156,8 +156,12 @@ class EnvironmentVariable:
     TRANSFORM_MAX_ROWS: Final = "TRANSFORM_MAX_ROWS"
     LOAD_MAX_FILES: Final = "LOAD_MAX_FILES"
     CATCH_UP_BUDGET_SECONDS: Final = "CATCH_UP_BUDGET_SECONDS"
-    #: The Glue database of the lake, which the catalog step keeps current.
+    #: The Glue database of the lake's Iceberg tables (load writes them, the maintenance
+    #: step compacts them).
     LAKE_DATABASE: Final = "LAKE_DATABASE"
+    LAKE_MAINTAIN_EVERY_COMMITS: Final = "LAKE_MAINTAIN_EVERY_COMMITS"
+    LAKE_SNAPSHOT_RETENTION_HOURS: Final = "LAKE_SNAPSHOT_RETENTION_HOURS"
+    LAKE_TARGET_FILE_MB: Final = "LAKE_TARGET_FILE_MB"
 
 
 #: CloudWatch namespace of every metric the handlers emit (Powertools EMF).
@@ -203,7 +207,7 @@ FRESHNESS_LAG_ALARM_SECONDS: Final = 30 * 60
 RAW_MANIFEST_PREFIX: Final = "_manifests"
 MIRROR_PREFIX: Final = "mirror"
 REJECTS_PREFIX: Final = "rejects"
-#: The lakehouse zone of the processed bucket: what the Glue catalog describes.
+#: The lakehouse zone of the processed bucket: the Iceberg tables the Glue catalog lists.
 LAKE_PREFIX: Final = "lake"
 #: Where transform stages gold and rejects files until its state write commits them;
 #: load never reads it, and the processed bucket expires what a lost race left there.
@@ -214,8 +218,8 @@ TRANSFORM_STATE_PREFIX: Final = "_state/transform"
 TRANSFORM_STAGING_RETENTION_DAYS: Final = 30
 
 
-#: The error the catalog step raises when a table of the lake could not be brought up to date.
-LAKE_CATALOG_ERROR: Final = "LakeCatalogError"
+#: The error the maintenance step raises when a table of the lake could not be maintained.
+LAKE_MAINTENANCE_ERROR: Final = "LakeMaintenanceError"
 
 #: Error types a Step Functions Retry may safely repeat: another execution got there
 #: first, and a retry re-reads the newer state. The runtime raises exceptions of
@@ -230,6 +234,10 @@ TRANSIENT_ERRORS: Final = (
     "DatabaseTransientError",
     "DatabaseUnreachableError",
     "AwsTransientError",
+    # pyarrow's S3 client names no error code (only text), so an Iceberg commit's I/O
+    # fault cannot be told transient from permanent: a retry is safe (the commit's
+    # position is in the table), and one that keeps failing is named after the retries.
+    "LakeCommitError",
 )
 TRANSIENT_RETRY_ATTEMPTS: Final = 4
 TRANSIENT_RETRY_FIRST_INTERVAL_SECONDS: Final = 3

@@ -24,7 +24,12 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from totes.errors import AwsTransientError, DatabaseTransientError, DatabaseUnreachableError
+from totes.errors import (
+    AwsTransientError,
+    DatabaseTransientError,
+    DatabaseUnreachableError,
+    LakeCommitError,
+)
 from totes.names import METRICS_NAMESPACE, SERVICE_NAME, MetricName
 
 #: Error codes AWS services answer a throttled or briefly unavailable call with.
@@ -54,7 +59,12 @@ _NETWORK_FAULTS: Final = (
     ReadTimeoutError,
 )
 #: Every error the workflow retries, as the handlers raise them.
-_RETRIED: Final = (AwsTransientError, DatabaseTransientError, DatabaseUnreachableError)
+_RETRIED: Final = (
+    AwsTransientError,
+    DatabaseTransientError,
+    DatabaseUnreachableError,
+    LakeCommitError,
+)
 
 Handler = TypeVar("Handler", bound=Callable[..., object])
 

@@ -16,11 +16,11 @@ off).
 
 Layers: a layer whose zip holds compiled extensions built for Lambda's Python
 (the dependencies layer) is not uploaded; the workers take third-party packages
-from the local environment instead. The public Powertools layer and the AWS-managed
-AWS SDK for pandas layer are not assets of the assembly and are likewise taken from
-the local environment; what only the latter holds (awswrangler, pandas, numpy) a
-function without that layer cannot import (see :data:`SDK_FOR_PANDAS_ONLY`). Athena
-has no local service: the lake is queried locally with DuckDB (``totes lake query``).
+from the local environment instead. The public Powertools layer is not an asset of the
+assembly and is likewise taken from the local environment. What the local environment
+holds for the local tooling alone, no function can import, as in Lambda (see
+:data:`LOCAL_TOOLING_ONLY`). Athena has no local service: the lake is queried locally
+with DuckDB (``totes lake query``).
 """
 
 from __future__ import annotations
@@ -51,14 +51,11 @@ _ROLE_TRUST = {
     ],
 }
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-#: What names the AWS SDK for pandas layer: its public SSM parameters, or its ARN.
-_SDK_FOR_PANDAS_LAYER = ("/aws/service/aws-sdk-pandas/", ":layer:AWSSDKPandas-")
-#: Packages of the local environment that stand in for the AWS SDK for pandas layer
-#: alone: the pipeline's own layers do not ship them. A function without that layer
-#: cannot import them, as in Lambda (pyarrow would import numpy, and pandas on its
-#: first conversion of Python objects: 0.4 s of each cold start, and memory, that
-#: Lambda does not spend).
-SDK_FOR_PANDAS_ONLY = ("awswrangler", "pandas", "numpy")
+#: Packages of the local environment that serve the local tooling (``totes lake``) and
+#: that no layer of the stack ships: no function can import them, as in Lambda (pyarrow
+#: would import numpy, and pandas on its first conversion of Python objects: 0.4 s of
+#: each cold start, and memory, that Lambda does not spend).
+LOCAL_TOOLING_ONLY = ("awswrangler", "pandas", "numpy")
 _NOT_FOUND = ("ResourceNotFoundException", "NoSuchEntity", "404", "NoSuchBucket", "NotFound")
 #: A bucket still written to while it is deleted is emptied again, this often, this far apart.
 _BUCKET_DELETE_ATTEMPTS = 5
@@ -71,20 +68,6 @@ _VERSION_STATE_POLL_S = 0.05
 
 class VersionNotActiveError(TotesError):
     """A published version did not become Active (its snapshot's init failed or hung)."""
-
-
-def absent_packages(spec: LocalFunctionSpec) -> dict[str, str]:
-    """The variable that hides from a function's workers what its layers would not hold.
-
-    Examples
-    --------
-    >>> absent_packages(LocalFunctionSpec("F", "f", "arn", "handler.handler", Path("."), {},
-    ...                                   128, 3, "/aws/lambda/f"))
-    {'TOTES_LOCAL_ABSENT_PACKAGES': 'awswrangler,pandas,numpy'}
-    """
-    if any(name in layer for layer in spec.public_layers for name in _SDK_FOR_PANDAS_LAYER):
-        return {}
-    return {ABSENT_PACKAGES_VARIABLE: ",".join(SDK_FOR_PANDAS_ONLY)}
 
 
 def zip_folder(folder: Path) -> bytes:
@@ -307,7 +290,7 @@ class LocalDeployment:
                 "Variables": {
                     **spec.environment,
                     **self.function_environment.get(spec.logical_id, {}),
-                    **absent_packages(spec),
+                    ABSENT_PACKAGES_VARIABLE: ",".join(LOCAL_TOOLING_ONLY),
                 }
             },
             "Layers": [arn for arn in (layer_arns.get(i) for i in spec.layers) if arn],

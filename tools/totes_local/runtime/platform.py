@@ -112,9 +112,6 @@ class LocalFunctionSpec:
     #: Logical ids of the stack's layers the function uses, in the template's order.
     layers: tuple[str, ...] = ()
     runtime: str = "python3.12"
-    #: The layers the function uses that are not the stack's own: the public SSM
-    #: parameters naming them (``/aws/service/aws-sdk-pandas/...``) or their ARNs.
-    public_layers: tuple[str, ...] = ()
     #: The alias pointing at the function's current version, which the template invokes
     #: (each deployment publishes a version when the function changed and moves it).
     alias: str | None = None
@@ -420,13 +417,6 @@ class _Resolver:
             if isinstance(layer, dict)
             and self.resources.get(str(layer.get("Ref")), {}).get("Type") == _LAYER
         )
-        parameters = self.assembly.template.get("Parameters", {})
-        public_layers = tuple(
-            str(parameters[layer["Ref"]].get("Default", "")) if isinstance(layer, dict) else layer
-            for layer in properties.get("Layers", [])
-            if isinstance(layer, str)
-            or (isinstance(layer, dict) and layer.get("Ref") in parameters)
-        )
         log_group = properties.get("LoggingConfig", {}).get("LogGroup")
         name = self._name(logical_id)
         aliases = [
@@ -450,7 +440,6 @@ class _Resolver:
             log_group=str(self.resolve(log_group)) if log_group else f"/aws/lambda/{name}",
             layers=layers,
             runtime=str(properties.get("Runtime", "python3.12")),
-            public_layers=public_layers,
             alias=aliases[0] if aliases else None,
             role_statements=self._role_statements(properties.get("Role")),
         )

@@ -411,7 +411,8 @@ def _children_of(pid: int) -> list[int]:
 # -- the service process -----------------------------------------------------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 no one listens on now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((_HOST, 0))
         port: int = probe.getsockname()[1]
@@ -443,7 +444,7 @@ def serve(data_dir: Path, port: int = 0) -> None:
         print(f"another local AWS service runs for {data_dir}: not starting", flush=True)
         return
     _record_holder(held, os.getpid())
-    port = port or _free_port()
+    port = port or free_port()
     endpoint = f"http://{_HOST}:{port}"
     # moto's Step Functions interpreter calls other services (SNS) through this port.
     os.environ["MOTO_PORT"] = str(port)
@@ -470,7 +471,7 @@ def serve(data_dir: Path, port: int = 0) -> None:
             account=LOCAL_ACCOUNT,
             local_key=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         )
-    server = _HttpServer(app, port)
+    server = HttpServer(app, port)
     # What is loaded by now (moto, botocore's service models, the patches) lives as long as
     # the process: kept out of the collector's full passes, which walked all of it (about
     # 176,000 objects, 180 ms under the interpreter lock, holding every request) once or
@@ -515,7 +516,7 @@ def serve(data_dir: Path, port: int = 0) -> None:
         print(f"{datetime.now(UTC).isoformat(timespec='seconds')} stopped", flush=True)
 
 
-class _HttpServer:
+class HttpServer:
     """moto's application served by waitress on 127.0.0.1, from a thread of its own.
 
     moto's own server is Werkzeug's development server, which closes the connection

@@ -1,8 +1,9 @@
-"""The lakehouse: the warehouse's tables as Parquet in the processed bucket, with a Glue catalog.
+"""The lakehouse: the warehouse's tables as Apache Iceberg tables in the Glue Data Catalog.
 
-- :mod:`totes.lake.layout`: where each table's files are and what they hold (no AWS
-  SDK beyond botocore, no awswrangler): used by load, which writes the lake, and by the
-  catalog step and ``totes lake``, which read it.
-- :mod:`totes.lake.catalog`: the catalog step (awswrangler): Glue tables, partitions and
-  compacted dimension snapshots.
+- :mod:`totes.lake.layout`: what each table holds (columns and types, its key, its
+  partition column) and where it lives.
+- :mod:`totes.lake.iceberg`: the tables themselves, through pyiceberg: opened, made
+  afresh, committed to (load writes them: :mod:`totes.load.lake_export`).
+- :mod:`totes.lake.maintenance`: the maintenance step: compaction, snapshot expiry,
+  orphan files.
 """

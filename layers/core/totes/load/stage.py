@@ -22,15 +22,18 @@ applied in one transaction:
    insert the rest. A file that holds a version twice takes the second way too, and
    the version goes in once. Either way, raise the table's newest version
    (``newest_versions``, the freshness lag) to the newest row that went in;
-5. record how many rows changed the warehouse, and commit; rows copied straight in
-   are then written to the lake from memory when they are what it lacks (else the
-   lake export reads them back at the end of the invocation).
+5. record how many rows changed the warehouse, and commit.
 
 Then, for a fact table, the quarantined rows get another chance (*replay*): each
 quarantine object is applied again like a gold file, in a transaction of its own.
 Rows whose dimension row has arrived since go in; the object is then rewritten with
 the rows still missing one, or deleted when none is left. A replay that finds nothing
 new rolls back and changes nothing.
+
+Last, what the warehouse committed reaches the lake (:mod:`totes.load.lake_export`):
+the table's rows the lake lacks, in one Iceberg commit (a fact's rows copied straight
+in are taken from memory when they are exactly what it lacks; others are read back),
+and for a fact, dim_date's new dates.
 
 Step 4 checks and locks every reference of a fact file set-based; the foreign-key
 triggers would then do it all again one row at a time (nine checks per sales order),
@@ -49,7 +52,6 @@ warehouse: the next replay finds them present and drops them from the object.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,7 +61,6 @@ from typing import Any, Final, Literal
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
 
 from totes.contracts import (
@@ -85,9 +86,10 @@ from totes.findings import (
     unverified_tls_findings,
 )
 from totes.key_runs import has_repeated_key, last_of_each_key
+from totes.lake.iceberg import Lake
 from totes.lake.layout import FACT_RECORD_KEYS
 from totes.load import warehouse_sql
-from totes.load.lake_export import export_committed_facts, export_dimension, export_facts
+from totes.load.lake_export import EXPORT_BITE, export_to_lake
 from totes.load.star_zone import (
     RejectedRow,
     StarFileKey,
@@ -249,8 +251,9 @@ class FileOutcome:
     #: The rejected (or, for a deferred file, waiting) rows by cause.
     findings: tuple[Finding, ...] = ()
     duration_ms: float = 0.0
-    #: Rows written to the lake right after the commit, from memory.
-    rows_exported: int = 0
+    #: Rows copied straight into a fact table, with the surrogate keys they were given:
+    #: the lake export appends them without reading them back.
+    numbered: pa.Table | None = field(default=None, repr=False)
 
     @property
     def rows_skipped(self) -> int:
@@ -366,6 +369,7 @@ def load_target(
     *,
     warehouse_dsn: Callable[[], str],
     s3: Any,
+    lake: Lake | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> LoadResult:
     """Apply the gold files of one warehouse table that the ledger lacks, oldest first.
@@ -383,6 +387,8 @@ def load_target(
         Returns the warehouse DSN (called once: a secret costs a call).
     s3
         The S3 client.
+    lake
+        The lake, which gets what the warehouse committed (none: the warehouse alone).
     clock
         Now, for the freshness lag of a fact table (``last_updated`` is UTC).
 
@@ -468,9 +474,8 @@ def load_target(
             done=done,
             outcomes=result.files,
         )
-        result.rows_exported = sum(file.rows_exported for file in result.files) + _export_to_lake(
-            conn, s3, settings.bucket, request.target
-        )
+        if lake is not None:
+            result.rows_exported = _export_to_lake(conn, lake, request, result.files)
         if request.target in FACT_TABLES:
             result.newest_last_updated = warehouse_sql.newest_version(conn, request.target)
     if result.newest_last_updated is not None:
@@ -626,20 +631,13 @@ def _apply_file_once(
             if rejected:
                 rejects_key = write_rejects(s3, bucket, file.rejects_key, rows, rejected)
         warehouse_sql.record_applied(conn, file.key, loaded)
-    exported = 0
-    if numbered is not None:
-        # The file is committed; its rows reach the lake now, or from the warehouse at the
-        # end of the invocation (or the next one) if S3 fails them here.
-        with contextlib.suppress(ClientError, BotoCoreError), conn.transaction():
-            warehouse_sql.lock_target(conn, target)
-            exported = export_committed_facts(conn, s3, bucket, target, numbered)
     return FileOutcome(
         key=file.key,
         rows_in_file=rows.num_rows,
         rows_loaded=loaded,
         rows_rejected=len(rejected),
         rejects_key=rejects_key,
-        rows_exported=exported,
+        numbered=numbered,
         findings=(
             _findings(FindingKind.ROWS_REJECTED, file, rows, rejected, where=rejects_key)
             if rejects_key
@@ -649,18 +647,29 @@ def _apply_file_once(
     )
 
 
-def _export_to_lake(conn: psycopg.Connection[Any], s3: Any, bucket: str, target: str) -> int:
-    """Write to the lake what it lacks of the table (and of dim_date, which facts extend)."""
-    exports = (
-        [(target, export_facts), (warehouse_sql.DATE_DIMENSION, export_dimension)]
-        if target in FACT_TABLES
-        else [(target, export_dimension)]
+def _export_to_lake(
+    conn: psycopg.Connection[Any], lake: Lake, request: LoadRequest, files: list[FileOutcome]
+) -> int:
+    """Commit to the lake what it lacks of the table (and of dim_date, which facts extend)."""
+    numbered = [file.numbered for file in files if file.numbered is not None]
+    if sum(rows.num_rows for rows in numbered) > EXPORT_BITE:
+        numbered = []  # more than one commit takes: read back, a bite at a time
+    tables = (
+        [request.target, warehouse_sql.DATE_DIMENSION]
+        if request.target in FACT_TABLES
+        else [request.target]
     )
     exported = 0
-    for table, export in exports:
+    for table in tables:
         with conn.transaction():
             warehouse_sql.lock_target(conn, table)
-            exported += export(conn, s3, bucket, table)
+            exported += export_to_lake(
+                conn,
+                lake,
+                table,
+                run_id=request.run_id,
+                committed=numbered if table == request.target else (),
+            )
     return exported
 
 

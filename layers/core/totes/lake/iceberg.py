@@ -1,0 +1,290 @@
+"""The lake's Iceberg tables in the Glue Data Catalog: opened, made, and committed to.
+
+Every table of the lake is an Apache Iceberg table registered in the lake's Glue
+database (pyiceberg's Glue catalog; data and metadata through pyarrow's S3 file
+system). What a table holds of the warehouse is written in its own metadata, in the
+commit that writes the rows, so the two can never disagree:
+
+- table properties (:data:`EXPORTED_THROUGH`, :data:`LOADED_THROUGH`,
+  :data:`DATE_ROWS`): how far the table holds the warehouse; Glue mirrors them in the
+  table's parameters;
+- :data:`COMMITS_SINCE_MAINTENANCE`: commits since the table was last compacted, which
+  the maintenance step reads from Glue alone to know which tables need it;
+- snapshot summary properties (:data:`RUN`): the run that made each snapshot, which
+  ``totes lake query --as-of RUN_ID`` looks for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from totes.aws import client
+from totes.contracts import NonEmptyText, settings_from_environment
+from totes.errors import LakeCommitError
+from totes.lake.layout import (
+    FACT_RECORD_KEYS,
+    PARTITION_COLUMN,
+    earlier_layout_keys,
+    key_of,
+    lake_schema,
+    table_location,
+    table_prefix,
+)
+from totes.names import EnvironmentVariable
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog.glue import GlueCatalog
+    from pyiceberg.table import Table
+
+#: Table property: the last surrogate key of a fact the table holds.
+EXPORTED_THROUGH: Final = "totes.exported-through"
+#: Table property: the ledger time of the last gold file a dimension holds (ISO 8601).
+LOADED_THROUGH: Final = "totes.loaded-through"
+#: Table property: the rows of dim_date the table holds (dim_date only grows).
+DATE_ROWS: Final = "totes.date-rows"
+#: Table property: commits since the table was last compacted.
+COMMITS_SINCE_MAINTENANCE: Final = "totes.commits-since-maintenance"
+#: Snapshot summary property: the run that made the snapshot.
+RUN: Final = "totes.run"
+#: Snapshot summary property: why a snapshot that adds no rows was made.
+MAINTENANCE: Final = "totes.maintenance"
+
+#: Properties every lake table is made with. Manifests are merged as appends pile up
+#: (a scan then reads a few manifests, not one per commit), and old metadata files are
+#: deleted as new ones are written (a table keeps its last ten).
+TABLE_PROPERTIES: Final[Mapping[str, str]] = {
+    "format-version": "2",
+    "write.parquet.compression-codec": "zstd",
+    "commit.manifest-merge.enabled": "true",
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "10",
+    COMMITS_SINCE_MAINTENANCE: "0",
+}
+#: Times a commit that lost a race with another writer's is made again.
+COMMIT_ATTEMPTS: Final = 5
+
+_Result = TypeVar("_Result")
+
+
+class LakeSettings(BaseModel):
+    """The processed bucket and the lake's Glue database (environment variables in Lambda).
+
+    Examples
+    --------
+    >>> LakeSettings.from_environment({"PROCESSED_BUCKET": "p", "LAKE_DATABASE": "lake"})
+    LakeSettings(bucket='p', database='lake')
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    bucket: NonEmptyText = Field(alias=EnvironmentVariable.PROCESSED_BUCKET)
+    database: NonEmptyText = Field(alias=EnvironmentVariable.LAKE_DATABASE)
+
+    @classmethod
+    def from_environment(cls, environment: Mapping[str, str] | None = None) -> LakeSettings:
+        """Read ``PROCESSED_BUCKET`` and ``LAKE_DATABASE``.
+
+        Raises
+        ------
+        InvalidSettingError
+            One of them is not set.
+        """
+        return settings_from_environment(cls, environment)
+
+
+def file_io_properties(environment: Mapping[str, str] | None = None) -> dict[str, str]:
+    """pyiceberg's S3 settings from the AWS environment variables of the process.
+
+    pyarrow's S3 file system does not read ``AWS_ENDPOINT_URL`` (boto3 does): where it is
+    set (the local AWS service), it is passed on, so both reach the same endpoint.
+
+    Examples
+    --------
+    >>> file_io_properties({"AWS_REGION": "eu-west-2", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    {'s3.region': 'eu-west-2', 's3.endpoint': 'http://127.0.0.1:9'}
+    """
+    environment = os.environ if environment is None else environment
+    region = environment.get("AWS_REGION") or environment.get("AWS_DEFAULT_REGION")
+    properties = {"s3.region": region} if region else {}
+    if endpoint := environment.get("AWS_ENDPOINT_URL"):
+        properties["s3.endpoint"] = endpoint
+    return properties
+
+
+class Lake:
+    """The lake's Iceberg tables: one per warehouse table, in one Glue database.
+
+    Parameters
+    ----------
+    settings : LakeSettings
+        The processed bucket (where the tables live) and the Glue database.
+    glue, s3 : botocore clients, optional
+        The handlers' clients (by default, :func:`totes.aws.client`'s).
+    file_io : mapping of str to str, optional
+        pyiceberg's S3 settings (by default, :func:`file_io_properties` of the process).
+    """
+
+    def __init__(
+        self,
+        settings: LakeSettings,
+        *,
+        glue: Any = None,
+        s3: Any = None,
+        file_io: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._glue = glue
+        self._s3 = s3
+        self._file_io = file_io
+        self._catalog: GlueCatalog | None = None
+
+    @property
+    def catalog(self) -> GlueCatalog:
+        """pyiceberg's Glue catalog, made on first use (its import takes about 0.5 s)."""
+        if self._catalog is None:
+            from pyiceberg.catalog.glue import GlueCatalog  # noqa: PLC0415
+
+            file_io = file_io_properties() if self._file_io is None else self._file_io
+            self._catalog = GlueCatalog("totes", client=self.glue, **file_io)
+        return self._catalog
+
+    @property
+    def glue(self) -> Any:
+        """The Glue client the catalog uses."""
+        return self._glue or client("glue")
+
+    @property
+    def s3(self) -> Any:
+        """The S3 client that removes what a table made afresh replaces."""
+        return self._s3 or client("s3")
+
+    def identifier(self, table: str) -> tuple[str, str]:
+        """The table's identifier in the catalog: (database, table)."""
+        return (self.settings.database, table)
+
+    def properties(self, table: str) -> Mapping[str, str] | None:
+        """The table's properties as Glue mirrors them, without reading its metadata; None
+        if the catalog has no Iceberg table of that name, or its metadata file is gone.
+
+        Two requests (Glue's GetTable, S3's HeadObject), where reading the table reads
+        its whole metadata file (which grows with its snapshots): enough to tell a table
+        that holds what it should from one that does not.
+        """
+        glue = self.glue
+        try:
+            described = glue.get_table(DatabaseName=self.settings.database, Name=table)["Table"]
+        except glue.exceptions.EntityNotFoundException:
+            return None
+        parameters: dict[str, str] = described.get("Parameters", {})
+        location = parameters.get("metadata_location", "")
+        if parameters.get("table_type", "").upper() != "ICEBERG" or not location:
+            return None
+        bucket, _, key = location.removeprefix("s3://").partition("/")
+        try:
+            self.s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return parameters
+
+    def table(self, table: str) -> Table | None:
+        """The lake's table, or None if the catalog has no Iceberg table of that name.
+
+        A Glue entry that is not an Iceberg table (an earlier release's Parquet table),
+        or whose metadata is gone, counts as no table: the next export makes it afresh.
+        """
+        from pyiceberg.exceptions import NoSuchPropertyException, NoSuchTableError  # noqa: PLC0415
+
+        try:
+            return self.catalog.load_table(self.identifier(table))
+        except (NoSuchTableError, NoSuchPropertyException, FileNotFoundError):
+            return None
+
+    def create(self, table: str) -> Table:
+        """Make the table afresh, empty: whatever was there before is removed first.
+
+        Its folder (data and metadata of an earlier table, or an earlier release's
+        files), that release's state and change files, and its Glue entry go; the
+        processed bucket is versioned, so nothing removed is lost. Facts are partitioned
+        by month; every table is identified by its key.
+        """
+        from pyiceberg.exceptions import NoSuchTableError  # noqa: PLC0415
+
+        for prefix in (table_prefix(table), *earlier_layout_keys(table)):
+            self._remove(prefix)
+        with contextlib.suppress(NoSuchTableError):
+            self.catalog.drop_table(self.identifier(table))
+        transaction = self.catalog.create_table_transaction(
+            self.identifier(table),
+            schema=lake_schema(table),
+            location=table_location(self.settings.bucket, table),
+            properties={**TABLE_PROPERTIES, "Description": _description(table)},
+        )
+        with transaction.update_schema() as schema:
+            schema.set_identifier_fields(key_of(table))
+        if table in FACT_RECORD_KEYS:
+            with transaction.update_spec() as spec:
+                spec.add_identity(PARTITION_COLUMN)
+        return transaction.commit_transaction()
+
+    def commit(
+        self, table: str, change: Callable[[Table], _Result], *, create_missing: bool = True
+    ) -> _Result:
+        """Run ``change`` on the table as it stands and return what it returns.
+
+        ``change`` commits; when another writer committed first (a maintenance step
+        beside an export), the table is read again and ``change`` runs again on it, so it
+        must decide from the table what to write. A table the lake lacks is made afresh
+        first (:meth:`create`), unless ``create_missing`` is False.
+
+        Raises
+        ------
+        LakeCommitError
+            Every attempt lost its race, or the table's files could not be read or
+            written (pyarrow's S3 faults, after its own retries).
+        pyiceberg.exceptions.NoSuchTableError
+            The lake lacks the table and ``create_missing`` is False.
+        """
+        from pyiceberg.exceptions import CommitFailedException, NoSuchTableError  # noqa: PLC0415
+
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                current = self.table(table)
+                if current is None:
+                    if not create_missing:
+                        raise NoSuchTableError(f"the lake has no table {table}")
+                    current = self.create(table)
+                return change(current)
+            except CommitFailedException as exc:
+                if attempt == COMMIT_ATTEMPTS:
+                    raise LakeCommitError(
+                        f"lake table {table}: other writers committed first {COMMIT_ATTEMPTS} times"
+                    ) from exc
+                time.sleep(0.05 * 2**attempt)
+            except OSError as exc:
+                raise LakeCommitError(
+                    f"lake table {table}: its files could not be read or written: {exc}"
+                ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _remove(self, prefix: str) -> None:
+        bucket = self.settings.bucket
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                self.s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+def _description(table: str) -> str:
+    if table in FACT_RECORD_KEYS:
+        return f"{table}: every version the warehouse holds, partitioned by month of last_updated"
+    return f"{table}: the current rows the warehouse holds"
