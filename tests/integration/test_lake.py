@@ -172,6 +172,33 @@ def test_fact_rows_are_appended_a_bite_at_a_time_and_each_bite_records_its_posit
         assert int(iceberg.properties[EXPORTED_THROUGH]) >= rows
 
 
+def test_a_dimension_change_larger_than_an_upsert_takes_rewrites_the_table_from_the_warehouse(
+    lake: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a loaded lake, and upserts limited to a single row
+    lake.run()
+    monkeypatch.setattr(lake_export, "UPSERT_MAX_ROWS", 1)
+    # When the source changes (a department moving city re-emits every staff row of it)
+    # and a run follows
+    with connect(lake.source_dsn) as conn:
+        mutate(conn, seed=11, changes=60)
+    lake.run()
+    # Then a dimension that changed was rewritten whole by this run (its last commit
+    # added as many rows as the table holds), and the lake equals the warehouse
+    rewritten = []
+    for table in ("dim_staff", "dim_location", "dim_counterparty", "dim_design"):
+        iceberg = _lake(lake).table(table)
+        assert iceberg is not None
+        last = iceberg.current_snapshot()
+        assert last is not None
+        assert last.summary is not None
+        if last.summary.get(RUN) == lake.run_id:
+            rewritten.append(last.summary.get("added-records") == last.summary.get("total-records"))
+    assert rewritten
+    assert all(rewritten)
+    _assert_lake_equals_warehouse(lake)
+
+
 def test_a_table_of_the_earlier_layout_is_replaced_by_an_iceberg_table_from_the_warehouse(
     lake: Pipeline,
 ) -> None:

@@ -12,7 +12,8 @@ it was, and the next export writes what it lacks, once.
   exactly what the lake lacks), a bite at a time. Rows this invocation numbered and
   committed are appended from memory when they are exactly what the lake lacks.
 - Dimensions: the rows of every gold file the ledger recorded after
-  :data:`~totes.lake.iceberg.LOADED_THROUGH`, the last of each key, upserted on the key.
+  :data:`~totes.lake.iceberg.LOADED_THROUGH`, the last of each key, upserted on the key
+  (more than :data:`UPSERT_MAX_ROWS` of them: the whole table rewritten instead).
 - dim_date only grows: when the warehouse holds more dates than
   :data:`~totes.lake.iceberg.DATE_ROWS`, all of them are upserted (only the new ones are
   written).
@@ -71,6 +72,8 @@ if TYPE_CHECKING:
 #: Fact rows one commit appends at most: memory is bounded by the bite, whatever the
 #: lake lacks (a whole warehouse, when the lake begins beside it).
 EXPORT_BITE: Final = 200_000
+#: Changed dimension rows upserted at most; a larger change rewrites the whole table.
+UPSERT_MAX_ROWS: Final = 10_000
 
 
 def _select_as_lake(table: str, where: sql.Composable) -> sql.Composed:
@@ -237,16 +240,24 @@ def _from_memory(
 def _upsert_dimension(
     conn: psycopg.Connection[Any], lake: Lake, current: Table, table: str, run_id: str
 ) -> int:
-    """Upsert the dimension rows the table lacks; return how many were given to it."""
+    """Give the dimension table the rows it lacks; return how many were given to it.
+
+    The changed rows are upserted on the key. An empty table is appended to instead,
+    and a change of more than :data:`UPSERT_MAX_ROWS` rows replaces the whole table with
+    the warehouse's: an upsert matches every row it is given against the table, which
+    costs more than rewriting a table the size of a dimension.
+    """
+    whole = sql.SQL("true")
     if table == warehouse_sql.DATE_DIMENSION:
         held = int(current.properties.get(DATE_ROWS, "-1"))
         if warehouse_sql.count_rows(conn, table) == held:
             return 0
-        rows = _copy_out(conn, _select_as_lake(table, sql.SQL("true")), table)
-        position = {DATE_ROWS: str(rows.num_rows)}
+        dates = _copy_out(conn, _select_as_lake(table, whole), table)
+        rows: pa.Table | None = dates
+        position = {DATE_ROWS: str(dates.num_rows)}
     elif LOADED_THROUGH not in current.properties:  # a table made afresh
         newest = warehouse_sql.newest_loaded_at(conn, table)
-        rows = _copy_out(conn, _select_as_lake(table, sql.SQL("true")), table)
+        rows = None
         position = {LOADED_THROUGH: newest.isoformat() if newest else ""}
     else:
         loaded_through = current.properties[LOADED_THROUGH]
@@ -255,13 +266,22 @@ def _upsert_dimension(
         )
         if not files:
             return 0
+        # None, if a gold file is gone or unreadable: the warehouse knows the rows.
         rows = _gold_rows(lake, table, [key for key, _ in files])
-        if rows is None:  # a gold file gone or unreadable: the warehouse knows the rows
-            rows = _copy_out(conn, _select_as_lake(table, sql.SQL("true")), table)
         position = {LOADED_THROUGH: files[-1][1].isoformat()}
+    empty = current.current_snapshot() is None
+    snapshot = {RUN: run_id}
     with current.transaction() as transaction:
-        if rows.num_rows:
-            transaction.upsert(rows, join_cols=[key_of(table)], snapshot_properties={RUN: run_id})
+        if rows is None or (rows.num_rows > UPSERT_MAX_ROWS and not empty):
+            rows = _copy_out(conn, _select_as_lake(table, whole), table)
+            if empty:
+                transaction.append(rows, snapshot_properties=snapshot)
+            else:
+                transaction.overwrite(rows, snapshot_properties=snapshot)
+        elif empty:
+            transaction.append(rows, snapshot_properties=snapshot)
+        elif rows.num_rows:
+            transaction.upsert(rows, join_cols=[key_of(table)], snapshot_properties=snapshot)
         transaction.set_properties({**position, COMMITS_SINCE_MAINTENANCE: _commits(current)})
     return int(rows.num_rows)
 
