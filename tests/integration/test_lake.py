@@ -156,8 +156,8 @@ def test_fact_rows_are_appended_a_bite_at_a_time_and_each_bite_records_its_posit
     lake: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given bites far smaller than a table
-    monkeypatch.setattr(lake_export, "EXPORT_BITE", 500)
-    monkeypatch.setattr("totes.load.stage.EXPORT_BITE", 500)
+    monkeypatch.setattr(lake_export, "EXPORT_BITE", 40)
+    monkeypatch.setattr("totes.load.stage.EXPORT_BITE", 40)
     # When a run loads the warehouse and the lake
     lake.run()
     # Then the lake equals the warehouse, and each fact took one commit per bite
@@ -168,7 +168,7 @@ def test_fact_rows_are_appended_a_bite_at_a_time_and_each_bite_records_its_posit
         assert iceberg is not None
         rows = len(warehouse_rows_as_lake(lake.warehouse_dsn, table))
         appends = [s for s in iceberg.snapshots() if s.summary and s.summary.get(RUN)]
-        assert len(appends) == -(-rows // 500), table
+        assert len(appends) == -(-rows // 40) > 1, table
         assert int(iceberg.properties[EXPORTED_THROUGH]) >= rows
 
 

@@ -219,7 +219,16 @@ def _scan(table: Table | None, name: str, moment: datetime | None) -> pa.Table:
         return table.scan().to_arrow()
     snapshot = table.snapshot_as_of_timestamp(int(moment.timestamp() * 1000))
     if snapshot is None:
-        return table.schema().as_arrow().empty_table()
+        # Every table is made by the first run that loads it: before its first snapshot
+        # kept, the moment is older than the run or than the retention.
+        oldest = min((kept.timestamp_ms for kept in table.snapshots()), default=None)
+        since = "it has no snapshot yet"
+        if oldest is not None:
+            since = f"the oldest it keeps is from {datetime.fromtimestamp(oldest / 1000, UTC)}"
+        raise LakeQueryError(
+            f"the lake holds no snapshot of {name} as of {moment:%Y-%m-%d %H:%M:%S %Z} "
+            f"({since}; older snapshots are expired after the retention)"
+        )
     return table.scan(snapshot_id=snapshot.snapshot_id).to_arrow()
 
 

@@ -2,8 +2,8 @@
 
 The clients are botocore's: boto3 adds resources and S3 transfer helpers that the
 handlers do not use, and its session and imports cost 60-100 ms of the first
-invocation of a transform or load environment. The catalog step, whose awswrangler
-needs a boto3 session, has its own (:mod:`totes.lake.reusing_session`). Database
+invocation of a transform or load environment (pyiceberg's Glue catalog is given the
+Glue client made here). Database
 credentials are in :mod:`totes.credentials`: transform, which uses no database, does
 not import psycopg (0.15-0.2 s of every cold start).
 """

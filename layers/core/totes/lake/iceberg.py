@@ -65,6 +65,10 @@ TABLE_PROPERTIES: Final[Mapping[str, str]] = {
     "commit.manifest-merge.enabled": "true",
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "10",
+    # pyiceberg would rebuild a commit that lost its race on the new head with what it had
+    # read before (the counts of commits, the positions); :meth:`Lake.commit` retries
+    # instead, deciding again from the table as it then stands.
+    "commit.retry.num-retries": "0",
     COMMITS_SINCE_MAINTENANCE: "0",
 }
 #: Times a commit that lost a race with another writer's is made again.
@@ -245,25 +249,40 @@ class Lake:
         must decide from the table what to write. A table the lake lacks is made afresh
         first (:meth:`create`), unless ``create_missing`` is False.
 
+        A table whose data or manifest files are gone (removed by hand) is made afresh
+        too: it cannot hold what its metadata says.
+
         Raises
         ------
         LakeCommitError
             Every attempt lost its race, or the table's files could not be read or
             written (pyarrow's S3 faults, after its own retries).
         pyiceberg.exceptions.NoSuchTableError
-            The lake lacks the table and ``create_missing`` is False.
+            The lake lacks the table (or its files) and ``create_missing`` is False.
         """
-        from pyiceberg.exceptions import CommitFailedException, NoSuchTableError  # noqa: PLC0415
+        from pyiceberg.exceptions import (  # noqa: PLC0415
+            CommitFailedException,
+            NoSuchTableError,
+            ValidationException,
+        )
 
+        remake = False
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
-                current = self.table(table)
+                current = None if remake else self.table(table)
                 if current is None:
                     if not create_missing:
                         raise NoSuchTableError(f"the lake has no table {table}")
                     current = self.create(table)
+                remake = False
                 return change(current)
-            except CommitFailedException as exc:
+            except FileNotFoundError as exc:
+                if not create_missing:
+                    raise NoSuchTableError(f"lake table {table} lost files: {exc}") from exc
+                remake = True
+            # A lost race: another writer's commit came first (ValidationException: one
+            # that conflicts with what this one read).
+            except (CommitFailedException, ValidationException) as exc:
                 if attempt == COMMIT_ATTEMPTS:
                     raise LakeCommitError(
                         f"lake table {table}: other writers committed first {COMMIT_ATTEMPTS} times"

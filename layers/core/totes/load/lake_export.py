@@ -140,8 +140,9 @@ def export_to_lake(
 
     Raises
     ------
-    pyiceberg.exceptions.CommitFailedException
-        Another writer kept committing first (the next export starts from what stands).
+    LakeCommitError
+        Another writer kept committing first, or the table's files could not be read or
+        written (the next export starts from what stands).
     """
     if _holds_all(conn, table, lake.properties(table)):
         return 0

@@ -31,8 +31,9 @@ the rows still missing one, or deleted when none is left. A replay that finds no
 new rolls back and changes nothing.
 
 Last, what the warehouse committed reaches the lake (:mod:`totes.load.lake_export`):
-the table's rows the lake lacks, in one Iceberg commit (a fact's rows copied straight
-in are taken from memory when they are exactly what it lacks; others are read back),
+the table's rows the lake lacks, in an Iceberg commit (per bite of 200,000 fact rows; a
+fact's rows copied straight in are taken from memory when they are exactly what it
+lacks, others are read back),
 and for a fact, dim_date's new dates.
 
 Step 4 checks and locks every reference of a fact file set-based; the foreign-key
