@@ -144,11 +144,12 @@ def export_to_lake(
         Another writer kept committing first, or the table's files could not be read or
         written (the next export starts from what stands).
     """
-    if _holds_all(conn, table, lake.properties(table)):
-        return 0
+    properties = lake.properties(table)
     if table in FACT_TABLES:
-        exported = 0
         newest = _newest_record(conn, table)
+        if properties is not None and int(properties.get(EXPORTED_THROUGH, "0")) >= newest:
+            return 0
+        exported = 0
         while (
             appended := lake.commit(
                 table, lambda current: _append_facts(conn, current, newest, run_id, committed)
@@ -156,20 +157,22 @@ def export_to_lake(
         ) is not None:
             exported += appended
         return exported
+    if _dimension_holds_all(conn, table, properties):
+        return 0
     return lake.commit(table, lambda current: _upsert_dimension(conn, lake, current, table, run_id))
 
 
-def _holds_all(
+def _dimension_holds_all(
     conn: psycopg.Connection[Any], table: str, properties: Mapping[str, str] | None
 ) -> bool:
-    """Whether the lake's table, by the properties Glue mirrors, lacks nothing of the warehouse's.
+    """Whether the lake's dimension, by the properties Glue mirrors, lacks nothing of the
+    warehouse's.
 
-    What an idle run asks of every table: answered without reading the table's metadata.
+    What an idle run asks of every table (a fact compares its last record, above):
+    answered without reading the table's metadata.
     """
     if properties is None:
         return False
-    if table in FACT_TABLES:
-        return int(properties.get(EXPORTED_THROUGH, "0")) >= _newest_record(conn, table)
     if table == warehouse_sql.DATE_DIMENSION:
         return properties.get(DATE_ROWS) == str(warehouse_sql.count_rows(conn, table))
     if LOADED_THROUGH not in properties:
