@@ -19,7 +19,10 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from totes.db import connect, row_counts
-from totes.names import FACT_TABLES, SOURCE_TABLES
+from totes.tables import (
+    FACT_TABLES,
+    SOURCE_TABLES,
+)
 from totes.warehouse.reconcile import reconcile
 from totes.warehouse.schema import init_warehouse
 from totes_local.source.mutate import mutate
@@ -114,7 +117,7 @@ STEPS = st.lists(
 
 
 @settings(
-    max_examples=30,
+    max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
