@@ -21,7 +21,7 @@ from common import INGESTED, WATERMARKS, bench_aws, bench_source, peak_rss_mb
 
 from totes.ingest.stage import IngestRequest, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore, Watermark
-from totes.names import SOURCE_TABLES
+from totes.tables import SOURCE_TABLES
 
 
 class _DiscardingS3:

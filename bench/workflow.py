@@ -45,8 +45,8 @@ from common import measure
 from psycopg import sql
 
 from totes.db import connect, create_database, drop_database, table_columns, with_database
-from totes.names import SOURCE_PRIMARY_KEYS, SOURCE_TABLES
 from totes.source.schema import create_source_tables, existing_source_tables
+from totes.tables import SOURCE, SOURCE_TABLES
 from totes.warehouse.schema import init_warehouse
 from totes_local.runtime.assembly import find_project_root, synthesise
 from totes_local.runtime.postgres import PostgresServer, find_or_start_server
@@ -86,7 +86,7 @@ def replicate(dsn: str, copies: int) -> None:
             table: int(
                 conn.execute(
                     sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(
-                        sql.Identifier(SOURCE_PRIMARY_KEYS[table]), sql.Identifier(table)
+                        sql.Identifier(SOURCE[table].key), sql.Identifier(table)
                     )
                 ).fetchone()[0]  # type: ignore[index]
             )
@@ -95,7 +95,7 @@ def replicate(dsn: str, copies: int) -> None:
         conn.execute("SET session_replication_role = replica")
         for table in present:
             columns = table_columns(conn, table)
-            shifted = {SOURCE_PRIMARY_KEYS[table]: table, **references.get(table, {})}
+            shifted = {SOURCE[table].key: table, **references.get(table, {})}
             select = sql.SQL(", ").join(
                 sql.SQL("{} + k * {}").format(sql.Identifier(c), sql.Literal(largest[shifted[c]]))
                 if c in shifted
@@ -118,8 +118,8 @@ def replicate(dsn: str, copies: int) -> None:
                     "SELECT setval(pg_get_serial_sequence({t}, {c}), max({i})) FROM {table}"
                 ).format(
                     t=sql.Literal(table),
-                    c=sql.Literal(SOURCE_PRIMARY_KEYS[table]),
-                    i=sql.Identifier(SOURCE_PRIMARY_KEYS[table]),
+                    c=sql.Literal(SOURCE[table].key),
+                    i=sql.Identifier(SOURCE[table].key),
                     table=sql.Identifier(table),
                 )
             )

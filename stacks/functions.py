@@ -20,7 +20,6 @@ from stacks.packaging import PipelinePackaging
 from stacks.settings import LAKE_MAINTENANCE_TIMEOUT_SECONDS
 from stacks.storage import DataBuckets
 from totes.names import (
-    GOLD_TABLES,
     LAKE_PREFIX,
     METRICS_NAMESPACE,
     MIRROR_PREFIX,
@@ -30,6 +29,7 @@ from totes.names import (
     TRANSFORM_STATE_PREFIX,
     EnvironmentVariable,
 )
+from totes.tables import GOLD_TABLES
 
 #: The runtime the dependencies layer is built for (scripts/build_layers.py).
 RUNTIME = lambda_.Runtime.PYTHON_3_12

@@ -41,10 +41,6 @@ from stacks.alerts import AlertTopic
 from stacks.functions import PipelineFunctions
 from stacks.log_groups import operational_log_group
 from totes.names import (
-    FACT_TABLES,
-    GOLD_DIMENSIONS,
-    GOLD_TABLES,
-    SOURCE_TABLES,
     TRANSFORM_STATE_CONFLICT_ERROR,
     TRANSIENT_ERRORS,
     TRANSIENT_RETRY_ATTEMPTS,
@@ -52,6 +48,12 @@ from totes.names import (
     TRANSIENT_RETRY_FIRST_INTERVAL_SECONDS,
     TRANSIENT_RETRY_MAX_DELAY_SECONDS,
     WATERMARK_CONFLICT_ERROR,
+)
+from totes.tables import (
+    FACT_TABLES,
+    GOLD_DIMENSIONS,
+    GOLD_TABLES,
+    SOURCE_TABLES,
     largest_first,
 )
 

@@ -7,7 +7,8 @@ from typing import Any
 from psycopg import sql
 
 from totes.db import connect
-from totes.lake.layout import PARTITION_COLUMN, lake_schema
+from totes.lake.layout import lake_schema
+from totes.tables import WAREHOUSE
 
 
 def warehouse_rows_as_lake(dsn: str, table: str) -> list[tuple[Any, ...]]:
@@ -15,7 +16,7 @@ def warehouse_rows_as_lake(dsn: str, table: str) -> list[tuple[Any, ...]]:
     a fact's month of ``last_updated``."""
     columns = [
         sql.SQL("to_char(last_updated_date, 'YYYY-MM')")
-        if field.name == PARTITION_COLUMN
+        if field.name == WAREHOUSE[table].lake_partition
         else sql.SQL("to_char({}, 'HH24:MI:SS.MS')").format(sql.Identifier(field.name))
         if field.name.endswith("_time")
         else sql.Identifier(field.name)

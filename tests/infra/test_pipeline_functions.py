@@ -8,7 +8,11 @@ import pytest
 
 from stacks.managed_layers import POWERTOOLS
 from tests.infra.template_reading import allowed_actions, logical_id, role_statements
-from totes.names import GOLD_TABLES, METRICS_NAMESPACE, SERVICE_NAME
+from totes.names import (
+    METRICS_NAMESPACE,
+    SERVICE_NAME,
+)
+from totes.tables import GOLD_TABLES
 
 #: Every function of the stack, by the attribute of PipelineFunctions that holds it.
 ALL_STAGES = (

@@ -19,7 +19,13 @@ from tests.infra.template_reading import (
     state_machine_definition,
 )
 from totes.failure_notice import FailedState
-from totes.names import FACT_TABLES, GOLD_DIMENSIONS, GOLD_TABLES, SOURCE_TABLES, largest_first
+from totes.tables import (
+    FACT_TABLES,
+    GOLD_DIMENSIONS,
+    GOLD_TABLES,
+    SOURCE_TABLES,
+    largest_first,
+)
 
 pytestmark = pytest.mark.infra
 

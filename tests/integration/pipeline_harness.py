@@ -13,7 +13,12 @@ from totes.ingest.stage import IngestRequest, IngestResult, IngestSettings, inge
 from totes.ingest.watermarks import DynamoWatermarkStore
 from totes.lake.iceberg import Lake
 from totes.load.stage import LoadRequest, LoadResult, LoadSettings, load_target
-from totes.names import FACT_TABLES, GOLD_DIMENSIONS, GOLD_TABLES, SOURCE_TABLES
+from totes.tables import (
+    FACT_TABLES,
+    GOLD_DIMENSIONS,
+    GOLD_TABLES,
+    SOURCE_TABLES,
+)
 from totes.transform.stage import (
     TransformRequest,
     TransformResult,

@@ -10,7 +10,10 @@ import pytest
 
 from totes.db import connect, row_counts
 from totes.ingest.raw_rows import read_batch
-from totes.names import GOLD_DIMENSIONS, SOURCE_TABLES
+from totes.tables import (
+    GOLD_DIMENSIONS,
+    SOURCE_TABLES,
+)
 from totes.warehouse.reconcile import reconcile
 from totes.warehouse.schema import init_warehouse
 

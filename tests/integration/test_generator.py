@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from totes.db import connect, row_counts
-from totes.names import SOURCE_TABLES
+from totes.tables import SOURCE_TABLES
 from totes_local.source.generator import REAL_VOLUMES, Volumes, seed_synthetic
 
 #: Quirk -> SQL giving its rate (or level) in a source; compared between the snapshot and

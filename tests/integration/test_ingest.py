@@ -27,7 +27,8 @@ from totes.findings import FindingKind, Stage
 from totes.ingest.raw_rows import read_batch
 from totes.ingest.stage import IngestRequest, IngestResult, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore, Watermark
-from totes.names import RAW_MANIFEST_PREFIX, SOURCE_DATABASE, SOURCE_PRIMARY_KEYS, SOURCE_TABLES
+from totes.names import RAW_MANIFEST_PREFIX, SOURCE_DATABASE
+from totes.tables import SOURCE, SOURCE_TABLES
 from totes_local.runtime.postgres import PostgresServer
 
 BUCKET = "totes-ingested"
@@ -95,7 +96,7 @@ def _source_rows(dsn: str, table: str) -> list[dict[str, Any]]:
 
 
 def _keys(rows: list[dict[str, Any]], table: str) -> list[int]:
-    return [row[SOURCE_PRIMARY_KEYS[table]] for row in rows]
+    return [row[SOURCE[table].key] for row in rows]
 
 
 def test_first_run_ingests_every_row_and_an_idle_run_writes_nothing(

@@ -16,7 +16,7 @@ from tests.lake_reading import warehouse_rows_as_lake
 from totes.db import connect
 from totes.errors import LakeCommitError
 from totes.lake.iceberg import COMMITS_SINCE_MAINTENANCE, EXPORTED_THROUGH, RUN, Lake
-from totes.lake.layout import PARTITION_COLUMN, lake_schema, table_prefix
+from totes.lake.layout import lake_schema, table_prefix
 from totes.lake.maintenance import (
     MaintenanceRequest,
     MaintenanceSettings,
@@ -24,7 +24,11 @@ from totes.lake.maintenance import (
     maintain_lake,
 )
 from totes.load import lake_export
-from totes.names import FACT_TABLES, TRANSIENT_ERRORS, WAREHOUSE_TABLES
+from totes.names import TRANSIENT_ERRORS
+from totes.tables import (
+    FACT_TABLES,
+    WAREHOUSE_TABLES,
+)
 from totes_local.source.mutate import mutate
 
 from .pipeline_harness import LAKE_DATABASE, PROCESSED, REGION, Pipeline
@@ -77,7 +81,7 @@ def test_every_warehouse_table_is_an_iceberg_table_that_holds_what_the_warehouse
     _assert_lake_equals_warehouse(lake)
     sales = _lake(lake).table("fact_sales_order")
     assert sales is not None
-    assert [field.name for field in sales.spec().fields] == [PARTITION_COLUMN]
+    assert [field.name for field in sales.spec().fields] == ["last_updated_month"]
     # And its columns keep the warehouse's types, but times of day, which are text
     arrow = sales.schema().as_arrow()
     assert arrow.field("created_time").type in (pa.string(), pa.large_string())

@@ -34,17 +34,12 @@ from totes.load import warehouse_sql
 from totes.load.stage import LoadRequest, LoadResult, LoadSettings, load_target
 from totes.load.star_zone import list_star_files
 from totes.names import (
-    FACT_TABLES,
-    GOLD_DIMENSIONS,
     LOAD_LEDGER_TABLE,
     REJECTS_PREFIX,
     WAREHOUSE_DATABASE,
 )
+from totes.tables import FACT_TABLES, FACTS, GOLD_DIMENSIONS, WAREHOUSE
 from totes.warehouse.star import (
-    DIMENSION_KEYS,
-    FACT_DATE_COLUMNS,
-    FACT_REFERENCES,
-    FACT_VERSION_KEYS,
     STAR_SCHEMAS,
     gold_key,
     star_prefix,
@@ -257,7 +252,8 @@ class Warehouse:
     def rows(self, table: str) -> list[dict[str, Any]]:
         """The table's rows as the files hold them (no surrogate key), in natural order."""
         columns = STAR_SCHEMAS[table].names
-        order = DIMENSION_KEYS.get(table) or ", ".join(FACT_VERSION_KEYS[table])
+        described = WAREHOUSE[table]
+        order = ", ".join(described.version_key) if described.record_key else described.key
         with connect(self.dsn, row_factory=dict_row) as conn:
             return conn.execute(
                 f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"
@@ -265,7 +261,7 @@ class Warehouse:
 
     def versions(self, table: str) -> dict[Any, int]:
         """Each row's xmin: the transaction that last wrote it."""
-        key = DIMENSION_KEYS.get(table) or FACT_VERSION_KEYS[table][0]
+        key = WAREHOUSE[table].key
         with connect(self.dsn) as conn:
             rows = conn.execute(f"SELECT {key}, xmin::text::bigint FROM {table}").fetchall()
         return {row[0]: row[1] for row in rows}
@@ -312,10 +308,12 @@ def _orphans(dsn: str) -> int:
     """Fact rows whose dimension or date row is missing (what the foreign keys forbid)."""
     total = 0
     with connect(dsn) as conn:
-        for fact, references in FACT_REFERENCES.items():
-            pairs = [*references.items()] + [
-                (column, ("dim_date", "date_id")) for column in FACT_DATE_COLUMNS[fact]
-            ]
+        for described in FACTS:
+            fact = described.name
+            pairs = [
+                (column, (dimension, WAREHOUSE[dimension].key))
+                for column, dimension in described.references.items()
+            ] + [(column, ("dim_date", "date_id")) for column in described.date_columns]
             for column, (dimension, key) in pairs:
                 row = conn.execute(
                     sql.SQL(

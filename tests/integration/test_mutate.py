@@ -11,7 +11,7 @@ import pytest
 
 from totes.db import connect
 from totes.errors import SourceSchemaMissingError
-from totes.names import SOURCE_TABLES
+from totes.tables import SOURCE_TABLES
 from totes_local.source.mutate import CHANGE_WEIGHTS, mutate
 
 Version = tuple[datetime, str]

@@ -12,7 +12,12 @@ from botocore.exceptions import ClientError
 from tests.integration.pipeline_harness import Pipeline
 from totes.db import connect
 from totes.errors import DatabaseTransientError
-from totes.names import FACT_TABLES, GOLD_DIMENSIONS, GOLD_TABLES, SOURCE_TABLES
+from totes.tables import (
+    FACT_TABLES,
+    GOLD_DIMENSIONS,
+    GOLD_TABLES,
+    SOURCE_TABLES,
+)
 from totes.transient import aws_transient_fault
 from totes.warehouse.reconcile import reconcile
 

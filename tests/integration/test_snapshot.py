@@ -15,8 +15,8 @@ from psycopg.rows import dict_row
 
 from totes.db import connect
 from totes.errors import SchemaAlreadyExistsError, SnapshotFormatError
-from totes.names import SOURCE_TABLES
 from totes.source.schema import existing_source_tables
+from totes.tables import SOURCE_TABLES
 from totes_local.source.snapshot import load_snapshot
 
 pytestmark = pytest.mark.snapshot_data

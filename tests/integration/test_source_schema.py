@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from totes.db import connect, with_database
-from totes.names import SOURCE_TABLES
 from totes.source.schema import add_source_constraints, create_source_tables
+from totes.tables import SOURCE_TABLES
 from totes_local.runtime.postgres import PostgresServer
 
 TS = "timestamp without time zone"

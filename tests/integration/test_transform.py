@@ -13,7 +13,8 @@ from botocore.exceptions import ClientError
 
 from totes.db import connect, row_counts
 from totes.errors import TransformStateConflictError
-from totes.names import SOURCE_TABLES, TRANSFORM_STAGING_PREFIX
+from totes.names import TRANSFORM_STAGING_PREFIX
+from totes.tables import SOURCE_TABLES
 from totes.transform.stage import TransformResult
 from totes.warehouse.star import STAR_SCHEMAS
 

@@ -10,7 +10,11 @@ import pytest
 
 from totes.db import connect
 from totes.errors import TransformStateConflictError
-from totes.names import FACT_TABLES, GOLD_DIMENSIONS, LOAD_LEDGER_TABLE
+from totes.names import LOAD_LEDGER_TABLE
+from totes.tables import (
+    FACT_TABLES,
+    GOLD_DIMENSIONS,
+)
 from totes.transform.stage import TransformRequest, TransformSettings, transform_target
 from totes.warehouse.reconcile import reconcile
 

@@ -10,13 +10,11 @@ import pytest
 
 from totes.db import connect
 from totes.names import (
-    DIMENSION_TABLES,
-    FACT_TABLES,
     LOAD_LEDGER_TABLE,
     LOAD_LISTING_TABLE,
     NEWEST_VERSIONS_TABLE,
-    WAREHOUSE_TABLES,
 )
+from totes.tables import DIMENSION_TABLES, FACT_TABLES, WAREHOUSE, WAREHOUSE_TABLES, ColumnType
 from totes.warehouse.schema import init_warehouse
 
 DAY = date(2024, 11, 14)
@@ -65,6 +63,37 @@ def test_init_creates_every_warehouse_table_and_the_ledger(warehouse_dsn: str) -
     }
     assert len(DIMENSION_TABLES) == 8
     assert len(FACT_TABLES) == 3
+
+
+_SQL_TYPES = {
+    ColumnType.INT: "integer",
+    ColumnType.TEXT: "text",
+    ColumnType.DATE: "date",
+    ColumnType.TIME: "time without time zone",
+    ColumnType.MONEY: "numeric",
+    ColumnType.BOOL: "boolean",
+}
+
+
+def test_every_table_of_the_schema_sql_has_the_registrys_columns_in_order(
+    warehouse_dsn: str,
+) -> None:
+    # Given the warehouse made by `totes warehouse init` from the schema SQL
+    with connect(warehouse_dsn) as conn:
+        for table in WAREHOUSE.values():
+            # When its columns are read back
+            found = conn.execute(
+                # varchar(n) or text: both are text to the star's files
+                "SELECT column_name, replace(data_type, 'character varying', 'text'), "
+                "is_nullable = 'YES' FROM information_schema.columns "
+                "WHERE table_name = %s ORDER BY ordinal_position",
+                (table.name,),
+            ).fetchall()
+            # Then they are the registry's, a fact's record key first
+            expected = [(c.name, _SQL_TYPES[c.type], c.nullable) for c in table.columns]
+            if table.record_key:
+                expected.insert(0, (table.record_key, "integer", False))
+            assert found == expected, table.name
 
 
 def test_a_second_init_creates_nothing_and_keeps_every_row(warehouse_dsn: str) -> None:

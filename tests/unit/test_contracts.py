@@ -11,7 +11,8 @@ import pytest
 from totes.errors import InvalidEventError, InvalidSettingError
 from totes.ingest.stage import IngestRequest, IngestResult, IngestSettings
 from totes.load.stage import FileOutcome, LoadRequest, LoadResult, LoadSettings
-from totes.names import GOLD_TABLES, EnvironmentVariable
+from totes.names import EnvironmentVariable
+from totes.tables import GOLD_TABLES
 from totes.transform.stage import TransformRequest, TransformResult, TransformSettings
 
 

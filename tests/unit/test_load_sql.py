@@ -9,8 +9,8 @@ from types import ModuleType
 import pytest
 
 from totes.load import stage, star_zone, warehouse_sql
-from totes.names import DIMENSION_TABLES, FACT_TABLES, GOLD_DIMENSIONS
-from totes.warehouse.star import FACT_REFERENCES, FACT_VERSION_KEYS, STAR_SCHEMAS
+from totes.tables import DIMENSION_TABLES, FACT_TABLES, FACTS, GOLD_DIMENSIONS
+from totes.warehouse.star import STAR_SCHEMAS
 
 
 @pytest.mark.parametrize("module", [stage, star_zone, warehouse_sql], ids=lambda m: m.__name__)
@@ -47,9 +47,9 @@ def test_every_column_name_in_the_statements_is_a_quoted_identifier(target: str)
 
 
 def test_facts_are_inserted_once_per_version_of_their_natural_key() -> None:
-    for fact, keys in FACT_VERSION_KEYS.items():
-        text = warehouse_sql.insert_facts_statement(fact).as_string()
-        version = ", ".join(f'"{key}"' for key in keys)
+    for fact in FACTS:
+        text = warehouse_sql.insert_facts_statement(fact.name).as_string()
+        version = ", ".join(f'"{key}"' for key in fact.version_key)
         assert f"SELECT DISTINCT ON ({version})" in text
         assert text.endswith(f"ORDER BY {version}")
         assert "ON CONFLICT" not in text
@@ -63,10 +63,11 @@ def test_unchanged_dimension_rows_are_left_alone_by_the_upsert() -> None:
 
 
 def test_every_reference_of_a_fact_is_checked_and_locked() -> None:
-    for fact, references in FACT_REFERENCES.items():
-        missing = warehouse_sql.missing_references_statement(fact).as_string()
-        locks = warehouse_sql.lock_references_statement(fact).as_string()
-        for column, (dimension, _) in references.items():
+    for fact in FACTS:
+        references = fact.references
+        missing = warehouse_sql.missing_references_statement(fact.name).as_string()
+        locks = warehouse_sql.lock_references_statement(fact.name).as_string()
+        for column, dimension in references.items():
             assert f"'{column} '" in missing
             assert f'LEFT JOIN "{dimension}"' in missing
             assert f'FROM "{dimension}" WHERE' in locks
@@ -74,7 +75,7 @@ def test_every_reference_of_a_fact_is_checked_and_locked() -> None:
 
 
 def test_present_versions_are_matched_on_the_whole_natural_key() -> None:
-    for fact, keys in FACT_VERSION_KEYS.items():
-        text = warehouse_sql.count_present_versions_statement(fact).as_string()
-        for key in keys:
+    for fact in FACTS:
+        text = warehouse_sql.count_present_versions_statement(fact.name).as_string()
+        for key in fact.version_key:
             assert f'"staged"."{key}" = "present"."{key}"' in text

@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from totes.errors import InvalidEventError
-from totes.names import FACT_TABLES, GOLD_DIMENSIONS, GOLD_TABLES, SOURCE_TABLES
 from totes.progress import (
     IngestOutcome,
     LoadOutcome,
@@ -19,6 +18,12 @@ from totes.progress import (
     TransformOutcome,
     Verdict,
     check_progress,
+)
+from totes.tables import (
+    FACT_TABLES,
+    GOLD_DIMENSIONS,
+    GOLD_TABLES,
+    SOURCE_TABLES,
 )
 from totes.transform.stage import _Batch, _take_oldest
 

@@ -14,7 +14,7 @@ from typing import Any
 from psycopg import sql
 
 from totes.db import connect
-from totes.names import WAREHOUSE_TABLES
+from totes.tables import WAREHOUSE_TABLES
 from totes_local.runtime.assembly import CloudAssembly
 from totes_local.runtime.history import state_tree
 from totes_local.runtime.platform import LocalPlatform

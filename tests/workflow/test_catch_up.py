@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 
 from totes.db import connect, row_counts
-from totes.names import METRICS_NAMESPACE, SERVICE_NAME, SOURCE_TABLES, MetricName
+from totes.names import (
+    METRICS_NAMESPACE,
+    SERVICE_NAME,
+    MetricName,
+)
+from totes.tables import SOURCE_TABLES
 from totes.warehouse.reconcile import reconcile
 from totes_local.runtime.history import Outcome
 

@@ -15,7 +15,7 @@ import pytest
 from tests.lake_reading import warehouse_rows_as_lake
 from totes.db import connect
 from totes.lake.layout import lake_schema
-from totes.names import WAREHOUSE_TABLES
+from totes.tables import WAREHOUSE_TABLES
 from totes.warehouse.reconcile import reconcile
 from totes_local.cli import main
 from totes_local.lake import lake_tables, query

@@ -23,11 +23,13 @@ import pytest
 from totes.db import connect, row_counts, with_database
 from totes.failure_notice import FailedState, decode_failure
 from totes.names import (
-    FACT_TABLES,
     METRICS_NAMESPACE,
+    MetricName,
+)
+from totes.tables import (
+    FACT_TABLES,
     SOURCE_TABLES,
     WAREHOUSE_TABLES,
-    MetricName,
 )
 from totes.warehouse.reconcile import reconcile
 from totes.warehouse.schema import init_warehouse

@@ -31,8 +31,10 @@ from totes.errors import TotesError
 from totes.names import (
     LOAD_LEDGER_TABLE,
     SOURCE_DATABASE,
-    SOURCE_TABLES,
     WAREHOUSE_DATABASE,
+)
+from totes.tables import (
+    SOURCE_TABLES,
     WAREHOUSE_TABLES,
 )
 

@@ -28,7 +28,7 @@ import pyarrow as pa
 from totes.errors import TotesError
 from totes.lake.iceberg import RUN, Lake, LakeSettings
 from totes.lake.layout import lake_schema
-from totes.names import WAREHOUSE_TABLES
+from totes.tables import WAREHOUSE_TABLES
 from totes_local.stacks import StackOutputs
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from typing import Any
 from totes.load.star_zone import REJECT_REASON
 from totes.names import REJECTS_PREFIX
 from totes.parquet_objects import parquet_table
-from totes.warehouse.star import FACT_VERSION_KEYS
+from totes.tables import FACT_TABLES, WAREHOUSE
 
 _KEY = re.compile(
     rf"{REJECTS_PREFIX}/(?P<table>[a-z_]+)/run=(?P<run>[^/]+)/(?P<name>[^/]+?)(?P<load>\.load)?"
@@ -48,7 +48,7 @@ class QuarantinedRow:
 
 
 def _version(row: dict[str, Any], table: str) -> str:
-    key = FACT_VERSION_KEYS[table][0] if table in FACT_VERSION_KEYS else next(iter(row))
+    key = WAREHOUSE[table].key if table in FACT_TABLES else next(iter(row))
     if "last_updated" in row:
         stamp = row["last_updated"]
     else:

@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from totes.errors import InvalidEventError, InvalidSettingError
-from totes.names import DERIVED_TABLES, GOLD_TABLES
+from totes.tables import WAREHOUSE
 
 Model = TypeVar("Model", bound=BaseModel)
 #: Text with at least one character (names, run ids, keys).
@@ -41,10 +41,10 @@ StrictPositiveInt = Annotated[StrictInt, Field(gt=0)]
 
 
 def _gold_table(name: str) -> str:
-    if name in DERIVED_TABLES:
-        raise ValueError("derived by load from the facts' dates: it has no gold files")
-    if name not in GOLD_TABLES:
+    if name not in WAREHOUSE:
         raise ValueError("not a warehouse table")
+    if not WAREHOUSE[name].has_gold_files:
+        raise ValueError("derived by load from the facts' dates: it has no gold files")
     return name
 
 

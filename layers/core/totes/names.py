@@ -5,122 +5,12 @@ imports it to name metrics, tables and prefixes exactly as the handlers do, so
 no name is written twice.
 """
 
-from collections.abc import Iterable
 from typing import Final
 
 SOURCE_DATABASE: Final = "totesys"
 WAREHOUSE_DATABASE: Final = "warehouse"
 
-#: The 11 totesys tables the pipeline extracts, in foreign-key order
-#: (every table appears after the tables it references).
-SOURCE_TABLES: Final[tuple[str, ...]] = (
-    "address",
-    "counterparty",
-    "currency",
-    "department",
-    "design",
-    "payment_type",
-    "staff",
-    "sales_order",
-    "purchase_order",
-    "transaction",
-    "payment",
-)
-
-#: Primary key column of each source table.
-SOURCE_PRIMARY_KEYS: Final[dict[str, str]] = {table: f"{table}_id" for table in SOURCE_TABLES}
-
-#: Source tables that Prisma creates and the pipeline must never read.
-IGNORED_SOURCE_TABLES: Final[tuple[str, ...]] = ("_prisma_migrations",)
-
-DIMENSION_TABLES: Final[tuple[str, ...]] = (
-    "dim_date",
-    "dim_staff",
-    "dim_location",
-    "dim_currency",
-    "dim_design",
-    "dim_counterparty",
-    "dim_payment_type",
-    "dim_transaction",
-)
-
-FACT_TABLES: Final[tuple[str, ...]] = (
-    "fact_sales_order",
-    "fact_purchase_order",
-    "fact_payment",
-)
-
-WAREHOUSE_TABLES: Final[tuple[str, ...]] = DIMENSION_TABLES + FACT_TABLES
-
-#: Warehouse tables without gold files of their own: load derives dim_date from the
-#: dates the fact rows reference, so transform never reads the fact sources twice.
-DERIVED_TABLES: Final[tuple[str, ...]] = ("dim_date",)
-#: The warehouse tables transform builds gold files for, and load applies them to.
-GOLD_TABLES: Final[tuple[str, ...]] = tuple(
-    table for table in WAREHOUSE_TABLES if table not in DERIVED_TABLES
-)
-GOLD_DIMENSIONS: Final[tuple[str, ...]] = tuple(
-    table for table in DIMENSION_TABLES if table not in DERIVED_TABLES
-)
-
-#: Every table, source and warehouse, from the one that usually holds the most rows to
-#: the one that holds the fewest (the client's data: transactions and payments grow with
-#: every sale and purchase; currencies and payment types hardly change).
-_USUAL_SIZE_ORDER: Final[tuple[str, ...]] = (
-    "transaction",
-    "dim_transaction",
-    "payment",
-    "fact_payment",
-    "sales_order",
-    "fact_sales_order",
-    "purchase_order",
-    "fact_purchase_order",
-    "design",
-    "dim_design",
-    "address",
-    "counterparty",
-    "dim_counterparty",
-    "dim_location",
-    "staff",
-    "dim_staff",
-    "department",
-    "dim_date",
-    "payment_type",
-    "dim_payment_type",
-    "currency",
-    "dim_currency",
-)
-
-
-def largest_first(tables: Iterable[str]) -> list[str]:
-    """The order a stage's Map takes ``tables`` in: the usually largest first.
-
-    A Map runs a few items at once; started largest first, the stage ends soon after
-    its longest item instead of long after it (longest-processing-time-first
-    scheduling: with the client's data, ``dim_transaction`` last held the load of
-    the dimensions for 6 s after the others were done).
-
-    Examples
-    --------
-    >>> largest_first(["dim_currency", "dim_transaction", "dim_staff"])
-    ['dim_transaction', 'dim_staff', 'dim_currency']
-    """
-    return sorted(tables, key=_USUAL_SIZE_ORDER.index)
-
-
-#: Source tables each gold table is built from.
-WAREHOUSE_TABLE_SOURCES: Final[dict[str, tuple[str, ...]]] = {
-    "dim_staff": ("staff", "department"),
-    "dim_counterparty": ("counterparty", "address"),
-    "dim_location": ("address",),
-    "dim_currency": ("currency",),
-    "dim_design": ("design",),
-    "dim_payment_type": ("payment_type",),
-    "dim_transaction": ("transaction",),
-    "fact_sales_order": ("sales_order",),
-    "fact_purchase_order": ("purchase_order",),
-    "fact_payment": ("payment",),
-}
+#: The tables themselves (source and warehouse) are described in :mod:`totes.tables`.
 
 #: Partition key of the DynamoDB watermark table: one item per source table.
 WATERMARK_PARTITION_KEY: Final = "table_name"

@@ -29,14 +29,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeFlo
 
 from totes.contracts import NonEmptyText, Seconds, parse_event, settings_from_environment
 from totes.findings import Finding, Stage, after_visit
-from totes.names import (
-    DEFAULT_CATCH_UP_BUDGET_SECONDS,
+from totes.names import DEFAULT_CATCH_UP_BUDGET_SECONDS, EnvironmentVariable
+from totes.tables import (
     FACT_TABLES,
     GOLD_DIMENSIONS,
     GOLD_TABLES,
     SOURCE_TABLES,
-    WAREHOUSE_TABLE_SOURCES,
-    EnvironmentVariable,
+    WAREHOUSE,
     largest_first,
 )
 
@@ -361,11 +360,7 @@ def _next_tables(request: ProgressRequest) -> PassTables:
     """The tables with work left, per stage, in the stages' own order."""
     source = {outcome.table for outcome in request.ingested if outcome.has_more}
     warehouse = {outcome.target for outcome in request.transformed if outcome.has_more}
-    warehouse |= {
-        target
-        for target, sources in WAREHOUSE_TABLE_SOURCES.items()
-        if source.intersection(sources)
-    }
+    warehouse |= {table.name for table in WAREHOUSE.values() if source.intersection(table.sources)}
     loads = warehouse | {
         outcome.target
         for outcome in (*request.dimensions_loaded, *request.facts_loaded)

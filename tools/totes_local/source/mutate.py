@@ -21,8 +21,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from totes.names import SOURCE_TABLES
 from totes.source.schema import require_source_schema
+from totes.tables import SOURCE_TABLES
 from totes_local.source.generator import DEPARTMENTS, FILE_LOCATIONS, MATERIALS
 
 _ONE_MS = timedelta(milliseconds=1)

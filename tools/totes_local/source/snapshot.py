@@ -19,8 +19,8 @@ import psycopg
 
 from totes.db import copy_field, copy_lines, table_columns
 from totes.errors import SnapshotFormatError
-from totes.names import SOURCE_TABLES
 from totes.source.schema import add_source_constraints, create_source_tables
+from totes.tables import SOURCE_TABLES
 
 
 @dataclass

@@ -31,7 +31,7 @@ from totes.errors import (
 )
 from totes.ingest.columns import SourceColumn
 from totes.ingest.watermarks import Watermark
-from totes.names import SOURCE_PRIMARY_KEYS
+from totes.tables import SOURCE
 
 #: Larger than any serial key: ``(ts, _AFTER_EVERY_KEY)`` sorts after every row stamped ts.
 _AFTER_EVERY_KEY = 2**31
@@ -80,13 +80,13 @@ def source_columns(conn: psycopg.Connection[Any], table: str) -> list[SourceColu
 
 
 def _table_and_key(table: str) -> dict[str, sql.Composable]:
-    return {"table": sql.Identifier(table), "key": sql.Identifier(SOURCE_PRIMARY_KEYS[table])}
+    return {"table": sql.Identifier(table), "key": sql.Identifier(SOURCE[table].key)}
 
 
 def _row_hash(table: str) -> sql.Composable:
     """A 64-bit hash of a row's cursor position, summed into the window fingerprint."""
     return sql.SQL("hashtextextended({key}::text || '@' || last_updated::text, 0)").format(
-        key=sql.Identifier(SOURCE_PRIMARY_KEYS[table])
+        key=sql.Identifier(SOURCE[table].key)
     )
 
 

@@ -38,14 +38,9 @@ from totes.ingest.columns import SourceColumn
 from totes.ingest.extract import plan_batch, stream_csv
 from totes.ingest.raw_zone import Manifest, RawZoneWriter, cursor_json
 from totes.ingest.watermarks import WatermarkStore
-from totes.names import (
-    DEFAULT_INGEST_MAX_ROWS,
-    IGNORED_SOURCE_TABLES,
-    SOURCE_DATABASE,
-    SOURCE_TABLES,
-    EnvironmentVariable,
-)
+from totes.names import DEFAULT_INGEST_MAX_ROWS, SOURCE_DATABASE, EnvironmentVariable
 from totes.source.columns import SchemaDrift, schema_drift
+from totes.tables import IGNORED_SOURCE_TABLES, SOURCE_TABLES
 
 DEFAULT_LOOKBACK = timedelta(minutes=15)
 

@@ -29,15 +29,13 @@ from totes.aws import client
 from totes.contracts import NonEmptyText, settings_from_environment
 from totes.errors import LakeCommitError
 from totes.lake.layout import (
-    FACT_RECORD_KEYS,
-    PARTITION_COLUMN,
     earlier_layout_keys,
-    key_of,
     lake_schema,
     table_location,
     table_prefix,
 )
 from totes.names import EnvironmentVariable
+from totes.tables import WAREHOUSE, Kind
 
 if TYPE_CHECKING:
     from pyiceberg.catalog.glue import GlueCatalog
@@ -233,10 +231,10 @@ class Lake:
             properties={**TABLE_PROPERTIES, "Description": _description(table)},
         )
         with transaction.update_schema() as schema:
-            schema.set_identifier_fields(key_of(table))
-        if table in FACT_RECORD_KEYS:
+            schema.set_identifier_fields(WAREHOUSE[table].lake_key)
+        if partition := WAREHOUSE[table].lake_partition:
             with transaction.update_spec() as spec:
-                spec.add_identity(PARTITION_COLUMN)
+                spec.add_identity(partition)
         return transaction.commit_transaction()
 
     def commit(
@@ -304,6 +302,6 @@ class Lake:
 
 
 def _description(table: str) -> str:
-    if table in FACT_RECORD_KEYS:
+    if WAREHOUSE[table].kind is Kind.FACT:
         return f"{table}: every version the warehouse holds, partitioned by month of last_updated"
     return f"{table}: the current rows the warehouse holds"

@@ -19,17 +19,10 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from totes.names import FACT_TABLES, LAKE_PREFIX
-from totes.warehouse.star import DIMENSION_KEYS, STAR_SCHEMAS
+from totes.names import LAKE_PREFIX
+from totes.tables import WAREHOUSE
+from totes.warehouse.star import STAR_SCHEMAS
 
-#: The partition column of every fact table in the lake.
-PARTITION_COLUMN: Final = "last_updated_month"
-#: The warehouse's surrogate key of each fact: numbered in commit order.
-FACT_RECORD_KEYS: Final[dict[str, str]] = {
-    "fact_sales_order": "sales_record_id",
-    "fact_purchase_order": "purchase_record_id",
-    "fact_payment": "payment_record_id",
-}
 #: The text form of a time of day in the lake (PostgreSQL's ``to_char`` pattern).
 TIME_TEXT_PATTERN: Final = "HH24:MI:SS.MS"
 
@@ -50,10 +43,12 @@ def lake_schema(table: str) -> pa.Schema:
         pa.field(field.name, pa.string(), field.nullable) if pa.types.is_time(field.type) else field
         for field in STAR_SCHEMAS[table]
     ]
-    if table in FACT_RECORD_KEYS:
+    described = WAREHOUSE[table]
+    if described.record_key:
         # ``serial``: a PostgreSQL integer.
-        fields.insert(0, pa.field(FACT_RECORD_KEYS[table], pa.int32(), nullable=False))
-        fields.append(pa.field(PARTITION_COLUMN, pa.string(), nullable=False))
+        fields.insert(0, pa.field(described.record_key, pa.int32(), nullable=False))
+    if described.lake_partition:
+        fields.append(pa.field(described.lake_partition, pa.string(), nullable=False))
     return pa.schema(fields)
 
 
@@ -77,24 +72,13 @@ def to_lake(rows: pa.Table, table: str) -> pa.Table:
         name: column.cast(pa.string()) if pa.types.is_time(column.type) else column
         for name, column in zip(rows.column_names, rows.columns, strict=True)
     }
-    if table in FACT_TABLES:
-        columns[PARTITION_COLUMN] = pc.strftime(columns["last_updated_date"], format="%Y-%m")
+    if partition := WAREHOUSE[table].lake_partition:
+        columns[partition] = pc.strftime(columns["last_updated_date"], format="%Y-%m")
     schema = lake_schema(table)
     return pa.table(
         [columns[name] for name in schema.names if name in columns],
         names=[name for name in schema.names if name in columns],
     )
-
-
-def key_of(table: str) -> str:
-    """The column that identifies a row of a lake table (a dimension's key, a fact's record).
-
-    Examples
-    --------
-    >>> key_of("dim_staff"), key_of("fact_sales_order")
-    ('staff_id', 'sales_record_id')
-    """
-    return FACT_RECORD_KEYS.get(table) or DIMENSION_KEYS[table]
 
 
 def table_prefix(table: str) -> str:

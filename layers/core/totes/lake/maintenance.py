@@ -36,8 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 from totes.contracts import NonEmptyText, parse_event, settings_from_environment
 from totes.errors import LakeCommitError, LakeMaintenanceError
 from totes.lake.iceberg import COMMITS_SINCE_MAINTENANCE, MAINTENANCE, RUN, Lake, LakeSettings
-from totes.lake.layout import PARTITION_COLUMN, table_prefix
-from totes.names import FACT_TABLES, WAREHOUSE_TABLES, EnvironmentVariable, largest_first
+from totes.lake.layout import table_prefix
+from totes.names import EnvironmentVariable
+from totes.tables import WAREHOUSE, WAREHOUSE_TABLES, largest_first
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -286,17 +287,17 @@ def _compact(current: Table, target: int, run_id: str) -> tuple[int, int]:
     from pyiceberg.expressions import AlwaysTrue, EqualTo  # noqa: PLC0415
 
     files = current.inspect.files().select(["file_size_in_bytes", "partition"]).to_pylist()
-    partitioned = current.name()[-1] in FACT_TABLES
+    partition = WAREHOUSE[current.name()[-1]].lake_partition
     small: dict[str | None, int] = {}
     for file in files:
         if file["file_size_in_bytes"] < target * SMALL_FILE_SHARE:
-            month = file["partition"].get(PARTITION_COLUMN) if partitioned else None
+            month = file["partition"].get(partition) if partition else None
             small[month] = small.get(month, 0) + 1
     crowded = [month for month, count in small.items() if count > 1]
     with current.transaction() as transaction:
         for month in crowded:
             # EqualTo's own __init__ takes (term, literal); its pydantic fields hide it from mypy.
-            where = EqualTo(PARTITION_COLUMN, month) if partitioned else AlwaysTrue()  # type: ignore[call-arg, arg-type]
+            where = EqualTo(partition, month) if partition else AlwaysTrue()  # type: ignore[call-arg, arg-type]
             rows = current.scan(row_filter=where).to_arrow()
             transaction.overwrite(
                 rows,

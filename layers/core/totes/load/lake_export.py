@@ -54,16 +54,13 @@ from totes.lake.iceberg import (
     Lake,
 )
 from totes.lake.layout import (
-    FACT_RECORD_KEYS,
-    PARTITION_COLUMN,
     TIME_TEXT_PATTERN,
-    key_of,
     lake_schema,
     to_lake,
 )
 from totes.load import warehouse_sql
 from totes.load.star_zone import StarFileKey, read_star_file
-from totes.names import FACT_TABLES
+from totes.tables import FACT_TABLES, WAREHOUSE
 from totes.warehouse.star import STAR_SCHEMAS
 
 if TYPE_CHECKING:
@@ -80,7 +77,7 @@ def _select_as_lake(table: str, where: sql.Composable) -> sql.Composed:
     star = STAR_SCHEMAS[table]
     columns = []
     for name in lake_schema(table).names:
-        if name == PARTITION_COLUMN:
+        if name == WAREHOUSE[table].lake_partition:
             column: sql.Composable = sql.SQL("to_char(last_updated_date, 'YYYY-MM')")
         elif name in star.names and pa.types.is_time(star.field(name).type):
             column = sql.SQL("to_char({}, {})").format(
@@ -93,7 +90,7 @@ def _select_as_lake(table: str, where: sql.Composable) -> sql.Composed:
         columns=sql.SQL(", ").join(columns),
         table=sql.Identifier(table),
         where=where,
-        key=sql.Identifier(key_of(table)),
+        key=sql.Identifier(WAREHOUSE[table].lake_key),
     )
 
 
@@ -183,7 +180,7 @@ def _dimension_holds_all(
 
 
 def _newest_record(conn: psycopg.Connection[Any], table: str) -> int:
-    key = sql.Identifier(FACT_RECORD_KEYS[table])
+    key = sql.Identifier(_record_key(table))
     row = conn.execute(
         sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(key, sql.Identifier(table))
     ).fetchone()
@@ -209,7 +206,7 @@ def _append_facts(
     upto = min(newest, through + EXPORT_BITE)
     rows = _from_memory(committed, table, through, upto)
     if rows is None:
-        key = sql.Identifier(FACT_RECORD_KEYS[table])
+        key = sql.Identifier(_record_key(table))
         above = sql.SQL("{key} > {after} AND {key} <= {upto}").format(
             key=key, after=sql.Literal(through), upto=sql.Literal(upto)
         )
@@ -233,7 +230,7 @@ def _from_memory(
     if rows.num_rows < upto - through:
         return None
     rows = rows.slice(0, upto - through)
-    keys = rows.column(FACT_RECORD_KEYS[table])
+    keys = rows.column(_record_key(table))
     # Numbered in increasing order as they committed: with the first key and the last
     # where they should be, the keys between are exactly the ones the lake lacks.
     if (keys[0].as_py(), keys[-1].as_py()) != (through + 1, upto):
@@ -285,7 +282,9 @@ def _upsert_dimension(
         elif empty:
             transaction.append(rows, snapshot_properties=snapshot)
         elif rows.num_rows:
-            transaction.upsert(rows, join_cols=[key_of(table)], snapshot_properties=snapshot)
+            transaction.upsert(
+                rows, join_cols=[WAREHOUSE[table].lake_key], snapshot_properties=snapshot
+            )
         transaction.set_properties({**position, COMMITS_SINCE_MAINTENANCE: _commits(current)})
     return int(rows.num_rows)
 
@@ -307,5 +306,13 @@ def _gold_rows(lake: Lake, table: str, keys: list[str]) -> pa.Table | None:
             return None
     rows = pa.concat_tables(parts).cast(lake_schema(table))
     # A stable sort by key keeps file order within a key: the last row of a run is newest.
-    in_order = rows.take(pc.sort_indices(rows, [(key_of(table), "ascending")]))
-    return in_order.filter(last_of_each_key(in_order, [key_of(table)]))
+    key = WAREHOUSE[table].lake_key
+    in_order = rows.take(pc.sort_indices(rows, [(key, "ascending")]))
+    return in_order.filter(last_of_each_key(in_order, [key]))
+
+
+def _record_key(fact: str) -> str:
+    key = WAREHOUSE[fact].record_key
+    if key is None:
+        raise ValueError(f"{fact} is not a fact: it has no record key")
+    return key

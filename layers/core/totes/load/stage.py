@@ -88,7 +88,6 @@ from totes.findings import (
 )
 from totes.key_runs import has_repeated_key, last_of_each_key
 from totes.lake.iceberg import Lake
-from totes.lake.layout import FACT_RECORD_KEYS
 from totes.load import warehouse_sql
 from totes.load.lake_export import EXPORT_BITE, export_to_lake
 from totes.load.star_zone import (
@@ -108,15 +107,13 @@ from totes.load.star_zone import (
 )
 from totes.names import (
     DEFAULT_LOAD_MAX_FILES,
-    DIMENSION_TABLES,
-    FACT_TABLES,
     LOAD_LEDGER_TABLE,
     LOAD_LISTING_TABLE,
     NEWEST_VERSIONS_TABLE,
     WAREHOUSE_DATABASE,
     EnvironmentVariable,
 )
-from totes.warehouse.star import DIMENSION_KEYS, FACT_REFERENCES, FACT_VERSION_KEYS
+from totes.tables import DIMENSION_TABLES, FACT_TABLES, WAREHOUSE
 
 FK_TRIGGERS_AUTO: Final = "auto"
 FK_TRIGGERS_ALWAYS: Final = "always"
@@ -506,7 +503,7 @@ def _require_tables(conn: psycopg.Connection[Any], target: str) -> None:
     needed = [target, LOAD_LEDGER_TABLE, LOAD_LISTING_TABLE]
     if target in FACT_TABLES:
         needed.extend([NEWEST_VERSIONS_TABLE, warehouse_sql.DATE_DIMENSION])
-        needed.extend(dimension for dimension, _ in FACT_REFERENCES[target].values())
+        needed.extend(WAREHOUSE[target].references.values())
     missing = warehouse_sql.missing_tables(conn, dict.fromkeys(needed))
     if missing:
         raise WarehouseSchemaMissingError(
@@ -572,7 +569,7 @@ def _findings(
     where: str,
 ) -> tuple[Finding, ...]:
     """The rejected rows of a file by cause, with the first versions of each as examples."""
-    version_key = FACT_VERSION_KEYS[file.table][0]
+    version_key = WAREHOUSE[file.table].key
     ids = rows.column(version_key).to_pylist() if rejected else []
     by_cause: dict[str, list[int]] = {}
     for row in rejected:
@@ -619,7 +616,7 @@ def _apply_file_once(
         rejects_key: str | None = None
         numbered: pa.Table | None = None
         if target in DIMENSION_TABLES:
-            key = [DIMENSION_KEYS[target]]
+            key = [WAREHOUSE[target].key]
             if warehouse_sql.has_rows(conn, target) or has_repeated_key(rows, key):
                 warehouse_sql.stage_rows(conn, target, csv_chunks(rows))
                 loaded = warehouse_sql.upsert_dimension(conn, target)
@@ -769,7 +766,7 @@ def _extend_dim_date(conn: psycopg.Connection[Any], target: str, rows: pa.Table)
     would go one after another. dim_date only grows, and a load that fails leaves
     dates its retry adds anyway.
     """
-    dates = (warehouse_sql.DATE_DIMENSION, DIMENSION_KEYS[warehouse_sql.DATE_DIMENSION])
+    dates = (warehouse_sql.DATE_DIMENSION, WAREHOUSE[warehouse_sql.DATE_DIMENSION].key)
     with conn.transaction():
         warehouse_sql.extend_dim_date(conn, referenced_keys(rows, target, dates))
 
@@ -788,7 +785,7 @@ def _apply_facts(
     target = file.table
     present = 0
     if warehouse_sql.has_rows(conn, target):
-        keys = rows.select(list(FACT_VERSION_KEYS[target]))
+        keys = rows.select(list(WAREHOUSE[target].version_key))
         warehouse_sql.stage_rows(conn, target, binary_chunks(keys), keys_only=True)
         present = warehouse_sql.count_present_versions(conn, target)
     if present == rows.num_rows:
@@ -800,14 +797,14 @@ def _apply_facts(
         new_positions, new = pa.array(range(rows.num_rows), pa.int64()), rows
     references = referenced_values(new, target)
     missing = warehouse_sql.lock_references(conn, target, references)
-    version = list(FACT_VERSION_KEYS[target])
+    version = list(WAREHOUSE[target].version_key)
     if not missing:
         in_order = new.sort_by([(column, "ascending") for column in version])
         if pc.all(last_of_each_key(in_order, version)).as_py():
             # Every row goes in: straight into the table, in the order a staged insert
             # takes, numbered here so that the lake export need not read them back.
             first = warehouse_sql.reserve_record_keys(conn, target, in_order.num_rows)
-            record_key = pa.field(FACT_RECORD_KEYS[target], pa.int32(), nullable=False)
+            record_key = pa.field(str(WAREHOUSE[target].record_key), pa.int32(), nullable=False)
             numbered = in_order.add_column(
                 0, record_key, pa.array(range(first, first + in_order.num_rows), pa.int32())
             )

@@ -29,12 +29,8 @@ from pyarrow import csv as pa_csv
 from totes.errors import StarFileSchemaError, StarFileUnreadableError
 from totes.names import REJECTS_PREFIX
 from totes.parquet_objects import parquet_bytes, parquet_table
-from totes.warehouse.star import (
-    DIMENSION_KEYS,
-    FACT_DATE_COLUMNS,
-    FACT_REFERENCES,
-    STAR_SCHEMAS,
-)
+from totes.tables import WAREHOUSE
+from totes.warehouse.star import STAR_SCHEMAS
 
 #: The column load adds to every staged row: its position in the file.
 FILE_ROW: Final = "file_row"
@@ -137,11 +133,12 @@ def fact_references(target: str) -> dict[tuple[str, str], list[str]]:
     >>> fact_references("fact_payment")[("dim_date", "date_id")]
     ['created_date', 'last_updated_date', 'payment_date']
     """
+    fact = WAREHOUSE[target]
     referencing: dict[tuple[str, str], list[str]] = {
-        ("dim_date", DIMENSION_KEYS["dim_date"]): list(FACT_DATE_COLUMNS[target])
+        ("dim_date", WAREHOUSE["dim_date"].key): list(fact.date_columns)
     }
-    for column, reference in FACT_REFERENCES[target].items():
-        referencing.setdefault(reference, []).append(column)
+    for column, dimension in fact.references.items():
+        referencing.setdefault((dimension, WAREHOUSE[dimension].key), []).append(column)
     return referencing
 
 

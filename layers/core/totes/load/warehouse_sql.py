@@ -25,14 +25,14 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 from totes.db import identifiers
-from totes.lake.layout import FACT_RECORD_KEYS
 from totes.load.star_zone import FILE_ROW, RejectedRow, fact_references
-from totes.names import FACT_TABLES, LOAD_LEDGER_TABLE, LOAD_LISTING_TABLE, NEWEST_VERSIONS_TABLE
-from totes.warehouse.star import (
-    DIMENSION_KEYS,
-    FACT_VERSION_KEYS,
-    STAR_SCHEMAS,
+from totes.names import (
+    LOAD_LEDGER_TABLE,
+    LOAD_LISTING_TABLE,
+    NEWEST_VERSIONS_TABLE,
 )
+from totes.tables import FACT_TABLES, WAREHOUSE
+from totes.warehouse.star import STAR_SCHEMAS
 
 #: The temporary table a file's rows are copied into; dropped when the transaction ends.
 STAGE_TABLE: Final = "load_stage"
@@ -256,7 +256,7 @@ def record_applied(conn: psycopg.Connection[Any], file_key: str, rows_applied: i
 
 def _staged_columns(target: str, *, keys_only: bool) -> tuple[str, list[str]]:
     if keys_only:
-        return KEYS_TABLE, list(FACT_VERSION_KEYS[target])
+        return KEYS_TABLE, list(WAREHOUSE[target].version_key)
     return STAGE_TABLE, _columns(target)
 
 
@@ -362,7 +362,7 @@ def reserve_record_keys(conn: psycopg.Connection[Any], target: str, count: int) 
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     sequence = sql.SQL("pg_get_serial_sequence({}, {})").format(
-        sql.Literal(target), sql.Literal(FACT_RECORD_KEYS[target])
+        sql.Literal(target), sql.Literal(WAREHOUSE[target].record_key)
     )
     row = conn.execute(
         sql.SQL("SELECT setval({seq}, nextval({seq}) + {more})").format(
@@ -433,7 +433,7 @@ def upsert_dimension_statement(target: str) -> sql.Composed:
      "existing"."currency_name") IS DISTINCT FROM ROW(EXCLUDED."currency_code",
      EXCLUDED."currency_name")'
     """
-    key = DIMENSION_KEYS[target]
+    key = WAREHOUSE[target].key
     columns = _columns(target)
     attributes = [name for name in columns if name != key]
     return sql.SQL(
@@ -521,7 +521,7 @@ def key_summary(
 def _same_version(target: str) -> sql.Composed:
     return sql.SQL(" AND ").join(
         sql.SQL("{} = {}").format(sql.Identifier("staged", key), sql.Identifier("present", key))
-        for key in FACT_VERSION_KEYS[target]
+        for key in WAREHOUSE[target].version_key
     )
 
 
@@ -614,7 +614,7 @@ def extend_dim_date_statement() -> sql.Composed:
         columns=identifiers(_columns(DATE_DIMENSION)),
         day=_DAY,
         attributes=sql.SQL(", ").join(_date_attributes(_DAY)),
-        date_id=sql.Identifier(DIMENSION_KEYS[DATE_DIMENSION]),
+        date_id=sql.Identifier(WAREHOUSE[DATE_DIMENSION].key),
     )
 
 
@@ -821,7 +821,7 @@ def insert_facts_statement(target: str) -> sql.Composed:
     '"load_stage" ORDER BY "payment_id", "last_updated_date", "last_updated_time"'
     """
     columns = identifiers(_columns(target))
-    version = identifiers(list(FACT_VERSION_KEYS[target]))
+    version = identifiers(list(WAREHOUSE[target].version_key))
     return sql.SQL(
         "INSERT INTO {target} ({columns}) SELECT DISTINCT ON ({version}) {columns} "
         "FROM {stage} ORDER BY {version}"

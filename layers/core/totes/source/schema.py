@@ -9,7 +9,7 @@ import psycopg
 from psycopg import sql
 
 from totes.errors import SchemaAlreadyExistsError, SourceSchemaMissingError
-from totes.names import IGNORED_SOURCE_TABLES, SOURCE_PRIMARY_KEYS, SOURCE_TABLES
+from totes.tables import IGNORED_SOURCE_TABLES, SOURCE, SOURCE_TABLES
 
 _ENUM_TYPES = ("payment_type_name", "transaction_type")
 
@@ -73,7 +73,7 @@ def drop_source_schema(conn: psycopg.Connection[Any]) -> None:
 def add_source_constraints(conn: psycopg.Connection[Any]) -> None:
     """Add the foreign keys and move every id sequence past the highest id in use."""
     conn.execute(_sql_file("constraints.sql"))
-    for table, key in SOURCE_PRIMARY_KEYS.items():
+    for table, key in ((t.name, t.key) for t in SOURCE.values()):
         conn.execute(
             sql.SQL(
                 "SELECT setval(pg_get_serial_sequence({table_name}, {key_name}), "

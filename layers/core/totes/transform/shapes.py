@@ -1,6 +1,8 @@
 """Pure functions from source-shaped Arrow tables to star-shaped ones.
 
-No I/O here: :mod:`totes.transform.stage` reads the raw zone and the mirrors,
+Each warehouse table with gold files has one function here, named after the table, that
+takes its source tables in the order :mod:`totes.tables` lists them
+(:func:`shape_of`). No I/O here: :mod:`totes.transform.stage` reads the raw zone and the mirrors,
 calls these, and writes the results. Inputs are Arrow tables typed like the
 source (see :func:`totes.ingest.raw_rows.read_part`); outputs have exactly the
 schemas of :data:`totes.warehouse.star.STAR_SCHEMAS`.
@@ -8,15 +10,16 @@ schemas of :data:`totes.warehouse.star.STAR_SCHEMAS`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from totes.findings import Finding, FindingKind, Stage, examples_of
 from totes.key_runs import first_of_each_key, last_of_each_key
+from totes.tables import WAREHOUSE
 from totes.transform.currencies import currency_name
 from totes.transform.values import exact_cast, parse_iso_dates, quoted, type_name
 from totes.warehouse.star import STAR_SCHEMAS, TIME_MS
@@ -361,3 +364,21 @@ def dim_transaction(transactions: pa.Table) -> Shaped:
     latest = latest_versions(transactions, "transaction_id")
     schema = STAR_SCHEMAS["dim_transaction"]
     return Shaped(latest.select(schema.names).cast(schema))
+
+
+def shape_of(table: str) -> Callable[..., Shaped]:
+    """The shape function of a warehouse table: the function of this module named after it.
+
+    Examples
+    --------
+    >>> shape_of("dim_design").__name__
+    'dim_design'
+    >>> shape_of("dim_date")
+    Traceback (most recent call last):
+    ...
+    ValueError: dim_date has no shape function: load derives it
+    """
+    if not WAREHOUSE[table].has_gold_files:
+        raise ValueError(f"{table} has no shape function: load derives it")
+    shape = globals()[table]
+    return cast("Callable[..., Shaped]", shape)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,29 +68,13 @@ from totes.names import (
     REJECTS_PREFIX,
     TRANSFORM_STAGING_PREFIX,
     TRANSFORM_STATE_PREFIX,
-    WAREHOUSE_TABLE_SOURCES,
     EnvironmentVariable,
 )
 from totes.parquet_objects import parquet_bytes, read_parquet
+from totes.tables import WAREHOUSE, Kind
 from totes.transform import shapes
 from totes.warehouse.star import gold_key
 
-#: Every dimension keeps a mirror of its sources (the latest version of each row), so
-#: a batch extracted earlier but consumed later can never bring back older values.
-MIRRORED_TARGETS = frozenset(
-    {
-        "dim_staff",
-        "dim_counterparty",
-        "dim_location",
-        "dim_currency",
-        "dim_design",
-        "dim_payment_type",
-        "dim_transaction",
-    }
-)
-#: Dimensions that join lookup tables re-emit every row when any input changes, so a
-#: department move reaches every staff row and an address change every counterparty.
-CASCADING_TARGETS = frozenset({"dim_staff", "dim_counterparty"})
 #: Where gold and rejects files wait for the state write that commits them.
 _STAGING_PREFIX = TRANSFORM_STAGING_PREFIX
 #: Consumed manifest keys older than this behind the newest are forgotten, and listing
@@ -470,22 +454,6 @@ def _source(inputs: Inputs, name: str) -> pa.Table:
     return found if found is not None else pa.table({})
 
 
-_BUILDERS: dict[str, Callable[[Inputs], shapes.Shaped]] = {
-    "dim_staff": lambda i: shapes.dim_staff(_source(i, "staff"), _source(i, "department")),
-    "dim_counterparty": lambda i: shapes.dim_counterparty(
-        _source(i, "counterparty"), _source(i, "address")
-    ),
-    "dim_location": lambda i: shapes.dim_location(_source(i, "address")),
-    "dim_currency": lambda i: shapes.dim_currency(_source(i, "currency")),
-    "dim_design": lambda i: shapes.dim_design(_source(i, "design")),
-    "dim_payment_type": lambda i: shapes.dim_payment_type(_source(i, "payment_type")),
-    "dim_transaction": lambda i: shapes.dim_transaction(_source(i, "transaction")),
-    "fact_sales_order": lambda i: shapes.fact_sales_order(_source(i, "sales_order")),
-    "fact_purchase_order": lambda i: shapes.fact_purchase_order(_source(i, "purchase_order")),
-    "fact_payment": lambda i: shapes.fact_payment(_source(i, "payment")),
-}
-
-
 def transform_target(
     request: TransformRequest, settings: TransformSettings, *, s3: Any
 ) -> TransformResult:
@@ -516,7 +484,8 @@ def transform_target(
     published = bool(state.pending)
     _publish(s3, settings.processed_bucket, state.pending)
     state.pending = []
-    sources = WAREHOUSE_TABLE_SOURCES[request.target]
+    target = WAREHOUSE[request.target]
+    sources = target.sources
     waiting = [
         _Batch(source, key, read_manifest(s3, settings.ingested_bucket, key))
         for source in sources
@@ -543,7 +512,9 @@ def transform_target(
         source: _read_batches(s3, settings.ingested_bucket, batches) if batches else None
         for source, batches in taken_by_source.items()
     }
-    if request.target in MIRRORED_TARGETS:
+    # Every dimension keeps a mirror of its sources (the latest version of each row), so
+    # a batch extracted earlier but consumed later can never bring back older values.
+    if target.kind is Kind.DIMENSION:
         for source in sources:
             key, current = _merge_mirror(
                 s3,
@@ -560,9 +531,9 @@ def transform_target(
                 current,
                 inputs[source],
                 f"{source}_id",
-                everything=request.target in CASCADING_TARGETS,
+                everything=target.cascades,
             )
-    shaped = _BUILDERS[request.target](inputs)
+    shaped = shapes.shape_of(request.target)(*(_source(inputs, name) for name in sources))
     written: dict[str, bytes] = {}
     if shaped.table.num_rows:
         state.sequence += 1

@@ -11,8 +11,8 @@ from totes.names import (
     LOAD_LEDGER_TABLE,
     LOAD_LISTING_TABLE,
     NEWEST_VERSIONS_TABLE,
-    WAREHOUSE_TABLES,
 )
+from totes.tables import WAREHOUSE_TABLES
 
 
 def init_warehouse(conn: psycopg.Connection[Any]) -> list[str]:
