@@ -39,11 +39,8 @@ from totes.names import (
     WAREHOUSE_DATABASE,
 )
 from totes.tables import FACT_TABLES, FACTS, GOLD_DIMENSIONS, WAREHOUSE
-from totes.warehouse.star import (
-    STAR_SCHEMAS,
-    gold_key,
-    star_prefix,
-)
+from totes.warehouse.star import STAR_SCHEMAS
+from totes.zones.gold import gold_key, unsequenced_prefix
 from totes_local.runtime.postgres import PostgresServer
 
 BUCKET = "totes-processed"
@@ -224,7 +221,7 @@ class Warehouse:
     def put(
         self, target: str, run_id: str, rows: list[dict[str, Any]], name: str = "part-0"
     ) -> str:
-        key = f"{star_prefix(target, run_id)}{name}.parquet"
+        key = f"{unsequenced_prefix(target, run_id)}{name}.parquet"
         self.put_table(key, pa.Table.from_pylist(rows, schema=STAR_SCHEMAS[target]))
         return key
 

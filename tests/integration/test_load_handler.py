@@ -35,14 +35,15 @@ from totes.names import (
     SERVICE_NAME,
     MetricName,
 )
-from totes.warehouse.star import STAR_SCHEMAS, star_prefix
+from totes.warehouse.star import STAR_SCHEMAS
+from totes.zones.gold import unsequenced_prefix
 
 BUCKET = "processed-bucket"
 NEWEST = datetime(2024, 11, 14, 9, 26, 10, 123_000, tzinfo=UTC)
 
 
 def _put(s3: Any, target: str, run_id: str, rows: list[dict[str, Any]]) -> str:
-    key = f"{star_prefix(target, run_id)}part-0.parquet"
+    key = f"{unsequenced_prefix(target, run_id)}part-0.parquet"
     sink = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows, schema=STAR_SCHEMAS[target]), sink)
     s3.put_object(Bucket=BUCKET, Key=key, Body=sink.getvalue())

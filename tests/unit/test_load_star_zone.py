@@ -13,50 +13,14 @@ from hypothesis import strategies as st
 
 from totes.errors import StarFileSchemaError
 from totes.load.star_zone import (
-    StarFileKey,
     binary_chunks,
     conform,
     csv_chunks,
     listed_through,
     referenced_values,
 )
-from totes.warehouse.star import STAR_SCHEMAS, gold_key
-
-
-@pytest.mark.parametrize(
-    ("key", "parts"),
-    [
-        ("dim_staff/run=exec-1/part-0.parquet", ("dim_staff", "exec-1", "part-0")),
-        (
-            "fact_sales_order/run=2024-11-14T09:05:00/3f2a9c.parquet",
-            ("fact_sales_order", "2024-11-14T09:05:00", "3f2a9c"),
-        ),
-    ],
-)
-def test_a_gold_key_is_split_into_table_run_and_name(key: str, parts: tuple[str, str, str]) -> None:
-    parsed = StarFileKey.parse(key)
-    assert parsed is not None
-    assert (parsed.table, parsed.run_id, parsed.stem) == parts
-
-
-@pytest.mark.parametrize(
-    "key",
-    [
-        "dim_staff/part-0.parquet",
-        "dim_staff/run=exec-1/part-0.json",
-        "dim_staff/run=exec-1/nested/part-0.parquet",
-        "rejects/dim_staff/run=exec-1/part-0.parquet",
-        "_state/transform/dim_staff.json",
-    ],
-)
-def test_keys_that_are_not_gold_files_are_not_parsed(key: str) -> None:
-    assert StarFileKey.parse(key) is None
-
-
-def test_load_rejects_never_take_the_key_of_transform_rejects() -> None:
-    file = StarFileKey.parse("fact_payment/run=exec-1/3f2a.parquet")
-    assert file is not None
-    assert file.rejects_key == "rejects/fact_payment/run=exec-1/3f2a.load.parquet"
+from totes.warehouse.star import STAR_SCHEMAS
+from totes.zones.gold import GoldFileKey, gold_key
 
 
 def test_conform_orders_and_casts_columns_to_the_star_schema() -> None:
@@ -226,8 +190,8 @@ def test_the_keys_fact_rows_reference_are_collected_once_per_dimension() -> None
     }
 
 
-def _sequenced(sequence: int, run: str = "r") -> StarFileKey:
-    parsed = StarFileKey.parse(gold_key("fact_payment", sequence, run, "ab12"))
+def _sequenced(sequence: int, run: str = "r") -> GoldFileKey:
+    parsed = GoldFileKey.parse(gold_key("fact_payment", sequence, run, "ab12"))
     assert parsed is not None
     return parsed
 
@@ -260,7 +224,7 @@ def test_the_listing_never_starts_after_a_file_that_is_not_loaded(
     # sorts before every sequenced one), perhaps a file put by hand
     listed = [_sequenced(n) for n in sorted(present) if n > cursor]
     loaded_keys = {f.key for f in listed if f.sequence in loaded}
-    hand_put = StarFileKey.parse("fact_payment/run=manual/part-0.parquet")
+    hand_put = GoldFileKey.parse("fact_payment/run=manual/part-0.parquet")
     assert hand_put is not None
     if cursor:
         hand_put_loaded = None

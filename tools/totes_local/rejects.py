@@ -12,21 +12,15 @@ Rows a stage could not apply are kept in the processed bucket, each with its rea
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from totes.load.star_zone import REJECT_REASON
-from totes.names import REJECTS_PREFIX
 from totes.parquet_objects import parquet_table
 from totes.tables import FACT_TABLES, WAREHOUSE
-
-_KEY = re.compile(
-    rf"{REJECTS_PREFIX}/(?P<table>[a-z_]+)/run=(?P<run>[^/]+)/(?P<name>[^/]+?)(?P<load>\.load)?"
-    r"\.parquet"
-)
+from totes.zones.rejects import RejectsKey, rejects_prefix
 
 
 @dataclass(frozen=True)
@@ -68,23 +62,24 @@ def quarantined_rows(
     ... # doctest: +SKIP
     ["agreed_delivery_date 'soon' is not a YYYY-MM-DD date"]
     """
-    prefix = f"{REJECTS_PREFIX}/{table}/" if table else f"{REJECTS_PREFIX}/"
-    keys = [
-        item["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    listed = [
+        parsed
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=rejects_prefix(table)
+        )
         for item in page.get("Contents", [])
+        if (parsed := RejectsKey.parse(item["Key"])) is not None
     ]
-    for key in sorted(keys, key=lambda k: (m["run"], k) if (m := _KEY.fullmatch(k)) else ("", k)):
-        match = _KEY.fullmatch(key)
-        if match is None or (run_id and match["run"] != run_id):
+    for rejects in sorted(listed, key=lambda parsed: (parsed.run_id, parsed.key)):
+        if run_id and rejects.run_id != run_id:
             continue
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = s3.get_object(Bucket=bucket, Key=rejects.key)["Body"].read()
         for row in parquet_table(body).to_pylist():
             yield QuarantinedRow(
-                table=match["table"],
-                stage="load" if match["load"] else "transform",
-                run_id=match["run"],
-                source_key=_version(row, match["table"]),
+                table=rejects.table,
+                stage=rejects.stage.value,
+                run_id=rejects.run_id,
+                source_key=_version(row, rejects.table),
                 reason=str(row.get(REJECT_REASON)),
-                object_key=key,
+                object_key=rejects.key,
             )

@@ -1,22 +1,15 @@
-"""The raw (bronze) zone: immutable gzip CSV parts plus one JSON manifest per batch.
+"""The raw zone: immutable gzip CSV parts plus one JSON manifest per batch.
 
-Layout in the ingested bucket::
-
-    <table>/<yyyy>/<mm>/<dd>/<batch_id>-<part>.csv.gz
-    _manifests/<table>/<yyyy>/<mm>/<dd>/<batch_id>.json
-
-``batch_id`` starts with the extraction time (``HHMMSSffffff``) followed by the
-run id, so keys sort by time and a retried run never collides with its first
-attempt. Objects are written with ``If-None-Match: *``: the zone is never
-overwritten. The manifest is written last; a batch without a manifest is an
-incomplete attempt that nothing downstream reads.
+Keys are :mod:`totes.zones.raw`'s: they sort by extraction time, and a retried run
+never collides with its first attempt. Objects are written with ``If-None-Match: *``:
+the zone is never overwritten. The manifest is written last; a batch without a manifest
+is an incomplete attempt that nothing downstream reads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,31 +21,13 @@ from pydantic import BaseModel, NonNegativeInt, ValidationError
 from totes.conditional_writes import put_if
 from totes.errors import ManifestFormatError, RawObjectExistsError
 from totes.ingest.columns import SourceColumn
-from totes.names import RAW_MANIFEST_PREFIX
+from totes.zones import raw as raw_keys
 
 #: A part is closed once this much CSV went into it; bounds memory whatever the table size.
 DEFAULT_PART_BYTES = 64 * 1024 * 1024
 _GZIP_LEVEL = 1  # 3x faster than level 6 for 30 % more bytes: ingest is CPU-bound
 #: The manifest format this pipeline writes and reads.
 MANIFEST_FORMAT: Final = "totes-raw-batch/1"
-_RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-def batch_id_for(extracted_at: datetime, run_id: str) -> str:
-    """A batch id that sorts by extraction time within its day folder.
-
-    Examples
-    --------
-    >>> batch_id_for(datetime(2024, 11, 14, 9, 5, 1, 20), "exec-1")
-    '090501000020-exec-1'
-    """
-    if not _RUN_ID_PATTERN.fullmatch(run_id):
-        raise ValueError(f"run_id {run_id!r} must be 1-128 of A-Z a-z 0-9 . _ : -")
-    return f"{extracted_at:%H%M%S%f}-{run_id}"
-
-
-def _day_path(extracted_at: datetime) -> str:
-    return f"{extracted_at:%Y/%m/%d}"
 
 
 @dataclass(frozen=True)
@@ -217,18 +192,17 @@ class RawZoneWriter:
         self.table = table
         self.run_id = run_id
         self.extracted_at = extracted_at
-        self.batch_id = batch_id_for(extracted_at, run_id)
+        self.batch_id = raw_keys.batch_id_for(extracted_at, run_id)
         self.part_bytes = part_bytes
 
     def part_key(self, number: int) -> str:
         """Key of part ``number`` of this batch."""
-        return f"{self.table}/{_day_path(self.extracted_at)}/{self.batch_id}-{number:05d}.csv.gz"
+        return raw_keys.part_key(self.table, self.extracted_at, self.batch_id, number)
 
     @property
     def manifest_key(self) -> str:
         """Key of this batch's manifest."""
-        day = _day_path(self.extracted_at)
-        return f"{RAW_MANIFEST_PREFIX}/{self.table}/{day}/{self.batch_id}.json"
+        return raw_keys.manifest_key(self.table, self.extracted_at, self.batch_id)
 
     def write_csv(self, lines: Iterable[bytes]) -> list[RawPart]:
         """Compress and upload a CSV stream (header first) as parts that each start with it."""

@@ -92,6 +92,21 @@ def table_prefix(table: str) -> str:
     return f"{LAKE_PREFIX}/{table}/"
 
 
+def table_of_key(key: str) -> str | None:
+    """The lake table a key of the processed bucket belongs to, if it is in one's folder.
+
+    Examples
+    --------
+    >>> table_of_key("lake/fact_sales_order/data/00000-0.parquet")
+    'fact_sales_order'
+    >>> table_of_key("fact_sales_order/seq=0000000001/run=r/0000000001-ab.parquet") is None
+    True
+    """
+    inside = key.removeprefix(f"{LAKE_PREFIX}/")
+    table, slash, _ = inside.partition("/")
+    return table if inside != key and slash and table in WAREHOUSE else None
+
+
 def table_location(bucket: str, table: str) -> str:
     """The Iceberg location of a table.
 

@@ -59,9 +59,10 @@ from totes.lake.layout import (
     to_lake,
 )
 from totes.load import warehouse_sql
-from totes.load.star_zone import StarFileKey, read_star_file
+from totes.load.star_zone import read_star_file
 from totes.tables import FACT_TABLES, WAREHOUSE
 from totes.warehouse.star import STAR_SCHEMAS
+from totes.zones.gold import GoldFileKey
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -293,7 +294,7 @@ def _gold_rows(lake: Lake, table: str, keys: list[str]) -> pa.Table | None:
     """The rows of these gold files, the last of each key in file order; None if one is missing."""
     parts = []
     for key in keys:
-        gold = StarFileKey.parse(key)
+        gold = GoldFileKey.parse(key)
         if gold is None:  # pragma: no cover - the ledger holds only gold files' keys
             return None
         try:

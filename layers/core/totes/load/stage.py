@@ -92,7 +92,6 @@ from totes.load import warehouse_sql
 from totes.load.lake_export import EXPORT_BITE, export_to_lake
 from totes.load.star_zone import (
     RejectedRow,
-    StarFileKey,
     binary_chunks,
     csv_chunks,
     list_quarantined,
@@ -114,6 +113,8 @@ from totes.names import (
     EnvironmentVariable,
 )
 from totes.tables import DIMENSION_TABLES, FACT_TABLES, WAREHOUSE
+from totes.zones.gold import GoldFileKey
+from totes.zones.rejects import RejectsKey, load_rejects_key
 
 FK_TRIGGERS_AUTO: Final = "auto"
 FK_TRIGGERS_ALWAYS: Final = "always"
@@ -488,12 +489,12 @@ def _move_listing_start(
     target: str,
     *,
     start_after: str | None,
-    listed: list[StarFileKey],
+    listed: list[GoldFileKey],
     done: set[str],
     outcomes: list[FileOutcome],
 ) -> None:
     applied = {o.key for o in outcomes if not o.deferred}  # applied here or elsewhere
-    cursor = StarFileKey.parse(start_after) if start_after else None
+    cursor = GoldFileKey.parse(start_after) if start_after else None
     through = listed_through(cursor, listed, done | applied)
     if through is not None and through != cursor and through.sequence is not None:
         warehouse_sql.move_listing_start(conn, target, through.key, through.sequence)
@@ -516,7 +517,7 @@ def _apply_file(
     s3: Any,
     bucket: str,
     request: LoadRequest,
-    file: StarFileKey,
+    file: GoldFileKey,
     *,
     fk_triggers: bool,
     may_reject: bool = True,
@@ -562,7 +563,7 @@ class _WaitForReferencesError(Exception):
 
 def _findings(
     kind: FindingKind,
-    file: StarFileKey,
+    file: GoldFileKey | RejectsKey,
     rows: pa.Table,
     rejected: list[RejectedRow],
     *,
@@ -598,7 +599,7 @@ def _apply_file_once(
     s3: Any,
     bucket: str,
     request: LoadRequest,
-    file: StarFileKey,
+    file: GoldFileKey,
     *,
     rows: pa.Table,
     fk_triggers: bool,
@@ -627,7 +628,7 @@ def _apply_file_once(
             if rejected and not may_reject:
                 raise _WaitForReferencesError(rejected)
             if rejected:
-                rejects_key = write_rejects(s3, bucket, file.rejects_key, rows, rejected)
+                rejects_key = write_rejects(s3, bucket, load_rejects_key(file), rows, rejected)
         warehouse_sql.record_applied(conn, file.key, loaded)
     return FileOutcome(
         key=file.key,
@@ -740,7 +741,7 @@ def _replay_quarantine(
     return outcomes
 
 
-def _unreadable(quarantined: StarFileKey, exc: Exception) -> FileOutcome:
+def _unreadable(quarantined: RejectsKey, exc: Exception) -> FileOutcome:
     return FileOutcome(
         key=quarantined.key,
         rows_in_file=0,
@@ -772,7 +773,11 @@ def _extend_dim_date(conn: psycopg.Connection[Any], target: str, rows: pa.Table)
 
 
 def _apply_facts(
-    conn: psycopg.Connection[Any], file: StarFileKey, rows: pa.Table, *, fk_triggers: bool
+    conn: psycopg.Connection[Any],
+    file: GoldFileKey | RejectsKey,
+    rows: pa.Table,
+    *,
+    fk_triggers: bool,
 ) -> tuple[int, list[RejectedRow], pa.Table | None]:
     """Insert a fact file's new versions; return how many went in, the rejected rows, and the
     rows copied straight in with the surrogate keys they were given (None if staged).

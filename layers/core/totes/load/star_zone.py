@@ -1,25 +1,16 @@
-"""The star (gold) zone as the load stage reads it: listing, reading and quarantining files.
+"""The gold zone as the load stage reads it: listing, reading and quarantining files.
 
-Layout in the processed bucket::
-
-    <warehouse_table>/seq=<n>/run=<run_id>/<n>-<digest>.parquet   gold files (sequence n)
-    <warehouse_table>/run=<run_id>/<name>.parquet                 gold files of earlier releases
-    rejects/<warehouse_table>/run=<run_id>/<name>.load.parquet    fact rows load could not apply
-
-A load rejects object is named after the gold file its rows came from (the run is
-the file's, not the loading run's), so a retried load of that file rewrites the same
-object instead of adding another.
+Keys are :mod:`totes.zones.gold`'s (gold files) and :mod:`totes.zones.rejects`'s
+(fact rows load could not apply).
 """
 
 from __future__ import annotations
 
 import array
-import re
 import struct
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import Any, Final, NamedTuple
 
 import pyarrow as pa
@@ -27,10 +18,11 @@ import pyarrow.compute as pc
 from pyarrow import csv as pa_csv
 
 from totes.errors import StarFileSchemaError, StarFileUnreadableError
-from totes.names import REJECTS_PREFIX
 from totes.parquet_objects import parquet_bytes, parquet_table
 from totes.tables import WAREHOUSE
 from totes.warehouse.star import STAR_SCHEMAS
+from totes.zones.gold import GoldFileKey, table_prefix
+from totes.zones.rejects import RejectingStage, RejectsKey, rejects_prefix
 
 #: The column load adds to every staged row: its position in the file.
 FILE_ROW: Final = "file_row"
@@ -39,8 +31,6 @@ REJECT_REASON: Final = "reject_reason"
 #: Rows rendered per COPY write (CSV or binary): bounds memory whatever the file size.
 _ROWS_PER_CHUNK = 65_536
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
-#: What ends the stem of a quarantine object: the rows load held back from a gold file.
-_QUARANTINE_SUFFIX = ".load"
 
 
 class RejectedRow(NamedTuple):
@@ -54,73 +44,6 @@ class RejectedRow(NamedTuple):
     position: int
     reason: str
     cause: str
-
-
-@dataclass(frozen=True, order=True)
-class StarFileKey:
-    """The key of one gold file, split into its parts.
-
-    Examples
-    --------
-    >>> file = StarFileKey.parse("dim_staff/run=exec-1/part-0.parquet")
-    >>> (file.table, file.run_id, file.stem)
-    ('dim_staff', 'exec-1', 'part-0')
-    """
-
-    key: str
-    table: str
-    run_id: str
-    stem: str
-    #: When S3 received the file (from the listing); decides how long it may wait.
-    written_at: datetime | None = field(default=None, compare=False)
-
-    _PATTERN = re.compile(
-        r"(?P<table>[a-z_]+)/(?:seq=\d{10}/)?run=(?P<run_id>[^/]+)/(?P<stem>[^/]+)\.parquet"
-    )
-    _SEQUENCED_STEM = re.compile(r"(?P<sequence>\d{10})-[0-9a-f]+")
-
-    @classmethod
-    def parse(cls, key: str) -> StarFileKey | None:
-        """Split ``key``, or return None when it is not a gold file's key.
-
-        Examples
-        --------
-        >>> StarFileKey.parse("dim_staff/run=exec-1/notes.txt") is None
-        True
-        """
-        match = cls._PATTERN.fullmatch(key)
-        if match is None:
-            return None
-        return cls(key=key, table=match["table"], run_id=match["run_id"], stem=match["stem"])
-
-    @property
-    def sequence(self) -> int | None:
-        """Which of its table's commits the file is (transform counts them from 1), if known.
-
-        Examples
-        --------
-        >>> StarFileKey.parse("dim_staff/seq=0000000007/run=r/0000000007-9f2c.parquet").sequence
-        7
-        >>> StarFileKey.parse("dim_staff/run=exec-1/part-0.parquet").sequence is None
-        True
-        """
-        match = self._SEQUENCED_STEM.fullmatch(self.stem)
-        return int(match["sequence"]) if match else None
-
-    @property
-    def rejects_key(self) -> str:
-        """Where the rows of this file that load could not apply are quarantined.
-
-        The ``.load`` suffix keeps them apart from the rows transform rejected while
-        building the file, which transform keeps at the key without it.
-
-        Examples
-        --------
-        >>> StarFileKey.parse("fact_payment/run=exec-1/3f2a.parquet").rejects_key
-        'rejects/fact_payment/run=exec-1/3f2a.load.parquet'
-        """
-        name = f"{self.stem}{_QUARANTINE_SUFFIX}.parquet"
-        return f"{REJECTS_PREFIX}/{self.table}/run={self.run_id}/{name}"
 
 
 def fact_references(target: str) -> dict[tuple[str, str], list[str]]:
@@ -185,7 +108,7 @@ def referenced_keys(table: pa.Table, target: str, dimension: tuple[str, str]) ->
 
 def list_star_files(
     s3: Any, bucket: str, table: str, *, start_after: str | None = None
-) -> list[StarFileKey]:
+) -> list[GoldFileKey]:
     """The gold files of ``table`` in the bucket (those after ``start_after`` when given),
     in the order transform wrote them.
 
@@ -197,13 +120,13 @@ def list_star_files(
     ['dim_staff/run=exec-1/part-0.parquet', 'dim_staff/run=exec-2/part-0.parquet']
     """
     paginator = s3.get_paginator("list_objects_v2")
-    found: list[StarFileKey] = []
-    listing = {"Bucket": bucket, "Prefix": f"{table}/"}
+    found: list[GoldFileKey] = []
+    listing = {"Bucket": bucket, "Prefix": table_prefix(table)}
     if start_after is not None:
         listing["StartAfter"] = start_after
     for page in paginator.paginate(**listing):
         for item in page.get("Contents", []):
-            parsed = StarFileKey.parse(item["Key"])
+            parsed = GoldFileKey.parse(item["Key"])
             if parsed is not None and parsed.table == table:
                 found.append(replace(parsed, written_at=item.get("LastModified")))
     # Transform names a target's files with its commit sequence first: that is the order.
@@ -211,8 +134,8 @@ def list_star_files(
 
 
 def listed_through(
-    cursor: StarFileKey | None, listed: Sequence[StarFileKey], loaded: set[str]
-) -> StarFileKey | None:
+    cursor: GoldFileKey | None, listed: Sequence[GoldFileKey], loaded: set[str]
+) -> GoldFileKey | None:
     """The file after which the next listing may start: the last of an unbroken run of
     loaded commits from ``cursor`` on (or ``cursor`` itself, when the next is not loaded).
 
@@ -223,13 +146,13 @@ def listed_through(
 
     Examples
     --------
-    >>> files = [StarFileKey.parse(f"t/seq={n:010d}/run=r/{n:010d}-ab.parquet") for n in (1, 2, 4)]
+    >>> files = [GoldFileKey.parse(f"t/seq={n:010d}/run=r/{n:010d}-ab.parquet") for n in (1, 2, 4)]
     >>> listed_through(None, files, {f.key for f in files}).sequence  # 3 is not there yet
     2
     """
     if any(file.sequence is None and file.key not in loaded for file in listed):
         return cursor
-    by_sequence: dict[int, list[StarFileKey]] = {}
+    by_sequence: dict[int, list[GoldFileKey]] = {}
     for file in listed:
         if file.sequence is not None:
             by_sequence.setdefault(file.sequence, []).append(file)
@@ -241,7 +164,7 @@ def listed_through(
     return through
 
 
-def read_star_file(s3: Any, bucket: str, file: StarFileKey) -> pa.Table:
+def read_star_file(s3: Any, bucket: str, file: GoldFileKey) -> pa.Table:
     """Read one gold file and return it with exactly the star schema of its table.
 
     Columns are put in the warehouse table's order and cast to the star types (an
@@ -256,7 +179,7 @@ def read_star_file(s3: Any, bucket: str, file: StarFileKey) -> pa.Table:
 
     Examples
     --------
-    >>> read_star_file(s3, "processed", StarFileKey.parse(key)).num_rows  # doctest: +SKIP
+    >>> read_star_file(s3, "processed", GoldFileKey.parse(key)).num_rows  # doctest: +SKIP
     20
     """
     body = s3.get_object(Bucket=bucket, Key=file.key)["Body"].read()
@@ -431,7 +354,7 @@ def write_rejects(
     Parameters
     ----------
     key
-        Where: the file's :attr:`StarFileKey.rejects_key`, or the key of the quarantine
+        Where: the file's :attr:`GoldFileKey.rejects_key`, or the key of the quarantine
         object being replayed (rewritten with the rows still missing a dimension row).
     table
         The file's rows, as :func:`read_star_file` returned them.
@@ -459,7 +382,7 @@ def write_rejects(
     return key
 
 
-def list_quarantined(s3: Any, bucket: str, table: str) -> list[StarFileKey]:
+def list_quarantined(s3: Any, bucket: str, table: str) -> list[RejectsKey]:
     """The quarantine objects of a fact table (rows load held back), oldest run first.
 
     Each is named after the gold file its rows came from; rejects that transform wrote
@@ -471,17 +394,19 @@ def list_quarantined(s3: Any, bucket: str, table: str) -> list[StarFileKey]:
     >>> [f.key for f in list_quarantined(s3, "processed", "fact_sales_order")]  # doctest: +SKIP
     ['rejects/fact_sales_order/run=exec-1/part-0.load.parquet']
     """
-    prefix = f"{REJECTS_PREFIX}/{table}/"
     found = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=rejects_prefix(table)
+    )
+    for page in pages:
         for item in page.get("Contents", []):
-            gold = StarFileKey.parse(item["Key"][len(REJECTS_PREFIX) + 1 :])
-            if gold is not None and gold.stem.endswith(_QUARANTINE_SUFFIX):
-                found.append(replace(gold, key=item["Key"]))
-    return sorted(found, key=lambda file: (file.run_id, file.stem))
+            rejects = RejectsKey.parse(item["Key"])
+            if rejects is not None and rejects.stage is RejectingStage.LOAD:
+                found.append(rejects)
+    return sorted(found, key=lambda file: (file.run_id, file.name))
 
 
-def read_quarantined(s3: Any, bucket: str, file: StarFileKey) -> pa.Table:
+def read_quarantined(s3: Any, bucket: str, file: RejectsKey) -> pa.Table:
     """The rows of a quarantine object, with exactly the star schema of its table.
 
     Raises

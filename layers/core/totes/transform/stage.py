@@ -41,7 +41,7 @@ import contextlib
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -61,22 +61,16 @@ from totes.errors import StagedFileMissingError, TransformStateConflictError
 from totes.findings import Finding, FindingKind, merge
 from totes.ingest.raw_rows import read_rows
 from totes.ingest.raw_zone import Manifest, read_manifest
-from totes.names import (
-    DEFAULT_TRANSFORM_MAX_ROWS,
-    MIRROR_PREFIX,
-    RAW_MANIFEST_PREFIX,
-    REJECTS_PREFIX,
-    TRANSFORM_STAGING_PREFIX,
-    TRANSFORM_STATE_PREFIX,
-    EnvironmentVariable,
-)
+from totes.names import DEFAULT_TRANSFORM_MAX_ROWS, EnvironmentVariable
 from totes.parquet_objects import parquet_bytes, read_parquet
 from totes.tables import WAREHOUSE, Kind
 from totes.transform import shapes
-from totes.warehouse.star import gold_key
+from totes.zones import raw
+from totes.zones.gold import gold_key
+from totes.zones.mirror import mirror_key
+from totes.zones.rejects import transform_rejects_key
+from totes.zones.state import staging_key, state_key
 
-#: Where gold and rejects files wait for the state write that commits them.
-_STAGING_PREFIX = TRANSFORM_STAGING_PREFIX
 #: Consumed manifest keys older than this behind the newest are forgotten, and listing
 #: starts there. Ingest writes a manifest within one invocation (its timeout is 120 s) of
 #: the extraction time its key carries, so no older one can still arrive; the state and
@@ -236,12 +230,8 @@ class TransformState(VersionedDocument):
     pending: list[list[str]] = Field(default_factory=list)
 
 
-def _state_key(target: str) -> str:
-    return f"{TRANSFORM_STATE_PREFIX}/{target}.json"
-
-
 def _read_state(s3: Any, bucket: str, target: str) -> TransformState:
-    return read_document(s3, bucket, _state_key(target), TransformState)
+    return read_document(s3, bucket, state_key(target), TransformState)
 
 
 def _put_state(s3: Any, bucket: str, target: str, state: TransformState) -> bool:
@@ -251,7 +241,7 @@ def _put_state(s3: Any, bucket: str, target: str, state: TransformState) -> bool
     """
     body = state.model_dump_json(indent=1).encode()
     etag = put_if(
-        s3, bucket, _state_key(target), body, etag=state.etag, ContentType="application/json"
+        s3, bucket, state_key(target), body, etag=state.etag, ContentType="application/json"
     )
     if etag is None:
         return False
@@ -264,10 +254,6 @@ def _write_state(s3: Any, bucket: str, target: str, state: TransformState) -> No
         raise TransformStateConflictError(
             f"another execution transformed {target} meanwhile; retry to continue from it"
         )
-
-
-def _staging_key(target: str, name: str) -> str:
-    return f"{_STAGING_PREFIX}/{target}/{name}.parquet"
 
 
 def _publish(
@@ -328,43 +314,21 @@ def _publish_committed(
             _forget_published(s3, bucket, target, state)
 
 
-def _listing_start(source: str, consumed: list[str]) -> str:
-    """Where to list a source's manifests from: :data:`_REMEMBERED` before the newest consumed.
-
-    Examples
-    --------
-    >>> _listing_start("staff", ["_manifests/staff/2026/12/06/000501000020-exec-1.json"])
-    '_manifests/staff/2026/12/05/235001'
-    >>> _listing_start("staff", ["_manifests/staff/2026/12/06/999999999999-by-hand.json"])
-    '_manifests/staff/2026/12/05/234500'
-    """
-    prefix = f"{RAW_MANIFEST_PREFIX}/{source}/"
-    if not consumed:
-        return prefix
-    newest = max(consumed)[len(prefix) :]
-    try:
-        extracted = datetime.strptime(newest[:17], "%Y/%m/%d/%H%M%S")
-    except ValueError:  # a key not named by ingest: from the start of its day, to be safe
-        day = datetime.strptime(newest[:10], "%Y/%m/%d")
-        return f"{prefix}{day - _REMEMBERED:%Y/%m/%d/%H%M%S}"
-    return f"{prefix}{extracted - _REMEMBERED:%Y/%m/%d/%H%M%S}"
-
-
 def new_manifests(s3: Any, bucket: str, source: str, consumed: list[str]) -> list[str]:
     """Manifest keys of ``source`` not consumed yet, oldest first (paginated listing)."""
-    prefix = f"{RAW_MANIFEST_PREFIX}/{source}/"
+    prefix = raw.manifest_prefix(source)
     seen = set(consumed)
     paginator = s3.get_paginator("list_objects_v2")
     found: list[str] = []
     for page in paginator.paginate(
-        Bucket=bucket, Prefix=prefix, StartAfter=_listing_start(source, consumed)
+        Bucket=bucket, Prefix=prefix, StartAfter=raw.listing_start(source, consumed, _REMEMBERED)
     ):
         found.extend(item["Key"] for item in page.get("Contents", []) if item["Key"] not in seen)
     return sorted(found)
 
 
 def _remembered(keys: list[str], source: str) -> list[str]:
-    cutoff = _listing_start(source, keys)
+    cutoff = raw.listing_start(source, keys, _REMEMBERED)
     return sorted(key for key in keys if key >= cutoff)
 
 
@@ -377,7 +341,8 @@ class _Batch:
     @property
     def order(self) -> str:
         """Extraction order across sources: ``<yyyy>/<mm>/<dd>/<HHMMSSffffff>-<run id>``."""
-        return self.key[len(f"{RAW_MANIFEST_PREFIX}/{self.source}/") :]
+        parsed = raw.ManifestKey.parse(self.key)
+        return parsed.order if parsed else self.key.removeprefix(raw.manifest_prefix(self.source))
 
 
 def _take_oldest(batches: list[_Batch], max_rows: int) -> tuple[list[_Batch], list[_Batch]]:
@@ -432,7 +397,7 @@ def _merge_mirror(
         else pa.concat_tables([previous, new_rows], promote_options="permissive")
     )
     current = shapes.latest_versions(combined, f"{source}_id")
-    key = f"{MIRROR_PREFIX}/{target}/{source}/{digest}.parquet"
+    key = mirror_key(target, source, digest)
     put_content_named(s3, bucket, key, parquet_bytes(current))
     return key, current
 
@@ -539,14 +504,14 @@ def transform_target(
         state.sequence += 1
         stem = f"{state.sequence:010d}-{digest}"
         gold = gold_key(request.target, state.sequence, request.run_id, digest)
-        staged = _staging_key(request.target, stem)
+        staged = staging_key(request.target, stem)
         written[staged] = parquet_bytes(shaped.table)
         put_content_named(s3, settings.processed_bucket, staged, written[staged])
         state.pending.append([staged, gold])
         result.gold_key, result.files, result.rows = gold, 1, shaped.table.num_rows
     if shaped.rejects is not None and shaped.rejects.num_rows:
-        rejects_key = f"{REJECTS_PREFIX}/{request.target}/run={request.run_id}/{digest}.parquet"
-        staged = _staging_key(request.target, f"{digest}.rejects")
+        rejects_key = transform_rejects_key(request.target, request.run_id, digest)
+        staged = staging_key(request.target, f"{digest}.rejects")
         written[staged] = parquet_bytes(shaped.rejects)
         put_content_named(s3, settings.processed_bucket, staged, written[staged])
         state.pending.append([staged, rejects_key])

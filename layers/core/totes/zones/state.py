@@ -1,0 +1,67 @@
+"""The state zone's keys: transform's state per warehouse table, and its staged files.
+
+Layout in the processed bucket::
+
+    _state/transform/<warehouse_table>.json               what the table has consumed
+    _staging/transform/<warehouse_table>/<name>.parquet   files waiting for the state write
+
+Load never reads the staging folder; the bucket expires what a lost race left there.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from totes.names import TRANSFORM_STAGING_PREFIX, TRANSFORM_STATE_PREFIX
+
+_STATE: Final = re.compile(rf"{TRANSFORM_STATE_PREFIX}/(?P<table>[a-z_]+)\.json")
+_STAGED: Final = re.compile(
+    rf"{TRANSFORM_STAGING_PREFIX}/(?P<table>[a-z_]+)/(?P<name>[^/]+)\.parquet"
+)
+
+
+def state_key(table: str) -> str:
+    """Key of transform's state of ``table``.
+
+    Examples
+    --------
+    >>> state_key("dim_staff")
+    '_state/transform/dim_staff.json'
+    """
+    return f"{TRANSFORM_STATE_PREFIX}/{table}.json"
+
+
+def table_of_state(key: str) -> str | None:
+    """The table a state key belongs to, or None when ``key`` is not a state key.
+
+    Examples
+    --------
+    >>> table_of_state("_state/transform/dim_staff.json")
+    'dim_staff'
+    """
+    match = _STATE.fullmatch(key)
+    return None if match is None else match["table"]
+
+
+def staging_key(table: str, name: str) -> str:
+    """Where transform stages a file of ``table`` until its state write commits it.
+
+    Examples
+    --------
+    >>> staging_key("dim_staff", "0000000001-9f2c")
+    '_staging/transform/dim_staff/0000000001-9f2c.parquet'
+    """
+    return f"{TRANSFORM_STAGING_PREFIX}/{table}/{name}.parquet"
+
+
+def staged_file(key: str) -> tuple[str, str] | None:
+    """The table and name of a staged file's key, or None when ``key`` is not one.
+
+    Examples
+    --------
+    >>> staged_file("_staging/transform/dim_staff/0000000001-9f2c.parquet")
+    ('dim_staff', '0000000001-9f2c')
+    """
+    match = _STAGED.fullmatch(key)
+    return None if match is None else (match["table"], match["name"])
