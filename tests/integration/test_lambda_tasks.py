@@ -15,11 +15,11 @@ import boto3
 import pytest
 
 from totes_local.runtime import moto_patches
-from totes_local.runtime.lambda_workers import FunctionSnapshot, WorkerPoolClosedError
+from totes_local.runtime.lambda_workers import FunctionRevision, WorkerPoolClosedError
 
 REGION = "eu-west-2"
 ROLE = "arn:aws:iam::123456789012:role/local"
-Dispatch = Callable[[FunctionSnapshot, bytes, dict[str, str]], bytes]
+Dispatch = Callable[[FunctionRevision, bytes, dict[str, str]], bytes]
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_a_task_gets_the_function_payload_and_the_function_its_input(
     # Given a function that answers with the table it was given and a row count
     received: list[tuple[str, bytes]] = []
 
-    def answer(function: FunctionSnapshot, payload: bytes, headers: dict[str, str]) -> bytes:
+    def answer(function: FunctionRevision, payload: bytes, headers: dict[str, str]) -> bytes:
         received.append((function.name, payload))
         return json.dumps({**json.loads(payload), "rows": 3}).encode()
 
@@ -105,7 +105,7 @@ def test_a_function_error_fails_the_task_with_the_functions_error_type(
     lambda_tasks: Callable[[Dispatch], None],
 ) -> None:
     # Given a function whose handler raised, as the Lambda service reports it
-    def raised(function: FunctionSnapshot, payload: bytes, headers: dict[str, str]) -> bytes:
+    def raised(function: FunctionRevision, payload: bytes, headers: dict[str, str]) -> bytes:
         headers["x-amz-function-error"] = "Unhandled"
         return json.dumps({"errorType": "WatermarkConflictError", "errorMessage": "moved"}).encode()
 
@@ -137,7 +137,7 @@ def test_a_failure_of_the_local_lambda_service_reads_as_a_lambda_service_excepti
     lambda_tasks: Callable[[Dispatch], None],
 ) -> None:
     # Given a service that cannot run the function (it is shutting down, say)
-    def broken(function: FunctionSnapshot, payload: bytes, headers: dict[str, str]) -> bytes:
+    def broken(function: FunctionRevision, payload: bytes, headers: dict[str, str]) -> bytes:
         raise WorkerPoolClosedError("the local Lambda service is shutting down")
 
     lambda_tasks(broken)
@@ -168,7 +168,7 @@ def test_a_task_retried_on_lambda_service_errors_gets_past_a_failed_service(
     # Given a service that fails the first invoke and answers the second
     calls: list[bytes] = []
 
-    def flaky(function: FunctionSnapshot, payload: bytes, headers: dict[str, str]) -> bytes:
+    def flaky(function: FunctionRevision, payload: bytes, headers: dict[str, str]) -> bytes:
         calls.append(payload)
         if len(calls) == 1:
             raise WorkerPoolClosedError("the local Lambda service is restarting")

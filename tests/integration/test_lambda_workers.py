@@ -17,7 +17,7 @@ import pytest
 
 from totes_local.runtime.emf import MetricDatum
 from totes_local.runtime.lambda_bootstrap import ABSENT_PACKAGES_VARIABLE
-from totes_local.runtime.lambda_workers import FunctionSnapshot, LogSink, WorkerPool
+from totes_local.runtime.lambda_workers import FunctionRevision, LogSink, WorkerPool
 
 HANDLER = textwrap.dedent(
     """
@@ -37,14 +37,14 @@ HANDLER = textwrap.dedent(
 )
 
 
-def _snapshot(
+def _revision(
     source: str, *, timeout_s: float = 5.0, environment: dict[str, str] | None = None
-) -> FunctionSnapshot:
+) -> FunctionRevision:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("handler.py", source)
     code = buffer.getvalue()
-    return FunctionSnapshot(
+    return FunctionRevision(
         name="probe",
         arn="arn:aws:lambda:eu-west-2:123456789012:function:probe",
         handler="handler.handler",
@@ -69,9 +69,9 @@ def pool(tmp_path: Path) -> Iterator[tuple[WorkerPool, list[MetricDatum], Path]]
     sink.close()
 
 
-def _invoke(pool: WorkerPool, snapshot: FunctionSnapshot, event: Any) -> tuple[Any, dict[str, str]]:
+def _invoke(pool: WorkerPool, revision: FunctionRevision, event: Any) -> tuple[Any, dict[str, str]]:
     headers: dict[str, str] = {}
-    body = pool.invoke(snapshot, json.dumps(event).encode(), headers)
+    body = pool.invoke(revision, json.dumps(event).encode(), headers)
     return json.loads(body), headers
 
 
@@ -79,11 +79,11 @@ def test_a_handler_printing_garbage_still_answers_at_once_and_its_lines_are_kept
     pool: tuple[WorkerPool, list[MetricDatum], Path],
 ) -> None:
     workers, _, log = pool
-    snapshot = _snapshot(HANDLER)
+    revision = _revision(HANDLER)
     # When a handler prints a malformed metric line and bytes that are not UTF-8, twice
     started = time.monotonic()
-    first, headers = _invoke(workers, snapshot, {"noisy": True})
-    second, _ = _invoke(workers, snapshot, {"noisy": True})
+    first, headers = _invoke(workers, revision, {"noisy": True})
+    second, _ = _invoke(workers, revision, {"noisy": True})
     # Then both invocations succeed without waiting on the log readers, in one warm worker
     assert time.monotonic() - started < 4
     assert "x-amz-function-error" not in headers
@@ -99,15 +99,15 @@ def test_a_timeout_kills_the_worker_and_answers_sandbox_timedout(
     pool: tuple[WorkerPool, list[MetricDatum], Path],
 ) -> None:
     workers, _, _ = pool
-    snapshot = _snapshot(HANDLER, timeout_s=1)
-    before, _ = _invoke(workers, snapshot, {})
+    revision = _revision(HANDLER, timeout_s=1)
+    before, _ = _invoke(workers, revision, {})
 
-    payload, headers = _invoke(workers, snapshot, {"sleep": 30})
+    payload, headers = _invoke(workers, revision, {"sleep": 30})
 
     assert headers["x-amz-function-error"] == "Unhandled"
     assert payload["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
-    after, _ = _invoke(workers, snapshot, {})
+    after, _ = _invoke(workers, revision, {})
     assert after["pid"] != before["pid"]
     assert before["pid"] not in workers.worker_pids()
 
@@ -116,9 +116,9 @@ def test_a_handler_that_fails_to_import_is_reported_and_its_environment_not_reus
     pool: tuple[WorkerPool, list[MetricDatum], Path],
 ) -> None:
     workers, _, _ = pool
-    snapshot = _snapshot("import not_a_module_anywhere\n")
+    revision = _revision("import not_a_module_anywhere\n")
 
-    payload, headers = _invoke(workers, snapshot, {})
+    payload, headers = _invoke(workers, revision, {})
 
     assert headers["x-amz-function-error"] == "Unhandled"
     assert payload["errorType"] == "Runtime.ImportModuleError"
@@ -131,10 +131,10 @@ def test_a_slow_init_phase_does_not_count_against_the_timeout_and_is_reported_ap
 ) -> None:
     workers, _, log = pool
     # Given a function whose import takes longer than its timeout (Lambda gives init 10 s)
-    snapshot = _snapshot("import time\ntime.sleep(1.5)\n" + HANDLER, timeout_s=1)
+    revision = _revision("import time\ntime.sleep(1.5)\n" + HANDLER, timeout_s=1)
 
     # When it is invoked cold
-    payload, headers = _invoke(workers, snapshot, {})
+    payload, headers = _invoke(workers, revision, {})
 
     # Then the invocation succeeds with its whole timeout left to the handler
     assert "x-amz-function-error" not in headers
@@ -170,17 +170,17 @@ def test_packages_the_layers_would_not_hold_cannot_be_imported_and_are_not_impor
     hidden = {ABSENT_PACKAGES_VARIABLE: "pandas,numpy"}
     # Given a function whose layers hold pyarrow but not pandas nor numpy, which the local
     # environment has
-    converting = _snapshot(CONVERTING_HANDLER, environment=hidden)
+    converting = _revision(CONVERTING_HANDLER, environment=hidden)
     # When it converts Python values to Arrow, as every transform does
     payload, headers = _invoke(workers, converting, {})
     # Then it works without them, as in Lambda, and neither was imported
     assert "x-amz-function-error" not in headers
     assert payload == {"imported": []}
     # And a function that imports one outright fails to import, as Lambda reports it
-    importing = _snapshot("import pandas.core.api\n" + HANDLER, environment=hidden)
+    importing = _revision("import pandas.core.api\n" + HANDLER, environment=hidden)
     failed, headers = _invoke(workers, importing, {})
     assert failed["errorType"] == "Runtime.ImportModuleError"
     assert "No module named 'pandas'" in failed["errorMessage"]
     # While a function whose layers hold them (no variable) imports them as before
-    unhidden, _ = _invoke(workers, _snapshot(CONVERTING_HANDLER), {})
+    unhidden, _ = _invoke(workers, _revision(CONVERTING_HANDLER), {})
     assert unhidden == {"imported": ["numpy", "pandas"]}

@@ -66,7 +66,7 @@ _UNHANDLED = "Unhandled"
 
 
 @dataclass(frozen=True)
-class FunctionSnapshot:
+class FunctionRevision:
     """What one invocation runs: a function's configuration and code as uploaded.
 
     Attributes
@@ -122,7 +122,7 @@ class InvocationReport:
     max_memory_used_mb: float | None
     worker_pid: int
 
-    def to_record(self, snapshot: FunctionSnapshot) -> dict[str, Any]:
+    def to_record(self, revision: FunctionRevision) -> dict[str, Any]:
         """The report as one JSON-ready log record (``type: platform.report``)."""
         return {
             "timestamp": _now_text(),
@@ -133,9 +133,9 @@ class InvocationReport:
             "ended": self.ended.isoformat(timespec="microseconds"),
             "duration_ms": round(self.duration_ms, 1),
             "init_duration_ms": round(self.init_ms, 1) if self.init_ms is not None else None,
-            "memory_size_mb": snapshot.memory_mb,
+            "memory_size_mb": revision.memory_mb,
             "max_memory_used_mb": self.max_memory_used_mb,
-            "timeout_s": snapshot.timeout_s,
+            "timeout_s": revision.timeout_s,
             "worker_pid": self.worker_pid,
             "status": "error" if self.error_type else "success",
             "error_type": self.error_type,
@@ -254,12 +254,12 @@ class _Worker:
 
     def __init__(
         self,
-        snapshot: FunctionSnapshot,
+        revision: FunctionRevision,
         sink: LogSink,
         process: subprocess.Popen[str],
         responses: int,
     ) -> None:
-        self.snapshot = snapshot
+        self.revision = revision
         self.sink = sink
         self.process = process
         self._responses = os.fdopen(responses, "r", encoding="utf-8", errors="replace")
@@ -283,7 +283,7 @@ class _Worker:
 
     @classmethod
     def cold(
-        cls, snapshot: FunctionSnapshot, environment: dict[str, str], sink: LogSink
+        cls, revision: FunctionRevision, environment: dict[str, str], sink: LogSink
     ) -> _Worker:
         """A new environment that imports the handler itself (a cold start)."""
         read_end, write_end = os.pipe()
@@ -291,7 +291,7 @@ class _Worker:
             process = _popen([str(write_end)], environment, (write_end,))
         finally:
             os.close(write_end)
-        return cls(snapshot, sink, process, read_end)
+        return cls(revision, sink, process, read_end)
 
     @property
     def pid(self) -> int:
@@ -306,13 +306,13 @@ class _Worker:
                 self._ended[name].set()
                 continue
             try:
-                self.sink.line(name, text, self.snapshot.name, self.request_id)
+                self.sink.line(name, text, self.revision.name, self.request_id)
             except Exception as exc:  # a malformed EMF line must not silence the worker
                 self.sink.record(
                     {
                         "timestamp": _now_text(),
                         "level": "WARNING",
-                        "function_name": self.snapshot.name,
+                        "function_name": self.revision.name,
                         "function_request_id": self.request_id,
                         "message": f"log line not processed ({type(exc).__name__}: {exc})",
                         "line": text[:2000],
@@ -328,12 +328,12 @@ class _Worker:
         if not self._initialised:
             self._await_init()
         self.invoked_at = time.monotonic()
-        deadline = time.time() + self.snapshot.timeout_s
+        deadline = time.time() + self.revision.timeout_s
         request = {
             "request_id": request_id,
             "payload": payload.decode("utf-8", errors="replace"),
             "deadline_ms": int(deadline * 1000),
-            "function_arn": self.snapshot.arn,
+            "function_arn": self.revision.arn,
         }
         stdin = self.process.stdin
         if stdin is None:  # opened with PIPE: only a closed worker has none
@@ -437,7 +437,7 @@ class WorkerPool:
     Examples
     --------
     >>> pool = WorkerPool(Path("lambda"), sink, {"AWS_ENDPOINT_URL": url})  # doctest: +SKIP
-    >>> payload = pool.invoke(snapshot, b'{"table": "staff"}', headers := {})  # doctest: +SKIP
+    >>> payload = pool.invoke(revision, b'{"table": "staff"}', headers := {})  # doctest: +SKIP
     """
 
     def __init__(
@@ -466,7 +466,7 @@ class WorkerPool:
             return self._functions[arn]
 
     def invoke(
-        self, snapshot: FunctionSnapshot, payload: bytes, response_headers: dict[str, str]
+        self, revision: FunctionRevision, payload: bytes, response_headers: dict[str, str]
     ) -> bytes:
         """Run one invocation in a worker and answer as the Lambda service does.
 
@@ -474,13 +474,13 @@ class WorkerPool:
         ``response_headers`` and answers ``{"errorType", "errorMessage", ...}``.
         """
         # Per function, whichever version: another version's idle environments retire.
-        workers = self._workers_of(snapshot.name)
+        workers = self._workers_of(revision.name)
         with workers.slots:
-            worker = self._take(workers, snapshot)
+            worker = self._take(workers, revision)
             with self._lock:
                 self._busy.add(worker)
             try:
-                return self._run(worker, snapshot, payload, response_headers, workers)
+                return self._run(worker, revision, payload, response_headers, workers)
             except BaseException:
                 worker.kill()  # whatever went wrong, no worker is left unaccounted for
                 raise
@@ -488,13 +488,13 @@ class WorkerPool:
                 with self._lock:
                     self._busy.discard(worker)
 
-    def _take(self, workers: _FunctionWorkers, snapshot: FunctionSnapshot) -> _Worker:
-        fingerprint = snapshot.fingerprint
+    def _take(self, workers: _FunctionWorkers, revision: FunctionRevision) -> _Worker:
+        fingerprint = revision.fingerprint
         with self._lock:
             if self._closed:
                 raise WorkerPoolClosedError("the local Lambda service is shutting down")
             # Workers of another configuration are retired, dead ones reaped.
-            stale = [w for w in workers.idle if w.snapshot.fingerprint != fingerprint]
+            stale = [w for w in workers.idle if w.revision.fingerprint != fingerprint]
             dead = [w for w in workers.idle if w not in stale and not w.alive()]
             workers.idle = [w for w in workers.idle if w not in stale and w not in dead]
             reusable = workers.idle.pop() if workers.idle else None
@@ -504,12 +504,12 @@ class WorkerPool:
             worker.kill()
         if reusable is not None:
             return reusable
-        return _Worker.cold(snapshot, self._environment(snapshot), self.sink)
+        return _Worker.cold(revision, self._environment(revision), self.sink)
 
     def _run(
         self,
         worker: _Worker,
-        snapshot: FunctionSnapshot,
+        revision: FunctionRevision,
         payload: bytes,
         response_headers: dict[str, str],
         workers: _FunctionWorkers,
@@ -523,10 +523,10 @@ class WorkerPool:
         memory = worker.peak_memory_mb()
         error_type: str | None
         if answer is None:
-            timed_out = worker.alive() and duration_ms >= snapshot.timeout_s * 1000
+            timed_out = worker.alive() and duration_ms >= revision.timeout_s * 1000
             status = worker.kill()
             error = (
-                _timed_out(request_id, snapshot.timeout_s)
+                _timed_out(request_id, revision.timeout_s)
                 if timed_out
                 else _exited(request_id, status)
             )
@@ -540,7 +540,7 @@ class WorkerPool:
                 error = json.loads(body) | {"requestId": request_id}
                 error_type = str(error.get("errorType"))
                 body = json.dumps(error).encode()
-                self._log_error(snapshot, request_id, error)
+                self._log_error(revision, request_id, error)
             reuse = worker.alive() and not answer.get("init_failed")
             with self._lock:
                 reuse = reuse and not self._closed
@@ -548,9 +548,9 @@ class WorkerPool:
                     workers.idle.append(worker)
             if not reuse:
                 worker.kill()
-        response_headers["x-amz-executed-version"] = snapshot.version
+        response_headers["x-amz-executed-version"] = revision.version
         report = InvocationReport(
-            function_name=snapshot.name,
+            function_name=revision.name,
             request_id=request_id,
             started=started,
             ended=datetime.now(UTC),
@@ -560,17 +560,17 @@ class WorkerPool:
             max_memory_used_mb=memory,
             worker_pid=worker.pid,
         )
-        self.sink.record(report.to_record(snapshot))
+        self.sink.record(report.to_record(revision))
         return body
 
     def _log_error(
-        self, snapshot: FunctionSnapshot, request_id: str, error: Mapping[str, Any]
+        self, revision: FunctionRevision, request_id: str, error: Mapping[str, Any]
     ) -> None:
         self.sink.record(
             {
                 "timestamp": _now_text(),
                 "level": "ERROR",
-                "function_name": snapshot.name,
+                "function_name": revision.name,
                 "function_request_id": request_id,
                 "message": f"{error.get('errorType')}: {error.get('errorMessage')}",
                 "errorType": error.get("errorType"),
@@ -578,11 +578,11 @@ class WorkerPool:
             }
         )
 
-    def _environment(self, snapshot: FunctionSnapshot) -> dict[str, str]:
-        task_root = self._unpacked.folder("code", snapshot.code_sha256, snapshot.code)
+    def _environment(self, revision: FunctionRevision) -> dict[str, str]:
+        task_root = self._unpacked.folder("code", revision.code_sha256, revision.code)
         layer_paths = [
             str(self._unpacked.folder("layers", sha, content) / "python")
-            for sha, content in snapshot.layers
+            for sha, content in revision.layers
         ]
         inherited = {name: os.environ[name] for name in _INHERITED if name in os.environ}
         region = self.runtime_environment.get("AWS_REGION", "eu-west-2")
@@ -592,19 +592,19 @@ class WorkerPool:
             "AWS_DEFAULT_REGION": region,
             # Credentials of the function's own, as its role gives it on AWS: the service
             # tells its calls apart by them (see totes_local.runtime.call_trail).
-            "AWS_ACCESS_KEY_ID": snapshot.name,
-            "AWS_LAMBDA_FUNCTION_NAME": snapshot.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": snapshot.version,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(snapshot.memory_mb),
-            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(snapshot.timeout_s)),
-            "AWS_LAMBDA_LOG_GROUP_NAME": snapshot.log_group,
+            "AWS_ACCESS_KEY_ID": revision.name,
+            "AWS_LAMBDA_FUNCTION_NAME": revision.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": revision.version,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(revision.memory_mb),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(revision.timeout_s)),
+            "AWS_LAMBDA_LOG_GROUP_NAME": revision.log_group,
             "AWS_EXECUTION_ENV": "AWS_Lambda_python_local",
             "LAMBDA_TASK_ROOT": str(task_root),
             "LAMBDA_RUNTIME_DIR": str(_BOOTSTRAP.parent),
             "TZ": ":UTC",
-            "_HANDLER": snapshot.handler,
+            "_HANDLER": revision.handler,
             "TOTES_LOCAL_LAYER_PATHS": os.pathsep.join(layer_paths),
-            **snapshot.environment,
+            **revision.environment,
         }
 
     def worker_pids(self) -> list[int]:

@@ -99,7 +99,7 @@ from typing import Any
 
 from totes.errors import TotesError
 from totes_local.runtime.emf import MetricDatum
-from totes_local.runtime.lambda_workers import FunctionSnapshot, WorkerPoolClosedError
+from totes_local.runtime.lambda_workers import FunctionRevision, WorkerPoolClosedError
 
 #: The moto releases these patches were written for and verified with (pyproject pins it).
 SUPPORTED_MOTO = ((5, 2), (5, 3))
@@ -117,7 +117,7 @@ _MAX_RESPONSE_BYTES = 6_291_556
 _PARSED_DEFINITIONS_KEPT = 16
 
 #: ``(function, raw payload, response headers) -> payload``: how an invoke is answered.
-InvokeDispatcher = Callable[[FunctionSnapshot, bytes, dict[str, str]], bytes]
+InvokeDispatcher = Callable[[FunctionRevision, bytes, dict[str, str]], bytes]
 
 
 class UnsupportedMotoError(TotesError):
@@ -282,12 +282,12 @@ def _patch_lambda_invoke(dispatch: InvokeDispatcher) -> None:
     ) -> bytes:
         function = backend.get_function(function_name, qualifier)
         payload = body.encode() if isinstance(body, str) else (body or b"")
-        return dispatch(_snapshot(backend, function), payload, response_headers)
+        return dispatch(_revision(backend, function), payload, response_headers)
 
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign, assignment]
 
 
-def _snapshot(backend: Any, function: Any) -> FunctionSnapshot:
+def _revision(backend: Any, function: Any) -> FunctionRevision:
     """The configuration and code of moto's function model, with its layers' zips."""
     layers: list[tuple[str, bytes]] = []
     for layer in function.layers:
@@ -295,7 +295,7 @@ def _snapshot(backend: Any, function: Any) -> FunctionSnapshot:
         if version is not None:
             layers.append((str(version.code_sha_256), bytes(version.code_bytes)))
     logging_config = getattr(function, "logging_config", None) or {}
-    return FunctionSnapshot(
+    return FunctionRevision(
         name=str(function.function_name),
         arn=str(function.function_arn),
         handler=str(function.handler),
