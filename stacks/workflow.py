@@ -128,24 +128,24 @@ class PipelineWorkflow(Construct):
             ),
             parameters={
                 "run_id": RUN_ID,
-                "passes_done": 0,
+                "passes": 0,
                 "pass_started": sfn.JsonPath.string_at("$$.State.EnteredTime"),
                 "longest_pass_seconds": 0,  # nosec B105 (a duration, not a password)
                 # Each Map starts its largest tables first (see largest_first).
-                "tables": {
+                "visiting": {
                     "source": largest_first(SOURCE_TABLES),
                     "warehouse": largest_first(GOLD_TABLES),
                     "dimensions": largest_first(GOLD_DIMENSIONS),
                     "facts": largest_first(FACT_TABLES),
                 },
-                "totals": {},
+                "tables": {},
                 "findings": [],
             },
         )
         ingest_tables = self._map(
             "IngestTables",
             comment="Extracts the next batch of each source table into the raw zone",
-            items_path="$.tables.source",
+            items_path="$.visiting.source",
             item_key="table",
             result_path="$.ingested",
             # Every concurrent item holds a connection to the operational database.
@@ -161,7 +161,7 @@ class PipelineWorkflow(Construct):
             "TransformTables",
             comment="Builds the mirror and star zones from the oldest raw batches, one "
             "warehouse table per item",
-            items_path="$.tables.warehouse",
+            items_path="$.visiting.warehouse",
             item_key="target",
             result_path="$.transformed",
             task=self._invoke(
@@ -176,7 +176,7 @@ class PipelineWorkflow(Construct):
             "LoadDimensions",
             comment="Upserts the pending files of every dimension into the warehouse "
             "(dim_date grows with the facts that reference its dates)",
-            items_path="$.tables.dimensions",
+            items_path="$.visiting.dimensions",
             item_key="target",
             result_path="$.dimensions_loaded",
             task=self._invoke("LoadDimension", functions.live(functions.load), item_key="target"),
@@ -184,7 +184,7 @@ class PipelineWorkflow(Construct):
         load_facts = self._map(
             "LoadFacts",
             comment="Appends the new fact versions to the warehouse",
-            items_path="$.tables.facts",
+            items_path="$.visiting.facts",
             item_key="target",
             result_path="$.facts_loaded",
             task=self._invoke("LoadFact", functions.live(functions.load), item_key="target"),
@@ -198,12 +198,12 @@ class PipelineWorkflow(Construct):
             payload=sfn.TaskInput.from_object(
                 {
                     "run_id": sfn.JsonPath.string_at("$.run_id"),
-                    "passes_done": sfn.JsonPath.number_at("$.passes_done"),
+                    "passes": sfn.JsonPath.number_at("$.passes"),
                     "execution_started": sfn.JsonPath.string_at("$$.Execution.StartTime"),
                     "pass_started": sfn.JsonPath.string_at("$.pass_started"),
                     "longest_pass_seconds": sfn.JsonPath.number_at("$.longest_pass_seconds"),
+                    "visiting": sfn.JsonPath.object_at("$.visiting"),
                     "tables": sfn.JsonPath.object_at("$.tables"),
-                    "totals": sfn.JsonPath.object_at("$.totals"),
                     "findings": sfn.JsonPath.list_at("$.findings"),
                     "ingested": sfn.JsonPath.list_at("$.ingested"),
                     "transformed": sfn.JsonPath.list_at("$.transformed"),
@@ -227,11 +227,11 @@ class PipelineWorkflow(Construct):
             comment="Loops back for the tables with work left, keeping the totals",
             parameters={
                 "run_id": sfn.JsonPath.string_at("$.run_id"),
-                "passes_done": sfn.JsonPath.number_at("$.passes_done"),
+                "passes": sfn.JsonPath.number_at("$.passes"),
                 "pass_started": sfn.JsonPath.string_at("$$.State.EnteredTime"),
                 "longest_pass_seconds": sfn.JsonPath.number_at("$.longest_pass_seconds"),
+                "visiting": sfn.JsonPath.object_at("$.visiting"),
                 "tables": sfn.JsonPath.object_at("$.tables"),
-                "totals": sfn.JsonPath.object_at("$.totals"),
                 "findings": sfn.JsonPath.list_at("$.findings"),
             },
         )
@@ -242,10 +242,10 @@ class PipelineWorkflow(Construct):
             "whether it caught up, what remains, and what needs attention",
             parameters={
                 "run_id": sfn.JsonPath.string_at("$.run_id"),
-                "passes": sfn.JsonPath.number_at("$.passes_done"),
+                "passes": sfn.JsonPath.number_at("$.passes"),
                 "caught_up": sfn.JsonPath.string_at("$.caught_up"),
                 "verdict": sfn.JsonPath.string_at("$.verdict"),
-                "tables": sfn.JsonPath.object_at("$.totals"),
+                "tables": sfn.JsonPath.object_at("$.tables"),
                 "remaining": sfn.JsonPath.object_at("$.remaining"),
                 "backlog_rows": sfn.JsonPath.number_at("$.backlog_rows"),
                 "files_remaining": sfn.JsonPath.number_at("$.files_remaining"),

@@ -19,9 +19,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if not progress.next_pass:
         # One value per execution, with the service dimension alone: what the alarm watches.
         publish_for_alarm(MetricName.BACKLOG_ROWS, progress.backlog_rows)
-        publish_for_alarm(MetricName.CATCH_UP_PASSES, progress.passes_done)
+        publish_for_alarm(MetricName.CATCH_UP_PASSES, progress.passes)
     logger.info(
-        f"pass {progress.passes_done}: {progress.verdict}",
+        f"pass {progress.passes}: {progress.verdict}",
         extra={
             "verdict": progress.verdict,
             "elapsed_seconds": progress.elapsed_seconds,
@@ -32,7 +32,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "rows_rejected": progress.rows_rejected,
             "findings": len(progress.findings),
             "remaining": {name: table.model_dump() for name, table in progress.remaining.items()},
-            "next_tables": progress.tables.model_dump(),
+            "next_tables": progress.visiting.model_dump(),
         },
     )
     return progress.model_dump(mode="json")

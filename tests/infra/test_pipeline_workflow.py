@@ -132,8 +132,8 @@ def test_the_run_loops_back_for_another_pass_while_work_remains_and_time_allows(
     # And the next pass keeps the run id and totals, and takes CheckProgress's table lists
     carried = stages["StartNextPass"]["Parameters"]
     assert carried["run_id.$"] == "$.run_id"
-    assert carried["totals.$"] == "$.totals"
     assert carried["tables.$"] == "$.tables"
+    assert carried["visiting.$"] == "$.visiting"
     assert carried["pass_started.$"] == "$$.State.EnteredTime"
     assert carried["findings.$"] == "$.findings"
     # And otherwise the run maintains the lake, then ends with its summary
@@ -164,7 +164,7 @@ def test_check_progress_is_told_the_pass_and_the_execution_start(stages):
     payload = check["Parameters"]
     assert payload["execution_started.$"] == "$$.Execution.StartTime"
     assert payload["pass_started.$"] == "$.pass_started"
-    for stage in ("ingested", "transformed", "dimensions_loaded", "facts_loaded", "totals"):
+    for stage in ("ingested", "transformed", "dimensions_loaded", "facts_loaded", "tables"):
         assert payload[f"{stage}.$"] == f"$.{stage}"
     # And its answer replaces the state: stage results never pile up across passes
     assert check["ResultPath"] == "$"
@@ -191,13 +191,13 @@ def test_plan_names_the_run_after_its_start_and_execution_and_lists_the_shared_t
     assert plan["Parameters"]["run_id.$"] == (
         "States.Format('{}-{}', $$.Execution.StartTime, $$.Execution.Name)"
     )
-    assert plan["Parameters"]["tables"] == {
+    assert plan["Parameters"]["visiting"] == {
         "source": largest_first(SOURCE_TABLES),
         "warehouse": largest_first(GOLD_TABLES),
         "dimensions": largest_first(GOLD_DIMENSIONS),
         "facts": largest_first(FACT_TABLES),
     }
-    assert plan["Parameters"]["tables"]["dimensions"][0] == "dim_transaction"
+    assert plan["Parameters"]["visiting"]["dimensions"][0] == "dim_transaction"
 
 
 @dataclass(frozen=True)
@@ -211,10 +211,10 @@ class StageCase:
 
 
 STAGE_CASES = [
-    StageCase("IngestTables", "$.tables.source", "table", "IngestTable", "ingest", "$.ingested"),
+    StageCase("IngestTables", "$.visiting.source", "table", "IngestTable", "ingest", "$.ingested"),
     StageCase(
         "TransformTables",
-        "$.tables.warehouse",
+        "$.visiting.warehouse",
         "target",
         "TransformTable",
         "transform",
@@ -222,13 +222,13 @@ STAGE_CASES = [
     ),
     StageCase(
         "LoadDimensions",
-        "$.tables.dimensions",
+        "$.visiting.dimensions",
         "target",
         "LoadDimension",
         "load",
         "$.dimensions_loaded",
     ),
-    StageCase("LoadFacts", "$.tables.facts", "target", "LoadFact", "load", "$.facts_loaded"),
+    StageCase("LoadFacts", "$.visiting.facts", "target", "LoadFact", "load", "$.facts_loaded"),
 ]
 
 
@@ -452,10 +452,10 @@ def test_the_execution_output_is_a_small_summary_of_counts(definition, stages):
     summary = stages["Summarise"]["Parameters"]
     assert summary == {
         "run_id.$": "$.run_id",
-        "passes.$": "$.passes_done",
+        "passes.$": "$.passes",
         "caught_up.$": "$.caught_up",
         "verdict.$": "$.verdict",
-        "tables.$": "$.totals",
+        "tables.$": "$.tables",
         "remaining.$": "$.remaining",
         "backlog_rows.$": "$.backlog_rows",
         "files_remaining.$": "$.files_remaining",

@@ -34,10 +34,10 @@ BUDGET = ProgressSettings(budget=timedelta(seconds=180))
 def _request(**fields: object) -> ProgressRequest:
     defaults: dict[str, object] = {
         "run_id": "run-1",
-        "passes_done": 0,
+        "passes": 0,
         "execution_started": START,
         "pass_started": START,
-        "tables": PassTables(),
+        "visiting": PassTables(),
     }
     return ProgressRequest.model_validate({**defaults, **fields})
 
@@ -60,9 +60,9 @@ def test_a_pass_that_left_nothing_anywhere_is_caught_up() -> None:
         False,
     )
     assert progress.remaining == {}
-    assert progress.tables.empty
-    assert progress.passes_done == 1
-    assert progress.totals["sales_order"].ingested == 10
+    assert progress.visiting.empty
+    assert progress.passes == 1
+    assert progress.tables["sales_order"].ingested == 10
 
 
 def test_the_next_pass_visits_only_the_tables_with_work_left() -> None:
@@ -82,7 +82,7 @@ def test_the_next_pass_visits_only_the_tables_with_work_left() -> None:
     # Then another pass runs: sales_order is ingested again, its targets are transformed
     # and loaded, and fact_payment's remaining files are loaded
     assert progress.verdict is Verdict.KEEP_GOING
-    assert progress.tables == PassTables(
+    assert progress.visiting == PassTables(
         source=["sales_order"],
         warehouse=["fact_sales_order"],
         dimensions=[],
@@ -139,14 +139,14 @@ def test_waiting_fact_files_get_one_more_look_once_this_pass_loaded_dimension_ro
 
     # Then the next pass loads that fact again (its dimension row may be in now)
     assert progress.verdict is Verdict.KEEP_GOING
-    assert progress.tables == PassTables(
+    assert progress.visiting == PassTables(
         source=[], warehouse=[], dimensions=[], facts=["fact_sales_order"]
     )
 
     # When that pass loaded no dimension row and the file still waits
     again = _request(
-        passes_done=1,
-        tables=progress.tables,
+        passes=1,
+        visiting=progress.visiting,
         facts_loaded=[LoadOutcome(target="fact_sales_order", files_waiting=1)],
     )
 
@@ -157,7 +157,7 @@ def test_waiting_fact_files_get_one_more_look_once_this_pass_loaded_dimension_ro
 def test_the_longest_pass_so_far_decides_whether_another_fits() -> None:
     # Given a quick pass (5 s) after a slow one (100 s), 110 s into a 180 s budget
     request = _request(
-        passes_done=1,
+        passes=1,
         execution_started=START,
         pass_started=START + timedelta(seconds=105),
         longest_pass_seconds=100,
@@ -190,21 +190,21 @@ def test_totals_are_the_sums_over_every_pass(passes: list[tuple[int, int, int]])
     totals: dict[str, object] = {}
     for number, (ingested, transformed, loaded) in enumerate(passes):
         request = _request(
-            passes_done=number,
-            totals=totals,
+            passes=number,
+            tables=totals,
             ingested=[IngestOutcome(table="sales_order", rows=ingested)],
             transformed=[TransformOutcome(target="fact_sales_order", rows=transformed)],
             facts_loaded=[LoadOutcome(target="fact_sales_order", rows_loaded=loaded)],
         )
         # When each is checked with the totals the one before returned
         progress = check_progress(request, BUDGET, now=START + timedelta(seconds=1))
-        totals = {name: table.model_dump() for name, table in progress.totals.items()}
+        totals = {name: table.model_dump() for name, table in progress.tables.items()}
 
     # Then the totals are the sums, and the passes are counted
-    assert progress.totals["sales_order"].ingested == sum(p[0] for p in passes)
-    assert progress.totals["fact_sales_order"].transformed == sum(p[1] for p in passes)
-    assert progress.totals["fact_sales_order"].loaded == sum(p[2] for p in passes)
-    assert progress.passes_done == len(passes)
+    assert progress.tables["sales_order"].ingested == sum(p[0] for p in passes)
+    assert progress.tables["fact_sales_order"].transformed == sum(p[1] for p in passes)
+    assert progress.tables["fact_sales_order"].loaded == sum(p[2] for p in passes)
+    assert progress.passes == len(passes)
 
 
 def test_the_next_pass_lists_every_table_with_work_its_largest_tables_first() -> None:
@@ -214,7 +214,7 @@ def test_the_next_pass_lists_every_table_with_work_its_largest_tables_first() ->
     )
 
     # When progress is checked
-    tables = check_progress(request, BUDGET, now=START).tables
+    tables = check_progress(request, BUDGET, now=START).visiting
 
     # Then each stage gets all its tables, those that usually hold the most rows first,
     # as the first pass does
@@ -297,8 +297,8 @@ def test_what_the_passes_found_is_carried_to_the_output_events_added_and_standin
     # When the next pass rejects one more row, applies the waiting file and sees the column
     second = check_progress(
         _request(
-            passes_done=1,
-            totals=first.totals,
+            passes=1,
+            tables=first.tables,
             findings=first.findings,
             ingested=[{"table": "design", "findings": [column]}],
             transformed=[

@@ -19,11 +19,11 @@ def _event(*, started_ago: float, **fields: Any) -> dict[str, Any]:
     started = (datetime.now(UTC) - timedelta(seconds=started_ago)).isoformat()
     return {
         "run_id": "2024-11-14T09:00:00Z-exec-1",
-        "passes_done": 0,
+        "passes": 0,
         "execution_started": started,
         "pass_started": started,
+        "visiting": {},
         "tables": {},
-        "totals": {},
         **fields,
     }
 
@@ -76,8 +76,8 @@ def test_a_pass_followed_by_another_publishes_no_backlog_yet(
 
     # Then another pass follows, for staff and what is built from it
     assert state["next_pass"] is True
-    assert state["tables"]["source"] == ["staff"]
-    assert state["tables"]["warehouse"] == ["dim_staff"]
+    assert state["visiting"]["source"] == ["staff"]
+    assert state["visiting"]["warehouse"] == ["dim_staff"]
     # And the backlog is published once per execution, when it ends: not now
     records = stdout_records()
     assert [record for record in records if "_aws" in record] == []
@@ -88,10 +88,10 @@ def test_a_pass_followed_by_another_publishes_no_backlog_yet(
 
 
 def test_an_event_without_the_pass_count_is_refused_by_name() -> None:
-    # Given an event that lost its passes_done (a definition edited by hand)
+    # Given an event that lost its passes (a definition edited by hand)
     event = _event(started_ago=1)
-    del event["passes_done"]
+    del event["passes"]
 
     # When the function is invoked, Then it names the missing field
-    with pytest.raises(InvalidEventError, match="progress event: passes_done is not set"):
+    with pytest.raises(InvalidEventError, match="progress event: passes is not set"):
         handler(event, FakeContext("totes-progress"))

@@ -151,27 +151,30 @@ class ProgressRequest(BaseModel):
 
     Examples
     --------
-    >>> request = ProgressRequest.from_event({"run_id": "r", "passes_done": 0,
+    >>> request = ProgressRequest.from_event({"run_id": "r", "passes": 0,
     ...     "execution_started": "2024-11-14T09:00:00Z", "pass_started": "2024-11-14T09:00:00Z",
-    ...     "tables": {}, "ingested": [{"table": "staff", "rows": 3}]})
+    ...     "visiting": {}, "ingested": [{"table": "staff", "rows": 3}]})
     >>> request.ingested[0].has_more
     False
     >>> ProgressRequest.from_event({"run_id": "r"})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    totes.errors.InvalidEventError: progress event: passes_done is not set; ...
+    totes.errors.InvalidEventError: progress event: passes is not set; ...
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     run_id: NonEmptyText
-    passes_done: NonNegativeInt
+    #: Passes done before this one.
+    passes: NonNegativeInt
     execution_started: AwareDatetime
     pass_started: AwareDatetime
     #: The longest pass of this execution before this one: what the next may take.
     longest_pass_seconds: NonNegativeFloat = 0.0
-    tables: PassTables
-    totals: dict[str, TableTotals] = Field(default_factory=dict)
+    #: The tables this pass visited.
+    visiting: PassTables
+    #: Each table's counts over the passes so far.
+    tables: dict[str, TableTotals] = Field(default_factory=dict)
     #: What the passes so far found (rejected rows, unknown codes, schema drift, ...).
     findings: list[Finding] = Field(default_factory=list)
     ingested: list[IngestOutcome] = Field(default_factory=list)
@@ -231,12 +234,14 @@ class Progress(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     run_id: str
-    passes_done: NonNegativeInt
+    passes: NonNegativeInt
     verdict: Verdict
     next_pass: bool
     caught_up: bool
-    tables: PassTables
-    totals: dict[str, TableTotals]
+    #: The tables each stage of the next pass visits.
+    visiting: PassTables
+    #: Each table's counts over the execution's passes (the execution's output says the same).
+    tables: dict[str, TableTotals]
     #: What each table has left, only the tables with something left.
     remaining: dict[str, TableTotals]
     #: Source rows not ingested plus raw rows not transformed: the backlog metric.
@@ -273,16 +278,16 @@ def check_progress(
     --------
     >>> from datetime import UTC
     >>> start = datetime(2024, 11, 14, 9, 0, tzinfo=UTC)
-    >>> request = ProgressRequest(run_id="r", passes_done=0, execution_started=start,
-    ...     pass_started=start, tables=PassTables(),
+    >>> request = ProgressRequest(run_id="r", passes=0, execution_started=start,
+    ...     pass_started=start, visiting=PassTables(),
     ...     ingested=[IngestOutcome(table="staff", rows=5, has_more=True, remaining=7)])
     >>> progress = check_progress(request, ProgressSettings(), now=start + timedelta(seconds=20))
-    >>> progress.verdict, progress.tables.source, progress.tables.warehouse
+    >>> progress.verdict, progress.visiting.source, progress.visiting.warehouse
     (<Verdict.KEEP_GOING: 'keep_going'>, ['staff'], ['dim_staff'])
     >>> check_progress(request, ProgressSettings(), now=start + timedelta(seconds=100)).verdict
     <Verdict.OUT_OF_TIME: 'out_of_time'>
     """
-    totals = {name: counts.model_copy() for name, counts in request.totals.items()}
+    totals = {name: counts.model_copy() for name, counts in request.tables.items()}
 
     def counts(table: str) -> TableTotals:
         return totals.setdefault(table, TableTotals())
@@ -326,12 +331,12 @@ def check_progress(
     }
     return Progress(
         run_id=request.run_id,
-        passes_done=request.passes_done + 1,
+        passes=request.passes + 1,
         verdict=verdict,
         next_pass=verdict is Verdict.KEEP_GOING,
         caught_up=verdict is Verdict.CAUGHT_UP,
-        tables=next_tables,
-        totals=ordered,
+        visiting=next_tables,
+        tables=ordered,
         remaining=remaining,
         backlog_rows=sum(table.remaining for table in ordered.values()),
         files_remaining=sum(table.files_remaining for table in ordered.values()),

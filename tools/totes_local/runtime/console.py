@@ -92,7 +92,7 @@ class ProgressPrinter:
         source = tables.get("source", []) if isinstance(tables, dict) else []
         listed = ", ".join(map(str, source)) if isinstance(source, list) and source else "none"
         self.console.print(
-            f"\n  [bold]Pass {int(str(state.get('passes_done', 0))) + 1}[/bold] "
+            f"\n  [bold]Pass {int(str(state.get('passes', 0))) + 1}[/bold] "
             f"(source tables with rows left: {listed})"
         )
 
