@@ -10,6 +10,12 @@ A file's rows are copied into a temporary table, ``load_stage``, that has the
 warehouse table's columns (and types) plus ``file_row``, the row's position in the
 file; a fact file's version keys go first into ``load_keys``. Everything after that
 is set-based SQL over these tables.
+
+The examples run on ``conn``, a connection to a warehouse whose dimensions hold a few
+rows (three currencies, four payment types, a counterparty, a transaction, a member of
+staff and the day 2024-11-14) and whose facts hold none, inside a transaction that is
+rolled back afterwards; ``payments`` are three gold rows of ``fact_payment`` that
+reference them: payment 1 at 09:00 and again, paid, at 09:30, and payment 2 at 10:00.
 """
 
 from __future__ import annotations
@@ -77,9 +83,9 @@ def prepare_session(conn: psycopg.Connection[Any]) -> None:
 
     Examples
     --------
-    >>> prepare_session(conn)  # doctest: +SKIP
-    >>> conn.execute("SHOW jit").fetchone()  # doctest: +SKIP
-    ('off',)
+    >>> prepare_session(conn)
+    >>> conn.execute("SHOW jit").fetchone(), conn.execute("SHOW work_mem").fetchone()
+    (('off',), ('64MB',))
     """
     conn.execute("SET jit = off")
     conn.execute(sql.SQL("SET work_mem = {}").format(sql.Literal(LOAD_WORK_MEM)))
@@ -93,8 +99,10 @@ def missing_tables(conn: psycopg.Connection[Any], tables: Iterable[str]) -> list
 
     Examples
     --------
-    >>> missing_tables(conn, ["dim_staff", "load_ledger"])  # doctest: +SKIP
+    >>> missing_tables(conn, ["dim_staff", "load_ledger"])
     []
+    >>> missing_tables(conn, ["dim_weather", "dim_staff", "dim_moon"])
+    ['dim_weather', 'dim_moon']
     """
     wanted = list(tables)
     rows = conn.execute(
@@ -110,7 +118,10 @@ def loaded_keys(conn: psycopg.Connection[Any], keys: Iterable[str]) -> set[str]:
 
     Examples
     --------
-    >>> loaded_keys(conn, ["dim_staff/run=exec-1/part-0.parquet"])  # doctest: +SKIP
+    >>> claim_file(conn, "dim_staff/run=exec-1/part-0.parquet", "dim_staff", "exec-1", 1)
+    True
+    >>> loaded_keys(conn, ["dim_staff/run=exec-1/part-0.parquet",
+    ...                    "dim_staff/run=exec-2/part-0.parquet"])
     {'dim_staff/run=exec-1/part-0.parquet'}
     """
     statement = sql.SQL("SELECT file_key FROM {} WHERE file_key = ANY(%s)").format(
@@ -124,8 +135,12 @@ def listing_start(conn: psycopg.Connection[Any], table: str) -> str | None:
 
     Examples
     --------
-    >>> listing_start(conn, "dim_staff")  # doctest: +SKIP
-    'dim_staff/seq=0000000042/run=2026-12-06T10:00:00.000Z-exec/0000000042-9f2c.parquet'
+    >>> listing_start(conn, "dim_staff") is None
+    True
+    >>> key = "dim_staff/seq=0000000042/run=2026-12-06T10:00:00.000Z-exec/0000000042-9f2c.parquet"
+    >>> move_listing_start(conn, "dim_staff", key, 42)
+    >>> listing_start(conn, "dim_staff") == key
+    True
     """
     row = conn.execute(
         sql.SQL("SELECT file_key FROM {} WHERE warehouse_table = %s").format(
@@ -142,7 +157,10 @@ def move_listing_start(conn: psycopg.Connection[Any], table: str, key: str, sequ
 
     Examples
     --------
-    >>> move_listing_start(conn, "dim_staff", key, 42)  # doctest: +SKIP
+    >>> move_listing_start(conn, "dim_staff", "dim_staff/seq=0000000042/run=b/1.parquet", 42)
+    >>> move_listing_start(conn, "dim_staff", "dim_staff/seq=0000000041/run=a/1.parquet", 41)
+    >>> listing_start(conn, "dim_staff")
+    'dim_staff/seq=0000000042/run=b/1.parquet'
     """
     conn.execute(
         sql.SQL(
@@ -163,8 +181,14 @@ def lock_target(conn: psycopg.Connection[Any], target: str) -> None:
 
     Examples
     --------
-    >>> with conn.transaction():  # doctest: +SKIP
+    >>> held = ("SELECT count(*) FROM pg_locks "
+    ...         "WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+    >>> conn.execute(held).fetchone()
+    (0,)
+    >>> with conn.transaction():
     ...     lock_target(conn, "fact_sales_order")
+    ...     conn.execute(held).fetchone()
+    (1,)
     """
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"totes.load:{target}",))
 
@@ -194,8 +218,13 @@ def newest_loaded_at(conn: psycopg.Connection[Any], target: str) -> datetime | N
 
     Examples
     --------
-    >>> newest_loaded_at(conn, "dim_staff")  # doctest: +SKIP
-    datetime.datetime(2024, 11, 14, 9, 0, 1, 250000, tzinfo=datetime.timezone.utc)
+    >>> newest_loaded_at(conn, "dim_staff") is None
+    True
+    >>> claim_file(conn, "dim_staff/run=exec-1/part-0.parquet", "dim_staff", "exec-1", 1)
+    True
+    >>> when = newest_loaded_at(conn, "dim_staff")
+    >>> when.tzinfo is not None, files_loaded_after(conn, "dim_staff", None)[-1][1] == when
+    (True, True)
     """
     statement = sql.SQL("SELECT max(loaded_at) FROM {} WHERE warehouse_table = %s").format(
         sql.Identifier(LOAD_LEDGER_TABLE)
@@ -211,8 +240,13 @@ def files_loaded_after(
 
     Examples
     --------
-    >>> files_loaded_after(conn, "dim_staff", None)  # doctest: +SKIP
-    [('dim_staff/run=exec-1/0000000001-ab.parquet', datetime.datetime(2024, 11, 14, ...))]
+    >>> for run in ("exec-1", "exec-2"):
+    ...     _ = claim_file(conn, f"dim_staff/run={run}/0000000001-ab.parquet", "dim_staff", run, 1)
+    >>> [key for key, _ in files_loaded_after(conn, "dim_staff", None)]
+    ['dim_staff/run=exec-1/0000000001-ab.parquet', 'dim_staff/run=exec-2/0000000001-ab.parquet']
+    >>> first_loaded_at = files_loaded_after(conn, "dim_staff", None)[0][1]
+    >>> [key for key, _ in files_loaded_after(conn, "dim_staff", first_loaded_at)]
+    ['dim_staff/run=exec-2/0000000001-ab.parquet']
     """
     statement = sql.SQL(
         "SELECT file_key, loaded_at FROM {} WHERE warehouse_table = %s "
@@ -229,8 +263,9 @@ def claim_file(
     Examples
     --------
     >>> claim_file(conn, "dim_staff/run=exec-1/part-0.parquet", "dim_staff", "exec-1", 20)
-    ... # doctest: +SKIP
     True
+    >>> claim_file(conn, "dim_staff/run=exec-1/part-0.parquet", "dim_staff", "exec-2", 20)
+    False
     """
     row = conn.execute(claim_file_statement(), (file_key, target, run_id, rows_in_file)).fetchone()
     return row is not None
@@ -241,7 +276,11 @@ def record_applied(conn: psycopg.Connection[Any], file_key: str, rows_applied: i
 
     Examples
     --------
-    >>> record_applied(conn, "dim_staff/run=exec-1/part-0.parquet", 1)  # doctest: +SKIP
+    >>> claim_file(conn, "dim_staff/run=exec-1/part-0.parquet", "dim_staff", "exec-1", 20)
+    True
+    >>> record_applied(conn, "dim_staff/run=exec-1/part-0.parquet", 1)
+    >>> conn.execute("SELECT rows_in_file, rows_applied FROM load_ledger").fetchall()
+    [(20, 1)]
     """
     conn.execute(
         sql.SQL("UPDATE {} SET rows_applied = %s WHERE file_key = %s").format(
@@ -321,8 +360,14 @@ def stage_rows(
 
     Examples
     --------
-    >>> stage_rows(conn, "dim_staff", csv_chunks(table))  # doctest: +SKIP
-    20
+    >>> from totes.load.star_zone import binary_chunks, csv_chunks
+    >>> stage_rows(conn, "fact_payment", csv_chunks(payments))
+    3
+    >>> keys = payments.select(["payment_id", "last_updated_date", "last_updated_time"])
+    >>> stage_rows(conn, "fact_payment", binary_chunks(keys), keys_only=True)
+    3
+    >>> conn.execute("SELECT payment_id, paid, file_row FROM load_stage").fetchall()
+    [(1, False, 0), (1, True, 1), (2, False, 2)]
     """
     conn.execute(create_stage_statement(target, keys_only=keys_only))
     with conn.cursor() as cursor:
@@ -356,8 +401,9 @@ def reserve_record_keys(conn: psycopg.Connection[Any], target: str, count: int) 
 
     Examples
     --------
-    >>> reserve_record_keys(conn, "fact_sales_order", 3)  # doctest: +SKIP
-    11176
+    >>> first = reserve_record_keys(conn, "fact_payment", 3)
+    >>> reserve_record_keys(conn, "fact_payment", 1) - first
+    3
     """
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
@@ -400,8 +446,12 @@ def copy_rows(
 
     Examples
     --------
-    >>> copy_rows(conn, "dim_staff", rows.column_names, rows_as_csv(rows))  # doctest: +SKIP
-    20
+    >>> from totes.load.star_zone import rows_as_csv
+    >>> designs = pa.table({"design_id": [1, 2], "design_name": ["Wooden", "Bronze"],
+    ...                     "file_location": ["/usr", "/opt"],
+    ...                     "file_name": ["wooden-2022.json", "bronze-2023.json"]})
+    >>> copy_rows(conn, "dim_design", designs.column_names, rows_as_csv(designs))
+    2
     """
     if not fk_triggers:
         conn.execute("SET LOCAL session_replication_role = replica")
@@ -464,7 +514,14 @@ def upsert_dimension(conn: psycopg.Connection[Any], target: str) -> int:
 
     Examples
     --------
-    >>> upsert_dimension(conn, "dim_staff")  # doctest: +SKIP
+    Pound Sterling is unchanged, the Swiss Franc new:
+
+    >>> from totes.load.star_zone import csv_chunks
+    >>> currencies = pa.table({"currency_id": [1, 4], "currency_code": ["GBP", "CHF"],
+    ...                        "currency_name": ["Pound Sterling", "Swiss Franc"]})
+    >>> stage_rows(conn, "dim_currency", csv_chunks(currencies))
+    2
+    >>> upsert_dimension(conn, "dim_currency")
     1
     """
     return conn.execute(upsert_dimension_statement(target)).rowcount
@@ -478,8 +535,8 @@ def has_rows(conn: psycopg.Connection[Any], table: str) -> bool:
 
     Examples
     --------
-    >>> has_rows(conn, "fact_payment")  # doctest: +SKIP
-    False
+    >>> has_rows(conn, "fact_payment"), has_rows(conn, "dim_currency")
+    (False, True)
     """
     statement = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
     row = conn.execute(statement).fetchone()
@@ -491,7 +548,7 @@ def count_rows(conn: psycopg.Connection[Any], table: str) -> int:
 
     Examples
     --------
-    >>> count_rows(conn, "dim_currency")  # doctest: +SKIP
+    >>> count_rows(conn, "dim_currency")
     3
     """
     row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
@@ -505,8 +562,10 @@ def key_summary(
 
     Examples
     --------
-    >>> key_summary(conn, "dim_currency", "currency_id")  # doctest: +SKIP
+    >>> key_summary(conn, "dim_currency", "currency_id")
     (3, 6, 1, 3)
+    >>> key_summary(conn, "dim_design", "design_id")
+    (0, 0, None, None)
     """
     row = conn.execute(
         sql.SQL(
@@ -556,8 +615,16 @@ def count_present_versions(conn: psycopg.Connection[Any], target: str) -> int:
 
     Examples
     --------
-    >>> count_present_versions(conn, "fact_sales_order")  # doctest: +SKIP
-    0
+    The warehouse holds the first of the three versions:
+
+    >>> from totes.load.star_zone import binary_chunks, rows_as_csv
+    >>> copy_rows(conn, "fact_payment", payments.column_names, rows_as_csv(payments[:1]))
+    1
+    >>> keys = payments.select(["payment_id", "last_updated_date", "last_updated_time"])
+    >>> stage_rows(conn, "fact_payment", binary_chunks(keys), keys_only=True)
+    3
+    >>> count_present_versions(conn, "fact_payment")
+    1
     """
     row = conn.execute(count_present_versions_statement(target)).fetchone()
     return int(row[0]) if row else 0
@@ -589,8 +656,16 @@ def new_positions(conn: psycopg.Connection[Any], target: str) -> list[int]:
 
     Examples
     --------
-    >>> new_positions(conn, "fact_sales_order")  # doctest: +SKIP
-    [0, 2, 5]
+    The warehouse holds the first of the three versions:
+
+    >>> from totes.load.star_zone import binary_chunks, rows_as_csv
+    >>> copy_rows(conn, "fact_payment", payments.column_names, rows_as_csv(payments[:1]))
+    1
+    >>> keys = payments.select(["payment_id", "last_updated_date", "last_updated_time"])
+    >>> stage_rows(conn, "fact_payment", binary_chunks(keys), keys_only=True)
+    3
+    >>> new_positions(conn, "fact_payment")
+    [1, 2]
     """
     return [int(row[0]) for row in conn.execute(new_positions_statement(target))]
 
@@ -623,8 +698,12 @@ def extend_dim_date(conn: psycopg.Connection[Any], dates: list[date]) -> int:
 
     Examples
     --------
-    >>> extend_dim_date(conn, [date(2024, 11, 14), date(2024, 11, 15)])  # doctest: +SKIP
+    dim_date holds 2024-11-14 already:
+
+    >>> extend_dim_date(conn, [date(2024, 11, 14), date(2024, 11, 15)])
     1
+    >>> conn.execute("SELECT * FROM dim_date WHERE date_id = '2024-11-15'").fetchone()
+    (datetime.date(2024, 11, 15), 2024, 11, 15, 5, 'Friday', 'November', 4)
     """
     return conn.execute(extend_dim_date_statement(), (dates,)).rowcount
 
@@ -702,8 +781,17 @@ def quarantine_missing_references(conn: psycopg.Connection[Any], target: str) ->
 
     Examples
     --------
-    >>> quarantine_missing_references(conn, "fact_sales_order")  # doctest: +SKIP
-    [RejectedRow(position=3, reason='design_id 9 not in dim_design', cause='design_id not ...')]
+    The second version of payment 1 names a currency the warehouse lacks:
+
+    >>> from totes.load.star_zone import csv_chunks
+    >>> rows = payments.set_column(8, "currency_id", pa.array([1, 9, 1], pa.int32()))
+    >>> stage_rows(conn, "fact_payment", csv_chunks(rows))
+    3
+    >>> quarantine_missing_references(conn, "fact_payment")  # doctest: +NORMALIZE_WHITESPACE
+    [RejectedRow(position=1, reason='currency_id 9 not in dim_currency',
+                 cause='currency_id not in dim_currency')]
+    >>> conn.execute("SELECT file_row FROM load_stage ORDER BY file_row").fetchall()
+    [(0,), (2,)]
     """
     rejected = [
         RejectedRow(int(position), str(reason), str(cause))
@@ -771,9 +859,12 @@ def lock_references(
 
     Examples
     --------
-    >>> lock_references(conn, "fact_sales_order", referenced_values(rows, "fact_sales_order"))
-    ... # doctest: +SKIP
+    >>> from totes.load.star_zone import referenced_values
+    >>> lock_references(conn, "fact_payment", referenced_values(payments, "fact_payment"))
     []
+    >>> rows = payments.set_column(8, "currency_id", pa.array([1, 9, 1], pa.int32()))
+    >>> lock_references(conn, "fact_payment", referenced_values(rows, "fact_payment"))
+    ['dim_currency']
     """
     dimensions = list(fact_references(target))
     row = conn.execute(
@@ -795,7 +886,9 @@ def may_skip_fk_triggers(conn: psycopg.Connection[Any]) -> bool:
 
     Examples
     --------
-    >>> may_skip_fk_triggers(conn)  # doctest: +SKIP
+    The examples' connections log in as a superuser:
+
+    >>> may_skip_fk_triggers(conn)
     True
     """
     try:
@@ -847,8 +940,13 @@ def insert_facts(conn: psycopg.Connection[Any], target: str, *, fk_triggers: boo
 
     Examples
     --------
-    >>> insert_facts(conn, "fact_sales_order")  # doctest: +SKIP
-    1117500
+    >>> from totes.load.star_zone import csv_chunks
+    >>> stage_rows(conn, "fact_payment", csv_chunks(payments))
+    3
+    >>> insert_facts(conn, "fact_payment")
+    3
+    >>> conn.execute("SELECT payment_id, paid FROM fact_payment ORDER BY 1, 2").fetchall()
+    [(1, False), (1, True), (2, False)]
     """
     if fk_triggers:
         return conn.execute(insert_facts_statement(target)).rowcount
@@ -866,7 +964,12 @@ def raise_newest_version(conn: psycopg.Connection[Any], target: str, rows: pa.Ta
 
     Examples
     --------
-    >>> raise_newest_version(conn, "fact_sales_order", rows)  # doctest: +SKIP
+    >>> raise_newest_version(conn, "fact_payment", payments)
+    >>> newest_version(conn, "fact_payment")
+    datetime.datetime(2024, 11, 14, 10, 0)
+    >>> raise_newest_version(conn, "fact_payment", payments[:2])
+    >>> newest_version(conn, "fact_payment")
+    datetime.datetime(2024, 11, 14, 10, 0)
     """
     if not rows.num_rows:
         return
@@ -889,8 +992,11 @@ def newest_version(conn: psycopg.Connection[Any], target: str) -> datetime | Non
 
     Examples
     --------
-    >>> newest_version(conn, "fact_sales_order")  # doctest: +SKIP
-    datetime.datetime(2024, 11, 14, 9, 26, 10, 123000)
+    >>> newest_version(conn, "fact_payment") is None
+    True
+    >>> raise_newest_version(conn, "fact_payment", payments)
+    >>> newest_version(conn, "fact_payment")
+    datetime.datetime(2024, 11, 14, 10, 0)
     """
     if target not in FACT_TABLES:
         raise ValueError(f"{target!r} is not a fact table")
