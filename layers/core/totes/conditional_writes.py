@@ -117,8 +117,11 @@ def read_document(s3: Any, bucket: str, key: str, model: type[Document]) -> Docu
 
     Examples
     --------
-    >>> read_document(s3, "totes-example", "absent.json", VersionedDocument)  # doctest: +SKIP
+    >>> read_document(s3, "processed", "state/absent.json", VersionedDocument)
     VersionedDocument(etag=None)
+    >>> etag = put_if(s3, "processed", "state/present.json", b"{}")
+    >>> read_document(s3, "processed", "state/present.json", VersionedDocument).etag == etag
+    True
     """
     found = get_if_present(s3, bucket, key)
     if found is None:
@@ -134,7 +137,10 @@ def get_if_present(s3: Any, bucket: str, key: str) -> tuple[bytes, str] | None:
 
     Examples
     --------
-    >>> get_if_present(s3, "totes-example", "no-such-key") is None  # doctest: +SKIP
+    >>> get_if_present(s3, "processed", "no-such-key") is None
+    True
+    >>> etag = put_if(s3, "processed", "greeting.txt", b"hello")
+    >>> get_if_present(s3, "processed", "greeting.txt") == (b"hello", etag)
     True
     """
     try:
@@ -151,7 +157,10 @@ def exists(s3: Any, bucket: str, key: str) -> bool:
 
     Examples
     --------
-    >>> exists(s3, "totes-processed", "dim_staff/run=r/1.parquet")  # doctest: +SKIP
+    >>> exists(s3, "processed", "dim_staff/run=r/1.parquet")
+    False
+    >>> _ = s3.put_object(Bucket="processed", Key="dim_staff/run=r/1.parquet", Body=b"")
+    >>> exists(s3, "processed", "dim_staff/run=r/1.parquet")
     True
     """
     try:

@@ -203,10 +203,19 @@ def dsn_from_secrets_manager(secret_name: str) -> str:
 def database_dsn(override_variable: str, secret_variable: str, default_secret: str) -> str:
     """The DSN from ``override_variable`` if set (local runs), else from Secrets Manager.
 
+    The secret is the one ``secret_variable`` names, else ``default_secret``.
+
     Examples
     --------
-    >>> database_dsn("TOTES_SOURCE_DSN", "SOURCE_SECRET_NAME", SOURCE_SECRET_NAME)  # doctest: +SKIP
-    'host=... dbname=totesys ...'
+    Neither ``TOTES_SOURCE_DSN`` nor ``SOURCE_SECRET_NAME`` is set here: the source's
+    credentials are read from the secret of the default name.
+
+    >>> from totes.names import SOURCE_SECRET_NAME
+    >>> _ = secretsmanager.create_secret(Name=SOURCE_SECRET_NAME, SecretString=json.dumps(
+    ...     {"host": "db", "user": "etl", "password": "pw", "database": "totesys",
+    ...      "sslmode": "require"}))
+    >>> database_dsn("TOTES_SOURCE_DSN", "SOURCE_SECRET_NAME", SOURCE_SECRET_NAME)
+    'host=db port=5432 user=etl password=pw dbname=totesys connect_timeout=10 sslmode=require'
     """
     override = os.environ.get(override_variable)
     if override:

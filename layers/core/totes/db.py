@@ -149,9 +149,14 @@ def connect(dsn: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Con
 
     Examples
     --------
-    >>> with connect("postgresql://postgres@127.0.0.1:5432/postgres") as conn:  # doctest: +SKIP
+    A database that exists, then one that does not, on the same server:
+
+    >>> with connect(dsn) as conn:
     ...     conn.execute("SELECT 1").fetchone()
     (1,)
+    >>> connect(with_database(dsn, "no_such_database"))
+    Traceback (most recent call last):
+    totes.errors.DatabaseNotFoundError: database 'no_such_database' does not exist on ...
     """
     kwargs.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S)
     try:
@@ -221,9 +226,11 @@ def kept_connection(
 
     Examples
     --------
-    >>> with kept_connection(dsn, autocommit=True) as conn:  # doctest: +SKIP
+    The second block is given the session the first one kept:
+
+    >>> with kept_connection(dsn, autocommit=True) as conn:
     ...     first = conn.info.backend_pid
-    >>> with kept_connection(dsn, autocommit=True) as conn:  # doctest: +SKIP
+    >>> with kept_connection(dsn, autocommit=True) as conn:
     ...     conn.info.backend_pid == first
     True
     """

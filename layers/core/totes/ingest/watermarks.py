@@ -98,8 +98,20 @@ class DynamoWatermarkStore:
 
     Examples
     --------
-    >>> store = DynamoWatermarkStore(boto3.client("dynamodb"), "totes-watermarks")  # doctest: +SKIP
-    >>> mark = store.read("sales_order")  # doctest: +SKIP
+    A table never extracted has the start value; each advance is a compare-and-set on
+    the version read:
+
+    >>> store = DynamoWatermarkStore(dynamodb, "watermarks")
+    >>> start = store.read("sales_order")
+    >>> start
+    Watermark(last_updated=None, key=None, window_rows=0, window_checksum=0, version=0)
+    >>> moved = start.advanced_to(datetime(2024, 11, 14, 9, 0), 42, 3, 7)
+    >>> store.advance("sales_order", start, moved)
+    >>> store.read("sales_order") == moved
+    True
+    >>> store.advance("sales_order", start, moved)
+    Traceback (most recent call last):
+    totes.errors.WatermarkConflictError: watermark of sales_order changed since this ...
     """
 
     def __init__(self, client: Any, table_name: str) -> None:
