@@ -47,9 +47,18 @@ def create_source_tables(conn: psycopg.Connection[Any], *, replace: bool = False
 
     Examples
     --------
-    >>> with connect(dsn) as conn:  # doctest: +SKIP
+    On an empty database, then on the same database again:
+
+    >>> from totes.db import connect
+    >>> with connect(dsn) as conn:
     ...     create_source_tables(conn)
     ...     add_source_constraints(conn)
+    ...     existing_source_tables(conn)[:3]
+    ['_prisma_migrations', 'address', 'counterparty']
+    >>> with connect(dsn) as conn:
+    ...     create_source_tables(conn)
+    Traceback (most recent call last):
+    totes.errors.SchemaAlreadyExistsError: database already holds a totesys schema (12 tables, ...
     """
     present = existing_source_tables(conn)
     if present and not replace:

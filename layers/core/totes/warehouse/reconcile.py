@@ -11,8 +11,21 @@ transform and load code, so it checks the pipeline rather than repeating it:
 
 Examples
 --------
->>> with connect(source_dsn) as source, connect(warehouse_dsn) as warehouse:  # doctest: +SKIP
-...     assert reconcile(source, warehouse) == []
+``source`` and ``warehouse`` are connections to a totesys database and a warehouse, both
+empty here, so the warehouse is right:
+
+>>> reconcile(source, warehouse)
+[]
+
+The source gains a currency, which the warehouse lacks until it is loaded:
+
+>>> _ = source.execute("INSERT INTO currency VALUES (1, 'GBP', now(), now())")
+>>> for mismatch in reconcile(source, warehouse):
+...     print(mismatch)
+dim_currency: missing or stale: (1, 'GBP', 'Pound Sterling')
+>>> _ = warehouse.execute("INSERT INTO dim_currency VALUES (1, 'GBP', 'Pound Sterling')")
+>>> reconcile(source, warehouse)
+[]
 """
 
 from __future__ import annotations

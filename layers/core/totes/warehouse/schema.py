@@ -26,9 +26,16 @@ def init_warehouse(conn: psycopg.Connection[Any]) -> list[str]:
 
     Examples
     --------
-    >>> with connect(warehouse_dsn) as conn:  # doctest: +SKIP
-    ...     init_warehouse(conn)[:2]
-    ['dim_date', 'dim_staff']
+    On an empty database, then on the same database again:
+
+    >>> from totes.db import connect
+    >>> with connect(dsn) as conn:
+    ...     created = init_warehouse(conn)
+    >>> len(created), created[:2]
+    (14, ['dim_date', 'dim_staff'])
+    >>> with connect(dsn) as conn:
+    ...     init_warehouse(conn)
+    []
     """
     wanted = [*WAREHOUSE_TABLES, LOAD_LEDGER_TABLE, NEWEST_VERSIONS_TABLE, LOAD_LISTING_TABLE]
     with conn.transaction():
