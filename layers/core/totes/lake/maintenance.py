@@ -215,10 +215,22 @@ def maintain_lake(
 
     Examples
     --------
-    >>> result = maintain_lake(MaintenanceRequest(run_id="r"), settings,  # doctest: +SKIP
+    ``conn`` is a connection to a warehouse, ``lake`` a lake with no table yet and
+    ``glue`` its Glue client. Two tables are exported once each, which makes them due
+    when every commit counts:
+
+    >>> from totes.load.lake_export import export_to_lake
+    >>> for table in ("dim_currency", "dim_payment_type"):
+    ...     _ = export_to_lake(conn, lake, table, run_id="run-1")
+    >>> settings = MaintenanceSettings(bucket="processed", database="totes_lake",
+    ...                                every_commits=1)
+    >>> result = maintain_lake(MaintenanceRequest(run_id="run-1"), settings,
     ...                        lake=lake, glue=glue)
-    >>> result.to_payload()["tables_maintained"]  # doctest: +SKIP
-    3
+    >>> result.to_payload()["tables_maintained"]
+    2
+    >>> maintain_lake(MaintenanceRequest(run_id="run-2"), settings,
+    ...               lake=lake, glue=glue).to_payload()["tables_maintained"]
+    0
     """
     from pyiceberg.exceptions import NoSuchTableError  # noqa: PLC0415
 

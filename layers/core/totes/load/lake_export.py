@@ -23,10 +23,20 @@ earlier release's layout) is made afresh and written whole from the warehouse.
 
 Examples
 --------
->>> with conn.transaction():  # doctest: +SKIP
-...     warehouse_sql.lock_target(conn, "fact_sales_order")
-...     export_to_lake(conn, lake, "fact_sales_order", run_id="run-1")
-11175
+``conn`` is a connection to a warehouse whose ``dim_currency`` holds three rows, and
+``lake`` a lake that has no table yet. The first export makes the table and writes
+it whole; the second finds nothing the lake lacks:
+
+>>> with conn.transaction():
+...     warehouse_sql.lock_target(conn, "dim_currency")
+...     export_to_lake(conn, lake, "dim_currency", run_id="run-1")
+3
+>>> with conn.transaction():
+...     warehouse_sql.lock_target(conn, "dim_currency")
+...     export_to_lake(conn, lake, "dim_currency", run_id="run-2")
+0
+>>> lake.table("dim_currency").scan().to_arrow().num_rows
+3
 """
 
 from __future__ import annotations
