@@ -173,8 +173,16 @@ class RawZoneWriter:
 
     Examples
     --------
-    >>> writer = RawZoneWriter(s3, "ingested", "sales_order", "exec-1", now)  # doctest: +SKIP
-    >>> parts = writer.write_csv(stream_csv(conn, plan))  # doctest: +SKIP
+    >>> from datetime import UTC
+    >>> writer = RawZoneWriter(s3, "ingested", "staff", "exec-1",
+    ...                        datetime(2024, 11, 14, 9, 5, tzinfo=UTC))
+    >>> lines = [b'"staff_id"\\n', b'"1"\\n', b'"2"\\n']
+    >>> [(part.key, part.rows) for part in writer.write_csv(lines)]
+    [('staff/2024/11/14/090500000000-exec-1-00000.csv.gz', 2)]
+    >>> writer.write_csv(lines)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    totes.errors.RawObjectExistsError: s3://ingested/staff/.../090500000000-exec-1-00000.csv.gz ...
     """
 
     def __init__(

@@ -116,8 +116,14 @@ def list_star_files(
 
     Examples
     --------
-    >>> [f.key for f in list_star_files(s3, "processed", "dim_staff")]  # doctest: +SKIP
-    ['dim_staff/run=exec-1/part-0.parquet', 'dim_staff/run=exec-2/part-0.parquet']
+    >>> from totes.parquet_objects import parquet_bytes
+    >>> from totes.zones.gold import gold_key
+    >>> for sequence in (2, 1):
+    ...     key = gold_key("fact_payment", sequence, f"exec-{sequence}", "ab12")
+    ...     _ = s3.put_object(Bucket="processed", Key=key, Body=parquet_bytes(payments))
+    >>> _ = s3.put_object(Bucket="processed", Key="fact_payment/notes.txt", Body=b"")
+    >>> [(file.sequence, file.run_id) for file in list_star_files(s3, "processed", "fact_payment")]
+    [(1, 'exec-1'), (2, 'exec-2')]
     """
     paginator = s3.get_paginator("list_objects_v2")
     found: list[GoldFileKey] = []
@@ -179,8 +185,11 @@ def read_star_file(s3: Any, bucket: str, file: GoldFileKey) -> pa.Table:
 
     Examples
     --------
-    >>> read_star_file(s3, "processed", GoldFileKey.parse(key)).num_rows  # doctest: +SKIP
-    20
+    >>> from totes.parquet_objects import parquet_bytes
+    >>> key = "fact_payment/run=exec-1/part-0.parquet"
+    >>> _ = s3.put_object(Bucket="processed", Key=key, Body=parquet_bytes(payments))
+    >>> read_star_file(s3, "processed", GoldFileKey.parse(key)).num_rows
+    3
     """
     body = s3.get_object(Bucket=bucket, Key=file.key)["Body"].read()
     try:
@@ -368,9 +377,12 @@ def write_rejects(
 
     Examples
     --------
-    >>> write_rejects(s3, "processed", file.rejects_key, table,  # doctest: +SKIP
-    ...               [RejectedRow(3, "design_id 9 not in dim_design", "design_id not ...")])
-    'rejects/fact_sales_order/run=exec-1/part-0.load.parquet'
+    >>> from totes.zones.rejects import load_rejects_key
+    >>> file = GoldFileKey.parse("fact_payment/run=exec-1/part-0.parquet")
+    >>> write_rejects(s3, "processed", load_rejects_key(file), payments,
+    ...     [RejectedRow(2, "transaction_id 9 not in dim_transaction",
+    ...                  "transaction_id not in dim_transaction")])
+    'rejects/fact_payment/run=exec-1/part-0.load.parquet'
     """
     ordered = sorted(rejected)
     rows = table.take(pa.array([row.position for row in ordered], pa.int64()))
@@ -391,8 +403,12 @@ def list_quarantined(s3: Any, bucket: str, table: str) -> list[RejectsKey]:
 
     Examples
     --------
-    >>> [f.key for f in list_quarantined(s3, "processed", "fact_sales_order")]  # doctest: +SKIP
-    ['rejects/fact_sales_order/run=exec-1/part-0.load.parquet']
+    >>> from totes.parquet_objects import parquet_bytes
+    >>> for key in ("rejects/fact_payment/run=exec-1/part-0.load.parquet",  # load's
+    ...             "rejects/fact_payment/run=exec-1/9f2c.parquet"):  # transform's
+    ...     _ = s3.put_object(Bucket="processed", Key=key, Body=parquet_bytes(payments))
+    >>> [file.key for file in list_quarantined(s3, "processed", "fact_payment")]
+    ['rejects/fact_payment/run=exec-1/part-0.load.parquet']
     """
     found = []
     pages = s3.get_paginator("list_objects_v2").paginate(
