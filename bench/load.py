@@ -42,11 +42,11 @@ from totes.load import stage as load_stage
 from totes.load import warehouse_sql
 from totes.load.stage import (
     LoadRequest,
-    LoadResult,
     LoadSettings,
     load_target,
 )
 from totes.names import EnvironmentVariable
+from totes.results import LoadResult
 from totes.warehouse.schema import init_warehouse
 from totes.warehouse.star import STAR_SCHEMAS
 from totes_local.runtime.postgres import find_or_start_server

@@ -48,22 +48,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     publish_for_alarm(MetricName.MISSING_COLUMNS, len(result.missing_columns))
     for finding in result.findings:
         logger.warning(finding.describe(), extra={"finding": finding.model_dump(mode="json")})
-    logger.info(
-        "ingested" if result.rows else "nothing new",
-        extra={
-            # Per table in the log, not as metrics: Logs Insights charts them (the
-            # dashboard does) without a custom metric per table and figure.
-            "rows": result.rows,
-            "bytes_written": result.bytes_written,
-            "duration_ms": round(result.duration_ms, 1),
-            "parts": result.parts,
-            "watermark": result.cursor_to,
-            "has_more": result.has_more,
-            "rows_remaining": result.remaining,
-            "rereads_window": result.rereads_window,
-            "unexpected_columns": result.unexpected_columns,
-            "missing_columns": result.missing_columns,
-            "skipped": result.skipped,
-        },
-    )
-    return result.to_payload()
+    # Per table in the log, not as metrics: Logs Insights charts them (the dashboard
+    # does) without a custom metric per table and figure.
+    logger.info("ingested" if result.rows else "nothing new", extra=result.log_fields())
+    return result.payload()

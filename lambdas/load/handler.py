@@ -51,36 +51,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     for finding in result.findings:
         log = logger.warning if finding.kind.needs_attention else logger.info
         log(finding.describe(), extra={"finding": finding.model_dump(mode="json")})
-    for outcome in result.files:
+    for outcome in result.file_outcomes:
         logger.info(
             "file applied elsewhere" if outcome.applied_elsewhere else "file loaded",
-            extra={
-                "file_key": outcome.key,
-                "rows_in_file": outcome.rows_in_file,
-                "rows_loaded": outcome.rows_loaded,
-                "rows_skipped": outcome.rows_skipped,
-                "rows_rejected": outcome.rows_rejected,
-                "rejects_key": outcome.rejects_key,
-                "duration_ms": round(outcome.duration_ms, 1),
-            },
+            extra=outcome.log_fields(),
         )
-    logger.info(
-        "loaded" if result.applied else "nothing to load",
-        extra={
-            "files": len(result.applied),
-            "files_listed": result.files_listed,
-            "files_waiting": len(result.deferred),
-            "files_remaining": result.files_remaining,
-            "rows_loaded": result.rows_loaded,
-            "rows_skipped": result.rows_skipped,
-            "rows_rejected": result.rows_rejected,
-            "rows_replayed": result.rows_replayed,
-            "rows_exported_to_lake": result.rows_exported,
-            "duration_ms": round(result.duration_ms, 1),
-            "newest_last_updated": (
-                result.newest_last_updated.isoformat() if result.newest_last_updated else None
-            ),
-            "freshness_lag_seconds": result.freshness_lag_seconds,
-        },
-    )
-    return result.to_payload()
+    logger.info("loaded" if result.applied else "nothing to load", extra=result.log_fields())
+    return result.payload()

@@ -26,18 +26,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         publish_for_alarm(MetricName.UNKNOWN_CODES, result.unknown_codes)
     for finding in result.findings:
         logger.warning(finding.describe(), extra={"finding": finding.model_dump(mode="json")})
-    logger.info(
-        "transformed" if result.rows else "nothing new",
-        # Per table in the log, not as metrics: Logs Insights charts them.
-        extra={
-            "rows": result.rows,
-            "batches": result.batches,
-            "rows_consumed": result.rows_consumed,
-            "batches_remaining": result.batches_remaining,
-            "rows_remaining": result.remaining,
-            "rows_rejected": result.rows_rejected,
-            "rejects_key": result.rejects_key,
-            "gold_key": result.gold_key,
-        },
-    )
-    return result.to_payload()
+    # Per table in the log, not as metrics: Logs Insights charts them.
+    logger.info("transformed" if result.rows else "nothing new", extra=result.log_fields())
+    return result.payload()

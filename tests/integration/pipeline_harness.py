@@ -9,10 +9,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from totes.ingest.stage import IngestRequest, IngestResult, IngestSettings, ingest_table
+from totes.ingest.stage import IngestRequest, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore
 from totes.lake.iceberg import Lake
-from totes.load.stage import LoadRequest, LoadResult, LoadSettings, load_target
+from totes.load.stage import LoadRequest, LoadSettings, load_target
+from totes.results import IngestResult, LoadResult
 from totes.tables import (
     FACT_TABLES,
     GOLD_DIMENSIONS,

@@ -67,12 +67,12 @@ def test_transform_consumes_the_oldest_batches_up_to_its_row_limit_then_the_rest
     assert first.rows == 2 * BATCH
     gold = pipeline.parquet(first.gold_key or "").column("sales_order_id").to_pylist()
     assert sorted(gold) == sorted(batches[0] + batches[1])
-    assert first.to_payload()["has_more"] is True
+    assert first.payload()["has_more"] is True
     assert (first.batches_remaining, first.remaining) == (len(batches) - 2, total - 2 * BATCH)
 
     # When it runs again until it has nothing left
     later = [pipeline.transform("fact_sales_order", max_rows=2 * BATCH)]
-    while later[-1].to_payload()["has_more"]:
+    while later[-1].payload()["has_more"]:
         later.append(pipeline.transform("fact_sales_order", max_rows=2 * BATCH))
 
     # Then every sales order reached a gold file exactly once, and nothing is left
@@ -90,7 +90,7 @@ def test_a_batch_larger_than_the_limit_is_still_consumed_whole(pipeline: Pipelin
     result = pipeline.transform("fact_sales_order", max_rows=BATCH)
 
     # Then the batch is not split (and not skipped): it is consumed whole, nothing left
-    assert (result.rows, result.remaining, result.to_payload()["has_more"]) == (total, 0, False)
+    assert (result.rows, result.remaining, result.payload()["has_more"]) == (total, 0, False)
 
 
 def test_load_applies_at_most_its_file_limit_oldest_first_and_the_next_load_the_rest(
@@ -105,7 +105,7 @@ def test_load_applies_at_most_its_file_limit_oldest_first_and_the_next_load_the_
         pipeline.load(target)
     batches = _ingest_in_batches(pipeline, "sales_order")
     files = []
-    while not files or files[-1].to_payload()["has_more"]:
+    while not files or files[-1].payload()["has_more"]:
         files.append(pipeline.transform("fact_sales_order", max_rows=BATCH))
     assert len(files) == len(batches) >= 3
 
@@ -115,16 +115,16 @@ def test_load_applies_at_most_its_file_limit_oldest_first_and_the_next_load_the_
     # Then it applied the two oldest and says how many wait for the next load
     assert [outcome.key for outcome in first.applied] == [file.gold_key for file in files[:2]]
     assert first.rows_loaded == len(batches[0]) + len(batches[1])
-    assert first.to_payload()["has_more"] is True
-    assert first.to_payload()["files_remaining"] == len(files) - 2
+    assert first.payload()["has_more"] is True
+    assert first.payload()["files_remaining"] == len(files) - 2
 
     # When loads run until nothing is left
     rest = [pipeline.load("fact_sales_order", max_files=2)]
-    while rest[-1].to_payload()["has_more"]:
+    while rest[-1].payload()["has_more"]:
         rest.append(pipeline.load("fact_sales_order", max_files=2))
 
     # Then the warehouse holds every sales order once, as a rebuild would
-    assert rest[-1].to_payload()["files_remaining"] == 0
+    assert rest[-1].payload()["files_remaining"] == 0
     assert pipeline.warehouse_dsn is not None
     with connect(pipeline.source_dsn) as source, connect(pipeline.warehouse_dsn) as warehouse:
         counts = row_counts(warehouse, ("fact_sales_order",))

@@ -25,9 +25,10 @@ from totes.errors import (
 )
 from totes.findings import FindingKind, Stage
 from totes.ingest.raw_rows import read_batch
-from totes.ingest.stage import IngestRequest, IngestResult, IngestSettings, ingest_table
+from totes.ingest.stage import IngestRequest, IngestSettings, ingest_table
 from totes.ingest.watermarks import DynamoWatermarkStore, Watermark
 from totes.names import RAW_MANIFEST_PREFIX, SOURCE_DATABASE
+from totes.results import IngestResult
 from totes.tables import SOURCE, SOURCE_TABLES
 from totes_local.runtime.postgres import PostgresServer
 

@@ -51,7 +51,7 @@ def test_the_handler_returns_counts_and_emits_metrics_and_a_correlated_log(
 
     assert payload["rows"] == 112
     assert payload["table"] == "sales_order"
-    assert payload["manifest"].startswith("_manifests/sales_order/")
+    assert payload["manifest_key"].startswith("_manifests/sales_order/")
     assert len(json.dumps(payload)) < 1_000  # keys and counts, never rows
 
     # And the per-table figures are fields of the log line, not metrics (each name and
@@ -73,7 +73,7 @@ def test_the_handler_returns_counts_and_emits_metrics_and_a_correlated_log(
     }
     assert log["correlation_id"] == "exec-42"
     assert log["table"] == "sales_order"
-    assert log["watermark"][1] > 0
+    assert log["cursor_to"][1] > 0
     assert "password" not in json.dumps(records)
 
 

@@ -31,13 +31,14 @@ from totes.errors import (
 )
 from totes.findings import FindingKind
 from totes.load import warehouse_sql
-from totes.load.stage import LoadRequest, LoadResult, LoadSettings, load_target
+from totes.load.stage import LoadRequest, LoadSettings, load_target
 from totes.load.star_zone import list_star_files
 from totes.names import (
     LOAD_LEDGER_TABLE,
     REJECTS_PREFIX,
     WAREHOUSE_DATABASE,
 )
+from totes.results import LoadResult
 from totes.tables import FACT_TABLES, FACTS, GOLD_DIMENSIONS, WAREHOUSE
 from totes.warehouse.star import STAR_SCHEMAS
 from totes.zones.gold import gold_key, unsequenced_prefix
@@ -65,6 +66,25 @@ MONTH_NAMES = [
 
 UPDATED = (date(2024, 11, 14), time(9, 26, 10, 123_000))
 CREATED = (date(2024, 11, 13), time(17, 2, 0))
+
+#: What a load's payload says about the rows and files it moved (not its timings).
+_COUNTED = (
+    "table",
+    "run_id",
+    "files",
+    "rows_loaded",
+    "rows_skipped",
+    "rows_rejected",
+    "files_waiting",
+    "has_more",
+    "files_remaining",
+    "rows_replayed",
+    "findings",
+)
+
+
+def _counted(payload: dict[str, Any]) -> dict[str, Any]:
+    return {key: payload[key] for key in _COUNTED}
 
 
 def _stamps(version: int = 0) -> dict[str, Any]:
@@ -344,8 +364,8 @@ def test_loading_gold_files_fills_every_warehouse_table_with_identical_values(
     # Then every table holds exactly the file's rows: NULL vs '', Decimal, milliseconds, UTF-8
     for target, rows in files.items():
         assert warehouse.rows(target) == rows, target
-        assert results[target].to_payload() == {
-            "target": target,
+        assert _counted(results[target].payload()) == {
+            "table": target,
             "run_id": "exec-1",
             "files": 1,
             "rows_loaded": 3,
@@ -434,7 +454,7 @@ def test_a_file_that_waits_and_one_published_late_are_still_listed_until_loaded(
     _commit(warehouse, "fact_sales_order", 3, [sales_order(3)])
     _commit(warehouse, "fact_sales_order", 5, [sales_order(5)])
     first = warehouse.load("fact_sales_order", "exec-1", **wait)
-    assert [o.deferred for o in first.files] == [False, True, False, False]
+    assert [o.deferred for o in first.file_outcomes] == [False, True, False, False]
     _commit(warehouse, "fact_sales_order", 4, [sales_order(4)])
 
     # When the design arrives and facts load again
@@ -468,7 +488,7 @@ def test_loading_the_same_file_again_changes_nothing(warehouse: Warehouse) -> No
         for target in (*GOLD_DIMENSIONS, *FACT_TABLES)
     ]
     # Then no file is applied, no row is written (same xmin), and the ledger is unchanged
-    assert {result.to_payload()["files"] for result in again} == {0}
+    assert {result.payload()["files"] for result in again} == {0}
     assert {result.rows_loaded for result in again} == {0}
     assert warehouse.snapshot() == before
 
@@ -608,7 +628,7 @@ def test_a_crash_between_the_copy_and_the_commit_leaves_nothing_and_the_next_loa
     # Then it applies the file, once
     assert result.rows_loaded == 2
     assert (key, "exec-2") in [(row["file_key"], row["run_id"]) for row in warehouse.ledger()]
-    assert warehouse.load(target, "exec-3").to_payload()["files"] == 0
+    assert warehouse.load(target, "exec-3").payload()["files"] == 0
 
 
 def test_files_an_earlier_failed_run_left_behind_are_loaded_in_key_order(
@@ -624,13 +644,13 @@ def test_files_an_earlier_failed_run_left_behind_are_loaded_in_key_order(
     dims = warehouse.load("dim_staff", "run-2024-11-14T09-05")
     facts = warehouse.load("fact_sales_order", "run-2024-11-14T09-05")
     # Then it applies both runs' files, oldest first: the newer staff row wins
-    assert [outcome.key for outcome in dims.files] == [
+    assert [outcome.key for outcome in dims.file_outcomes] == [
         "dim_staff/run=run-2024-11-14T09-00/part-0.parquet",
         "dim_staff/run=run-2024-11-14T09-05/part-0.parquet",
     ]
     assert warehouse.rows("dim_staff")[0]["location"] == "Manchester"
     assert [row["sales_order_id"] for row in warehouse.rows("fact_sales_order")] == [1, 2]
-    assert facts.to_payload()["files"] == 2
+    assert facts.payload()["files"] == 2
 
 
 def test_facts_whose_dimension_row_is_missing_are_quarantined_and_the_rest_loaded(
@@ -649,8 +669,8 @@ def test_facts_whose_dimension_row_is_missing_are_quarantined_and_the_rest_loade
     result = warehouse.load("fact_sales_order", "exec-2")
     # Then the other rows are loaded and the file is recorded as applied
     assert [row["sales_order_id"] for row in warehouse.rows("fact_sales_order")] == [1, 3]
-    assert result.to_payload() == {
-        "target": "fact_sales_order",
+    assert _counted(result.payload()) == {
+        "table": "fact_sales_order",
         "run_id": "exec-2",
         "files": 1,
         "rows_loaded": 2,
@@ -686,7 +706,7 @@ def test_facts_whose_dimension_row_is_missing_are_quarantined_and_the_rest_loade
     # And the two rows wait, unchanged, in the rejects zone with the reason
     rejects_key = f"{REJECTS_PREFIX}/fact_sales_order/run=exec-1/part-0.load.parquet"
     assert warehouse.keys(f"{REJECTS_PREFIX}/") == [rejects_key]
-    assert result.files[0].rejects_key == rejects_key
+    assert result.file_outcomes[0].rejects_key == rejects_key
     assert warehouse.read(rejects_key) == [
         {**rows[1], "reject_reason": "design_id 9 not in dim_design"},
         {
@@ -707,8 +727,8 @@ def test_a_fresh_fact_file_waits_for_a_dimension_row_that_may_still_arrive(
     # When it is loaded within the waiting time
     waiting = warehouse.load("fact_sales_order", "exec-2", reject_after=timedelta(minutes=30))
     # Then nothing of it is applied or quarantined, and it stays pending
-    assert [outcome.deferred for outcome in waiting.files] == [True]
-    assert waiting.to_payload()["files"] == 0
+    assert [outcome.deferred for outcome in waiting.file_outcomes] == [True]
+    assert waiting.payload()["files"] == 0
     # And the row that waits is reported, with what it waits for
     (finding,) = waiting.findings
     assert (finding.kind, finding.count, finding.examples) == (
@@ -779,7 +799,7 @@ def test_quarantined_facts_are_replayed_as_soon_as_their_dimension_rows_arrive(
     first = warehouse.load(FACT, "exec-3")
     # Then the order that waited only for the design goes in, and only the other stays
     assert [row["sales_order_id"] for row in warehouse.rows(FACT)] == [1, 2]
-    assert first.to_payload()["rows_replayed"] == 1
+    assert first.payload()["rows_replayed"] == 1
     assert [(f.kind, f.count, f.where) for f in first.findings] == [
         ("rows_replayed", 1, [quarantine]),
         ("quarantined", 1, [quarantine]),
@@ -859,7 +879,7 @@ def test_files_waiting_for_a_dimension_row_do_not_use_up_the_file_limit(
     # Then the complete file is applied past the waiting one, and nothing is left untried
     assert [outcome.key for outcome in result.applied] == [ready_key]
     assert [outcome.key for outcome in result.deferred] == [waiting_key]
-    payload = result.to_payload()
+    payload = result.payload()
     assert (payload["files_waiting"], payload["has_more"], payload["files_remaining"]) == (
         1,
         False,
@@ -941,9 +961,9 @@ def test_of_two_loaders_racing_on_one_file_exactly_one_applies_it(
         release.set()
         won, lost = first.result(timeout=30), second.result(timeout=30)
     # Then the first applies the file and the second finds it in the ledger and writes nothing
-    assert (won.to_payload()["files"], won.rows_loaded) == (1, 3)
-    assert lost.to_payload() == {
-        "target": "fact_sales_order",
+    assert (won.payload()["files"], won.rows_loaded) == (1, 3)
+    assert _counted(lost.payload()) == {
+        "table": "fact_sales_order",
         "run_id": "exec-b",
         "files": 0,
         "rows_loaded": 0,
@@ -955,7 +975,7 @@ def test_of_two_loaders_racing_on_one_file_exactly_one_applies_it(
         "rows_replayed": 0,
         "findings": [],
     }
-    assert [outcome.applied_elsewhere for outcome in lost.files] == [True]
+    assert [outcome.applied_elsewhere for outcome in lost.file_outcomes] == [True]
     assert warehouse.count("fact_sales_order") == 3
     assert [row["run_id"] for row in warehouse.ledger(FACT)] == ["exec-a"]
 
@@ -1123,7 +1143,7 @@ def test_an_empty_table_folder_loads_nothing_and_facts_report_no_freshness(
     warehouse: Warehouse,
 ) -> None:
     results = [warehouse.load(target) for target in (*GOLD_DIMENSIONS, *FACT_TABLES)]
-    assert {result.to_payload()["files"] for result in results} == {0}
+    assert {result.payload()["files"] for result in results} == {0}
     assert {result.freshness_lag_seconds for result in results} == {None}
 
 
@@ -1134,7 +1154,7 @@ def test_an_empty_gold_file_is_recorded_once_and_changes_nothing(warehouse: Ware
     before = warehouse.snapshot()
     for target in ("dim_staff", "fact_sales_order"):
         key = warehouse.put(target, "exec-9", [])
-        assert warehouse.load(target, "exec-9").to_payload()["files"] == 1
+        assert warehouse.load(target, "exec-9").payload()["files"] == 1
         assert [row for row in warehouse.ledger(target) if row["file_key"] == key] == [
             {
                 "file_key": key,

@@ -14,8 +14,8 @@ from botocore.exceptions import ClientError
 from totes.db import connect, row_counts
 from totes.errors import TransformStateConflictError
 from totes.names import TRANSFORM_STAGING_PREFIX
+from totes.results import TransformResult
 from totes.tables import SOURCE_TABLES
-from totes.transform.stage import TransformResult
 from totes.warehouse.star import STAR_SCHEMAS
 
 from .pipeline_harness import PROCESSED, Pipeline, create_resources

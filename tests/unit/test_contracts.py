@@ -9,11 +9,18 @@ from typing import Any
 import pytest
 
 from totes.errors import InvalidEventError, InvalidSettingError
-from totes.ingest.stage import IngestRequest, IngestResult, IngestSettings
-from totes.load.stage import FileOutcome, LoadRequest, LoadResult, LoadSettings
+from totes.ingest.stage import IngestRequest, IngestSettings
+from totes.load.stage import LoadRequest, LoadSettings
 from totes.names import EnvironmentVariable
+from totes.results import (
+    STAGE_RESULT,
+    FileOutcome,
+    IngestResult,
+    LoadResult,
+    TransformResult,
+)
 from totes.tables import GOLD_TABLES
-from totes.transform.stage import TransformRequest, TransformResult, TransformSettings
+from totes.transform.stage import TransformRequest, TransformSettings
 
 
 @pytest.mark.parametrize("target", GOLD_TABLES)
@@ -132,61 +139,93 @@ def test_a_bad_setting_is_refused_naming_the_variable(
 
 
 def test_the_load_payload_adds_up_the_files_and_leaves_out_those_another_loader_applied() -> None:
-    result = LoadResult(
-        target="fact_sales_order",
-        run_id="exec-1",
-        files=[
-            FileOutcome("a", rows_in_file=10, rows_loaded=6, rows_rejected=1),
-            FileOutcome("b", rows_in_file=5, rows_loaded=0),
-            FileOutcome("c", rows_in_file=7, applied_elsewhere=True),
-            FileOutcome("d", rows_in_file=4, deferred=True),
-        ],
-        files_remaining=3,
-    )
-    assert result.to_payload() == {
-        "target": "fact_sales_order",
+    # Given a load that applied two files, found one applied elsewhere and one waiting
+    result = LoadResult(table="fact_sales_order", run_id="exec-1", files_remaining=3)
+    for outcome in (
+        FileOutcome(key="a", rows_in_file=10, rows_loaded=6, rows_rejected=1),
+        FileOutcome(key="b", rows_in_file=5, rows_loaded=0),
+        FileOutcome(key="c", rows_in_file=7, applied_elsewhere=True),
+        FileOutcome(key="d", rows_in_file=4, deferred=True),
+    ):
+        result.record_file(outcome)
+    # Then its payload counts only the files it applied, and reads back the same
+    payload = result.payload()
+    assert payload == {
+        "stage": "load",
+        "table": "fact_sales_order",
         "run_id": "exec-1",
+        "findings": [],
+        "duration_ms": 0.0,
         "files": 2,
         "rows_loaded": 6,
         "rows_skipped": 8,
         "rows_rejected": 1,
-        "files_waiting": 1,
-        "has_more": True,
-        "files_remaining": 3,
         "rows_replayed": 0,
-        "findings": [],
+        "files_waiting": 1,
+        "files_listed": 0,
+        "files_remaining": 3,
+        "rows_exported_to_lake": 0,
+        "newest_last_updated": None,
+        "freshness_lag_seconds": None,
+        "fk_triggers": True,
+        "has_more": True,
     }
+    assert STAGE_RESULT.validate_python(payload).payload() == payload
 
 
 def test_the_ingest_and_transform_payloads_carry_keys_and_counts_only() -> None:
     ingest = IngestResult(
-        "staff", "exec-1", rows=3, parts=1, bytes_written=120, has_more=True, remaining=9
+        table="staff",
+        run_id="exec-1",
+        rows=3,
+        parts=1,
+        bytes_written=120,
+        has_more=True,
+        remaining=9,
     )
-    assert ingest.to_payload() == {
+    assert ingest.payload() == {
+        "stage": "ingest",
         "table": "staff",
         "run_id": "exec-1",
-        "rows": 3,
-        "parts": 1,
-        "bytes": 120,
-        "has_more": True,
-        "remaining": 9,
-        "manifest": None,
-        "cursor_to": None,
         "findings": [],
+        "duration_ms": 0.0,
+        "rows": 3,
+        "has_more": True,
+        "parts": 1,
+        "bytes_written": 120,
+        "remaining": 9,
+        "rereads_window": False,
+        "manifest_key": None,
+        "cursor_to": None,
+        "skipped": None,
+        "unexpected_columns": [],
+        "missing_columns": [],
     }
-    assert IngestResult("staff", "e", skipped="idle").to_payload()["skipped"] == "idle"
     transform = TransformResult(
-        "dim_staff", "exec-1", rows=20, files=1, batches=2, batches_remaining=1, remaining=40
+        table="dim_staff",
+        run_id="exec-1",
+        rows=20,
+        files=1,
+        batches=2,
+        batches_remaining=1,
+        remaining=40,
     )
-    assert transform.to_payload() == {
-        "target": "dim_staff",
+    assert transform.payload() == {
+        "stage": "transform",
+        "table": "dim_staff",
         "run_id": "exec-1",
+        "findings": [],
+        "duration_ms": 0.0,
         "rows": 20,
         "files": 1,
         "batches": 2,
         "rows_rejected": 0,
-        "has_more": True,
+        "gold_key": None,
+        "rejects_key": None,
+        "rows_consumed": 0,
         "batches_remaining": 1,
         "remaining": 40,
-        "findings": [],
+        "has_more": True,
     }
+    for payload in (ingest.payload(), transform.payload()):
+        assert STAGE_RESULT.validate_python(payload).payload() == payload

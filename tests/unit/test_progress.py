@@ -10,15 +10,13 @@ from hypothesis import strategies as st
 
 from totes.errors import InvalidEventError
 from totes.progress import (
-    IngestOutcome,
-    LoadOutcome,
     PassTables,
     ProgressRequest,
     ProgressSettings,
-    TransformOutcome,
     Verdict,
     check_progress,
 )
+from totes.results import IngestResult, LoadResult, TransformResult
 from totes.tables import (
     FACT_TABLES,
     GOLD_DIMENSIONS,
@@ -45,9 +43,9 @@ def _request(**fields: object) -> ProgressRequest:
 def test_a_pass_that_left_nothing_anywhere_is_caught_up() -> None:
     # Given a pass whose every stage finished its tables
     request = _request(
-        ingested=[IngestOutcome(table=table, rows=10) for table in SOURCE_TABLES],
-        transformed=[TransformOutcome(target=target, rows=10) for target in GOLD_TABLES],
-        facts_loaded=[LoadOutcome(target=fact, rows_loaded=10) for fact in FACT_TABLES],
+        ingested=[IngestResult(run_id="r", table=table, rows=10) for table in SOURCE_TABLES],
+        transformed=[TransformResult(run_id="r", table=target, rows=10) for target in GOLD_TABLES],
+        facts_loaded=[LoadResult(run_id="r", table=fact, rows_loaded=10) for fact in FACT_TABLES],
     )
 
     # When progress is checked
@@ -69,11 +67,11 @@ def test_the_next_pass_visits_only_the_tables_with_work_left() -> None:
     # Given a pass where sales_order had more rows, and fact_payment more files to load
     request = _request(
         ingested=[
-            IngestOutcome(table="sales_order", rows=50, has_more=True, remaining=70),
-            IngestOutcome(table="staff", rows=5),
+            IngestResult(run_id="r", table="sales_order", rows=50, has_more=True, remaining=70),
+            IngestResult(run_id="r", table="staff", rows=5),
         ],
-        transformed=[TransformOutcome(target="dim_staff", rows=5)],
-        facts_loaded=[LoadOutcome(target="fact_payment", has_more=True, files_remaining=2)],
+        transformed=[TransformResult(run_id="r", table="dim_staff", rows=5)],
+        facts_loaded=[LoadResult(run_id="r", table="fact_payment", files_remaining=2)],
     )
 
     # When progress is checked early in the execution
@@ -98,7 +96,9 @@ def test_when_another_pass_might_not_fit_the_execution_ends_and_says_what_remain
     # Given a pass that took 100 s of a 180 s budget, with rows left
     request = _request(
         pass_started=START,
-        transformed=[TransformOutcome(target="fact_sales_order", has_more=True, remaining=9)],
+        transformed=[
+            TransformResult(run_id="r", table="fact_sales_order", batches_remaining=1, remaining=9)
+        ],
     )
 
     # When progress is checked
@@ -116,7 +116,9 @@ def test_when_another_pass_might_not_fit_the_execution_ends_and_says_what_remain
 
 def test_fact_files_waiting_for_a_dimension_row_do_not_keep_the_passes_going() -> None:
     # Given a load that left a fact file waiting for its dimension row (time, not work)
-    request = _request(facts_loaded=[LoadOutcome(target="fact_sales_order", files_waiting=1)])
+    request = _request(
+        facts_loaded=[LoadResult(run_id="r", table="fact_sales_order", files_waiting=1)]
+    )
 
     # When progress is checked
     progress = check_progress(request, BUDGET, now=START + timedelta(seconds=1))
@@ -130,8 +132,8 @@ def test_fact_files_waiting_for_a_dimension_row_do_not_keep_the_passes_going() -
 def test_waiting_fact_files_get_one_more_look_once_this_pass_loaded_dimension_rows() -> None:
     # Given a pass that loaded new counterparties while a sales order file waited for one
     request = _request(
-        dimensions_loaded=[LoadOutcome(target="dim_counterparty", rows_loaded=3)],
-        facts_loaded=[LoadOutcome(target="fact_sales_order", files_waiting=1)],
+        dimensions_loaded=[LoadResult(run_id="r", table="dim_counterparty", rows_loaded=3)],
+        facts_loaded=[LoadResult(run_id="r", table="fact_sales_order", files_waiting=1)],
     )
 
     # When progress is checked
@@ -147,7 +149,7 @@ def test_waiting_fact_files_get_one_more_look_once_this_pass_loaded_dimension_ro
     again = _request(
         passes=1,
         visiting=progress.visiting,
-        facts_loaded=[LoadOutcome(target="fact_sales_order", files_waiting=1)],
+        facts_loaded=[LoadResult(run_id="r", table="fact_sales_order", files_waiting=1)],
     )
 
     # Then the execution ends: waiting is a matter of time now, not of passes
@@ -161,7 +163,7 @@ def test_the_longest_pass_so_far_decides_whether_another_fits() -> None:
         execution_started=START,
         pass_started=START + timedelta(seconds=105),
         longest_pass_seconds=100,
-        ingested=[IngestOutcome(table="sales_order", has_more=True, remaining=5)],
+        ingested=[IngestResult(run_id="r", table="sales_order", has_more=True, remaining=5)],
     )
 
     # When progress is checked
@@ -192,9 +194,9 @@ def test_totals_are_the_sums_over_every_pass(passes: list[tuple[int, int, int]])
         request = _request(
             passes=number,
             tables=totals,
-            ingested=[IngestOutcome(table="sales_order", rows=ingested)],
-            transformed=[TransformOutcome(target="fact_sales_order", rows=transformed)],
-            facts_loaded=[LoadOutcome(target="fact_sales_order", rows_loaded=loaded)],
+            ingested=[IngestResult(run_id="r", table="sales_order", rows=ingested)],
+            transformed=[TransformResult(run_id="r", table="fact_sales_order", rows=transformed)],
+            facts_loaded=[LoadResult(run_id="r", table="fact_sales_order", rows_loaded=loaded)],
         )
         # When each is checked with the totals the one before returned
         progress = check_progress(request, BUDGET, now=START + timedelta(seconds=1))
@@ -210,7 +212,10 @@ def test_totals_are_the_sums_over_every_pass(passes: list[tuple[int, int, int]])
 def test_the_next_pass_lists_every_table_with_work_its_largest_tables_first() -> None:
     # Given more work in every table
     request = _request(
-        ingested=[IngestOutcome(table=table, has_more=True, remaining=1) for table in SOURCE_TABLES]
+        ingested=[
+            IngestResult(run_id="r", table=table, has_more=True, remaining=1)
+            for table in SOURCE_TABLES
+        ]
     )
 
     # When progress is checked
@@ -283,12 +288,30 @@ def test_what_the_passes_found_is_carried_to_the_output_events_added_and_standin
     }
     first = check_progress(
         _request(
-            ingested=[{"table": "design", "rows": 1, "has_more": True, "findings": [column]}],
+            ingested=[
+                {
+                    "table": "design",
+                    "run_id": "r",
+                    "rows": 1,
+                    "has_more": True,
+                    "findings": [column],
+                }
+            ],
             transformed=[
-                {"target": "fact_sales_order", "rows_rejected": 2, "findings": [rejected]}
+                {
+                    "table": "fact_sales_order",
+                    "run_id": "r",
+                    "rows_rejected": 2,
+                    "findings": [rejected],
+                }
             ],
             facts_loaded=[
-                {"target": "fact_sales_order", "files_waiting": 1, "findings": [waiting]}
+                {
+                    "table": "fact_sales_order",
+                    "run_id": "r",
+                    "files_waiting": 1,
+                    "findings": [waiting],
+                }
             ],
         ),
         BUDGET,
@@ -300,15 +323,16 @@ def test_what_the_passes_found_is_carried_to_the_output_events_added_and_standin
             passes=1,
             tables=first.tables,
             findings=first.findings,
-            ingested=[{"table": "design", "findings": [column]}],
+            ingested=[{"table": "design", "run_id": "r", "findings": [column]}],
             transformed=[
                 {
-                    "target": "fact_sales_order",
+                    "table": "fact_sales_order",
+                    "run_id": "r",
                     "rows_rejected": 1,
                     "findings": [rejected | {"count": 1}],
                 }
             ],
-            facts_loaded=[{"target": "fact_sales_order", "rows_loaded": 1}],
+            facts_loaded=[{"table": "fact_sales_order", "run_id": "r", "rows_loaded": 1}],
         ),
         BUDGET,
         now=START + timedelta(seconds=10),

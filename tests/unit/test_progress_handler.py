@@ -34,7 +34,15 @@ def test_an_execution_that_ends_publishes_its_backlog_and_passes(
     # Given a pass that took most of the budget and left sales orders behind
     event = _event(
         started_ago=150,
-        ingested=[{"table": "sales_order", "rows": 50, "has_more": True, "remaining": 617_500}],
+        ingested=[
+            {
+                "table": "sales_order",
+                "run_id": "r",
+                "rows": 50,
+                "has_more": True,
+                "remaining": 617_500,
+            }
+        ],
     )
 
     # When CheckProgress invokes the function
@@ -68,7 +76,8 @@ def test_a_pass_followed_by_another_publishes_no_backlog_yet(
 ) -> None:
     # Given a quick pass with rows left
     event = _event(
-        started_ago=1, ingested=[{"table": "staff", "rows": 5, "has_more": True, "remaining": 3}]
+        started_ago=1,
+        ingested=[{"table": "staff", "run_id": "r", "rows": 5, "has_more": True, "remaining": 3}],
     )
 
     # When CheckProgress invokes the function

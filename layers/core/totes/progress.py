@@ -28,8 +28,9 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
 
 from totes.contracts import NonEmptyText, Seconds, parse_event, settings_from_environment
-from totes.findings import Finding, Stage, after_visit
+from totes.findings import Finding, after_visit
 from totes.names import DEFAULT_CATCH_UP_BUDGET_SECONDS, EnvironmentVariable
+from totes.results import IngestResult, LoadResult, TransformResult
 from totes.tables import (
     FACT_TABLES,
     GOLD_DIMENSIONS,
@@ -57,64 +58,6 @@ class PassTables(BaseModel):
     def empty(self) -> bool:
         """Whether no stage has a table to visit."""
         return not (self.source or self.warehouse or self.dimensions or self.facts)
-
-
-class _Outcome(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    findings: list[Finding] = Field(default_factory=list)
-
-    @property
-    def visited(self) -> tuple[str, Stage]:
-        """The table this stage result is about, and the stage."""
-        raise NotImplementedError
-
-
-class IngestOutcome(_Outcome):
-    """The part of an ingest payload that progress reads."""
-
-    table: NonEmptyText
-    rows: NonNegativeInt = 0
-    has_more: bool = False
-    remaining: NonNegativeInt = 0
-
-    @property
-    def visited(self) -> tuple[str, Stage]:
-        """The source table and the ingest stage."""
-        return self.table, Stage.INGEST
-
-
-class TransformOutcome(_Outcome):
-    """The part of a transform payload that progress reads."""
-
-    target: NonEmptyText
-    rows: NonNegativeInt = 0
-    rows_rejected: NonNegativeInt = 0
-    has_more: bool = False
-    remaining: NonNegativeInt = 0
-
-    @property
-    def visited(self) -> tuple[str, Stage]:
-        """The warehouse table and the transform stage."""
-        return self.target, Stage.TRANSFORM
-
-
-class LoadOutcome(_Outcome):
-    """The part of a load payload that progress reads."""
-
-    target: NonEmptyText
-    rows_loaded: NonNegativeInt = 0
-    rows_skipped: NonNegativeInt = 0
-    rows_rejected: NonNegativeInt = 0
-    rows_replayed: NonNegativeInt = 0
-    files_waiting: NonNegativeInt = 0
-    has_more: bool = False
-    files_remaining: NonNegativeInt = 0
-
-    @property
-    def visited(self) -> tuple[str, Stage]:
-        """The warehouse table and the load stage."""
-        return self.target, Stage.LOAD
 
 
 class TableTotals(BaseModel):
@@ -153,7 +96,7 @@ class ProgressRequest(BaseModel):
     --------
     >>> request = ProgressRequest.from_event({"run_id": "r", "passes": 0,
     ...     "execution_started": "2024-11-14T09:00:00Z", "pass_started": "2024-11-14T09:00:00Z",
-    ...     "visiting": {}, "ingested": [{"table": "staff", "rows": 3}]})
+    ...     "visiting": {}, "ingested": [{"table": "staff", "run_id": "r", "rows": 3}]})
     >>> request.ingested[0].has_more
     False
     >>> ProgressRequest.from_event({"run_id": "r"})  # doctest: +ELLIPSIS
@@ -177,10 +120,10 @@ class ProgressRequest(BaseModel):
     tables: dict[str, TableTotals] = Field(default_factory=dict)
     #: What the passes so far found (rejected rows, unknown codes, schema drift, ...).
     findings: list[Finding] = Field(default_factory=list)
-    ingested: list[IngestOutcome] = Field(default_factory=list)
-    transformed: list[TransformOutcome] = Field(default_factory=list)
-    dimensions_loaded: list[LoadOutcome] = Field(default_factory=list)
-    facts_loaded: list[LoadOutcome] = Field(default_factory=list)
+    ingested: list[IngestResult] = Field(default_factory=list)
+    transformed: list[TransformResult] = Field(default_factory=list)
+    dimensions_loaded: list[LoadResult] = Field(default_factory=list)
+    facts_loaded: list[LoadResult] = Field(default_factory=list)
 
     @classmethod
     def from_event(cls, event: Any) -> ProgressRequest:
@@ -280,7 +223,7 @@ def check_progress(
     >>> start = datetime(2024, 11, 14, 9, 0, tzinfo=UTC)
     >>> request = ProgressRequest(run_id="r", passes=0, execution_started=start,
     ...     pass_started=start, visiting=PassTables(),
-    ...     ingested=[IngestOutcome(table="staff", rows=5, has_more=True, remaining=7)])
+    ...     ingested=[IngestResult(table="staff", run_id="r", rows=5, has_more=True, remaining=7)])
     >>> progress = check_progress(request, ProgressSettings(), now=start + timedelta(seconds=20))
     >>> progress.verdict, progress.visiting.source, progress.visiting.warehouse
     (<Verdict.KEEP_GOING: 'keep_going'>, ['staff'], ['dim_staff'])
@@ -292,21 +235,22 @@ def check_progress(
     def counts(table: str) -> TableTotals:
         return totals.setdefault(table, TableTotals())
 
+    for result in (
+        *request.ingested,
+        *request.transformed,
+        *request.dimensions_loaded,
+        *request.facts_loaded,
+    ):
+        table = counts(result.table)
+        for name, rows in result.counts().items():
+            setattr(table, name, getattr(table, name) + rows)
+    # What is left is what the last visit of each table said.
     for ingested in request.ingested:
-        table = counts(ingested.table)
-        table.ingested += ingested.rows
-        table.remaining = ingested.remaining if ingested.has_more else 0
+        counts(ingested.table).remaining = ingested.remaining if ingested.has_more else 0
     for transformed in request.transformed:
-        target = counts(transformed.target)
-        target.transformed += transformed.rows
-        target.rejected += transformed.rows_rejected
-        target.remaining = transformed.remaining if transformed.has_more else 0
+        counts(transformed.table).remaining = transformed.remaining if transformed.has_more else 0
     for loaded in (*request.dimensions_loaded, *request.facts_loaded):
-        target = counts(loaded.target)
-        target.loaded += loaded.rows_loaded
-        target.skipped += loaded.rows_skipped
-        target.rejected += loaded.rows_rejected
-        target.replayed += loaded.rows_replayed
+        target = counts(loaded.table)
         target.files_remaining = loaded.files_remaining if loaded.has_more else 0
         target.files_waiting = loaded.files_waiting
 
@@ -364,17 +308,17 @@ def _findings(request: ProgressRequest) -> list[Finding]:
 def _next_tables(request: ProgressRequest) -> PassTables:
     """The tables with work left, per stage, in the stages' own order."""
     source = {outcome.table for outcome in request.ingested if outcome.has_more}
-    warehouse = {outcome.target for outcome in request.transformed if outcome.has_more}
+    warehouse = {outcome.table for outcome in request.transformed if outcome.has_more}
     warehouse |= {table.name for table in WAREHOUSE.values() if source.intersection(table.sources)}
     loads = warehouse | {
-        outcome.target
+        outcome.table
         for outcome in (*request.dimensions_loaded, *request.facts_loaded)
         if outcome.has_more
     }
     # Fact files waiting for a dimension row may apply once this pass's dimension rows
     # are in: one more look at them, and no more unless dimensions change again.
     if any(outcome.rows_loaded for outcome in request.dimensions_loaded):
-        loads |= {outcome.target for outcome in request.facts_loaded if outcome.files_waiting}
+        loads |= {outcome.table for outcome in request.facts_loaded if outcome.files_waiting}
     return PassTables(
         source=largest_first(source),
         warehouse=largest_first(warehouse),

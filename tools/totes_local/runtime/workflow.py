@@ -30,8 +30,9 @@ from typing import Any
 
 from totes.errors import TotesError
 from totes.failure_notice import decode_failure
-from totes.findings import Finding, Stage, after_visit
+from totes.findings import Finding, after_visit
 from totes.names import METRICS_NAMESPACE, SERVICE_NAME, EnvironmentVariable, MetricName
+from totes.results import STAGE_RESULT, IngestResult, LoadResult, TransformResult
 from totes_local.runtime.assembly import CloudAssembly
 from totes_local.runtime.deployment import DeployResult, LocalDeployment
 from totes_local.runtime.graph import markdown_report
@@ -185,40 +186,22 @@ class ExecutionReport:
         {'transformed': 11175, 'rejected': 0, 'loaded': 11175, 'skipped': 0, 'replayed': 0}
         """
         tables: dict[str, dict[str, int]] = {}
-        for item, stage, result in self._item_results():
-            counts = tables.setdefault(item, {})
-            if stage is Stage.LOAD:
-                added = {
-                    "loaded": result["rows_loaded"],
-                    "skipped": result.get("rows_skipped", 0),
-                    "rejected": result.get("rows_rejected", 0),
-                    "replayed": result.get("rows_replayed", 0),
-                }
-            elif stage is Stage.INGEST:
-                added = {"ingested": result.get("rows", 0)}
-            else:
-                added = {
-                    "transformed": result.get("rows", 0),
-                    "rejected": result.get("rows_rejected", 0),
-                }
-            for column, rows in added.items():
-                counts[column] = counts.get(column, 0) + int(rows)
+        for result in self._item_results():
+            counts = tables.setdefault(result.table, {})
+            for column, rows in result.counts().items():
+                counts[column] = counts.get(column, 0) + rows
         return tables
 
-    def _item_results(self) -> Iterator[tuple[str, Stage, dict[str, Any]]]:
-        """Each Map item's result that a stage handler returned, with its table and stage."""
+    def _item_results(self) -> Iterator[IngestResult | TransformResult | LoadResult]:
+        """Each result a stage handler returned to a Map item, in the order they ended."""
         for entry in self.history.entries:
             result = entry.output
             if entry.outcome is not Outcome.SUCCEEDED or not isinstance(result, dict):
                 continue
             if entry.item is None or _map_of(self.history, entry.name) is None:
                 continue
-            if "rows_loaded" in result:
-                yield entry.item, Stage.LOAD, result
-            elif "table" in result:
-                yield entry.item, Stage.INGEST, result
-            elif "target" in result:
-                yield entry.item, Stage.TRANSFORM, result
+            if "stage" in result:
+                yield STAGE_RESULT.validate_python(result)
 
     def findings(self) -> list[Finding]:
         """What the stages found (rejected rows by cause, schema drift, ...), as the run ended.
@@ -232,9 +215,8 @@ class ExecutionReport:
         ["2 rows rejected: agreed_delivery_date is not a YYYY-MM-DD date (e.g. 'soon')"]
         """
         findings: list[Finding] = []
-        for item, stage, result in self._item_results():
-            found = [Finding.model_validate(finding) for finding in result.get("findings", [])]
-            findings = after_visit(findings, item, stage, found)
+        for result in self._item_results():
+            findings = after_visit(findings, *result.visited, result.findings)
         return findings
 
     @property

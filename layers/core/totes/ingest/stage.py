@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from totes.contracts import (
     NonEmptyText,
@@ -33,12 +32,13 @@ from totes.contracts import (
 )
 from totes.db import kept_connection, unverified_tls
 from totes.errors import SourceSchemaDriftError
-from totes.findings import Finding, FindingKind, Stage, merge, unverified_tls_findings
+from totes.findings import Finding, FindingKind, Stage, unverified_tls_findings
 from totes.ingest.columns import SourceColumn
 from totes.ingest.extract import plan_batch, stream_csv
 from totes.ingest.raw_zone import Manifest, RawZoneWriter, cursor_json
 from totes.ingest.watermarks import WatermarkStore
 from totes.names import DEFAULT_INGEST_MAX_ROWS, SOURCE_DATABASE, EnvironmentVariable
+from totes.results import IngestResult
 from totes.source.columns import SchemaDrift, schema_drift
 from totes.tables import IGNORED_SOURCE_TABLES, SOURCE_TABLES
 
@@ -117,70 +117,6 @@ class IngestSettings(BaseModel):
         return settings_from_environment(cls, environment)
 
 
-class IngestPayload(BaseModel):
-    """What the ingest handler returns to the state machine (keys and counts, never rows)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    table: str
-    run_id: str
-    rows: NonNegativeInt
-    parts: NonNegativeInt
-    bytes: NonNegativeInt
-    has_more: bool
-    #: Source rows beyond this batch (read by the next passes).
-    remaining: NonNegativeInt
-    manifest: str | None
-    cursor_to: list[str | int] | None
-    skipped: str | None = None
-    #: New or missing source columns (see :mod:`totes.findings`).
-    findings: list[Finding] = []
-
-
-@dataclass
-class IngestResult:
-    """What one ingest step did; small enough for the Step Functions payload."""
-
-    table: str
-    run_id: str
-    rows: int = 0
-    parts: int = 0
-    bytes_written: int = 0
-    has_more: bool = False
-    remaining: int = 0
-    rereads_window: bool = False
-    manifest_key: str | None = None
-    cursor_to: list[str | int] | None = None
-    skipped: str | None = None
-    unexpected_columns: list[str] = field(default_factory=list)
-    #: Source columns no transform reads that are gone or changed type.
-    missing_columns: list[str] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-    duration_ms: float = 0.0
-
-    def to_payload(self) -> dict[str, Any]:
-        """The handler's return value (keys and counts, never rows): an :class:`IngestPayload`.
-
-        Examples
-        --------
-        >>> IngestResult("staff", "exec-1").to_payload()["has_more"]
-        False
-        """
-        return IngestPayload(
-            table=self.table,
-            run_id=self.run_id,
-            rows=self.rows,
-            parts=self.parts,
-            bytes=self.bytes_written,
-            has_more=self.has_more,
-            remaining=self.remaining,
-            manifest=self.manifest_key,
-            cursor_to=self.cursor_to,
-            skipped=self.skipped,
-            findings=merge(self.findings),
-        ).model_dump(mode="json", exclude=set() if self.skipped else {"skipped"})
-
-
 def ingest_table(
     request: IngestRequest,
     settings: IngestSettings,
@@ -219,10 +155,26 @@ def ingest_table(
 
     Examples
     --------
-    >>> result = ingest_table(IngestRequest("sales_order", "exec-1"), settings,  # doctest: +SKIP
-    ...                       source_dsn=lambda: dsn, s3=s3, watermarks=store)
-    >>> result.rows  # doctest: +SKIP
-    11175
+    >>> from totes.db import connect
+    >>> from totes.ingest.watermarks import DynamoWatermarkStore
+    >>> from totes.source.schema import create_source_tables
+    >>> with connect(dsn) as source:
+    ...     create_source_tables(source)
+    ...     _ = source.execute("INSERT INTO staff (first_name, last_name, department_id, "
+    ...         "email_address, last_updated) VALUES ('Jeremie', 'Franey', 1, "
+    ...         "'jeremie@example.com', '2024-11-14 09:05'), ('Deron', 'Beier', 2, "
+    ...         "'deron@example.com', '2024-11-14 09:06')")
+    >>> settings = IngestSettings.from_environment(
+    ...     {"INGESTED_BUCKET": "ingested", "WATERMARK_TABLE": "watermarks"})
+    >>> def ingest() -> IngestResult:
+    ...     return ingest_table(IngestRequest.from_event({"table": "staff", "run_id": "exec-1"}),
+    ...         settings, source_dsn=lambda: dsn, s3=s3,
+    ...         watermarks=DynamoWatermarkStore(dynamodb, "watermarks"))
+    >>> first = ingest()
+    >>> first.rows, first.parts, first.manifest_key.startswith("_manifests/staff/")
+    (2, 1, True)
+    >>> ingest().rows  # the watermark moved: nothing new
+    0
     """
     started = time.perf_counter()
     result = IngestResult(table=request.table, run_id=request.run_id)

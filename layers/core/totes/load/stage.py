@@ -55,14 +55,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from totes.contracts import (
     GoldTable,
@@ -83,7 +82,6 @@ from totes.findings import (
     Finding,
     FindingKind,
     Stage,
-    merge,
     unverified_tls_findings,
 )
 from totes.key_runs import has_repeated_key, last_of_each_key
@@ -112,6 +110,7 @@ from totes.names import (
     WAREHOUSE_DATABASE,
     EnvironmentVariable,
 )
+from totes.results import FileOutcome, LoadResult
 from totes.tables import DIMENSION_TABLES, FACT_TABLES, WAREHOUSE
 from totes.zones.gold import GoldFileKey
 from totes.zones.rejects import RejectsKey, load_rejects_key
@@ -204,164 +203,6 @@ class LoadSettings(BaseModel):
         return settings_from_environment(cls, environment)
 
 
-class LoadPayload(BaseModel):
-    """What the load handler returns to the state machine (keys and counts)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    target: str
-    run_id: str
-    files: NonNegativeInt
-    rows_loaded: NonNegativeInt
-    rows_skipped: NonNegativeInt
-    rows_rejected: NonNegativeInt
-    #: Fact files left pending: waiting for a dimension row they reference.
-    files_waiting: NonNegativeInt
-    #: Files not attempted because of the per-invocation limit (the next one applies them).
-    has_more: bool
-    files_remaining: NonNegativeInt
-    #: Quarantined rows that went in this time, their dimension row having arrived.
-    rows_replayed: NonNegativeInt = 0
-    #: Rejected and waiting rows by cause (with where they are kept), replayed rows.
-    findings: list[Finding] = []
-
-
-@dataclass(frozen=True)
-class FileOutcome:
-    """What loading one gold file did.
-
-    ``applied_elsewhere`` is True when another loader recorded the file in the ledger
-    between this load's listing and its transaction; nothing was then written.
-
-    Examples
-    --------
-    >>> FileOutcome("fact_payment/run=exec-1/a.parquet", 10, rows_loaded=7).rows_skipped
-    3
-    """
-
-    key: str
-    rows_in_file: int
-    rows_loaded: int = 0
-    rows_rejected: int = 0
-    rejects_key: str | None = None
-    applied_elsewhere: bool = False
-    #: Rows reference dimension rows not loaded yet: nothing applied, the file stays pending.
-    deferred: bool = False
-    #: The rejected (or, for a deferred file, waiting) rows by cause.
-    findings: tuple[Finding, ...] = ()
-    duration_ms: float = 0.0
-    #: Rows copied straight into a fact table, with the surrogate keys they were given:
-    #: the lake export appends them without reading them back.
-    numbered: pa.Table | None = field(default=None, repr=False)
-
-    @property
-    def rows_skipped(self) -> int:
-        """Rows already in the warehouse: fact versions present, dimension rows unchanged."""
-        if self.applied_elsewhere or self.deferred:
-            return 0
-        return self.rows_in_file - self.rows_loaded - self.rows_rejected
-
-
-@dataclass
-class LoadResult:
-    """What one load step did; :meth:`to_payload` is small enough for Step Functions.
-
-    Examples
-    --------
-    >>> result = LoadResult("dim_staff", "exec-1", files=[FileOutcome("a", 3, rows_loaded=1)])
-    >>> (result.rows_loaded, result.rows_skipped, result.rows_rejected)
-    (1, 2, 0)
-    """
-
-    target: str
-    run_id: str
-    files: list[FileOutcome] = field(default_factory=list)
-    files_listed: int = 0
-    #: Unloaded files beyond the per-invocation limit.
-    files_remaining: int = 0
-    fk_triggers: bool = True
-    newest_last_updated: datetime | None = None
-    freshness_lag_seconds: float | None = None
-    #: Quarantine objects tried again (a fact table), and what went in from them.
-    replays: list[FileOutcome] = field(default_factory=list)
-    #: Fact rows (and dim_date rows) written to the lake after they committed.
-    rows_exported: int = 0
-    duration_ms: float = 0.0
-    #: How the connection to the warehouse fell short of verified TLS (a secret's choice).
-    connection_findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def applied(self) -> list[FileOutcome]:
-        """The files this step applied (those another loader took or that wait are left out)."""
-        return [
-            outcome for outcome in self.files if not (outcome.applied_elsewhere or outcome.deferred)
-        ]
-
-    @property
-    def deferred(self) -> list[FileOutcome]:
-        """The files left pending because a dimension row they need is not loaded yet."""
-        return [outcome for outcome in self.files if outcome.deferred]
-
-    @property
-    def rows_loaded(self) -> int:
-        """Rows inserted or changed in the warehouse."""
-        return sum(outcome.rows_loaded for outcome in self.files)
-
-    @property
-    def rows_skipped(self) -> int:
-        """Rows the warehouse already held (duplicate fact versions, unchanged dimension rows)."""
-        return sum(outcome.rows_skipped for outcome in self.files)
-
-    @property
-    def rows_rejected(self) -> int:
-        """Fact rows quarantined because a dimension row they reference is missing."""
-        return sum(outcome.rows_rejected for outcome in self.files)
-
-    @property
-    def rows_replayed(self) -> int:
-        """Quarantined fact rows that went into the warehouse in this step."""
-        return sum(outcome.rows_loaded for outcome in self.replays)
-
-    @property
-    def findings(self) -> list[Finding]:
-        """Rejected and waiting rows by cause, and replayed rows, over every file; and a
-        connection that did not verify the warehouse."""
-        return merge(
-            [
-                *self.connection_findings,
-                *(
-                    finding
-                    for outcome in (*self.files, *self.replays)
-                    for finding in outcome.findings
-                ),
-            ]
-        )
-
-    def to_payload(self) -> dict[str, Any]:
-        """The handler's return value (keys and counts, never rows).
-
-        Examples
-        --------
-        >>> LoadResult("dim_staff", "exec-1").to_payload()  # doctest: +NORMALIZE_WHITESPACE
-        {'target': 'dim_staff', 'run_id': 'exec-1', 'files': 0, 'rows_loaded': 0,
-         'rows_skipped': 0, 'rows_rejected': 0, 'files_waiting': 0, 'has_more': False,
-         'files_remaining': 0, 'rows_replayed': 0, 'findings': []}
-        """
-        return LoadPayload(
-            target=self.target,
-            run_id=self.run_id,
-            files=len(self.applied),
-            rows_loaded=self.rows_loaded,
-            rows_skipped=self.rows_skipped,
-            rows_rejected=self.rows_rejected,
-            files_waiting=len(self.deferred),
-            has_more=bool(self.files_remaining),
-            files_remaining=self.files_remaining,
-            rows_replayed=self.rows_replayed,
-            findings=self.findings,
-        ).model_dump(mode="json")
-
-
 def load_target(
     request: LoadRequest,
     settings: LoadSettings,
@@ -408,17 +249,31 @@ def load_target(
 
     Examples
     --------
-    >>> result = load_target(LoadRequest("fact_sales_order", "exec-1"),  # doctest: +SKIP
-    ...                      LoadSettings("totes-processed"), warehouse_dsn=lambda: dsn, s3=s3)
-    >>> result.to_payload()["rows_loaded"]  # doctest: +SKIP
-    11175
+    >>> import pyarrow as pa
+    >>> from totes.db import connect
+    >>> from totes.parquet_objects import parquet_bytes
+    >>> from totes.warehouse.schema import init_warehouse
+    >>> from totes.warehouse.star import STAR_SCHEMAS
+    >>> from totes.zones.gold import gold_key
+    >>> with connect(dsn) as warehouse:
+    ...     _ = init_warehouse(warehouse)
+    >>> staff = pa.Table.from_pylist([{"staff_id": 1, "first_name": "Jeremie",
+    ...     "last_name": "Franey", "department_name": "Purchasing", "location": "Manchester",
+    ...     "email_address": "jeremie@example.com"}], schema=STAR_SCHEMAS["dim_staff"])
+    >>> _ = s3.put_object(Bucket="processed", Key=gold_key("dim_staff", 1, "exec-1", "ab12"),
+    ...                   Body=parquet_bytes(staff))
+    >>> request = LoadRequest.from_event({"target": "dim_staff", "run_id": "exec-1"})
+    >>> settings = LoadSettings.from_environment({"PROCESSED_BUCKET": "processed"})
+    >>> result = load_target(request, settings, warehouse_dsn=lambda: dsn, s3=s3)
+    >>> result.files, result.rows_loaded, result.has_more
+    (1, 1, False)
+    >>> load_target(request, settings, warehouse_dsn=lambda: dsn, s3=s3).files  # loaded once
+    0
     """
     started = time.perf_counter()
-    result = LoadResult(target=request.target, run_id=request.run_id)
+    result = LoadResult(table=request.target, run_id=request.run_id)
     dsn = warehouse_dsn()
-    result.connection_findings = unverified_tls_findings(
-        unverified_tls(dsn), WAREHOUSE_DATABASE, Stage.LOAD
-    )
+    result.findings = unverified_tls_findings(unverified_tls(dsn), WAREHOUSE_DATABASE, Stage.LOAD)
     with kept_connection(
         dsn, autocommit=True, client_encoding="UTF8", application_name="totes load"
     ) as conn:
@@ -439,13 +294,13 @@ def load_target(
         for position, file in enumerate(unloaded):
             # Files left waiting for a dimension row do not use up the limit: the files
             # after them may well apply.
-            if len(result.files) - len(result.deferred) >= settings.max_files:
+            if len(result.file_outcomes) - len(result.deferred) >= settings.max_files:
                 result.files_remaining = len(unloaded) - position
                 break
             may_reject = file.written_at is None or (
                 clock() - file.written_at >= settings.reject_after
             )
-            result.files.append(
+            result.record_file(
                 _apply_file(
                     conn,
                     s3,
@@ -457,24 +312,28 @@ def load_target(
                 )
             )
         if request.target in FACT_TABLES:
-            result.replays = _replay_quarantine(
+            replays = _replay_quarantine(
                 conn,
                 s3,
                 settings,
                 request,
                 fk_triggers=result.fk_triggers,
-                written_now={file.rejects_key for file in result.files if file.rejects_key},
+                written_now={o.rejects_key for o in result.file_outcomes if o.rejects_key},
             )
+            for replay in replays:
+                result.record_replay(replay)
         _move_listing_start(
             conn,
             request.target,
             start_after=start_after,
             listed=listed,
             done=done,
-            outcomes=result.files,
+            outcomes=result.file_outcomes,
         )
         if lake is not None:
-            result.rows_exported = _export_to_lake(conn, lake, request, result.files)
+            result.rows_exported_to_lake = _export_to_lake(
+                conn, lake, request, result.file_outcomes
+            )
         if request.target in FACT_TABLES:
             result.newest_last_updated = warehouse_sql.newest_version(conn, request.target)
     if result.newest_last_updated is not None:

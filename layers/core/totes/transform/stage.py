@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -58,11 +58,12 @@ from totes.conditional_writes import (
 )
 from totes.contracts import GoldTable, NonEmptyText, parse_event, settings_from_environment
 from totes.errors import StagedFileMissingError, TransformStateConflictError
-from totes.findings import Finding, FindingKind, merge
+from totes.findings import FindingKind
 from totes.ingest.raw_rows import read_rows
 from totes.ingest.raw_zone import Manifest, read_manifest
 from totes.names import DEFAULT_TRANSFORM_MAX_ROWS, EnvironmentVariable
 from totes.parquet_objects import parquet_bytes, read_parquet
+from totes.results import TransformResult
 from totes.tables import WAREHOUSE, Kind
 from totes.transform import shapes
 from totes.zones import raw
@@ -142,71 +143,6 @@ class TransformSettings(BaseModel):
             A bucket is not set, or the row limit is not a positive whole number.
         """
         return settings_from_environment(cls, environment)
-
-
-class TransformPayload(BaseModel):
-    """What the transform handler returns to the state machine (keys and counts)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    target: str
-    run_id: str
-    rows: NonNegativeInt
-    files: NonNegativeInt
-    batches: NonNegativeInt
-    rows_rejected: NonNegativeInt
-    #: Raw batches (and their rows) left for the next invocation by the row limit.
-    has_more: bool
-    batches_remaining: NonNegativeInt
-    remaining: NonNegativeInt
-    #: Rejected rows by cause (with where they are kept), placeholders used.
-    findings: list[Finding] = []
-
-
-@dataclass
-class TransformResult:
-    """What one transform step did; small enough for the Step Functions payload."""
-
-    target: str
-    run_id: str
-    rows: int = 0
-    files: int = 0
-    batches: int = 0
-    rows_rejected: int = 0
-    gold_key: str | None = None
-    rejects_key: str | None = None
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def unknown_codes(self) -> int:
-        """Rows named with a placeholder because their code is unknown."""
-        return sum(f.count for f in self.findings if f.kind is FindingKind.UNKNOWN_CODE)
-
-    #: Rows of the batches consumed, and of those left for the next invocation.
-    rows_consumed: int = 0
-    batches_remaining: int = 0
-    remaining: int = 0
-
-    def to_payload(self) -> dict[str, Any]:
-        """The handler's return value (keys and counts, never rows): a :class:`TransformPayload`.
-
-        Examples
-        --------
-        >>> TransformResult("dim_staff", "exec-1", rows=3, files=1).to_payload()["rows"]
-        3
-        """
-        return TransformPayload(
-            target=self.target,
-            run_id=self.run_id,
-            rows=self.rows,
-            files=self.files,
-            batches=self.batches,
-            rows_rejected=self.rows_rejected,
-            has_more=bool(self.batches_remaining),
-            batches_remaining=self.batches_remaining,
-            remaining=self.remaining,
-            findings=merge(self.findings),
-        ).model_dump(mode="json")
 
 
 class TransformState(VersionedDocument):
@@ -440,10 +376,14 @@ def transform_target(
 
     Examples
     --------
-    >>> transform_target(TransformRequest("dim_staff", "exec-1"), settings, s3=s3)  # doctest: +SKIP
-    TransformResult(target='dim_staff', run_id='exec-1', rows=20, files=1, batches=2, ...)
+    >>> settings = TransformSettings.from_environment(
+    ...     {"INGESTED_BUCKET": "ingested", "PROCESSED_BUCKET": "processed"})
+    >>> request = TransformRequest.from_event({"target": "dim_staff", "run_id": "exec-1"})
+    >>> result = transform_target(request, settings, s3=s3)  # nothing ingested yet
+    >>> result.rows, result.gold_key, result.has_more
+    (0, None, False)
     """
-    result = TransformResult(target=request.target, run_id=request.run_id)
+    result = TransformResult(table=request.target, run_id=request.run_id)
     state = _read_state(s3, settings.processed_bucket, request.target)
     # A run that committed may have stopped before publishing: finish its work first.
     published = bool(state.pending)
