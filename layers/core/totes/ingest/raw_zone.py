@@ -12,11 +12,18 @@ import hashlib
 import io
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, NonNegativeInt, ValidationError
+from pydantic import (
+    BaseModel,
+    Field,
+    NonNegativeInt,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
 
 from totes.conditional_writes import put_if
 from totes.errors import ManifestFormatError, RawObjectExistsError
@@ -40,41 +47,61 @@ class RawPart:
     sha256: str
 
 
-@dataclass
-class Manifest:
-    """Everything a reader needs to trust and decode a batch."""
+class CsvDialect(BaseModel):
+    """How the parts' CSV is written: what a reader with standard tools needs to know."""
 
+    header: bool = True
+    null: str = "empty unquoted field"
+    encoding: str = "UTF-8"
+
+
+class Manifest(BaseModel):
+    """Everything a reader needs to trust and decode a batch, stored next to its parts.
+
+    Examples
+    --------
+    >>> manifest = Manifest(table="staff", run_id="r", batch_id="b",
+    ...     extracted_at="2025-01-01T00:00:00+00:00", rows=0, cursor_from=None,
+    ...     cursor_to=None, rereads_window=False,
+    ...     columns=[SourceColumn("staff_id", "integer")])
+    >>> import json
+    >>> document = json.loads(manifest.to_json())
+    >>> document["format"], document["columns"][0]["type"], document["csv"]["header"]
+    ('totes-raw-batch/1', 'integer', True)
+    >>> Manifest.from_json(manifest.to_json()) == manifest
+    True
+    >>> Manifest.from_json(b'{"format": "totes-raw-batch/1"}')  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    totes.errors.ManifestFormatError: not a totes-raw-batch/1 manifest: table: Field required; ...
+    """
+
+    format: Literal["totes-raw-batch/1"] = MANIFEST_FORMAT
     table: str
     run_id: str
     batch_id: str
     extracted_at: str
     columns: list[SourceColumn]
-    rows: int
+    unexpected_columns: list[str] = Field(default_factory=list)
+    rows: NonNegativeInt
     cursor_from: list[str | int] | None
     cursor_to: list[str | int] | None
     rereads_window: bool
-    parts: list[RawPart] = field(default_factory=list)
-    unexpected_columns: list[str] = field(default_factory=list)
+    csv: CsvDialect = Field(default_factory=CsvDialect)
+    parts: list[RawPart] = Field(default_factory=list)
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _columns_as_stored(cls, columns: Any) -> Any:
+        return [SourceColumn.from_dict(c) if isinstance(c, dict) else c for c in columns]
+
+    @field_serializer("columns")
+    def _columns_to_store(self, columns: list[SourceColumn]) -> list[dict[str, Any]]:
+        return [column.as_dict() for column in columns]
 
     def to_json(self) -> bytes:
-        """The manifest as UTF-8 JSON (a :class:`ManifestDocument`)."""
-        return (
-            ManifestDocument(
-                table=self.table,
-                run_id=self.run_id,
-                batch_id=self.batch_id,
-                extracted_at=self.extracted_at,
-                columns=[ColumnDocument.model_validate(c.as_dict()) for c in self.columns],
-                unexpected_columns=self.unexpected_columns,
-                rows=self.rows,
-                cursor_from=self.cursor_from,
-                cursor_to=self.cursor_to,
-                rereads_window=self.rereads_window,
-                parts=[PartDocument.model_validate(part.__dict__) for part in self.parts],
-            )
-            .model_dump_json(indent=1)
-            .encode()
-        )
+        """The manifest as UTF-8 JSON."""
+        return self.model_dump_json(indent=1).encode()
 
     @classmethod
     def from_json(cls, body: bytes) -> Manifest:
@@ -86,79 +113,13 @@ class Manifest:
             The body is not a manifest of this format (which field, and why).
         """
         try:
-            document = ManifestDocument.model_validate_json(body)
+            return cls.model_validate_json(body)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, error['loc'])) or 'document'}: {error['msg']}"
                 for error in exc.errors()
             )
             raise ManifestFormatError(f"not a {MANIFEST_FORMAT} manifest: {problems}") from exc
-        return cls(
-            table=document.table,
-            run_id=document.run_id,
-            batch_id=document.batch_id,
-            extracted_at=document.extracted_at,
-            columns=[SourceColumn.from_dict(c.model_dump()) for c in document.columns],
-            rows=document.rows,
-            cursor_from=document.cursor_from,
-            cursor_to=document.cursor_to,
-            rereads_window=document.rereads_window,
-            parts=[RawPart(**part.model_dump()) for part in document.parts],
-            unexpected_columns=document.unexpected_columns,
-        )
-
-
-class ColumnDocument(BaseModel):
-    """A source column as a manifest records it."""
-
-    name: str
-    type: str
-    precision: int | None = None
-    scale: int | None = None
-
-
-class PartDocument(BaseModel):
-    """A written part as a manifest records it."""
-
-    key: str
-    rows: NonNegativeInt
-    bytes: NonNegativeInt
-    sha256: str
-
-
-class CsvDialect(BaseModel):
-    """How the parts' CSV is written: what a reader with standard tools needs to know."""
-
-    header: bool = True
-    null: str = "empty unquoted field"
-    encoding: str = "UTF-8"
-
-
-class ManifestDocument(BaseModel):
-    """The manifest of a raw batch, as stored next to its parts.
-
-    Examples
-    --------
-    >>> document = ManifestDocument(table="staff", run_id="r", batch_id="b",
-    ...     extracted_at="2025-01-01T00:00:00+00:00", columns=[], rows=0, cursor_from=None,
-    ...     cursor_to=None, rereads_window=False, parts=[])
-    >>> ManifestDocument.model_validate_json(document.model_dump_json()).format
-    'totes-raw-batch/1'
-    """
-
-    format: Literal["totes-raw-batch/1"] = MANIFEST_FORMAT
-    table: str
-    run_id: str
-    batch_id: str
-    extracted_at: str
-    columns: list[ColumnDocument]
-    unexpected_columns: list[str] = []
-    rows: NonNegativeInt
-    cursor_from: list[str | int] | None
-    cursor_to: list[str | int] | None
-    rereads_window: bool
-    csv: CsvDialect = CsvDialect()
-    parts: list[PartDocument]
 
 
 def _put_new(s3: Any, bucket: str, key: str, body: bytes, content_type: str) -> None:
