@@ -57,7 +57,7 @@ FIRST_DAY = date(2022, 11, 3)
 DAYS = 740
 #: The steps of a load, timed separately: (module, function).
 STEPS = (
-    (load_stage, "read_star_file"),
+    (load_stage, "read_gold_file"),
     (warehouse_sql, "stage_rows"),
     (warehouse_sql, "count_present_versions"),
     (warehouse_sql, "new_positions"),

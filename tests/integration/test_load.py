@@ -25,14 +25,14 @@ from totes.db import connect
 from totes.errors import (
     AuthenticationFailedError,
     DatabaseUnreachableError,
-    StarFileSchemaError,
-    StarFileUnreadableError,
+    GoldFileSchemaError,
+    GoldFileUnreadableError,
     WarehouseSchemaMissingError,
 )
 from totes.findings import FindingKind
 from totes.load import warehouse_sql
+from totes.load.gold_files import list_gold_files
 from totes.load.stage import LoadRequest, LoadSettings, load_target
-from totes.load.star_zone import list_star_files
 from totes.names import (
     LOAD_LEDGER_TABLE,
     REJECTS_PREFIX,
@@ -1070,13 +1070,13 @@ def test_a_file_that_does_not_fit_its_table_is_refused_by_name_and_stays_pending
     bad = pa.Table.from_pylist([currency(2)], schema=STAR_SCHEMAS["dim_currency"])
     warehouse.put_table("dim_currency/run=run-2/part-0.parquet", bad.drop(["currency_name"]))
     # When the table is loaded
-    with pytest.raises(StarFileSchemaError, match=r"missing columns \['currency_name'\]"):
+    with pytest.raises(GoldFileSchemaError, match=r"missing columns \['currency_name'\]"):
         warehouse.load("dim_currency", "run-2")
     # Then the good file is loaded and the bad one is not recorded
     assert [row["file_key"] for row in warehouse.ledger()] == [good]
     # And a file that is not Parquet at all is named too
     warehouse.s3.put_object(Bucket=BUCKET, Key="dim_currency/run=run-2/part-0.parquet", Body=b"{")
-    with pytest.raises(StarFileUnreadableError, match="not a readable Parquet file"):
+    with pytest.raises(GoldFileUnreadableError, match="not a readable Parquet file"):
         warehouse.load("dim_currency", "run-3")
     assert [row["file_key"] for row in warehouse.ledger()] == [good]
 
@@ -1090,7 +1090,7 @@ def test_required_values_missing_from_a_file_are_refused_by_name(warehouse: Ware
         }
     )
     warehouse.put_table("dim_currency/run=run-1/part-0.parquet", table)
-    with pytest.raises(StarFileSchemaError, match="nulls in currency_name"):
+    with pytest.raises(GoldFileSchemaError, match="nulls in currency_name"):
         warehouse.load("dim_currency", "run-1")
     assert warehouse.ledger() == []
 
@@ -1104,7 +1104,7 @@ def test_listing_finds_every_gold_file_beyond_a_thousand_and_ignores_other_keys(
         )
     for key in ("dim_design/_tmp/x.parquet", "dim_design/run=run-1/x.json", "dim_designs/a"):
         warehouse.s3.put_object(Bucket=BUCKET, Key=key, Body=b"")
-    files = list_star_files(warehouse.s3, BUCKET, "dim_design")
+    files = list_gold_files(warehouse.s3, BUCKET, "dim_design")
     assert len(files) == 1_005
     assert files[0].key == "dim_design/run=run-0000/part-0.parquet"
     assert files == sorted(files)

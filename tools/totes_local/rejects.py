@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from totes.load.star_zone import REJECT_REASON
+from totes.load.gold_files import REJECT_REASON
 from totes.parquet_objects import parquet_table
 from totes.tables import FACT_TABLES, WAREHOUSE
 from totes.zones.rejects import RejectsKey, rejects_prefix

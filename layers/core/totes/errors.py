@@ -110,11 +110,11 @@ class WarehouseSchemaMissingError(TotesError):
     """The warehouse database lacks a star-schema table (or the load ledger) an operation needs."""
 
 
-class StarFileUnreadableError(TotesError):
+class GoldFileUnreadableError(TotesError):
     """A star-zone (gold) object is not a readable Parquet file."""
 
 
-class StarFileSchemaError(TotesError):
+class GoldFileSchemaError(TotesError):
     """A star-zone (gold) file's columns, types or required values do not fit its table."""
 
 

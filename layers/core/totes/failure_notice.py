@@ -108,11 +108,11 @@ ADVICE: Final[dict[str, str]] = {
         "A committed star-zone file expired before it was published: reset the target's "
         "transform state so that its sources are transformed again."
     ),
-    "StarFileSchemaError": (
+    "GoldFileSchemaError": (
         "A star-zone file does not fit its warehouse table: it and the files after it stay "
         "pending. Remove or replace the file named in the message."
     ),
-    "StarFileUnreadableError": (
+    "GoldFileUnreadableError": (
         "A star-zone file is not Parquet: it and the files after it stay pending. Remove or "
         "replace the file named in the message."
     ),

@@ -125,6 +125,11 @@ class ProgressRequest(BaseModel):
     dimensions_loaded: list[LoadResult] = Field(default_factory=list)
     facts_loaded: list[LoadResult] = Field(default_factory=list)
 
+    @property
+    def results(self) -> tuple[IngestResult | TransformResult | LoadResult, ...]:
+        """Every stage result of the pass, in the order the stages ran."""
+        return (*self.ingested, *self.transformed, *self.dimensions_loaded, *self.facts_loaded)
+
     @classmethod
     def from_event(cls, event: Any) -> ProgressRequest:
         """Validate the ``CheckProgress`` event.
@@ -235,12 +240,7 @@ def check_progress(
     def counts(table: str) -> TableTotals:
         return totals.setdefault(table, TableTotals())
 
-    for result in (
-        *request.ingested,
-        *request.transformed,
-        *request.dimensions_loaded,
-        *request.facts_loaded,
-    ):
+    for result in request.results:
         table = counts(result.table)
         for name, rows in result.counts().items():
             setattr(table, name, getattr(table, name) + rows)
@@ -295,13 +295,8 @@ def check_progress(
 def _findings(request: ProgressRequest) -> list[Finding]:
     """The execution's findings after this pass (see :func:`totes.findings.after_visit`)."""
     findings = list(request.findings)
-    for outcome in (
-        *request.ingested,
-        *request.transformed,
-        *request.dimensions_loaded,
-        *request.facts_loaded,
-    ):
-        findings = after_visit(findings, *outcome.visited, outcome.findings)
+    for result in request.results:
+        findings = after_visit(findings, *result.visited, result.findings)
     return findings
 
 

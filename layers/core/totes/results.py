@@ -178,15 +178,12 @@ class FileOutcome(BaseModel):
 
     def log_fields(self) -> dict[str, Any]:
         """The file's log line fields."""
-        return {
-            "file_key": self.key,
-            "rows_in_file": self.rows_in_file,
-            "rows_loaded": self.rows_loaded,
-            "rows_skipped": self.rows_skipped,
-            "rows_rejected": self.rows_rejected,
-            "rejects_key": self.rejects_key,
-            "duration_ms": round(self.duration_ms, 1),
-        }
+        fields = self.model_dump(mode="json", exclude={"key", "findings", "deferred"})
+        return {"file_key": self.key, "rows_skipped": self.rows_skipped, **fields}
+
+
+#: What a load adds to its table's totals: ``rows_<name>`` of the result, by ``<name>``.
+_LOAD_COUNTS = ("loaded", "skipped", "rejected", "replayed")
 
 
 class LoadResult(StageResult):
@@ -264,12 +261,7 @@ class LoadResult(StageResult):
 
     def counts(self) -> dict[str, int]:
         """Rows loaded, skipped, rejected and replayed."""
-        return {
-            "loaded": self.rows_loaded,
-            "skipped": self.rows_skipped,
-            "rejected": self.rows_rejected,
-            "replayed": self.rows_replayed,
-        }
+        return {name: getattr(self, f"rows_{name}") for name in _LOAD_COUNTS}
 
 
 #: Any stage's result, told apart by its ``stage``.

@@ -60,12 +60,19 @@ class Column:
     nullable: bool = False
 
 
-def _required(name: str, kind: ColumnType) -> Column:
-    return Column(name, kind)
+def _columns(declared: str) -> tuple[Column, ...]:
+    """Columns declared as ``"name type[ null], ..."``: a table's columns read like its SQL.
 
-
-def _optional(name: str, kind: ColumnType) -> Column:
-    return Column(name, kind, nullable=True)
+    Examples
+    --------
+    >>> [(c.name, c.nullable) for c in _columns("location_id int, district text null")]
+    [('location_id', False), ('district', True)]
+    """
+    columns = []
+    for column in declared.split(","):
+        name, kind, *null = column.split()
+        columns.append(Column(name, ColumnType(kind), nullable=null == ["null"]))
+    return tuple(columns)
 
 
 @dataclass(frozen=True)
@@ -157,170 +164,168 @@ _SOURCES: Final = (
 #: Source tables that Prisma creates and the pipeline must never read.
 IGNORED_SOURCE_TABLES: Final = ("_prisma_migrations",)
 
-_INT, _TEXT, _DATE, _TIME, _MONEY, _BOOL = ColumnType
 
-_VERSION_STAMPS: Final = (
-    _required("created_date", _DATE),
-    _required("created_time", _TIME),
-    _required("last_updated_date", _DATE),
-    _required("last_updated_time", _TIME),
+def _dimension(
+    name: str,
+    *,
+    sources: tuple[str, ...],
+    columns: tuple[Column, ...],
+    size_rank: int,
+    cascades: bool = False,
+    rebuild_sql: str = "",
+) -> WarehouseTable:
+    """A dimension, keyed by its first column."""
+    return WarehouseTable(
+        name,
+        Kind.DIMENSION,
+        sources=sources,
+        key=columns[0].name,
+        columns=columns,
+        size_rank=size_rank,
+        cascades=cascades,
+        rebuild_sql=rebuild_sql,
+    )
+
+
+def _fact(
+    name: str,
+    *,
+    source: str,
+    record_key: str,
+    columns: tuple[Column, ...],
+    size_rank: int,
+    references: Mapping[str, str],
+    rebuild_columns: str,
+) -> WarehouseTable:
+    """A fact of one source table: one row per version of a source row, so its columns start
+    with the source row's id and version stamps; partitioned in the lake by the month of
+    ``last_updated``."""
+    key = f"{source}_id"
+    return WarehouseTable(
+        name,
+        Kind.FACT,
+        sources=(source,),
+        key=key,
+        columns=(Column(key, ColumnType.INT), *_VERSION_STAMPS, *columns),
+        size_rank=size_rank,
+        record_key=record_key,
+        references=references,
+        lake_partition="last_updated_month",
+        # Names from this registry, never input.
+        rebuild_sql=f"SELECT {key}, {_SOURCE_STAMPS}, {rebuild_columns} FROM {source}",  # noqa: S608
+    )
+
+
+_VERSION_STAMPS: Final = _columns(
+    "created_date date, created_time time, last_updated_date date, last_updated_time time"
 )
-_LAKE_MONTH: Final = "last_updated_month"
+#: The version stamps as the source holds them (timestamps), for a fact's rebuild.
+_SOURCE_STAMPS: Final = (
+    "created_at::date, created_at::time(3), last_updated::date, last_updated::time(3)"
+)
 
 _WAREHOUSE: Final = (
-    WarehouseTable(
+    _dimension(
         "dim_date",
-        Kind.DIMENSION,
         sources=(),
-        key="date_id",
-        columns=(
-            _required("date_id", _DATE),
-            _required("year", _INT),
-            _required("month", _INT),
-            _required("day", _INT),
-            _required("day_of_week", _INT),
-            _required("day_name", _TEXT),
-            _required("month_name", _TEXT),
-            _required("quarter", _INT),
+        columns=_columns(
+            "date_id date, year int, month int, day int, day_of_week int, day_name text, "
+            "month_name text, quarter int"
         ),
         size_rank=9,
     ),
-    WarehouseTable(
+    _dimension(
         "dim_staff",
-        Kind.DIMENSION,
         sources=("staff", "department"),
-        key="staff_id",
-        columns=(
-            _required("staff_id", _INT),
-            _required("first_name", _TEXT),
-            _required("last_name", _TEXT),
-            _required("department_name", _TEXT),
-            _required("location", _TEXT),
-            _required("email_address", _TEXT),
+        columns=_columns(
+            "staff_id int, first_name text, last_name text, department_name text, "
+            "location text, email_address text"
         ),
         size_rank=8,
         cascades=True,
-        rebuild_sql="SELECT s.staff_id, s.first_name, s.last_name, "
-        "coalesce(d.department_name, %(unknown_department)s), "
-        "coalesce(d.location, %(unknown_location)s), s.email_address "
-        "FROM staff s LEFT JOIN department d USING (department_id)",
+        rebuild_sql=(
+            "SELECT s.staff_id, s.first_name, s.last_name, coalesce(d.department_name, "
+            "%(unknown_department)s), coalesce(d.location, %(unknown_location)s), "
+            "s.email_address FROM staff s LEFT JOIN department d USING (department_id)"
+        ),
     ),
-    WarehouseTable(
+    _dimension(
         "dim_location",
-        Kind.DIMENSION,
         sources=("address",),
-        key="location_id",
-        columns=(
-            _required("location_id", _INT),
-            _required("address_line_1", _TEXT),
-            _optional("address_line_2", _TEXT),
-            _optional("district", _TEXT),
-            _required("city", _TEXT),
-            _required("postal_code", _TEXT),
-            _required("country", _TEXT),
-            _required("phone", _TEXT),
+        columns=_columns(
+            "location_id int, address_line_1 text, address_line_2 text null, "
+            "district text null, city text, postal_code text, country text, phone text"
         ),
         size_rank=7,
-        rebuild_sql="SELECT address_id, address_line_1, address_line_2, district, city, "
-        "postal_code, country, phone FROM address",
-    ),
-    WarehouseTable(
-        "dim_currency",
-        Kind.DIMENSION,
-        sources=("currency",),
-        key="currency_id",
-        columns=(
-            _required("currency_id", _INT),
-            _required("currency_code", _TEXT),
-            _required("currency_name", _TEXT),
+        rebuild_sql=(
+            "SELECT address_id, address_line_1, address_line_2, district, city, "
+            "postal_code, country, phone FROM address"
         ),
+    ),
+    _dimension(
+        "dim_currency",
+        sources=("currency",),
+        columns=_columns("currency_id int, currency_code text, currency_name text"),
         size_rank=11,
         # The name comes from ISO 4217, not the source: reconciliation adds it.
-        rebuild_sql="SELECT currency_id, currency_code::text FROM currency",
+        rebuild_sql=("SELECT currency_id, currency_code::text FROM currency"),
     ),
-    WarehouseTable(
+    _dimension(
         "dim_design",
-        Kind.DIMENSION,
         sources=("design",),
-        key="design_id",
-        columns=(
-            _required("design_id", _INT),
-            _required("design_name", _TEXT),
-            _required("file_location", _TEXT),
-            _required("file_name", _TEXT),
-        ),
+        columns=_columns("design_id int, design_name text, file_location text, file_name text"),
         size_rank=5,
-        rebuild_sql="SELECT design_id, design_name, file_location, file_name FROM design",
+        rebuild_sql=("SELECT design_id, design_name, file_location, file_name FROM design"),
     ),
-    WarehouseTable(
+    _dimension(
         "dim_counterparty",
-        Kind.DIMENSION,
         sources=("counterparty", "address"),
-        key="counterparty_id",
-        columns=(
-            _required("counterparty_id", _INT),
-            _required("counterparty_legal_name", _TEXT),
-            _required("counterparty_legal_address_line_1", _TEXT),
-            _optional("counterparty_legal_address_line_2", _TEXT),
-            _optional("counterparty_legal_district", _TEXT),
-            _required("counterparty_legal_city", _TEXT),
-            _required("counterparty_legal_postal_code", _TEXT),
-            _required("counterparty_legal_country", _TEXT),
-            _required("counterparty_legal_phone_number", _TEXT),
+        columns=_columns(
+            "counterparty_id int, counterparty_legal_name text, "
+            "counterparty_legal_address_line_1 text, "
+            "counterparty_legal_address_line_2 text null, "
+            "counterparty_legal_district text null, counterparty_legal_city text, "
+            "counterparty_legal_postal_code text, counterparty_legal_country text, "
+            "counterparty_legal_phone_number text"
         ),
         size_rank=6,
         cascades=True,
-        rebuild_sql="SELECT c.counterparty_id, c.counterparty_legal_name, a.address_line_1, "
-        "a.address_line_2, a.district, a.city, a.postal_code, a.country, a.phone "
-        "FROM counterparty c JOIN address a ON a.address_id = c.legal_address_id",
-    ),
-    WarehouseTable(
-        "dim_payment_type",
-        Kind.DIMENSION,
-        sources=("payment_type",),
-        key="payment_type_id",
-        columns=(
-            _required("payment_type_id", _INT),
-            _required("payment_type_name", _TEXT),
+        rebuild_sql=(
+            "SELECT c.counterparty_id, c.counterparty_legal_name, a.address_line_1, "
+            "a.address_line_2, a.district, a.city, a.postal_code, a.country, a.phone FROM "
+            "counterparty c JOIN address a ON a.address_id = c.legal_address_id"
         ),
-        size_rank=10,
-        rebuild_sql="SELECT payment_type_id, payment_type_name::text FROM payment_type",
     ),
-    WarehouseTable(
+    _dimension(
+        "dim_payment_type",
+        sources=("payment_type",),
+        columns=_columns("payment_type_id int, payment_type_name text"),
+        size_rank=10,
+        rebuild_sql=("SELECT payment_type_id, payment_type_name::text FROM payment_type"),
+    ),
+    _dimension(
         "dim_transaction",
-        Kind.DIMENSION,
         sources=("transaction",),
-        key="transaction_id",
-        columns=(
-            _required("transaction_id", _INT),
-            _required("transaction_type", _TEXT),
-            _optional("sales_order_id", _INT),
-            _optional("purchase_order_id", _INT),
+        columns=_columns(
+            "transaction_id int, transaction_type text, sales_order_id int null, "
+            "purchase_order_id int null"
         ),
         size_rank=1,
-        rebuild_sql="SELECT transaction_id, transaction_type::text, sales_order_id, "
-        "purchase_order_id FROM transaction",
+        rebuild_sql=(
+            "SELECT transaction_id, transaction_type::text, sales_order_id, "
+            "purchase_order_id FROM transaction"
+        ),
     ),
-    WarehouseTable(
+    _fact(
         "fact_sales_order",
-        Kind.FACT,
-        sources=("sales_order",),
-        key="sales_order_id",
-        columns=(
-            _required("sales_order_id", _INT),
-            *_VERSION_STAMPS,
-            _required("sales_staff_id", _INT),
-            _required("counterparty_id", _INT),
-            _required("units_sold", _INT),
-            _required("unit_price", _MONEY),
-            _required("currency_id", _INT),
-            _required("design_id", _INT),
-            _required("agreed_payment_date", _DATE),
-            _required("agreed_delivery_date", _DATE),
-            _required("agreed_delivery_location_id", _INT),
+        source="sales_order",
+        record_key="sales_record_id",
+        columns=_columns(
+            "sales_staff_id int, counterparty_id int, units_sold int, unit_price money, "
+            "currency_id int, design_id int, agreed_payment_date date, "
+            "agreed_delivery_date date, agreed_delivery_location_id int"
         ),
         size_rank=3,
-        record_key="sales_record_id",
         references={
             "sales_staff_id": "dim_staff",
             "counterparty_id": "dim_counterparty",
@@ -328,72 +333,53 @@ _WAREHOUSE: Final = (
             "design_id": "dim_design",
             "agreed_delivery_location_id": "dim_location",
         },
-        lake_partition=_LAKE_MONTH,
-        rebuild_sql="SELECT sales_order_id, created_at::date, created_at::time(3), "
-        "last_updated::date, last_updated::time(3), staff_id, counterparty_id, "
-        "units_sold, unit_price, currency_id, design_id, agreed_payment_date::date, "
-        "agreed_delivery_date::date, agreed_delivery_location_id FROM sales_order",
+        rebuild_columns=(
+            "staff_id, counterparty_id, units_sold, unit_price, currency_id, design_id, "
+            "agreed_payment_date::date, agreed_delivery_date::date, "
+            "agreed_delivery_location_id"
+        ),
     ),
-    WarehouseTable(
+    _fact(
         "fact_purchase_order",
-        Kind.FACT,
-        sources=("purchase_order",),
-        key="purchase_order_id",
-        columns=(
-            _required("purchase_order_id", _INT),
-            *_VERSION_STAMPS,
-            _required("staff_id", _INT),
-            _required("counterparty_id", _INT),
-            _required("item_code", _TEXT),
-            _required("item_quantity", _INT),
-            _required("item_unit_price", _MONEY),
-            _required("currency_id", _INT),
-            _required("agreed_delivery_date", _DATE),
-            _required("agreed_payment_date", _DATE),
-            _required("agreed_delivery_location_id", _INT),
+        source="purchase_order",
+        record_key="purchase_record_id",
+        columns=_columns(
+            "staff_id int, counterparty_id int, item_code text, item_quantity int, "
+            "item_unit_price money, currency_id int, agreed_delivery_date date, "
+            "agreed_payment_date date, agreed_delivery_location_id int"
         ),
         size_rank=4,
-        record_key="purchase_record_id",
         references={
             "staff_id": "dim_staff",
             "counterparty_id": "dim_counterparty",
             "currency_id": "dim_currency",
             "agreed_delivery_location_id": "dim_location",
         },
-        lake_partition=_LAKE_MONTH,
-        rebuild_sql="SELECT purchase_order_id, created_at::date, created_at::time(3), "
-        "last_updated::date, last_updated::time(3), staff_id, counterparty_id, "
-        "item_code, item_quantity, item_unit_price, currency_id, agreed_delivery_date::date, "
-        "agreed_payment_date::date, agreed_delivery_location_id FROM purchase_order",
+        rebuild_columns=(
+            "staff_id, counterparty_id, item_code, item_quantity, item_unit_price, "
+            "currency_id, agreed_delivery_date::date, agreed_payment_date::date, "
+            "agreed_delivery_location_id"
+        ),
     ),
-    WarehouseTable(
+    _fact(
         "fact_payment",
-        Kind.FACT,
-        sources=("payment",),
-        key="payment_id",
-        columns=(
-            _required("payment_id", _INT),
-            *_VERSION_STAMPS,
-            _required("transaction_id", _INT),
-            _required("counterparty_id", _INT),
-            _required("payment_amount", _MONEY),
-            _required("currency_id", _INT),
-            _required("payment_type_id", _INT),
-            _required("paid", _BOOL),
-            _required("payment_date", _DATE),
+        source="payment",
+        record_key="payment_record_id",
+        columns=_columns(
+            "transaction_id int, counterparty_id int, payment_amount money, "
+            "currency_id int, payment_type_id int, paid bool, payment_date date"
         ),
         size_rank=2,
-        record_key="payment_record_id",
         references={
             "transaction_id": "dim_transaction",
             "counterparty_id": "dim_counterparty",
             "currency_id": "dim_currency",
             "payment_type_id": "dim_payment_type",
         },
-        lake_partition=_LAKE_MONTH,
-        rebuild_sql="SELECT payment_id, created_at::date, created_at::time(3), "
-        "last_updated::date, last_updated::time(3), transaction_id, counterparty_id, "
-        "payment_amount, currency_id, payment_type_id, paid, payment_date::date FROM payment",
+        rebuild_columns=(
+            "transaction_id, counterparty_id, payment_amount, currency_id, "
+            "payment_type_id, paid, payment_date::date"
+        ),
     ),
 )
 

@@ -10,6 +10,15 @@ query that filters on it reads only its months.
 Types are the warehouse's, but for the time of day: Athena has no TIME column type for
 Iceberg tables, so ``created_time`` and ``last_updated_time`` are text, ``HH:MM:SS.mmm``
 (sortable, and ``CAST(... AS time)`` where a time is wanted).
+
+Examples
+--------
+>>> table_prefix("fact_sales_order"), table_location("totes-processed", "dim_staff")
+('lake/fact_sales_order/', 's3://totes-processed/lake/dim_staff')
+>>> table_of_key("lake/fact_sales_order/data/00000-0.parquet")
+'fact_sales_order'
+>>> table_of_key("fact_sales_order/seq=0000000001/run=r/0000000001-ab.parquet") is None
+True
 """
 
 from __future__ import annotations
@@ -82,39 +91,19 @@ def to_lake(rows: pa.Table, table: str) -> pa.Table:
 
 
 def table_prefix(table: str) -> str:
-    """The folder of a table in the processed bucket: its data and its metadata.
-
-    Examples
-    --------
-    >>> table_prefix("fact_sales_order")
-    'lake/fact_sales_order/'
-    """
+    """The folder of a table in the processed bucket: its data and its metadata."""
     return f"{LAKE_PREFIX}/{table}/"
 
 
 def table_of_key(key: str) -> str | None:
-    """The lake table a key of the processed bucket belongs to, if it is in one's folder.
-
-    Examples
-    --------
-    >>> table_of_key("lake/fact_sales_order/data/00000-0.parquet")
-    'fact_sales_order'
-    >>> table_of_key("fact_sales_order/seq=0000000001/run=r/0000000001-ab.parquet") is None
-    True
-    """
+    """The lake table a key of the processed bucket belongs to, if it is in one's folder."""
     inside = key.removeprefix(f"{LAKE_PREFIX}/")
     table, slash, _ = inside.partition("/")
     return table if inside != key and slash and table in WAREHOUSE else None
 
 
 def table_location(bucket: str, table: str) -> str:
-    """The Iceberg location of a table.
-
-    Examples
-    --------
-    >>> table_location("totes-processed", "dim_staff")
-    's3://totes-processed/lake/dim_staff'
-    """
+    """The Iceberg location of a table."""
     return f"s3://{bucket}/{table_prefix(table).rstrip('/')}"
 
 

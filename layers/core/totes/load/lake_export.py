@@ -53,7 +53,7 @@ from botocore.exceptions import ClientError
 from psycopg import sql
 from pyarrow import csv as pa_csv
 
-from totes.errors import StarFileSchemaError, StarFileUnreadableError
+from totes.errors import GoldFileSchemaError, GoldFileUnreadableError
 from totes.key_runs import last_of_each_key
 from totes.lake.iceberg import (
     COMMITS_SINCE_MAINTENANCE,
@@ -69,7 +69,7 @@ from totes.lake.layout import (
     to_lake,
 )
 from totes.load import warehouse_sql
-from totes.load.star_zone import read_star_file
+from totes.load.gold_files import read_gold_file
 from totes.tables import FACT_TABLES, WAREHOUSE
 from totes.warehouse.star import STAR_SCHEMAS
 from totes.zones.gold import GoldFileKey
@@ -308,8 +308,8 @@ def _gold_rows(lake: Lake, table: str, keys: list[str]) -> pa.Table | None:
         if gold is None:  # pragma: no cover - the ledger holds only gold files' keys
             return None
         try:
-            parts.append(to_lake(read_star_file(lake.s3, lake.settings.bucket, gold), table))
-        except (StarFileUnreadableError, StarFileSchemaError):
+            parts.append(to_lake(read_gold_file(lake.s3, lake.settings.bucket, gold), table))
+        except (GoldFileUnreadableError, GoldFileSchemaError):
             return None
         except ClientError as exc:
             if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):

@@ -72,9 +72,9 @@ from totes.contracts import (
 )
 from totes.db import kept_connection, unverified_tls
 from totes.errors import (
+    GoldFileSchemaError,
+    GoldFileUnreadableError,
     ReferencedRowDeletedError,
-    StarFileSchemaError,
-    StarFileUnreadableError,
     WarehouseSchemaMissingError,
 )
 from totes.findings import (
@@ -87,21 +87,21 @@ from totes.findings import (
 from totes.key_runs import has_repeated_key, last_of_each_key
 from totes.lake.iceberg import Lake
 from totes.load import warehouse_sql
-from totes.load.lake_export import EXPORT_BITE, export_to_lake
-from totes.load.star_zone import (
+from totes.load.gold_files import (
     RejectedRow,
     binary_chunks,
     csv_chunks,
+    list_gold_files,
     list_quarantined,
-    list_star_files,
     listed_through,
+    read_gold_file,
     read_quarantined,
-    read_star_file,
     referenced_keys,
     referenced_values,
     rows_as_csv,
     write_rejects,
 )
+from totes.load.lake_export import EXPORT_BITE, export_to_lake
 from totes.names import (
     DEFAULT_LOAD_MAX_FILES,
     LOAD_LEDGER_TABLE,
@@ -241,7 +241,7 @@ def load_target(
     ------
     WarehouseSchemaMissingError
         The warehouse lacks the target table, a table it references, or the ledger.
-    StarFileUnreadableError, StarFileSchemaError
+    GoldFileUnreadableError, GoldFileSchemaError
         A gold file is not Parquet or does not fit its table; the files before it stay
         loaded, it and the files after it stay pending.
     DatabaseUnreachableError, AuthenticationFailedError, DatabaseNotFoundError
@@ -282,7 +282,7 @@ def load_target(
         # Only what follows the last file every predecessor of which is loaded: the
         # listing stays as short as what is new, however long the history behind it.
         start_after = warehouse_sql.listing_start(conn, request.target)
-        listed = list_star_files(s3, settings.bucket, request.target, start_after=start_after)
+        listed = list_gold_files(s3, settings.bucket, request.target, start_after=start_after)
         result.files_listed = len(listed)
         result.fk_triggers = (
             settings.fk_triggers == FK_TRIGGERS_ALWAYS
@@ -387,7 +387,7 @@ def _apply_file(
     and left pending while ``may_reject`` is false: ingest extracts each table in its
     own snapshot, so a new order can arrive one run before its new counterparty.
     """
-    rows = read_star_file(s3, bucket, file)
+    rows = read_gold_file(s3, bucket, file)
     started = time.perf_counter()
     try:
         return _apply_file_once(
@@ -552,7 +552,7 @@ def _replay_quarantine(
         started = time.perf_counter()
         try:
             rows = read_quarantined(s3, settings.bucket, quarantined)
-        except (StarFileUnreadableError, StarFileSchemaError) as exc:
+        except (GoldFileUnreadableError, GoldFileSchemaError) as exc:
             outcomes.append(_unreadable(quarantined, exc))
             continue
         loaded: int = 0

@@ -31,7 +31,7 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 from totes.db import identifiers
-from totes.load.star_zone import FILE_ROW, RejectedRow, fact_references
+from totes.load.gold_files import FILE_ROW, RejectedRow, fact_references
 from totes.names import (
     LOAD_LEDGER_TABLE,
     LOAD_LISTING_TABLE,
@@ -352,15 +352,15 @@ def stage_rows(
     Parameters
     ----------
     chunks
-        The staged columns and ``file_row``: CSV as :func:`~totes.load.star_zone.csv_chunks`
-        renders whole rows, or binary as :func:`~totes.load.star_zone.binary_chunks`
+        The staged columns and ``file_row``: CSV as :func:`~totes.load.gold_files.csv_chunks`
+        renders whole rows, or binary as :func:`~totes.load.gold_files.binary_chunks`
         renders a fact's version keys.
     keys_only
         Stage a fact's version keys (binary) into ``load_keys`` rather than whole rows.
 
     Examples
     --------
-    >>> from totes.load.star_zone import binary_chunks, csv_chunks
+    >>> from totes.load.gold_files import binary_chunks, csv_chunks
     >>> stage_rows(conn, "fact_payment", csv_chunks(payments))
     3
     >>> keys = payments.select(["payment_id", "last_updated_date", "last_updated_time"])
@@ -440,13 +440,13 @@ def copy_rows(
         The columns of the rows, in order: the star columns, and a fact's surrogate key
         when :func:`reserve_record_keys` numbered them.
     chunks
-        The rows, as :func:`~totes.load.star_zone.rows_as_csv` renders them.
+        The rows, as :func:`~totes.load.gold_files.rows_as_csv` renders them.
     fk_triggers
         As :func:`insert_facts`.
 
     Examples
     --------
-    >>> from totes.load.star_zone import rows_as_csv
+    >>> from totes.load.gold_files import rows_as_csv
     >>> designs = pa.table({"design_id": [1, 2], "design_name": ["Wooden", "Bronze"],
     ...                     "file_location": ["/usr", "/opt"],
     ...                     "file_name": ["wooden-2022.json", "bronze-2023.json"]})
@@ -516,7 +516,7 @@ def upsert_dimension(conn: psycopg.Connection[Any], target: str) -> int:
     --------
     Pound Sterling is unchanged, the Swiss Franc new:
 
-    >>> from totes.load.star_zone import csv_chunks
+    >>> from totes.load.gold_files import csv_chunks
     >>> currencies = pa.table({"currency_id": [1, 4], "currency_code": ["GBP", "CHF"],
     ...                        "currency_name": ["Pound Sterling", "Swiss Franc"]})
     >>> stage_rows(conn, "dim_currency", csv_chunks(currencies))
@@ -617,7 +617,7 @@ def count_present_versions(conn: psycopg.Connection[Any], target: str) -> int:
     --------
     The warehouse holds the first of the three versions:
 
-    >>> from totes.load.star_zone import binary_chunks, rows_as_csv
+    >>> from totes.load.gold_files import binary_chunks, rows_as_csv
     >>> copy_rows(conn, "fact_payment", payments.column_names, rows_as_csv(payments[:1]))
     1
     >>> keys = payments.select(["payment_id", "last_updated_date", "last_updated_time"])
@@ -658,7 +658,7 @@ def new_positions(conn: psycopg.Connection[Any], target: str) -> list[int]:
     --------
     The warehouse holds the first of the three versions:
 
-    >>> from totes.load.star_zone import binary_chunks, rows_as_csv
+    >>> from totes.load.gold_files import binary_chunks, rows_as_csv
     >>> copy_rows(conn, "fact_payment", payments.column_names, rows_as_csv(payments[:1]))
     1
     >>> keys = payments.select(["payment_id", "last_updated_date", "last_updated_time"])
@@ -783,7 +783,7 @@ def quarantine_missing_references(conn: psycopg.Connection[Any], target: str) ->
     --------
     The second version of payment 1 names a currency the warehouse lacks:
 
-    >>> from totes.load.star_zone import csv_chunks
+    >>> from totes.load.gold_files import csv_chunks
     >>> rows = payments.set_column(8, "currency_id", pa.array([1, 9, 1], pa.int32()))
     >>> stage_rows(conn, "fact_payment", csv_chunks(rows))
     3
@@ -815,7 +815,7 @@ def lock_references_statement(target: str) -> sql.Composed:
     """Lock the dimension rows whose keys come as array parameters, and count them.
 
     Takes one array parameter per dimension the fact references (in
-    :func:`~totes.load.star_zone.fact_references` order) and returns one count per
+    :func:`~totes.load.gold_files.fact_references` order) and returns one count per
     dimension: the rows locked ``FOR KEY SHARE``, which is what the foreign-key
     triggers lock one row at a time.
 
@@ -849,7 +849,7 @@ def lock_references(
     ----------
     references
         The distinct keys the staged rows reference, per dimension
-        (:func:`~totes.load.star_zone.referenced_values`).
+        (:func:`~totes.load.gold_files.referenced_values`).
 
     Returns
     -------
@@ -859,7 +859,7 @@ def lock_references(
 
     Examples
     --------
-    >>> from totes.load.star_zone import referenced_values
+    >>> from totes.load.gold_files import referenced_values
     >>> lock_references(conn, "fact_payment", referenced_values(payments, "fact_payment"))
     []
     >>> rows = payments.set_column(8, "currency_id", pa.array([1, 9, 1], pa.int32()))
@@ -940,7 +940,7 @@ def insert_facts(conn: psycopg.Connection[Any], target: str, *, fk_triggers: boo
 
     Examples
     --------
-    >>> from totes.load.star_zone import csv_chunks
+    >>> from totes.load.gold_files import csv_chunks
     >>> stage_rows(conn, "fact_payment", csv_chunks(payments))
     3
     >>> insert_facts(conn, "fact_payment")

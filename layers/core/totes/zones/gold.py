@@ -8,6 +8,13 @@ Layout in the processed bucket::
 The sequence leads the key, so a table's keys sort in the order they were committed
 (a commit published late by a later run included): load lists only the keys after the
 last one it has loaded every predecessor of.
+
+Examples
+--------
+>>> gold_key("dim_staff", 42, "2026-12-06T10:00:00.000Z-exec", "9f2c")
+'dim_staff/seq=0000000042/run=2026-12-06T10:00:00.000Z-exec/0000000042-9f2c.parquet'
+>>> table_prefix("dim_staff"), unsequenced_prefix("dim_staff", "exec-1")
+('dim_staff/', 'dim_staff/run=exec-1/')
 """
 
 from __future__ import annotations
@@ -24,36 +31,19 @@ _SEQUENCED_STEM: Final = re.compile(r"(?P<sequence>\d{10})-[0-9a-f]+")
 
 
 def gold_key(table: str, sequence: int, run_id: str, digest: str) -> str:
-    """Key of the gold file transform commits as the table's ``sequence``-th.
-
-    Examples
-    --------
-    >>> gold_key("dim_staff", 42, "2026-12-06T10:00:00.000Z-exec", "9f2c")
-    'dim_staff/seq=0000000042/run=2026-12-06T10:00:00.000Z-exec/0000000042-9f2c.parquet'
-    """
+    """Key of the gold file transform commits as the table's ``sequence``-th."""
     return f"{table}/seq={sequence:010d}/run={run_id}/{sequence:010d}-{digest}.parquet"
 
 
 def unsequenced_prefix(table: str, run_id: str) -> str:
     """Folder of one run's files of a table without a sequence (files of releases before
     :func:`gold_key`, and files put by hand).
-
-    Examples
-    --------
-    >>> unsequenced_prefix("dim_staff", "exec-1")
-    'dim_staff/run=exec-1/'
     """
     return f"{table}/run={run_id}/"
 
 
 def table_prefix(table: str) -> str:
-    """The folder of a table's gold files.
-
-    Examples
-    --------
-    >>> table_prefix("dim_staff")
-    'dim_staff/'
-    """
+    """The folder of a table's gold files."""
     return f"{table}/"
 
 
@@ -83,9 +73,7 @@ class GoldFileKey:
     def parse(cls, key: str) -> GoldFileKey | None:
         """Split ``key``, or return None when it is not a gold file's key."""
         match = _GOLD.fullmatch(key)
-        if match is None:
-            return None
-        return cls(key=key, table=match["table"], run_id=match["run_id"], stem=match["stem"])
+        return cls(key, match["table"], match["run_id"], match["stem"]) if match else None
 
     @property
     def sequence(self) -> int | None:

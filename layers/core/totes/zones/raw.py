@@ -7,6 +7,21 @@ Layout in the ingested bucket::
 
 ``batch_id`` starts with the extraction time (``HHMMSSffffff``) followed by the run
 id, so a table's manifests sort in extraction order.
+
+Examples
+--------
+>>> extracted_at = datetime(2024, 11, 14, 9, 5, 1, 20)
+>>> batch = batch_id_for(extracted_at, "exec-1")
+>>> batch
+'090501000020-exec-1'
+>>> part_key("staff", extracted_at, batch, 0)
+'staff/2024/11/14/090501000020-exec-1-00000.csv.gz'
+>>> manifest_key("staff", extracted_at, batch)
+'_manifests/staff/2024/11/14/090501000020-exec-1.json'
+>>> batch_id_for(extracted_at, "exec/1")
+Traceback (most recent call last):
+...
+ValueError: run_id 'exec/1' must be 1-128 of A-Z a-z 0-9 . _ : -
 """
 
 from __future__ import annotations
@@ -26,52 +41,24 @@ _MANIFEST: Final = re.compile(
 
 
 def batch_id_for(extracted_at: datetime, run_id: str) -> str:
-    """A batch id that sorts by extraction time within its day folder.
-
-    Examples
-    --------
-    >>> batch_id_for(datetime(2024, 11, 14, 9, 5, 1, 20), "exec-1")
-    '090501000020-exec-1'
-    >>> batch_id_for(datetime(2024, 11, 14), "exec/1")
-    Traceback (most recent call last):
-    ...
-    ValueError: run_id 'exec/1' must be 1-128 of A-Z a-z 0-9 . _ : -
-    """
+    """A batch id that sorts by extraction time within its day folder."""
     if not _RUN_ID_PATTERN.fullmatch(run_id):
         raise ValueError(f"run_id {run_id!r} must be 1-128 of A-Z a-z 0-9 . _ : -")
     return f"{extracted_at:%H%M%S%f}-{run_id}"
 
 
 def part_key(table: str, extracted_at: datetime, batch_id: str, number: int) -> str:
-    """Key of part ``number`` of a batch.
-
-    Examples
-    --------
-    >>> part_key("staff", datetime(2024, 11, 14, 9, 5), "090500000000-exec-1", 0)
-    'staff/2024/11/14/090500000000-exec-1-00000.csv.gz'
-    """
+    """Key of part ``number`` of a batch."""
     return f"{table}/{extracted_at:%Y/%m/%d}/{batch_id}-{number:05d}.csv.gz"
 
 
 def manifest_prefix(table: str) -> str:
-    """The folder of a table's manifests.
-
-    Examples
-    --------
-    >>> manifest_prefix("staff")
-    '_manifests/staff/'
-    """
+    """The folder of a table's manifests."""
     return f"{RAW_MANIFEST_PREFIX}/{table}/"
 
 
 def manifest_key(table: str, extracted_at: datetime, batch_id: str) -> str:
-    """Key of a batch's manifest.
-
-    Examples
-    --------
-    >>> manifest_key("staff", datetime(2024, 11, 14, 9, 5), "090500000000-exec-1")
-    '_manifests/staff/2024/11/14/090500000000-exec-1.json'
-    """
+    """Key of a batch's manifest."""
     return f"{manifest_prefix(table)}{extracted_at:%Y/%m/%d}/{batch_id}.json"
 
 
@@ -99,9 +86,7 @@ class ManifestKey:
     def parse(cls, key: str) -> ManifestKey | None:
         """Split ``key``, or return None when it is not a manifest's key."""
         match = _MANIFEST.fullmatch(key)
-        if match is None:
-            return None
-        return cls(key=key, table=match["table"], day=match["day"], batch_id=match["batch_id"])
+        return cls(key=key, **match.groupdict()) if match else None
 
     @property
     def order(self) -> str:

@@ -8,6 +8,15 @@ Layout in the processed bucket::
 A load rejects object is named after the gold file its rows came from (the run is the
 file's, not the loading run's), so a retried load of that file rewrites the same object
 instead of adding another.
+
+Examples
+--------
+>>> transform_rejects_key("fact_payment", "exec-1", "3f2a")
+'rejects/fact_payment/run=exec-1/3f2a.parquet'
+>>> load_rejects_key(GoldFileKey.parse("fact_payment/run=exec-1/3f2a.parquet"))
+'rejects/fact_payment/run=exec-1/3f2a.load.parquet'
+>>> rejects_prefix("fact_payment"), rejects_prefix()
+('rejects/fact_payment/', 'rejects/')
 """
 
 from __future__ import annotations
@@ -38,35 +47,17 @@ class RejectingStage(StrEnum):
 
 
 def rejects_prefix(table: str | None = None) -> str:
-    """The folder of a table's rejects, or of every table's.
-
-    Examples
-    --------
-    >>> rejects_prefix("fact_payment"), rejects_prefix()
-    ('rejects/fact_payment/', 'rejects/')
-    """
+    """The folder of a table's rejects, or of every table's."""
     return f"{REJECTS_PREFIX}/{table}/" if table else f"{REJECTS_PREFIX}/"
 
 
 def transform_rejects_key(table: str, run_id: str, digest: str) -> str:
-    """Where transform keeps the rows of one commit it could not shape.
-
-    Examples
-    --------
-    >>> transform_rejects_key("fact_payment", "exec-1", "3f2a")
-    'rejects/fact_payment/run=exec-1/3f2a.parquet'
-    """
+    """Where transform keeps the rows of one commit it could not shape."""
     return f"{rejects_prefix(table)}run={run_id}/{digest}.parquet"
 
 
 def load_rejects_key(gold: GoldFileKey) -> str:
-    """Where load keeps the rows of a gold file it could not apply.
-
-    Examples
-    --------
-    >>> load_rejects_key(GoldFileKey.parse("fact_payment/run=exec-1/3f2a.parquet"))
-    'rejects/fact_payment/run=exec-1/3f2a.load.parquet'
-    """
+    """Where load keeps the rows of a gold file it could not apply."""
     return f"{rejects_prefix(gold.table)}run={gold.run_id}/{gold.stem}{_LOAD_SUFFIX}.parquet"
 
 

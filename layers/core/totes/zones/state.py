@@ -6,6 +6,15 @@ Layout in the processed bucket::
     _staging/transform/<warehouse_table>/<name>.parquet   files waiting for the state write
 
 Load never reads the staging folder; the bucket expires what a lost race left there.
+
+Examples
+--------
+>>> state_key("dim_staff"), table_of_state("_state/transform/dim_staff.json")
+('_state/transform/dim_staff.json', 'dim_staff')
+>>> staging_key("dim_staff", "0000000001-9f2c")
+'_staging/transform/dim_staff/0000000001-9f2c.parquet'
+>>> staged_file("_staging/transform/dim_staff/0000000001-9f2c.parquet")
+('dim_staff', '0000000001-9f2c')
 """
 
 from __future__ import annotations
@@ -22,46 +31,22 @@ _STAGED: Final = re.compile(
 
 
 def state_key(table: str) -> str:
-    """Key of transform's state of ``table``.
-
-    Examples
-    --------
-    >>> state_key("dim_staff")
-    '_state/transform/dim_staff.json'
-    """
+    """Key of transform's state of ``table``."""
     return f"{TRANSFORM_STATE_PREFIX}/{table}.json"
 
 
 def table_of_state(key: str) -> str | None:
-    """The table a state key belongs to, or None when ``key`` is not a state key.
-
-    Examples
-    --------
-    >>> table_of_state("_state/transform/dim_staff.json")
-    'dim_staff'
-    """
+    """The table a state key belongs to, or None when ``key`` is not a state key."""
     match = _STATE.fullmatch(key)
     return None if match is None else match["table"]
 
 
 def staging_key(table: str, name: str) -> str:
-    """Where transform stages a file of ``table`` until its state write commits it.
-
-    Examples
-    --------
-    >>> staging_key("dim_staff", "0000000001-9f2c")
-    '_staging/transform/dim_staff/0000000001-9f2c.parquet'
-    """
+    """Where transform stages a file of ``table`` until its state write commits it."""
     return f"{TRANSFORM_STAGING_PREFIX}/{table}/{name}.parquet"
 
 
 def staged_file(key: str) -> tuple[str, str] | None:
-    """The table and name of a staged file's key, or None when ``key`` is not one.
-
-    Examples
-    --------
-    >>> staged_file("_staging/transform/dim_staff/0000000001-9f2c.parquet")
-    ('dim_staff', '0000000001-9f2c')
-    """
+    """The table and name of a staged file's key, or None when ``key`` is not one."""
     match = _STAGED.fullmatch(key)
     return None if match is None else (match["table"], match["name"])

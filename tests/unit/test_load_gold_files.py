@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from totes.errors import StarFileSchemaError
-from totes.load.star_zone import (
+from totes.errors import GoldFileSchemaError
+from totes.load.gold_files import (
     binary_chunks,
     conform,
     csv_chunks,
@@ -65,7 +65,7 @@ def test_conform_orders_and_casts_columns_to_the_star_schema() -> None:
     ],
 )
 def test_a_table_that_does_not_fit_is_refused_by_name(table: pa.Table, message: str) -> None:
-    with pytest.raises(StarFileSchemaError, match=message):
+    with pytest.raises(GoldFileSchemaError, match=message):
         conform(table, "dim_currency", where="dim_currency/run=x/part-0.parquet")
 
 

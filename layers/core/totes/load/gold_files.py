@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv as pa_csv
 
-from totes.errors import StarFileSchemaError, StarFileUnreadableError
+from totes.errors import GoldFileSchemaError, GoldFileUnreadableError
 from totes.parquet_objects import parquet_bytes, parquet_table
 from totes.tables import WAREHOUSE
 from totes.warehouse.star import STAR_SCHEMAS
@@ -106,7 +106,7 @@ def referenced_keys(table: pa.Table, target: str, dimension: tuple[str, str]) ->
     return list(pc.unique(column).sort().to_pylist())
 
 
-def list_star_files(
+def list_gold_files(
     s3: Any, bucket: str, table: str, *, start_after: str | None = None
 ) -> list[GoldFileKey]:
     """The gold files of ``table`` in the bucket (those after ``start_after`` when given),
@@ -122,7 +122,7 @@ def list_star_files(
     ...     key = gold_key("fact_payment", sequence, f"exec-{sequence}", "ab12")
     ...     _ = s3.put_object(Bucket="processed", Key=key, Body=parquet_bytes(payments))
     >>> _ = s3.put_object(Bucket="processed", Key="fact_payment/notes.txt", Body=b"")
-    >>> [(file.sequence, file.run_id) for file in list_star_files(s3, "processed", "fact_payment")]
+    >>> [(file.sequence, file.run_id) for file in list_gold_files(s3, "processed", "fact_payment")]
     [(1, 'exec-1'), (2, 'exec-2')]
     """
     paginator = s3.get_paginator("list_objects_v2")
@@ -170,7 +170,7 @@ def listed_through(
     return through
 
 
-def read_star_file(s3: Any, bucket: str, file: GoldFileKey) -> pa.Table:
+def read_gold_file(s3: Any, bucket: str, file: GoldFileKey) -> pa.Table:
     """Read one gold file and return it with exactly the star schema of its table.
 
     Columns are put in the warehouse table's order and cast to the star types (an
@@ -178,9 +178,9 @@ def read_star_file(s3: Any, bucket: str, file: GoldFileKey) -> pa.Table:
 
     Raises
     ------
-    StarFileUnreadableError
+    GoldFileUnreadableError
         The object is not a Parquet file.
-    StarFileSchemaError
+    GoldFileSchemaError
         A column is missing or extra, cannot be cast, or a required column holds nulls.
 
     Examples
@@ -188,14 +188,14 @@ def read_star_file(s3: Any, bucket: str, file: GoldFileKey) -> pa.Table:
     >>> from totes.parquet_objects import parquet_bytes
     >>> key = "fact_payment/run=exec-1/part-0.parquet"
     >>> _ = s3.put_object(Bucket="processed", Key=key, Body=parquet_bytes(payments))
-    >>> read_star_file(s3, "processed", GoldFileKey.parse(key)).num_rows
+    >>> read_gold_file(s3, "processed", GoldFileKey.parse(key)).num_rows
     3
     """
     body = s3.get_object(Bucket=bucket, Key=file.key)["Body"].read()
     try:
         table = parquet_table(body)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise StarFileUnreadableError(f"{file.key} is not a readable Parquet file") from exc
+        raise GoldFileUnreadableError(f"{file.key} is not a readable Parquet file") from exc
     return conform(table, file.table, where=file.key)
 
 
@@ -204,7 +204,7 @@ def conform(table: pa.Table, warehouse_table: str, *, where: str) -> pa.Table:
 
     Raises
     ------
-    StarFileSchemaError
+    GoldFileSchemaError
         A column is missing or extra, cannot be cast, or a required column holds nulls.
 
     Examples
@@ -219,19 +219,19 @@ def conform(table: pa.Table, warehouse_table: str, *, where: str) -> pa.Table:
     missing = [name for name in schema.names if name not in names]
     extra = sorted(names - set(schema.names))
     if missing or extra:
-        raise StarFileSchemaError(
+        raise GoldFileSchemaError(
             f"{where} does not match {warehouse_table}: "
             f"missing columns {missing or 'none'}, unexpected columns {extra or 'none'}"
         )
     for star_field in schema:
         if not star_field.nullable and table.column(star_field.name).null_count:
-            raise StarFileSchemaError(
+            raise GoldFileSchemaError(
                 f"{where} has nulls in {star_field.name}, which {warehouse_table} requires"
             )
     try:
         return table.select(schema.names).cast(schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise StarFileSchemaError(
+        raise GoldFileSchemaError(
             f"{where} has columns whose types do not fit {warehouse_table}"
         ) from exc
 
@@ -366,7 +366,7 @@ def write_rejects(
         Where: the file's :attr:`GoldFileKey.rejects_key`, or the key of the quarantine
         object being replayed (rewritten with the rows still missing a dimension row).
     table
-        The file's rows, as :func:`read_star_file` returned them.
+        The file's rows, as :func:`read_gold_file` returned them.
     rejected
         The rejected rows (position in ``table``, reason).
 
@@ -427,12 +427,12 @@ def read_quarantined(s3: Any, bucket: str, file: RejectsKey) -> pa.Table:
 
     Raises
     ------
-    StarFileUnreadableError, StarFileSchemaError
-        As :func:`read_star_file`.
+    GoldFileUnreadableError, GoldFileSchemaError
+        As :func:`read_gold_file`.
     """
     body = s3.get_object(Bucket=bucket, Key=file.key)["Body"].read()
     try:
         table = parquet_table(body)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise StarFileUnreadableError(f"{file.key} is not a readable Parquet file") from exc
+        raise GoldFileUnreadableError(f"{file.key} is not a readable Parquet file") from exc
     return conform(table.drop_columns([REJECT_REASON]), file.table, where=file.key)
