@@ -29,7 +29,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = maintain_lake(
         request, MaintenanceSettings.from_environment(), lake=_lake(), glue=client("glue")
     )
-    for table in result.tables:
+    for table in result.maintained:
         logger.info("table maintained", extra={"maintained": table.model_dump()})
-    logger.info("lake maintained", extra=result.to_payload())
-    return result.to_payload()
+    logger.info("lake maintained", extra=result.payload())
+    return result.payload()

@@ -257,7 +257,7 @@ def test_maintenance_compacts_small_files_expires_old_snapshots_and_removes_orph
 
     # Then each fact month is one file, old snapshots are gone but the current one, the
     # files they alone held are deleted, and the lake still equals the warehouse
-    payload = result.to_payload()
+    payload = result.payload()
     assert payload["tables_maintained"] == len(WAREHOUSE_TABLES)
     assert payload["partitions_compacted"] >= 1
     assert payload["orphans_removed"] >= 1
@@ -295,5 +295,5 @@ def test_tables_below_the_commit_count_are_not_touched_and_cost_one_glue_request
         glue=glue,
     )
     # Then no table is maintained, and the step asked Glue once
-    assert result.to_payload()["tables_maintained"] == 0
+    assert result.payload()["tables_maintained"] == 0
     assert calls == ["GetTables"]

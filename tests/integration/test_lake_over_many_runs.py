@@ -51,7 +51,7 @@ def test_many_small_runs_leave_each_fact_month_a_few_files_and_the_lake_equal(
         result = maintain_lake(
             MaintenanceRequest(run_id=lake.run_id), settings, lake=lake.lake, glue=glue
         )
-        compactions += result.to_payload()["partitions_compacted"]
+        compactions += result.payload()["partitions_compacted"]
 
     # Then every fact table holds at most one file per month plus one per commit since it
     # was last compacted (fewer than five): a bound that does not grow with the runs

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, computed_field
 
 from totes.contracts import NonEmptyText, parse_event, settings_from_environment
 from totes.errors import LakeCommitError, LakeMaintenanceError
@@ -136,49 +136,52 @@ class TableMaintained(BaseModel):
     orphans_removed: NonNegativeInt = 0
 
 
-class MaintenancePayload(BaseModel):
-    """What the maintenance handler returns to the state machine (counts only)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    run_id: str
-    database: str
-    tables: NonNegativeInt
-    tables_maintained: NonNegativeInt
-    partitions_compacted: NonNegativeInt
-    snapshots_expired: NonNegativeInt
-    orphans_removed: NonNegativeInt
-
-
 class MaintenanceResult(BaseModel):
-    """What the maintenance step did, table by table."""
+    """What the maintenance step did: the handler's return value counts it, the log has each
+    table.
+
+    Examples
+    --------
+    >>> result = MaintenanceResult(run_id="r", database="lake", tables=11,
+    ...     maintained=[TableMaintained(table="dim_staff", partitions_compacted=1)])
+    >>> result.payload()  # doctest: +NORMALIZE_WHITESPACE
+    {'run_id': 'r', 'database': 'lake', 'tables': 11, 'tables_maintained': 1,
+     'partitions_compacted': 1, 'snapshots_expired': 0, 'orphans_removed': 0}
+    """
 
     run_id: str
     database: str
     #: Lake tables the catalog lists.
-    tables_listed: NonNegativeInt = 0
-    tables: list[TableMaintained] = Field(default_factory=list)
+    tables: NonNegativeInt = 0
+    maintained: list[TableMaintained] = Field(default_factory=list, exclude=True)
 
-    def to_payload(self) -> dict[str, Any]:
-        """The handler's return value.
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tables_maintained(self) -> int:
+        """Tables that were due and were maintained."""
+        return len(self.maintained)
 
-        Examples
-        --------
-        >>> MaintenanceResult(run_id="r", database="lake", tables_listed=11, tables=[
-        ...     TableMaintained(table="dim_staff", partitions_compacted=1)]).to_payload()
-        ... # doctest: +NORMALIZE_WHITESPACE
-        {'run_id': 'r', 'database': 'lake', 'tables': 11, 'tables_maintained': 1,
-         'partitions_compacted': 1, 'snapshots_expired': 0, 'orphans_removed': 0}
-        """
-        return MaintenancePayload(
-            run_id=self.run_id,
-            database=self.database,
-            tables=self.tables_listed,
-            tables_maintained=len(self.tables),
-            partitions_compacted=sum(table.partitions_compacted for table in self.tables),
-            snapshots_expired=sum(table.snapshots_expired for table in self.tables),
-            orphans_removed=sum(table.orphans_removed for table in self.tables),
-        ).model_dump()
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def partitions_compacted(self) -> int:
+        """Partitions whose small files were rewritten, over every table."""
+        return sum(table.partitions_compacted for table in self.maintained)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def snapshots_expired(self) -> int:
+        """Snapshots expired, over every table."""
+        return sum(table.snapshots_expired for table in self.maintained)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def orphans_removed(self) -> int:
+        """Files no snapshot referenced that were deleted, over every table."""
+        return sum(table.orphans_removed for table in self.maintained)
+
+    def payload(self) -> dict[str, Any]:
+        """The handler's return value (counts only)."""
+        return self.model_dump(mode="json")
 
 
 def due_tables(glue: Any, database: str, every_commits: int) -> tuple[int, list[str]]:
@@ -226,10 +229,10 @@ def maintain_lake(
     ...                                every_commits=1)
     >>> result = maintain_lake(MaintenanceRequest(run_id="run-1"), settings,
     ...                        lake=lake, glue=glue)
-    >>> result.to_payload()["tables_maintained"]
+    >>> result.payload()["tables_maintained"]
     2
     >>> maintain_lake(MaintenanceRequest(run_id="run-2"), settings,
-    ...               lake=lake, glue=glue).to_payload()["tables_maintained"]
+    ...               lake=lake, glue=glue).payload()["tables_maintained"]
     0
     """
     from pyiceberg.exceptions import NoSuchTableError  # noqa: PLC0415
@@ -237,7 +240,7 @@ def maintain_lake(
     moment = now or datetime.now(UTC)
     result = MaintenanceResult(run_id=request.run_id, database=settings.database)
     try:
-        result.tables_listed, due = due_tables(glue, settings.database, settings.every_commits)
+        result.tables, due = due_tables(glue, settings.database, settings.every_commits)
     except (BotoCoreError, ClientError) as exc:
         raise LakeMaintenanceError(
             f"the Glue database {settings.database} cannot be read (the warehouse and the "
@@ -246,7 +249,7 @@ def maintain_lake(
     failures: dict[str, Exception] = {}
     for table in due:
         try:
-            result.tables.append(maintain_table(lake, table, settings, request.run_id, moment))
+            result.maintained.append(maintain_table(lake, table, settings, request.run_id, moment))
         except NoSuchTableError:
             continue  # dropped since the listing: the next load makes it afresh
         except (  # one table's fault: the others are still maintained
