@@ -27,6 +27,18 @@ _START = "start_node"
 _END = "end_node"
 
 
+def node_ids(tree: Mapping[str, StateInfo]) -> dict[str, str]:
+    """The flowchart's node id of each state (state names may hold what Mermaid would not).
+
+    Examples
+    --------
+    >>> from totes_local.runtime.history import state_tree
+    >>> node_ids(state_tree({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}))
+    {'P': 's0'}
+    """
+    return {name: f"s{index}" for index, name in enumerate(tree)}
+
+
 def _label(text: str) -> str:
     return text.replace('"', "#quot;")
 
@@ -35,7 +47,7 @@ class _Renderer:
     def __init__(self, definition: Mapping[str, Any], history: ExecutionHistory) -> None:
         self.definition = definition
         self.history = history
-        self.ids: dict[str, str] = {name: f"s{index}" for index, name in enumerate(history.tree)}
+        self.ids = node_ids(history.tree)
         self.lines: list[str] = []
         self.edges: list[str] = []
 
