@@ -606,8 +606,9 @@ def sent_notifications(endpoint: str) -> list[dict[str, str | None]]:
     ... # doctest: +SKIP
     ['totes: IngestTable failed for sales_order (SourceSchemaDriftError)']
     """
+    # An http URL of the local service, which this package started.
     url = f"{endpoint}{NOTIFICATIONS_PATH}"
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310  # nosec B310 (the local service)
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310  # nosec B310
         found: list[dict[str, str | None]] = json.loads(response.read())
     return found
 

@@ -13,7 +13,10 @@ from decimal import Decimal
 from html import escape
 
 #: Colours told apart by people with the common colour deficiencies (Okabe and Ito's set).
-PALETTE = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000")
+PALETTE = (
+    *("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000"),
+    "#999",
+)
 _FONT = 'font-family="system-ui, sans-serif" font-size="11"'
 
 Number = int | float | Decimal

@@ -17,12 +17,13 @@ import json
 import threading
 import urllib.error
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
 from totes.db import connect, row_counts
+from totes.failure_notice import decode_failure
 from totes.names import FACT_TABLES, WAREHOUSE_TABLES, EnvironmentVariable
 from totes_local.rejects import QuarantinedRow, quarantined_rows
 from totes_local.runtime.graph import mermaid_flowchart, node_ids
@@ -44,7 +45,8 @@ class _FollowedExecution:
     follower: HistoryFollower
     token: str | None = None
     report: ExecutionReport | None = None
-    lock: threading.Lock | None = None
+    #: Held while the history is read on, so two requests never read the same page twice.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def finished(self) -> bool:
@@ -104,6 +106,8 @@ def _entry_json(entry: StateEntry) -> dict[str, Any]:
         "input": _shown(entry.input),
         "output": _shown(entry.output),
         "error": entry.error,
+        # The error's own message first; the whole cause (a stack trace) on request.
+        "message": decode_failure(entry.error, entry.cause).message if entry.error else None,
         "cause": entry.cause,
     }
 
@@ -211,9 +215,8 @@ class DeploymentReader:
         with self._lock:
             followed = self._executions.get(arn)
             if followed is None:
-                followed = _FollowedExecution(HistoryFollower(definition), lock=threading.Lock())
+                followed = _FollowedExecution(HistoryFollower(definition))
                 self._executions[arn] = followed
-        assert followed.lock is not None  # noqa: S101 (made just above)  # nosec B101
         with followed.lock:
             if followed.finished and followed.report is not None:
                 return followed.report
@@ -264,8 +267,13 @@ class DeploymentReader:
         arn = self.arn_of(name)
         report = self.report(arn)
         history = report.history
-        with self._executions[arn].lock or threading.Lock():
+        with self._executions[arn].lock:
             events = _event_rows(self._executions[arn].follower, report.started)
+        at_work = (
+            frozenset(entry.name for entry in history.entries if not entry.left)
+            if report.status == _RUNNING
+            else frozenset()
+        )
         states = {}
         for state, info in history.tree.items():
             entries = history.of_state(state)
@@ -274,7 +282,7 @@ class DeploymentReader:
                 "type": info.type,
                 "parent": info.parent,
                 "outcome": history.outcome(state).value,
-                "running": any(not entry.left for entry in entries) and report.status == _RUNNING,
+                "running": state in at_work,
                 "seconds": round(sum(durations), 3) if durations else None,
                 "entries": [_entry_json(entry) for entry in entries],
                 # A Map's items: what its task did for each table, pass after pass.
@@ -297,7 +305,7 @@ class DeploymentReader:
         return {
             "summary": execution_summary(report),
             "cause": report.cause_message,
-            "mermaid": mermaid_flowchart(report.definition, history),
+            "mermaid": mermaid_flowchart(report.definition, history, running=at_work),
             "node_ids": node_ids(history.tree),
             "states": states,
             "events": events,

@@ -138,9 +138,10 @@ function executionPage(name) {
     }
     entries.forEach((entry, index) => {
       const title = items ? `${entry.item || state} (entry ${index + 1})` : "";
-      body += `<details ${entries.length === 1 || entry.outcome === "failed" ? "open" : ""} class="entry">
+      body += `<details ${entries.length === 1 || entry.outcome === "failed" ? "open" : ""} class="entry" data-item="${h(entry.item || "")}">
         <summary>${h(title || "this state")} ${badge(entry.outcome)} ${seconds(entry.duration_s)}${entry.attempts > 1 ? ` · ${entry.attempts} attempts` : ""}</summary>
-        ${entry.error ? `<h3>Error</h3><pre class="error">${h(entry.error)}${entry.cause ? `\n${h(entry.cause)}` : ""}</pre>` : ""}
+        ${entry.error ? `<h3>Error</h3><pre class="error">${h(entry.error)}${entry.message ? `: ${h(entry.message)}` : ""}</pre>
+          ${entry.cause ? `<details><summary>Cause, as the service reported it</summary><pre>${h(entry.cause)}</pre></details>` : ""}` : ""}
         <h3>Input</h3><pre>${h(entry.input)}</pre>
         ${entry.output !== null ? `<h3>Output</h3><pre class="output">${h(entry.output)}</pre>` : ""}
       </details>`;
@@ -240,7 +241,7 @@ function healthPage() {
         <h3>Findings</h3>
         ${health.findings.length ? `<ul class="findings" id="findings">${health.findings.map((f) => `<li class="${f.needs_attention ? "warn" : ""}">${h(f.table)} (${h(f.stage)}): ${h(f.text)}</li>`).join("")}</ul>` : "<p>Nothing found: no row rejected, no drift.</p>"}
       </section>
-      <section class="charts"><h2>The last ${health.executions.length} executions</h2>
+      <section class="charts"><h2>The last ${health.executions.length === 1 ? "execution" : `${health.executions.length} executions`}</h2>
         ${health.charts.map((c) => `<figure class="card"><figcaption><strong>${h(c.title)}</strong> ${h(c.shows)}</figcaption>${c.svg}</figure>`).join("")}
       </section>
       <section><h2>Quarantined rows</h2>
