@@ -13,8 +13,10 @@ import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -344,6 +346,38 @@ def test_a_running_execution_changes_on_its_page_as_it_runs_and_its_alert_is_sho
     assert "LoadFact failed for fact_payment" in email
     assert name in email
     _screenshot(page, "health")
+
+
+def test_totes_ui_prints_its_address_on_the_loopback_and_serves_the_console(
+    deployment: Deployment,
+) -> None:
+    # Given the local deployment that `totes run` left
+    # When `totes ui` is started on any free port
+    process = subprocess.Popen(  # noqa: S603 (this interpreter running the totes command)
+        [
+            *(sys.executable, "-m", "totes_local.cli", "ui", "--port", "0"),
+            *("--data-dir", str(deployment.service_dir)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        # Then it says where the console is: on 127.0.0.1
+        url = line.split(" at ", 1)[1].split()[0]
+        assert url.startswith("http://127.0.0.1:"), line
+        # And the console answers there, its pages and their assets alike
+        with urllib.request.urlopen(f"{url}executions", timeout=10) as answer:  # noqa: S310
+            assert b"/assets/ui.js" in answer.read()
+        with urllib.request.urlopen(f"{url}assets/mermaid.min.js", timeout=10) as answer:  # noqa: S310
+            assert answer.status == 200
+    finally:
+        # And Ctrl+C stops it
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 130
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def test_the_cli_imports_the_console_only_for_totes_ui() -> None:
