@@ -240,6 +240,15 @@ def test_the_sales_figures_equal_the_same_sql_run_in_the_warehouse(
         assert rows == _warehouse_rows(deployment.warehouse_dsn, statement), key
     _screenshot(page, "sales")
 
+    # When a chart's SQL is copied
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    chart = page.locator('figure[data-chart="by-staff"]')
+    chart.locator("summary", has_text="SQL").click()
+    chart.locator("button.copy").click()
+    # Then the clipboard holds that statement
+    assert chart.locator("button.copy").inner_text() == "Copied"
+    assert page.evaluate("navigator.clipboard.readText()") == charts["by-staff"][0]
+
     # When the page is narrowed to one currency from a later day
     total = sum(Decimal(row[4]) for row in charts["revenue-by-month"][1])
     page.select_option("select[name=currency]", "GBP")
