@@ -153,10 +153,15 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             path = unquote(address.path).rstrip("/") or "/"
             try:
                 self._route(path, parameters)
-            except (TotesError, ValueError) as exc:
-                self._json({"error": str(exc)}, HTTPStatus.BAD_REQUEST)
             except BrokenPipeError:
                 pass  # the browser went away
+            except (TotesError, ValueError) as exc:
+                self._json({"error": str(exc)}, HTTPStatus.BAD_REQUEST)
+            except Exception as exc:
+                # The page shows why it cannot read the deployment (the service stopped, the
+                # warehouse refused): the person at this machine is the one who can fix it.
+                answer = {"error": f"{type(exc).__name__}: {exc}"}
+                self._json(answer, HTTPStatus.INTERNAL_SERVER_ERROR)
 
         def _route(self, path: str, parameters: dict[str, str]) -> None:
             routes: dict[str, Callable[[], None]] = {

@@ -54,7 +54,8 @@ function showError(error) {
   box.hidden = !error;
 }
 
-// Calls draw() now and every `every` ms while it answers true (still changing).
+// Calls draw() now and, when `every` (ms) is given, again that often while it answers
+// true (still changing) or fails (the service may come back).
 async function keepDrawing(draw, every) {
   let again = true;
   try {
@@ -63,7 +64,7 @@ async function keepDrawing(draw, every) {
   } catch (error) {
     showError(error);
   }
-  if (again) setTimeout(() => keepDrawing(draw, every), every);
+  if (again && every > 0) setTimeout(() => keepDrawing(draw, every), every);
 }
 
 function table(columns, rows, attributes = "") {
