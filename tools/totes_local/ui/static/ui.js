@@ -18,6 +18,10 @@ function number(value) {
   return Number(value).toLocaleString("en-GB");
 }
 
+function plural(count, noun) {
+  return `${number(count)} ${count === 1 ? noun : `${noun}s`}`;
+}
+
 function seconds(value) {
   if (value === null || value === undefined) return "";
   if (value < 60) return `${value.toFixed(1)} s`;
@@ -143,8 +147,8 @@ function executionPage(name) {
         <summary>${h(title || "this state")} ${badge(entry.outcome)} ${seconds(entry.duration_s)}${entry.attempts > 1 ? ` · ${entry.attempts} attempts` : ""}</summary>
         ${entry.error ? `<h3>Error</h3><pre class="error">${h(entry.error)}${entry.message ? `: ${h(entry.message)}` : ""}</pre>
           ${entry.cause ? `<details><summary>Cause, as the service reported it</summary><pre>${h(entry.cause)}</pre></details>` : ""}` : ""}
-        <h3>Input</h3><pre>${h(entry.input)}</pre>
         ${entry.output !== null ? `<h3>Output</h3><pre class="output">${h(entry.output)}</pre>` : ""}
+        <h3>Input</h3><pre>${h(entry.input)}</pre>
       </details>`;
     });
     panel.innerHTML = body;
@@ -189,8 +193,8 @@ function executionPage(name) {
     detail = await getJson(`/api/executions/${encodeURIComponent(name)}`);
     const s = detail.summary;
     document.getElementById("summary").innerHTML = `<p class="facts" data-status="${h(s.status)}">
-      ${badge(s.status)} started ${when(s.started)} · ${seconds(s.duration_s)} · ${number(s.passes)} ${s.passes === 1 ? "pass" : "passes"}
-      · ${number(s.rows_moved)} rows moved · ${number(s.rows_rejected)} rows rejected
+      ${badge(s.status)} started ${when(s.started)} · ${seconds(s.duration_s)} · ${s.passes === 1 ? "1 pass" : `${number(s.passes)} passes`}
+      · ${plural(s.rows_moved, "row")} moved · ${plural(s.rows_rejected, "row")} rejected
       ${s.caught_up ? "· caught up" : ""}</p>
       ${s.error ? `<p class="problem">${h(s.failed_state || "")} ${s.failed_item ? `(${h(s.failed_item)})` : ""}: <strong>${h(s.error)}</strong> ${h(detail.cause || "")}</p>` : ""}
       ${detail.findings.length ? `<ul class="findings">${detail.findings.map((f) => `<li>${h(f)}</li>`).join("")}</ul>` : ""}`;
