@@ -235,7 +235,8 @@ class DeploymentReader:
                 if followed.token is None or len(page["events"]) < _HISTORY_PAGE:
                     break
             if description["status"] != _RUNNING and followed.token is not None:
-                # It ended between the two calls: read what it wrote last next time.
+                # Its history still goes on past what was read: shown as running until
+                # the next look has read it to the end.
                 description = {**description, "status": _RUNNING, "stopDate": None}
             output = description.get("output")
             followed.report = ExecutionReport(
