@@ -34,6 +34,8 @@ from totes_local.stacks import StackOutputs
 
 _RUNNING = "RUNNING"
 _HISTORY_PAGE = 1000
+#: The health page's charts cover this many executions.
+_HEALTH_EXECUTIONS = 20
 #: A value shown in the state panel is cut after this many characters of JSON.
 _SHOWN_JSON_CHARS = 20_000
 
@@ -253,9 +255,23 @@ class DeploymentReader:
             )
             return followed.report
 
-    def executions(self) -> list[dict[str, Any]]:
-        """Every execution's row of the executions page, newest first."""
-        return [execution_summary(self.report(arn)) for arn in self.execution_arns()]
+    def executions(self, limit: int | None = None) -> dict[str, Any]:
+        """The executions page's rows, newest first: every one, or the newest ``limit``.
+
+        Each execution's history is read for its figures (once, when it has ended): the
+        newest first, so that a deployment with months of executions opens quickly.
+
+        Examples
+        --------
+        >>> reader.executions(limit=50)["total"]  # doctest: +SKIP
+        1207
+        """
+        arns = self.execution_arns()
+        shown = arns if limit is None else arns[:limit]
+        return {
+            "total": len(arns),
+            "executions": [execution_summary(self.report(arn)) for arn in shown],
+        }
 
     def execution_detail(self, name: str) -> dict[str, Any]:
         """One execution for its graph page: summary, flowchart, states, events.
@@ -363,9 +379,11 @@ class DeploymentReader:
         >>> reader.health()["tables"][0]["table"]  # doctest: +SKIP
         'dim_date'
         """
-        reports = self.last_reports(20)
+        reports = self.last_reports(_HEALTH_EXECUTIONS)
         last = reports[-1] if reports else None
-        remaining = last.remaining() if last else {}
+        # What is left is in a succeeded execution's summary: a failed one has none.
+        summarised = next((report for report in reversed(reports) if report.succeeded), None)
+        remaining = summarised.remaining() if summarised else {}
         quarantine = self.quarantine()
         rejected: dict[str, int] = {}
         for row in quarantine:
@@ -397,6 +415,7 @@ class DeploymentReader:
             "tables": tables,
             "source_backlog": source_backlog,
             "last_execution": execution_summary(last) if last else None,
+            "backlog_from": summarised.name if summarised else None,
             "findings": [
                 {
                     "table": finding.table,

@@ -35,7 +35,6 @@ _PAGES = {
 }
 _ASSET_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 _MERMAID = Path("node_modules") / "mermaid" / "dist" / "mermaid.min.js"
-_HEALTH_EXECUTIONS = 20
 
 
 def mermaid_script(project: Path | None) -> Path | None:
@@ -50,6 +49,17 @@ def mermaid_script(project: Path | None) -> Path | None:
         return None
     path = project / _MERMAID
     return path if path.is_file() else None
+
+
+#: The executions page lists this many unless asked for every one.
+EXECUTIONS_SHOWN = 100
+
+
+def _limit(text: str | None) -> int | None:
+    """``?limit=``: a number of executions, ``all`` for every one; 100 by default."""
+    if text == "all":
+        return None
+    return int(text) if text else EXECUTIONS_SHOWN
 
 
 def health_charts(health: dict[str, Any]) -> list[dict[str, str]]:
@@ -172,7 +182,9 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
                 "/api/about": lambda: self._json(
                     {"stack": console.stack.name, "graph": console.mermaid is not None}
                 ),
-                "/api/executions": lambda: self._json(console.reader.executions()),
+                "/api/executions": lambda: self._json(
+                    console.reader.executions(_limit(parameters.get("limit")))
+                ),
                 "/api/health": self._health,
                 "/api/sales": lambda: self._json(
                     sales.answer(console.stack, sales.SalesFilters.parse(parameters))

@@ -82,8 +82,10 @@ function executionsPage() {
   main.innerHTML = `<h1>Executions</h1>
     <p class="hint">Every execution of the state machine, newest first. A running one updates as it goes.</p>
     <div id="executions"></div>`;
+  const every = params.get("limit") === "all";
   keepDrawing(async () => {
-    const executions = await getJson("/api/executions");
+    const answer = await getJson(`/api/executions${every ? "?limit=all" : ""}`);
+    const executions = answer.executions;
     const rows = executions.map(
       (e) => `<tr data-execution="${h(e.name)}" data-status="${h(e.status)}">
         <td><a href="/executions/${encodeURIComponent(e.name)}">${h(e.name)}</a></td>
@@ -98,6 +100,12 @@ function executionsPage() {
     document.getElementById("executions").innerHTML = executions.length
       ? table(["execution", "status", "started", "duration", "passes", "rows moved", "rows rejected"], rows, 'class="list"')
       : "<p>No execution yet: <code>totes run</code> starts one.</p>";
+    if (answer.total > executions.length) {
+      document.getElementById("executions").insertAdjacentHTML(
+        "beforeend",
+        `<p>The newest ${number(executions.length)} of ${number(answer.total)}: <a href="/executions?limit=all">show every one</a></p>`,
+      );
+    }
     return true;
   }, POLL_MS);
 }
@@ -227,7 +235,7 @@ function healthPage() {
       (t) => `<tr data-table="${h(t.table)}"><td>${h(t.table)}</td>
         <td class="n">${t.freshness_lag_s === null ? "" : seconds(t.freshness_lag_s)}</td>
         <td class="n" data-column="rows">${number(t.rows)}</td>
-        <td class="n">${t.backlog_rows || t.backlog_files ? `${number(t.backlog_rows)} rows${t.backlog_files ? `, ${number(t.backlog_files)} files` : ""}` : "none"}</td>
+        <td class="n">${!health.backlog_from ? "" : t.backlog_rows || t.backlog_files ? `${number(t.backlog_rows)} rows${t.backlog_files ? `, ${number(t.backlog_files)} files` : ""}` : "none"}</td>
         <td>${when(t.last_load)}</td>
         <td class="n ${t.rows_rejected ? "warn" : ""}" data-column="rejected">${number(t.rows_rejected)}</td>
         <td class="n">${t.files_waiting ? `${number(t.files_waiting)} files` : ""}</td></tr>`,
@@ -237,7 +245,8 @@ function healthPage() {
     document.getElementById("health").innerHTML = `
       <section><h2>Tables</h2>
         <p class="hint">Freshness lag: now minus the newest <code>last_updated</code> in the warehouse (fact tables).
-        Backlog and waiting files: what the last execution left. Rejected: rows kept in the quarantine.</p>
+        Backlog and waiting files: what ${health.backlog_from ? `the last successful execution (${h(health.backlog_from)}) left` : "no successful execution has told yet"}.
+        Rejected: rows kept in the quarantine.</p>
         ${table(["table", "freshness lag", "rows in the warehouse", "backlog", "last load", "rows rejected", "waiting"], tables, 'class="list" id="tables"')}
         ${backlog.length ? `<p class="warn">Source rows not yet ingested: ${backlog.map(([t, n]) => `${h(t)} ${number(n)}`).join(", ")}</p>` : ""}
       </section>
