@@ -461,6 +461,29 @@ def _lake_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ui(args: argparse.Namespace) -> int:
+    # Imported here: the console's server and pages cost `totes run` nothing.
+    from totes_local.runtime.assembly import ProjectNotFoundError, find_project_root  # noqa: PLC0415
+    from totes_local.stacks import local_stack  # noqa: PLC0415
+    from totes_local.ui.server import ConsoleServer  # noqa: PLC0415
+
+    stack = local_stack(args.data_dir.resolve())
+    try:
+        project: Path | None = find_project_root()
+    except ProjectNotFoundError:
+        project = None
+    try:
+        server = ConsoleServer(stack, port=args.port, project=project).start()
+    except OSError as exc:
+        raise TotesError(f"cannot serve on 127.0.0.1:{args.port}: {exc.strerror}") from exc
+    _console.print(f"totes ui: {stack.name} at [bold]{server.url}[/bold] (Ctrl+C stops it)")
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        server.stop()
+
+
 def _add_stack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stack",
@@ -631,6 +654,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     _add_reading_commands(commands)
+
+    ui = commands.add_parser(
+        "ui",
+        help="a web console of the local deployment: executions, their graphs, health, sales",
+        description="Serve a web console on 127.0.0.1 (never another interface): the "
+        "executions of the local deployment, each one's graph and history, the pipeline's "
+        "health and the sales questions answered from the lake. Every asset is served by "
+        "the console itself.",
+    )
+    ui.add_argument("--port", type=_non_negative_int, default=8321, help="default 8321; 0: any")
+    ui.add_argument("--data-dir", type=Path, default=Path(".totes"), help="as given to run")
+    ui.set_defaults(handler=_ui)
 
     stop = commands.add_parser(
         "stop", help="stop the local AWS service and the embedded PostgreSQL that `run` started"

@@ -23,8 +23,23 @@ _CLASS_NAMES: dict[Outcome, str] = {
     Outcome.FAILED: "failed",
     Outcome.NOT_RUN: "notrun",
 }
+#: A state at work while its execution runs (only a live view draws it).
+_RUNNING_STYLE = "fill:#d6e4ff,stroke:#0b3d91,color:#0b3d91,stroke-width:2px"
+_RUNNING_CLASS = "running"
 _START = "start_node"
 _END = "end_node"
+
+
+def node_ids(tree: Mapping[str, StateInfo]) -> dict[str, str]:
+    """The flowchart's node id of each state (state names may hold what Mermaid would not).
+
+    Examples
+    --------
+    >>> from totes_local.runtime.history import state_tree
+    >>> node_ids(state_tree({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}))
+    {'P': 's0'}
+    """
+    return {name: f"s{index}" for index, name in enumerate(tree)}
 
 
 def _label(text: str) -> str:
@@ -32,10 +47,16 @@ def _label(text: str) -> str:
 
 
 class _Renderer:
-    def __init__(self, definition: Mapping[str, Any], history: ExecutionHistory) -> None:
+    def __init__(
+        self,
+        definition: Mapping[str, Any],
+        history: ExecutionHistory,
+        running: frozenset[str] = frozenset(),
+    ) -> None:
         self.definition = definition
         self.history = history
-        self.ids: dict[str, str] = {name: f"s{index}" for index, name in enumerate(history.tree)}
+        self.running = running
+        self.ids = node_ids(history.tree)
         self.lines: list[str] = []
         self.edges: list[str] = []
 
@@ -43,16 +64,21 @@ class _Renderer:
         self.lines.append("flowchart TD")
         for outcome, class_name in _CLASS_NAMES.items():
             self.lines.append(f"    classDef {class_name} {_STYLES[outcome]}")
+        if self.running:
+            self.lines.append(f"    classDef {_RUNNING_CLASS} {_RUNNING_STYLE}")
         self.lines.append(f'    {_START}(("start"))')
         self.lines.append(f'    {_END}(("end"))')
         self.edges.append(f"    {_START} --> {self.ids[self.definition['StartAt']]}")
         self._states(self.definition.get("States", {}), indent=1)
         self.lines.extend(self.edges)
         for name, outcome in self.history.outcomes().items():
+            at_work = name in self.running
             if self.history.tree[name].type in ("Map", "Parallel"):
-                self.lines.append(f"    style {self.ids[name]} {_STYLES[outcome]}")
+                style = _RUNNING_STYLE if at_work else _STYLES[outcome]
+                self.lines.append(f"    style {self.ids[name]} {style}")
             else:
-                self.lines.append(f"    class {self.ids[name]} {_CLASS_NAMES[outcome]}")
+                class_name = _RUNNING_CLASS if at_work else _CLASS_NAMES[outcome]
+                self.lines.append(f"    class {self.ids[name]} {class_name}")
         return self.lines
 
     def _states(self, states: Mapping[str, Any], *, indent: int) -> None:
@@ -139,7 +165,12 @@ def _kind(info: StateInfo) -> str:
     return info.type
 
 
-def mermaid_flowchart(definition: Mapping[str, Any], history: ExecutionHistory) -> str:
+def mermaid_flowchart(
+    definition: Mapping[str, Any],
+    history: ExecutionHistory,
+    *,
+    running: frozenset[str] = frozenset(),
+) -> str:
     """The definition as a Mermaid flowchart, states coloured by outcome in ``history``.
 
     Parameters
@@ -149,6 +180,9 @@ def mermaid_flowchart(definition: Mapping[str, Any], history: ExecutionHistory) 
     history
         The execution to colour the states by (see
         :func:`totes_local.runtime.history.read_history`).
+    running
+        States at work in an execution still running, drawn as such instead of by
+        their outcome so far.
 
     Examples
     --------
@@ -157,7 +191,7 @@ def mermaid_flowchart(definition: Mapping[str, Any], history: ExecutionHistory) 
     flowchart TD
     ...
     """
-    return "\n".join(_Renderer(definition, history).render())
+    return "\n".join(_Renderer(definition, history, running).render())
 
 
 def markdown_report(

@@ -51,6 +51,10 @@ loudly at start-up instead of quietly behaving differently:
     every Lambda API error of a task whose resource is a function ARN plain
     ``Exception``, so such a retry never applied; it names them as its
     ``arn:aws:states:::lambda:invoke`` integration does, as AWS names both.)
+``sent-notifications``
+    The messages each SNS topic received, read from moto's backend
+    (:func:`sent_notifications`); the service answers them at
+    ``GET /totes-local/notifications``.
 ``parsed-definitions``
     moto parses the state machine's definition with its ANTLR grammar at the
     start of every execution (about 45 ms of CPU, 80 ms the first time, holding
@@ -589,6 +593,31 @@ def metric_sink(account: str, region: str) -> Callable[[Sequence[MetricDatum]], 
             backend.put_metric_data(namespace, metric_data)
 
     return put
+
+
+def sent_notifications(account: str, region: str) -> list[dict[str, str | None]]:
+    """Every message published to the service's SNS topics, oldest first per topic.
+
+    moto keeps each topic's messages (``Topic.sent_notifications``, which its own
+    documentation offers as the way to read them back): the alert e-mails a topic
+    received stay readable after ``totes run`` took them from its queue.
+
+    Examples
+    --------
+    >>> sent_notifications("123456789012", "eu-west-2")  # doctest: +SKIP
+    [{'topic_arn': 'arn:aws:sns:...', 'message_id': '...', 'subject': 'totes: ...', ...}]
+    """
+    from moto.sns.models import sns_backends  # noqa: PLC0415
+
+    backend = sns_backends[account][region]
+    found: list[dict[str, str | None]] = []
+    # Copies: a publish may append while this reads.
+    for arn, topic in list(backend.topics.items()):
+        for message_id, message, subject, *_ in list(topic.sent_notifications):
+            found.append(
+                {"topic_arn": arn, "message_id": message_id, "subject": subject, "message": message}
+            )
+    return found
 
 
 def _patch_parsed_definitions() -> None:

@@ -49,6 +49,8 @@ LOCAL_CREDENTIALS = dict.fromkeys(
     ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"), "local"
 )
 _HOST = "127.0.0.1"
+#: Where the service answers the messages its SNS topics received (unsigned GET).
+NOTIFICATIONS_PATH = "/totes-local/notifications"
 _STATE_FILE = "service.json"
 _LOCK_FILE = "service.lock"
 _START_TIMEOUT_S = 60.0
@@ -471,7 +473,7 @@ def serve(data_dir: Path, port: int = 0) -> None:
             account=LOCAL_ACCOUNT,
             local_key=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         )
-    server = HttpServer(app, port)
+    server = HttpServer(_with_notifications(app), port)
     # What is loaded by now (moto, botocore's service models, the patches) lives as long as
     # the process: kept out of the collector's full passes, which walked all of it (about
     # 176,000 objects, 180 ms under the interpreter lock, holding every request) once or
@@ -572,6 +574,43 @@ def _with_raw_uri(app: Any) -> Any:
         return app(environ, start_response)
 
     return application
+
+
+def _with_notifications(app: Any) -> Any:
+    """``app``, also answering ``GET /totes-local/notifications`` (unsigned, from 127.0.0.1).
+
+    The answer is the messages the stack's topics received, as JSON: what the alert
+    e-mails said, which ``totes ui`` shows after ``totes run`` has printed them.
+    """
+    from totes_local.runtime import moto_patches  # noqa: PLC0415
+
+    def application(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == NOTIFICATIONS_PATH and environ.get("REQUEST_METHOD") in (
+            "GET",
+            "HEAD",
+        ):
+            body = json.dumps(moto_patches.sent_notifications(LOCAL_ACCOUNT, LOCAL_REGION))
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body.encode()]
+        return app(environ, start_response)
+
+    return application
+
+
+def sent_notifications(endpoint: str) -> list[dict[str, str | None]]:
+    """The messages the local service's SNS topics received, oldest first per topic.
+
+    Examples
+    --------
+    >>> [note["subject"] for note in sent_notifications("http://127.0.0.1:4566")]
+    ... # doctest: +SKIP
+    ['totes: IngestTable failed for sales_order (SourceSchemaDriftError)']
+    """
+    # An http URL of the local service, which this package started.
+    url = f"{endpoint}{NOTIFICATIONS_PATH}"
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310  # nosec B310
+        found: list[dict[str, str | None]] = json.loads(response.read())
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
