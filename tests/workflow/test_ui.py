@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from totes.db import connect, create_database, drop_database, row_counts, with_database
-from totes.names import WAREHOUSE_TABLES
+from totes.tables import WAREHOUSE_TABLES
 from totes.warehouse.schema import init_warehouse
 from totes_local.cli import main
 from totes_local.runtime.assembly import CloudAssembly

@@ -24,7 +24,8 @@ from typing import Any
 
 from totes.db import connect, row_counts
 from totes.failure_notice import decode_failure
-from totes.names import FACT_TABLES, WAREHOUSE_TABLES, EnvironmentVariable
+from totes.names import EnvironmentVariable
+from totes.tables import FACT_TABLES, WAREHOUSE_TABLES
 from totes_local.rejects import QuarantinedRow, quarantined_rows
 from totes_local.runtime.graph import mermaid_flowchart, node_ids
 from totes_local.runtime.history import HistoryFollower, Outcome, StateEntry
