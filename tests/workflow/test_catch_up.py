@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from totes.db import connect, row_counts
 from totes.names import (
@@ -21,6 +22,7 @@ from totes.names import (
 )
 from totes.tables import SOURCE_TABLES
 from totes.warehouse.reconcile import reconcile
+from totes_local.runtime.console import ProgressPrinter
 from totes_local.runtime.history import Outcome
 
 from .support import REPO_ROOT, WorkflowFactory
@@ -153,14 +155,19 @@ def test_the_execution_output_adds_up_every_pass(
         "LOAD_MAX_FILES": "1",
     }
     counts = _source_counts(seeded_source_dsn)
+    printed = Console(record=True, width=300)
     with local_workflow(seeded_source_dsn, warehouse_dsn, extra_environment=limits) as workflow:
-        # When one execution runs
-        report = workflow.execute()
+        # When one execution runs, followed in the terminal
+        report = workflow.execute(on_progress=ProgressPrinter(printed))
 
     # Then it catches up alone, in several passes
     assert report.status == "SUCCEEDED"
     assert report.caught_up
     assert report.passes > 2
+    # And the terminal says, before the second pass, which source tables still have rows
+    pass_two = next(line for line in printed.export_text().splitlines() if "Pass 2" in line)
+    assert "source tables with rows left: " in pass_two
+    assert "rows left: none" not in pass_two
     # And its output's totals are the sums of what each pass's handlers reported
     totals = _totals(report)
     tables = report.tables()

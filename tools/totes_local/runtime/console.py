@@ -88,8 +88,8 @@ class ProgressPrinter:
             self.console.print(f"  {_MARKS[entry.outcome]} {entry.name} {seconds}{error}")
 
     def _next_pass(self, state: dict[str, object]) -> None:
-        tables = state.get("tables")
-        source = tables.get("source", []) if isinstance(tables, dict) else []
+        visiting = state.get("visiting")
+        source = visiting.get("source", []) if isinstance(visiting, dict) else []
         listed = ", ".join(map(str, source)) if isinstance(source, list) and source else "none"
         self.console.print(
             f"\n  [bold]Pass {int(str(state.get('passes', 0))) + 1}[/bold] "
