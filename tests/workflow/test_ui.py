@@ -16,6 +16,8 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -266,6 +268,31 @@ def test_the_sales_figures_equal_the_same_sql_run_in_the_warehouse(
     for key, (statement, rows) in narrowed.items():
         assert "DATE '2023-06-01'" in statement, key
         assert rows == _warehouse_rows(deployment.warehouse_dsn, statement), key
+
+
+def test_a_link_with_markup_in_its_filters_shows_it_as_text_and_runs_nothing(
+    deployment: Deployment, page: Any
+) -> None:
+    # Given a link to the sales page whose date filter carries an attribute and a script
+    planted = '" autofocus onfocus="window.planted = 1" x="'
+    # When it is opened
+    _open(page, deployment, f"/sales?from={urllib.parse.quote(planted)}")
+    page.wait_for_selector("form#filters")
+    # Then the page holds no attribute from the link, and nothing of it ran
+    assert page.locator("[onfocus], [x]").count() == 0
+    assert page.evaluate("window.planted") is None
+
+
+def test_a_request_naming_another_host_is_refused(deployment: Deployment) -> None:
+    # Given the console of the run
+    # When a page of another site, whose name was pointed at this machine, asks it
+    request = urllib.request.Request(  # noqa: S310 (a local URL)
+        f"{deployment.url.rstrip('/')}/api/executions", headers={"Host": "attacker.example:8321"}
+    )
+    # Then it is refused before anything is read
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310  # nosec B310
+    assert refused.value.code == 400
 
 
 def test_the_health_page_shows_the_tables_and_the_rejected_row(

@@ -150,6 +150,10 @@ class Console:
         return self.reader.stack
 
 
+#: The Host names a request to the console may carry: this machine's own.
+_LOCAL_NAMES = frozenset({LOOPBACK, "localhost"})
+
+
 def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "totes-ui"
@@ -158,6 +162,12 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             """Quiet: the terminal shows the URL, not every request."""
 
         def do_GET(self) -> None:
+            # A page of another site whose name was pointed at 127.0.0.1 (DNS rebinding)
+            # sends its own name as the Host: only this machine's names are answered.
+            host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+            if host not in _LOCAL_NAMES:
+                self.send_error(HTTPStatus.BAD_REQUEST, "not a name of this machine")
+                return
             address = urlsplit(self.path)
             parameters = dict(parse_qsl(address.query))
             path = unquote(address.path).rstrip("/") or "/"

@@ -7,10 +7,11 @@ const params = new URLSearchParams(location.search);
 // Tests ask more often than a person needs to.
 const POLL_MS = Number(params.get("poll")) || 1000;
 
+// Text made safe for HTML, in an element or in a quoted attribute alike.
 function h(text) {
   const span = document.createElement("span");
   span.textContent = text === null || text === undefined ? "" : String(text);
-  return span.innerHTML;
+  return span.innerHTML.replaceAll('"', "&quot;").replaceAll("'", "&#39;");
 }
 
 function number(value) {
