@@ -344,3 +344,25 @@ def test_what_the_passes_found_is_carried_to_the_output_events_added_and_standin
     ]
     assert second.rows_rejected == 3
     assert first.rows_rejected == 2
+
+
+def test_a_state_of_the_earlier_definition_is_read_as_the_same_pass() -> None:
+    # Given the state an execution that started before a stack update passes on: the pass
+    # count as passes_done, the totals as totals, the lists of the pass as tables, and a
+    # transform result that names its table target
+    earlier = {
+        "run_id": "r",
+        "passes_done": 1,
+        "execution_started": START.isoformat(),
+        "pass_started": START.isoformat(),
+        "tables": {"source": ["staff"], "warehouse": [], "dimensions": [], "facts": []},
+        "totals": {"staff": {"ingested": 4}},
+        "transformed": [{"target": "dim_staff", "run_id": "r", "rows": 4}],
+    }
+    # When progress reads it
+    request = ProgressRequest.from_event(earlier)
+    # Then it is the same pass, with the same totals and the same visited table
+    assert (request.passes, request.visiting.source) == (1, ["staff"])
+    assert request.tables["staff"].ingested == 4
+    assert request.transformed[0].table == "dim_staff"
+    assert check_progress(request, BUDGET, now=START).tables["dim_staff"].transformed == 4

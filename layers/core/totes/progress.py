@@ -25,7 +25,15 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    model_validator,
+)
 
 from totes.contracts import NonEmptyText, Seconds, parse_event, settings_from_environment
 from totes.findings import Finding, after_visit
@@ -124,6 +132,22 @@ class ProgressRequest(BaseModel):
     transformed: list[TransformResult] = Field(default_factory=list)
     dimensions_loaded: list[LoadResult] = Field(default_factory=list)
     facts_loaded: list[LoadResult] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_state(cls, event: Any) -> Any:
+        """The state as the earlier definition passed it (``passes_done``, ``totals``, and
+        the lists of the pass under ``tables``): an execution running while the stack is
+        updated reaches this function with it."""
+        if not isinstance(event, dict) or "passes_done" not in event:
+            return event
+        earlier = {key: value for key, value in event.items() if key != "passes_done"}
+        return {
+            **earlier,
+            "passes": event["passes_done"],
+            "visiting": event.get("tables", {}),
+            "tables": event.get("totals", {}),
+        }
 
     @property
     def results(self) -> tuple[IngestResult | TransformResult | LoadResult, ...]:

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -41,11 +42,13 @@ from totes.findings import Finding, FindingKind, Stage, merge
 class StageResult(BaseModel):
     """What every stage's result says: the table it visited, for which run, and what it found."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", validate_by_name=True)
 
     #: ``ingest``, ``transform`` or ``load``: each subclass fixes its own.
     stage: str
-    table: str
+    #: Read as ``target`` too: what transform and load returned before this model (an
+    #: execution that started on the earlier definition reaches the new functions).
+    table: str = Field(validation_alias=AliasChoices("table", "target"))
     run_id: str
     #: What a person should know (rejected rows by cause, schema drift, ...).
     findings: list[Finding] = Field(default_factory=list)
