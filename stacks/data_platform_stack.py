@@ -174,7 +174,7 @@ class DataPlatformStack(Stack):
             self,
             "ProcessedBucketName",
             value=self.buckets.processed.bucket_name,
-            description="Mirror and star zones: Parquet, ready to load into the warehouse",
+            description="Mirror and gold zones: Parquet, ready to load into the warehouse",
         )
         CfnOutput(
             self,

@@ -232,7 +232,7 @@ class PipelineFunctions(Construct):
             "Transform",
             code=packaging.transform_code,
             sizing=_TRANSFORM,
-            description="Shapes raw batches into the mirror and star zones (Parquet)",
+            description="Shapes raw batches into the mirror and gold zones (Parquet)",
             environment={
                 EnvironmentVariable.INGESTED_BUCKET: buckets.ingested.bucket_name,
                 EnvironmentVariable.PROCESSED_BUCKET: buckets.processed.bucket_name,

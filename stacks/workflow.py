@@ -159,7 +159,7 @@ class PipelineWorkflow(Construct):
         )
         transform_tables = self._map(
             "TransformTables",
-            comment="Builds the mirror and star zones from the oldest raw batches, one "
+            comment="Builds the mirror and gold zones from the oldest raw batches, one "
             "warehouse table per item",
             items_path="$.visiting.warehouse",
             item_key="target",
