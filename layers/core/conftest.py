@@ -57,6 +57,13 @@ from moto import mock_aws
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+# The buckets and table of the deployed stack, as the integration tests make them.
+from tests.integration.pipeline_harness import (
+    LAKE_DATABASE,
+    PROCESSED,
+    REGION,
+    create_resources,
+)
 from totes import db
 from totes.credentials import forget_cached_secrets
 from totes.db import connect, create_database, drop_database, with_database
@@ -67,9 +74,6 @@ from totes.warehouse.star import STAR_SCHEMAS
 from totes_local.runtime.postgres import PostgresServer, find_or_start_server
 from totes_local.runtime.service import HttpServer, free_port
 
-REGION = "eu-west-2"
-#: The buckets and table of the deployed stack (tests/integration/pipeline_harness.py).
-INGESTED, PROCESSED, WATERMARKS, LAKE_DATABASE = "ingested", "processed", "watermarks", "totes_lake"
 #: Fake credentials: nothing an example does can reach a real account.
 _FAKE_AWS_ENVIRONMENT = {
     **dict.fromkeys(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"), "testing"),
@@ -174,17 +178,6 @@ def _reset_moto(url: str) -> None:
     request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")  # noqa: S310
     with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (a local URL)  # nosec B310
         answer.read()
-
-
-def _create_stack_resources(s3: Any, dynamodb: Any) -> None:
-    for bucket in (INGESTED, PROCESSED):
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    dynamodb.create_table(
-        TableName=WATERMARKS,
-        KeySchema=[{"AttributeName": "table_name", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "table_name", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
 
 
 def _prepare_source(conn: psycopg.Connection[Any]) -> None:
@@ -324,7 +317,7 @@ class _Example:
         forget_cached_secrets()
         try:
             with mock_aws():
-                _create_stack_resources(_client("s3"), _client("dynamodb"))
+                create_resources(_client("s3"), _client("dynamodb"))
                 yield
         finally:
             forget_cached_secrets()

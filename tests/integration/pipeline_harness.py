@@ -31,6 +31,27 @@ INGESTED, PROCESSED, WATERMARKS, REGION = "ingested", "processed", "watermarks",
 LAKE_DATABASE = "totes_lake"
 
 
+#: What a load's payload says about the rows and files it moved (not its timings).
+_LOAD_COUNTED = (
+    "table",
+    "run_id",
+    "files",
+    "rows_loaded",
+    "rows_skipped",
+    "rows_rejected",
+    "files_waiting",
+    "has_more",
+    "files_remaining",
+    "rows_replayed",
+    "findings",
+)
+
+
+def load_counts(payload: dict[str, Any]) -> dict[str, Any]:
+    """The counts of a load's payload, without its timings (which vary run to run)."""
+    return {key: payload[key] for key in _LOAD_COUNTED}
+
+
 def create_resources(s3: Any, dynamodb: Any) -> None:
     """The buckets and table the CDK stack deploys."""
     for bucket in (INGESTED, PROCESSED):

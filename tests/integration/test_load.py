@@ -44,6 +44,8 @@ from totes.warehouse.star import STAR_SCHEMAS
 from totes.zones.gold import gold_key, unsequenced_prefix
 from totes_local.runtime.postgres import PostgresServer
 
+from .pipeline_harness import load_counts
+
 BUCKET = "totes-processed"
 FACT = "fact_sales_order"
 DAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -66,25 +68,6 @@ MONTH_NAMES = [
 
 UPDATED = (date(2024, 11, 14), time(9, 26, 10, 123_000))
 CREATED = (date(2024, 11, 13), time(17, 2, 0))
-
-#: What a load's payload says about the rows and files it moved (not its timings).
-_COUNTED = (
-    "table",
-    "run_id",
-    "files",
-    "rows_loaded",
-    "rows_skipped",
-    "rows_rejected",
-    "files_waiting",
-    "has_more",
-    "files_remaining",
-    "rows_replayed",
-    "findings",
-)
-
-
-def _counted(payload: dict[str, Any]) -> dict[str, Any]:
-    return {key: payload[key] for key in _COUNTED}
 
 
 def _stamps(version: int = 0) -> dict[str, Any]:
@@ -364,7 +347,7 @@ def test_loading_gold_files_fills_every_warehouse_table_with_identical_values(
     # Then every table holds exactly the file's rows: NULL vs '', Decimal, milliseconds, UTF-8
     for target, rows in files.items():
         assert warehouse.rows(target) == rows, target
-        assert _counted(results[target].payload()) == {
+        assert load_counts(results[target].payload()) == {
             "table": target,
             "run_id": "exec-1",
             "files": 1,
@@ -669,7 +652,7 @@ def test_facts_whose_dimension_row_is_missing_are_quarantined_and_the_rest_loade
     result = warehouse.load("fact_sales_order", "exec-2")
     # Then the other rows are loaded and the file is recorded as applied
     assert [row["sales_order_id"] for row in warehouse.rows("fact_sales_order")] == [1, 3]
-    assert _counted(result.payload()) == {
+    assert load_counts(result.payload()) == {
         "table": "fact_sales_order",
         "run_id": "exec-2",
         "files": 1,
@@ -962,7 +945,7 @@ def test_of_two_loaders_racing_on_one_file_exactly_one_applies_it(
         won, lost = first.result(timeout=30), second.result(timeout=30)
     # Then the first applies the file and the second finds it in the ledger and writes nothing
     assert (won.payload()["files"], won.rows_loaded) == (1, 3)
-    assert _counted(lost.payload()) == {
+    assert load_counts(lost.payload()) == {
         "table": "fact_sales_order",
         "run_id": "exec-b",
         "files": 0,

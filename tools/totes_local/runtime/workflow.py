@@ -118,6 +118,30 @@ class ExecutionReport:
     #: it (its metric in CloudWatch); ``None`` when no fact table was loaded.
     freshness_lag_s: float | None = None
 
+    @classmethod
+    def described(
+        cls,
+        description: Mapping[str, Any],
+        definition: dict[str, Any],
+        history: ExecutionHistory,
+        **more: Any,
+    ) -> ExecutionReport:
+        """The report of an execution as Step Functions' ``DescribeExecution`` says it."""
+        output = description.get("output")
+        return cls(
+            name=str(description["name"]),
+            arn=str(description["executionArn"]),
+            status=str(description["status"]),
+            started=description["startDate"],
+            stopped=description.get("stopDate"),
+            error=description.get("error"),
+            cause=description.get("cause"),
+            output=json.loads(output) if output else None,
+            definition=definition,
+            history=history,
+            **more,
+        )
+
     @property
     def succeeded(self) -> bool:
         """Whether the execution ended in SUCCEEDED."""
@@ -594,18 +618,10 @@ class LocalWorkflow:
             if len(page["events"]) < _HISTORY_PAGE:
                 time.sleep(self.poll_interval_s)
         description = sfn.describe_execution(executionArn=arn)
-        output = description.get("output")
-        return ExecutionReport(
-            name=name,
-            arn=arn,
-            status=str(description["status"]),
-            started=description["startDate"],
-            stopped=description.get("stopDate"),
-            error=description.get("error"),
-            cause=description.get("cause"),
-            output=json.loads(output) if output else None,
-            definition=self.definition,
-            history=follower.history,
+        return ExecutionReport.described(
+            description,
+            self.definition,
+            follower.history,
             local_state=self.local_state,
             freshness_lag_s=self._freshness_lag(description),
         )

@@ -241,18 +241,8 @@ class DeploymentReader:
                 # Its history still goes on past what was read: shown as running until
                 # the next look has read it to the end.
                 description = {**description, "status": _RUNNING, "stopDate": None}
-            output = description.get("output")
-            followed.report = ExecutionReport(
-                name=str(description["name"]),
-                arn=arn,
-                status=str(description["status"]),
-                started=description["startDate"],
-                stopped=description.get("stopDate"),
-                error=description.get("error"),
-                cause=description.get("cause"),
-                output=json.loads(output) if output else None,
-                definition=self.definition,
-                history=followed.follower.history,
+            followed.report = ExecutionReport.described(
+                description, self.definition, followed.follower.history
             )
             return followed.report
 
