@@ -279,6 +279,30 @@ def test_maintenance_compacts_small_files_expires_old_snapshots_and_removes_orph
     )
 
 
+def test_orphans_are_looked_for_once_a_day_not_at_every_maintenance(lake: Pipeline) -> None:
+    # Given a maintained lake, and then a stray file in a fact table's data folder
+    lake.run()
+    _maintain(lake, hours_later=30)
+    stray = f"{table_prefix('fact_sales_order')}data/stray.parquet"
+    lake.s3.put_object(Bucket=PROCESSED, Key=stray, Body=b"not referenced")
+
+    def maintained_later(hours: int) -> int:
+        with connect(lake.source_dsn) as conn:
+            mutate(conn, seed=hours, changes=5)
+        lake.run()
+        return int(_maintain(lake, hours_later=hours).payload()["orphans_removed"])
+
+    # When the table is maintained again within the day
+    # Then the folder is not searched (each search reads every snapshot kept): the stray stays
+    assert maintained_later(31) == 0
+    assert stray in lake.keys(table_prefix("fact_sales_order"))
+    # When it is maintained a day after the last search
+    # Then the stray is found and deleted
+    assert maintained_later(55) >= 1
+    assert stray not in lake.keys(table_prefix("fact_sales_order"))
+    _assert_lake_equals_warehouse(lake)
+
+
 def test_tables_below_the_commit_count_are_not_touched_and_cost_one_glue_request(
     lake: Pipeline,
 ) -> None:
