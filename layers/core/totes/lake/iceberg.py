@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from totes.aws import client
 from totes.contracts import NonEmptyText, settings_from_environment
 from totes.errors import LakeCommitError
+from totes.lake import pyiceberg_patches
 from totes.lake.layout import (
     earlier_layout_keys,
     lake_schema,
@@ -149,9 +150,15 @@ class Lake:
 
     @property
     def catalog(self) -> GlueCatalog:
-        """pyiceberg's Glue catalog, made on first use (its import takes about 0.5 s)."""
+        """pyiceberg's Glue catalog, made on first use (its import takes about 0.5 s).
+
+        Every table is opened through it: pyiceberg is imported, and changed
+        (:mod:`totes.lake.pyiceberg_patches`), here first.
+        """
         if self._catalog is None:
             from pyiceberg.catalog.glue import GlueCatalog  # noqa: PLC0415
+
+            pyiceberg_patches.apply()
 
             file_io = file_io_properties() if self._file_io is None else self._file_io
             self._catalog = GlueCatalog("totes", client=self.glue, **file_io)

@@ -1,0 +1,165 @@
+"""The lake's changes to pyiceberg: an append's work stays the same however many
+snapshots the table keeps, and what a transaction reads is still what it staged.
+
+The tables here live in a temporary folder and are never committed: staging an append
+writes its data file, manifest and manifest list and computes the metadata it would
+commit, which is where pyiceberg's cost grew with the snapshots kept.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyiceberg.table
+import pytest
+from pyiceberg.io.pyarrow import PyArrowFileIO
+from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table, Transaction
+from pyiceberg.table import update as table_update
+from pyiceberg.table.metadata import TableMetadata, new_table_metadata
+from pyiceberg.table.snapshots import Operation, Snapshot, SnapshotLogEntry, Summary
+from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
+from pyiceberg.types import LongType, NestedField
+
+from totes.lake import pyiceberg_patches
+
+SCHEMA = Schema(NestedField(1, "currency_id", LongType(), required=False))
+
+
+def _metadata_with(snapshots: int, location: Path) -> TableMetadata:
+    """A table's metadata as a day of five-minute commits leaves it: ``snapshots`` of them,
+    each in the snapshot log."""
+    metadata = new_table_metadata(
+        SCHEMA,
+        UNPARTITIONED_PARTITION_SPEC,
+        UNSORTED_SORT_ORDER,
+        location.as_uri(),
+        {"format-version": "2"},
+    )
+    kept = [
+        Snapshot(
+            snapshot_id=number,
+            parent_snapshot_id=number - 1 if number > 1 else None,
+            sequence_number=number,
+            timestamp_ms=1_700_000_000_000 + number * 300_000,
+            manifest_list=f"{location.as_uri()}/metadata/snap-{number}.avro",
+            summary=Summary(Operation.APPEND, **{"totes.run": f"run-{number}"}),
+        )
+        for number in range(1, snapshots + 1)
+    ]
+    log = [SnapshotLogEntry(snapshot_id=s.snapshot_id, timestamp_ms=s.timestamp_ms) for s in kept]
+    return metadata.model_copy(update={"snapshots": kept, "snapshot_log": log})
+
+
+def _table(snapshots: int, location: Path) -> Table:
+    return Table(
+        identifier=("lake", "dim_currency"),
+        metadata=_metadata_with(snapshots, location),
+        metadata_location=f"{location.as_uri()}/metadata/00000.metadata.json",
+        io=PyArrowFileIO(),
+        catalog=None,  # type: ignore[arg-type]  # nothing here commits
+    )
+
+
+@pytest.fixture
+def replays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Each time pyiceberg replays staged updates on a table's metadata, the snapshots the
+    result holds."""
+    seen: list[int] = []
+    replay = table_update.update_table_metadata
+
+    def counted(base: TableMetadata, updates: Any, *args: Any, **kwargs: Any) -> TableMetadata:
+        seen.append(len(base.snapshots))
+        return replay(base, updates, *args, **kwargs)
+
+    # pyiceberg's transaction calls it by the name its own module imported
+    monkeypatch.setattr(table_update, "update_table_metadata", counted)
+    monkeypatch.setattr(pyiceberg.table, "update_table_metadata", counted)
+    return seen
+
+
+def _stage_append(table: Table) -> Transaction:
+    transaction = table.transaction()
+    transaction.append(pa.table({"currency_id": pa.array([1, 2], pa.int64())}))
+    return transaction
+
+
+def test_the_patches_are_written_for_the_pyiceberg_release_installed() -> None:
+    # Given the pyiceberg release pyproject.toml pins
+    # When the lake applies its changes
+    applied = pyiceberg_patches.apply()
+
+    # Then they are in effect: a release they were not written for fails here until
+    # they are checked against it (or deleted, if it fixed what they fix)
+    assert applied, (
+        f"pyiceberg {pyiceberg_patches.pyiceberg_version()} is not the release "
+        f"{pyiceberg_patches.SUPPORTED_PYICEBERG} the lake's patches were written for"
+    )
+
+
+def test_staging_an_append_replays_the_metadata_as_often_with_300_snapshots_kept_as_with_none(
+    tmp_path: Path, replays: list[int]
+) -> None:
+    # Given the patches, a table without snapshots and one with a day of five-minute commits
+    assert pyiceberg_patches.apply()
+
+    # When an append is staged on each
+    _stage_append(_table(0, tmp_path / "new"))
+    fresh = len(replays)
+    replays.clear()
+    _stage_append(_table(300, tmp_path / "day"))
+
+    # Then both replay the staged updates the same few times (unpatched, an append
+    # replays them about twenty times, deep-copying every snapshot each time)
+    assert len(replays) == fresh
+    assert fresh <= 3
+
+
+def test_a_transaction_reads_what_it_staged_and_the_table_keeps_what_it_had(
+    tmp_path: Path,
+) -> None:
+    # Given the patches and a table with 300 snapshots
+    assert pyiceberg_patches.apply()
+    table = _table(300, tmp_path)
+    transaction = table.transaction()
+    before = transaction.table_metadata
+
+    # When a property and an append are staged
+    transaction.set_properties({"totes.exported-through": "2"})
+    after_properties = transaction.table_metadata
+    transaction.append(pa.table({"currency_id": pa.array([7], pa.int64())}))
+    staged = transaction.table_metadata
+
+    # Then each read after a change sees it, a read with nothing new staged is the same,
+    # and the table's own metadata has neither
+    assert before is not after_properties
+    assert after_properties.properties["totes.exported-through"] == "2"
+    assert len(staged.snapshots) == 301
+    assert staged.current_snapshot_id == staged.snapshots[-1].snapshot_id
+    assert transaction.table_metadata is staged
+    assert len(table.metadata.snapshots) == 300
+    assert "totes.exported-through" not in table.metadata.properties
+
+
+def test_a_copy_of_table_metadata_shares_its_snapshots_but_not_its_lists(tmp_path: Path) -> None:
+    # Given the patches and a table's metadata with 300 snapshots
+    assert pyiceberg_patches.apply()
+    metadata = _metadata_with(300, tmp_path)
+
+    # When it is deep-copied, as pyiceberg copies it after every replay
+    copied = copy.deepcopy(metadata)
+
+    # Then the frozen snapshots are shared, while the lists and maps holding them are
+    # the copy's own: changing them leaves the original as it was
+    assert copied == metadata
+    assert all(a is b for a, b in zip(copied.snapshots, metadata.snapshots, strict=True))
+    assert copied.snapshots is not metadata.snapshots
+    assert copied.properties is not metadata.properties
+    copied.snapshots.pop()
+    copied.properties["changed"] = "yes"
+    assert len(metadata.snapshots) == 300
+    assert "changed" not in metadata.properties
