@@ -1,27 +1,32 @@
 """Every change the lake makes to pyiceberg's behaviour beyond its public API.
 
 All made here and nowhere else, and only to the pyiceberg release they were written
-for (:data:`SUPPORTED_PYICEBERG`): another release is left as it is (correct, only
-slower), and a unit test fails until these are checked against it or deleted.
+for (:data:`SUPPORTED_PYICEBERG`, and only while the code they replace is the code they
+were written against): another release is left as it is (correct, only slower), and a
+unit test fails until these are checked against it or deleted.
 
-Both keep a commit's cost independent of the snapshots a table keeps. In pyiceberg
+Both keep a commit's cost from growing with the snapshots a table keeps. In pyiceberg
 0.12, reading a transaction's metadata replays its staged updates on the table's
-metadata and deep-copies the result, snapshot list included, and an append reads it
-about twenty times: with the 300 snapshots a table loaded every five minutes keeps
-in a day, an append to a table of the lake took 0.44 s where it took 0.16 s with
-ten (apache/iceberg-python#2673 and #3302 describe the same).
+metadata and deep-copies the result, snapshot list included, and staging an append
+reads it 18 times: with the 300 snapshots a table loaded every five minutes keeps in a
+day, an append to a table of the lake took 0.44 s where it took 0.16 s with ten
+(apache/iceberg-python#2673; a cache like the first change below was proposed in
+#3302 and #3784, both closed unmerged).
 
 ``transaction-metadata-once``
     ``Transaction.table_metadata`` is computed once per staged state and reused
-    until an update is staged or the table's metadata changes (the change proposed
-    upstream in apache/iceberg-python#3302). Both inputs are replaced, never
-    changed in place, so their identity says whether the result still holds.
+    until an update is staged or the table's metadata is replaced (by a commit or a
+    refresh). Both inputs are rebound, never changed in place, so their identity says
+    whether the result still holds. Every read of one state returns the same object:
+    it is read-only, as pyiceberg treats it (only its ``last_updated_ms`` differs from
+    before: it no longer changes from one read to the next; a commit sets its own).
 ``snapshots-shared-by-copies``
-    A deep copy of table metadata shares its snapshots and its snapshot and
-    metadata log entries instead of copying each: they are frozen models that
-    pyiceberg never changes once they are part of a table's metadata, and a table
-    keeps one of each per commit of the last day. The metadata's own lists, maps and
-    every other model are still copied.
+    In this process, a deep copy of a snapshot, a snapshot-log entry or a
+    metadata-log entry is the object itself, so a deep copy of table metadata shares
+    them (with each snapshot's summary) instead of copying one of each per commit of
+    the last day. They are frozen models that pyiceberg never changes once they are
+    part of a table's metadata, and nothing here changes them: they are read-only.
+    The metadata's own lists and maps, and its other models, are still copied.
 
 Examples
 --------
@@ -62,37 +67,60 @@ def pyiceberg_version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
+def patchable() -> bool:
+    """Whether the installed pyiceberg is the code the changes were written against.
+
+    The release, and what they replace: a transaction metadata property that replays
+    the staged updates on the table's metadata, and frozen models that deep-copy as
+    pydantic does (no copy of their own).
+    """
+    if pyiceberg_version() != SUPPORTED_PYICEBERG:
+        return False
+    from pyiceberg.table import Transaction  # noqa: PLC0415
+
+    replayed = Transaction.__dict__.get("table_metadata")
+    if not isinstance(replayed, property) or replayed.fget is None:
+        return False
+    if "update_table_metadata" not in replayed.fget.__code__.co_names:
+        return False
+    return not any("__deepcopy__" in frozen.__dict__ for frozen in _frozen_models())
+
+
 def apply() -> bool:
     """Make the changes, once per process; whether they are in effect.
 
-    Returns False, changing nothing, under a pyiceberg release other than
-    :data:`SUPPORTED_PYICEBERG`.
+    Returns False, changing nothing, where :func:`patchable` says the installed
+    pyiceberg is not what they were written against.
     """
     global _applied  # noqa: PLW0603 - once per process, whoever opens the lake first
     if _applied:
         return True
-    if pyiceberg_version() != SUPPORTED_PYICEBERG:
+    if not patchable():
         return False
     from pyiceberg.table import Transaction  # noqa: PLC0415
+
+    Transaction.table_metadata = property(_staged_metadata)  # type: ignore[method-assign,assignment]
+    for frozen in _frozen_models():
+        frozen.__deepcopy__ = _shared  # type: ignore[attr-defined]
+    _applied = True
+    return True
+
+
+def _frozen_models() -> tuple[type, ...]:
     from pyiceberg.table.snapshots import (  # noqa: PLC0415
         MetadataLogEntry,
         Snapshot,
         SnapshotLogEntry,
     )
 
-    if not isinstance(Transaction.__dict__.get("table_metadata"), property):
-        return False
-    Transaction.table_metadata = property(_staged_metadata)  # type: ignore[method-assign,assignment]
-    for frozen in (Snapshot, SnapshotLogEntry, MetadataLogEntry):
-        frozen.__deepcopy__ = _shared  # type: ignore[method-assign]
-    _applied = True
-    return True
+    return (Snapshot, SnapshotLogEntry, MetadataLogEntry)
 
 
 def _staged_metadata(transaction: Transaction) -> TableMetadata:
     """The table's metadata with the transaction's staged updates applied, computed once
     for each pair of (table metadata, staged updates)."""
-    from pyiceberg.table.update import update_table_metadata  # noqa: PLC0415
+    # The name pyiceberg's own property calls (its module imported it).
+    from pyiceberg.table import update_table_metadata  # type: ignore[attr-defined]  # noqa: PLC0415
 
     base = transaction._table.metadata
     updates = transaction._updates
