@@ -159,13 +159,23 @@ def test_a_load_whose_lake_commit_fails_is_retried_and_the_retry_completes_the_l
 def test_fact_rows_are_appended_a_bite_at_a_time_and_each_bite_records_its_position(
     lake: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given bites far smaller than a table
+    # Given bites far smaller than a table, and a record of the tables read back from
+    # the warehouse for the lake
     monkeypatch.setattr(lake_export, "EXPORT_BITE", 40)
-    monkeypatch.setattr("totes.load.stage.EXPORT_BITE", 40)
+    read_back: list[str] = []
+    copy_out = lake_export._copy_out
+
+    def recorded(conn: Any, query: Any, table: str) -> Any:
+        read_back.append(table)
+        return copy_out(conn, query, table)
+
+    monkeypatch.setattr(lake_export, "_copy_out", recorded)
     # When a run loads the warehouse and the lake
     lake.run()
-    # Then the lake equals the warehouse, and each fact took one commit per bite
+    # Then the lake equals the warehouse, each fact took one commit per bite, and every
+    # bite came from the rows the load had just copied in, none read back
     _assert_lake_equals_warehouse(lake)
+    assert not set(read_back) & set(FACT_TABLES)
     assert lake.warehouse_dsn is not None
     for table in FACT_TABLES:
         iceberg = _lake(lake).table(table)

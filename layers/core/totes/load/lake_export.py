@@ -234,19 +234,45 @@ def _append_facts(
 def _from_memory(
     committed: Sequence[pa.Table], table: str, through: int, upto: int
 ) -> pa.Table | None:
-    """The committed rows with keys ``through + 1 .. upto``, if they are exactly those."""
+    """The committed rows with keys ``through + 1 .. upto`` as the lake's, if they are
+    exactly those."""
+    rows = committed_bite(committed, _record_key(table), through, upto)
+    return None if rows is None else to_lake(rows, table).cast(lake_schema(table))
+
+
+def committed_bite(
+    committed: Sequence[pa.Table], key: str, through: int, upto: int
+) -> pa.Table | None:
+    """The rows of ``committed`` keyed ``through + 1 .. upto``, if they hold exactly those.
+
+    ``committed`` are tables of rows numbered in increasing order as they committed.
+
+    Examples
+    --------
+    Keys 1 to 5 committed: the second of two bites is the rows keyed 4 and 5; rows
+    keyed 6 and 7 are not in memory, and neither is a bite with a key missing:
+
+    >>> committed = [pa.table({"id": [1, 2, 3]}), pa.table({"id": [4, 5]})]
+    >>> committed_bite(committed, "id", 3, 5).column("id").to_pylist()
+    [4, 5]
+    >>> committed_bite(committed, "id", 5, 7) is None
+    True
+    >>> committed_bite([pa.table({"id": [1, 2, 4]})], "id", 0, 3) is None
+    True
+    """
     if not committed:
         return None
     rows = pa.concat_tables(committed)
-    if rows.num_rows < upto - through:
+    start = pc.index(rows.column(key), through + 1).as_py()
+    if start < 0 or start + (upto - through) > rows.num_rows:
         return None
-    rows = rows.slice(0, upto - through)
-    keys = rows.column(_record_key(table))
-    # Numbered in increasing order as they committed: with the first key and the last
-    # where they should be, the keys between are exactly the ones the lake lacks.
+    rows = rows.slice(start, upto - through)
+    keys = rows.column(key)
+    # Increasing keys: with the first and the last where they should be, the keys
+    # between are exactly the ones the lake lacks.
     if (keys[0].as_py(), keys[-1].as_py()) != (through + 1, upto):
         return None
-    return to_lake(rows, table).cast(lake_schema(table))
+    return rows
 
 
 def _upsert_dimension(

@@ -32,8 +32,8 @@ new rolls back and changes nothing.
 
 Last, what the warehouse committed reaches the lake (:mod:`totes.load.lake_export`):
 the table's rows the lake lacks, in an Iceberg commit (per bite of 200,000 fact rows; a
-fact's rows copied straight in are taken from memory when they are exactly what it
-lacks, others are read back),
+fact's rows copied straight in are taken from memory, bite by bite, when they are
+exactly what a bite lacks, others are read back),
 and for a fact, dim_date's new dates.
 
 Step 4 checks and locks every reference of a fact file set-based; the foreign-key
@@ -101,7 +101,7 @@ from totes.load.gold_files import (
     rows_as_csv,
     write_rejects,
 )
-from totes.load.lake_export import EXPORT_BITE, export_to_lake
+from totes.load.lake_export import export_to_lake
 from totes.names import (
     DEFAULT_LOAD_MAX_FILES,
     LOAD_LEDGER_TABLE,
@@ -510,8 +510,6 @@ def _export_to_lake(
 ) -> int:
     """Commit to the lake what it lacks of the table (and of dim_date, which facts extend)."""
     numbered = [file.numbered for file in files if file.numbered is not None]
-    if sum(rows.num_rows for rows in numbered) > EXPORT_BITE:
-        numbered = []  # more than one commit takes: read back, a bite at a time
     tables = (
         [request.target, warehouse_sql.DATE_DIMENSION]
         if request.target in FACT_TABLES
