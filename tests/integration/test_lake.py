@@ -27,6 +27,8 @@ from totes.load import lake_export
 from totes.names import TRANSIENT_ERRORS
 from totes.tables import (
     FACT_TABLES,
+    GOLD_TABLES,
+    SOURCE_TABLES,
     WAREHOUSE_TABLES,
 )
 from totes_local.source.mutate import mutate
@@ -156,20 +158,26 @@ def test_a_load_whose_lake_commit_fails_is_retried_and_the_retry_completes_the_l
     )
 
 
+@pytest.fixture
+def read_back(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tables the lake export reads back from the warehouse, each time it does."""
+    tables: list[str] = []
+    copy_out = lake_export._copy_out
+
+    def recorded(conn: Any, query: Any, table: str) -> Any:
+        tables.append(table)
+        return copy_out(conn, query, table)
+
+    monkeypatch.setattr(lake_export, "_copy_out", recorded)
+    return tables
+
+
 def test_fact_rows_are_appended_a_bite_at_a_time_and_each_bite_records_its_position(
-    lake: Pipeline, monkeypatch: pytest.MonkeyPatch
+    lake: Pipeline, monkeypatch: pytest.MonkeyPatch, read_back: list[str]
 ) -> None:
     # Given bites far smaller than a table, and a record of the tables read back from
     # the warehouse for the lake
     monkeypatch.setattr(lake_export, "EXPORT_BITE", 40)
-    read_back: list[str] = []
-    copy_out = lake_export._copy_out
-
-    def recorded(conn: Any, query: Any, table: str) -> Any:
-        read_back.append(table)
-        return copy_out(conn, query, table)
-
-    monkeypatch.setattr(lake_export, "_copy_out", recorded)
     # When a run loads the warehouse and the lake
     lake.run()
     # Then the lake equals the warehouse, each fact took one commit per bite, and every
@@ -184,6 +192,49 @@ def test_fact_rows_are_appended_a_bite_at_a_time_and_each_bite_records_its_posit
         appends = [s for s in iceberg.snapshots() if s.summary and s.summary.get(RUN)]
         assert len(appends) == -(-rows // 40) > 1, table
         assert int(iceberg.properties[EXPORTED_THROUGH]) >= rows
+
+
+def test_a_first_load_writes_the_lake_from_the_rows_it_copied_in_and_reads_back_only_dates(
+    lake: Pipeline, read_back: list[str]
+) -> None:
+    # Given an empty warehouse and lake
+    # When a run loads both
+    lake.run()
+    # Then the lake equals the warehouse, and only dim_date (made by load itself) was
+    # read back: every other table came from the files the load had just copied in
+    _assert_lake_equals_warehouse(lake)
+    assert set(read_back) == {"dim_date"}
+
+
+def test_a_first_load_of_two_files_writes_the_lake_from_the_warehouse_not_the_first_file(
+    lake: Pipeline, read_back: list[str]
+) -> None:
+    # Given two runs that ingested and transformed, none loading: dim_staff has two gold
+    # files, the second changing a third of the staff
+    for change in (False, True):
+        if change:
+            with connect(lake.source_dsn) as conn:
+                conn.execute(
+                    "UPDATE staff SET first_name = first_name || 'x', "
+                    "last_updated = localtimestamp(3) WHERE staff_id % 3 = 0"
+                )
+        lake.runs += 1
+        for table in SOURCE_TABLES:
+            lake.ingest(table)
+        for target in GOLD_TABLES:
+            lake.transform(target)
+
+    # When one invocation loads both: the first copied into the empty table, the second
+    # upserted over it
+    loaded = lake.load("dim_staff")
+
+    # Then the lake was written from the warehouse, which holds both files' rows, and
+    # not from the first file's rows in memory
+    assert loaded.files == 2
+    assert _lake_rows(lake, "dim_staff") == warehouse_rows_as_lake(
+        str(lake.warehouse_dsn), "dim_staff"
+    )
+    assert read_back == ["dim_staff"]
 
 
 def test_a_dimension_change_larger_than_an_upsert_takes_rewrites_the_table_from_the_warehouse(

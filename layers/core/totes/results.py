@@ -168,9 +168,10 @@ class FileOutcome(BaseModel):
     #: The rejected (or, for a deferred file, waiting) rows by cause.
     findings: tuple[Finding, ...] = ()
     duration_ms: NonNegativeFloat = 0.0
-    #: Rows copied straight into a fact table, with the surrogate keys they were given (an
-    #: Arrow table): the lake export appends them without reading them back.
-    numbered: Any = Field(default=None, exclude=True, repr=False)
+    #: Rows copied straight into the table (an Arrow table): a fact's with the surrogate
+    #: keys they were given, a dimension's whole file into its empty table. The lake
+    #: export writes them without reading them back.
+    copied_in: Any = Field(default=None, exclude=True, repr=False)
 
     @property
     def rows_skipped(self) -> int:

@@ -142,9 +142,11 @@ def export_to_lake(
     """Commit to the lake what it lacks of a warehouse table; return how many rows.
 
     Call it holding the table's lock, in a transaction, after the loads it follows
-    committed. ``committed`` are fact rows this invocation numbered and committed, in
-    key order (star columns and surrogate keys): appended from memory when they are
-    exactly what the lake lacks.
+    committed. ``committed`` are the rows this invocation copied straight into the table
+    and committed: a fact's numbered, in key order (star columns and surrogate keys),
+    appended from memory when they are exactly what the lake lacks; a dimension's whole
+    file copied into its empty table, written from memory to a table made afresh when
+    the table holds that file alone.
 
     Raises
     ------
@@ -167,7 +169,10 @@ def export_to_lake(
         return exported
     if _dimension_holds_all(conn, table, properties):
         return 0
-    return lake.commit(table, lambda current: _upsert_dimension(conn, lake, current, table, run_id))
+    return lake.commit(
+        table,
+        lambda current: _upsert_dimension(conn, lake, current, table, run_id, committed=committed),
+    )
 
 
 def _dimension_holds_all(
@@ -276,7 +281,13 @@ def committed_bite(
 
 
 def _upsert_dimension(
-    conn: psycopg.Connection[Any], lake: Lake, current: Table, table: str, run_id: str
+    conn: psycopg.Connection[Any],
+    lake: Lake,
+    current: Table,
+    table: str,
+    run_id: str,
+    *,
+    committed: Sequence[pa.Table],
 ) -> int:
     """Give the dimension table the rows it lacks; return how many were given to it.
 
@@ -295,7 +306,7 @@ def _upsert_dimension(
         position = {DATE_ROWS: str(dates.num_rows)}
     elif LOADED_THROUGH not in current.properties:  # a table made afresh
         newest = warehouse_sql.newest_loaded_at(conn, table)
-        rows = None
+        rows = _copied_whole(conn, table, committed)
         position = {LOADED_THROUGH: newest.isoformat() if newest else ""}
     else:
         loaded_through = current.properties[LOADED_THROUGH]
@@ -324,6 +335,18 @@ def _upsert_dimension(
             )
         transaction.set_properties({**position, COMMITS_SINCE_MAINTENANCE: _commits(current)})
     return int(rows.num_rows)
+
+
+def _copied_whole(
+    conn: psycopg.Connection[Any], table: str, committed: Sequence[pa.Table]
+) -> pa.Table | None:
+    """A dimension's rows as the lake's, from memory: the file this invocation copied into
+    the empty table, if the ledger records no other file of it (so the table holds that
+    file's rows alone); else None, and the table is read back."""
+    if len(committed) != 1 or len(warehouse_sql.files_loaded_after(conn, table, None)) != 1:
+        return None
+    rows = to_lake(committed[0], table).cast(lake_schema(table))
+    return rows.sort_by(WAREHOUSE[table].lake_key)
 
 
 def _gold_rows(lake: Lake, table: str, keys: list[str]) -> pa.Table | None:

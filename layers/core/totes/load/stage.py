@@ -474,7 +474,7 @@ def _apply_file_once(
             return FileOutcome(key=file.key, rows_in_file=rows.num_rows, applied_elsewhere=True)
         rejected: list[RejectedRow] = []
         rejects_key: str | None = None
-        numbered: pa.Table | None = None
+        copied_in: pa.Table | None = None
         if target in DIMENSION_TABLES:
             key = [WAREHOUSE[target].key]
             if warehouse_sql.has_rows(conn, target) or has_repeated_key(rows, key):
@@ -482,8 +482,9 @@ def _apply_file_once(
                 loaded = warehouse_sql.upsert_dimension(conn, target)
             else:  # every row is new
                 loaded = warehouse_sql.copy_rows(conn, target, rows.column_names, rows_as_csv(rows))
+                copied_in = rows
         else:
-            loaded, rejected, numbered = _apply_facts(conn, file, rows, fk_triggers=fk_triggers)
+            loaded, rejected, copied_in = _apply_facts(conn, file, rows, fk_triggers=fk_triggers)
             if rejected and not may_reject:
                 raise _WaitForReferencesError(rejected)
             if rejected:
@@ -495,7 +496,7 @@ def _apply_file_once(
         rows_loaded=loaded,
         rows_rejected=len(rejected),
         rejects_key=rejects_key,
-        numbered=numbered,
+        copied_in=copied_in,
         findings=(
             _findings(FindingKind.ROWS_REJECTED, file, rows, rejected, where=rejects_key)
             if rejects_key
@@ -509,7 +510,7 @@ def _export_to_lake(
     conn: psycopg.Connection[Any], lake: Lake, request: LoadRequest, files: list[FileOutcome]
 ) -> int:
     """Commit to the lake what it lacks of the table (and of dim_date, which facts extend)."""
-    numbered = [file.numbered for file in files if file.numbered is not None]
+    copied_in = [file.copied_in for file in files if file.copied_in is not None]
     tables = (
         [request.target, warehouse_sql.DATE_DIMENSION]
         if request.target in FACT_TABLES
@@ -524,7 +525,7 @@ def _export_to_lake(
                 lake,
                 table,
                 run_id=request.run_id,
-                committed=numbered if table == request.target else (),
+                committed=copied_in if table == request.target else (),
             )
     return exported
 
