@@ -20,7 +20,8 @@ For each execution: its seconds, seconds per stage, handler seconds per function
 (summed over invocations, the init phases of cold starts included and also shown
 alone), the seconds in which at least one
 handler ran (the handlers' critical path, from the workers' own start and end times),
-the local runtime's overhead (execution minus that), and each function's peak worker RSS.
+the local runtime's overhead (execution minus that), each function's peak worker RSS,
+and the AWS requests the functions made, by service (counted by the local service).
 Medians (min-max) are printed last, with the ratios to the floor.
 
 Usage::
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -41,7 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from common import measure
+from common import measure, requests_so_far
 from psycopg import sql
 
 from totes.db import connect, create_database, drop_database, table_columns, with_database
@@ -49,6 +51,7 @@ from totes.source.schema import create_source_tables, existing_source_tables
 from totes.tables import SOURCE, SOURCE_TABLES
 from totes.warehouse.schema import init_warehouse
 from totes_local.runtime.assembly import find_project_root, synthesise
+from totes_local.runtime.call_trail import CALL_TRAIL_VARIABLE
 from totes_local.runtime.postgres import PostgresServer, find_or_start_server
 from totes_local.runtime.service import stop_service
 from totes_local.runtime.workflow import LocalWorkflow
@@ -223,6 +226,21 @@ def change_orders(source_dsn: str, fraction: float) -> int:
     return int(changed)
 
 
+def measured(workflow: LocalWorkflow, execute: Any) -> dict[str, Any]:
+    """One execution's figures (:func:`common.measure`) and the requests its functions made,
+    by service."""
+    if workflow.service is None:  # pragma: no cover - entering the workflow starts it
+        raise RuntimeError("the local AWS service did not start")
+    endpoint = workflow.service.service.endpoint
+    before = requests_so_far(endpoint)
+    figures = measure(workflow, execute())
+    by_service: dict[str, int] = {}
+    for action, count in (requests_so_far(endpoint) - before).items():
+        service = action.partition(":")[0]
+        by_service[service] = by_service.get(service, 0) + count
+    return figures | {"requests": by_service}
+
+
 def _summary(values: Sequence[float]) -> str:
     return f"{statistics.median(values):7.2f} ({min(values):.2f}-{max(values):.2f})"
 
@@ -238,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     assembly = synthesise(find_project_root(), Path(".totes/cdk.out"))
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="totes-bench-") as scratch:
+        # The local service counts the functions' requests when it keeps a call trail.
+        os.environ[CALL_TRAIL_VARIABLE] = str(Path(scratch) / "call-trail.jsonl")
         server = find_or_start_server(
             Path(scratch) / "pg", environment_variable="TOTES_BENCH_PG_DSN"
         )
@@ -262,10 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         assembly, source_dsn=source_dsn, warehouse_dsn=wh, data_dir=data_dir
                     ) as workflow,
                 ):
-                    backfill = measure(workflow, workflow.execute())
-                    idle = measure(workflow, workflow.execute())
+                    backfill = measured(workflow, workflow.execute)
+                    idle = measured(workflow, workflow.execute)
                     changed = change_orders(source_dsn, 0.01)
-                    after_change = measure(workflow, workflow.execute())
+                    after_change = measured(workflow, workflow.execute)
                 floor_after = floor_copy(server, source_dsn)
                 floor = (floor_before + floor_after) / 2
                 run = {
@@ -322,6 +342,14 @@ def _print_figures(runs: list[dict[str, Any]], rows: int) -> None:
             f"(init {statistics.median(init):.2f}), "
             f"peak worker RSS MB {statistics.median(rss):.0f} (max {max(rss):.0f})"
         )
+    for kind in ("backfill", "idle", "one_percent"):
+        services = sorted({s for run in runs for s in run[kind]["requests"]})
+        counts = ", ".join(
+            f"{service} {statistics.median(r[kind]['requests'].get(service, 0) for r in runs):g}"
+            for service in services
+        )
+        total = statistics.median(sum(r[kind]["requests"].values()) for r in runs)
+        print(f"  {kind:<12} AWS requests          {total:7g} ({counts})")
     overhead_share = [r["backfill"]["overhead_s"] / r["backfill"]["execution_s"] for r in runs]
     print(f"  backfill overhead share            {_summary(overhead_share)}")
     # Last, each execution in floors: the goals read the same on a faster or slower machine.
