@@ -204,6 +204,15 @@ def test_a_first_load_writes_the_lake_from_the_rows_it_copied_in_and_reads_back_
     # read back: every other table came from the files the load had just copied in
     _assert_lake_equals_warehouse(lake)
     assert set(read_back) == {"dim_date"}
+    # And each table was made by the commit that wrote its rows: its first version holds
+    # them (no empty version before it), one metadata file and one snapshot (dim_date
+    # aside: it grows as the facts' loads bring dates)
+    for table in set(WAREHOUSE_TABLES) - {"dim_date"}:
+        iceberg = _lake(lake).table(table)
+        assert iceberg is not None
+        assert [snapshot.parent_snapshot_id for snapshot in iceberg.snapshots()] == [None]
+        metadata = lake.keys(f"{table_prefix(table)}metadata/")
+        assert len([key for key in metadata if key.endswith(".metadata.json")]) == 1, table
 
 
 def test_a_first_load_of_two_files_writes_the_lake_from_the_warehouse_not_the_first_file(

@@ -1,6 +1,6 @@
 """Commits to one lake table against a moto server: a commit that loses its race is made
-again on the table as it then stands, and expiry keeps what time travel within the
-retention needs."""
+again on the table as it then stands, a table the lake lacks is made by the commit that
+writes its first rows, and expiry keeps what time travel within the retention needs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from totes.lake.iceberg import Lake, LakeSettings
-from totes.lake.layout import lake_schema
+from totes.lake.layout import lake_schema, table_prefix
 from totes.lake.maintenance import expire_snapshots
 
 from .pipeline_harness import LAKE_DATABASE, PROCESSED, REGION
@@ -66,6 +66,55 @@ def test_a_commit_that_loses_its_race_is_made_again_on_the_table_as_it_then_stan
     current = lake.table(TABLE)
     assert current is not None
     assert _ids(current) == [1, 2]
+
+
+def test_a_write_that_loses_its_race_is_staged_again_on_the_table_as_it_then_stands(
+    lake: Lake,
+) -> None:
+    # Given a table, and a write that, the first time, finds another writer committing
+    # between its read of the table and the commit of what it staged
+    lake.create(TABLE)
+    attempts: list[int] = []
+
+    def stage_after_a_rival(transaction: Any) -> int:
+        attempts.append(len(transaction.table_metadata.snapshots))
+        if len(attempts) == 1:
+            rival = lake.table(TABLE)
+            assert rival is not None
+            rival.append(_currency(1))
+        transaction.append(_currency(2))
+        return len(attempts)
+
+    # When the write goes through the lake
+    made = lake.write(TABLE, stage_after_a_rival)
+
+    # Then the first attempt lost, the second was staged on the rival's commit and won:
+    # both rows are in the table, once each
+    assert made == 2
+    assert attempts == [0, 1]
+    current = lake.table(TABLE)
+    assert current is not None
+    assert _ids(current) == [1, 2]
+
+
+def test_a_write_to_a_table_the_lake_lacks_makes_it_with_the_rows_in_one_commit(
+    lake: Lake,
+) -> None:
+    # Given a lake without the table
+    assert lake.table(TABLE) is None
+
+    # When a write stages rows
+    lake.write(TABLE, lambda transaction: transaction.append(_currency(7)))
+
+    # Then the table exists holding them, made by that one commit: its first metadata
+    # file already holds the rows
+    current = lake.table(TABLE)
+    assert current is not None
+    assert _ids(current) == [7]
+    assert len(current.snapshots()) == 1
+    listed = lake.s3.list_objects_v2(Bucket=PROCESSED, Prefix=f"{table_prefix(TABLE)}metadata/")
+    written = [item["Key"] for item in listed["Contents"]]
+    assert len([key for key in written if key.endswith(".metadata.json")]) == 1
 
 
 def test_expiry_keeps_the_snapshot_current_at_the_cutoff_so_reads_since_still_answer(

@@ -40,7 +40,7 @@ from totes.tables import WAREHOUSE, Kind
 
 if TYPE_CHECKING:
     from pyiceberg.catalog.glue import GlueCatalog
-    from pyiceberg.table import Table
+    from pyiceberg.table import Table, Transaction
 
 #: Table property: the last surrogate key of a fact the table holds.
 EXPORTED_THROUGH: Final = "totes.exported-through"
@@ -218,12 +218,19 @@ class Lake:
             return None
 
     def create(self, table: str) -> Table:
-        """Make the table afresh, empty: whatever was there before is removed first.
+        """Make the table afresh, empty, and return it (see :meth:`afresh`)."""
+        return self.afresh(table).commit_transaction()
+
+    def afresh(self, table: str) -> Transaction:
+        """A transaction that makes the table afresh when it commits: whatever was there
+        before is removed first.
 
         Its folder (data and metadata of an earlier table, or an earlier release's
         files), that release's state and change files, and its Glue entry go; the
         processed bucket is versioned, so nothing removed is lost. Facts are partitioned
-        by month; every table is identified by its key.
+        by month; every table is identified by its key. Rows staged in the transaction
+        are written by the commit that makes the table: one metadata file, one Glue
+        request.
         """
         from pyiceberg.exceptions import NoSuchTableError  # noqa: PLC0415
 
@@ -242,20 +249,40 @@ class Lake:
         if partition := WAREHOUSE[table].lake_partition:
             with transaction.update_spec() as spec:
                 spec.add_identity(partition)
-        return transaction.commit_transaction()
+        return transaction
 
-    def commit(
-        self, table: str, change: Callable[[Table], _Result], *, create_missing: bool = True
-    ) -> _Result:
+    def write(self, table: str, change: Callable[[Transaction], _Result]) -> _Result:
+        """Stage ``change`` in a transaction on the table as it stands, commit it, and
+        return what ``change`` returns.
+
+        A table the lake lacks, or whose data or manifest files are gone (removed by
+        hand: it cannot hold what its metadata says), is made afresh by the same commit
+        (:meth:`afresh`), so ``change`` must decide from the transaction's metadata what
+        to write. When another writer committed first (a maintenance step beside an
+        export), ``change`` is staged again on the table as it then stands.
+
+        Raises
+        ------
+        LakeCommitError
+            Every attempt lost its race, or the table's files could not be read or
+            written (pyarrow's S3 faults, after its own retries).
+        """
+
+        def once(remake: bool) -> _Result:
+            current = None if remake else self.table(table)
+            transaction = self.afresh(table) if current is None else current.transaction()
+            result = change(transaction)
+            transaction.commit_transaction()
+            return result
+
+        return self._attempts(table, once, remake_lost=True)
+
+    def commit(self, table: str, change: Callable[[Table], _Result]) -> _Result:
         """Run ``change`` on the table as it stands and return what it returns.
 
-        ``change`` commits; when another writer committed first (a maintenance step
-        beside an export), the table is read again and ``change`` runs again on it, so it
-        must decide from the table what to write. A table the lake lacks is made afresh
-        first (:meth:`create`), unless ``create_missing`` is False.
-
-        A table whose data or manifest files are gone (removed by hand) is made afresh
-        too: it cannot hold what its metadata says.
+        ``change`` commits; when another writer committed first (an export beside a
+        maintenance step), the table is read again and ``change`` runs again on it, so it
+        must decide from the table what to write.
 
         Raises
         ------
@@ -263,8 +290,23 @@ class Lake:
             Every attempt lost its race, or the table's files could not be read or
             written (pyarrow's S3 faults, after its own retries).
         pyiceberg.exceptions.NoSuchTableError
-            The lake lacks the table (or its files) and ``create_missing`` is False.
+            The lake lacks the table, or files its metadata references.
         """
+        from pyiceberg.exceptions import NoSuchTableError  # noqa: PLC0415
+
+        def once(_: bool) -> _Result:
+            current = self.table(table)
+            if current is None:
+                raise NoSuchTableError(f"the lake has no table {table}")
+            return change(current)
+
+        return self._attempts(table, once, remake_lost=False)
+
+    def _attempts(
+        self, table: str, once: Callable[[bool], _Result], *, remake_lost: bool
+    ) -> _Result:
+        """``once(remake)`` until it neither loses a race nor finds files gone;
+        ``remake``: the last attempt found files gone (with ``remake_lost``)."""
         from pyiceberg.exceptions import (  # noqa: PLC0415
             CommitFailedException,
             NoSuchTableError,
@@ -274,15 +316,9 @@ class Lake:
         remake = False
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
-                current = None if remake else self.table(table)
-                if current is None:
-                    if not create_missing:
-                        raise NoSuchTableError(f"the lake has no table {table}")
-                    current = self.create(table)
-                remake = False
-                return change(current)
+                return once(remake)
             except FileNotFoundError as exc:
-                if not create_missing:
+                if not remake_lost:
                     raise NoSuchTableError(f"lake table {table} lost files: {exc}") from exc
                 remake = True
             # A lost race: another writer's commit came first (ValidationException: one
@@ -292,6 +328,7 @@ class Lake:
                     raise LakeCommitError(
                         f"lake table {table}: other writers committed first {COMMIT_ATTEMPTS} times"
                     ) from exc
+                remake = False
                 time.sleep(0.05 * 2**attempt)
             except OSError as exc:
                 raise LakeCommitError(

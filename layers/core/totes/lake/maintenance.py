@@ -286,22 +286,17 @@ def maintain_table(
     """Compact one table's small files, expire its old snapshots, delete its orphans."""
     target = settings.target_file_mb * 1024 * 1024
     # A table gone since the listing is left alone: the next load makes it afresh.
-    before, compacted = lake.commit(
-        table, lambda current: _compact(current, target, run_id), create_missing=False
-    )
+    before, compacted = lake.commit(table, lambda current: _compact(current, target, run_id))
     expired = lake.commit(
-        table,
-        lambda current: expire_snapshots(current, now - settings.snapshot_retention),
-        create_missing=False,
+        table, lambda current: expire_snapshots(current, now - settings.snapshot_retention)
     )
-    current = lake.commit(table, lambda current: current, create_missing=False)
+    current = lake.commit(table, lambda current: current)
     orphans = 0
     if _orphans_due(current, now):
         orphans = _remove_orphans(lake, current, now - ORPHAN_MIN_AGE)
         current = lake.commit(
             table,
             lambda current: _set_properties(current, {ORPHANS_CHECKED_AT: now.isoformat()}),
-            create_missing=False,
         )
     return TableMaintained(
         table=table,

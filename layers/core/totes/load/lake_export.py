@@ -75,7 +75,7 @@ from totes.warehouse.star import STAR_SCHEMAS
 from totes.zones.gold import GoldFileKey
 
 if TYPE_CHECKING:
-    from pyiceberg.table import Table
+    from pyiceberg.table import Transaction
 
 #: Fact rows one commit appends at most: memory is bounded by the bite, whatever the
 #: lake lacks (a whole warehouse, when the lake begins beside it).
@@ -161,17 +161,20 @@ def export_to_lake(
             return 0
         exported = 0
         while (
-            appended := lake.commit(
-                table, lambda current: _append_facts(conn, current, newest, run_id, committed)
+            appended := lake.write(
+                table,
+                lambda staged: _append_facts(
+                    conn, staged, table, newest=newest, run_id=run_id, committed=committed
+                ),
             )
         ) is not None:
             exported += appended
         return exported
     if _dimension_holds_all(conn, table, properties):
         return 0
-    return lake.commit(
+    return lake.write(
         table,
-        lambda current: _upsert_dimension(conn, lake, current, table, run_id, committed=committed),
+        lambda staged: _upsert_dimension(conn, lake, staged, table, run_id, committed=committed),
     )
 
 
@@ -203,20 +206,22 @@ def _newest_record(conn: psycopg.Connection[Any], table: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _commits(current: Table) -> str:
-    return str(int(current.properties.get(COMMITS_SINCE_MAINTENANCE, "0")) + 1)
+def _commits(properties: Mapping[str, str]) -> str:
+    return str(int(properties.get(COMMITS_SINCE_MAINTENANCE, "0")) + 1)
 
 
 def _append_facts(
     conn: psycopg.Connection[Any],
-    current: Table,
+    transaction: Transaction,
+    table: str,
+    *,
     newest: int,
     run_id: str,
     committed: Sequence[pa.Table],
 ) -> int | None:
-    """Append the next bite of fact rows the table lacks; how many, or None if it lacks none."""
-    table = current.name()[-1]
-    through = int(current.properties.get(EXPORTED_THROUGH, "0"))
+    """Stage the next bite of fact rows the table lacks; how many, or None if it lacks none."""
+    properties = transaction.table_metadata.properties
+    through = int(properties.get(EXPORTED_THROUGH, "0"))
     if through >= newest:
         return None
     upto = min(newest, through + EXPORT_BITE)
@@ -227,12 +232,11 @@ def _append_facts(
             key=key, after=sql.Literal(through), upto=sql.Literal(upto)
         )
         rows = _copy_out(conn, _select_as_lake(table, above), table)
-    with current.transaction() as transaction:
-        if rows.num_rows:
-            transaction.append(rows, snapshot_properties={RUN: run_id})
-        transaction.set_properties(
-            {EXPORTED_THROUGH: str(upto), COMMITS_SINCE_MAINTENANCE: _commits(current)}
-        )
+    if rows.num_rows:
+        transaction.append(rows, snapshot_properties={RUN: run_id})
+    transaction.set_properties(
+        {EXPORTED_THROUGH: str(upto), COMMITS_SINCE_MAINTENANCE: _commits(properties)}
+    )
     return int(rows.num_rows)
 
 
@@ -283,13 +287,13 @@ def committed_bite(
 def _upsert_dimension(
     conn: psycopg.Connection[Any],
     lake: Lake,
-    current: Table,
+    transaction: Transaction,
     table: str,
     run_id: str,
     *,
     committed: Sequence[pa.Table],
 ) -> int:
-    """Give the dimension table the rows it lacks; return how many were given to it.
+    """Stage the rows the dimension table lacks; return how many.
 
     The changed rows are upserted on the key. An empty table is appended to instead,
     and a change of more than :data:`UPSERT_MAX_ROWS` rows replaces the whole table with
@@ -297,19 +301,20 @@ def _upsert_dimension(
     costs more than rewriting a table the size of a dimension.
     """
     whole = sql.SQL("true")
+    properties = transaction.table_metadata.properties
     if table == warehouse_sql.DATE_DIMENSION:
-        held = int(current.properties.get(DATE_ROWS, "-1"))
+        held = int(properties.get(DATE_ROWS, "-1"))
         if warehouse_sql.count_rows(conn, table) == held:
             return 0
         dates = _copy_out(conn, _select_as_lake(table, whole), table)
         rows: pa.Table | None = dates
         position = {DATE_ROWS: str(dates.num_rows)}
-    elif LOADED_THROUGH not in current.properties:  # a table made afresh
+    elif LOADED_THROUGH not in properties:  # a table made afresh
         newest = warehouse_sql.newest_loaded_at(conn, table)
         rows = _copied_whole(conn, table, committed)
         position = {LOADED_THROUGH: newest.isoformat() if newest else ""}
     else:
-        loaded_through = current.properties[LOADED_THROUGH]
+        loaded_through = properties[LOADED_THROUGH]
         files = warehouse_sql.files_loaded_after(
             conn, table, datetime.fromisoformat(loaded_through) if loaded_through else None
         )
@@ -318,22 +323,21 @@ def _upsert_dimension(
         # None, if a gold file is gone or unreadable: the warehouse knows the rows.
         rows = _gold_rows(lake, table, [key for key, _ in files])
         position = {LOADED_THROUGH: files[-1][1].isoformat()}
-    empty = current.current_snapshot() is None
+    empty = transaction.table_metadata.current_snapshot() is None
     snapshot = {RUN: run_id}
-    with current.transaction() as transaction:
-        if rows is None or (rows.num_rows > UPSERT_MAX_ROWS and not empty):
-            rows = _copy_out(conn, _select_as_lake(table, whole), table)
-            if empty:
-                transaction.append(rows, snapshot_properties=snapshot)
-            else:
-                transaction.overwrite(rows, snapshot_properties=snapshot)
-        elif empty:
+    if rows is None or (rows.num_rows > UPSERT_MAX_ROWS and not empty):
+        rows = _copy_out(conn, _select_as_lake(table, whole), table)
+        if empty:
             transaction.append(rows, snapshot_properties=snapshot)
-        elif rows.num_rows:
-            transaction.upsert(
-                rows, join_cols=[WAREHOUSE[table].lake_key], snapshot_properties=snapshot
-            )
-        transaction.set_properties({**position, COMMITS_SINCE_MAINTENANCE: _commits(current)})
+        else:
+            transaction.overwrite(rows, snapshot_properties=snapshot)
+    elif empty:
+        transaction.append(rows, snapshot_properties=snapshot)
+    elif rows.num_rows:
+        transaction.upsert(
+            rows, join_cols=[WAREHOUSE[table].lake_key], snapshot_properties=snapshot
+        )
+    transaction.set_properties({**position, COMMITS_SINCE_MAINTENANCE: _commits(properties)})
     return int(rows.num_rows)
 
 
