@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyiceberg.table
 import pytest
-from pyiceberg.io.pyarrow import PyArrowFileIO
+from pyiceberg.io.pyarrow import PyArrowFile, PyArrowFileIO
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, Transaction
@@ -216,3 +216,45 @@ def test_an_unknown_pyiceberg_release_is_left_unpatched(monkeypatch: pytest.Monk
     # When the lake asks whether it can patch it
     # Then it cannot: that release runs as it is, correct if slower
     assert not pyiceberg_patches.patchable()
+
+
+def test_an_append_records_the_sizes_it_wrote_without_asking_the_file_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the patches, a table, and a count of the sizes asked of the file system (a
+    # HeadObject each on S3)
+    assert pyiceberg_patches.apply()
+    table = _table(0, tmp_path)
+    asked: list[str] = []
+    file_info = PyArrowFile._file_info
+
+    def counted(file: PyArrowFile) -> Any:
+        asked.append(file.location)
+        return file_info(file)
+
+    monkeypatch.setattr(PyArrowFile, "_file_info", counted)
+
+    # When an append of a few thousand rows is staged: its data file, manifest and
+    # manifest list are written
+    transaction = table.transaction()
+    transaction.append(pa.table({"currency_id": pa.array(range(5_000), pa.int64())}))
+    monkeypatch.setattr(PyArrowFile, "_file_info", file_info)
+
+    # Then no size was asked, and the sizes the manifest list and manifest record are the
+    # files' own, byte for byte
+    assert asked == []
+    snapshot = transaction.table_metadata.current_snapshot()
+    assert snapshot is not None
+    io = PyArrowFileIO()
+    manifests = snapshot.manifests(io)
+    assert len(manifests) == 1
+    assert manifests[0].manifest_length == _size_on_disk(manifests[0].manifest_path)
+    entries = manifests[0].fetch_manifest_entry(io)
+    assert [entry.data_file.file_size_in_bytes for entry in entries] == [
+        _size_on_disk(entry.data_file.file_path) for entry in entries
+    ]
+    assert entries[0].data_file.record_count == 5_000
+
+
+def _size_on_disk(uri: str) -> int:
+    return Path(uri.removeprefix("file://")).stat().st_size
