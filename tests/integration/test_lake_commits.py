@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pyarrow as pa
 import pytest
+from pyiceberg.io.pyarrow import PyArrowFile
 
 from totes.lake.iceberg import Lake, LakeSettings
 from totes.lake.layout import lake_schema, table_prefix
@@ -115,6 +116,33 @@ def test_a_write_to_a_table_the_lake_lacks_makes_it_with_the_rows_in_one_commit(
     listed = lake.s3.list_objects_v2(Bucket=PROCESSED, Prefix=f"{table_prefix(TABLE)}metadata/")
     written = [item["Key"] for item in listed["Contents"]]
     assert len([key for key in written if key.endswith(".metadata.json")]) == 1
+
+
+def test_a_commit_asks_s3_nothing_about_the_files_it_writes(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a table, and a record of every file whose size or existence is asked of S3
+    # (a HeadObject each, and a ListObjectsV2 more when the object is missing)
+    lake.create(TABLE)
+    asked: list[str] = []
+    file_info = PyArrowFile._file_info
+
+    def recorded(file: PyArrowFile) -> Any:
+        asked.append(file.location.rsplit("/", 1)[-1])
+        return file_info(file)
+
+    monkeypatch.setattr(PyArrowFile, "_file_info", recorded)
+
+    # When a write commits a row: a data file, a manifest, a manifest list and a
+    # metadata file
+    lake.write(TABLE, lambda transaction: transaction.append(_currency(1)))
+
+    # Then none of them was asked about: their sizes are the bytes written, and a new
+    # metadata file's name is a fresh UUID
+    assert not [name for name in asked if name.endswith((".parquet", ".avro", ".metadata.json"))]
+    current = lake.table(TABLE)
+    assert current is not None
+    assert _ids(current) == [1]
 
 
 def test_expiry_keeps_the_snapshot_current_at_the_cutoff_so_reads_since_still_answer(

@@ -34,6 +34,13 @@ day, an append to a table of the lake took 0.44 s where it took 0.16 s with ten
     first review of pyiceberg's writes asked for this (apache/iceberg-python#41); the
     streams have counted their bytes since #2998. A file written any other way, or
     read, is measured as before.
+``metadata-written-unchecked``
+    The Glue catalog writes a table's new metadata file without first asking whether
+    it exists, as pyiceberg's own Glue catalog does for S3 Tables
+    (``_write_metadata_no_exist_check``). The file's name holds a random UUID, so the
+    question can only be answered no; asking it cost a ``HeadObject`` and, as pyarrow
+    looks for a folder of that name when the object is missing, a ``ListObjectsV2``:
+    two of every commit's requests.
 
 Examples
 --------
@@ -88,7 +95,8 @@ def patchable() -> bool:
     the staged updates on the table's metadata, frozen models that deep-copy as
     pydantic does (no copy of their own), and writers that close a stream they hold
     (``_fos`` beside a Parquet writer, ``output_stream`` of an Avro file) on a file
-    whose length is asked of the file system.
+    whose length is asked of the file system, and a Glue catalog with a metadata writer
+    that does not check, beside new metadata files named by a random UUID.
     """
     if pyiceberg_version() != SUPPORTED_PYICEBERG:
         return False
@@ -102,10 +110,16 @@ def patchable() -> bool:
     if any("__deepcopy__" in frozen.__dict__ for frozen in _frozen_models()):
         return False
     from pyiceberg.avro.file import AvroOutputFile  # noqa: PLC0415
+    from pyiceberg.catalog.glue import GlueCatalog  # noqa: PLC0415
     from pyiceberg.io.pyarrow import ParquetFormatWriter, PyArrowFile  # noqa: PLC0415
+    from pyiceberg.table.locations import LocationProvider  # noqa: PLC0415
 
+    named = LocationProvider.new_table_metadata_file_location.__code__.co_names
     return (
-        {"_result", "_writer", "_fos"} <= set(ParquetFormatWriter.close.__code__.co_names)
+        "uuid4" in named
+        and "_write_metadata_no_exist_check" in GlueCatalog.__dict__
+        and "_write_metadata" not in GlueCatalog.__dict__
+        and {"_result", "_writer", "_fos"} <= set(ParquetFormatWriter.close.__code__.co_names)
         and "_output_file" in ParquetFormatWriter.__init__.__code__.co_names
         and "output_stream" in AvroOutputFile.__exit__.__code__.co_names
         and "_file_info" in PyArrowFile.__len__.__code__.co_names
@@ -124,6 +138,7 @@ def apply() -> bool:
     if not patchable():
         return False
     from pyiceberg.avro.file import AvroOutputFile  # noqa: PLC0415
+    from pyiceberg.catalog.glue import GlueCatalog  # noqa: PLC0415
     from pyiceberg.io.pyarrow import ParquetFormatWriter, PyArrowFile  # noqa: PLC0415
     from pyiceberg.table import Transaction  # noqa: PLC0415
 
@@ -138,6 +153,7 @@ def apply() -> bool:
     ParquetFormatWriter.close = _close_parquet_counting  # type: ignore[method-assign,assignment]
     AvroOutputFile.__exit__ = _close_avro_counting  # type: ignore[method-assign,assignment]
     PyArrowFile.__len__ = _length_written_or_asked  # type: ignore[method-assign]
+    GlueCatalog._write_metadata = GlueCatalog.__dict__["_write_metadata_no_exist_check"]  # type: ignore[method-assign]
     _applied = True
     return True
 
