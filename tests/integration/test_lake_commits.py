@@ -40,57 +40,37 @@ def _ids(table: Any, snapshot_id: int | None = None) -> list[int]:
     return sorted(table.scan(snapshot_id=snapshot_id).to_arrow().column("currency_id").to_pylist())
 
 
-def test_a_commit_that_loses_its_race_is_made_again_on_the_table_as_it_then_stands(
-    lake: Lake,
+@pytest.mark.parametrize(
+    "through",
+    [
+        pytest.param("commit", id="a change committing on the table (maintenance)"),
+        pytest.param("write", id="a change staged in the lake's transaction (export)"),
+    ],
+)
+def test_a_change_that_loses_its_race_is_made_again_on_the_table_as_it_then_stands(
+    lake: Lake, through: str
 ) -> None:
     # Given a table, and a change that, the first time, finds another writer committing
     # between its read of the table and its own commit
     lake.create(TABLE)
     attempts: list[int] = []
 
-    def append_after_a_rival(current: Any) -> int:
-        attempts.append(len(current.snapshots()))
+    def append_after_a_rival(target: Any) -> int:
+        # A table (committed by the change) or a transaction (committed by the lake)
+        metadata = target.metadata if through == "commit" else target.table_metadata
+        attempts.append(len(metadata.snapshots))
         if len(attempts) == 1:
             rival = lake.table(TABLE)
             assert rival is not None
             rival.append(_currency(1))
-        current.append(_currency(2))
+        target.append(_currency(2))
         return len(attempts)
 
-    # When the change is committed through the lake
-    made = lake.commit(TABLE, append_after_a_rival)
+    # When the change goes through the lake
+    made = getattr(lake, through)(TABLE, append_after_a_rival)
 
     # Then the first attempt lost, the second read the rival's commit and won: both rows
     # are in the table, once each
-    assert made == 2
-    assert attempts == [0, 1]
-    current = lake.table(TABLE)
-    assert current is not None
-    assert _ids(current) == [1, 2]
-
-
-def test_a_write_that_loses_its_race_is_staged_again_on_the_table_as_it_then_stands(
-    lake: Lake,
-) -> None:
-    # Given a table, and a write that, the first time, finds another writer committing
-    # between its read of the table and the commit of what it staged
-    lake.create(TABLE)
-    attempts: list[int] = []
-
-    def stage_after_a_rival(transaction: Any) -> int:
-        attempts.append(len(transaction.table_metadata.snapshots))
-        if len(attempts) == 1:
-            rival = lake.table(TABLE)
-            assert rival is not None
-            rival.append(_currency(1))
-        transaction.append(_currency(2))
-        return len(attempts)
-
-    # When the write goes through the lake
-    made = lake.write(TABLE, stage_after_a_rival)
-
-    # Then the first attempt lost, the second was staged on the rival's commit and won:
-    # both rows are in the table, once each
     assert made == 2
     assert attempts == [0, 1]
     current = lake.table(TABLE)
