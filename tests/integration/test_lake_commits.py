@@ -52,7 +52,7 @@ def test_a_change_that_loses_its_race_is_made_again_on_the_table_as_it_then_stan
 ) -> None:
     # Given a table, and a change that, the first time, finds another writer committing
     # between its read of the table and its own commit
-    lake.create(TABLE)
+    lake.afresh(TABLE).commit_transaction()
     attempts: list[int] = []
 
     def append_after_a_rival(target: Any) -> int:
@@ -103,7 +103,7 @@ def test_a_commit_asks_s3_nothing_about_the_files_it_writes(
 ) -> None:
     # Given a table, and a record of every file whose size or existence is asked of S3
     # (a HeadObject each, and a ListObjectsV2 more when the object is missing)
-    lake.create(TABLE)
+    lake.afresh(TABLE).commit_transaction()
     asked: list[str] = []
     file_info = PyArrowFile._file_info
 
@@ -123,13 +123,25 @@ def test_a_commit_asks_s3_nothing_about_the_files_it_writes(
     current = lake.table(TABLE)
     assert current is not None
     assert _ids(current) == [1]
+    # And the sizes the table records are the objects' own, as S3 gives them to readers
+    snapshot = current.current_snapshot()
+    assert snapshot is not None
+    (manifest,) = snapshot.manifests(current.io)
+    (entry,) = manifest.fetch_manifest_entry(current.io)
+    assert manifest.manifest_length == _stored_size(lake, manifest.manifest_path)
+    assert entry.data_file.file_size_in_bytes == _stored_size(lake, entry.data_file.file_path)
+
+
+def _stored_size(lake: Lake, location: str) -> int:
+    bucket, _, key = location.removeprefix("s3://").partition("/")
+    return int(lake.s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
 
 
 def test_expiry_keeps_the_snapshot_current_at_the_cutoff_so_reads_since_still_answer(
     lake: Lake,
 ) -> None:
     # Given three commits, a moment between the second and the third
-    lake.create(TABLE)
+    lake.afresh(TABLE).commit_transaction()
     for currency_id in (1, 2):
         lake.commit(TABLE, lambda current, c=currency_id: current.append(_currency(c)))
         time.sleep(0.05)

@@ -65,8 +65,8 @@ TABLE_PROPERTIES: Final[Mapping[str, str]] = {
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "10",
     # pyiceberg would rebuild a commit that lost its race on the new head with what it had
-    # read before (the counts of commits, the positions); :meth:`Lake.commit` retries
-    # instead, deciding again from the table as it then stands.
+    # read before (the counts of commits, the positions); :meth:`Lake.write` and
+    # :meth:`Lake.commit` retry instead, deciding again from the table as it then stands.
     "commit.retry.num-retries": "0",
     COMMITS_SINCE_MAINTENANCE: "0",
 }
@@ -217,20 +217,19 @@ class Lake:
         except (NoSuchTableError, NoSuchPropertyException, FileNotFoundError):
             return None
 
-    def create(self, table: str) -> Table:
-        """Make the table afresh, empty, and return it (see :meth:`afresh`)."""
-        return self.afresh(table).commit_transaction()
-
     def afresh(self, table: str) -> Transaction:
-        """A transaction that makes the table afresh when it commits: whatever was there
-        before is removed first.
+        """Remove whatever the lake holds of the table, and return the transaction that
+        makes it again, empty but for what is staged in it, when it commits.
 
         Its folder (data and metadata of an earlier table, or an earlier release's
-        files), that release's state and change files, and its Glue entry go; the
-        processed bucket is versioned, so nothing removed is lost. Facts are partitioned
-        by month; every table is identified by its key. Rows staged in the transaction
-        are written by the commit that makes the table: one metadata file, one Glue
-        request.
+        files), that release's state and change files, and its Glue entry go now; the
+        processed bucket is versioned, so nothing removed is lost. Until the transaction
+        commits, the catalog has no such table (the next export makes it, if this one
+        fails). Facts are partitioned by month; every table is identified by its key.
+        Rows staged in the transaction are written by the commit that makes the table:
+        one metadata file and Glue's ``CreateTable``, where making the table empty and
+        then writing to it took a second metadata file and a ``GetTable``,
+        ``GetDatabase`` and ``UpdateTable`` more.
         """
         from pyiceberg.exceptions import NoSuchTableError  # noqa: PLC0415
 
@@ -255,11 +254,12 @@ class Lake:
         """Stage ``change`` in a transaction on the table as it stands, commit it, and
         return what ``change`` returns.
 
-        A table the lake lacks, or whose data or manifest files are gone (removed by
-        hand: it cannot hold what its metadata says), is made afresh by the same commit
-        (:meth:`afresh`), so ``change`` must decide from the transaction's metadata what
-        to write. When another writer committed first (a maintenance step beside an
-        export), ``change`` is staged again on the table as it then stands.
+        A table the lake lacks is made afresh by the same commit (:meth:`afresh`), and
+        so is one whose data or manifest files ``change`` finds gone (removed by hand: it
+        cannot hold what its metadata says), so ``change`` must decide from the
+        transaction's metadata what to write. When another writer committed first (a
+        maintenance step beside an export), ``change`` is staged again on the table as
+        it then stands.
 
         Raises
         ------
@@ -320,6 +320,10 @@ class Lake:
             except FileNotFoundError as exc:
                 if not remake_lost:
                     raise NoSuchTableError(f"lake table {table} lost files: {exc}") from exc
+                if attempt == COMMIT_ATTEMPTS:
+                    raise LakeCommitError(
+                        f"lake table {table}: files its metadata names are gone: {exc}"
+                    ) from exc
                 remake = True
             # A lost race: another writer's commit came first (ValidationException: one
             # that conflicts with what this one read).

@@ -30,7 +30,8 @@ day, an append to a table of the lake took 0.44 s where it took 0.16 s with ten
 ``sizes-from-the-writer``
     The size of a data file or manifest this process has just written is the bytes it
     wrote, counted by its stream before closing it, where pyiceberg asked S3 for it
-    (one ``HeadObject`` per file a commit writes: 85 of a backfill's 749 requests). The
+    (one ``HeadObject`` per file a commit writes: 96 of a backfill's 749 requests, 85
+    data files and 11 manifests). The
     first review of pyiceberg's writes asked for this (apache/iceberg-python#41); the
     streams have counted their bytes since #2998. A file written any other way, or
     read, is measured as before.
@@ -55,6 +56,7 @@ True
 
 from __future__ import annotations
 
+import threading
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Final
 
@@ -73,6 +75,7 @@ _CACHE: Final = "_totes_staged_metadata"
 _WRITTEN: Final = "_totes_bytes_written"
 #: pyiceberg's own functions that the changes call, by what they do.
 _REPLACED: Final[dict[str, Any]] = {}
+_APPLYING: Final = threading.Lock()
 _applied = False
 
 
@@ -96,10 +99,13 @@ def patchable() -> bool:
     pydantic does (no copy of their own), and writers that close a stream they hold
     (``_fos`` beside a Parquet writer, ``output_stream`` of an Avro file) on a file
     whose length is asked of the file system, and a Glue catalog with a metadata writer
-    that does not check, beside new metadata files named by a random UUID.
+    that does not check, beside new metadata files named by a random UUID. Once the
+    changes are made, the release alone (the code was checked before they replaced it).
     """
     if pyiceberg_version() != SUPPORTED_PYICEBERG:
         return False
+    if _applied:
+        return True
     from pyiceberg.table import Transaction  # noqa: PLC0415
 
     replayed = Transaction.__dict__.get("table_metadata")
@@ -132,6 +138,11 @@ def apply() -> bool:
     Returns False, changing nothing, where :func:`patchable` says the installed
     pyiceberg is not what they were written against.
     """
+    with _APPLYING:
+        return _apply_once()
+
+
+def _apply_once() -> bool:
     global _applied  # noqa: PLW0603 - once per process, whoever opens the lake first
     if _applied:
         return True
@@ -168,6 +179,7 @@ def _close_parquet_counting(writer: ParquetFormatWriter) -> Any:
         def write_footer_and_count() -> None:
             write_footer()
             writer._output_file.__dict__[_WRITTEN] = stream.tell()
+            del parquet.close  # its own again: no cycle through this function
 
         parquet.close = write_footer_and_count
     return _REPLACED["parquet_close"](writer)
