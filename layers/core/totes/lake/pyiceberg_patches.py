@@ -31,10 +31,9 @@ day, an append to a table of the lake took 0.44 s where it took 0.16 s with ten
     The size of a data file or manifest this process has just written is the bytes it
     wrote, counted by its stream before closing it, where pyiceberg asked S3 for it
     (one ``HeadObject`` per file a commit writes: 96 of a backfill's 749 requests, 85
-    data files and 11 manifests). The
-    first review of pyiceberg's writes asked for this (apache/iceberg-python#41); the
-    streams have counted their bytes since #2998. A file written any other way, or
-    read, is measured as before.
+    data files and 11 manifests). The first review of pyiceberg's writes asked for this
+    (apache/iceberg-python#41); the streams have counted their bytes since #2998. A
+    file written any other way, or read, is measured as before.
 ``metadata-written-unchecked``
     The Glue catalog writes a table's new metadata file without first asking whether
     it exists, as pyiceberg's own Glue catalog does for S3 Tables
