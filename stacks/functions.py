@@ -237,6 +237,8 @@ class PipelineFunctions(Construct):
                 EnvironmentVariable.INGESTED_BUCKET: buckets.ingested.bucket_name,
                 EnvironmentVariable.PROCESSED_BUCKET: buckets.processed.bucket_name,
                 EnvironmentVariable.TRANSFORM_MAX_ROWS: str(limits.transform_max_rows),
+                # How far back transform lists manifests: how late one can arrive.
+                EnvironmentVariable.INGEST_TIMEOUT_SECONDS: str(int(_INGEST.timeout.to_seconds())),
             },
         )
         _allow_listing(self.transform, buckets.ingested)

@@ -143,6 +143,8 @@ def test_each_function_is_told_only_the_resources_its_stage_uses(platform, templ
         "INGESTED_BUCKET": {"Ref": logical_id(buckets.ingested)},
         "PROCESSED_BUCKET": {"Ref": logical_id(buckets.processed)},
         "TRANSFORM_MAX_ROWS": "500000",
+        # (how late a manifest can arrive: ingest's own timeout)
+        "INGEST_TIMEOUT_SECONDS": str(_function(template, functions.ingest)["Timeout"]),
     }
     assert variables(functions.load) == {
         "PROCESSED_BUCKET": {"Ref": logical_id(buckets.processed)},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -81,13 +82,17 @@ class Pipeline:
     def run_id(self) -> str:
         return f"run-{self.runs:04d}"
 
-    def ingest(self, table: str, **options: Any) -> IngestResult:
+    def ingest(
+        self, table: str, *, extracted_at: datetime | None = None, **options: Any
+    ) -> IngestResult:
+        """Ingest ``table``, as an invocation that started at ``extracted_at`` (default: now)."""
         return ingest_table(
             IngestRequest(table=table, run_id=self.run_id, **options),
             IngestSettings(bucket=INGESTED, watermark_table=WATERMARKS),
             source_dsn=lambda: self.source_dsn,
             s3=self.s3,
             watermarks=DynamoWatermarkStore(self.dynamodb, WATERMARKS),
+            clock=lambda: extracted_at or datetime.now(UTC),
         )
 
     def transform(self, target: str, **settings: Any) -> TransformResult:

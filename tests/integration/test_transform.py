@@ -3,7 +3,8 @@ for dimensions (DESIGN.md sections 3, 5 and 7)."""
 
 from __future__ import annotations
 
-from datetime import date, time
+import json
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -406,3 +407,63 @@ def test_two_executions_transforming_one_table_cannot_both_commit(pipeline: Pipe
         TransformStateConflictError, match="another execution transformed dim_staff"
     ):
         pipeline.transform("dim_staff")
+
+
+#: An ingest function's timeout, as the stack sets it for transform.
+INGEST_TIMEOUT = timedelta(seconds=120)
+
+
+def _move_a_staff_member(dsn: str) -> None:
+    with connect(dsn) as conn:
+        conn.execute(
+            "UPDATE staff SET email_address = 'moved@example.com', last_updated = now() "
+            "WHERE staff_id = (SELECT min(staff_id) FROM staff)"
+        )
+
+
+def test_a_manifest_written_as_its_ingest_timed_out_is_still_consumed(
+    pipeline: Pipeline,
+) -> None:
+    # Given a transform that consumed the batches extracted now
+    now = datetime.now(UTC)
+    pipeline.ingest("staff", extracted_at=now)
+    pipeline.ingest("department", extracted_at=now)
+    pipeline.transform("dim_staff", ingest_timeout=INGEST_TIMEOUT)
+    # When an ingest that started 170 s earlier (past its timeout, within the clock
+    # margin) writes its manifest only now
+    _move_a_staff_member(pipeline.source_dsn)
+    late = pipeline.ingest("staff", extracted_at=now - timedelta(seconds=170))
+    assert late.manifest_key is not None
+    result = pipeline.transform("dim_staff", ingest_timeout=INGEST_TIMEOUT)
+
+    # Then the next transform consumes it, and the change reaches the gold zone
+    assert result.batches == 1
+    rows = pipeline.parquet(result.gold_key).to_pylist()
+    assert "moved@example.com" in {row["email_address"] for row in rows}
+
+
+@pytest.mark.parametrize(
+    ("settings", "remembered"),
+    [({"ingest_timeout": INGEST_TIMEOUT}, 1), ({}, 2)],
+    ids=["ingest-timeout-known", "unknown-the-longest-invocation"],
+)
+def test_transform_remembers_manifests_only_as_far_back_as_one_can_still_arrive(
+    pipeline: Pipeline, settings: dict[str, Any], remembered: int
+) -> None:
+    # Given batches of staff extracted ten minutes apart, each transformed as it came
+    now = datetime.now(UTC)
+    pipeline.ingest("department", extracted_at=now - timedelta(minutes=10))
+    keys = [pipeline.ingest("staff", extracted_at=now - timedelta(minutes=10)).manifest_key]
+    pipeline.transform("dim_staff", **settings)
+    _move_a_staff_member(pipeline.source_dsn)
+    keys.append(pipeline.ingest("staff", extracted_at=now).manifest_key)
+    pipeline.transform("dim_staff", **settings)
+
+    # When the state is read
+    body = pipeline.s3.get_object(Bucket=PROCESSED, Key="_state/transform/dim_staff.json")
+    consumed = json.loads(body["Body"].read())["consumed"]["staff"]
+
+    # Then it holds the manifests of ingest's timeout and the clock margin before the
+    # newest (the older one is forgotten, and the next listing starts after it); without
+    # the timeout, of the longest a Lambda invocation runs
+    assert consumed == keys[-remembered:]

@@ -44,6 +44,9 @@ class EnvironmentVariable:
     LOAD_FK_TRIGGERS: Final = "LOAD_FK_TRIGGERS"
     LOAD_REJECT_AFTER_SECONDS: Final = "LOAD_REJECT_AFTER_SECONDS"
     TRANSFORM_MAX_ROWS: Final = "TRANSFORM_MAX_ROWS"
+    #: Transform's: the longest an ingest invocation runs (its function's timeout), so
+    #: the longest a manifest can arrive after the extraction time its key carries.
+    INGEST_TIMEOUT_SECONDS: Final = "INGEST_TIMEOUT_SECONDS"
     LOAD_MAX_FILES: Final = "LOAD_MAX_FILES"
     CATCH_UP_BUDGET_SECONDS: Final = "CATCH_UP_BUDGET_SECONDS"
     #: The Glue database of the lake's Iceberg tables (load writes them, the maintenance

@@ -42,7 +42,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -56,7 +56,13 @@ from totes.conditional_writes import (
     put_if,
     read_document,
 )
-from totes.contracts import GoldTable, NonEmptyText, parse_event, settings_from_environment
+from totes.contracts import (
+    GoldTable,
+    NonEmptyText,
+    Seconds,
+    parse_event,
+    settings_from_environment,
+)
 from totes.errors import StagedFileMissingError, TransformStateConflictError
 from totes.findings import FindingKind
 from totes.ingest.raw_rows import read_rows
@@ -72,11 +78,13 @@ from totes.zones.mirror import mirror_key
 from totes.zones.rejects import transform_rejects_key
 from totes.zones.state import staging_key, state_key
 
-#: Consumed manifest keys older than this behind the newest are forgotten, and listing
-#: starts there. Ingest writes a manifest within one invocation (its timeout is 120 s) of
-#: the extraction time its key carries, so no older one can still arrive; the state and
-#: the listing hold the last minutes of manifests, however long the platform runs.
-_REMEMBERED = timedelta(minutes=15)
+#: The longest any Lambda invocation runs: how late a manifest can arrive when ingest's
+#: timeout is not known.
+LONGEST_INVOCATION: Final = timedelta(minutes=15)
+#: Added to ingest's timeout: how far apart the clocks of two ingest invocations may be
+#: (Lambda's hosts keep time to within milliseconds) and how long a PUT sent just
+#: before the timeout may take to land.
+CLOCK_MARGIN: Final = timedelta(minutes=1)
 
 
 class TransformRequest(BaseModel):
@@ -132,10 +140,30 @@ class TransformSettings(BaseModel):
     max_rows: PositiveInt = Field(
         DEFAULT_TRANSFORM_MAX_ROWS, alias=EnvironmentVariable.TRANSFORM_MAX_ROWS
     )
+    ingest_timeout: Seconds = Field(
+        LONGEST_INVOCATION, alias=EnvironmentVariable.INGEST_TIMEOUT_SECONDS
+    )
+
+    @property
+    def remembered(self) -> timedelta:
+        """How far behind the newest manifest consumed listing starts, and what the state
+        remembers: ingest writes a manifest before its invocation times out, so none
+        extracted earlier than that (clocks and a last PUT aside) can still arrive, and
+        the listing holds the last few minutes of manifests however long the platform
+        runs.
+
+        Examples
+        --------
+        >>> TransformSettings.from_environment({"INGESTED_BUCKET": "raw",
+        ...     "PROCESSED_BUCKET": "gold", "INGEST_TIMEOUT_SECONDS": "120"}).remembered
+        datetime.timedelta(seconds=180)
+        """
+        return self.ingest_timeout + CLOCK_MARGIN
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str] | None = None) -> TransformSettings:
-        """Read ``INGESTED_BUCKET``, ``PROCESSED_BUCKET`` and the optional ``TRANSFORM_MAX_ROWS``.
+        """Read ``INGESTED_BUCKET``, ``PROCESSED_BUCKET`` and the optional ``TRANSFORM_MAX_ROWS``
+        and ``INGEST_TIMEOUT_SECONDS`` (unset: the longest a Lambda invocation runs).
 
         Raises
         ------
@@ -155,7 +183,8 @@ class TransformState(VersionedDocument):
     (0, [], None)
     """
 
-    #: Manifest keys consumed, per source table (recent ones: see ``_REMEMBERED``).
+    #: Manifest keys consumed, per source table (recent ones: see
+    #: :attr:`TransformSettings.remembered`).
     consumed: dict[str, list[str]] = Field(default_factory=dict)
     #: The current mirror object of each source table the target joins.
     mirrors: dict[str, str] = Field(default_factory=dict)
@@ -250,21 +279,24 @@ def _publish_committed(
             _forget_published(s3, bucket, target, state)
 
 
-def new_manifests(s3: Any, bucket: str, source: str, consumed: list[str]) -> list[str]:
-    """Manifest keys of ``source`` not consumed yet, oldest first (paginated listing)."""
+def new_manifests(
+    s3: Any, bucket: str, source: str, consumed: list[str], remembered: timedelta
+) -> list[str]:
+    """Manifest keys of ``source`` not consumed yet, oldest first (paginated listing from
+    ``remembered`` behind the newest consumed)."""
     prefix = raw.manifest_prefix(source)
     seen = set(consumed)
     paginator = s3.get_paginator("list_objects_v2")
     found: list[str] = []
     for page in paginator.paginate(
-        Bucket=bucket, Prefix=prefix, StartAfter=raw.listing_start(source, consumed, _REMEMBERED)
+        Bucket=bucket, Prefix=prefix, StartAfter=raw.listing_start(source, consumed, remembered)
     ):
         found.extend(item["Key"] for item in page.get("Contents", []) if item["Key"] not in seen)
     return sorted(found)
 
 
-def _remembered(keys: list[str], source: str) -> list[str]:
-    cutoff = raw.listing_start(source, keys, _REMEMBERED)
+def _remembered(keys: list[str], source: str, remembered: timedelta) -> list[str]:
+    cutoff = raw.listing_start(source, keys, remembered)
     return sorted(key for key in keys if key >= cutoff)
 
 
@@ -395,7 +427,11 @@ def transform_target(
         _Batch(source, key, read_manifest(s3, settings.ingested_bucket, key))
         for source in sources
         for key in new_manifests(
-            s3, settings.ingested_bucket, source, state.consumed.get(source, [])
+            s3,
+            settings.ingested_bucket,
+            source,
+            state.consumed.get(source, []),
+            settings.remembered,
         )
     ]
     if not waiting:
@@ -458,7 +494,9 @@ def transform_target(
         result.rows_rejected = shaped.rejects.num_rows
         result.rejects_key = rejects_key
     for source, keys in fresh.items():
-        state.consumed[source] = _remembered(state.consumed.get(source, []) + keys, source)
+        state.consumed[source] = _remembered(
+            state.consumed.get(source, []) + keys, source, settings.remembered
+        )
     _write_state(s3, settings.processed_bucket, request.target, state)
     _publish_committed(s3, settings.processed_bucket, request.target, state, written)
     result.batches = len(all_new)
