@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pyarrow as pa
 import pytest
+from moto.s3.models import S3Backend
 from pyiceberg.io.pyarrow import PyArrowFile
 
 from totes.lake.iceberg import Lake, LakeSettings
@@ -130,6 +131,41 @@ def test_a_commit_asks_s3_nothing_about_the_files_it_writes(
     (entry,) = manifest.fetch_manifest_entry(current.io)
     assert manifest.manifest_length == _stored_size(lake, manifest.manifest_path)
     assert entry.data_file.file_size_in_bytes == _stored_size(lake, entry.data_file.file_path)
+
+
+def test_every_file_a_commit_writes_is_sent_in_one_request(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a table, and a record of every object S3 stores and every multipart upload
+    # it is asked to start (the server answers in this process)
+    lake.afresh(TABLE).commit_transaction()
+    stored: list[str] = []
+    started: list[str] = []
+
+    def recording(method: Any, into: list[str]) -> Any:
+        def recorded(backend: S3Backend, bucket: str, key: str, *args: Any, **kw: Any) -> Any:
+            into.append(key.rsplit("/", 1)[-1])
+            return method(backend, bucket, key, *args, **kw)
+
+        return recorded
+
+    monkeypatch.setattr(S3Backend, "put_object", recording(S3Backend.put_object, stored))
+    monkeypatch.setattr(
+        S3Backend,
+        "create_multipart_upload",
+        recording(S3Backend.create_multipart_upload, started),
+    )
+
+    # When a write commits a row
+    lake.write(TABLE, lambda transaction: transaction.append(_currency(1)))
+
+    # Then its four files (data, manifest, manifest list, metadata) were each one
+    # PutObject: no upload was started, parted and completed for a file of a few KB
+    assert started == []
+    assert sorted(name.rsplit(".", 1)[-1] for name in stored) == ["avro", "avro", "json", "parquet"]
+    current = lake.table(TABLE)
+    assert current is not None
+    assert _ids(current) == [1]
 
 
 def _stored_size(lake: Lake, location: str) -> int:
