@@ -178,10 +178,22 @@ def test_fact_rows_are_appended_a_bite_at_a_time_and_each_bite_records_its_posit
     # Given bites far smaller than a table, and a record of the tables read back from
     # the warehouse for the lake
     monkeypatch.setattr(lake_export, "EXPORT_BITE", 40)
+    # And a record of the lake's tables read from the catalog, each time one is
+    opened: list[str] = []
+    table_of_lake = Lake.table
+
+    def recorded(self: Lake, table: str) -> Any:
+        opened.append(table)
+        return table_of_lake(self, table)
+
+    monkeypatch.setattr(Lake, "table", recorded)
     # When a run loads the warehouse and the lake
     lake.run()
+    opened_by_run = list(opened)
     # Then the lake equals the warehouse, each fact took one commit per bite, and every
-    # bite came from the rows the load had just copied in, none read back
+    # bite came from the rows the load had just copied in, none read back; each fact
+    # table was read from the catalog once per bite (the first found none and made it),
+    # not once more to find it lacked nothing
     _assert_lake_equals_warehouse(lake)
     assert not set(read_back) & set(FACT_TABLES)
     assert lake.warehouse_dsn is not None
@@ -191,6 +203,7 @@ def test_fact_rows_are_appended_a_bite_at_a_time_and_each_bite_records_its_posit
         rows = len(warehouse_rows_as_lake(lake.warehouse_dsn, table))
         appends = [s for s in iceberg.snapshots() if s.summary and s.summary.get(RUN)]
         assert len(appends) == -(-rows // 40) > 1, table
+        assert opened_by_run.count(table) == len(appends), table
         assert int(iceberg.properties[EXPORTED_THROUGH]) >= rows
 
 

@@ -159,15 +159,14 @@ def export_to_lake(
         newest = _newest_record(conn, table)
         if properties is not None and int(properties.get(EXPORTED_THROUGH, "0")) >= newest:
             return 0
-        exported = 0
-        while (
-            appended := lake.write(
+        exported, lacking = 0, True
+        while lacking:
+            appended, lacking = lake.write(
                 table,
                 lambda staged: _append_facts(
                     conn, staged, table, newest=newest, run_id=run_id, committed=committed
                 ),
             )
-        ) is not None:
             exported += appended
         return exported
     if _dimension_holds_all(conn, table, properties):
@@ -218,12 +217,14 @@ def _append_facts(
     newest: int,
     run_id: str,
     committed: Sequence[pa.Table],
-) -> int | None:
-    """Stage the next bite of fact rows the table lacks; how many, or None if it lacks none."""
+) -> tuple[int, bool]:
+    """Stage the next bite of fact rows the table lacks, up to ``newest``: how many, and
+    whether it still lacks rows after them (so the last bite ends the export without
+    reading the table again)."""
     properties = transaction.table_metadata.properties
     through = int(properties.get(EXPORTED_THROUGH, "0"))
     if through >= newest:
-        return None
+        return 0, False
     upto = min(newest, through + EXPORT_BITE)
     rows = _from_memory(committed, table, through, upto)
     if rows is None:
@@ -237,7 +238,7 @@ def _append_facts(
     transaction.set_properties(
         {EXPORTED_THROUGH: str(upto), COMMITS_SINCE_MAINTENANCE: _commits(properties)}
     )
-    return int(rows.num_rows)
+    return int(rows.num_rows), upto < newest
 
 
 def _from_memory(
