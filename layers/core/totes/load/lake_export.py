@@ -12,8 +12,9 @@ it was, and the next export writes what it lacks, once.
   exactly what the lake lacks), a bite at a time. Rows this invocation numbered and
   committed are appended from memory when they are exactly what the lake lacks.
 - Dimensions: the rows of every gold file the ledger recorded after
-  :data:`~totes.lake.iceberg.LOADED_THROUGH`, the last of each key, upserted on the key
-  (more than :data:`UPSERT_MAX_ROWS` of them: the whole table rewritten instead).
+  :data:`~totes.lake.iceberg.LOADED_THROUGH`, the last of each key, in place of the
+  table's rows of those keys (more than :data:`UPSERT_MAX_ROWS` of them: the whole table
+  rewritten instead).
 - dim_date only grows: when the warehouse holds more dates than
   :data:`~totes.lake.iceberg.DATE_ROWS`, all of them are upserted (only the new ones are
   written).
@@ -296,9 +297,10 @@ def _upsert_dimension(
 ) -> int:
     """Stage the rows the dimension table lacks; return how many.
 
-    The changed rows are upserted on the key. An empty table is appended to instead,
-    and a change of more than :data:`UPSERT_MAX_ROWS` rows replaces the whole table with
-    the warehouse's: an upsert matches every row it is given against the table, which
+    The changed rows replace the table's rows of their keys (dim_date's are upserted:
+    every date is given, and few are new). An empty table is appended to instead, and a
+    change of more than :data:`UPSERT_MAX_ROWS` rows replaces the whole table with the
+    warehouse's: replacing keys matches every row it is given against the table, which
     costs more than rewriting a table the size of a dimension.
     """
     whole = sql.SQL("true")
@@ -334,12 +336,29 @@ def _upsert_dimension(
             transaction.overwrite(rows, snapshot_properties=snapshot)
     elif empty:
         transaction.append(rows, snapshot_properties=snapshot)
-    elif rows.num_rows:
+    elif table == warehouse_sql.DATE_DIMENSION:
+        # Every date, of which few are new: the upsert writes only those.
         transaction.upsert(
             rows, join_cols=[WAREHOUSE[table].lake_key], snapshot_properties=snapshot
         )
+    elif rows.num_rows:
+        _replace_keys(transaction, rows, WAREHOUSE[table].lake_key, snapshot)
     transaction.set_properties({**position, COMMITS_SINCE_MAINTENANCE: _commits(properties)})
     return int(rows.num_rows)
+
+
+def _replace_keys(
+    transaction: Transaction, rows: pa.Table, key: str, snapshot: Mapping[str, str]
+) -> None:
+    """Stage the rows in place of the table's rows of the same keys: the rows an upsert
+    would leave, where pyiceberg's upsert reads the files holding those keys to compare
+    them and then reads them again to rewrite them (every manifest of the table three
+    times, each such file twice; this reads the manifests twice and each file once),
+    and adds a snapshot more when some keys are new."""
+    from pyiceberg.expressions import In  # noqa: PLC0415
+
+    keys = In(key, rows.column(key).to_pylist())  # type: ignore[call-arg, arg-type]
+    transaction.overwrite(rows, overwrite_filter=keys, snapshot_properties=dict(snapshot))
 
 
 def _copied_whole(
