@@ -14,6 +14,7 @@ import pytest
 from moto.s3.models import S3Backend
 from pyiceberg.io.pyarrow import PyArrowFile
 
+from totes.errors import LakeCommitError
 from totes.lake.iceberg import Lake, LakeSettings
 from totes.lake.layout import lake_schema, table_prefix
 from totes.lake.maintenance import expire_snapshots
@@ -163,6 +164,33 @@ def test_every_file_a_commit_writes_is_sent_in_one_request(
     # PutObject: no upload was started, parted and completed for a file of a few KB
     assert started == []
     assert sorted(name.rsplit(".", 1)[-1] for name in stored) == ["avro", "avro", "json", "parquet"]
+    current = lake.table(TABLE)
+    assert current is not None
+    assert _ids(current) == [1]
+
+
+@pytest.mark.slow  # pyarrow retries the failed upload before it gives up
+def test_a_file_that_fails_to_upload_stops_the_commit_that_would_name_it(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a table holding a row, and an S3 that fails to store any manifest (the
+    # upload is sent when the file closes, no longer when it opens)
+    lake.afresh(TABLE).commit_transaction()
+    lake.write(TABLE, lambda transaction: transaction.append(_currency(1)))
+    put_object = S3Backend.put_object
+
+    def failing(backend: S3Backend, bucket: str, key: str, *args: Any, **kw: Any) -> Any:
+        if key.endswith(".avro"):
+            raise RuntimeError("the disk is full")
+        return put_object(backend, bucket, key, *args, **kw)
+
+    monkeypatch.setattr(S3Backend, "put_object", failing)
+
+    # When a write commits another row
+    with pytest.raises(LakeCommitError, match="could not be read or written"):
+        lake.write(TABLE, lambda transaction: transaction.append(_currency(2)))
+
+    # Then the table is as it was: no metadata names the file that was never stored
     current = lake.table(TABLE)
     assert current is not None
     assert _ids(current) == [1]

@@ -442,28 +442,45 @@ def test_a_manifest_written_as_its_ingest_timed_out_is_still_consumed(
     assert "moved@example.com" in {row["email_address"] for row in rows}
 
 
-@pytest.mark.parametrize(
-    ("settings", "remembered"),
-    [({"ingest_timeout": INGEST_TIMEOUT}, 1), ({}, 2)],
-    ids=["ingest-timeout-known", "unknown-the-longest-invocation"],
-)
-def test_transform_remembers_manifests_only_as_far_back_as_one_can_still_arrive(
-    pipeline: Pipeline, settings: dict[str, Any], remembered: int
-) -> None:
-    # Given batches of staff extracted ten minutes apart, each transformed as it came
+def _two_batches_ten_minutes_apart(pipeline: Pipeline) -> tuple[datetime, list[str | None]]:
+    """Staff batches extracted ten minutes apart, each transformed as it came."""
     now = datetime.now(UTC)
     pipeline.ingest("department", extracted_at=now - timedelta(minutes=10))
     keys = [pipeline.ingest("staff", extracted_at=now - timedelta(minutes=10)).manifest_key]
-    pipeline.transform("dim_staff", **settings)
+    pipeline.transform("dim_staff", ingest_timeout=INGEST_TIMEOUT)
     _move_a_staff_member(pipeline.source_dsn)
     keys.append(pipeline.ingest("staff", extracted_at=now).manifest_key)
-    pipeline.transform("dim_staff", **settings)
+    pipeline.transform("dim_staff", ingest_timeout=INGEST_TIMEOUT)
+    return now, keys
 
-    # When the state is read
+
+def test_transform_lists_manifests_from_ingests_timeout_and_a_minute_behind_the_newest(
+    pipeline: Pipeline,
+) -> None:
+    # Given batches of staff extracted ten minutes apart, each transformed as it came
+    now, _ = _two_batches_ten_minutes_apart(pipeline)
+    # And a record of where each listing of the raw zone starts
+    starts: dict[str, str] = {}
+
+    def recorded(params: dict[str, Any], **_: Any) -> None:
+        starts[params["Prefix"]] = params.get("StartAfter", "")
+
+    pipeline.s3.meta.events.register("provide-client-params.s3.ListObjectsV2", recorded)
+    # When the next transform looks for new batches
+    pipeline.transform("dim_staff", ingest_timeout=INGEST_TIMEOUT)
+    # Then it lists staff's manifests from three minutes (the timeout and the margin)
+    # before the newest it consumed: the older batch is not listed again
+    assert starts["_manifests/staff/"] == (
+        f"_manifests/staff/{now - timedelta(minutes=3):%Y/%m/%d/%H%M%S}"
+    )
+
+
+def test_a_longer_ingest_timeout_transforms_no_batch_again(pipeline: Pipeline) -> None:
+    # Given batches of staff extracted ten minutes apart, each transformed as it came
+    _, keys = _two_batches_ten_minutes_apart(pipeline)
+    # When ingest's timeout grows to ten minutes (transform's listing widens with it)
+    again = pipeline.transform("dim_staff", ingest_timeout=timedelta(minutes=10))
+    # Then no batch is transformed a second time: the state still knows both
+    assert (again.batches, again.rows, again.gold_key) == (0, 0, None)
     body = pipeline.s3.get_object(Bucket=PROCESSED, Key="_state/transform/dim_staff.json")
-    consumed = json.loads(body["Body"].read())["consumed"]["staff"]
-
-    # Then it holds the manifests of ingest's timeout and the clock margin before the
-    # newest (the older one is forgotten, and the next listing starts after it); without
-    # the timeout, of the longest a Lambda invocation runs
-    assert consumed == keys[-remembered:]
+    assert json.loads(body["Body"].read())["consumed"]["staff"] == keys

@@ -223,9 +223,17 @@ def _length_written_or_asked(file: PyArrowFile) -> int:
 
 def _s3_writing_in_one_request(io: PyArrowFileIO, netloc: str | None) -> FileSystem:
     """pyiceberg's S3 file system, remade with ``allow_delayed_open`` from the options it
-    pickles with (pyarrow's own way of sending a file system elsewhere)."""
+    pickles with (pyarrow's own way of sending a file system elsewhere).
+
+    Left as made where the remade one would differ otherwise: a pyarrow without the
+    option (before 21), or a retry strategy given (it is not among the options pickled).
+    """
+    from pyiceberg.io import S3_RETRY_STRATEGY_IMPL  # noqa: PLC0415
+
     made = _REPLACED["s3_file_system"](io, netloc)
     remake, (options,) = made.__reduce__()
+    if "allow_delayed_open" not in options or S3_RETRY_STRATEGY_IMPL in io.properties:
+        return made
     return remake({**options, "allow_delayed_open": True})
 
 

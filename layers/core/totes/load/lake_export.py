@@ -350,11 +350,11 @@ def _upsert_dimension(
 def _replace_keys(
     transaction: Transaction, rows: pa.Table, key: str, snapshot: Mapping[str, str]
 ) -> None:
-    """Stage the rows in place of the table's rows of the same keys: the rows an upsert
-    would leave, where pyiceberg's upsert reads the files holding those keys to compare
-    them and then reads them again to rewrite them (every manifest of the table three
-    times, each such file twice; this reads the manifests twice and each file once),
-    and adds a snapshot more when some keys are new."""
+    """Stage the rows, one per key (the last of each, as :func:`_gold_rows` gives them), in
+    place of the table's rows of the same keys: what an upsert would leave. pyiceberg's
+    upsert plans the files that may hold the keys three times (to compare their rows,
+    then to delete and to rewrite them) and makes a snapshot more when some keys are
+    new; this plans them twice."""
     from pyiceberg.expressions import In  # noqa: PLC0415
 
     keys = In(key, rows.column(key).to_pylist())  # type: ignore[call-arg, arg-type]

@@ -145,20 +145,33 @@ class TransformSettings(BaseModel):
     )
 
     @property
+    def listed_back(self) -> timedelta:
+        """How far behind the newest manifest consumed listing starts: ingest writes a
+        manifest before its invocation times out, so none extracted earlier than that
+        (clocks and a last PUT aside) can still arrive, and the listing holds the last
+        few minutes of manifests however long the platform runs.
+
+        Examples
+        --------
+        >>> TransformSettings.from_environment({"INGESTED_BUCKET": "raw",
+        ...     "PROCESSED_BUCKET": "gold", "INGEST_TIMEOUT_SECONDS": "120"}).listed_back
+        datetime.timedelta(seconds=180)
+        """
+        return self.ingest_timeout + CLOCK_MARGIN
+
+    @property
     def remembered(self) -> timedelta:
-        """How far behind the newest manifest consumed listing starts, and what the state
-        remembers: ingest writes a manifest before its invocation times out, so none
-        extracted earlier than that (clocks and a last PUT aside) can still arrive, and
-        the listing holds the last few minutes of manifests however long the platform
-        runs.
+        """How far behind the newest manifest consumed the state keeps the keys consumed:
+        as far as listing could reach with any ingest timeout, so a longer timeout (a
+        wider listing) never finds a manifest the state forgot and transforms it again.
 
         Examples
         --------
         >>> TransformSettings.from_environment({"INGESTED_BUCKET": "raw",
         ...     "PROCESSED_BUCKET": "gold", "INGEST_TIMEOUT_SECONDS": "120"}).remembered
-        datetime.timedelta(seconds=180)
+        datetime.timedelta(seconds=960)
         """
-        return self.ingest_timeout + CLOCK_MARGIN
+        return max(self.listed_back, LONGEST_INVOCATION + CLOCK_MARGIN)
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str] | None = None) -> TransformSettings:
@@ -280,16 +293,16 @@ def _publish_committed(
 
 
 def new_manifests(
-    s3: Any, bucket: str, source: str, consumed: list[str], remembered: timedelta
+    s3: Any, bucket: str, source: str, consumed: list[str], listed_back: timedelta
 ) -> list[str]:
     """Manifest keys of ``source`` not consumed yet, oldest first (paginated listing from
-    ``remembered`` behind the newest consumed)."""
+    ``listed_back`` behind the newest consumed)."""
     prefix = raw.manifest_prefix(source)
     seen = set(consumed)
     paginator = s3.get_paginator("list_objects_v2")
     found: list[str] = []
     for page in paginator.paginate(
-        Bucket=bucket, Prefix=prefix, StartAfter=raw.listing_start(source, consumed, remembered)
+        Bucket=bucket, Prefix=prefix, StartAfter=raw.listing_start(source, consumed, listed_back)
     ):
         found.extend(item["Key"] for item in page.get("Contents", []) if item["Key"] not in seen)
     return sorted(found)
@@ -431,7 +444,7 @@ def transform_target(
             settings.ingested_bucket,
             source,
             state.consumed.get(source, []),
-            settings.remembered,
+            settings.listed_back,
         )
     ]
     if not waiting:
