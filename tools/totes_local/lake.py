@@ -117,7 +117,8 @@ def _snapshots(table: Table) -> list[LakeSnapshot]:
                 committed_at=datetime.fromtimestamp(snapshot.timestamp_ms / 1000, UTC),
                 operation=str(summary.operation.value) if summary else "",
                 run_id=summary.get(RUN) if summary else None,
-                rows_added=int(summary.get("added-records", "0")) if summary else 0,
+                # A figure the summary lacks reads as None (a delete adds no records).
+                rows_added=int(summary["added-records"] or 0) if summary else 0,
             )
         )
     return snapshots
