@@ -15,6 +15,7 @@ from moto.s3.models import S3Backend
 from pyiceberg.io.pyarrow import PyArrowFile
 
 from totes.errors import LakeCommitError
+from totes.lake import pyiceberg_patches
 from totes.lake.iceberg import Lake, LakeSettings
 from totes.lake.layout import lake_schema, table_prefix
 from totes.lake.maintenance import expire_snapshots
@@ -167,6 +168,34 @@ def test_every_file_a_commit_writes_is_sent_in_one_request(
     current = lake.table(TABLE)
     assert current is not None
     assert _ids(current) == [1]
+
+
+def test_commits_and_reads_in_one_process_share_one_s3_file_system(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a process that has made no S3 file system yet, and a count of those it makes
+    assert pyiceberg_patches.apply()
+    made: list[str | None] = []
+    make = pyiceberg_patches._REPLACED["s3_file_system"]
+
+    def counted(io: Any, netloc: str | None) -> Any:
+        made.append(netloc)
+        return make(io, netloc)
+
+    monkeypatch.setitem(pyiceberg_patches._REPLACED, "s3_file_system", counted)
+    monkeypatch.setattr(pyiceberg_patches, "_FILE_SYSTEMS", {})
+
+    # When a table is made, written twice and read (pyiceberg makes a file IO for each
+    # table it loads and each commit)
+    lake.afresh(TABLE).commit_transaction()
+    lake.write(TABLE, lambda transaction: transaction.append(_currency(1)))
+    lake.write(TABLE, lambda transaction: transaction.append(_currency(2)))
+    current = lake.table(TABLE)
+    assert current is not None
+    assert _ids(current) == [1, 2]
+
+    # Then one file system served them all (making one takes milliseconds)
+    assert made == [PROCESSED]
 
 
 @pytest.mark.slow  # pyarrow retries the failed upload before it gives up

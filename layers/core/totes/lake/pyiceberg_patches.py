@@ -50,6 +50,9 @@ day, an append to a table of the lake took 0.44 s where it took 0.16 s with ten
     a fact append's 28 requests were its four files, 8 of them spent on the form. The
     cost pyarrow names: a missing bucket is reported when a file is closed, not when it
     is opened, and pyiceberg closes every file before the commit that names it.
+    pyiceberg makes a file system for every file IO it makes, several per commit, and
+    each takes milliseconds (an S3 client of pyarrow's own): one is made per bucket and
+    client setting, and shared (pyarrow's file systems are safe to share).
 
 Examples
 --------
@@ -85,6 +88,11 @@ _WRITTEN: Final = "_totes_bytes_written"
 #: pyiceberg's own functions that the changes call, by what they do.
 _REPLACED: Final[dict[str, Any]] = {}
 _APPLYING: Final = threading.Lock()
+#: Where pyiceberg's S3 client settings are (its ``s3.*`` and ``client.*`` properties).
+_CLIENT_PROPERTIES: Final = ("s3.", "client.")
+#: The S3 file systems made in this process, by bucket and client settings.
+_FILE_SYSTEMS: Final[dict[tuple[Any, ...], Any]] = {}
+_MAKING: Final = threading.Lock()
 _applied = False
 
 
@@ -141,6 +149,7 @@ def patchable() -> bool:
         and makes_s3 is not None
         and "S3FileSystem" in makes_s3.__code__.co_names
         and "allow_delayed_open" not in makes_s3.__code__.co_consts
+        and _reads_client_properties_only(makes_s3)
         and "_write_metadata_no_exist_check" in GlueCatalog.__dict__
         and "_write_metadata" not in GlueCatalog.__dict__
         and {"_result", "_writer", "_fos"} <= set(ParquetFormatWriter.close.__code__.co_names)
@@ -221,20 +230,37 @@ def _length_written_or_asked(file: PyArrowFile) -> int:
     return int(written) if written is not None else int(_REPLACED["length"](file))
 
 
+def _reads_client_properties_only(function: Any) -> bool:
+    """Whether every property name ``function`` refers to is a client setting."""
+    named = (function.__globals__.get(name) for name in function.__code__.co_names)
+    return all(value.startswith(_CLIENT_PROPERTIES) for value in named if isinstance(value, str))
+
+
 def _s3_writing_in_one_request(io: PyArrowFileIO, netloc: str | None) -> FileSystem:
     """pyiceberg's S3 file system, remade with ``allow_delayed_open`` from the options it
-    pickles with (pyarrow's own way of sending a file system elsewhere).
+    pickles with (pyarrow's own way of sending a file system elsewhere), made once per
+    bucket and client settings (what pyiceberg makes it from).
 
     Left as made where the remade one would differ otherwise: a pyarrow without the
     option (before 21), or a retry strategy given (it is not among the options pickled).
     """
     from pyiceberg.io import S3_RETRY_STRATEGY_IMPL  # noqa: PLC0415
 
-    made = _REPLACED["s3_file_system"](io, netloc)
-    remake, (options,) = made.__reduce__()
-    if "allow_delayed_open" not in options or S3_RETRY_STRATEGY_IMPL in io.properties:
-        return made
-    return remake({**options, "allow_delayed_open": True})
+    settings = sorted(
+        (name, value)
+        for name, value in io.properties.items()
+        if name.startswith(_CLIENT_PROPERTIES)
+    )
+    key = (netloc, *settings)
+    with _MAKING:
+        shared: FileSystem | None = _FILE_SYSTEMS.get(key)
+        if shared is None:
+            shared = made = _REPLACED["s3_file_system"](io, netloc)
+            remake, (options,) = made.__reduce__()
+            if "allow_delayed_open" in options and S3_RETRY_STRATEGY_IMPL not in io.properties:
+                shared = remake({**options, "allow_delayed_open": True})
+            _FILE_SYSTEMS[key] = shared
+        return shared
 
 
 def _frozen_models() -> tuple[type, ...]:
