@@ -2,12 +2,15 @@
 
 Seeds a source with the generator (default scale 1), runs a backfill, then N executions
 (default 500) with a few business changes in the source before each (default 5, about
-what five minutes bring at the client's rates). For the first and the last 50 it prints
-the median execution time, the handlers' seconds (and of them, the seconds the local
-service took to answer: AWS answers at its own speed, whatever the bucket holds) and
-the mean AWS requests per execution, by function, service and action, as the local
-service counted them; the last line compares the two. Growth in either is work that
-depends on history, which a month of five-minute runs (8,640 executions) would multiply.
+what five minutes bring at the client's rates). The changes repeat every 50 executions
+(seeds 1 to 50 over again), so the last 50 make the same kinds of change as the first
+50, in the same order, and differ only in the history behind them. For the first and
+the last 50 it prints the median execution time, the handlers' seconds (and of them,
+the seconds the local service took to answer: AWS answers at its own speed, whatever
+the bucket holds) and the mean AWS requests per execution, by function, service and
+action, as the local service counted them; the last line compares the two. Growth in
+either is work that depends on history, which a month of five-minute runs (8,640
+executions) would multiply.
 
 Usage::
 
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"backfill: {backfill.status} in {backfill.duration_s:.2f} s", flush=True)
         for number in range(1, args.executions + 1):
             with connect(source_dsn) as conn:
-                mutate(conn, seed=number, changes=args.changes)
+                mutate(conn, seed=(number - 1) % window + 1, changes=args.changes)
             before = requests_so_far(endpoint, by_function=True)
             log_offset = workflow.log_path.stat().st_size
             served_before = service_seconds_so_far(endpoint)

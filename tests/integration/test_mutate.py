@@ -99,6 +99,23 @@ def test_the_same_seed_makes_the_same_choices_on_the_same_source(
     assert reports[0].touched == reports[1].touched
 
 
+def test_the_same_seed_makes_the_same_kinds_of_change_on_a_source_that_has_grown(
+    fresh_database: Callable[..., str], small_source_template: str
+) -> None:
+    # Given a source, and the same source after 300 more changes
+    small, grown = (fresh_database("source", template=small_source_template) for _ in range(2))
+    with connect(grown) as conn:
+        mutate(conn, seed=99, changes=300)
+    # When the same seed changes each
+    reports = []
+    for dsn in (small, grown):
+        with connect(dsn) as conn:
+            reports.append(mutate(conn, seed=11, changes=60))
+    # Then both made the same kinds of change (the rows they picked differ)
+    assert reports[0].kinds == reports[1].kinds
+    assert reports[0].touched != reports[1].touched
+
+
 def test_a_database_without_the_totesys_schema_is_refused(source_dsn: str) -> None:
     with (
         connect(source_dsn) as conn,

@@ -349,7 +349,9 @@ def mutate(
     conn
         Connection to a seeded totesys source.
     seed
-        Chooses the changes: the same seed on the same source makes the same choices.
+        Chooses the changes. The same seed makes the same kinds of change, in the same
+        order, on any source (so runs on sources of different sizes compare like with
+        like); on the same source it also picks the same rows and values.
     changes
         How many changes to apply (a new order with its transaction and payment is one).
 
@@ -369,13 +371,15 @@ def mutate(
         raise ValueError(f"changes must be zero or more, got {changes}")
     require_source_schema(conn)
     rng = random.Random(f"{seed}:mutate")
+    # Drawn apart from the rows and values, whose draws depend on the tables' sizes.
+    kind_rng = random.Random(f"{seed}:kinds")
     kinds = list(CHANGE_WEIGHTS)
     weights = list(CHANGE_WEIGHTS.values())
     with conn.transaction():
         mutator = _Mutator(conn, rng, _latest_change(conn))
         applied = 0
         while applied < changes:
-            kind = rng.choices(kinds, weights)[0]
+            kind = kind_rng.choices(kinds, weights)[0]
             try:
                 getattr(mutator, kind)()
             except _NothingToChangeError:
