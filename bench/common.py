@@ -155,7 +155,8 @@ def measure(
 ) -> dict[str, Any]:
     """One execution's figures: its seconds, seconds per stage, handler seconds per
     function (summed over invocations, cold starts' init phases included and also shown
-    alone), the handlers' critical path (seconds in which at least one ran, from the
+    alone, and the CPU seconds of them, which the machine's other work cannot stretch),
+    the handlers' critical path (seconds in which at least one ran, from the
     workers' own start and end times), the local runtime's overhead (execution minus
     that), each function's peak worker RSS. ``log_offset``: where in the local log the
     execution's records begin (read from there only)."""
@@ -166,11 +167,12 @@ def measure(
     for record in records:
         name = _role(short[record["function_name"]])
         figures = per_function.setdefault(
-            name, {"handler_s": 0.0, "init_s": 0.0, "peak_rss_mb": 0.0}
+            name, {"handler_s": 0.0, "init_s": 0.0, "cpu_s": 0.0, "peak_rss_mb": 0.0}
         )
         init_s = (record["init_duration_ms"] or 0) / 1000
         figures["handler_s"] += record["duration_ms"] / 1000 + init_s
         figures["init_s"] += init_s
+        figures["cpu_s"] += (record.get("local_cpu_ms") or 0) / 1000
         figures["peak_rss_mb"] = max(figures["peak_rss_mb"], record["max_memory_used_mb"] or 0)
     busy = _busy_seconds(
         [

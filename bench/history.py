@@ -7,10 +7,11 @@ what five minutes bring at the client's rates). The changes repeat every 50 exec
 50, in the same order, and differ only in the history behind them. For the first and
 the last 50 it prints the median execution time, the handlers' seconds (and of them,
 the seconds the local service took to answer: AWS answers at its own speed, whatever
-the bucket holds) and the mean AWS requests per execution, by function, service and
-action, as the local service counted them; the last line compares the two. Growth in
-either is work that depends on history, which a month of five-minute runs (8,640
-executions) would multiply.
+the bucket holds), the CPU seconds of them (the handlers' own work: time spent waiting
+for a core that the local service also uses does not count) and the mean AWS requests per
+execution, by function, service and action, as the local service counted them; the
+last line compares the two. Growth in any is work that depends on history, which a
+month of five-minute runs (8,640 executions) would multiply.
 
 Usage::
 
@@ -37,10 +38,12 @@ WINDOW = 50
 def _summary(executions: list[dict[str, Any]]) -> dict[str, Any]:
     requests: Counter[str] = Counter()
     handlers: Counter[str] = Counter()
+    cpu: Counter[str] = Counter()
     served: dict[str, float] = {}
     for execution in executions:
         requests.update(execution["requests"])
         handlers.update(execution["handler_s"])
+        cpu.update(execution["cpu_s"])
         for function, seconds in execution["service_s"].items():
             served[function] = served.get(function, 0.0) + seconds
     return {
@@ -48,6 +51,7 @@ def _summary(executions: list[dict[str, Any]]) -> dict[str, Any]:
         "critical_path_s": statistics.median(e["critical_path_s"] for e in executions),
         "handler_s": {f: s / len(executions) for f, s in sorted(handlers.items())},
         "service_s": {f: s / len(executions) for f, s in sorted(served.items())},
+        "cpu_s": {f: s / len(executions) for f, s in sorted(cpu.items())},
         "requests": {a: n / len(executions) for a, n in sorted(requests.items())},
     }
 
@@ -61,7 +65,11 @@ def _print_comparison(executions: list[dict[str, Any]], window: int, *, as_json:
         f"{last['critical_path_s']:8.3f} s"
     )
     for function in sorted(set(first["handler_s"]) | set(last["handler_s"])):
-        for label, figures in (("handler s", "handler_s"), ("of it, local service s", "service_s")):
+        for label, figures in (
+            ("handler s", "handler_s"),
+            ("of it, local service s", "service_s"),
+            ("CPU s", "cpu_s"),
+        ):
             print(
                 f"  {f'{function} {label} (mean)':44} "
                 f"{first[figures].get(function, 0):8.3f} s {last[figures].get(function, 0):8.3f} s"
@@ -76,12 +84,14 @@ def _print_comparison(executions: list[dict[str, Any]], window: int, *, as_json:
         sum(first["handler_s"].values()) - sum(first["service_s"].values()),
         sum(last["handler_s"].values()) - sum(last["service_s"].values()),
     )
+    cpu_first, cpu_last = sum(first["cpu_s"].values()), sum(last["cpu_s"].values())
     if as_json:
         print(json.dumps({"first": first, "last": last, "executions": executions}))
     print(
         f"last/first: execution {last['execution_s'] / first['execution_s']:.2f}, "
         f"handler s less the local service's {summed_last / summed_first:.2f} "
         f"({summed_first:.3f} -> {summed_last:.3f}), "
+        f"handlers' CPU s {cpu_last / cpu_first:.2f} ({cpu_first:.3f} -> {cpu_last:.3f}), "
         f"requests {total_last / total_first:.2f} ({total_first:.1f} -> {total_last:.1f})"
     )
 
@@ -116,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                     "handler_s": {
                         name: function["handler_s"]
                         for name, function in figures["functions"].items()
+                    },
+                    "cpu_s": {
+                        name: function["cpu_s"] for name, function in figures["functions"].items()
                     },
                     "critical_path_s": figures["handlers_critical_path_s"],
                     "service_s": {

@@ -32,6 +32,10 @@ HANDLER = textwrap.dedent(
             sys.stdout.flush()
         if event.get("sleep"):
             time.sleep(event["sleep"])
+        if event.get("busy"):
+            until = time.process_time() + event["busy"]
+            while time.process_time() < until:
+                pass
         return {"pid": os.getpid(), "remaining": context.get_remaining_time_in_millis()}
     """
 )
@@ -148,6 +152,28 @@ def test_a_slow_init_phase_does_not_count_against_the_timeout_and_is_reported_ap
     assert len(reports) == 1
     assert reports[0]["init_duration_ms"] >= 1500
     assert reports[0]["duration_ms"] < 1000
+
+
+def test_the_report_gives_the_cpu_an_invocation_used_apart_from_its_waits(
+    pool: tuple[WorkerPool, list[MetricDatum], Path],
+) -> None:
+    workers, _, log = pool
+    revision = _revision(HANDLER)
+    _invoke(workers, revision, {})  # the init phase's CPU goes to the first report
+    # When a warm environment waits half a second, then computes for half a second
+    _invoke(workers, revision, {"sleep": 0.5})
+    _invoke(workers, revision, {"busy": 0.5})
+    # Then both last half a second or more, and only the second used the CPU
+    reports = [
+        json.loads(line)
+        for line in log.read_text(encoding="utf-8").splitlines()
+        if '"platform.report"' in line
+    ]
+    waited, computed = reports[1:]
+    assert waited["duration_ms"] >= 500
+    assert computed["duration_ms"] >= 500
+    assert waited["local_cpu_ms"] < 100
+    assert 400 <= computed["local_cpu_ms"] < 1000  # the kernel counts CPU in ticks
 
 
 CONVERTING_HANDLER = textwrap.dedent(

@@ -121,6 +121,11 @@ class InvocationReport:
     error_type: str | None
     max_memory_used_mb: float | None
     worker_pid: int
+    #: CPU milliseconds the environment used for it, every thread and the init phase
+    #: included. Lambda reports no such figure; locally it is the handler's own work,
+    #: apart from the time it waited for a machine that the local service and other
+    #: environments share.
+    cpu_ms: float | None = None
 
     def to_record(self, revision: FunctionRevision) -> dict[str, Any]:
         """The report as one JSON-ready log record (``type: platform.report``)."""
@@ -137,6 +142,7 @@ class InvocationReport:
             "max_memory_used_mb": self.max_memory_used_mb,
             "timeout_s": revision.timeout_s,
             "worker_pid": self.worker_pid,
+            "local_cpu_ms": round(self.cpu_ms, 1) if self.cpu_ms is not None else None,
             "status": "error" if self.error_type else "success",
             "error_type": self.error_type,
         }
@@ -270,6 +276,8 @@ class _Worker:
         self._initialised = False
         #: When the current invocation's timeout began (after any init phase).
         self.invoked_at = self.started
+        #: The process's CPU seconds when its last invocation was reported.
+        self._cpu_reported = 0.0
         self._ended: dict[str, threading.Event] = {
             "stdout": threading.Event(),
             "stderr": threading.Event(),
@@ -400,6 +408,18 @@ class _Worker:
         with contextlib.suppress(OSError):
             self._responses.close()
 
+    def cpu_ms_since_last_report(self) -> float | None:
+        """CPU milliseconds the process used (user and system, every thread) since the
+        last call: its init phase and the invocation, for the first."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return None
+        # utime and stime, fields 14 and 15 of proc_pid_stat(5), counted after the name.
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        used, self._cpu_reported = seconds - self._cpu_reported, seconds
+        return used * 1000
+
     def peak_memory_mb(self) -> float | None:
         """The worker's peak resident memory so far (Lambda's "Max Memory Used")."""
         try:
@@ -521,6 +541,7 @@ class WorkerPool:
         duration_ms = (time.monotonic() - worker.invoked_at) * 1000
         init_ms, worker.init_ms = worker.init_ms, None
         memory = worker.peak_memory_mb()
+        cpu_ms = worker.cpu_ms_since_last_report()
         error_type: str | None
         if answer is None:
             timed_out = worker.alive() and duration_ms >= revision.timeout_s * 1000
@@ -559,6 +580,7 @@ class WorkerPool:
             error_type=error_type,
             max_memory_used_mb=memory,
             worker_pid=worker.pid,
+            cpu_ms=cpu_ms,
         )
         self.sink.record(report.to_record(revision))
         return body
