@@ -198,6 +198,40 @@ def test_commits_and_reads_in_one_process_share_one_s3_file_system(
     assert made == [PROCESSED]
 
 
+def test_a_commit_reads_the_metadata_file_its_table_was_loaded_from_no_more(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a table holding a row, and a record of what S3 is asked for the metadata
+    # files (what one read of the table asks, measured first)
+    lake.afresh(TABLE).commit_transaction()
+    lake.write(TABLE, lambda transaction: transaction.append(_currency(1)))
+    fetched: list[str] = []
+    get_object = S3Backend.get_object
+
+    def recorded(backend: S3Backend, bucket: str, key: str, *args: Any, **kw: Any) -> Any:
+        if key.endswith(".metadata.json"):
+            fetched.append(key)
+        return get_object(backend, bucket, key, *args, **kw)
+
+    monkeypatch.setattr(S3Backend, "get_object", recorded)
+    loaded = lake.table(TABLE)
+    assert loaded is not None
+    one_read = len(fetched)
+    assert one_read > 0
+    fetched.clear()
+
+    # When a write commits another row
+    lake.write(TABLE, lambda transaction: transaction.append(_currency(2)))
+
+    # Then the file the table was loaded from was read once, when the write loaded the
+    # table, and not again when its commit checked that no other writer came first
+    monkeypatch.setattr(S3Backend, "get_object", get_object)
+    assert fetched.count(loaded.metadata_location.removeprefix(f"s3://{PROCESSED}/")) == one_read
+    current = lake.table(TABLE)
+    assert current is not None
+    assert _ids(current) == [1, 2]
+
+
 @pytest.mark.slow  # pyarrow retries the failed upload before it gives up
 def test_a_file_that_fails_to_upload_stops_the_commit_that_would_name_it(
     lake: Lake, monkeypatch: pytest.MonkeyPatch
