@@ -336,10 +336,11 @@ def _print_figures(runs: list[dict[str, Any]], rows: int) -> None:
     for function in runs[0]["backfill"]["functions"]:
         handler = series("backfill", "functions", function, "handler_s")
         init = series("backfill", "functions", function, "init_s")
+        cpu = series("backfill", "functions", function, "cpu_s")
         rss = series("backfill", "functions", function, "peak_rss_mb")
         print(
             f"  backfill {function:<10} handler s (sum) {_summary(handler)} "
-            f"(init {statistics.median(init):.2f}), "
+            f"(init {statistics.median(init):.2f}, CPU {statistics.median(cpu):.2f}), "
             f"peak worker RSS MB {statistics.median(rss):.0f} (max {max(rss):.0f})"
         )
     for kind in ("backfill", "idle", "one_percent"):
@@ -362,6 +363,12 @@ def _print_figures(runs: list[dict[str, Any]], rows: int) -> None:
         for r in runs
     ]
     print(f"  {'backfill handler s (sum) / floor':<34} {_summary(summed)}")
+    # Of them, the handlers' own work: waits for the local service and for a core it
+    # shares do not count.
+    cpu = [
+        sum(f["cpu_s"] for f in r["backfill"]["functions"].values()) / r["floor_s"] for r in runs
+    ]
+    print(f"  {'backfill handler CPU s (sum) / floor':<34} {_summary(cpu)}")
     waited = [r["backfill"]["handlers_critical_path_s"] / r["floor_s"] for r in runs]
     print(f"  {'backfill critical path / floor':<34} {_summary(waited)}")
 
