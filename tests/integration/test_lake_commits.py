@@ -5,7 +5,7 @@ writes its first rows, and expiry keeps what time travel within the retention ne
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -16,9 +16,9 @@ from pyiceberg.io.pyarrow import PyArrowFile
 
 from totes.errors import LakeCommitError
 from totes.lake import pyiceberg_patches
-from totes.lake.iceberg import Lake, LakeSettings
+from totes.lake.iceberg import WRITE_PROPERTIES, Lake, LakeSettings
 from totes.lake.layout import lake_schema, table_prefix
-from totes.lake.maintenance import expire_snapshots
+from totes.lake.maintenance import MaintenanceSettings, expire_snapshots, maintain_table
 
 from .pipeline_harness import LAKE_DATABASE, PROCESSED, REGION
 
@@ -230,6 +230,89 @@ def test_a_commit_reads_the_metadata_file_its_table_was_loaded_from_no_more(
     current = lake.table(TABLE)
     assert current is not None
     assert _ids(current) == [1, 2]
+
+
+def test_commits_delete_nothing_and_maintenance_removes_the_metadata_files_they_replaced(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a table written 12 times (more metadata files than the ten its log names),
+    # and a record of every object S3 is asked to delete or store
+    lake.afresh(TABLE).commit_transaction()
+    for currency in range(1, 13):
+        lake.write(TABLE, lambda transaction, c=currency: transaction.append(_currency(c)))
+    deleted: list[str] = []
+    stored: list[str] = []
+    delete_object, put_object = S3Backend.delete_object, S3Backend.put_object
+
+    def deleting(backend: S3Backend, bucket: str, key: str, *args: Any, **kw: Any) -> Any:
+        deleted.append(key)
+        return delete_object(backend, bucket, key, *args, **kw)
+
+    def storing(backend: S3Backend, bucket: str, key: str, *args: Any, **kw: Any) -> Any:
+        stored.append(key)
+        return put_object(backend, bucket, key, *args, **kw)
+
+    monkeypatch.setattr(S3Backend, "delete_object", deleting)
+    monkeypatch.setattr(S3Backend, "put_object", storing)
+
+    # When a write commits another row
+    lake.write(TABLE, lambda transaction: transaction.append(_currency(13)))
+
+    # Then it deleted nothing, and stored its four files alone (no folder marker)
+    assert deleted == []
+    assert len(stored) == 4
+    monkeypatch.setattr(S3Backend, "delete_object", delete_object)
+    monkeypatch.setattr(S3Backend, "put_object", put_object)
+
+    # And a maintenance once they are old enough deletes every metadata file older than
+    # the ten the log names (but the one its own last commit replaced, left for the
+    # next), and the table still reads every row
+    maintain_table(
+        lake,
+        TABLE,
+        MaintenanceSettings(bucket=PROCESSED, database=LAKE_DATABASE),
+        "run-maintenance",
+        datetime.now(UTC) + timedelta(hours=3),
+    )
+    current = lake.table(TABLE)
+    assert current is not None
+    assert _ids(current) == list(range(1, 14))
+    listed = lake.s3.list_objects_v2(Bucket=PROCESSED, Prefix=f"{table_prefix(TABLE)}metadata/")
+    versions = sorted(
+        int(item["Key"].rsplit("/", 1)[-1].split("-", 1)[0])
+        for item in listed["Contents"]
+        if item["Key"].endswith(".metadata.json")
+    )
+    newest = int(current.metadata_location.rsplit("/", 1)[-1].split("-", 1)[0])
+    assert versions == list(range(newest - 11, newest + 1))
+
+
+def test_maintenance_gives_a_table_an_earlier_release_made_the_lakes_write_properties(
+    lake: Lake,
+) -> None:
+    # Given a table that still deletes its oldest metadata file after every commit (as
+    # tables were made before)
+    lake.afresh(TABLE).commit_transaction()
+    lake.write(
+        TABLE,
+        lambda transaction: transaction.set_properties(
+            {"write.metadata.delete-after-commit.enabled": "true"}
+        ),
+    )
+
+    # When it is maintained
+    maintain_table(
+        lake,
+        TABLE,
+        MaintenanceSettings(bucket=PROCESSED, database=LAKE_DATABASE),
+        "run-maintenance",
+        datetime.now(UTC),
+    )
+
+    # Then it holds the lake's write properties from then on
+    current = lake.table(TABLE)
+    assert current is not None
+    assert {key: current.properties.get(key) for key in WRITE_PROPERTIES} == WRITE_PROPERTIES
 
 
 @pytest.mark.slow  # pyarrow retries the failed upload before it gives up

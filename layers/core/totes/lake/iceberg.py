@@ -55,19 +55,27 @@ RUN: Final = "totes.run"
 #: Snapshot summary property: why a snapshot that adds no rows was made.
 MAINTENANCE: Final = "totes.maintenance"
 
-#: Properties every lake table is made with. Manifests are merged as appends pile up
-#: (a scan then reads a few manifests, not one per commit), and old metadata files are
-#: deleted as new ones are written (a table keeps its last ten).
-TABLE_PROPERTIES: Final[Mapping[str, str]] = {
-    "format-version": "2",
+#: Properties every lake table is kept to: made with them, and given them again by each
+#: compaction (so a table an earlier release made takes up what changed). Manifests are
+#: merged as appends pile up (a scan then reads a few manifests, not one per commit).
+#: The metadata log names a table's last ten metadata files; the older ones are left to
+#: maintenance's daily orphan search, which deletes them a thousand to a request, where
+#: deleting the oldest after each commit cost that commit a ``HeadObject``, a
+#: ``DeleteObject`` and, from pyarrow, a ``PutObject`` of a folder marker.
+WRITE_PROPERTIES: Final[Mapping[str, str]] = {
     "write.parquet.compression-codec": "zstd",
     "commit.manifest-merge.enabled": "true",
-    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.delete-after-commit.enabled": "false",
     "write.metadata.previous-versions-max": "10",
     # pyiceberg would rebuild a commit that lost its race on the new head with what it had
     # read before (the counts of commits, the positions); :meth:`Lake.write` and
     # :meth:`Lake.commit` retry instead, deciding again from the table as it then stands.
     "commit.retry.num-retries": "0",
+}
+#: Properties every lake table is made with.
+TABLE_PROPERTIES: Final[Mapping[str, str]] = {
+    "format-version": "2",
+    **WRITE_PROPERTIES,
     COMMITS_SINCE_MAINTENANCE: "0",
 }
 #: Times a commit that lost a race with another writer's is made again.

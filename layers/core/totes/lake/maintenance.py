@@ -10,12 +10,14 @@ mirrors) has reached ``every_commits``. For each, in one pass:
 
 1. *compaction*: every partition (a fact's month; a dimension's whole table) with more
    than one small file is rewritten as files of the target size, in one commit that also
-   resets the count;
+   resets the count and sets the lake's write properties again
+   (:data:`~totes.lake.iceberg.WRITE_PROPERTIES`);
 2. *expiry*: snapshots that stopped being current before the retention are expired:
    time travel reaches back that far;
 3. *orphans*, at most once every :data:`ORPHAN_CHECK_EVERY`: files under the table's
    folder that no remaining snapshot or metadata file references (replaced by
-   compaction and since expired, or written by a commit that lost its race), older than
+   compaction and since expired, metadata files older than the ten the metadata log
+   names, or files written by a commit that lost its race), older than
    :data:`ORPHAN_MIN_AGE`, are deleted. Finding them reads the manifest list of every
    snapshot kept and every manifest, so its cost grows with the retention: 500
    executions in a row took maintenance from 100 to 1,016 S3 GETs per execution when it
@@ -39,7 +41,14 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 
 from totes.contracts import NonEmptyText, parse_event, settings_from_environment
 from totes.errors import LakeCommitError, LakeMaintenanceError
-from totes.lake.iceberg import COMMITS_SINCE_MAINTENANCE, MAINTENANCE, RUN, Lake, LakeSettings
+from totes.lake.iceberg import (
+    COMMITS_SINCE_MAINTENANCE,
+    MAINTENANCE,
+    RUN,
+    WRITE_PROPERTIES,
+    Lake,
+    LakeSettings,
+)
 from totes.lake.layout import table_prefix
 from totes.names import EnvironmentVariable
 from totes.tables import WAREHOUSE, WAREHOUSE_TABLES, largest_first
@@ -345,7 +354,9 @@ def _compact(current: Table, target: int, run_id: str) -> tuple[int, int]:
                 overwrite_filter=where,
                 snapshot_properties={RUN: run_id, MAINTENANCE: "compaction"},
             )
-        transaction.set_properties({COMMITS_SINCE_MAINTENANCE: "0", _TARGET_FILE_SIZE: str(target)})
+        transaction.set_properties(
+            {**WRITE_PROPERTIES, COMMITS_SINCE_MAINTENANCE: "0", _TARGET_FILE_SIZE: str(target)}
+        )
     return len(files), len(crowded)
 
 
