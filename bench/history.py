@@ -3,8 +3,9 @@
 Seeds a source with the generator (default scale 1), runs a backfill, then N executions
 (default 500) with a few business changes in the source before each (default 5, about
 what five minutes bring at the client's rates). The changes repeat every 50 executions
-(seeds 1 to 50 over again), so the last 50 make the same kinds of change as the first
-50, in the same order, and differ only in the history behind them. For the first and
+(seeds 1 to 50 over again, the last 50 with the first 50's), so the last 50 make the
+same kinds of change as the first 50, in the same order, and differ only in the
+history behind them. For the first and
 the last 50 it prints the median execution time, the handlers' seconds (and of them,
 the seconds the local service took to answer: AWS answers at its own speed, whatever
 the bucket holds), the CPU seconds of them (the handlers' own work: time spent waiting
@@ -33,6 +34,15 @@ from totes.db import connect
 from totes_local.source.mutate import mutate
 
 WINDOW = 50
+
+
+def _seed(number: int, executions: int, window: int) -> int:
+    """The seed of execution ``number``: 1 to ``window`` over again, the last window's
+    the same as the first's, whatever the number of executions."""
+    last_window_from = executions - window
+    if number > last_window_from:
+        return number - last_window_from
+    return (number - 1) % window + 1
 
 
 def _summary(executions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -84,6 +94,7 @@ def _print_comparison(executions: list[dict[str, Any]], window: int, *, as_json:
         sum(first["handler_s"].values()) - sum(first["service_s"].values()),
         sum(last["handler_s"].values()) - sum(last["service_s"].values()),
     )
+    # A log without CPU figures (an earlier runtime's) gives none; the ratio is then 0.
     cpu_first, cpu_last = sum(first["cpu_s"].values()), sum(last["cpu_s"].values())
     if as_json:
         print(json.dumps({"first": first, "last": last, "executions": executions}))
@@ -91,7 +102,8 @@ def _print_comparison(executions: list[dict[str, Any]], window: int, *, as_json:
         f"last/first: execution {last['execution_s'] / first['execution_s']:.2f}, "
         f"handler s less the local service's {summed_last / summed_first:.2f} "
         f"({summed_first:.3f} -> {summed_last:.3f}), "
-        f"handlers' CPU s {cpu_last / cpu_first:.2f} ({cpu_first:.3f} -> {cpu_last:.3f}), "
+        f"handlers' CPU s {cpu_last / cpu_first if cpu_first else 0:.2f} "
+        f"({cpu_first:.3f} -> {cpu_last:.3f}), "
         f"requests {total_last / total_first:.2f} ({total_first:.1f} -> {total_last:.1f})"
     )
 
@@ -111,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"backfill: {backfill.status} in {backfill.duration_s:.2f} s", flush=True)
         for number in range(1, args.executions + 1):
             with connect(source_dsn) as conn:
-                mutate(conn, seed=(number - 1) % window + 1, changes=args.changes)
+                mutate(conn, seed=_seed(number, args.executions, window), changes=args.changes)
             before = requests_so_far(endpoint, by_function=True)
             log_offset = workflow.log_path.stat().st_size
             served_before = service_seconds_so_far(endpoint)

@@ -351,7 +351,9 @@ def mutate(
     seed
         Chooses the changes. The same seed makes the same kinds of change, in the same
         order, on any source (so runs on sources of different sizes compare like with
-        like); on the same source it also picks the same rows and values.
+        like), but where a source has nothing for a kind (no unpaid payment to settle)
+        and another is drawn in its place; on the same source it also picks the same
+        rows and values.
     changes
         How many changes to apply (a new order with its transaction and payment is one).
 
@@ -380,10 +382,13 @@ def mutate(
         applied = 0
         while applied < changes:
             kind = kind_rng.choices(kinds, weights)[0]
-            try:
-                getattr(mutator, kind)()
-            except _NothingToChangeError:
-                continue
+            while True:
+                try:
+                    getattr(mutator, kind)()
+                    break
+                except _NothingToChangeError:
+                    # Replaced from the rows' stream: the kinds after it stay the seed's.
+                    kind = rng.choices(kinds, weights)[0]
             applied += 1
             mutator.report.kinds[kind] += 1
             if on_change:

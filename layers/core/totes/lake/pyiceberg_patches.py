@@ -299,14 +299,14 @@ def _commit_knowing_the_table(
         _COMMITTING.table = None
 
 
-def _metadata_in_hand_or_read(input_file: InputFile, encoding: str = "utf-8") -> TableMetadata:
+def _metadata_in_hand_or_read(input_file: InputFile, *args: Any, **kwargs: Any) -> TableMetadata:
     """The metadata of the table being committed, if ``input_file`` is the file it was
-    loaded from; else the file's, read and parsed."""
+    loaded from; else the file's, read and parsed (with whatever else pyiceberg passes)."""
     committing = getattr(_COMMITTING, "table", None)
     if committing is not None and input_file.location == committing.metadata_location:
         held: TableMetadata = committing.metadata
         return held
-    read: TableMetadata = _REPLACED["read_metadata"](input_file, encoding)
+    read: TableMetadata = _REPLACED["read_metadata"](input_file, *args, **kwargs)
     return read
 
 
