@@ -155,7 +155,7 @@ def measure(
 ) -> dict[str, Any]:
     """One execution's figures: its seconds, seconds per stage, handler seconds per
     function (summed over invocations, cold starts' init phases included and also shown
-    alone, and the CPU seconds of them, which the machine's other work cannot stretch),
+    alone, and the CPU seconds of them: their own work, without their waits),
     the handlers' critical path (seconds in which at least one ran, from the
     workers' own start and end times), the local runtime's overhead (execution minus
     that), each function's peak worker RSS. ``log_offset``: where in the local log the

@@ -5,14 +5,14 @@ Seeds a source with the generator (default scale 1), runs a backfill, then N exe
 what five minutes bring at the client's rates). The changes repeat every 50 executions
 (seeds 1 to 50 over again, the last 50 with the first 50's), so the last 50 make the
 same kinds of change as the first 50, in the same order, and differ only in the
-history behind them. For the first and
-the last 50 it prints the median execution time, the handlers' seconds (and of them,
-the seconds the local service took to answer: AWS answers at its own speed, whatever
-the bucket holds), the CPU seconds of them (the handlers' own work: time spent waiting
-for a core that the local service also uses does not count) and the mean AWS requests per
-execution, by function, service and action, as the local service counted them; the
-last line compares the two. Growth in any is work that depends on history, which a
-month of five-minute runs (8,640 executions) would multiply.
+history behind them. For the first and the last 50 it prints the median execution
+time, the handlers' seconds (and of them, the seconds the local service took to
+answer: AWS answers at its own speed, whatever the bucket holds), the CPU seconds of
+them (the handlers' own work, without their waits for the local service or for a core
+it shares) and the mean AWS requests per execution, by function, service and action,
+as the local service counted them; the last line compares the two. Growth in any is
+work that depends on history, which a month of five-minute runs (8,640 executions)
+would multiply.
 
 Usage::
 
