@@ -5,14 +5,22 @@ Seeds a source with the generator (default scale 1), runs a backfill, then N exe
 what five minutes bring at the client's rates). The changes repeat every 50 executions
 (seeds 1 to 50 over again, the last 50 with the first 50's), so the last 50 make the
 same kinds of change as the first 50, in the same order, and differ only in the
-history behind them. For the first and the last 50 it prints the median execution
-time, the handlers' seconds (and of them, the seconds the local service took to
-answer: AWS answers at its own speed, whatever the bucket holds), the CPU seconds of
+history behind them.
+
+The last 50 run side by side with a second deployment of the same source, new: its
+backfill, then its first 50 executions with the same seeds, one of each deployment in
+turn. A shared machine's speed drifts by a third within minutes; side by side, the
+drift falls on both alike, where the first 50 of the run were measured ten minutes
+before the last.
+
+For the first 50, the new deployment's 50 and the last 50 it prints the median
+execution time, the handlers' seconds (and of them, the seconds the local service took
+to answer: AWS answers at its own speed, whatever the bucket holds), the CPU seconds of
 them (the handlers' own work, without their waits for the local service or for a core
 it shares) and the mean AWS requests per execution, by function, service and action,
-as the local service counted them; the last line compares the two. Growth in any is
-work that depends on history, which a month of five-minute runs (8,640 executions)
-would multiply.
+as the local service counted them; the last lines compare the last 50 with the first
+and with the new deployment's. Growth in any is work that depends on history, which a
+month of five-minute runs (8,640 executions) would multiply.
 
 Usage::
 
@@ -26,11 +34,13 @@ import json
 import statistics
 import sys
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from common import measure, measured_workflow, requests_so_far, service_seconds_so_far
 
 from totes.db import connect
+from totes_local.runtime.workflow import LocalWorkflow
 from totes_local.source.mutate import mutate
 
 WINDOW = 50
@@ -66,46 +76,88 @@ def _summary(executions: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _print_comparison(executions: list[dict[str, Any]], window: int, *, as_json: bool) -> None:
-    first, last = _summary(executions[:window]), _summary(executions[-window:])
-    print(f"\nper execution, first {window} and last {window} of {len(executions)}:")
-    print(f"  {'execution (median)':44} {first['execution_s']:8.3f} s {last['execution_s']:8.3f} s")
-    print(
-        f"  {'handlers critical path (median)':44} {first['critical_path_s']:8.3f} s "
-        f"{last['critical_path_s']:8.3f} s"
+def _ratios(base: dict[str, Any], other: dict[str, Any]) -> str:
+    """``other`` over ``base``: execution, handler s less the local service's, CPU, requests."""
+    less_service = [
+        sum(figures["handler_s"].values()) - sum(figures["service_s"].values())
+        for figures in (base, other)
+    ]
+    # A log without CPU figures (an earlier runtime's) gives none; the ratio is then 0.
+    cpu = [sum(figures["cpu_s"].values()) for figures in (base, other)]
+    requests = [sum(figures["requests"].values()) for figures in (base, other)]
+    return (
+        f"execution {other['execution_s'] / base['execution_s']:.2f}, "
+        f"handler s less the local service's {less_service[1] / less_service[0]:.2f} "
+        f"({less_service[0]:.3f} -> {less_service[1]:.3f}), "
+        f"handlers' CPU s {cpu[1] / cpu[0] if cpu[0] else 0:.2f} ({cpu[0]:.3f} -> {cpu[1]:.3f}), "
+        f"requests {requests[1] / requests[0]:.2f} ({requests[0]:.1f} -> {requests[1]:.1f})"
     )
-    for function in sorted(set(first["handler_s"]) | set(last["handler_s"])):
+
+
+def _print_comparison(
+    aged: list[dict[str, Any]], young: list[dict[str, Any]], window: int, *, as_json: bool
+) -> None:
+    first, beside, last = _summary(aged[:window]), _summary(young), _summary(aged[-window:])
+    columns = (first, beside, last)
+    print(
+        f"\nper execution: first {window} of {len(aged)} | a new deployment's first {window}, "
+        f"side by side with | the last {window}"
+    )
+
+    def row(label: str, values: list[float], unit: str = " s") -> None:
+        print(f"  {label:44}" + "".join(f" {value:8.3f}{unit}" for value in values))
+
+    row("execution (median)", [c["execution_s"] for c in columns])
+    row("handlers critical path (median)", [c["critical_path_s"] for c in columns])
+    for function in sorted(set().union(*(c["handler_s"] for c in columns))):
         for label, figures in (
             ("handler s", "handler_s"),
             ("of it, local service s", "service_s"),
             ("CPU s", "cpu_s"),
         ):
-            print(
-                f"  {f'{function} {label} (mean)':44} "
-                f"{first[figures].get(function, 0):8.3f} s {last[figures].get(function, 0):8.3f} s"
-            )
-    for action in sorted(set(first["requests"]) | set(last["requests"])):
-        print(
-            f"  {action:44} {first['requests'].get(action, 0):8.1f}   "
-            f"{last['requests'].get(action, 0):8.1f}"
-        )
-    total_first, total_last = sum(first["requests"].values()), sum(last["requests"].values())
-    summed_first, summed_last = (
-        sum(first["handler_s"].values()) - sum(first["service_s"].values()),
-        sum(last["handler_s"].values()) - sum(last["service_s"].values()),
-    )
-    # A log without CPU figures (an earlier runtime's) gives none; the ratio is then 0.
-    cpu_first, cpu_last = sum(first["cpu_s"].values()), sum(last["cpu_s"].values())
+            row(f"{function} {label} (mean)", [c[figures].get(function, 0) for c in columns])
+    for action in sorted(set().union(*(c["requests"] for c in columns))):
+        row(action, [c["requests"].get(action, 0) for c in columns], unit="  ")
     if as_json:
-        print(json.dumps({"first": first, "last": last, "executions": executions}))
-    print(
-        f"last/first: execution {last['execution_s'] / first['execution_s']:.2f}, "
-        f"handler s less the local service's {summed_last / summed_first:.2f} "
-        f"({summed_first:.3f} -> {summed_last:.3f}), "
-        f"handlers' CPU s {cpu_last / cpu_first if cpu_first else 0:.2f} "
-        f"({cpu_first:.3f} -> {cpu_last:.3f}), "
-        f"requests {total_last / total_first:.2f} ({total_first:.1f} -> {total_last:.1f})"
-    )
+        print(json.dumps({"first": first, "beside": beside, "last": last, "executions": aged}))
+    print(f"last/first, minutes apart: {_ratios(first, last)}")
+    print(f"last/new deployment's, side by side: {_ratios(beside, last)}")
+
+
+@dataclass
+class _Deployment:
+    """One deployment under measurement: its workflow, its source and what it measured."""
+
+    workflow: LocalWorkflow
+    source_dsn: str
+    endpoint: str
+    executions: list[dict[str, Any]] = field(default_factory=list)
+
+    def execute(self, seed: int, changes: int) -> None:
+        """Change the source with ``seed``, run one execution and keep its figures."""
+        with connect(self.source_dsn) as conn:
+            mutate(conn, seed=seed, changes=changes)
+        before = requests_so_far(self.endpoint, by_function=True)
+        log_offset = self.workflow.log_path.stat().st_size
+        served_before = service_seconds_so_far(self.endpoint)
+        report = self.workflow.execute()
+        if report.status != "SUCCEEDED":
+            raise RuntimeError(f"execution {len(self.executions) + 1} ended {report.status}")
+        figures = measure(self.workflow, report, log_offset=log_offset)
+        functions = figures["functions"]
+        self.executions.append(
+            {
+                "execution_s": report.duration_s,
+                "handler_s": {name: function["handler_s"] for name, function in functions.items()},
+                "cpu_s": {name: function["cpu_s"] for name, function in functions.items()},
+                "critical_path_s": figures["handlers_critical_path_s"],
+                "service_s": {
+                    function: seconds - served_before.get(function, 0.0)
+                    for function, seconds in service_seconds_so_far(self.endpoint).items()
+                },
+                "requests": dict(requests_so_far(self.endpoint, by_function=True) - before),
+            }
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,42 +169,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     window = min(WINDOW, max(1, args.executions // 2))
 
-    executions: list[dict[str, Any]] = []
-    with measured_workflow("history", args.scale) as (workflow, source_dsn, endpoint):
-        backfill = workflow.execute()
+    with (
+        measured_workflow("history", args.scale) as aged_workflow,
+        measured_workflow("history_new", args.scale) as new_workflow,
+    ):
+        aged, new = _Deployment(*aged_workflow), _Deployment(*new_workflow)
+        backfill = aged.workflow.execute()
         print(f"backfill: {backfill.status} in {backfill.duration_s:.2f} s", flush=True)
-        for number in range(1, args.executions + 1):
-            with connect(source_dsn) as conn:
-                mutate(conn, seed=_seed(number, args.executions, window), changes=args.changes)
-            before = requests_so_far(endpoint, by_function=True)
-            log_offset = workflow.log_path.stat().st_size
-            served_before = service_seconds_so_far(endpoint)
-            report = workflow.execute()
-            if report.status != "SUCCEEDED":
-                print(f"execution {number}: {report.status}", file=sys.stderr)
-                return 1
-            figures = measure(workflow, report, log_offset=log_offset)
-            executions.append(
-                {
-                    "execution_s": report.duration_s,
-                    "handler_s": {
-                        name: function["handler_s"]
-                        for name, function in figures["functions"].items()
-                    },
-                    "cpu_s": {
-                        name: function["cpu_s"] for name, function in figures["functions"].items()
-                    },
-                    "critical_path_s": figures["handlers_critical_path_s"],
-                    "service_s": {
-                        function: seconds - served_before.get(function, 0.0)
-                        for function, seconds in service_seconds_so_far(endpoint).items()
-                    },
-                    "requests": dict(requests_so_far(endpoint, by_function=True) - before),
-                }
-            )
+        for number in range(1, args.executions - window + 1):
+            aged.execute(_seed(number, args.executions, window), args.changes)
             if number % 50 == 0:
                 print(f"{number} executions", flush=True)
-    _print_comparison(executions, window, as_json=args.json)
+        new_backfill = new.workflow.execute()
+        print(f"a new deployment's backfill: {new_backfill.status}", flush=True)
+        for number in range(1, window + 1):
+            # The same changes on both, each first in turn, so that whatever the machine
+            # does in these minutes falls on both alike.
+            for deployment in (new, aged) if number % 2 else (aged, new):
+                deployment.execute(number, args.changes)
+        print(f"{len(aged.executions)} executions", flush=True)
+    _print_comparison(aged.executions, new.executions, window, as_json=args.json)
     return 0
 
 
