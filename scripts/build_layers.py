@@ -17,6 +17,13 @@ Left out on purpose: boto3 (part of the Lambda Python runtime), rich (terminal
 output of the ``totes`` command only) and aws-lambda-powertools (the functions use
 the public Powertools layer). See ``docs/adr/0004-lambda-packaging-without-docker.md``.
 
+Both carry the byte code of the modules the handlers import, compiled for the Lambda
+runtime's Python (3.12) by a CPython 3.12 of the build machine: ``$LAMBDA_PYTHON``, or
+``python3.12`` on the path. Lambda unpacks layers into a read-only ``/opt``, where
+Python cannot keep what it compiles, so without it every cold start compiles every
+module it imports again (ADR 27). Without such an interpreter the layers carry sources
+alone, and the build says so.
+
 Each layer becomes ``build/layers/<name>/python/...`` and a reproducible
 ``build/layers/<name>.zip`` (sorted entries, fixed timestamps) that the CDK app
 uploads as is, plus ``build/layers/<name>.json`` with its inputs' fingerprint and
@@ -32,6 +39,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import filecmp
 import hashlib
 import json
 import os
@@ -78,15 +86,53 @@ NOT_IN_LAYER = {
 }
 
 #: What no function imports at run time: tests, C headers and Cython sources of the
-#: wheels, and console scripts. Byte code is not written in the first place
-#: (``--no-compile``): it would be for the build machine's Python, not 3.12.
+#: wheels, and console scripts. pip writes no byte code (``--no-compile``): it would be for
+#: the build machine's Python; the Lambda runtime's is compiled afterwards.
 _TRIMMED_ANYWHERE = frozenset({"__pycache__", "tests"})
 _TRIMMED_AT_TOP = frozenset({"bin"})
 _TRIMMED_INSIDE_PACKAGE = {"pyarrow": frozenset({"include", "src"})}
 _TRIMMED_SUFFIXES = (".pyc", ".pyx", ".pxd", ".pxi")
+#: A shared library of a wheel, as its versioned name (``libarrow_python.so.2400``), the
+#: name the extension modules ask the loader for. A wheel cannot hold symbolic links, so
+#: the same library also comes as copies under the names only a linker reads
+#: (``libarrow_python.so``, ``libarrow_python.so.2400.0.0``): 5.0 MB of pyarrow's.
+_SONAME = re.compile(r"^(lib[\w+-]+\.so)\.(\d+)$")
+
+#: Where Lambda unpacks a layer's ``python`` folder: the file names compiled modules carry
+#: (in tracebacks), whichever folder they were compiled in.
+LAMBDA_LAYER_PATH = "/opt/python"
+#: The tag of the byte code files the Lambda runtime's Python reads.
+_BYTE_CODE_TAG = "cpython-" + LAMBDA_PYTHON_VERSION.replace(".", "")
+#: The CPython 3.12 that compiles the layers' byte code, when not ``python3.12`` on the path.
+LAMBDA_PYTHON_VARIABLE = "LAMBDA_PYTHON"
+#: The dependencies layer's top-level packages and modules that a handler imports
+#: (``tests/infra/test_lambda_packaging.py`` checks the list against what they import):
+#: compiled. The rest (pyiceberg's Hive client, rich and Pygments for its command line, ...)
+#: stays source, which leaves room under Lambda's size limit.
+COMPILED_DEPENDENCIES = frozenset(
+    {
+        "annotated_types",
+        "cachetools",
+        "certifi",
+        "dateutil",
+        "psycopg",
+        "psycopg_binary",
+        "pyarrow",
+        "pydantic",
+        "pydantic_core",
+        "pyiceberg",
+        "pyparsing",
+        "six.py",
+        "strictyaml",
+        "typing_extensions.py",
+        "typing_inspection",
+        "urllib3",
+        "zstandard",
+    }
+)
 
 #: Bumped when this script changes what it produces, so stale builds are redone.
-_BUILD_FORMAT = "3"
+_BUILD_FORMAT = "4"
 #: A pinned line of the lock: ``name==version`` and, after `` ; ``, an environment marker.
 _LOCKED_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)(?:\s*;\s*([^\\]+?))?\s*\\?$")
 #: Date of every zip entry: the earliest a zip can hold, so that identical
@@ -181,11 +227,25 @@ def build_layers(output: Path = DEFAULT_OUTPUT, *, force: bool = False) -> list[
     requirements = layer_requirements(REPOSITORY_ROOT / "pyproject.toml")
     pins = locked_versions(LOCK, LAMBDA_MARKER_ENVIRONMENT)
     constraints = [f"{name}=={version}" for name, version in sorted(pins.items())]
+    compiler = lambda_interpreter()
+    compiled_by = compiler.version if compiler else "sources only"
     dependencies_inputs = _fingerprint(
-        [_BUILD_FORMAT, LAMBDA_PYTHON_VERSION, *LAMBDA_PLATFORMS, *requirements, *constraints]
+        [
+            _BUILD_FORMAT,
+            LAMBDA_PYTHON_VERSION,
+            compiled_by,
+            *LAMBDA_PLATFORMS,
+            *requirements,
+            *constraints,
+            *sorted(COMPILED_DEPENDENCIES),
+        ]
     )
     core_inputs = _fingerprint(
-        [_BUILD_FORMAT, (REPOSITORY_ROOT / "pyproject.toml").read_text(encoding="utf-8")],
+        [
+            _BUILD_FORMAT,
+            compiled_by,
+            (REPOSITORY_ROOT / "pyproject.toml").read_text(encoding="utf-8"),
+        ],
         files=_source_files(CORE_PACKAGE),
     )
     return [
@@ -194,10 +254,111 @@ def build_layers(output: Path = DEFAULT_OUTPUT, *, force: bool = False) -> list[
             "dependencies",
             dependencies_inputs,
             lambda target: _install_locked(requirements, constraints, pins, target),
+            compile_modules=lambda site_packages: _compile_for_lambda(
+                compiler, site_packages, COMPILED_DEPENDENCIES
+            ),
             force=force,
         ),
-        _build_layer(output, "core", core_inputs, _install_core_package, force=force),
+        _build_layer(
+            output,
+            "core",
+            core_inputs,
+            _install_core_package,
+            compile_modules=lambda site_packages: _compile_for_lambda(
+                compiler, site_packages, {"totes"}
+            ),
+            force=force,
+        ),
     ]
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """A CPython of the Lambda runtime's version on the build machine."""
+
+    path: str
+    #: ``CPython 3.12.1``: layers compiled by another release are built again.
+    version: str
+
+
+class LambdaPythonError(RuntimeError):
+    """``$LAMBDA_PYTHON`` names no CPython of the Lambda runtime's version."""
+
+
+def lambda_interpreter() -> Interpreter | None:
+    """The CPython that compiles the layers' byte code, or None where the machine has none.
+
+    ``$LAMBDA_PYTHON`` when set (it must be CPython 3.12), else ``python3.12`` on the path
+    when it runs.
+
+    Examples
+    --------
+    >>> found = lambda_interpreter()
+    >>> found is None or found.version.startswith("CPython 3.12.")
+    True
+    """
+    named = os.environ.get(LAMBDA_PYTHON_VARIABLE)
+    candidate = named or shutil.which(f"python{LAMBDA_PYTHON_VERSION}")
+    if candidate is None:
+        return None
+    probe = "import platform; print(platform.python_implementation(), platform.python_version())"
+    try:
+        # An interpreter the user named or the path holds, with a fixed probe.
+        completed = subprocess.run(  # noqa: S603  # nosec B603
+            [candidate, "-I", "-c", probe], capture_output=True, text=True, timeout=60, check=False
+        )
+    except OSError as exc:
+        if named:
+            raise LambdaPythonError(
+                f"{LAMBDA_PYTHON_VARIABLE}={named} does not run: {exc}"
+            ) from exc
+        return None
+    version = completed.stdout.strip()
+    if completed.returncode == 0 and version.startswith(f"CPython {LAMBDA_PYTHON_VERSION}."):
+        return Interpreter(path=candidate, version=version)
+    if named:
+        raise LambdaPythonError(
+            f"{LAMBDA_PYTHON_VARIABLE}={named} is {version or 'not a working Python'}, "
+            f"not CPython {LAMBDA_PYTHON_VERSION}"
+        )
+    # A launcher that names a version it cannot run (a version manager's shim, say).
+    return None
+
+
+def compile_for_lambda(interpreter: Interpreter, site_packages: Path, names: Iterable[str]) -> None:
+    """Write the byte code of the named top-level packages and modules, as Lambda imports them.
+
+    Each module gets ``__pycache__/<name>.cpython-312.pyc``, checked against nothing but its
+    interpreter's version (``unchecked-hash``: a layer never changes once published, so
+    Python need not read the source to trust it), naming its file as Lambda sees it
+    (``/opt/python/...``). The same sources and interpreter give the same bytes.
+    """
+    targets = [
+        str(site_packages / name) for name in sorted(names) if (site_packages / name).exists()
+    ]
+    command = [
+        interpreter.path,
+        *("-I", "-m", "compileall", "-q", "-j", "0"),
+        *("-s", str(site_packages), "-p", LAMBDA_LAYER_PATH),
+        *("--invalidation-mode", "unchecked-hash"),
+        *targets,
+    ]
+    # The interpreter found above, with paths of this build: no shell, no outside input.
+    subprocess.run(command, check=True, capture_output=True)  # noqa: S603  # nosec B603
+
+
+def _compile_for_lambda(
+    interpreter: Interpreter | None, site_packages: Path, names: Iterable[str]
+) -> None:
+    if interpreter is None:
+        print(
+            f"no CPython {LAMBDA_PYTHON_VERSION} found (${LAMBDA_PYTHON_VARIABLE} or "
+            f"python{LAMBDA_PYTHON_VERSION} on the path): the layer carries sources alone, "
+            "which every cold start on Lambda compiles again",
+            flush=True,
+        )
+        return
+    compile_for_lambda(interpreter, site_packages, names)
 
 
 def _build_layer(
@@ -206,6 +367,7 @@ def _build_layer(
     inputs_fingerprint: str,
     install: Callable[[Path], None],
     *,
+    compile_modules: Callable[[Path], None],
     force: bool,
 ) -> LayerReport:
     folder, zip_path, report_path = output / name, output / f"{name}.zip", output / f"{name}.json"
@@ -218,6 +380,7 @@ def _build_layer(
     site_packages = folder / "python"
     install(site_packages)
     _trim(site_packages)
+    compile_modules(site_packages)
     files = _write_reproducible_zip(folder, zip_path)
     recorded = {
         "inputs": inputs_fingerprint,
@@ -225,6 +388,7 @@ def _build_layer(
         "unzipped_bytes": sum(path.stat().st_size for path in _files_under(folder)),
         "zipped_bytes": zip_path.stat().st_size,
         "packages": _installed_distributions(site_packages),
+        "byte_code_modules": sum(1 for _ in site_packages.rglob(f"*.{_BYTE_CODE_TAG}.pyc")),
     }
     report_path.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return _report(name, zip_path, recorded, rebuilt=True)
@@ -300,6 +464,39 @@ def _trim(site_packages: Path) -> None:
             shutil.rmtree(path)
         elif path.is_file() and path.name.endswith(_TRIMMED_SUFFIXES):
             path.unlink()
+    for folder in {path.parent for path in site_packages.rglob("lib*.so.*")}:
+        copies = linker_only_copies(path.name for path in folder.iterdir())
+        for copy, loaded in copies.items():
+            if filecmp.cmp(folder / copy, folder / loaded, shallow=False):
+                (folder / copy).unlink()
+
+
+def linker_only_copies(names: Iterable[str]) -> dict[str, str]:
+    """The names of shared libraries that only a linker would read, among a folder's files,
+    each with the name the loader reads (whose copy it may be: the caller compares them).
+
+    Examples
+    --------
+    >>> copies = linker_only_copies(
+    ...     ["libarrow_python.so", "libarrow_python.so.2400", "libarrow_python.so.2400.0.0",
+    ...      "libparquet.so.2400", "lib.cpython-312-x86_64-linux-gnu.so", "libz.so"]
+    ... )
+    >>> for copy, loaded in copies.items():
+    ...     print(copy, "->", loaded)
+    libarrow_python.so -> libarrow_python.so.2400
+    libarrow_python.so.2400.0.0 -> libarrow_python.so.2400
+    """
+    present = set(names)
+    copies = {}
+    for name in sorted(present):
+        match = _SONAME.match(name)
+        if match is None:
+            continue
+        unversioned, major = match.groups()
+        for other in sorted(present):
+            if other == unversioned or other.startswith(f"{unversioned}.{major}."):
+                copies[other] = name
+    return copies
 
 
 def _is_trimmed_directory(parts: tuple[str, ...]) -> bool:

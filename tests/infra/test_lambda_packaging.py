@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import marshal
 import subprocess
 import sys
 import sysconfig
@@ -144,7 +145,8 @@ def test_the_core_layer_holds_the_totes_package_under_python(built_layers):
     assert "python/totes/__init__.py" in names
     assert "python/totes/names.py" in names
     assert "python/totes/rds-global-bundle.pem" in names
-    assert not [name for name in names if "__pycache__" in name]
+    # And byte code, if any, for the Lambda runtime's Python alone, not the build machine's
+    assert all(name.endswith(".cpython-312.pyc") for name in names if name.endswith(".pyc"))
 
 
 def test_the_core_layer_holds_what_handlers_import_and_none_of_the_local_tooling(built_layers):
@@ -252,3 +254,124 @@ def test_missing_handlers_or_layers_stop_synthesis_with_the_fix(tmp_path):
     assert str(tmp_path / "lambdas" / "transform") in message
     assert "dependencies.zip" in message
     assert "make build" in message
+
+
+#: What each handler imports, then what the lake imports when it is first used.
+_LAMBDA_IMPORT_PROBE = """
+import importlib.util, json, sys
+opt, site_packages, handlers = sys.argv[1], sys.argv[2], sys.argv[3:]
+sys.path[:0] = [opt, site_packages]
+for number, handler in enumerate(handlers):
+    spec = importlib.util.spec_from_file_location(f"handler_{number}", handler)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+import pyiceberg.catalog.glue, pyiceberg.io.pyarrow, pyiceberg.table, pyiceberg.expressions
+import pyarrow.dataset, pyarrow.parquet, pyarrow.csv, pyarrow.compute
+import totes.lake.pyiceberg_patches
+from_layers = [
+    module for module in list(sys.modules.values())
+    if (getattr(module, "__file__", None) or "").startswith(opt)
+    and module.__file__.endswith(".py")
+]
+print(json.dumps({
+    "modules": len(from_layers),
+    "compiled_at_import": sorted(
+        module.__name__ for module in from_layers
+        if not importlib.util.cache_from_source(module.__file__).startswith(opt)
+        or not __import__("os").path.exists(importlib.util.cache_from_source(module.__file__))
+    ),
+}))
+"""
+
+
+@pytest.mark.slow
+def test_on_the_lambda_runtimes_python_no_handler_compiles_a_module_of_the_layers(
+    built_layers, tmp_path
+):
+    # Given both layers unpacked as Lambda does, read-only (/opt/python), and a CPython of
+    # the Lambda runtime's version
+    build = _build_script()
+    interpreter = build.lambda_interpreter()
+    if interpreter is None:
+        pytest.skip("no CPython 3.12 here: the layers were built from sources alone")
+    for layer in ("dependencies", "core"):
+        with zipfile.ZipFile(built_layers / f"{layer}.zip") as zipped:
+            zipped.extractall(tmp_path / "opt")
+    opt = tmp_path / "opt" / "python"
+    handlers = sorted(str(path) for path in (REPOSITORY_ROOT / "lambdas").glob("*/handler.py"))
+    assert len(handlers) == 7
+
+    # When it imports every handler and what the lake imports when first used, with boto3
+    # and Powertools (pure Python) from this environment, writing no byte code
+    completed = subprocess.run(  # noqa: S603 (a CPython found by the build, a fixed probe)
+        [
+            interpreter.path,
+            *("-I", "-S", "-B", "-c", _LAMBDA_IMPORT_PROBE),
+            str(opt),
+            sysconfig.get_paths()["purelib"],
+            *handlers,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={"PYTHONPATH": "", "AWS_DEFAULT_REGION": "eu-west-2"},
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    # Then every module it loads from the layers comes with its byte code: none is
+    # compiled at a cold start (which Lambda, unable to keep it, would do at every one)
+    imported = json.loads(completed.stdout.splitlines()[-1])
+    assert imported["modules"] > 300
+    assert imported["compiled_at_import"] == []
+
+
+def test_compiled_modules_name_their_file_as_lambda_sees_it_whatever_folder_built_them(
+    tmp_path,
+):
+    # Given the same package in two build folders
+    build = _build_script()
+    this_python = build.Interpreter(path=sys.executable, version="this one")
+    compiled = []
+    for folder in ("first", "second"):
+        site_packages = tmp_path / folder / "python"
+        (site_packages / "package").mkdir(parents=True)
+        (site_packages / "package" / "module.py").write_text("VALUE = {1, 2}\n", encoding="utf-8")
+        (site_packages / "left_as_source.py").write_text("X = 1\n", encoding="utf-8")
+
+        # When each is compiled for Lambda
+        build.compile_for_lambda(this_python, site_packages, {"package"})
+        compiled.append(site_packages / importlib.util.cache_from_source("package/module.py"))
+
+    # Then the byte code is the same bytes, names /opt/python/... and is trusted without
+    # reading the source (flags 0b01: hash-based, unchecked); what was not named stays source
+    first, second = (path.read_bytes() for path in compiled)
+    assert first == second
+    assert int.from_bytes(first[4:8], "little") == 0b01
+    code = marshal.loads(first[16:])  # noqa: S302 (byte code this test compiled)
+    assert code.co_filename == "/opt/python/package/module.py"
+    assert not list((tmp_path / "first" / "python").glob("__pycache__/*"))
+
+
+def test_only_a_linkers_copies_of_a_shared_library_are_dropped(tmp_path):
+    # Given a wheel's library under its loader's name, its linker-only copies, a library
+    # known only by a name the loader may read, and a copy that differs
+    build = _build_script()
+    site_packages = tmp_path / "python"
+    folder = site_packages / "package"
+    folder.mkdir(parents=True)
+    for name in ("libthing.so.24", "libthing.so", "libthing.so.24.0.0", "libother.so"):
+        (folder / name).write_bytes(b"the same library")
+    (folder / "libdiffers.so.3").write_bytes(b"one library")
+    (folder / "libdiffers.so").write_bytes(b"another library")
+
+    # When the layer is trimmed
+    build._trim(site_packages)
+
+    # Then only the identical copies of a library under its loader's name are gone
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "libdiffers.so",
+        "libdiffers.so.3",
+        "libother.so",
+        "libthing.so.24",
+    ]
