@@ -18,8 +18,8 @@ output of the ``totes`` command only) and aws-lambda-powertools (the functions u
 the public Powertools layer). See ``docs/adr/0004-lambda-packaging-without-docker.md``.
 
 Both carry the byte code of the modules the handlers import, compiled for the Lambda
-runtime's Python (3.12) by a CPython 3.12 of the build machine: ``$LAMBDA_PYTHON``, or
-``python3.12`` on the path. Lambda unpacks layers into a read-only ``/opt``, where
+runtime's Python (3.12) by a CPython 3.12 of the build machine: ``$LAMBDA_PYTHON``,
+``python3.12`` on the path, or pyenv's. Lambda unpacks layers into a read-only ``/opt``, where
 Python cannot keep what it compiles, so without it every cold start compiles every
 module it imports again (ADR 27). Without such an interpreter the layers carry sources
 alone, and the build says so.
@@ -103,12 +103,13 @@ _SONAME = re.compile(r"^(lib[\w+-]+\.so)\.(\d+)$")
 LAMBDA_LAYER_PATH = "/opt/python"
 #: The tag of the byte code files the Lambda runtime's Python reads.
 _BYTE_CODE_TAG = "cpython-" + LAMBDA_PYTHON_VERSION.replace(".", "")
-#: The CPython 3.12 that compiles the layers' byte code, when not ``python3.12`` on the path.
+#: Names the CPython 3.12 that compiles the layers' byte code (looked for first).
 LAMBDA_PYTHON_VARIABLE = "LAMBDA_PYTHON"
-#: The dependencies layer's top-level packages and modules that a handler imports
-#: (``tests/infra/test_lambda_packaging.py`` checks the list against what they import):
-#: compiled. The rest (pyiceberg's Hive client, rich and Pygments for its command line, ...)
-#: stays source, which leaves room under Lambda's size limit.
+#: The dependencies layer's top-level packages and modules that a handler imports: compiled.
+#: The rest (pyiceberg's Hive client, rich and Pygments for its command line, ...) stays
+#: source, which leaves room under Lambda's size limit. ``tests/infra/test_lambda_packaging.py``
+#: fails naming any module a handler imports that this leaves out (a name no handler needs
+#: any more goes unnoticed).
 COMPILED_DEPENDENCIES = frozenset(
     {
         "annotated_types",
@@ -150,6 +151,9 @@ class LayerReport:
     unzipped_bytes: int
     zipped_bytes: int
     packages: dict[str, str]
+    #: Modules whose byte code the layer carries, and the interpreter that compiled them.
+    byte_code_modules: int
+    compiled_by: str
     rebuilt: bool
 
     def describe(self) -> str:
@@ -157,7 +161,12 @@ class LayerReport:
         state = "built" if self.rebuilt else "up to date"
         return (
             f"{self.name:<13} {state:<10} {_megabytes(self.unzipped_bytes):>8} unzipped, "
-            f"{_megabytes(self.zipped_bytes):>8} zipped, {self.files} files: "
+            f"{_megabytes(self.zipped_bytes):>8} zipped, {self.files} files, "
+            + (
+                f"byte code of {self.byte_code_modules} modules by {self.compiled_by}: "
+                if self.byte_code_modules
+                else "sources alone (no byte code for Lambda): "
+            )
             + ", ".join(f"{name} {version}" for name, version in sorted(self.packages.items()))
         )
 
@@ -228,6 +237,7 @@ def build_layers(output: Path = DEFAULT_OUTPUT, *, force: bool = False) -> list[
     pins = locked_versions(LOCK, LAMBDA_MARKER_ENVIRONMENT)
     constraints = [f"{name}=={version}" for name, version in sorted(pins.items())]
     compiler = lambda_interpreter()
+    # A build by another interpreter release (or by none) is another build.
     compiled_by = compiler.version if compiler else "sources only"
     dependencies_inputs = _fingerprint(
         [
@@ -282,14 +292,38 @@ class Interpreter:
 
 
 class LambdaPythonError(RuntimeError):
-    """``$LAMBDA_PYTHON`` names no CPython of the Lambda runtime's version."""
+    """``$LAMBDA_PYTHON`` names no final release of CPython of the Lambda runtime's version."""
+
+
+class ByteCodeCompileError(RuntimeError):
+    """The layer's byte code could not be compiled: the packages named are missing, or the
+    compiler failed (its output is in the message)."""
+
+
+#: What a candidate interpreter says of itself: implementation, version, release level.
+_INTERPRETER_PROBE = (
+    "import platform, sys; "
+    "print(platform.python_implementation(), platform.python_version(), "
+    "sys.version_info.releaselevel)"
+)
 
 
 def lambda_interpreter() -> Interpreter | None:
     """The CPython that compiles the layers' byte code, or None where the machine has none.
 
-    ``$LAMBDA_PYTHON`` when set (it must be CPython 3.12), else ``python3.12`` on the path
-    when it runs.
+    Looked for in this order: ``$LAMBDA_PYTHON`` (which must then be a final release of
+    CPython 3.12), ``python3.12`` on the path when it runs (a version manager's shim that
+    names a version it has not selected does not), and the newest 3.12 that pyenv
+    installed (``$PYENV_ROOT``, by default ``~/.pyenv``).
+
+    Returns
+    -------
+    Interpreter or None
+
+    Raises
+    ------
+    LambdaPythonError
+        ``$LAMBDA_PYTHON`` does not run, or is not a final CPython 3.12.
 
     Examples
     --------
@@ -298,31 +332,48 @@ def lambda_interpreter() -> Interpreter | None:
     True
     """
     named = os.environ.get(LAMBDA_PYTHON_VARIABLE)
-    candidate = named or shutil.which(f"python{LAMBDA_PYTHON_VERSION}")
-    if candidate is None:
-        return None
-    probe = "import platform; print(platform.python_implementation(), platform.python_version())"
-    try:
-        # An interpreter the user named or the path holds, with a fixed probe.
-        completed = subprocess.run(  # noqa: S603  # nosec B603
-            [candidate, "-I", "-c", probe], capture_output=True, text=True, timeout=60, check=False
-        )
-    except OSError as exc:
-        if named:
-            raise LambdaPythonError(
-                f"{LAMBDA_PYTHON_VARIABLE}={named} does not run: {exc}"
-            ) from exc
-        return None
-    version = completed.stdout.strip()
-    if completed.returncode == 0 and version.startswith(f"CPython {LAMBDA_PYTHON_VERSION}."):
-        return Interpreter(path=candidate, version=version)
     if named:
-        raise LambdaPythonError(
-            f"{LAMBDA_PYTHON_VARIABLE}={named} is {version or 'not a working Python'}, "
-            f"not CPython {LAMBDA_PYTHON_VERSION}"
-        )
-    # A launcher that names a version it cannot run (a version manager's shim, say).
+        found = _lambda_version(named)
+        if isinstance(found, str):
+            raise LambdaPythonError(f"{LAMBDA_PYTHON_VARIABLE}={named} {found}")
+        return found
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    installed = sorted(
+        pyenv_root.glob(f"versions/{LAMBDA_PYTHON_VERSION}.*/bin/python{LAMBDA_PYTHON_VERSION}"),
+        key=lambda path: [int(part) for part in re.findall(r"\d+", path.parts[-3])],
+        reverse=True,
+    )
+    on_path = shutil.which(f"python{LAMBDA_PYTHON_VERSION}")
+    for candidate in [*([on_path] if on_path else []), *map(str, installed)]:
+        found = _lambda_version(candidate)
+        if isinstance(found, Interpreter):
+            return found
     return None
+
+
+def _lambda_version(candidate: str) -> Interpreter | str:
+    """``candidate`` as an :class:`Interpreter`, or why it cannot compile for Lambda."""
+    try:
+        # An interpreter the user named or the machine holds, with a fixed probe.
+        completed = subprocess.run(  # noqa: S603  # nosec B603
+            [candidate, "-I", "-c", _INTERPRETER_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"does not run: {exc}"
+    said = completed.stdout.split()
+    if completed.returncode != 0 or len(said) != 3:
+        return "is not a working Python"
+    implementation, version, level = said
+    if implementation != "CPython" or not version.startswith(f"{LAMBDA_PYTHON_VERSION}."):
+        return f"is {implementation} {version}, not CPython {LAMBDA_PYTHON_VERSION}"
+    if level != "final":
+        # A pre-release's byte code carries another magic number, which Lambda's would reject.
+        return f"is a pre-release ({version}), not a final CPython {LAMBDA_PYTHON_VERSION}"
+    return Interpreter(path=candidate, version=f"{implementation} {version}")
 
 
 def compile_for_lambda(interpreter: Interpreter, site_packages: Path, names: Iterable[str]) -> None:
@@ -331,34 +382,58 @@ def compile_for_lambda(interpreter: Interpreter, site_packages: Path, names: Ite
     Each module gets ``__pycache__/<name>.cpython-312.pyc``, checked against nothing but its
     interpreter's version (``unchecked-hash``: a layer never changes once published, so
     Python need not read the source to trust it), naming its file as Lambda sees it
-    (``/opt/python/...``). The same sources and interpreter give the same bytes.
+    (``/opt/python/...``). The same sources and interpreter release give the same bytes.
+
+    Parameters
+    ----------
+    interpreter : Interpreter
+        The CPython of the Lambda runtime's version that compiles.
+    site_packages : pathlib.Path
+        The layer's ``python`` folder.
+    names : iterable of str
+        Top-level packages (folders) and modules (``six.py``) of ``site_packages``.
+
+    Raises
+    ------
+    ByteCodeCompileError
+        A name is not in ``site_packages``, or the compiler failed.
     """
-    targets = [
-        str(site_packages / name) for name in sorted(names) if (site_packages / name).exists()
-    ]
+    named = sorted(set(names))
+    missing = [name for name in named if not (site_packages / name).exists()]
+    if missing or not named:
+        raise ByteCodeCompileError(
+            f"{site_packages} lacks what is to be compiled: {', '.join(missing) or 'nothing named'}"
+        )
     command = [
         interpreter.path,
         *("-I", "-m", "compileall", "-q", "-j", "0"),
         *("-s", str(site_packages), "-p", LAMBDA_LAYER_PATH),
         *("--invalidation-mode", "unchecked-hash"),
-        *targets,
+        *(str(site_packages / name) for name in named),
     ]
     # The interpreter found above, with paths of this build: no shell, no outside input.
-    subprocess.run(command, check=True, capture_output=True)  # noqa: S603  # nosec B603
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603  # nosec B603
+    if completed.returncode != 0:
+        raise ByteCodeCompileError(
+            f"{interpreter.path} could not compile {site_packages}: "
+            f"{(completed.stdout + completed.stderr).strip()[-2000:]}"
+        )
 
 
 def _compile_for_lambda(
     interpreter: Interpreter | None, site_packages: Path, names: Iterable[str]
-) -> None:
+) -> str:
+    """Compile where an interpreter was found; say which, or that none was."""
     if interpreter is None:
         print(
-            f"no CPython {LAMBDA_PYTHON_VERSION} found (${LAMBDA_PYTHON_VARIABLE} or "
-            f"python{LAMBDA_PYTHON_VERSION} on the path): the layer carries sources alone, "
-            "which every cold start on Lambda compiles again",
+            f"no CPython {LAMBDA_PYTHON_VERSION} found (${LAMBDA_PYTHON_VARIABLE}, "
+            f"python{LAMBDA_PYTHON_VERSION} on the path or pyenv's): the layer carries sources "
+            "alone, which every cold start on Lambda compiles again",
             flush=True,
         )
-        return
+        return "sources only"
     compile_for_lambda(interpreter, site_packages, names)
+    return interpreter.version
 
 
 def _build_layer(
@@ -367,7 +442,7 @@ def _build_layer(
     inputs_fingerprint: str,
     install: Callable[[Path], None],
     *,
-    compile_modules: Callable[[Path], None],
+    compile_modules: Callable[[Path], str],
     force: bool,
 ) -> LayerReport:
     folder, zip_path, report_path = output / name, output / f"{name}.zip", output / f"{name}.json"
@@ -380,7 +455,7 @@ def _build_layer(
     site_packages = folder / "python"
     install(site_packages)
     _trim(site_packages)
-    compile_modules(site_packages)
+    compiled_by = compile_modules(site_packages)
     files = _write_reproducible_zip(folder, zip_path)
     recorded = {
         "inputs": inputs_fingerprint,
@@ -389,6 +464,7 @@ def _build_layer(
         "zipped_bytes": zip_path.stat().st_size,
         "packages": _installed_distributions(site_packages),
         "byte_code_modules": sum(1 for _ in site_packages.rglob(f"*.{_BYTE_CODE_TAG}.pyc")),
+        "compiled_by": compiled_by,
     }
     report_path.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return _report(name, zip_path, recorded, rebuilt=True)
@@ -571,6 +647,8 @@ def _report(
         unzipped_bytes=int(recorded["unzipped_bytes"]),
         zipped_bytes=int(recorded["zipped_bytes"]),
         packages={str(key): str(value) for key, value in recorded["packages"].items()},
+        byte_code_modules=int(recorded.get("byte_code_modules", 0)),
+        compiled_by=str(recorded.get("compiled_by", "")),
         rebuilt=rebuilt,
     )
 
@@ -599,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except subprocess.CalledProcessError as error:
         print(f"build_layers: pip failed with exit status {error.returncode}", file=sys.stderr)
         return 1
-    except UnlockedPackageError as error:
+    except (UnlockedPackageError, LambdaPythonError, ByteCodeCompileError) as error:
         print(f"build_layers: {error}", file=sys.stderr)
         return 1
     for report in reports:

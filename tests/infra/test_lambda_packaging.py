@@ -145,8 +145,19 @@ def test_the_core_layer_holds_the_totes_package_under_python(built_layers):
     assert "python/totes/__init__.py" in names
     assert "python/totes/names.py" in names
     assert "python/totes/rds-global-bundle.pem" in names
-    # And byte code, if any, for the Lambda runtime's Python alone, not the build machine's
-    assert all(name.endswith(".cpython-312.pyc") for name in names if name.endswith(".pyc"))
+    # And byte code for the Lambda runtime's Python alone, not the build machine's: for
+    # every module where the build found a CPython 3.12
+    byte_code = {name for name in names if name.endswith(".pyc")}
+    assert all(name.endswith(".cpython-312.pyc") for name in byte_code)
+    if _build_script().lambda_interpreter() is not None:
+        modules = [name for name in names if name.endswith(".py")]
+        assert {
+            name.rpartition("/")[0]
+            + "/__pycache__/"
+            + name.rpartition("/")[2][:-3]
+            + ".cpython-312.pyc"
+            for name in modules
+        } == byte_code
 
 
 def test_the_core_layer_holds_what_handlers_import_and_none_of_the_local_tooling(built_layers):
@@ -258,9 +269,15 @@ def test_missing_handlers_or_layers_stop_synthesis_with_the_fix(tmp_path):
 
 #: What each handler imports, then what the lake imports when it is first used.
 _LAMBDA_IMPORT_PROBE = """
-import importlib.util, json, sys
+import importlib.machinery, importlib.util, json, sys
 opt, site_packages, handlers = sys.argv[1], sys.argv[2], sys.argv[3:]
 sys.path[:0] = [opt, site_packages]
+compiled = []
+to_code = importlib.machinery.SourceFileLoader.source_to_code
+def compiling(loader, data, path, *args, **kwargs):
+    compiled.append(path)
+    return to_code(loader, data, path, *args, **kwargs)
+importlib.machinery.SourceFileLoader.source_to_code = compiling
 for number, handler in enumerate(handlers):
     spec = importlib.util.spec_from_file_location(f"handler_{number}", handler)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
@@ -274,11 +291,7 @@ from_layers = [
 ]
 print(json.dumps({
     "modules": len(from_layers),
-    "compiled_at_import": sorted(
-        module.__name__ for module in from_layers
-        if not importlib.util.cache_from_source(module.__file__).startswith(opt)
-        or not __import__("os").path.exists(importlib.util.cache_from_source(module.__file__))
-    ),
+    "compiled_at_import": sorted(path for path in compiled if path.startswith(opt)),
 }))
 """
 
@@ -319,11 +332,11 @@ def test_on_the_lambda_runtimes_python_no_handler_compiles_a_module_of_the_layer
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
 
-    # Then every module it loads from the layers comes with its byte code: none is
-    # compiled at a cold start (which Lambda, unable to keep it, would do at every one)
+    # Then Python uses the byte code of every module it loads from the layers: it compiles
+    # none at a cold start (which Lambda, unable to keep the result, would do at every one)
     imported = json.loads(completed.stdout.splitlines()[-1])
     assert imported["modules"] > 300
-    assert imported["compiled_at_import"] == []
+    assert [path.removeprefix(str(opt)) for path in imported["compiled_at_import"]] == []
 
 
 def test_compiled_modules_name_their_file_as_lambda_sees_it_whatever_folder_built_them(
@@ -331,7 +344,7 @@ def test_compiled_modules_name_their_file_as_lambda_sees_it_whatever_folder_buil
 ):
     # Given the same package in two build folders
     build = _build_script()
-    this_python = build.Interpreter(path=sys.executable, version="this one")
+    compiler = build.lambda_interpreter() or build.Interpreter(sys.executable, "this one")
     compiled = []
     for folder in ("first", "second"):
         site_packages = tmp_path / folder / "python"
@@ -340,16 +353,19 @@ def test_compiled_modules_name_their_file_as_lambda_sees_it_whatever_folder_buil
         (site_packages / "left_as_source.py").write_text("X = 1\n", encoding="utf-8")
 
         # When each is compiled for Lambda
-        build.compile_for_lambda(this_python, site_packages, {"package"})
-        compiled.append(site_packages / importlib.util.cache_from_source("package/module.py"))
+        build.compile_for_lambda(compiler, site_packages, {"package"})
+        compiled.append(next((site_packages / "package" / "__pycache__").glob("module.*.pyc")))
 
     # Then the byte code is the same bytes, names /opt/python/... and is trusted without
     # reading the source (flags 0b01: hash-based, unchecked); what was not named stays source
     first, second = (path.read_bytes() for path in compiled)
     assert first == second
     assert int.from_bytes(first[4:8], "little") == 0b01
-    code = marshal.loads(first[16:])  # noqa: S302 (byte code this test compiled)
-    assert code.co_filename == "/opt/python/package/module.py"
+    if compiler.path == sys.executable:
+        code = marshal.loads(first[16:])  # noqa: S302 (byte code this test compiled)
+        assert code.co_filename == "/opt/python/package/module.py"
+    else:
+        assert b"/opt/python/package/module.py" in first
     assert not list((tmp_path / "first" / "python").glob("__pycache__/*"))
 
 
@@ -375,3 +391,81 @@ def test_only_a_linkers_copies_of_a_shared_library_are_dropped(tmp_path):
         "libother.so",
         "libthing.so.24",
     ]
+
+
+def _fake_python(path: Path, says: str) -> str:
+    """An executable that answers the build's probe with ``says`` (or exits 127 if empty)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = f"echo {says}" if says else "exit 127"
+    path.write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_the_lambda_python_is_the_one_named_or_the_newest_final_3_12_the_machine_runs(
+    tmp_path, monkeypatch
+):
+    # Given a python3.12 on the path that cannot run (a shim with no version selected),
+    # and pyenv's 3.12.9, 3.12.10 and a 3.12 pre-release
+    build = _build_script()
+    _fake_python(tmp_path / "bin" / "python3.12", "")
+    for version, level in (("3.12.9", "final"), ("3.12.10", "final"), ("3.12.11", "candidate")):
+        _fake_python(
+            tmp_path / "pyenv" / "versions" / version / "bin" / "python3.12",
+            f"CPython {version} {level}",
+        )
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "pyenv"))
+    monkeypatch.delenv(build.LAMBDA_PYTHON_VARIABLE, raising=False)
+
+    # When the build looks for the interpreter that compiles the layers
+    found = build.lambda_interpreter()
+
+    # Then it takes the newest final release, passing over the shim and the pre-release
+    assert found is not None
+    assert found.version == "CPython 3.12.10"
+    assert "3.12.10" in found.path
+
+    # And with none at all, it finds none (the build then ships sources and says so)
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    assert build.lambda_interpreter() is None
+
+
+@pytest.mark.parametrize(
+    ("says", "reason"),
+    [
+        ("CPython 3.11.7 final", "not CPython 3.12"),
+        ("PyPy 3.12.1 final", "not CPython 3.12"),
+        ("CPython 3.12.0 beta", "pre-release"),
+        ("", "not a working Python"),
+    ],
+)
+def test_a_lambda_python_named_that_cannot_compile_for_lambda_stops_the_build(
+    tmp_path, monkeypatch, says, reason
+):
+    # Given $LAMBDA_PYTHON naming an interpreter that is not a final CPython 3.12
+    build = _build_script()
+    monkeypatch.setenv(build.LAMBDA_PYTHON_VARIABLE, _fake_python(tmp_path / "python", says))
+
+    # When the build looks for it, then it stops, saying what the named one is
+    with pytest.raises(build.LambdaPythonError, match=reason):
+        build.lambda_interpreter()
+
+
+def test_a_lambda_python_named_that_does_not_exist_stops_the_build(tmp_path, monkeypatch):
+    build = _build_script()
+    monkeypatch.setenv(build.LAMBDA_PYTHON_VARIABLE, str(tmp_path / "missing"))
+    with pytest.raises(build.LambdaPythonError, match="does not run"):
+        build.lambda_interpreter()
+
+
+def test_compiling_a_package_the_layer_lacks_is_a_named_error(tmp_path):
+    # Given a layer without one of the packages to be compiled
+    build = _build_script()
+    (tmp_path / "present").mkdir()
+
+    # When it is compiled, then the build stops naming the missing package
+    with pytest.raises(build.ByteCodeCompileError, match="absent"):
+        build.compile_for_lambda(
+            build.Interpreter(sys.executable, "this one"), tmp_path, {"present", "absent"}
+        )
