@@ -34,6 +34,7 @@ import json
 import statistics
 import sys
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,12 +47,8 @@ from totes_local.source.mutate import mutate
 WINDOW = 50
 
 
-def _seed(number: int, executions: int, window: int) -> int:
-    """The seed of execution ``number``: 1 to ``window`` over again, the last window's
-    the same as the first's, whatever the number of executions."""
-    last_window_from = executions - window
-    if number > last_window_from:
-        return number - last_window_from
+def _seed(number: int, window: int) -> int:
+    """The seed of execution ``number`` of a deployment: 1 to ``window`` over again."""
     return (number - 1) % window + 1
 
 
@@ -119,22 +116,56 @@ def _print_comparison(
     for action in sorted(set().union(*(c["requests"] for c in columns))):
         row(action, [c["requests"].get(action, 0) for c in columns], unit="  ")
     if as_json:
-        print(json.dumps({"first": first, "beside": beside, "last": last, "executions": aged}))
+        print(
+            json.dumps(
+                {
+                    "first": first,
+                    "beside": beside,
+                    "last": last,
+                    "executions": aged,
+                    "new_deployment_executions": young,
+                }
+            )
+        )
     print(f"last/first, minutes apart: {_ratios(first, last)}")
     print(f"last/new deployment's, side by side: {_ratios(beside, last)}")
+
+
+class ExecutionFailedError(RuntimeError):
+    """An execution of the benchmark did not succeed: its figures would mean nothing."""
 
 
 @dataclass
 class _Deployment:
     """One deployment under measurement: its workflow, its source and what it measured."""
 
+    name: str
     workflow: LocalWorkflow
     source_dsn: str
     endpoint: str
     executions: list[dict[str, Any]] = field(default_factory=list)
 
+    def backfill(self) -> None:
+        """Run the first execution, which loads the whole source.
+
+        Raises
+        ------
+        ExecutionFailedError
+            It did not succeed.
+        """
+        report = self.workflow.execute()
+        if report.status != "SUCCEEDED":
+            raise ExecutionFailedError(f"{self.name}: the backfill ended {report.status}")
+        print(f"{self.name}: backfill in {report.duration_s:.2f} s", flush=True)
+
     def execute(self, seed: int, changes: int) -> None:
-        """Change the source with ``seed``, run one execution and keep its figures."""
+        """Change the source with ``seed``, run one execution and keep its figures.
+
+        Raises
+        ------
+        ExecutionFailedError
+            The execution did not succeed.
+        """
         with connect(self.source_dsn) as conn:
             mutate(conn, seed=seed, changes=changes)
         before = requests_so_far(self.endpoint, by_function=True)
@@ -142,7 +173,9 @@ class _Deployment:
         served_before = service_seconds_so_far(self.endpoint)
         report = self.workflow.execute()
         if report.status != "SUCCEEDED":
-            raise RuntimeError(f"execution {len(self.executions) + 1} ended {report.status}")
+            raise ExecutionFailedError(
+                f"{self.name}: execution {len(self.executions) + 1} ended {report.status}"
+            )
         figures = measure(self.workflow, report, log_offset=log_offset)
         functions = figures["functions"]
         self.executions.append(
@@ -169,24 +202,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     window = min(WINDOW, max(1, args.executions // 2))
 
-    with (
-        measured_workflow("history", args.scale) as aged_workflow,
-        measured_workflow("history_new", args.scale) as new_workflow,
-    ):
-        aged, new = _Deployment(*aged_workflow), _Deployment(*new_workflow)
-        backfill = aged.workflow.execute()
-        print(f"backfill: {backfill.status} in {backfill.duration_s:.2f} s", flush=True)
-        for number in range(1, args.executions - window + 1):
-            aged.execute(_seed(number, args.executions, window), args.changes)
-            if number % 50 == 0:
-                print(f"{number} executions", flush=True)
-        new_backfill = new.workflow.execute()
-        print(f"a new deployment's backfill: {new_backfill.status}", flush=True)
-        for number in range(1, window + 1):
-            # The same changes on both, each first in turn, so that whatever the machine
-            # does in these minutes falls on both alike.
-            for deployment in (new, aged) if number % 2 else (aged, new):
-                deployment.execute(number, args.changes)
+    with ExitStack() as deployments:
+        aged = _Deployment(
+            "aged", *deployments.enter_context(measured_workflow("history", args.scale))
+        )
+        try:
+            aged.backfill()
+            for number in range(1, args.executions - window + 1):
+                aged.execute(_seed(number, window), args.changes)
+                if number % 50 == 0:
+                    print(f"{number} executions", flush=True)
+            # Made only now, so that it holds no history and its service sits idle through
+            # none of the aged deployment's executions.
+            new = _Deployment(
+                "new", *deployments.enter_context(measured_workflow("history_new", args.scale))
+            )
+            new.backfill()
+            for number in range(1, window + 1):
+                # The same changes on both, each first in turn, so that whatever the machine
+                # does in these minutes falls on both alike.
+                for deployment in (new, aged) if number % 2 else (aged, new):
+                    deployment.execute(_seed(number, window), args.changes)
+        except ExecutionFailedError as error:
+            print(error, file=sys.stderr)
+            return 1
         print(f"{len(aged.executions)} executions", flush=True)
     _print_comparison(aged.executions, new.executions, window, as_json=args.json)
     return 0
