@@ -6,13 +6,14 @@ say the two agree for every table, run id, time and name a stage can produce.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
+import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from totes.lake.layout import table_of_key, table_prefix
+from totes.lake.layout import month_text, table_of_key, table_prefix
 from totes.tables import GOLD_TABLES, SOURCE_TABLES, WAREHOUSE_TABLES
 from totes.zones import raw
 from totes.zones.gold import GoldFileKey, gold_key, unsequenced_prefix
@@ -155,3 +156,24 @@ def test_every_key_under_a_lake_tables_folder_names_its_table(table: str, name: 
 )
 def test_keys_that_are_not_gold_files_are_not_parsed(key: str) -> None:
     assert GoldFileKey.parse(key) is None
+
+
+@given(
+    st.lists(
+        st.one_of(st.none(), st.dates(min_value=date(1, 1, 1), max_value=date(9999, 12, 31))),
+        max_size=60,
+    ),
+    st.integers(min_value=1, max_value=4),
+)
+def test_a_facts_lake_month_is_its_last_updated_dates_month_whatever_the_dates(dates, chunks):
+    # Given fact dates (repeated, null, from any year Python knows) in one or more chunks
+    size = max(1, len(dates) // chunks)
+    column = pa.chunked_array(
+        [pa.array(dates[i : i + size], pa.date32()) for i in range(0, len(dates), size)],
+        type=pa.date32(),
+    )
+
+    # When the lake's month is made of them, then each row has its own date's month
+    assert month_text(column).to_pylist() == [
+        None if day is None else f"{day.year:04d}-{day.month:02d}" for day in dates
+    ]
