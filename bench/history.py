@@ -92,9 +92,9 @@ def _ratios(base: dict[str, Any], other: dict[str, Any]) -> str:
 
 
 def _print_comparison(
-    aged: list[dict[str, Any]], young: list[dict[str, Any]], window: int, *, as_json: bool
+    aged: list[dict[str, Any]], new: list[dict[str, Any]], window: int, *, as_json: bool
 ) -> None:
-    first, beside, last = _summary(aged[:window]), _summary(young), _summary(aged[-window:])
+    first, beside, last = _summary(aged[:window]), _summary(new), _summary(aged[-window:])
     columns = (first, beside, last)
     print(
         f"\nper execution: first {window} of {len(aged)} | a new deployment's first {window}, "
@@ -123,7 +123,7 @@ def _print_comparison(
                     "beside": beside,
                     "last": last,
                     "executions": aged,
-                    "new_deployment_executions": young,
+                    "new_deployment_executions": new,
                 }
             )
         )
