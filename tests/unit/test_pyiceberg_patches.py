@@ -13,16 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pyiceberg.table
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyiceberg.io.pyarrow import PyArrowFile, PyArrowFileIO
-from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
+from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, Transaction
 from pyiceberg.table.metadata import TableMetadata, new_table_metadata
 from pyiceberg.table.snapshots import Operation, Snapshot, SnapshotLogEntry, Summary
 from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
-from pyiceberg.types import LongType, NestedField
+from pyiceberg.transforms import IdentityTransform
+from pyiceberg.types import LongType, NestedField, StringType
 
 from totes.lake import pyiceberg_patches
 
@@ -258,3 +262,107 @@ def test_an_append_records_the_sizes_it_wrote_without_asking_the_file_system(
 
 def _size_on_disk(uri: str) -> int:
     return Path(uri.removeprefix("file://")).stat().st_size
+
+
+_MONTHS = st.sampled_from(["2023-01", "2023-02", "2024-11", None])
+_STORES = st.none() | st.integers(0, 3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.tuples(_MONTHS, _STORES, st.integers(-5, 5)), max_size=60),
+    by_both=st.booleans(),
+)
+def test_rows_split_by_partition_in_one_pass_as_pyiceberg_splits_them(
+    rows: list[tuple[str | None, int | None, int]], by_both: bool
+) -> None:
+    # Given rows of a table partitioned by a month's text (some null), and maybe also by
+    # a store (some null)
+    assert pyiceberg_patches.apply()
+    schema = Schema(
+        NestedField(1, "month", StringType(), required=False),
+        NestedField(2, "store", LongType(), required=False),
+        NestedField(3, "units", LongType(), required=False),
+    )
+    fields = [PartitionField(1, 1000, IdentityTransform(), "month")]
+    if by_both:
+        fields.append(PartitionField(2, 1001, IdentityTransform(), "store"))
+    spec = PartitionSpec(*fields)
+    table = pa.table(
+        {
+            "month": pa.array([month for month, _, _ in rows], pa.string()),
+            "store": pa.array([store for _, store, _ in rows], pa.int64()),
+            "units": pa.array([units for _, _, units in rows], pa.int64()),
+        }
+    )
+
+    # When the writer splits them, and pyiceberg's own filter per partition does
+    split = list(pyiceberg_patches._partitions_in_one_pass(spec, schema, table))
+    filtered = list(pyiceberg_patches._REPLACED["split_partitions"](spec, schema, table))
+
+    # Then each partition holds the same rows in the same order, and the partitions come
+    # in the order of their first rows
+    def by_key(partitions: list[Any]) -> dict[Any, pa.Table]:
+        return {p.partition_key.partition: p.arrow_table_partition for p in partitions}
+
+    assert by_key(split).keys() == by_key(filtered).keys()
+    assert all(by_key(split)[key].equals(expected) for key, expected in by_key(filtered).items())
+    assert sum(p.arrow_table_partition.num_rows for p in split) == table.num_rows
+    in_order_of_first_rows = dict.fromkeys(row[: len(fields)] for row in rows)
+    assert [tuple(value.value for value in p.partition_key.field_values) for p in split] == list(
+        in_order_of_first_rows
+    )
+
+
+def test_an_append_to_a_partitioned_table_writes_each_months_rows_to_a_file_of_its_own(
+    tmp_path: Path,
+) -> None:
+    # Given the patches and an empty table partitioned by month, as the lake's facts are
+    assert pyiceberg_patches.apply()
+    schema = Schema(
+        NestedField(1, "sales_record_id", LongType(), required=False),
+        NestedField(2, "last_updated_month", StringType(), required=False),
+    )
+    spec = PartitionSpec(PartitionField(2, 1000, IdentityTransform(), "last_updated_month"))
+    metadata = new_table_metadata(
+        schema, spec, UNSORTED_SORT_ORDER, tmp_path.as_uri(), {"format-version": "2"}
+    )
+    table = Table(
+        identifier=("lake", "fact_sales_order"),
+        metadata=metadata,
+        metadata_location=f"{tmp_path.as_uri()}/metadata/00000.metadata.json",
+        io=PyArrowFileIO(),
+        catalog=None,  # type: ignore[arg-type]  # nothing here commits
+    )
+    months = ["2024-11", "2023-02", "2024-11", "2023-01", "2023-02", "2024-11"]
+
+    # When rows of three months, interleaved, are appended
+    transaction = table.transaction()
+    transaction.append(
+        pa.table(
+            {
+                "sales_record_id": pa.array(range(1, 7), pa.int64()),
+                "last_updated_month": pa.array(months, pa.string()),
+            }
+        )
+    )
+
+    # Then each month's rows are in one data file, in the order they came, and the
+    # files come in the order of each month's first row
+    snapshot = transaction.table_metadata.current_snapshot()
+    assert snapshot is not None
+    io = PyArrowFileIO()
+    files = [
+        entry.data_file
+        for manifest in snapshot.manifests(io)
+        for entry in manifest.fetch_manifest_entry(io)
+    ]
+    written = {
+        file.partition[0]: pq.ParquetFile(file.file_path.removeprefix("file://"))
+        .read()
+        .column("sales_record_id")
+        .to_pylist()
+        for file in files
+    }
+    assert written == {"2024-11": [1, 3, 6], "2023-02": [2, 5], "2023-01": [4]}
+    assert [file.partition[0] for file in files] == ["2024-11", "2023-02", "2023-01"]

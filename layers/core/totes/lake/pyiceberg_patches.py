@@ -64,6 +64,15 @@ day, an append to a table of the lake took 0.44 s where it took 0.16 s with ten
     two parses and one write). Where another writer committed in between, Glue names
     another file, which is read as before, and the commit fails its requirements as
     before.
+``partitions-in-one-pass``
+    Rows written to a partitioned table are split by partition in one pass (a stable
+    sort of their partition values, cut where the values change), where pyiceberg
+    filters the whole table once per partition it finds, copying every column out
+    each time. A fact's backfill spans two years of months: splitting a bite of
+    200,000 sales orders scanned them 26 times (0.10-0.14 s for 223,500 rows of 20
+    columns, measured on this code's machines; 0.04-0.06 s in one pass). Each
+    partition gets the same rows in the same order as before, and the partitions
+    come in the order of their first rows.
 
 Examples
 --------
@@ -79,15 +88,28 @@ True
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from totes.key_runs import first_of_each_key
 
 if TYPE_CHECKING:
     from pyarrow.fs import FileSystem
     from pyiceberg.avro.file import AvroOutputFile
     from pyiceberg.catalog.glue import GlueCatalog
     from pyiceberg.io import InputFile
-    from pyiceberg.io.pyarrow import ParquetFormatWriter, PyArrowFile, PyArrowFileIO
+    from pyiceberg.io.pyarrow import (
+        ParquetFormatWriter,
+        PyArrowFile,
+        PyArrowFileIO,
+        _TablePartition,
+    )
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.schema import Schema
     from pyiceberg.table import Table, Transaction
     from pyiceberg.table.metadata import TableMetadata
     from pyiceberg.typedef import Record
@@ -133,7 +155,8 @@ def patchable() -> bool:
     whose length is asked of the file system, and a Glue catalog with a metadata writer
     that does not check, beside new metadata files named by a random UUID, and an S3
     file system made without ``allow_delayed_open``, and a Glue commit that reads the
-    current metadata file through ``FromInputFile``. Once the changes are made, the
+    current metadata file through ``FromInputFile``, and a writer that splits rows by
+    filtering them once per partition. Once the changes are made, the
     release alone (the code was checked before they replaced it).
     """
     if pyiceberg_version() != SUPPORTED_PYICEBERG:
@@ -197,6 +220,7 @@ def _apply_once() -> bool:
         return False
     from pyiceberg.avro.file import AvroOutputFile  # noqa: PLC0415
     from pyiceberg.catalog.glue import GlueCatalog  # noqa: PLC0415
+    from pyiceberg.io import pyarrow as pyiceberg_arrow  # noqa: PLC0415
     from pyiceberg.io.pyarrow import (  # noqa: PLC0415
         ParquetFormatWriter,
         PyArrowFile,
@@ -215,6 +239,7 @@ def _apply_once() -> bool:
         s3_file_system=PyArrowFileIO._initialize_s3_fs,
         commit_table=GlueCatalog.commit_table,
         read_metadata=FromInputFile.table_metadata,
+        split_partitions=pyiceberg_arrow._determine_partitions,
     )
     ParquetFormatWriter.close = _close_parquet_counting  # type: ignore[method-assign,assignment]
     AvroOutputFile.__exit__ = _close_avro_counting  # type: ignore[method-assign,assignment]
@@ -223,6 +248,8 @@ def _apply_once() -> bool:
     PyArrowFileIO._initialize_s3_fs = _s3_writing_in_one_request  # type: ignore[method-assign,assignment]
     GlueCatalog.commit_table = _commit_knowing_the_table  # type: ignore[method-assign,assignment]
     FromInputFile.table_metadata = staticmethod(_metadata_in_hand_or_read)  # type: ignore[method-assign]
+    # The writer calls it by its module's name for it.
+    pyiceberg_arrow._determine_partitions = _partitions_in_one_pass
     _applied = True
     return True
 
@@ -308,6 +335,50 @@ def _metadata_in_hand_or_read(input_file: InputFile, *args: Any, **kwargs: Any) 
         return held
     read: TableMetadata = _REPLACED["read_metadata"](input_file, *args, **kwargs)
     return read
+
+
+def _partitions_in_one_pass(
+    spec: PartitionSpec, schema: Schema, arrow_table: pa.Table
+) -> Iterator[_TablePartition]:
+    """The rows of each partition of ``arrow_table`` under ``spec``, in their order, with the
+    partition's key: what pyiceberg's filter per partition gives, from one grouping."""
+    from pyiceberg.io.pyarrow import (  # noqa: PLC0415
+        _get_field_from_arrow_table,
+        _TablePartition,
+    )
+    from pyiceberg.partitioning import PartitionFieldValue, PartitionKey  # noqa: PLC0415
+
+    if not arrow_table.num_rows:
+        return  # no partition, as pyiceberg's split finds none
+    names = [f"_partition_{field.name}" for field in spec.fields]
+    values = {}
+    for field, name in zip(spec.fields, names, strict=True):
+        column = schema.find_column_name(field.source_id)
+        if column is None:
+            raise ValueError(f"Could not find column name for field ID: {field.source_id}")
+        transform = field.transform.pyarrow_transform(schema.find_field(field.source_id).field_type)
+        values[name] = transform(_get_field_from_arrow_table(arrow_table, column))
+    keys = pa.table(values)
+    # A stable sort: each partition's rows stay in their order, its first row first.
+    order = pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in names])
+    in_order = keys.take(order)
+    starts = pc.indices_nonzero(first_of_each_key(in_order, names)).to_pylist()
+    runs = zip(starts, [*starts[1:], keys.num_rows], strict=True)
+    for start, end in sorted(runs, key=lambda run: order[run[0]].as_py()):
+        key = in_order.slice(start, 1).to_pylist()[0]
+        rows = arrow_table.take(order.slice(start, end - start))
+        yield _TablePartition(
+            partition_key=PartitionKey(
+                field_values=[
+                    PartitionFieldValue(field=field, value=key[name])
+                    for field, name in zip(spec.fields, names, strict=True)
+                ],
+                partition_spec=spec,
+                schema=schema,
+            ),
+            # Fresh buffers for each partition, as pyiceberg's own split gives them.
+            arrow_table_partition=rows.combine_chunks(),
+        )
 
 
 def _frozen_models() -> tuple[type, ...]:
