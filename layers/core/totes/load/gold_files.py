@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from pyarrow import csv as pa_csv
 
 from totes.errors import GoldFileSchemaError, GoldFileUnreadableError
+from totes.key_runs import consecutive
 from totes.parquet_objects import parquet_bytes, parquet_table
 from totes.tables import WAREHOUSE
 from totes.warehouse.star import STAR_SCHEMAS
@@ -261,7 +262,7 @@ def csv_chunks(table: pa.Table, positions: pa.Array | None = None) -> Iterator[p
     <BLANKLINE>
     """
     if positions is None:
-        positions = pa.array(range(table.num_rows), pa.int64())
+        positions = consecutive(0, table.num_rows)
     return rows_as_csv(table.append_column(FILE_ROW, positions))
 
 
@@ -333,7 +334,7 @@ def binary_chunks(table: pa.Table, positions: pa.Array | None = None) -> Iterato
     '5047434f50590aff0d0a00000000000000000000020000000400000007000000080000000000000000ffff'
     """
     if positions is None:
-        positions = pa.array(range(table.num_rows), pa.int64())
+        positions = consecutive(0, table.num_rows)
     columns = [column.combine_chunks() for column in table.columns] + [positions]
     fields = [_binary_field(column) for column in columns]
     template = struct.pack(">h", len(fields)) + b"".join(

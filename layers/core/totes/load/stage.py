@@ -84,7 +84,7 @@ from totes.findings import (
     Stage,
     unverified_tls_findings,
 )
-from totes.key_runs import has_repeated_key, last_of_each_key
+from totes.key_runs import consecutive, has_repeated_key, last_of_each_key
 from totes.lake.iceberg import Lake
 from totes.load import warehouse_sql
 from totes.load.gold_files import (
@@ -657,7 +657,7 @@ def _apply_facts(
         new_positions = pa.array(warehouse_sql.new_positions(conn, target), pa.int64())
         new = rows.take(new_positions)
     else:
-        new_positions, new = pa.array(range(rows.num_rows), pa.int64()), rows
+        new_positions, new = consecutive(0, rows.num_rows), rows
     references = referenced_values(new, target)
     missing = warehouse_sql.lock_references(conn, target, references)
     version = list(WAREHOUSE[target].version_key)
@@ -669,7 +669,7 @@ def _apply_facts(
             first = warehouse_sql.reserve_record_keys(conn, target, in_order.num_rows)
             record_key = pa.field(str(WAREHOUSE[target].record_key), pa.int32(), nullable=False)
             numbered = in_order.add_column(
-                0, record_key, pa.array(range(first, first + in_order.num_rows), pa.int32())
+                0, record_key, consecutive(first, in_order.num_rows, pa.int32())
             )
             copied = warehouse_sql.copy_rows(
                 conn,
