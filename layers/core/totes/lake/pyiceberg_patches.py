@@ -69,8 +69,8 @@ day, an append to a table of the lake took 0.44 s where it took 0.16 s with ten
     sort of their partition values, cut where the values change), where pyiceberg
     filters the whole table once per partition it finds, copying every column out
     each time. A fact's backfill spans two years of months: splitting a bite of
-    200,000 sales orders scanned them 26 times (0.10-0.14 s for 223,500 rows of 20
-    columns, measured on this code's machines; 0.04-0.06 s in one pass). Each
+    200,000 sales orders scanned them 26 times (0.10-0.17 s for 223,500 rows of 20
+    columns, measured on this code's machines; 0.04-0.07 s in one pass). Each
     partition gets the same rows in the same order as before, and the partitions
     come in the order of their first rows.
 
