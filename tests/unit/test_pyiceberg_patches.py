@@ -9,11 +9,13 @@ commit, which is where pyiceberg's cost grew with the snapshots kept.
 from __future__ import annotations
 
 import copy
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pyiceberg.io.pyarrow
 import pyiceberg.table
 import pytest
 from hypothesis import given, settings
@@ -26,7 +28,7 @@ from pyiceberg.table.metadata import TableMetadata, new_table_metadata
 from pyiceberg.table.snapshots import Operation, Snapshot, SnapshotLogEntry, Summary
 from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
 from pyiceberg.transforms import IdentityTransform
-from pyiceberg.types import LongType, NestedField, StringType
+from pyiceberg.types import DoubleType, LongType, NestedField, StringType
 
 from totes.lake import pyiceberg_patches
 
@@ -268,16 +270,25 @@ _MONTHS = st.sampled_from(["2023-01", "2023-02", "2024-11", None])
 _STORES = st.none() | st.integers(0, 3)
 
 
-@settings(max_examples=60, deadline=None)
+def _rechunked(table: pa.Table, cuts: list[int]) -> pa.Table:
+    """The table in chunks cut at these rows, as concatenated bites and scans give it."""
+    if not table.num_rows:
+        return table
+    edges = sorted({0, table.num_rows, *(cut % (table.num_rows + 1) for cut in cuts)})
+    return pa.concat_tables(table.slice(a, b - a) for a, b in pairwise(edges))
+
+
+@settings(max_examples=60)
 @given(
     rows=st.lists(st.tuples(_MONTHS, _STORES, st.integers(-5, 5)), max_size=60),
     by_both=st.booleans(),
+    cuts=st.lists(st.integers(0, 60), max_size=4),
 )
 def test_rows_split_by_partition_in_one_pass_as_pyiceberg_splits_them(
-    rows: list[tuple[str | None, int | None, int]], by_both: bool
+    rows: list[tuple[str | None, int | None, int]], by_both: bool, cuts: list[int]
 ) -> None:
     # Given rows of a table partitioned by a month's text (some null), and maybe also by
-    # a store (some null)
+    # a store (some null), in chunks
     assert pyiceberg_patches.apply()
     schema = Schema(
         NestedField(1, "month", StringType(), required=False),
@@ -295,8 +306,9 @@ def test_rows_split_by_partition_in_one_pass_as_pyiceberg_splits_them(
             "units": pa.array([units for _, _, units in rows], pa.int64()),
         }
     )
+    table = _rechunked(table, cuts)
 
-    # When the writer splits them, and pyiceberg's own filter per partition does
+    # When the one-pass split and pyiceberg's own filter per partition each split them
     split = list(pyiceberg_patches._partitions_in_one_pass(spec, schema, table))
     filtered = list(pyiceberg_patches._REPLACED["split_partitions"](spec, schema, table))
 
@@ -314,8 +326,32 @@ def test_rows_split_by_partition_in_one_pass_as_pyiceberg_splits_them(
     )
 
 
+def test_rows_partitioned_by_a_float_are_split_by_pyiceberg_itself() -> None:
+    # Given rows partitioned by a float, with NaNs and both zeros (a NaN equals nothing,
+    # and -0.0 equals 0.0, so sorted runs would not be pyiceberg's partitions)
+    assert pyiceberg_patches.apply()
+    schema = Schema(NestedField(1, "rate", DoubleType(), required=False))
+    spec = PartitionSpec(PartitionField(1, 1000, IdentityTransform(), "rate"))
+    table = pa.table({"rate": pa.array([float("nan"), 0.0, -0.0, float("nan"), 1.5], pa.float64())})
+
+    # When the writer's split splits them
+    split = list(pyiceberg_patches._partitions_in_one_pass(spec, schema, table))
+
+    # Then the partitions are pyiceberg's own, row for row (compared as text: NaN is
+    # unequal to itself)
+    filtered = list(pyiceberg_patches._REPLACED["split_partitions"](spec, schema, table))
+
+    def shown(partitions: list[Any]) -> list[str]:
+        return [
+            repr((p.partition_key.partition, p.arrow_table_partition.to_pylist()))
+            for p in partitions
+        ]
+
+    assert shown(split) == shown(filtered)
+
+
 def test_an_append_to_a_partitioned_table_writes_each_months_rows_to_a_file_of_its_own(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the patches and an empty table partitioned by month, as the lake's facts are
     assert pyiceberg_patches.apply()
@@ -335,6 +371,14 @@ def test_an_append_to_a_partitioned_table_writes_each_months_rows_to_a_file_of_i
         catalog=None,  # type: ignore[arg-type]  # nothing here commits
     )
     months = ["2024-11", "2023-02", "2024-11", "2023-01", "2023-02", "2024-11"]
+    splits: list[int] = []
+    split = pyiceberg.io.pyarrow._determine_partitions  # what the writer calls
+
+    def counted(spec: PartitionSpec, schema: Schema, arrow_table: pa.Table) -> Any:
+        splits.append(arrow_table.num_rows)
+        return split(spec, schema, arrow_table)
+
+    monkeypatch.setattr(pyiceberg.io.pyarrow, "_determine_partitions", counted)
 
     # When rows of three months, interleaved, are appended
     transaction = table.transaction()
@@ -347,8 +391,10 @@ def test_an_append_to_a_partitioned_table_writes_each_months_rows_to_a_file_of_i
         )
     )
 
-    # Then each month's rows are in one data file, in the order they came, and the
-    # files come in the order of each month's first row
+    # Then the one-pass split split them once, each month's rows are in one data file,
+    # in the order they came, and the files come in the order of each month's first row
+    assert split is pyiceberg_patches._partitions_in_one_pass
+    assert splits == [6]
     snapshot = transaction.table_metadata.current_snapshot()
     assert snapshot is not None
     io = PyArrowFileIO()
