@@ -1,4 +1,5 @@
-"""Runs of equal keys: the answers Arrow's group_by gives, without importing Acero."""
+"""Runs of equal keys: the answers Arrow's group_by gives, without importing Acero; and
+consecutive numbers, as Python's range gives them."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import subprocess
 import sys
 
 import pyarrow as pa
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from totes.key_runs import first_of_each_key, has_repeated_key, last_of_each_key
+from totes.key_runs import consecutive, first_of_each_key, has_repeated_key, last_of_each_key
 
 #: Small value ranges, so that keys repeat often; None stands for SQL NULL.
 _KEY_PARTS = st.one_of(st.none(), st.integers(0, 3))
@@ -81,3 +83,28 @@ def test_the_answers_come_without_importing_acero() -> None:
     ).stdout
     # Then neither Acero nor the dataset module was imported
     assert loaded.strip() == "[]"
+
+
+_KINDS = st.sampled_from([pa.int32(), pa.int64()])
+_INT32 = st.integers(-(2**31), 2**31 - 1)
+
+
+@given(first=_INT32, count=st.integers(0, 300), kind=_KINDS)
+def test_consecutive_numbers_are_the_range_they_stand_for(
+    first: int, count: int, kind: pa.DataType
+) -> None:
+    # Given a first number and a count whose range fits the type
+    if first + count - 1 > 2**31 - 1 and kind == pa.int32():
+        first = 2**31 - count
+    # When they are numbered in Arrow
+    numbers = consecutive(first, count, kind)
+    # Then they are the array Python's range would make: same type, values, no nulls
+    assert numbers.equals(pa.array(range(first, first + count), kind))
+
+
+def test_consecutive_numbers_beyond_their_type_are_refused() -> None:
+    # Given record keys reserved up to the last an int32 holds
+    # When two more are numbered from the last one
+    # Then the numbers are refused, not wrapped around to negative keys
+    with pytest.raises(pa.ArrowInvalid, match="overflow"):
+        consecutive(2**31 - 1, 2, pa.int32())

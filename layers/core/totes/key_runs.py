@@ -106,4 +106,5 @@ def consecutive(first: int, count: int, kind: pa.DataType | None = None) -> pa.A
     """
     kind = kind or pa.int64()
     ones = pa.nulls(count, kind).fill_null(pa.scalar(1, kind))
-    return pc.add_checked(pc.cumulative_sum_checked(ones), pa.scalar(first - 1, kind))
+    from_zero = pc.subtract_checked(pc.cumulative_sum_checked(ones), pa.scalar(1, kind))
+    return pc.add_checked(from_zero, pa.scalar(first, kind))
