@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 import psycopg
 import pytest
+from hypothesis import settings
 from moto import mock_aws
 
 from totes.credentials import forget_cached_secrets
@@ -36,6 +37,11 @@ AWS_REGION = "eu-west-2"
 SMALL_SCALE, SMALL_SEED = 0.01, 42
 
 _TIERS = ("unit", "integration", "workflow", "infra")
+
+# No example is timed: on two cores shared with PostgreSQL and other test processes, a
+# first example that imports or warms up can take longer than any fixed deadline.
+settings.register_profile("untimed", deadline=None)
+settings.load_profile("untimed")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
