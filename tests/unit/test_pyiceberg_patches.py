@@ -224,6 +224,27 @@ def test_an_unknown_pyiceberg_release_is_left_unpatched(monkeypatch: pytest.Monk
     assert not pyiceberg_patches.patchable()
 
 
+def test_a_writer_that_splits_partitions_another_way_is_not_taken_for_the_one_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given pyiceberg's own split by filters, and a split written another way
+    assert pyiceberg_patches.apply()
+    filtering = pyiceberg_patches._REPLACED["split_partitions"]
+
+    def sorting(spec: Any, schema: Any, arrow_table: pa.Table) -> Any:
+        return iter([spec, schema, arrow_table.sort_by("month")])
+
+    # When the lake checks the code it would replace, in each case
+    monkeypatch.setattr(pyiceberg.io.pyarrow, "_determine_partitions", filtering)
+    recognised = pyiceberg_patches._splits_partitions_by_filtering()
+    monkeypatch.setattr(pyiceberg.io.pyarrow, "_determine_partitions", sorting)
+    other = pyiceberg_patches._splits_partitions_by_filtering()
+
+    # Then it recognises pyiceberg's, and not the other
+    assert recognised
+    assert not other
+
+
 def test_an_append_records_the_sizes_it_wrote_without_asking_the_file_system(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -213,19 +213,16 @@ def _splits_partitions_by_filtering() -> bool:
 
     split = pyiceberg_arrow.__dict__.get("_determine_partitions")
     writes = pyiceberg_arrow.__dict__.get("_dataframe_to_data_files")
-    made = pyiceberg_arrow.__dict__.get("_TablePartition")
+    made_of = set(
+        getattr(pyiceberg_arrow.__dict__.get("_TablePartition"), "__dataclass_fields__", ())
+    )
     return (
         split is not None
         and writes is not None
-        and made is not None
         and "_determine_partitions" in writes.__code__.co_names
         and split.__code__.co_varnames[:3] == ("spec", "schema", "arrow_table")
         and {"filter", "group_by"} <= set(split.__code__.co_names)
-        and set(getattr(made, "__dataclass_fields__", ()))
-        == {
-            "partition_key",
-            "arrow_table_partition",
-        }
+        and made_of == {"partition_key", "arrow_table_partition"}
         and "_get_field_from_arrow_table" in pyiceberg_arrow.__dict__
     )
 
@@ -369,7 +366,7 @@ def _partitions_in_one_pass(
     spec: PartitionSpec, schema: Schema, arrow_table: pa.Table
 ) -> Iterator[_TablePartition]:
     """The rows of each partition of ``arrow_table`` under ``spec``, in their order, with the
-    partition's key: what pyiceberg's filter per partition gives, from one grouping."""
+    partition's key: what pyiceberg's filter per partition gives, from one sort."""
     from pyiceberg.io.pyarrow import (  # noqa: PLC0415
         _get_field_from_arrow_table,
         _TablePartition,
