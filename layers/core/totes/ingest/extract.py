@@ -122,6 +122,26 @@ def _window_fingerprint(
     return int(row[0]), int(row[1])
 
 
+def _newest_key_and_window(
+    conn: psycopg.Connection[Any], table: str, newest: datetime, lookback: timedelta
+) -> tuple[int, tuple[int, int]]:
+    """The key of the table's newest row (the largest key stamped ``newest``) and the
+    fingerprint of the window behind it, in one scan: every row sorts at or before that
+    row, so the window is every row stamped after ``newest - lookback``."""
+    row = conn.execute(
+        sql.SQL(
+            "SELECT max({key}) FILTER (WHERE last_updated = %(newest)s), "
+            "count(*) FILTER (WHERE last_updated > %(window_start)s), "
+            "coalesce(sum({row_hash}) FILTER (WHERE last_updated > %(window_start)s), 0) "
+            "FROM {table}"
+        ).format(row_hash=_row_hash(table), **_table_and_key(table)),
+        {"newest": newest, "window_start": newest - lookback},
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise RuntimeError(f"no row of {table} is stamped {newest} within its own snapshot")
+    return int(row[0]), (int(row[1]), int(row[2]))
+
+
 def plan_batch(
     conn: psycopg.Connection[Any],
     table: str,
@@ -159,7 +179,8 @@ def plan_batch(
             "count(*) FILTER (WHERE {out_of_range}), "
             "count(*) FILTER (WHERE {in_window}), "
             "coalesce(sum({row_hash}) FILTER (WHERE {in_window}), 0), "
-            "count(*) FILTER (WHERE (last_updated, {key}) > (%(ts)s, %(key)s)) "
+            "count(*) FILTER (WHERE (last_updated, {key}) > (%(ts)s, %(key)s)), "
+            "max(last_updated) "
             "FROM {table}"
         ).format(
             in_window=sql.SQL(
@@ -177,7 +198,10 @@ def plan_batch(
     ).fetchone()
     if state is None:
         raise RuntimeError("table state query gave no row")
-    unplaceable, out_of_range, window_rows, window_checksum, newer = (int(value) for value in state)
+    unplaceable, out_of_range, window_rows, window_checksum, newer = (
+        int(value) for value in state[:5]
+    )
+    newest: datetime | None = state[5]
     if unplaceable:
         raise NullLastUpdatedError(
             f"{unplaceable} rows of {table} have no last_updated; fix them in the source "
@@ -198,36 +222,46 @@ def plan_batch(
     if not newer and not rereads_window:
         return BatchPlan(table, columns, read_after, None, 0, False, False, None)
 
-    last_new = conn.execute(
-        sql.SQL(
-            "SELECT last_updated, {key}, count(*) OVER () FROM ("
-            "SELECT last_updated, {key} FROM {table} WHERE (last_updated, {key}) > (%s, %s) "
-            "ORDER BY last_updated, {key} LIMIT %s) AS batch "
-            "ORDER BY last_updated DESC, {key} DESC LIMIT 1"
-        ).format(**ids),
-        (*(cursor or (datetime.min, -1)), max_rows),
-    ).fetchone()
-    read_through = (last_new[0], last_new[1]) if last_new else cursor
-    new_rows = last_new[2] if last_new else 0
-
-    has_more = newer > new_rows
-    rows = new_rows + (window_rows if rereads_window else 0)
-
-    new_watermark = None
-    if read_through is not None and (new_rows or rereads_window):
-        window_rows, window_checksum = (
+    read_through: tuple[datetime, int] | None
+    if newer and newer <= max_rows and newest is not None:
+        # The batch takes every row beyond the cursor, so the table's newest row ends it:
+        # one scan finds its key and the window behind it, where ordering the rows to
+        # count off a batch would sort them all.
+        newest_key, next_window = _newest_key_and_window(conn, table, newest, lookback)
+        read_through, new_rows = (newest, newest_key), newer
+    elif newer:
+        last_new = conn.execute(
+            sql.SQL(
+                "SELECT last_updated, {key}, count(*) OVER () FROM ("
+                "SELECT last_updated, {key} FROM {table} WHERE (last_updated, {key}) > (%s, %s) "
+                "ORDER BY last_updated, {key} LIMIT %s) AS batch "
+                "ORDER BY last_updated DESC, {key} DESC LIMIT 1"
+            ).format(**ids),
+            (*(cursor or (datetime.min, -1)), max_rows),
+        ).fetchone()
+        if last_new is None:
+            raise RuntimeError("batch query gave no row")
+        read_through, new_rows = (last_new[0], last_new[1]), int(last_new[2])
+        next_window = (
             _window_fingerprint(conn, table, read_through, lookback) if lookback else (0, 0)
         )
-        new_watermark = watermark.advanced_to(
-            read_through[0], read_through[1], window_rows, window_checksum
-        )
+    else:  # nothing new: only the window is read again, and the cursor stays
+        read_through, new_rows = cursor, 0
+        next_window = _window_fingerprint(conn, table, cursor, lookback) if cursor else (0, 0)
+
+    rows = new_rows + (window_rows if rereads_window else 0)
+    new_watermark = (
+        watermark.advanced_to(read_through[0], read_through[1], *next_window)
+        if read_through is not None
+        else None
+    )
     return BatchPlan(
         table=table,
         columns=columns,
         read_after=read_after,
         read_through=read_through if rows else None,
         rows=rows,
-        has_more=has_more,
+        has_more=newer > new_rows,
         rereads_window=rereads_window,
         new_watermark=new_watermark,
         remaining=max(0, newer - new_rows),
