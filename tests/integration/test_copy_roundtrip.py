@@ -1,17 +1,21 @@
-"""Whatever text the source holds, the COPY path hands PostgreSQL exactly that text."""
+"""Whatever the rows hold, the COPY paths hand PostgreSQL exactly those values: text as
+the source holds it, and a fact's fixed-width values in binary."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import date, time
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from totes.db import connect, copy_field, copy_lines, with_database
+from totes.load.gold_files import has_binary_form, rows_as_binary
 from totes_local.runtime.postgres import PostgresServer
 
 # PostgreSQL text cannot hold NUL; everything else must survive.
@@ -44,3 +48,110 @@ def test_text_and_money_round_trip_through_copy(
     scratch.rollback()
     assert copied == len(rows)
     assert back == rows
+
+
+#: Decimal types as facts could hold them: PostgreSQL numeric(precision, scale).
+DECIMALS = [(10, 2), (18, 0), (18, 18), (5, 4), (12, 6)]
+FIXED_WIDTH = pa.schema(
+    [
+        pa.field("id", pa.int32(), nullable=False),
+        pa.field("big", pa.int64(), nullable=False),
+        pa.field("paid", pa.bool_(), nullable=False),
+        pa.field("day", pa.date32(), nullable=False),
+        pa.field("moment", pa.time32("ms"), nullable=False),
+        *(pa.field(f"amount_{p}_{s}", pa.decimal128(p, s), nullable=False) for p, s in DECIMALS),
+    ]
+)
+
+
+def _decimals(precision: int, scale: int) -> st.SearchStrategy[Decimal]:
+    largest = Decimal(10 ** (precision - scale)) - Decimal(1).scaleb(-scale)
+    return st.decimals(min_value=-largest, max_value=largest, places=scale, allow_nan=False)
+
+
+fixed_width_rows = st.lists(
+    st.tuples(
+        st.integers(min_value=-(2**31), max_value=2**31 - 1),
+        st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        st.booleans(),
+        st.dates(),
+        st.times().map(lambda t: t.replace(microsecond=t.microsecond // 1000 * 1000)),
+        *(_decimals(p, s) for p, s in DECIMALS),
+    ),
+    max_size=30,
+)
+
+
+@pytest.fixture(scope="module")
+def fixed_width_scratch(
+    pg_server: PostgresServer, database_factory: Callable[..., str]
+) -> Iterator[psycopg.Connection[Any]]:
+    with connect(with_database(pg_server.admin_dsn, database_factory("binary"))) as conn:
+        amounts = ", ".join(f"amount_{p}_{s} numeric({p}, {s})" for p, s in DECIMALS)
+        conn.execute(
+            "CREATE TABLE scratch (id integer, big bigint, paid boolean, day date, "
+            f"moment time, {amounts})"
+        )
+        conn.commit()
+        yield conn
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=fixed_width_rows)
+def test_fixed_width_values_go_to_postgresql_in_binary_exactly(
+    fixed_width_scratch: psycopg.Connection[Any], rows: list[tuple[Any, ...]]
+) -> None:
+    # Given rows of every type a fact's binary COPY carries, edge values included
+    table = pa.Table.from_pylist(
+        [dict(zip(FIXED_WIDTH.names, row, strict=True)) for row in rows], schema=FIXED_WIDTH
+    )
+    assert has_binary_form(table.schema)
+    conn = fixed_width_scratch
+    conn.rollback()  # whatever an earlier example left
+    conn.execute("TRUNCATE scratch")
+    # When they are copied in binary
+    with conn.cursor() as cursor:
+        with cursor.copy("COPY scratch FROM STDIN (FORMAT binary)") as copy:
+            for chunk in rows_as_binary(table):
+                copy.write(chunk)
+        copied = cursor.rowcount
+    back = conn.execute("SELECT * FROM scratch").fetchall()
+    conn.rollback()
+    # Then PostgreSQL holds exactly the values, in order, each decimal at its own scale
+    assert copied == len(rows)
+    assert back == rows
+    assert [str(value) for row in back for value in row[5:]] == [
+        str(value) for row in rows for value in row[5:]
+    ]
+
+
+def test_a_slice_of_a_decimal_column_goes_in_binary_from_its_own_offset(
+    fixed_width_scratch: psycopg.Connection[Any],
+) -> None:
+    # Given a table sliced past its first rows (Arrow keeps the offset in the buffers)
+    amounts = [Decimal("-0.01"), Decimal("12345678.90"), Decimal("0.00"), Decimal("-99999999.99")]
+    whole = pa.Table.from_pylist(
+        [
+            {
+                "id": n,
+                "big": -n,
+                "paid": n % 2 == 0,
+                "day": date(2024, 2, 29),
+                "moment": time(23, 59, 59, 999_000),
+                **{f"amount_{p}_{s}": Decimal(0) for p, s in DECIMALS},
+                "amount_10_2": amount,
+            }
+            for n, amount in enumerate(amounts)
+        ],
+        schema=FIXED_WIDTH,
+    )
+    conn = fixed_width_scratch
+    conn.execute("TRUNCATE scratch")
+    # When only the last two rows are copied
+    with conn.cursor() as cursor, cursor.copy("COPY scratch FROM STDIN (FORMAT binary)") as copy:
+        for chunk in rows_as_binary(whole.slice(2)):
+            copy.write(chunk)
+    back = conn.execute("SELECT id, amount_10_2 FROM scratch ORDER BY id").fetchall()
+    conn.rollback()
+    # Then they are those two rows, not the first two
+    assert back == [(2, Decimal("0.00")), (3, Decimal("-99999999.99"))]

@@ -16,6 +16,7 @@ from totes.load.gold_files import (
     binary_chunks,
     conform,
     csv_chunks,
+    has_binary_form,
     listed_through,
     referenced_values,
 )
@@ -166,6 +167,18 @@ def test_binary_copy_takes_fixed_width_columns_without_nulls_only() -> None:
         list(binary_chunks(pa.table({"name": ["Zoë"]})))
     with pytest.raises(ValueError, match="takes no nulls"):
         list(binary_chunks(pa.table({"id": pa.array([1, None], pa.int32())})))
+
+
+def test_facts_without_text_go_to_the_warehouse_in_binary_and_every_other_table_as_csv() -> None:
+    # Given the star schema, When each table's rows are checked for a binary COPY form
+    binary = {table for table, schema in STAR_SCHEMAS.items() if has_binary_form(schema)}
+    # Then the sales orders and payments have one (ints, dates, times, decimals, booleans),
+    # and every table holding text or nullable columns goes as CSV
+    assert binary == {"fact_sales_order", "fact_payment"}
+    nullable = pa.schema([pa.field("id", pa.int32(), nullable=True)])
+    wide = pa.schema([pa.field("amount", pa.decimal128(19, 2), nullable=False)])
+    assert not has_binary_form(nullable)
+    assert not has_binary_form(wide)
 
 
 def test_the_keys_fact_rows_reference_are_collected_once_per_dimension() -> None:

@@ -98,7 +98,6 @@ from totes.load.gold_files import (
     read_quarantined,
     referenced_keys,
     referenced_values,
-    rows_as_csv,
     write_rejects,
 )
 from totes.load.lake_export import export_to_lake
@@ -481,7 +480,7 @@ def _apply_file_once(
                 warehouse_sql.stage_rows(conn, target, csv_chunks(rows))
                 loaded = warehouse_sql.upsert_dimension(conn, target)
             else:  # every row is new
-                loaded = warehouse_sql.copy_rows(conn, target, rows.column_names, rows_as_csv(rows))
+                loaded = warehouse_sql.copy_rows(conn, target, rows)
                 copied_in = rows
         else:
             loaded, rejected, copied_in = _apply_facts(conn, file, rows, fk_triggers=fk_triggers)
@@ -671,13 +670,7 @@ def _apply_facts(
             numbered = in_order.add_column(
                 0, record_key, consecutive(first, in_order.num_rows, pa.int32())
             )
-            copied = warehouse_sql.copy_rows(
-                conn,
-                target,
-                numbered.column_names,
-                rows_as_csv(numbered),
-                fk_triggers=fk_triggers,
-            )
+            copied = warehouse_sql.copy_rows(conn, target, numbered, fk_triggers=fk_triggers)
             warehouse_sql.raise_newest_version(conn, target, in_order)
             return copied, [], numbered
     warehouse_sql.stage_rows(conn, target, csv_chunks(new, new_positions))
