@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from totes.db import connect, copy_field, copy_lines, with_database
@@ -96,8 +96,41 @@ def fixed_width_scratch(
         yield conn
 
 
+def _extremes(sign: int) -> tuple[Any, ...]:
+    """A row of the largest (``sign`` 1) or the smallest (``sign`` -1) value of every type."""
+    return (
+        sign * (2**31 - 1) - (sign < 0),
+        sign * (2**63 - 1) - (sign < 0),
+        sign > 0,
+        date.max if sign > 0 else date.min,
+        time(23, 59, 59, 999_000) if sign > 0 else time(0, 0),
+        *(sign * (Decimal(10 ** (p - s)) - Decimal(1).scaleb(-s)) for p, s in DECIMALS),
+    )
+
+
 @settings(max_examples=60, deadline=None)
 @given(rows=fixed_width_rows)
+@example(rows=[_extremes(1), _extremes(-1)])
+@example(
+    rows=[
+        (0, 0, False, date(2000, 1, 1), time(0, 0), *(Decimal(0).scaleb(-s) for _, s in DECIMALS))
+    ]
+)
+@example(
+    rows=[
+        (
+            1,
+            1,
+            True,
+            date(1999, 12, 31),
+            time(0, 0, 0, 1000),
+            *(
+                Decimal(1).scaleb(-s) * sign
+                for (p, s), sign in zip(DECIMALS, (1, -1, 1, -1, 1), strict=True)
+            ),
+        )
+    ]
+)
 def test_fixed_width_values_go_to_postgresql_in_binary_exactly(
     fixed_width_scratch: psycopg.Connection[Any], rows: list[tuple[Any, ...]]
 ) -> None:
@@ -125,33 +158,35 @@ def test_fixed_width_values_go_to_postgresql_in_binary_exactly(
     ]
 
 
-def test_a_slice_of_a_decimal_column_goes_in_binary_from_its_own_offset(
+def test_decimals_over_several_copy_chunks_go_in_binary_exactly(
     fixed_width_scratch: psycopg.Connection[Any],
 ) -> None:
-    # Given a table sliced past its first rows (Arrow keeps the offset in the buffers)
-    amounts = [Decimal("-0.01"), Decimal("12345678.90"), Decimal("0.00"), Decimal("-99999999.99")]
-    whole = pa.Table.from_pylist(
-        [
-            {
-                "id": n,
-                "big": -n,
-                "paid": n % 2 == 0,
-                "day": date(2024, 2, 29),
-                "moment": time(23, 59, 59, 999_000),
-                **{f"amount_{p}_{s}": Decimal(0) for p, s in DECIMALS},
-                "amount_10_2": amount,
-            }
-            for n, amount in enumerate(amounts)
-        ],
-        schema=FIXED_WIDTH,
+    # Given more rows than one chunk of binary COPY holds, each with its own amount
+    count = 70_000
+    amounts = [Decimal(n * 7919 % 10**10 - 5 * 10**9).scaleb(-2) for n in range(count)]
+    table = pa.table(
+        {
+            "id": pa.array(range(count), pa.int32()),
+            "amount_10_2": pa.array(amounts, pa.decimal128(10, 2)),
+        },
+        schema=pa.schema(
+            [
+                pa.field("id", pa.int32(), nullable=False),
+                pa.field("amount_10_2", pa.decimal128(10, 2), nullable=False),
+            ]
+        ),
     )
     conn = fixed_width_scratch
-    conn.execute("TRUNCATE scratch")
-    # When only the last two rows are copied
-    with conn.cursor() as cursor, cursor.copy("COPY scratch FROM STDIN (FORMAT binary)") as copy:
-        for chunk in rows_as_binary(whole.slice(2)):
-            copy.write(chunk)
-    back = conn.execute("SELECT id, amount_10_2 FROM scratch ORDER BY id").fetchall()
     conn.rollback()
-    # Then they are those two rows, not the first two
-    assert back == [(2, Decimal("0.00")), (3, Decimal("-99999999.99"))]
+    conn.execute("TRUNCATE scratch")
+    # When they are copied in binary
+    with (
+        conn.cursor() as cursor,
+        cursor.copy("COPY scratch (id, amount_10_2) FROM STDIN (FORMAT binary)") as copy,
+    ):
+        for chunk in rows_as_binary(table):
+            copy.write(chunk)
+    back = conn.execute("SELECT amount_10_2 FROM scratch ORDER BY id").fetchall()
+    conn.rollback()
+    # Then every row holds its own amount, across the chunks' boundaries
+    assert [row[0] for row in back] == amounts

@@ -336,17 +336,20 @@ def test_rows_without_last_updated_stop_the_table_and_keep_the_watermark(
     assert lake.manifests("department") == written
 
 
+@pytest.mark.parametrize("column", ["created_at", "last_updated"])
 @pytest.mark.parametrize("stamp", ["infinity", "-infinity", "0044-03-15 BC", "12000-01-01"])
 def test_rows_with_a_timestamp_nothing_downstream_reads_stop_the_table_and_keep_the_watermark(
-    lake: Lake, seeded_source_dsn: str, stamp: str
+    lake: Lake, seeded_source_dsn: str, stamp: str, column: str
 ) -> None:
-    # Given a table ingested once, then a row whose created_at PostgreSQL stores but no
-    # later stage can read (Arrow, Python and the warehouse's dates stop at 9999)
+    # Given a table ingested once, then a row with a timestamp PostgreSQL stores but no
+    # later stage can read (Arrow, Python and the warehouse's dates stop at 9999), in
+    # its creation time or in the column the watermark follows
     lake.ingest(seeded_source_dsn, "department")
     mark, written = lake.store.read("department"), lake.manifests("department")
     with connect(seeded_source_dsn) as conn:
+        other = "last_updated" if column == "created_at" else "created_at"
         conn.execute(
-            "UPDATE department SET created_at = %s, last_updated = now() WHERE department_id = 1",
+            f"UPDATE department SET {column} = %s, {other} = now() WHERE department_id = 1",
             (stamp,),
         )
 
@@ -361,7 +364,9 @@ def test_rows_with_a_timestamp_nothing_downstream_reads_stop_the_table_and_keep_
 
     # When the row is fixed, then the next ingest carries it and the watermark moves on
     with connect(seeded_source_dsn) as conn:
-        conn.execute("UPDATE department SET created_at = now() WHERE department_id = 1")
+        conn.execute(
+            "UPDATE department SET created_at = now(), last_updated = now() WHERE department_id = 1"
+        )
     lake.ingest(seeded_source_dsn, "department")
     fixed = [row for row in lake.rows("department") if row["department_id"] == 1]
     assert fixed[-1]["created_at"].year == datetime.now().year

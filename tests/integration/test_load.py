@@ -334,7 +334,7 @@ def _orphans(dsn: str) -> int:
 
 
 def test_loading_gold_files_fills_every_warehouse_table_with_identical_values(
-    warehouse: Warehouse,
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a gold file for every dimension and every fact, holding awkward values
     files = {
@@ -342,8 +342,21 @@ def test_loading_gold_files_fills_every_warehouse_table_with_identical_values(
         for target, build in {**DIMENSION_ROWS, **FACT_ROWS}.items()
     }
     keys = {target: warehouse.put(target, "exec-1", rows) for target, rows in files.items()}
+    copied_as: dict[str, str] = {}
+    real_statement = warehouse_sql.copy_rows_statement
+
+    def recorded(target: str, columns: Any, *, binary: bool) -> Any:
+        copied_as[target] = "binary" if binary else "csv"
+        return real_statement(target, columns, binary=binary)
+
+    monkeypatch.setattr(warehouse_sql, "copy_rows_statement", recorded)
     # When the dimensions and then the facts are loaded
     results = {target: warehouse.load(target, "exec-1") for target in files}
+    # Then the facts without text went in as binary COPY, every other table as CSV
+    assert copied_as == {
+        target: "binary" if target in {"fact_sales_order", "fact_payment"} else "csv"
+        for target in files
+    }
     # Then every table holds exactly the file's rows: NULL vs '', Decimal, milliseconds, UTF-8
     for target, rows in files.items():
         assert warehouse.rows(target) == rows, target

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from totes.errors import GoldFileSchemaError
 from totes.load.gold_files import (
+    _binary_field,
     binary_chunks,
     conform,
     csv_chunks,
@@ -167,6 +168,17 @@ def test_binary_copy_takes_fixed_width_columns_without_nulls_only() -> None:
         list(binary_chunks(pa.table({"name": ["Zoë"]})))
     with pytest.raises(ValueError, match="takes no nulls"):
         list(binary_chunks(pa.table({"id": pa.array([1, None], pa.int32())})))
+
+
+def test_a_decimal_column_sliced_past_its_first_rows_renders_its_own_rows() -> None:
+    # Given a decimal column and a slice of it (Arrow keeps the slice's offset, not a copy)
+    amounts = [Decimal("-0.01"), Decimal("12345678.90"), Decimal("0.00"), Decimal("-99999999.99")]
+    column = pa.array(amounts, pa.decimal128(10, 2))
+    # When the slice is rendered for binary COPY
+    sliced = _binary_field(column.slice(2))
+    # Then it renders the last two values, as a column of those two alone does
+    assert sliced == _binary_field(pa.array(amounts[2:], pa.decimal128(10, 2)))
+    assert sliced != _binary_field(pa.array(amounts[:2], pa.decimal128(10, 2)))
 
 
 def test_facts_without_text_go_to_the_warehouse_in_binary_and_every_other_table_as_csv() -> None:

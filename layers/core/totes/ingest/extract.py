@@ -125,9 +125,12 @@ def _window_fingerprint(
 def _newest_key_and_window(
     conn: psycopg.Connection[Any], table: str, newest: datetime, lookback: timedelta
 ) -> tuple[int, tuple[int, int]]:
-    """The key of the table's newest row (the largest key stamped ``newest``) and the
-    fingerprint of the window behind it, in one scan: every row sorts at or before that
-    row, so the window is every row stamped after ``newest - lookback``."""
+    """Find the key of the table's newest row and the window behind it, in one scan.
+
+    The newest row is the largest key stamped ``newest``. Every row sorts at or before
+    it, so its window is every row stamped after ``newest - lookback``. ``newest`` must
+    come from the same REPEATABLE READ snapshot.
+    """
     row = conn.execute(
         sql.SQL(
             "SELECT max({key}) FILTER (WHERE last_updated = %(newest)s), "
@@ -138,7 +141,10 @@ def _newest_key_and_window(
         {"newest": newest, "window_start": newest - lookback},
     ).fetchone()
     if row is None or row[0] is None:
-        raise RuntimeError(f"no row of {table} is stamped {newest} within its own snapshot")
+        raise RuntimeError(
+            f"no row of {table} is stamped {newest}: the batch must be planned inside one "
+            "REPEATABLE READ transaction"
+        )
     return int(row[0]), (int(row[1]), int(row[2]))
 
 
@@ -152,7 +158,8 @@ def plan_batch(
 ) -> BatchPlan:
     """Decide the rows of the next batch of ``table``.
 
-    Must run inside the transaction that later streams the rows.
+    Must run inside the REPEATABLE READ transaction that later streams the rows: its
+    statements must see one snapshot.
 
     Raises
     ------
@@ -180,7 +187,8 @@ def plan_batch(
             "count(*) FILTER (WHERE {in_window}), "
             "coalesce(sum({row_hash}) FILTER (WHERE {in_window}), 0), "
             "count(*) FILTER (WHERE (last_updated, {key}) > (%(ts)s, %(key)s)), "
-            "max(last_updated) "
+            # Within the carried years: a value beyond them cannot even be read back.
+            "max(last_updated) FILTER (WHERE last_updated BETWEEN %(first)s AND %(last)s) "
             "FROM {table}"
         ).format(
             in_window=sql.SQL(
@@ -194,6 +202,8 @@ def plan_batch(
             "window_start": window_start,
             "ts": cursor[0] if cursor else datetime.min,
             "key": cursor[1] if cursor else -1,
+            "first": _CARRIED_TIMESTAMPS[0],
+            "last": _CARRIED_TIMESTAMPS[1],
         },
     ).fetchone()
     if state is None:
@@ -229,6 +239,8 @@ def plan_batch(
         # count off a batch would sort them all.
         newest_key, next_window = _newest_key_and_window(conn, table, newest, lookback)
         read_through, new_rows = (newest, newest_key), newer
+        if not lookback:  # no window is kept (and none compared)
+            next_window = (0, 0)
     elif newer:
         last_new = conn.execute(
             sql.SQL(
@@ -245,9 +257,8 @@ def plan_batch(
         next_window = (
             _window_fingerprint(conn, table, read_through, lookback) if lookback else (0, 0)
         )
-    else:  # nothing new: only the window is read again, and the cursor stays
-        read_through, new_rows = cursor, 0
-        next_window = _window_fingerprint(conn, table, cursor, lookback) if cursor else (0, 0)
+    else:  # nothing new: the window is read again, and the cursor and its window stay
+        read_through, new_rows, next_window = cursor, 0, (window_rows, window_checksum)
 
     rows = new_rows + (window_rows if rereads_window else 0)
     new_watermark = (

@@ -311,7 +311,8 @@ class _BinaryField(NamedTuple):
     parts: list[tuple[int, bytes, int]]
 
 
-def _whole(data: bytes, width: int) -> _BinaryField:
+def _single_part(data: bytes, width: int) -> _BinaryField:
+    """A value that is one part: the column's values, ``width`` bytes each."""
     return _BinaryField(bytes(width), [(0, data, width)])
 
 
@@ -369,8 +370,12 @@ def _numeric_field(column: pa.Array) -> _BinaryField:
 
 
 def _digit_group(values: pa.Array, below: int, padding: int) -> pa.Array:
-    """Base-10000 digits of non-negative values: the four decimal digits above the lowest
-    ``below`` (fewer if the values have fewer), followed by ``padding`` zeros."""
+    """One base-10000 digit of each non-negative value.
+
+    The digit is made of the ``4 - padding`` decimal digits above the lowest ``below``,
+    followed by ``padding`` zeros (the last group of a fraction whose places do not fill
+    it).
+    """
     shifted = pc.divide(values, pa.scalar(10**below, pa.int64()))
     kept = 10 ** (4 - padding)
     above = pc.multiply(
@@ -386,23 +391,23 @@ def _binary_field(column: pa.Array) -> _BinaryField:
     if column.null_count:
         raise ValueError("binary COPY of fixed-width columns takes no nulls")
     if kind == pa.int32():
-        return _whole(_big_endian(column, "i"), 4)
+        return _single_part(_big_endian(column, "i"), 4)
     if kind == pa.int64():
-        return _whole(_big_endian(column, "q"), 8)
+        return _single_part(_big_endian(column, "q"), 8)
     if kind == pa.bool_():
-        return _whole(_big_endian(column.cast(pa.int8()), "b"), 1)
+        return _single_part(_big_endian(column.cast(pa.int8()), "b"), 1)
     if kind == pa.date32():
         days = pc.subtract(column.cast(pa.int32()), pa.scalar(_POSTGRES_EPOCH_DAYS, pa.int32()))
-        return _whole(_big_endian(days, "i"), 4)
+        return _single_part(_big_endian(days, "i"), 4)
     if kind == pa.time32("ms"):
         micros = pc.multiply(column.cast(pa.int32()).cast(pa.int64()), pa.scalar(1000, pa.int64()))
-        return _whole(_big_endian(micros, "q"), 8)
-    if _numeric_fits(kind):
+        return _single_part(_big_endian(micros, "q"), 8)
+    if _has_numeric_form(kind):
         return _numeric_field(column)
     raise TypeError(f"no fixed-width binary COPY form for {kind}")
 
 
-def _numeric_fits(kind: pa.DataType) -> bool:
+def _has_numeric_form(kind: pa.DataType) -> bool:
     return (
         pa.types.is_decimal128(kind)
         and kind.precision <= _INT64_DIGITS
@@ -415,8 +420,9 @@ def has_binary_form(schema: pa.Schema) -> bool:
     """Tell whether rows of ``schema`` can go to PostgreSQL as binary COPY.
 
     Every column must have a form of one size: ``int32``, ``int64``, ``bool``,
-    ``date32``, ``time32[ms]`` or ``decimal128`` of precision up to 18 (a fact's), and
-    none may be nullable.
+    ``date32``, ``time32[ms]`` or ``decimal128`` of precision up to 18 (a fact's; on a
+    little-endian machine, as Lambda's are, whose decimals hold their values in the low
+    half), and none may be nullable.
 
     Examples
     --------
@@ -428,7 +434,7 @@ def has_binary_form(schema: pa.Schema) -> bool:
     """
     fixed = (pa.int32(), pa.int64(), pa.bool_(), pa.date32(), pa.time32("ms"))
     return all(
-        not field.nullable and (field.type in fixed or _numeric_fits(field.type))
+        not field.nullable and (field.type in fixed or _has_numeric_form(field.type))
         for field in schema
     )
 

@@ -438,7 +438,8 @@ def copy_rows(
 
     Rows whose every column has a binary form of one size (a sales order's, a payment's:
     :func:`~totes.load.gold_files.has_binary_form`) go as binary COPY, which PostgreSQL
-    reads in about half the time of CSV; the others as CSV.
+    reads without parsing text (223,500 sales orders: a third less time, ADR 28); the
+    others as CSV.
 
     Parameters
     ----------
