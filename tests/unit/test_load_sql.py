@@ -25,7 +25,7 @@ def _statements(target: str) -> list[str]:
         ]
     built += [
         warehouse_sql.create_stage_statement(target),
-        warehouse_sql.copy_stage_statement(target),
+        warehouse_sql.copy_stage_statement(target, binary=False),
     ]
     return [statement.as_string() for statement in built]
 

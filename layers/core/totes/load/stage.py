@@ -89,8 +89,6 @@ from totes.lake.iceberg import Lake
 from totes.load import warehouse_sql
 from totes.load.gold_files import (
     RejectedRow,
-    binary_chunks,
-    csv_chunks,
     list_gold_files,
     list_quarantined,
     listed_through,
@@ -477,7 +475,7 @@ def _apply_file_once(
         if target in DIMENSION_TABLES:
             key = [WAREHOUSE[target].key]
             if warehouse_sql.has_rows(conn, target) or has_repeated_key(rows, key):
-                warehouse_sql.stage_rows(conn, target, csv_chunks(rows))
+                warehouse_sql.stage_rows(conn, target, rows)
                 loaded = warehouse_sql.upsert_dimension(conn, target)
             else:  # every row is new
                 loaded = warehouse_sql.copy_rows(conn, target, rows)
@@ -648,7 +646,7 @@ def _apply_facts(
     present = 0
     if warehouse_sql.has_rows(conn, target):
         keys = rows.select(list(WAREHOUSE[target].version_key))
-        warehouse_sql.stage_rows(conn, target, binary_chunks(keys), keys_only=True)
+        warehouse_sql.stage_rows(conn, target, keys, keys_only=True)
         present = warehouse_sql.count_present_versions(conn, target)
     if present == rows.num_rows:
         return 0, [], None
@@ -673,7 +671,7 @@ def _apply_facts(
             copied = warehouse_sql.copy_rows(conn, target, numbered, fk_triggers=fk_triggers)
             warehouse_sql.raise_newest_version(conn, target, in_order)
             return copied, [], numbered
-    warehouse_sql.stage_rows(conn, target, csv_chunks(new, new_positions))
+    warehouse_sql.stage_rows(conn, target, new, new_positions)
     rejected: list[RejectedRow] = []
     going_in = new
     if missing:

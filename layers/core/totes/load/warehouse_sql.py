@@ -34,6 +34,8 @@ from totes.db import identifiers
 from totes.load.gold_files import (
     FILE_ROW,
     RejectedRow,
+    binary_chunks,
+    csv_chunks,
     fact_references,
     has_binary_form,
     rows_as_binary,
@@ -329,14 +331,12 @@ def create_stage_statement(target: str, *, keys_only: bool = False) -> sql.Compo
     )
 
 
-def copy_stage_statement(target: str, *, keys_only: bool = False) -> sql.Composed:
-    """``COPY ... FROM STDIN`` of the staged columns and ``file_row``.
-
-    Whole rows come as CSV; a fact's version keys (fixed-width) as binary.
+def copy_stage_statement(target: str, *, binary: bool, keys_only: bool = False) -> sql.Composed:
+    """``COPY ... FROM STDIN`` of the staged columns and ``file_row``, as CSV or binary.
 
     Examples
     --------
-    >>> copy_stage_statement("fact_payment", keys_only=True).as_string()
+    >>> copy_stage_statement("fact_payment", binary=True, keys_only=True).as_string()
     ... # doctest: +NORMALIZE_WHITESPACE
     'COPY "load_keys" ("payment_id", "last_updated_date", "last_updated_time", "file_row")
      FROM STDIN (FORMAT binary)'
@@ -345,40 +345,52 @@ def copy_stage_statement(target: str, *, keys_only: bool = False) -> sql.Compose
     return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
         sql.Identifier(table),
         identifiers([*columns, FILE_ROW]),
-        sql.SQL("binary" if keys_only else "csv"),
+        sql.SQL("binary" if binary else "csv"),
     )
 
 
 def stage_rows(
-    conn: psycopg.Connection[Any], target: str, chunks: Iterable[Any], *, keys_only: bool = False
+    conn: psycopg.Connection[Any],
+    target: str,
+    rows: pa.Table,
+    positions: pa.Array | None = None,
+    *,
+    keys_only: bool = False,
 ) -> int:
-    """Create the stage and COPY the CSV chunks into it; return how many rows went in.
+    """Create the stage and COPY the rows into it, each with its position in its file;
+    return how many went in.
 
-    Chunks are sent by a separate thread while the next one is rendered.
+    Rows whose every column has a binary form of one size (a fact's version keys, a
+    sales order's or a payment's whole rows) go as binary COPY, the others as CSV
+    (:func:`copy_rows` says why). Chunks are sent by a separate thread while the next
+    one is rendered.
 
     Parameters
     ----------
-    chunks
-        The staged columns and ``file_row``: CSV as :func:`~totes.load.gold_files.csv_chunks`
-        renders whole rows, or binary as :func:`~totes.load.gold_files.binary_chunks`
-        renders a fact's version keys.
+    rows
+        The staged columns: a table's star columns, or with ``keys_only`` a fact's
+        version key.
+    positions
+        Each row's position in its file (``int64``), when ``rows`` are only some of the
+        file's rows; by default the rows are the whole file, in order.
     keys_only
-        Stage a fact's version keys (binary) into ``load_keys`` rather than whole rows.
+        Stage a fact's version keys into ``load_keys`` rather than whole rows.
 
     Examples
     --------
-    >>> from totes.load.gold_files import binary_chunks, csv_chunks
-    >>> stage_rows(conn, "fact_payment", csv_chunks(payments))
+    >>> stage_rows(conn, "fact_payment", payments)
     3
     >>> keys = payments.select(["payment_id", "last_updated_date", "last_updated_time"])
-    >>> stage_rows(conn, "fact_payment", binary_chunks(keys), keys_only=True)
+    >>> stage_rows(conn, "fact_payment", keys, keys_only=True)
     3
     >>> conn.execute("SELECT payment_id, paid, file_row FROM load_stage").fetchall()
     [(1, False, 0), (1, True, 1), (2, False, 2)]
     """
+    binary = has_binary_form(rows.schema)
+    chunks = binary_chunks(rows, positions) if binary else csv_chunks(rows, positions)
     conn.execute(create_stage_statement(target, keys_only=keys_only))
     with conn.cursor() as cursor:
-        statement = copy_stage_statement(target, keys_only=keys_only)
+        statement = copy_stage_statement(target, binary=binary, keys_only=keys_only)
         with cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
             for chunk in chunks:
                 copy.write(chunk)
@@ -522,10 +534,9 @@ def upsert_dimension(conn: psycopg.Connection[Any], target: str) -> int:
     --------
     Pound Sterling is unchanged, the Swiss Franc new:
 
-    >>> from totes.load.gold_files import csv_chunks
     >>> currencies = pa.table({"currency_id": [1, 4], "currency_code": ["GBP", "CHF"],
     ...                        "currency_name": ["Pound Sterling", "Swiss Franc"]})
-    >>> stage_rows(conn, "dim_currency", csv_chunks(currencies))
+    >>> stage_rows(conn, "dim_currency", currencies)
     2
     >>> upsert_dimension(conn, "dim_currency")
     1
@@ -623,11 +634,10 @@ def count_present_versions(conn: psycopg.Connection[Any], target: str) -> int:
     --------
     The warehouse holds the first of the three versions:
 
-    >>> from totes.load.gold_files import binary_chunks
     >>> copy_rows(conn, "fact_payment", payments[:1])
     1
     >>> keys = payments.select(["payment_id", "last_updated_date", "last_updated_time"])
-    >>> stage_rows(conn, "fact_payment", binary_chunks(keys), keys_only=True)
+    >>> stage_rows(conn, "fact_payment", keys, keys_only=True)
     3
     >>> count_present_versions(conn, "fact_payment")
     1
@@ -664,11 +674,10 @@ def new_positions(conn: psycopg.Connection[Any], target: str) -> list[int]:
     --------
     The warehouse holds the first of the three versions:
 
-    >>> from totes.load.gold_files import binary_chunks
     >>> copy_rows(conn, "fact_payment", payments[:1])
     1
     >>> keys = payments.select(["payment_id", "last_updated_date", "last_updated_time"])
-    >>> stage_rows(conn, "fact_payment", binary_chunks(keys), keys_only=True)
+    >>> stage_rows(conn, "fact_payment", keys, keys_only=True)
     3
     >>> new_positions(conn, "fact_payment")
     [1, 2]
@@ -789,9 +798,8 @@ def quarantine_missing_references(conn: psycopg.Connection[Any], target: str) ->
     --------
     The second version of payment 1 names a currency the warehouse lacks:
 
-    >>> from totes.load.gold_files import csv_chunks
     >>> rows = payments.set_column(8, "currency_id", pa.array([1, 9, 1], pa.int32()))
-    >>> stage_rows(conn, "fact_payment", csv_chunks(rows))
+    >>> stage_rows(conn, "fact_payment", rows)
     3
     >>> quarantine_missing_references(conn, "fact_payment")  # doctest: +NORMALIZE_WHITESPACE
     [RejectedRow(position=1, reason='currency_id 9 not in dim_currency',
@@ -946,8 +954,7 @@ def insert_facts(conn: psycopg.Connection[Any], target: str, *, fk_triggers: boo
 
     Examples
     --------
-    >>> from totes.load.gold_files import csv_chunks
-    >>> stage_rows(conn, "fact_payment", csv_chunks(payments))
+    >>> stage_rows(conn, "fact_payment", payments)
     3
     >>> insert_facts(conn, "fact_payment")
     3
