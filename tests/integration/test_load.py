@@ -490,8 +490,16 @@ def test_loading_the_same_file_again_changes_nothing(warehouse: Warehouse) -> No
 
 
 def test_the_same_versions_in_another_file_insert_no_duplicate_facts(
-    warehouse: Warehouse,
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    staged_as: list[tuple[str, bool]] = []
+    real_statement = warehouse_sql.copy_stage_statement
+
+    def recorded(target: str, *, binary: bool, keys_only: bool = False) -> Any:
+        staged_as.append(("keys" if keys_only else "rows", binary))
+        return real_statement(target, binary=binary, keys_only=keys_only)
+
+    monkeypatch.setattr(warehouse_sql, "copy_stage_statement", recorded)
     # Given three sales order versions loaded from one file
     warehouse.load_dimensions()
     warehouse.put("fact_sales_order", "exec-1", [sales_order(n) for n in (1, 2, 3)])
@@ -521,6 +529,8 @@ def test_the_same_versions_in_another_file_insert_no_duplicate_facts(
         k: v for k, v in xmins.items() if k != 2
     }
     assert [row["rows_applied"] for row in warehouse.ledger("fact_sales_order")] == [3, 0, 1]
+    # And the keys of both later files, then the mixed file's rows, were staged in binary
+    assert staged_as == [("keys", True), ("keys", True), ("rows", True)]
 
 
 def test_a_changed_dimension_row_is_updated_and_unchanged_rows_are_not_rewritten(

@@ -483,22 +483,22 @@ def rows_as_binary(table: pa.Table) -> Iterator[bytes]:
     >>> struct.unpack(">hhHh3h", b"".join(rows_as_binary(pa.table({"price": prices})))[25:-2])
     (3, 1, 16384, 2, 0, 3, 5000)
     """
-    fields = [_binary_field(column.combine_chunks()) for column in table.columns]
-    template = struct.pack(">h", len(fields)) + b"".join(
-        struct.pack(">i", len(field.constant)) + field.constant for field in fields
-    )
-    width = len(template)
     yield _BINARY_HEADER
     for start in range(0, table.num_rows, _ROWS_PER_CHUNK):
-        count = min(_ROWS_PER_CHUNK, table.num_rows - start)
-        rows = bytearray(template * count)
+        # A chunk's columns at a time: memory stays bounded whatever the file's size.
+        chunk = table.slice(start, _ROWS_PER_CHUNK)
+        fields = [_binary_field(column.combine_chunks()) for column in chunk.columns]
+        template = struct.pack(">h", len(fields)) + b"".join(
+            struct.pack(">i", len(field.constant)) + field.constant for field in fields
+        )
+        width = len(template)
+        rows = bytearray(template * chunk.num_rows)
         at = 2
         for field in fields:
             at += 4
             for offset, data, size in field.parts:
                 for byte in range(size):
-                    first = start * size + byte
-                    rows[at + offset + byte :: width] = data[first : first + count * size : size]
+                    rows[at + offset + byte :: width] = data[byte::size]
             at += len(field.constant)
         yield bytes(rows)
     yield _BINARY_TRAILER

@@ -371,8 +371,9 @@ def stage_rows(
         The staged columns: a table's star columns, or with ``keys_only`` a fact's
         version key.
     positions
-        Each row's position in its file (``int64``), when ``rows`` are only some of the
-        file's rows; by default the rows are the whole file, in order.
+        Each row's position in its file (``int64``, no nulls, for binary), when ``rows``
+        are only some of the file's rows; by default the rows are the whole file, in
+        order.
     keys_only
         Stage a fact's version keys into ``load_keys`` rather than whole rows.
 
@@ -386,7 +387,9 @@ def stage_rows(
     >>> conn.execute("SELECT payment_id, paid, file_row FROM load_stage").fetchall()
     [(1, False, 0), (1, True, 1), (2, False, 2)]
     """
-    binary = has_binary_form(rows.schema)
+    binary = has_binary_form(rows.schema) and (
+        positions is None or (positions.type == pa.int64() and not positions.null_count)
+    )
     chunks = binary_chunks(rows, positions) if binary else csv_chunks(rows, positions)
     conn.execute(create_stage_statement(target, keys_only=keys_only))
     with conn.cursor() as cursor:
@@ -798,7 +801,8 @@ def quarantine_missing_references(conn: psycopg.Connection[Any], target: str) ->
     --------
     The second version of payment 1 names a currency the warehouse lacks:
 
-    >>> rows = payments.set_column(8, "currency_id", pa.array([1, 9, 1], pa.int32()))
+    >>> currency = pa.field("currency_id", pa.int32(), nullable=False)
+    >>> rows = payments.set_column(8, currency, pa.array([1, 9, 1], pa.int32()))
     >>> stage_rows(conn, "fact_payment", rows)
     3
     >>> quarantine_missing_references(conn, "fact_payment")  # doctest: +NORMALIZE_WHITESPACE
