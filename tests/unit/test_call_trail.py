@@ -81,6 +81,12 @@ def test_json_requests_are_authorised_on_the_resource_their_body_names() -> None
     assert call("dynamodb", "DynamoDB_20120810.PutItem", {"TableName": "marks"}) == [
         ("dynamodb:PutItem", arn.format("dynamodb") + ":table/marks", None)
     ]
+    # A batch read needs the action on every table it names
+    batch = {"RequestItems": {"marks": {"Keys": []}, "other": {"Keys": []}}}
+    assert call("dynamodb", "DynamoDB_20120810.BatchGetItem", batch) == [
+        ("dynamodb:BatchGetItem", arn.format("dynamodb") + ":table/marks", None),
+        ("dynamodb:BatchGetItem", arn.format("dynamodb") + ":table/other", None),
+    ]
     # Glue checks the catalog, the database and the table of a table's call
     assert [
         r for _, r, _ in call("glue", "AWSGlue.GetTable", {"DatabaseName": "d", "Name": "t"})

@@ -219,7 +219,9 @@ def needed_authorisations(
 
 def _resources(prefix: str, operation: str, payload: dict[str, Any], arn: str) -> list[str]:
     if prefix == "dynamodb":
-        return [arn.format("dynamodb") + f":table/{payload.get('TableName', '?')}"]
+        # A batch names its tables as the keys of its request items; IAM checks each.
+        tables = list(payload.get("RequestItems") or {}) or [payload.get("TableName", "?")]
+        return [arn.format("dynamodb") + f":table/{table}" for table in tables]
     if prefix == "secretsmanager":
         secret = str(payload.get("SecretId", "?"))
         # The ARN of a secret ends in "-" and six characters AWS chose: any six will do.
