@@ -30,11 +30,16 @@ def main(scale: float) -> None:
             watermarks=DynamoWatermarkStore(dynamodb, WATERMARKS),
         )
         before = peak_rss_mb()
-        settings = TransformSettings(ingested_bucket=INGESTED, processed_bucket=PROCESSED)
+        settings = TransformSettings(
+            ingested_bucket=INGESTED, processed_bucket=PROCESSED, watermark_table=WATERMARKS
+        )
         for target in ("fact_sales_order",):
             started = time.perf_counter()
             result = transform_target(
-                TransformRequest(target=target, run_id="bench"), settings, s3=s3
+                TransformRequest(target=target, run_id="bench"),
+                settings,
+                s3=s3,
+                watermarks=DynamoWatermarkStore(dynamodb, WATERMARKS),
             )
             seconds = time.perf_counter() - started
             print(

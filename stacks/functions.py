@@ -122,9 +122,11 @@ class PipelineFunctions(Construct):
     - ingest reads the source credentials, adds raw objects but can read, list or
       delete none (it writes only new keys, conditionally; versioning keeps any
       accidental overwrite recoverable), and reads and writes watermarks;
-    - transform reads the raw zone, reads its own state, staged files and mirrors, and
-      writes those, the gold files of each warehouse table and rejected rows;
-    - load reads the warehouse credentials, the gold files and the quarantine, writes
+    - transform reads the raw zone and the newest batch each watermark names, reads its
+      own state, staged files and mirrors, and writes those, the gold files of each
+      warehouse table and rejected rows;
+    - load reads the warehouse credentials, transform's states (how many gold files each
+      table has committed), the gold files and the quarantine, writes
       (and deletes what it replaced of) quarantined rows, and writes the lake's Iceberg
       tables: their data and metadata files in the lake zone, which it reads back and
       deletes when it makes a table afresh (its Glue rights come from
@@ -236,11 +238,15 @@ class PipelineFunctions(Construct):
             environment={
                 EnvironmentVariable.INGESTED_BUCKET: buckets.ingested.bucket_name,
                 EnvironmentVariable.PROCESSED_BUCKET: buckets.processed.bucket_name,
+                EnvironmentVariable.WATERMARK_TABLE: watermark_table.table_name,
                 EnvironmentVariable.TRANSFORM_MAX_ROWS: str(limits.transform_max_rows),
                 # How far back transform lists manifests: how late one can arrive.
                 EnvironmentVariable.INGEST_TIMEOUT_SECONDS: str(int(_INGEST.timeout.to_seconds())),
             },
         )
+        # The watermarks name each source's newest batch: a source none of whose batches
+        # is new to the target is not listed.
+        _allow(self.transform, ["dynamodb:BatchGetItem"], [watermark_table.table_arn])
         _allow_listing(self.transform, buckets.ingested)
         _allow_objects(
             self.transform,
@@ -288,10 +294,15 @@ class PipelineFunctions(Construct):
             self.load,
             buckets.processed,
             ["s3:GetObject"],
-            [*(f"{table}/*" for table in GOLD_TABLES), f"{REJECTS_PREFIX}/*", f"{LAKE_PREFIX}/*"],
-            why="load reads the gold files of each warehouse table, the quarantine it "
-            "replays and the lake's Iceberg metadata and data files, under keys made at run "
-            "time",
+            [
+                f"{TRANSFORM_STATE_PREFIX}/*",
+                *(f"{table}/*" for table in GOLD_TABLES),
+                f"{REJECTS_PREFIX}/*",
+                f"{LAKE_PREFIX}/*",
+            ],
+            why="load reads transform's state of each warehouse table (how many gold files "
+            "it committed), the gold files, the quarantine it replays and the lake's Iceberg "
+            "metadata and data files, under keys made at run time",
         )
         # Facts whose dimension row is missing are quarantined, and rewritten or deleted
         # once replayed. What the warehouse committed is committed to the lake's tables:

@@ -6,6 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from totes.aws import client
 from totes.findings import Stage
+from totes.ingest.watermarks import DynamoWatermarkStore
 from totes.names import MetricName
 from totes.observability import logger, publish_for_alarm
 from totes.transform.stage import TransformRequest, TransformSettings, transform_target
@@ -19,7 +20,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = TransformRequest.from_event(event)
     logger.set_correlation_id(request.run_id)
     logger.append_keys(table=request.target)
-    result = transform_target(request, TransformSettings.from_environment(), s3=client("s3"))
+    settings = TransformSettings.from_environment()
+    result = transform_target(
+        request,
+        settings,
+        s3=client("s3"),
+        watermarks=DynamoWatermarkStore(client("dynamodb"), settings.watermark_table),
+    )
     if result.rows_rejected:
         publish_for_alarm(MetricName.ROWS_REJECTED, result.rows_rejected)
     if result.unknown_codes:

@@ -142,6 +142,8 @@ def test_each_function_is_told_only_the_resources_its_stage_uses(platform, templ
     assert variables(functions.transform) == {
         "INGESTED_BUCKET": {"Ref": logical_id(buckets.ingested)},
         "PROCESSED_BUCKET": {"Ref": logical_id(buckets.processed)},
+        # (each source's newest batch, so that sources with none new are not listed)
+        "WATERMARK_TABLE": {"Ref": logical_id(table)},
         "TRANSFORM_MAX_ROWS": "500000",
         # (how late a manifest can arrive: ingest's own timeout)
         "INGEST_TIMEOUT_SECONDS": str(_function(template, functions.ingest)["Timeout"]),
@@ -225,17 +227,19 @@ def test_ingest_adds_to_the_raw_zone_but_never_rewrites_it(platform, allowed):
     assert {action for action in ingest if action.startswith("s3:")} == {"s3:PutObject"}
 
 
-def test_ingest_alone_reads_and_writes_watermarks(platform, allowed):
+def test_ingest_alone_writes_watermarks_and_transform_only_reads_them(platform, allowed):
     # Given the watermark table
     table = _arn(platform.stack.watermarks.table)
 
-    # Then ingest reads and (conditionally) puts items of it, and no other stage touches it
-    assert {action for action, resources in allowed["ingest"].items() if table in resources} == {
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-    }
-    for stage in ("transform", "load"):
-        assert not [action for action in allowed[stage] if action.startswith("dynamodb:")]
+    def dynamodb(stage: str) -> dict[str, set[str]]:
+        return {a: r for a, r in allowed[stage].items() if a.startswith("dynamodb:")}
+
+    # Then ingest reads and (conditionally) puts items of it
+    assert dynamodb("ingest") == {"dynamodb:GetItem": {table}, "dynamodb:PutItem": {table}}
+    # And transform reads items of it in batches (each source's newest batch), nothing more
+    assert dynamodb("transform") == {"dynamodb:BatchGetItem": {table}}
+    # And load does not touch it
+    assert dynamodb("load") == {}
 
 
 def _gold(bucket_arn: str) -> set[str]:
@@ -266,14 +270,16 @@ def test_load_reads_the_processed_zone_and_writes_only_rejects_and_the_lake(plat
     buckets, load = platform.stack.buckets, allowed["load"]
     processed = _arn(buckets.processed)
 
-    # Then it reads gold files, the quarantine and the lake's tables only
+    # Then it reads transform's states, the gold files, the quarantine and the lake's
+    # tables only
     assert load["s3:GetObject"] == _gold(processed) | {
+        f"{processed}/_state/transform/*",
         f"{processed}/rejects/*",
         f"{processed}/lake/*",
     }
     assert load["s3:ListBucket"] == {processed}
     # And it writes (and deletes what it replaced of) quarantined rows and the lake
-    # tables' files, and never touches the raw zone or transform's state
+    # tables' files; it never writes transform's state, nor touches the raw zone
     for action in ("s3:PutObject", "s3:DeleteObject"):
         assert load[action] == {f"{processed}/rejects/*", f"{processed}/lake/*"}, action
     assert {action for action in load if action.startswith(("s3:Put", "s3:Delete"))} == {

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from totes.ingest.stage import IngestRequest, IngestSettings, ingest_table
-from totes.ingest.watermarks import DynamoWatermarkStore
+from totes.ingest.watermarks import DynamoWatermarkStore, WatermarkStore
 from totes.lake.iceberg import Lake
 from totes.load.stage import LoadRequest, LoadSettings, load_target
 from totes.results import IngestResult, LoadResult
@@ -82,8 +82,17 @@ class Pipeline:
     def run_id(self) -> str:
         return f"run-{self.runs:04d}"
 
+    @property
+    def watermarks(self) -> DynamoWatermarkStore:
+        return DynamoWatermarkStore(self.dynamodb, WATERMARKS)
+
     def ingest(
-        self, table: str, *, extracted_at: datetime | None = None, **options: Any
+        self,
+        table: str,
+        *,
+        extracted_at: datetime | None = None,
+        watermarks: WatermarkStore | None = None,
+        **options: Any,
     ) -> IngestResult:
         """Ingest ``table``, as an invocation that started at ``extracted_at`` (default: now)."""
         return ingest_table(
@@ -91,15 +100,21 @@ class Pipeline:
             IngestSettings(bucket=INGESTED, watermark_table=WATERMARKS),
             source_dsn=lambda: self.source_dsn,
             s3=self.s3,
-            watermarks=DynamoWatermarkStore(self.dynamodb, WATERMARKS),
+            watermarks=watermarks or self.watermarks,
             clock=lambda: extracted_at or datetime.now(UTC),
         )
 
     def transform(self, target: str, **settings: Any) -> TransformResult:
         result = transform_target(
             TransformRequest(target=target, run_id=self.run_id),
-            TransformSettings(ingested_bucket=INGESTED, processed_bucket=PROCESSED, **settings),
+            TransformSettings(
+                ingested_bucket=INGESTED,
+                processed_bucket=PROCESSED,
+                watermark_table=WATERMARKS,
+                **settings,
+            ),
             s3=self.s3,
+            watermarks=self.watermarks,
         )
         self.transformed[target] = result
         return result

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time as clock
 import uuid
@@ -42,6 +43,7 @@ from totes.results import LoadResult
 from totes.tables import FACT_TABLES, FACTS, GOLD_DIMENSIONS, WAREHOUSE
 from totes.warehouse.star import STAR_SCHEMAS
 from totes.zones.gold import gold_key, unsequenced_prefix
+from totes.zones.state import state_key
 from totes_local.runtime.postgres import PostgresServer
 
 from .pipeline_harness import load_counts
@@ -436,6 +438,43 @@ def test_a_load_lists_what_is_new_not_the_history_behind_it(warehouse: Warehouse
     # And an idle load lists nothing
     assert warehouse.load("fact_sales_order", "exec-idle").files_listed == 0
     assert len(warehouse.rows("fact_sales_order")) == 20
+
+
+def _transform_committed(warehouse: Warehouse, target: str, sequence: int) -> None:
+    """Transform's state of ``target`` as it is once its ``sequence``-th file is committed."""
+    warehouse.s3.put_object(
+        Bucket=BUCKET, Key=state_key(target), Body=json.dumps({"sequence": sequence}).encode()
+    )
+
+
+def test_a_load_lists_gold_files_only_when_transform_committed_one_it_has_not_loaded(
+    warehouse: Warehouse,
+) -> None:
+    # Given dimensions, and transform's first fact file committed and loaded
+    warehouse.load_dimensions()
+    _commit(warehouse, "fact_sales_order", 1, [sales_order(1)])
+    _transform_committed(warehouse, "fact_sales_order", 1)
+    assert warehouse.load("fact_sales_order", "exec-1").files_listed == 1
+    listings: list[str] = []
+    warehouse.s3.meta.events.register(
+        "provide-client-params.s3.ListObjectsV2",
+        lambda params, **_: listings.append(params["Prefix"]),
+    )
+
+    # When a load finds transform's state at the file it loaded last
+    warehouse.load("fact_sales_order", "exec-2")
+    # Then it does not list the gold files
+    assert "fact_sales_order/" not in listings
+
+    # When transform has committed a second file but not published it yet
+    _transform_committed(warehouse, "fact_sales_order", 2)
+    early = warehouse.load("fact_sales_order", "exec-3")
+    # Then the load lists, finds nothing new, and the next one lists again once it is there
+    assert (listings.count("fact_sales_order/"), early.files_listed) == (1, 0)
+    _commit(warehouse, "fact_sales_order", 2, [sales_order(2)])
+    late = warehouse.load("fact_sales_order", "exec-4")
+    assert (listings.count("fact_sales_order/"), late.files_listed, late.rows_loaded) == (2, 1, 1)
+    assert sorted(row["sales_order_id"] for row in warehouse.rows("fact_sales_order")) == [1, 2]
 
 
 def test_a_file_that_waits_and_one_published_late_are_still_listed_until_loaded(

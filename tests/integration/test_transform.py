@@ -14,12 +14,13 @@ from botocore.exceptions import ClientError
 
 from totes.db import connect, row_counts
 from totes.errors import TransformStateConflictError
-from totes.names import TRANSFORM_STAGING_PREFIX
+from totes.ingest.watermarks import Watermark, WatermarkStore
+from totes.names import TRANSFORM_STAGING_PREFIX, WATERMARK_PARTITION_KEY
 from totes.results import TransformResult
 from totes.tables import SOURCE_TABLES
 from totes.warehouse.star import STAR_SCHEMAS
 
-from .pipeline_harness import PROCESSED, Pipeline, create_resources
+from .pipeline_harness import PROCESSED, WATERMARKS, Pipeline, create_resources
 
 
 @pytest.fixture
@@ -150,6 +151,136 @@ def test_idle_runs_after_a_commit_touch_nothing_but_the_state_documents(
         assert recording.calls.count("get_object") == 2
         assert "head_object" not in recording.calls
         assert "put_object" not in recording.calls
+
+
+def _record_listings(pipeline: Pipeline) -> list[str]:
+    """The prefix of every listing the pipeline's S3 client makes from now on."""
+    prefixes: list[str] = []
+
+    def recorded(params: dict[str, Any], **_: Any) -> None:
+        prefixes.append(params["Prefix"])
+
+    pipeline.s3.meta.events.register("provide-client-params.s3.ListObjectsV2", recorded)
+    return prefixes
+
+
+def test_an_idle_run_lists_no_manifests(pipeline: Pipeline) -> None:
+    # Given a run that transformed every target
+    pipeline.run()
+    listings = _record_listings(pipeline)
+
+    # When the next run finds no new batch
+    again = pipeline.run()
+
+    # Then no transform lists the raw zone: every watermark names a batch already consumed
+    assert listings == []
+    assert {result.sources_listed for result in again.values()} == {0}
+
+
+def test_only_the_sources_with_a_new_batch_are_listed(pipeline: Pipeline) -> None:
+    # Given a run that transformed every target, then a new batch of staff
+    pipeline.run()
+    _move_a_staff_member(pipeline.source_dsn)
+    pipeline.ingest("staff")
+    listings = _record_listings(pipeline)
+
+    # When dim_staff (staff and department) is transformed
+    result = pipeline.transform("dim_staff")
+
+    # Then only staff's manifests are listed, and the change is transformed
+    assert listings == ["_manifests/staff/"]
+    assert (result.sources_listed, result.batches) == (1, 1)
+    assert (
+        "moved@example.com" in pipeline.parquet(result.gold_key).column("email_address").to_pylist()
+    )
+
+
+class _CrashBeforeAdvance:
+    """A watermark store whose process dies after the manifest, before the advance."""
+
+    def __init__(self, store: WatermarkStore) -> None:
+        self.store = store
+
+    def read(self, table: str) -> Watermark:
+        return self.store.read(table)
+
+    def advance(self, table: str, expected: Watermark, new: Watermark) -> None:
+        raise SystemExit("crash injected between the manifest and the watermark")
+
+
+def test_a_batch_whose_watermark_never_advanced_is_consumed_with_the_next_batch(
+    pipeline: Pipeline,
+) -> None:
+    # Given a run that transformed every target, and a batch of staff whose ingest died
+    # after writing the manifest, before advancing the watermark
+    pipeline.run()
+    _move_a_staff_member(pipeline.source_dsn)
+    with pytest.raises(SystemExit):
+        pipeline.ingest("staff", watermarks=_CrashBeforeAdvance(pipeline.watermarks))
+    # (the watermark still names a batch dim_staff consumed: nothing is listed yet)
+    assert pipeline.transform("dim_staff").batches == 0
+
+    # When the next ingest extracts the same rows again, and dim_staff is transformed
+    pipeline.ingest("staff")
+    result = pipeline.transform("dim_staff")
+
+    # Then the batch left behind is consumed with the new one, and the change is in gold
+    assert result.batches == 2
+    assert (
+        "moved@example.com" in pipeline.parquet(result.gold_key).column("email_address").to_pylist()
+    )
+
+
+def test_a_source_whose_batches_did_not_fit_the_bite_is_listed_until_they_are_consumed(
+    pipeline: Pipeline,
+) -> None:
+    # Given every target transformed, then two batches of staff (one row each)
+    pipeline.run()
+    for _ in range(2):
+        _move_a_staff_member(pipeline.source_dsn)
+        pipeline.ingest("staff")
+    # And a transform whose bite of one row took the first batch only
+    first = pipeline.transform("dim_staff", max_rows=1)
+    assert (first.batches, first.batches_remaining) == (1, 1)
+
+    # When the next transforms run with no new batch
+    second = pipeline.transform("dim_staff", max_rows=1)
+    third = pipeline.transform("dim_staff", max_rows=1)
+
+    # Then the next lists staff again and takes the batch left; the one after lists nothing
+    assert (second.sources_listed, second.batches, second.has_more) == (1, 1, False)
+    assert (third.sources_listed, third.batches) == (0, 0)
+
+
+def test_a_watermark_naming_no_batch_is_listed_until_an_advance_names_one(
+    pipeline: Pipeline,
+) -> None:
+    # Given every target transformed, and staff's watermark and dim_staff's state as an
+    # earlier release wrote them (naming no manifest, recording none caught up with)
+    pipeline.run()
+    pipeline.dynamodb.update_item(
+        TableName=WATERMARKS,
+        Key={WATERMARK_PARTITION_KEY: {"S": "staff"}},
+        UpdateExpression="REMOVE manifest",
+    )
+    state_key = "_state/transform/dim_staff.json"
+    state = json.loads(pipeline.s3.get_object(Bucket=PROCESSED, Key=state_key)["Body"].read())
+    del state["caught_up"]
+    pipeline.s3.put_object(Bucket=PROCESSED, Key=state_key, Body=json.dumps(state).encode())
+
+    # When dim_staff is transformed twice with nothing new, then after a new batch of staff,
+    # then once more
+    idle = [pipeline.transform("dim_staff") for _ in range(2)]
+    _move_a_staff_member(pipeline.source_dsn)
+    pipeline.ingest("staff")
+    changed = pipeline.transform("dim_staff")
+    after = pipeline.transform("dim_staff")
+
+    # Then staff is listed every time until its watermark names a batch dim_staff consumed;
+    # department, whose watermark names one, once (the state then records it caught up)
+    assert [(r.sources_listed, r.batches) for r in idle] == [(2, 0), (1, 0)]
+    assert (changed.sources_listed, changed.batches) == (1, 1)
+    assert (after.sources_listed, after.batches) == (0, 0)
 
 
 def test_a_run_that_stopped_before_clearing_its_pending_list_is_finished_by_the_next(
@@ -466,21 +597,30 @@ def test_transform_lists_manifests_from_ingests_timeout_and_a_minute_behind_the_
         starts[params["Prefix"]] = params.get("StartAfter", "")
 
     pipeline.s3.meta.events.register("provide-client-params.s3.ListObjectsV2", recorded)
-    # When the next transform looks for new batches
-    pipeline.transform("dim_staff", ingest_timeout=INGEST_TIMEOUT)
+    # When another batch of staff arrives and the next transform looks for it
+    _move_a_staff_member(pipeline.source_dsn)
+    pipeline.ingest("staff")
+    result = pipeline.transform("dim_staff", ingest_timeout=INGEST_TIMEOUT)
     # Then it lists staff's manifests from three minutes (the timeout and the margin)
     # before the newest it consumed: the older batch is not listed again
     assert starts["_manifests/staff/"] == (
         f"_manifests/staff/{now - timedelta(minutes=3):%Y/%m/%d/%H%M%S}"
     )
+    assert result.batches == 1
+    # And department, which has no batch it has not caught up with, is not listed
+    assert "_manifests/department/" not in starts
+    assert result.sources_listed == 1
 
 
 def test_a_longer_ingest_timeout_transforms_no_batch_again(pipeline: Pipeline) -> None:
     # Given batches of staff extracted ten minutes apart, each transformed as it came
     _, keys = _two_batches_ten_minutes_apart(pipeline)
-    # When ingest's timeout grows to ten minutes (transform's listing widens with it)
+    # When ingest's timeout grows to ten minutes (transform's listing widens with it) and
+    # a third batch makes the next transform list staff's manifests
+    _move_a_staff_member(pipeline.source_dsn)
+    third = pipeline.ingest("staff").manifest_key
     again = pipeline.transform("dim_staff", ingest_timeout=timedelta(minutes=10))
-    # Then no batch is transformed a second time: the state still knows both
-    assert (again.batches, again.rows, again.gold_key) == (0, 0, None)
+    # Then only the third batch is transformed: the state still knows the first two
+    assert (again.sources_listed, again.batches) == (1, 1)
     body = pipeline.s3.get_object(Bucket=PROCESSED, Key="_state/transform/dim_staff.json")
-    assert json.loads(body["Body"].read())["consumed"]["staff"] == keys
+    assert json.loads(body["Body"].read())["consumed"]["staff"] == [*keys, third]

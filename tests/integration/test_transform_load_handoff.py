@@ -10,6 +10,7 @@ import pytest
 
 from totes.db import connect
 from totes.errors import TransformStateConflictError
+from totes.ingest.watermarks import DynamoWatermarkStore
 from totes.names import LOAD_LEDGER_TABLE
 from totes.tables import (
     FACT_TABLES,
@@ -18,7 +19,7 @@ from totes.tables import (
 from totes.transform.stage import TransformRequest, TransformSettings, transform_target
 from totes.warehouse.reconcile import reconcile
 
-from .pipeline_harness import INGESTED, PROCESSED, Pipeline
+from .pipeline_harness import INGESTED, PROCESSED, WATERMARKS, Pipeline
 
 #: Each target, the source table whose rows change between the racers, and the change.
 RACES = {
@@ -65,7 +66,10 @@ def test_the_transform_that_loses_the_race_never_reaches_the_warehouse(
     pipeline: Pipeline, target: str
 ) -> None:
     source_table, change = RACES[target]
-    settings = TransformSettings(ingested_bucket=INGESTED, processed_bucket=PROCESSED)
+    settings = TransformSettings(
+        ingested_bucket=INGESTED, processed_bucket=PROCESSED, watermark_table=WATERMARKS
+    )
+    watermarks = DynamoWatermarkStore(pipeline.dynamodb, WATERMARKS)
     # Given a loaded warehouse, and a change of the target's source ingested
     pipeline.run()
     pipeline.runs += 1
@@ -81,13 +85,21 @@ def test_the_transform_that_loses_the_race_never_reaches_the_warehouse(
         # A second execution: the source changed again, it ingests and transforms it all
         changed("-newer", 2)
         return transform_target(
-            TransformRequest(target=target, run_id="rival"), settings, s3=pipeline.s3
+            TransformRequest(target=target, run_id="rival"),
+            settings,
+            s3=pipeline.s3,
+            watermarks=watermarks,
         )
 
     # When one transform reads the older batch and, before it commits, the rival commits
     racing = RivalCommitsFirst(pipeline.s3, target, rival)
     with pytest.raises(TransformStateConflictError):
-        transform_target(TransformRequest(target=target, run_id="loser"), settings, s3=racing)
+        transform_target(
+            TransformRequest(target=target, run_id="loser"),
+            settings,
+            s3=racing,
+            watermarks=watermarks,
+        )
     for dimension in GOLD_DIMENSIONS:
         pipeline.load(dimension)
     for fact in FACT_TABLES:

@@ -91,12 +91,15 @@ def test_load_and_transform_settings_come_from_the_environment(
 ) -> None:
     monkeypatch.setenv("PROCESSED_BUCKET", "totes-processed")
     monkeypatch.setenv("INGESTED_BUCKET", "totes-ingested")
+    monkeypatch.setenv("WATERMARK_TABLE", "totes-watermarks")
     monkeypatch.delenv("LOAD_FK_TRIGGERS", raising=False)
     assert LoadSettings.from_environment() == LoadSettings(bucket="totes-processed")
     monkeypatch.setenv("LOAD_FK_TRIGGERS", "always")
     assert LoadSettings.from_environment().fk_triggers == "always"
     assert TransformSettings.from_environment() == TransformSettings(
-        ingested_bucket="totes-ingested", processed_bucket="totes-processed"
+        ingested_bucket="totes-ingested",
+        processed_bucket="totes-processed",
+        watermark_table="totes-watermarks",
     )
 
 
@@ -128,6 +131,11 @@ def test_load_and_transform_settings_come_from_the_environment(
             TransformSettings.from_environment,
             {"PROCESSED_BUCKET": "p"},
             "environment variable INGESTED_BUCKET is not set",
+        ),
+        (
+            TransformSettings.from_environment,
+            {"PROCESSED_BUCKET": "p", "INGESTED_BUCKET": "raw"},
+            "environment variable WATERMARK_TABLE is not set",
         ),
     ],
 )
@@ -225,6 +233,7 @@ def test_the_ingest_and_transform_payloads_carry_keys_and_counts_only() -> None:
         "rows_consumed": 0,
         "batches_remaining": 1,
         "remaining": 40,
+        "sources_listed": 0,
         "has_more": True,
     }
     for payload in (ingest.payload(), transform.payload()):

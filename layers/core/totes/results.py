@@ -125,6 +125,8 @@ class TransformResult(StageResult):
     rows_consumed: NonNegativeInt = 0
     batches_remaining: NonNegativeInt = 0
     remaining: NonNegativeInt = 0
+    #: Sources whose manifests were listed: those with a batch the state had not caught up with.
+    sources_listed: NonNegativeInt = 0
 
     @computed_field  # type: ignore[prop-decorator]
     @property

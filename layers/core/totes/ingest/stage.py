@@ -5,11 +5,13 @@ Order of effects, which is what makes a crash at any point harmless:
 1. read the watermark (and remember it for the compare-and-set);
 2. in one REPEATABLE READ snapshot, plan the batch and stream it to S3 as parts;
 3. write the manifest (the batch is now complete and visible downstream);
-4. advance the watermark, only if nobody else did since step 1.
+4. advance the watermark, only if nobody else did since step 1, naming the manifest:
+   transform lists a table's manifests only when that name is new to it.
 
 A crash before 4 leaves a complete or incomplete batch in the raw zone and the
 watermark where it was: the next execution extracts the same rows again, and
-downstream stages are idempotent. A lost race at 4 raises
+downstream stages are idempotent (transform finds the batch left behind when it lists
+for the next one). A lost race at 4 raises
 :class:`~totes.errors.WatermarkConflictError`.
 """
 
@@ -221,7 +223,9 @@ def ingest_table(
         unexpected_columns=drift.unexpected,
     )
     result.manifest_key = writer.write_manifest(manifest)
-    watermarks.advance(request.table, expected, plan.new_watermark)
+    watermarks.advance(
+        request.table, expected, plan.new_watermark.with_manifest(result.manifest_key)
+    )
     result.rows = manifest.rows
     result.parts = len(parts)
     result.bytes_written = sum(part.bytes for part in parts)

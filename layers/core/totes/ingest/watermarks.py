@@ -5,18 +5,26 @@ the raw zone, plus a fingerprint of the rows inside the look-back window behind
 it (see :mod:`totes.ingest.extract`). It only ever moves forward, and only from
 the value an execution read at its start: two overlapping executions cannot both
 advance it, and a crash before the advance costs a re-read, never a skipped row.
+
+Each advance also records the key of the manifest of the batch it follows: the newest
+batch of the table. Transform reads those (one request for a target's sources) and
+lists a source's manifests only when its newest batch is not one it has caught up with.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from botocore.exceptions import ClientError
 
 from totes.errors import WatermarkConflictError
 from totes.names import WATERMARK_PARTITION_KEY
+
+#: The attribute naming the manifest of the batch an advance follows.
+_MANIFEST: Final = "manifest"
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,9 @@ class Watermark:
         ending at the cursor; a change means a late commit landed behind the cursor.
     version
         Incremented by every advance; the compare-and-set condition.
+    manifest
+        Key of the manifest of the batch this advance follows (``None`` before the first,
+        and in an item a release before this one wrote).
     """
 
     last_updated: datetime | None = None
@@ -40,6 +51,7 @@ class Watermark:
     window_rows: int = 0
     window_checksum: int = 0
     version: int = 0
+    manifest: str | None = None
 
     @property
     def cursor(self) -> tuple[datetime, int] | None:
@@ -51,7 +63,8 @@ class Watermark:
     def advanced_to(
         self, last_updated: datetime, key: int, window_rows: int, window_checksum: int
     ) -> Watermark:
-        """The watermark after a batch ending at ``(last_updated, key)``."""
+        """The watermark after a batch ending at ``(last_updated, key)``, its manifest not
+        named yet (see :meth:`with_manifest`)."""
         return replace(
             self,
             last_updated=last_updated,
@@ -59,7 +72,12 @@ class Watermark:
             window_rows=window_rows,
             window_checksum=window_checksum,
             version=self.version + 1,
+            manifest=None,
         )
+
+    def with_manifest(self, manifest: str) -> Watermark:
+        """The same watermark, naming the manifest of the batch it follows."""
+        return replace(self, manifest=manifest)
 
 
 class WatermarkStore(Protocol):
@@ -79,6 +97,14 @@ class WatermarkStore(Protocol):
         ValueError
             ``new`` does not move the cursor forward.
         """
+        ...
+
+
+class NewestBatches(Protocol):
+    """Names the newest batch of each source table: what transform needs of the watermarks."""
+
+    def newest_manifests(self, tables: Sequence[str]) -> dict[str, str]:
+        """The manifest each of ``tables``' last advance named (tables without one left out)."""
         ...
 
 
@@ -103,8 +129,8 @@ class DynamoWatermarkStore:
 
     >>> store = DynamoWatermarkStore(dynamodb, "watermarks")
     >>> start = store.read("sales_order")
-    >>> start
-    Watermark(last_updated=None, key=None, window_rows=0, window_checksum=0, version=0)
+    >>> start == Watermark()
+    True
     >>> moved = start.advanced_to(datetime(2024, 11, 14, 9, 0), 42, 3, 7)
     >>> store.advance("sales_order", start, moved)
     >>> store.read("sales_order") == moved
@@ -112,6 +138,13 @@ class DynamoWatermarkStore:
     >>> store.advance("sales_order", start, moved)
     Traceback (most recent call last):
     totes.errors.WatermarkConflictError: watermark of sales_order changed since this ...
+
+    Each advance names the batch it follows; transform reads them for a target's sources:
+
+    >>> again = moved.advanced_to(datetime(2024, 11, 14, 9, 5), 43, 3, 8)
+    >>> store.advance("sales_order", moved, again.with_manifest("_manifests/sales_order/x.json"))
+    >>> store.newest_manifests(["sales_order", "staff"])  # staff never extracted
+    {'sales_order': '_manifests/sales_order/x.json'}
     """
 
     def __init__(self, client: Any, table_name: str) -> None:
@@ -134,7 +167,36 @@ class DynamoWatermarkStore:
             window_rows=int(item["window_rows"]["N"]),
             window_checksum=int(item["window_checksum"]["N"]),
             version=int(item["version"]["N"]),
+            manifest=item.get(_MANIFEST, {}).get("S"),
         )
+
+    def newest_manifests(self, tables: Sequence[str]) -> dict[str, str]:
+        """The manifest key each advance of ``tables`` last recorded, read with strong
+        consistency in one request (tables never advanced, or advanced by a release that
+        did not record it, are left out).
+        """
+        keys = [{WATERMARK_PARTITION_KEY: {"S": table}} for table in dict.fromkeys(tables)]
+        found: dict[str, str] = {}
+        while keys:
+            response = self._client.batch_get_item(
+                RequestItems={
+                    self._table_name: {
+                        "Keys": keys,
+                        "ConsistentRead": True,
+                        "ProjectionExpression": "#table, #manifest",
+                        "ExpressionAttributeNames": {
+                            "#table": WATERMARK_PARTITION_KEY,
+                            "#manifest": _MANIFEST,
+                        },
+                    }
+                }
+            )
+            for item in response.get("Responses", {}).get(self._table_name, []):
+                if _MANIFEST in item:
+                    found[item[WATERMARK_PARTITION_KEY]["S"]] = item[_MANIFEST]["S"]
+            # DynamoDB may leave keys unread under throttling; the client retried already.
+            keys = response.get("UnprocessedKeys", {}).get(self._table_name, {}).get("Keys", [])
+        return found
 
     def advance(self, table: str, expected: Watermark, new: Watermark) -> None:
         """Compare-and-set: write ``new`` only if the stored version is ``expected``'s."""
@@ -155,6 +217,7 @@ class DynamoWatermarkStore:
                     "window_rows": {"N": str(new.window_rows)},
                     "window_checksum": {"N": str(new.window_checksum)},
                     "version": {"N": str(new.version)},
+                    **({_MANIFEST: {"S": new.manifest}} if new.manifest else {}),
                 },
                 ConditionExpression=condition,
                 **({"ExpressionAttributeValues": values} if values else {}),

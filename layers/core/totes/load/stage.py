@@ -1,7 +1,9 @@
 """One load step: every gold file of one warehouse table that the ledger lacks, into the warehouse.
 
-Load lists *all* gold files of the table (not only the current run's), drops those the
-ledger records, and applies the oldest of the rest in commit order, at most
+Load lists the gold files of the table after the last one every predecessor of which is
+loaded (not only the current run's; none when transform's state says it has committed
+nothing after that one), drops those the ledger records, and applies the oldest of the
+rest in commit order, at most
 ``LOAD_MAX_FILES`` per invocation (the others wait for the next one: ``has_more``), so
 files an earlier failed run left behind are picked up by the next one. Before a fact
 file, the dates it references are added to dim_date and committed at once (loads of
@@ -111,6 +113,7 @@ from totes.results import FileOutcome, LoadResult
 from totes.tables import DIMENSION_TABLES, FACT_TABLES, WAREHOUSE
 from totes.zones.gold import GoldFileKey
 from totes.zones.rejects import RejectsKey, load_rejects_key
+from totes.zones.state import committed_sequence
 
 FK_TRIGGERS_AUTO: Final = "auto"
 FK_TRIGGERS_ALWAYS: Final = "always"
@@ -277,9 +280,14 @@ def load_target(
         warehouse_sql.prepare_session(conn)
         _require_tables(conn, request.target)
         # Only what follows the last file every predecessor of which is loaded: the
-        # listing stays as short as what is new, however long the history behind it.
+        # listing stays as short as what is new, however long the history behind it,
+        # and is not made when transform has committed nothing after that file.
         start_after = warehouse_sql.listing_start(conn, request.target)
-        listed = list_gold_files(s3, settings.bucket, request.target, start_after=start_after)
+        listed = (
+            list_gold_files(s3, settings.bucket, request.target, start_after=start_after)
+            if _may_have_new_files(s3, settings.bucket, request.target, start_after)
+            else []
+        )
         result.files_listed = len(listed)
         result.fk_triggers = (
             settings.fk_triggers == FK_TRIGGERS_ALWAYS
@@ -338,6 +346,22 @@ def load_target(
         result.freshness_lag_seconds = (clock() - newest).total_seconds()
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result
+
+
+def _may_have_new_files(s3: Any, bucket: str, target: str, start_after: str | None) -> bool:
+    """False when every file transform committed for ``target`` is at or before the listing's
+    start, so that a listing could only find files put there by hand (one GET, where a
+    listing costs as much as twelve).
+
+    A file committed but not yet published is after the start too: it is listed for
+    until transform publishes it.
+    """
+    committed = committed_sequence(s3, bucket, target)
+    if committed is None:
+        return True
+    cursor = GoldFileKey.parse(start_after) if start_after else None
+    loaded_through = cursor.sequence if cursor is not None and cursor.sequence else 0
+    return committed > loaded_through
 
 
 def _move_listing_start(

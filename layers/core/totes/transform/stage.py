@@ -15,7 +15,10 @@ what transform committed:
    (this run's batches and any left by an earlier failed run) and take the oldest
    of them, across the target's sources, up to ``TRANSFORM_MAX_ROWS`` raw rows; the
    rest wait for the next invocation (``has_more``), so memory is bounded by the
-   limit, not by the backlog;
+   limit, not by the backlog. A source is listed only when the newest batch its
+   watermark names (read for all sources in one request, before listing) is not one
+   the state has caught up with: one whose listing left nothing of the source
+   behind. An idle run lists nothing;
 2. read the batches taken, merge them into the mirrors (new immutable objects);
 3. stage the gold file and any rejects under ``_staging/transform/<target>/``,
    where load never looks; names derive from the consumed manifests, so a retry
@@ -47,10 +50,9 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from totes.conditional_writes import (
-    VersionedDocument,
     exists,
     put_content_named,
     put_if,
@@ -67,6 +69,7 @@ from totes.errors import StagedFileMissingError, TransformStateConflictError
 from totes.findings import FindingKind
 from totes.ingest.raw_rows import read_rows
 from totes.ingest.raw_zone import Manifest, read_manifest
+from totes.ingest.watermarks import NewestBatches
 from totes.names import DEFAULT_TRANSFORM_MAX_ROWS, EnvironmentVariable
 from totes.parquet_objects import parquet_bytes, read_parquet
 from totes.results import TransformResult
@@ -76,7 +79,7 @@ from totes.zones import raw
 from totes.zones.gold import gold_key
 from totes.zones.mirror import mirror_key
 from totes.zones.rejects import transform_rejects_key
-from totes.zones.state import staging_key, state_key
+from totes.zones.state import CommittedFiles, staging_key, state_key
 
 #: The longest any Lambda invocation runs: how late a manifest can arrive when ingest's
 #: timeout is not known.
@@ -127,7 +130,7 @@ class TransformSettings(BaseModel):
 
     Examples
     --------
-    >>> TransformSettings.from_environment({"INGESTED_BUCKET": "raw"})
+    >>> TransformSettings.from_environment({"INGESTED_BUCKET": "raw", "WATERMARK_TABLE": "wm"})
     Traceback (most recent call last):
     ...
     totes.errors.InvalidSettingError: environment variable PROCESSED_BUCKET is not set
@@ -137,6 +140,7 @@ class TransformSettings(BaseModel):
 
     ingested_bucket: NonEmptyText = Field(alias=EnvironmentVariable.INGESTED_BUCKET)
     processed_bucket: NonEmptyText = Field(alias=EnvironmentVariable.PROCESSED_BUCKET)
+    watermark_table: NonEmptyText = Field(alias=EnvironmentVariable.WATERMARK_TABLE)
     max_rows: PositiveInt = Field(
         DEFAULT_TRANSFORM_MAX_ROWS, alias=EnvironmentVariable.TRANSFORM_MAX_ROWS
     )
@@ -153,8 +157,8 @@ class TransformSettings(BaseModel):
 
         Examples
         --------
-        >>> TransformSettings.from_environment({"INGESTED_BUCKET": "raw",
-        ...     "PROCESSED_BUCKET": "gold", "INGEST_TIMEOUT_SECONDS": "120"}).listed_back
+        >>> TransformSettings.from_environment({"INGESTED_BUCKET": "raw", "PROCESSED_BUCKET":
+        ...     "gold", "WATERMARK_TABLE": "wm", "INGEST_TIMEOUT_SECONDS": "120"}).listed_back
         datetime.timedelta(seconds=180)
         """
         return self.ingest_timeout + CLOCK_MARGIN
@@ -167,43 +171,45 @@ class TransformSettings(BaseModel):
 
         Examples
         --------
-        >>> TransformSettings.from_environment({"INGESTED_BUCKET": "raw",
-        ...     "PROCESSED_BUCKET": "gold", "INGEST_TIMEOUT_SECONDS": "120"}).remembered
+        >>> TransformSettings.from_environment({"INGESTED_BUCKET": "raw", "PROCESSED_BUCKET":
+        ...     "gold", "WATERMARK_TABLE": "wm", "INGEST_TIMEOUT_SECONDS": "120"}).remembered
         datetime.timedelta(seconds=960)
         """
         return max(self.listed_back, LONGEST_INVOCATION + CLOCK_MARGIN)
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str] | None = None) -> TransformSettings:
-        """Read ``INGESTED_BUCKET``, ``PROCESSED_BUCKET`` and the optional ``TRANSFORM_MAX_ROWS``
-        and ``INGEST_TIMEOUT_SECONDS`` (unset: the longest a Lambda invocation runs).
+        """Read ``INGESTED_BUCKET``, ``PROCESSED_BUCKET``, ``WATERMARK_TABLE`` and the optional
+        ``TRANSFORM_MAX_ROWS`` and ``INGEST_TIMEOUT_SECONDS`` (unset: the longest a Lambda
+        invocation runs).
 
         Raises
         ------
         InvalidSettingError
-            A bucket is not set, or the row limit is not a positive whole number.
+            A bucket or the watermark table is not set, or the row limit is not a positive
+            whole number.
         """
         return settings_from_environment(cls, environment)
 
 
-class TransformState(VersionedDocument):
+class TransformState(CommittedFiles):
     """The state document of one target, ``_state/transform/<target>.json``.
 
     Examples
     --------
     >>> state = TransformState.model_validate_json('{"consumed": {}, "mirrors": {}}')
-    >>> (state.sequence, state.pending, state.etag)
-    (0, [], None)
+    >>> (state.sequence, state.pending, state.caught_up, state.etag)
+    (0, [], {}, None)
     """
 
     #: Manifest keys consumed, per source table (recent ones: see
     #: :attr:`TransformSettings.remembered`).
     consumed: dict[str, list[str]] = Field(default_factory=dict)
+    #: Per source table, the newest manifest its watermark named when a listing then left
+    #: nothing of the table behind: while the watermark names the same, nothing is new.
+    caught_up: dict[str, str] = Field(default_factory=dict)
     #: The current mirror object of each source table the target joins.
     mirrors: dict[str, str] = Field(default_factory=dict)
-    #: Number of gold files written; the next file's name starts with it + 1, so load
-    #: applies a target's files in the order transform committed them.
-    sequence: NonNegativeInt = 0
     #: Committed files not yet known to be published: ``[staged key, final key]`` pairs.
     pending: list[list[str]] = Field(default_factory=list)
 
@@ -326,8 +332,76 @@ class _Batch:
         return parsed.order if parsed else self.key.removeprefix(raw.manifest_prefix(self.source))
 
 
+@dataclass(frozen=True)
+class _Listing:
+    """The batches of a target's sources not consumed yet, from the sources listed."""
+
+    #: Each source's newest batch, as its watermark names it (read before listing).
+    newest: Mapping[str, str]
+    #: The sources listed: those whose newest batch the state had not caught up with.
+    sources: list[str]
+    batches: list[_Batch]
+
+    def record_caught_up(self, state: TransformState, left: list[_Batch]) -> bool:
+        """Record in ``state`` each source listed whose newest batch is named and none of
+        whose batches is ``left`` for later; whether that changed the state.
+
+        Examples
+        --------
+        >>> from types import SimpleNamespace as Manifest
+        >>> listing = _Listing(newest={"staff": "_manifests/staff/b.json",
+        ...     "department": "_manifests/department/b.json"}, sources=["staff", "department"],
+        ...     batches=[])
+        >>> state = TransformState(caught_up={"staff": "_manifests/staff/a.json"})
+        >>> left = [_Batch("staff", "_manifests/staff/b.json", Manifest(rows=1))]
+        >>> listing.record_caught_up(state, left), state.caught_up
+        (True, {'staff': '_manifests/staff/a.json', 'department': '_manifests/department/b.json'})
+        >>> listing.record_caught_up(state, left)
+        False
+        """
+        remaining = {batch.source for batch in left}
+        before = dict(state.caught_up)
+        for source in self.sources:
+            if source in self.newest and source not in remaining:
+                state.caught_up[source] = self.newest[source]
+        return state.caught_up != before
+
+
+def _list_new_batches(
+    s3: Any,
+    settings: TransformSettings,
+    state: TransformState,
+    sources: tuple[str, ...],
+    watermarks: NewestBatches,
+) -> _Listing:
+    """List the manifests not consumed yet of the sources whose newest batch (as their
+    watermark names it) the state has not caught up with, and read them.
+
+    The watermarks are read first, so a listing finds at least the batches they name.
+    """
+    newest = watermarks.newest_manifests(sources)
+    listed = [
+        source
+        for source in sources
+        if source not in newest or state.caught_up.get(source) != newest[source]
+    ]
+    batches = [
+        _Batch(source, key, read_manifest(s3, settings.ingested_bucket, key))
+        for source in listed
+        for key in new_manifests(
+            s3,
+            settings.ingested_bucket,
+            source,
+            state.consumed.get(source, []),
+            settings.listed_back,
+        )
+    ]
+    return _Listing(newest=newest, sources=listed, batches=batches)
+
+
 def _take_oldest(batches: list[_Batch], max_rows: int) -> tuple[list[_Batch], list[_Batch]]:
-    """The oldest batches (across sources) whose rows fit ``max_rows``, at least one; the rest.
+    """The oldest batches (across sources) whose rows fit ``max_rows``, at least one if there
+    are any; the rest.
 
     Taking a prefix in extraction order keeps what the dimensions need: a batch is
     never consumed before an older batch of any source the target joins.
@@ -401,12 +475,13 @@ def _source(inputs: Inputs, name: str) -> pa.Table:
 
 
 def transform_target(
-    request: TransformRequest, settings: TransformSettings, *, s3: Any
+    request: TransformRequest, settings: TransformSettings, *, s3: Any, watermarks: NewestBatches
 ) -> TransformResult:
     """Turn the oldest raw batches a warehouse table has not consumed yet into one gold file.
 
     At most ``settings.max_rows`` raw rows are consumed (oldest batches first, across
-    the target's sources); what is left is counted in the result.
+    the target's sources); what is left is counted in the result. Only the sources whose
+    watermark names a batch the state has not caught up with are listed.
 
     Returns
     -------
@@ -421,11 +496,13 @@ def transform_target(
 
     Examples
     --------
-    >>> settings = TransformSettings.from_environment(
-    ...     {"INGESTED_BUCKET": "ingested", "PROCESSED_BUCKET": "processed"})
+    >>> from totes.ingest.watermarks import DynamoWatermarkStore
+    >>> settings = TransformSettings.from_environment({"INGESTED_BUCKET": "ingested",
+    ...     "PROCESSED_BUCKET": "processed", "WATERMARK_TABLE": "watermarks"})
     >>> request = TransformRequest.from_event({"target": "dim_staff", "run_id": "exec-1"})
-    >>> result = transform_target(request, settings, s3=s3)  # nothing ingested yet
-    >>> result.rows, result.gold_key, result.has_more
+    >>> watermarks = DynamoWatermarkStore(dynamodb, "watermarks")
+    >>> result = transform_target(request, settings, s3=s3, watermarks=watermarks)
+    >>> result.rows, result.gold_key, result.has_more  # nothing ingested yet
     (0, None, False)
     """
     result = TransformResult(table=request.target, run_id=request.run_id)
@@ -436,25 +513,19 @@ def transform_target(
     state.pending = []
     target = WAREHOUSE[request.target]
     sources = target.sources
-    waiting = [
-        _Batch(source, key, read_manifest(s3, settings.ingested_bucket, key))
-        for source in sources
-        for key in new_manifests(
-            s3,
-            settings.ingested_bucket,
-            source,
-            state.consumed.get(source, []),
-            settings.listed_back,
-        )
-    ]
-    if not waiting:
-        if published:
+    listing = _list_new_batches(s3, settings, state, sources, watermarks)
+    result.sources_listed = len(listing.sources)
+    taken, left = _take_oldest(listing.batches, settings.max_rows)
+    caught_up_moved = listing.record_caught_up(state, left)
+    if not listing.batches:
+        if published or caught_up_moved:
             _forget_published(s3, settings.processed_bucket, request.target, state)
         return result
-    taken, left = _take_oldest(waiting, settings.max_rows)
-    result.batches_remaining = len(left)
-    result.remaining = sum(batch.manifest.rows for batch in left)
-    result.rows_consumed = sum(batch.manifest.rows for batch in taken)
+    result.batches_remaining, result.remaining, result.rows_consumed = (
+        len(left),
+        sum(batch.manifest.rows for batch in left),
+        sum(batch.manifest.rows for batch in taken),
+    )
     taken_by_source = {source: [b for b in taken if b.source == source] for source in sources}
     fresh = {source: [b.key for b in batches] for source, batches in taken_by_source.items()}
     all_new = sorted(batch.key for batch in taken)
