@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from totes.ingest.stage import IngestRequest, IngestSettings, ingest_table
-from totes.ingest.watermarks import DynamoWatermarkStore, WatermarkStore
+from totes.ingest.watermarks import DynamoWatermarkStore, NewestBatches, WatermarkStore
 from totes.lake.iceberg import Lake
 from totes.load.stage import LoadRequest, LoadSettings, load_target
 from totes.results import IngestResult, LoadResult
@@ -104,7 +104,9 @@ class Pipeline:
             clock=lambda: extracted_at or datetime.now(UTC),
         )
 
-    def transform(self, target: str, **settings: Any) -> TransformResult:
+    def transform(
+        self, target: str, *, watermarks: NewestBatches | None = None, **settings: Any
+    ) -> TransformResult:
         result = transform_target(
             TransformRequest(target=target, run_id=self.run_id),
             TransformSettings(
@@ -114,7 +116,7 @@ class Pipeline:
                 **settings,
             ),
             s3=self.s3,
-            watermarks=self.watermarks,
+            watermarks=watermarks or self.watermarks,
         )
         self.transformed[target] = result
         return result

@@ -43,7 +43,7 @@ from totes.results import LoadResult
 from totes.tables import FACT_TABLES, FACTS, GOLD_DIMENSIONS, WAREHOUSE
 from totes.warehouse.star import STAR_SCHEMAS
 from totes.zones.gold import gold_key, unsequenced_prefix
-from totes.zones.state import state_key
+from totes.zones.state import committed_sequence, state_key
 from totes_local.runtime.postgres import PostgresServer
 
 from .pipeline_harness import load_counts
@@ -420,10 +420,20 @@ def test_a_connection_that_does_not_verify_the_warehouse_is_named(
 
 
 def _commit(warehouse: Warehouse, target: str, sequence: int, rows: list[dict[str, Any]]) -> str:
-    """A gold file as transform commits it: keyed by the table's commit sequence."""
+    """A gold file as transform commits it: keyed by the table's commit sequence, which its
+    state counts, then published."""
+    committed = committed_sequence(warehouse.s3, BUCKET, target) or 0
+    _transform_committed(warehouse, target, max(committed, sequence))
     key = gold_key(target, sequence, f"2026-12-06T10:{sequence:02d}:00.000Z-exec", "ab12")
     warehouse.put_table(key, pa.Table.from_pylist(rows, schema=STAR_SCHEMAS[target]))
     return key
+
+
+def _transform_committed(warehouse: Warehouse, target: str, sequence: int) -> None:
+    """Transform's state of ``target`` as it is once its ``sequence``-th file is committed."""
+    warehouse.s3.put_object(
+        Bucket=BUCKET, Key=state_key(target), Body=json.dumps({"sequence": sequence}).encode()
+    )
 
 
 def test_a_load_lists_what_is_new_not_the_history_behind_it(warehouse: Warehouse) -> None:
@@ -440,20 +450,12 @@ def test_a_load_lists_what_is_new_not_the_history_behind_it(warehouse: Warehouse
     assert len(warehouse.rows("fact_sales_order")) == 20
 
 
-def _transform_committed(warehouse: Warehouse, target: str, sequence: int) -> None:
-    """Transform's state of ``target`` as it is once its ``sequence``-th file is committed."""
-    warehouse.s3.put_object(
-        Bucket=BUCKET, Key=state_key(target), Body=json.dumps({"sequence": sequence}).encode()
-    )
-
-
 def test_a_load_lists_gold_files_only_when_transform_committed_one_it_has_not_loaded(
     warehouse: Warehouse,
 ) -> None:
     # Given dimensions, and transform's first fact file committed and loaded
     warehouse.load_dimensions()
     _commit(warehouse, "fact_sales_order", 1, [sales_order(1)])
-    _transform_committed(warehouse, "fact_sales_order", 1)
     assert warehouse.load("fact_sales_order", "exec-1").files_listed == 1
     listings: list[str] = []
     warehouse.s3.meta.events.register(

@@ -4,6 +4,7 @@ for dimensions (DESIGN.md sections 3, 5 and 7)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from totes.db import connect, row_counts
-from totes.errors import TransformStateConflictError
+from totes.errors import TransformStateConflictError, WatermarkConflictError
 from totes.ingest.watermarks import Watermark, WatermarkStore
 from totes.names import TRANSFORM_STAGING_PREFIX, WATERMARK_PARTITION_KEY
 from totes.results import TransformResult
@@ -229,6 +230,73 @@ def test_a_batch_whose_watermark_never_advanced_is_consumed_with_the_next_batch(
     assert (
         "moved@example.com" in pipeline.parquet(result.gold_key).column("email_address").to_pylist()
     )
+
+
+class _StaleRead:
+    """A watermark store read before another execution advanced it."""
+
+    def __init__(self, store: WatermarkStore, seen: Watermark) -> None:
+        self.store, self.seen = store, seen
+
+    def read(self, table: str) -> Watermark:
+        return self.seen
+
+    def advance(self, table: str, expected: Watermark, new: Watermark) -> None:
+        self.store.advance(table, expected, new)
+
+
+def test_a_batch_that_lost_the_race_to_advance_is_consumed_at_its_tables_next_batch(
+    pipeline: Pipeline,
+) -> None:
+    # Given every target transformed, and two ingests of staff that read the same watermark:
+    # the first advances it, and dim_staff consumes its batch
+    pipeline.run()
+    seen = pipeline.watermarks.read("staff")
+    _move_a_staff_member(pipeline.source_dsn)
+    pipeline.ingest("staff")
+    assert pipeline.transform("dim_staff").batches == 1
+    # And the second writes its manifest only then, and fails to advance
+    with pytest.raises(WatermarkConflictError):
+        pipeline.ingest("staff", watermarks=_StaleRead(pipeline.watermarks, seen))
+    assert pipeline.transform("dim_staff").batches == 0
+
+    # When the next batch of staff arrives and dim_staff is transformed
+    _move_a_staff_member(pipeline.source_dsn)
+    pipeline.ingest("staff")
+    result = pipeline.transform("dim_staff")
+
+    # Then the batch that lost the race is consumed with it
+    assert result.batches == 2
+
+
+class _IngestedWhileRead:
+    """The watermarks, with a new batch of staff landing as transform reads them."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def newest_manifests(self, tables: Sequence[str]) -> dict[str, str]:
+        _move_a_staff_member(self.pipeline.source_dsn)
+        self.pipeline.ingest("staff")
+        return self.pipeline.watermarks.newest_manifests(tables)
+
+
+def test_a_batch_named_by_the_watermarks_transform_reads_is_in_its_listing(
+    pipeline: Pipeline,
+) -> None:
+    # Given every target transformed
+    pipeline.run()
+
+    # When a batch of staff lands as dim_staff's transform reads the watermarks
+    result = pipeline.transform("dim_staff", watermarks=_IngestedWhileRead(pipeline))
+
+    # Then that transform lists it and consumes it (the watermarks are read before the
+    # listing, never after), and the next one finds nothing new
+    assert result.batches == 1
+    assert (
+        "moved@example.com" in pipeline.parquet(result.gold_key).column("email_address").to_pylist()
+    )
+    assert pipeline.transform("dim_staff").sources_listed == 0
 
 
 def test_a_source_whose_batches_did_not_fit_the_bite_is_listed_until_they_are_consumed(

@@ -8,7 +8,7 @@ from totes.ingest.watermarks import DynamoWatermarkStore
 
 
 class _ThrottledDynamoDB:
-    """A DynamoDB client answering BatchGetItem with one key at a time, the rest unprocessed."""
+    """A DynamoDB client answering BatchGetItem for its first key alone, the rest unprocessed."""
 
     def __init__(self, items: dict[str, dict[str, Any]]) -> None:
         self.items = items
@@ -25,13 +25,12 @@ class _ThrottledDynamoDB:
         }
 
 
-def test_keys_left_unprocessed_are_asked_for_again_until_every_one_is_read() -> None:
-    # Given a table of three watermarks, one from a release that named no manifest, and a
-    # DynamoDB that answers one key per request
+def test_a_table_dynamodb_left_unread_is_left_out_so_that_it_is_listed() -> None:
+    # Given watermarks naming a batch of staff and of design, and a DynamoDB that, throttled,
+    # reads the first key of a request and leaves the others unprocessed
     client = _ThrottledDynamoDB(
         {
             "staff": {"table_name": {"S": "staff"}, "manifest": {"S": "_manifests/staff/a.json"}},
-            "address": {"table_name": {"S": "address"}},
             "design": {
                 "table_name": {"S": "design"},
                 "manifest": {"S": "_manifests/design/b.json"},
@@ -39,13 +38,19 @@ def test_keys_left_unprocessed_are_asked_for_again_until_every_one_is_read() -> 
         }
     )
 
-    # When the newest batches of four tables (one never extracted) are read
-    newest = DynamoWatermarkStore(client, "watermarks").newest_manifests(
-        ["staff", "address", "design", "currency"]
-    )
+    # When the newest batches of staff and design are read
+    newest = DynamoWatermarkStore(client, "watermarks").newest_manifests(["staff", "design"])
 
-    # Then every table that names a batch is in the answer, after one request per key,
-    # each consistent
-    assert newest == {"staff": "_manifests/staff/a.json", "design": "_manifests/design/b.json"}
-    assert len(client.requests) == 4
-    assert all(request["watermarks"]["ConsistentRead"] for request in client.requests)
+    # Then only what was read is in the answer (design, left out, is listed), after one
+    # consistent request
+    assert newest == {"staff": "_manifests/staff/a.json"}
+    assert len(client.requests) == 1
+    assert client.requests[0]["watermarks"]["ConsistentRead"]
+
+
+def test_a_watermark_an_earlier_release_wrote_names_no_batch() -> None:
+    # Given a watermark item without the manifest attribute
+    client = _ThrottledDynamoDB({"address": {"table_name": {"S": "address"}}})
+
+    # When its newest batch is read, Then the table is left out (and so listed)
+    assert DynamoWatermarkStore(client, "watermarks").newest_manifests(["address"]) == {}

@@ -172,31 +172,31 @@ class DynamoWatermarkStore:
 
     def newest_manifests(self, tables: Sequence[str]) -> dict[str, str]:
         """The manifest key each advance of ``tables`` last recorded, read with strong
-        consistency in one request (tables never advanced, or advanced by a release that
-        did not record it, are left out).
+        consistency in one request.
+
+        Tables never advanced, advanced by a release that did not record it, or left
+        unread by DynamoDB (``UnprocessedKeys``, under throttling) are left out: a caller
+        lists those, so an answer never claims more than it read.
         """
         keys = [{WATERMARK_PARTITION_KEY: {"S": table}} for table in dict.fromkeys(tables)]
-        found: dict[str, str] = {}
-        while keys:
-            response = self._client.batch_get_item(
-                RequestItems={
-                    self._table_name: {
-                        "Keys": keys,
-                        "ConsistentRead": True,
-                        "ProjectionExpression": "#table, #manifest",
-                        "ExpressionAttributeNames": {
-                            "#table": WATERMARK_PARTITION_KEY,
-                            "#manifest": _MANIFEST,
-                        },
-                    }
+        response = self._client.batch_get_item(
+            RequestItems={
+                self._table_name: {
+                    "Keys": keys,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "#table, #manifest",
+                    "ExpressionAttributeNames": {
+                        "#table": WATERMARK_PARTITION_KEY,
+                        "#manifest": _MANIFEST,
+                    },
                 }
-            )
-            for item in response.get("Responses", {}).get(self._table_name, []):
-                if _MANIFEST in item:
-                    found[item[WATERMARK_PARTITION_KEY]["S"]] = item[_MANIFEST]["S"]
-            # DynamoDB may leave keys unread under throttling; the client retried already.
-            keys = response.get("UnprocessedKeys", {}).get(self._table_name, {}).get("Keys", [])
-        return found
+            }
+        )
+        return {
+            item[WATERMARK_PARTITION_KEY]["S"]: item[_MANIFEST]["S"]
+            for item in response.get("Responses", {}).get(self._table_name, [])
+            if _MANIFEST in item
+        }
 
     def advance(self, table: str, expected: Watermark, new: Watermark) -> None:
         """Compare-and-set: write ``new`` only if the stored version is ``expected``'s."""

@@ -350,11 +350,14 @@ def load_target(
 
 def _may_have_new_files(s3: Any, bucket: str, target: str, start_after: str | None) -> bool:
     """False when every file transform committed for ``target`` is at or before the listing's
-    start, so that a listing could only find files put there by hand (one GET, where a
-    listing costs as much as twelve).
+    start (one GET, where a listing costs as much as twelve), so that a listing could only
+    find files put there by hand or left unloaded by a release before files were numbered:
+    those are found at the target's next commit.
 
     A file committed but not yet published is after the start too: it is listed for
-    until transform publishes it.
+    until transform publishes it. A transform state made afresh numbers its files from 1
+    again, below the start: a listing after the start would not find them either (see
+    ADR 29).
     """
     committed = committed_sequence(s3, bucket, target)
     if committed is None:

@@ -274,10 +274,10 @@ def _publish(
         put_content_named(s3, bucket, final, body)
 
 
-def _forget_published(s3: Any, bucket: str, target: str, state: TransformState) -> None:
-    """Clear the state's pending list once its files are published, so idle runs skip them.
-
-    A lost race is harmless: the execution that won wrote a newer state of its own.
+def _write_state_if_not_raced(s3: Any, bucket: str, target: str, state: TransformState) -> None:
+    """Write what spares the next runs work (a pending list cleared once its files are
+    published, sources caught up with), where a lost race is harmless: the execution
+    that won wrote a newer state of its own, and the next run does the work again.
     """
     _put_state(s3, bucket, target, state)
 
@@ -295,7 +295,7 @@ def _publish_committed(
     if state.pending:
         state.pending = []
         with contextlib.suppress(ClientError, BotoCoreError):
-            _forget_published(s3, bucket, target, state)
+            _write_state_if_not_raced(s3, bucket, target, state)
 
 
 def new_manifests(
@@ -399,6 +399,13 @@ def _list_new_batches(
     return _Listing(newest=newest, sources=listed, batches=batches)
 
 
+def _count_batches(result: TransformResult, taken: list[_Batch], left: list[_Batch]) -> None:
+    """Record in ``result`` the raw rows consumed, and the batches and rows left for later."""
+    result.rows_consumed = sum(batch.manifest.rows for batch in taken)
+    result.batches_remaining = len(left)
+    result.remaining = sum(batch.manifest.rows for batch in left)
+
+
 def _take_oldest(batches: list[_Batch], max_rows: int) -> tuple[list[_Batch], list[_Batch]]:
     """The oldest batches (across sources) whose rows fit ``max_rows``, at least one if there
     are any; the rest.
@@ -481,7 +488,7 @@ def transform_target(
 
     At most ``settings.max_rows`` raw rows are consumed (oldest batches first, across
     the target's sources); what is left is counted in the result. Only the sources whose
-    watermark names a batch the state has not caught up with are listed.
+    watermark names a batch the state has not caught up with, or names none, are listed.
 
     Returns
     -------
@@ -519,13 +526,9 @@ def transform_target(
     caught_up_moved = listing.record_caught_up(state, left)
     if not listing.batches:
         if published or caught_up_moved:
-            _forget_published(s3, settings.processed_bucket, request.target, state)
+            _write_state_if_not_raced(s3, settings.processed_bucket, request.target, state)
         return result
-    result.batches_remaining, result.remaining, result.rows_consumed = (
-        len(left),
-        sum(batch.manifest.rows for batch in left),
-        sum(batch.manifest.rows for batch in taken),
-    )
+    _count_batches(result, taken, left)
     taken_by_source = {source: [b for b in taken if b.source == source] for source in sources}
     fresh = {source: [b.key for b in batches] for source, batches in taken_by_source.items()}
     all_new = sorted(batch.key for batch in taken)
