@@ -11,7 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from totes.ingest.stage import IngestRequest, IngestSettings, ingest_table
-from totes.ingest.watermarks import DynamoWatermarkStore, NewestBatches, WatermarkStore
+from totes.ingest.watermarks import (
+    DynamoWatermarkStore,
+    NewestBatches,
+    Watermark,
+    WatermarkStore,
+)
 from totes.lake.iceberg import Lake
 from totes.load.stage import LoadRequest, LoadSettings, load_target
 from totes.results import IngestResult, LoadResult
@@ -170,3 +175,29 @@ class Pipeline:
         """Every gold file of a target, concatenated."""
         tables = [self.parquet(key) for key in self.keys(f"{target}/")]
         return pa.concat_tables(tables) if tables else pa.table({})
+
+
+class CrashBeforeAdvance:
+    """A watermark store whose process dies right before the advance (after the manifest)."""
+
+    def __init__(self, store: WatermarkStore) -> None:
+        self.store = store
+
+    def read(self, table: str) -> Watermark:
+        return self.store.read(table)
+
+    def advance(self, table: str, expected: Watermark, new: Watermark) -> None:
+        raise SystemExit("crash injected between the manifest and the watermark")
+
+
+class StaleReader:
+    """A watermark store read at the same moment as another execution's, before it advanced."""
+
+    def __init__(self, store: WatermarkStore, seen: Watermark) -> None:
+        self.store, self.seen = store, seen
+
+    def read(self, table: str) -> Watermark:
+        return self.seen
+
+    def advance(self, table: str, expected: Watermark, new: Watermark) -> None:
+        self.store.advance(table, expected, new)

@@ -32,6 +32,8 @@ from totes.results import IngestResult
 from totes.tables import SOURCE, SOURCE_TABLES
 from totes_local.runtime.postgres import PostgresServer
 
+from .pipeline_harness import CrashBeforeAdvance, StaleReader
+
 BUCKET = "totes-ingested"
 WATERMARKS = "totes-watermarks"
 
@@ -146,19 +148,6 @@ def test_rows_sharing_one_timestamp_are_each_ingested_once_across_batches(
     assert sorted(keys) == sorted(_keys(_source_rows(seeded_source_dsn, "design"), "design"))
 
 
-class CrashBeforeAdvance:
-    """A watermark store whose process dies right before the advance."""
-
-    def __init__(self, store: DynamoWatermarkStore) -> None:
-        self.store = store
-
-    def read(self, table: str) -> Watermark:
-        return self.store.read(table)
-
-    def advance(self, table: str, expected: Watermark, new: Watermark) -> None:
-        raise SystemExit("crash injected between the manifest and the watermark")
-
-
 def test_a_crash_before_the_watermark_advances_costs_a_reread_and_loses_nothing(
     lake: Lake, seeded_source_dsn: str
 ) -> None:
@@ -175,19 +164,6 @@ def test_a_crash_before_the_watermark_advances_costs_a_reread_and_loses_nothing(
     assert set(copies) == set(source)
     assert set(copies.values()) == {2}
     assert lake.ingest(seeded_source_dsn, "sales_order").rows == 0
-
-
-class StaleReader:
-    """Two executions that read the watermark at the same moment."""
-
-    def __init__(self, store: DynamoWatermarkStore, seen: Watermark) -> None:
-        self.store, self.seen = store, seen
-
-    def read(self, table: str) -> Watermark:
-        return self.seen
-
-    def advance(self, table: str, expected: Watermark, new: Watermark) -> None:
-        self.store.advance(table, expected, new)
 
 
 def test_of_two_racing_ingests_exactly_one_advances_the_watermark(

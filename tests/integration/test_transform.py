@@ -15,13 +15,19 @@ from botocore.exceptions import ClientError
 
 from totes.db import connect, row_counts
 from totes.errors import TransformStateConflictError, WatermarkConflictError
-from totes.ingest.watermarks import Watermark, WatermarkStore
 from totes.names import TRANSFORM_STAGING_PREFIX, WATERMARK_PARTITION_KEY
 from totes.results import TransformResult
 from totes.tables import SOURCE_TABLES
 from totes.warehouse.star import STAR_SCHEMAS
 
-from .pipeline_harness import PROCESSED, WATERMARKS, Pipeline, create_resources
+from .pipeline_harness import (
+    PROCESSED,
+    WATERMARKS,
+    CrashBeforeAdvance,
+    Pipeline,
+    StaleReader,
+    create_resources,
+)
 
 
 @pytest.fixture
@@ -196,19 +202,6 @@ def test_only_the_sources_with_a_new_batch_are_listed(pipeline: Pipeline) -> Non
     )
 
 
-class _CrashBeforeAdvance:
-    """A watermark store whose process dies after the manifest, before the advance."""
-
-    def __init__(self, store: WatermarkStore) -> None:
-        self.store = store
-
-    def read(self, table: str) -> Watermark:
-        return self.store.read(table)
-
-    def advance(self, table: str, expected: Watermark, new: Watermark) -> None:
-        raise SystemExit("crash injected between the manifest and the watermark")
-
-
 def test_a_batch_whose_watermark_never_advanced_is_consumed_with_the_next_batch(
     pipeline: Pipeline,
 ) -> None:
@@ -217,7 +210,7 @@ def test_a_batch_whose_watermark_never_advanced_is_consumed_with_the_next_batch(
     pipeline.run()
     _move_a_staff_member(pipeline.source_dsn)
     with pytest.raises(SystemExit):
-        pipeline.ingest("staff", watermarks=_CrashBeforeAdvance(pipeline.watermarks))
+        pipeline.ingest("staff", watermarks=CrashBeforeAdvance(pipeline.watermarks))
     # (the watermark still names a batch dim_staff consumed: nothing is listed yet)
     assert pipeline.transform("dim_staff").batches == 0
 
@@ -232,19 +225,6 @@ def test_a_batch_whose_watermark_never_advanced_is_consumed_with_the_next_batch(
     )
 
 
-class _StaleRead:
-    """A watermark store read before another execution advanced it."""
-
-    def __init__(self, store: WatermarkStore, seen: Watermark) -> None:
-        self.store, self.seen = store, seen
-
-    def read(self, table: str) -> Watermark:
-        return self.seen
-
-    def advance(self, table: str, expected: Watermark, new: Watermark) -> None:
-        self.store.advance(table, expected, new)
-
-
 def test_a_batch_that_lost_the_race_to_advance_is_consumed_at_its_tables_next_batch(
     pipeline: Pipeline,
 ) -> None:
@@ -257,7 +237,7 @@ def test_a_batch_that_lost_the_race_to_advance_is_consumed_at_its_tables_next_ba
     assert pipeline.transform("dim_staff").batches == 1
     # And the second writes its manifest only then, and fails to advance
     with pytest.raises(WatermarkConflictError):
-        pipeline.ingest("staff", watermarks=_StaleRead(pipeline.watermarks, seen))
+        pipeline.ingest("staff", watermarks=StaleReader(pipeline.watermarks, seen))
     assert pipeline.transform("dim_staff").batches == 0
 
     # When the next batch of staff arrives and dim_staff is transformed
