@@ -197,9 +197,7 @@ def test_only_the_sources_with_a_new_batch_are_listed(pipeline: Pipeline) -> Non
     # Then only staff's manifests are listed, and the change is transformed
     assert listings == ["_manifests/staff/"]
     assert (result.sources_listed, result.batches) == (1, 1)
-    assert (
-        "moved@example.com" in pipeline.parquet(result.gold_key).column("email_address").to_pylist()
-    )
+    assert "moved@example.com" in _emails(pipeline, result)
 
 
 def test_a_batch_whose_watermark_never_advanced_is_consumed_with_the_next_batch(
@@ -220,9 +218,7 @@ def test_a_batch_whose_watermark_never_advanced_is_consumed_with_the_next_batch(
 
     # Then the batch left behind is consumed with the new one, and the change is in gold
     assert result.batches == 2
-    assert (
-        "moved@example.com" in pipeline.parquet(result.gold_key).column("email_address").to_pylist()
-    )
+    assert "moved@example.com" in _emails(pipeline, result)
 
 
 def test_a_batch_that_lost_the_race_to_advance_is_consumed_at_its_tables_next_batch(
@@ -273,9 +269,7 @@ def test_a_batch_named_by_the_watermarks_transform_reads_is_in_its_listing(
     # Then that transform lists it and consumes it (the watermarks are read before the
     # listing, never after), and the next one finds nothing new
     assert result.batches == 1
-    assert (
-        "moved@example.com" in pipeline.parquet(result.gold_key).column("email_address").to_pylist()
-    )
+    assert "moved@example.com" in _emails(pipeline, result)
     assert pipeline.transform("dim_staff").sources_listed == 0
 
 
@@ -598,6 +592,11 @@ def _move_a_staff_member(dsn: str) -> None:
             "UPDATE staff SET email_address = 'moved@example.com', last_updated = now() "
             "WHERE staff_id = (SELECT min(staff_id) FROM staff)"
         )
+
+
+def _emails(pipeline: Pipeline, result: TransformResult) -> list[str]:
+    """The email addresses of the staff in a transform's gold file."""
+    return list(pipeline.parquet(result.gold_key).column("email_address").to_pylist())
 
 
 def test_a_manifest_written_as_its_ingest_timed_out_is_still_consumed(
