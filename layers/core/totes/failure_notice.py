@@ -108,7 +108,7 @@ ADVICE: Final[dict[str, str]] = {
         "A committed star-zone file expired before it was published: delete the target's "
         "transform state (_state/transform/<target>.json in the processed bucket) and its "
         "row of the warehouse's load_listing, so that its sources are transformed again "
-        "and load lists the files that numbers afresh."
+        "and load lists the files then numbered afresh."
     ),
     "GoldFileSchemaError": (
         "A star-zone file does not fit its warehouse table: it and the files after it stay "

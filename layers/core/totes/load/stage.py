@@ -354,7 +354,7 @@ def _may_have_new_files(s3: Any, bucket: str, target: str, start_after: str | No
     find files put there by hand or left unloaded by a release before files were numbered:
     those are found at the target's next commit.
 
-    A file committed but not yet published is after the start too: it is listed for
+    A file committed but not yet published is after the start too: load keeps listing
     until transform publishes it. A transform state made afresh numbers its files from 1
     again, below the start: a listing after the start would not find them either (see
     ADR 29).
